@@ -1,0 +1,615 @@
+//! The typed audit event in the DataStorage shape, borrowing every string, and its direct
+//! encoder: keys are pre-escaped constants, values are escaped straight into the slot.
+
+use std::fmt;
+use std::io;
+
+use super::escape::write_str;
+use super::json::{ObjectInfo, scan_object};
+use super::{LimitedWriter, flatten_line_breaks, time};
+use crate::Error;
+
+/// One audit event with the DataStorage (`AuditEventRequest`) field names. Every string is
+/// borrowed, so building one costs nothing; [`Pipeline::record`](crate::Pipeline::record)
+/// encodes it straight into a pooled buffer.
+///
+/// Required fields are plain `&str` and must not be empty; `version` defaults to `"1.0"` and
+/// `event_timestamp` to the current time (RFC 3339, UTC, milliseconds). `event_data` always
+/// carries an `event_type` equal to the outer one: it is added when missing, and an event
+/// whose `event_data.event_type` differs is rejected.
+///
+/// ```
+/// use auditbuf::{AuditEvent, EventData};
+///
+/// let event = AuditEvent {
+///     actor_type: Some("service"),
+///     actor_id: Some("gateway"),
+///     event_data: EventData::Json(r#"{"signal_name":"HighMemoryUsage"}"#),
+///     ..AuditEvent::new("gateway.signal.received", "gateway", "received", "success", "rr-1")
+/// };
+/// assert_eq!(event.event_type, "gateway.signal.received");
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AuditEvent<'a> {
+    /// Schema version; `None` sends `"1.0"`.
+    pub version: Option<&'a str>,
+    /// Event type identifier, e.g. `gateway.signal.received`. Required.
+    pub event_type: &'a str,
+    /// When the event happened, RFC 3339; `None` sends the time of `record`.
+    pub event_timestamp: Option<&'a str>,
+    /// Business domain, e.g. `gateway`. Required.
+    pub event_category: &'a str,
+    /// Action performed, e.g. `received`. Required.
+    pub event_action: &'a str,
+    /// `success`, `failure` or `pending`. Required.
+    pub event_outcome: &'a str,
+    /// Request correlation id. Required.
+    pub correlation_id: &'a str,
+    /// Kind of actor, e.g. `service`.
+    pub actor_type: Option<&'a str>,
+    /// Actor identity.
+    pub actor_id: Option<&'a str>,
+    /// Client source IP address.
+    pub actor_ip: Option<&'a str>,
+    /// Kind of resource acted on.
+    pub resource_type: Option<&'a str>,
+    /// Resource identity.
+    pub resource_id: Option<&'a str>,
+    /// Parent event UUID.
+    pub parent_event_id: Option<&'a str>,
+    /// Parent event timestamp (required by DataStorage together with `parent_event_id`).
+    pub parent_event_date: Option<&'a str>,
+    /// Kubernetes namespace.
+    pub namespace: Option<&'a str>,
+    /// Cluster identifier.
+    pub cluster_id: Option<&'a str>,
+    /// Severity as the source reported it.
+    pub severity: Option<&'a str>,
+    /// Duration of the audited operation in milliseconds.
+    pub duration_ms: Option<u64>,
+    /// Error code of a failed operation.
+    pub error_code: Option<&'a str>,
+    /// Error message of a failed operation.
+    pub error_message: Option<&'a str>,
+    /// Retention override in days.
+    pub retention_days: Option<u32>,
+    /// Whether the event holds sensitive data.
+    pub is_sensitive: Option<bool>,
+    /// Service-specific payload; a JSON object.
+    pub event_data: EventData<'a>,
+}
+
+impl<'a> AuditEvent<'a> {
+    /// An event with the five required fields set and everything else absent.
+    pub fn new(
+        event_type: &'a str,
+        event_category: &'a str,
+        event_action: &'a str,
+        event_outcome: &'a str,
+        correlation_id: &'a str,
+    ) -> Self {
+        AuditEvent {
+            event_type,
+            event_category,
+            event_action,
+            event_outcome,
+            correlation_id,
+            ..AuditEvent::default()
+        }
+    }
+}
+
+/// The `event_data` of an [`AuditEvent`].
+#[derive(Clone, Copy, Default)]
+pub enum EventData<'a> {
+    /// No payload: sends `{"event_type": <event_type>}`.
+    #[default]
+    Empty,
+    /// JSON text of an object, checked and copied as written.
+    Json(&'a str),
+    /// Any `serde::Serialize` value that serialises to an object.
+    Serialize(&'a dyn ToJson),
+}
+
+impl fmt::Debug for EventData<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EventData::Empty => f.write_str("Empty"),
+            EventData::Json(text) => f.debug_tuple("Json").field(text).finish(),
+            EventData::Serialize(_) => f.write_str("Serialize(..)"),
+        }
+    }
+}
+
+/// Object-safe JSON serialisation, implemented for every `serde::Serialize` type, so an
+/// [`EventData::Serialize`] can hold any of them behind a reference.
+pub trait ToJson {
+    /// Writes `self` as compact JSON.
+    fn write_json(&self, out: &mut dyn io::Write) -> serde_json::Result<()>;
+}
+
+impl<T: serde::Serialize + ?Sized> ToJson for T {
+    fn write_json(&self, out: &mut dyn io::Write) -> serde_json::Result<()> {
+        serde_json::to_writer(out, self)
+    }
+}
+
+/// Encodes `ev` into `out` (empty on entry); fails without touching anything outside `out`.
+pub(crate) fn encode_event(
+    ev: &AuditEvent<'_>,
+    out: &mut Vec<u8>,
+    limit: usize,
+) -> Result<(), Error> {
+    for (field, value) in [
+        ("event_type", ev.event_type),
+        ("event_category", ev.event_category),
+        ("event_action", ev.event_action),
+        ("event_outcome", ev.event_outcome),
+        ("correlation_id", ev.correlation_id),
+    ] {
+        if value.is_empty() {
+            return Err(Error::MissingField { field });
+        }
+    }
+    let lower_bound = raw_size(ev);
+    if lower_bound > limit {
+        return Err(Error::TooLarge {
+            size: lower_bound,
+            limit,
+        });
+    }
+
+    out.extend_from_slice(b"{\"version\":");
+    write_str(out, ev.version.unwrap_or("1.0"));
+    out.extend_from_slice(b",\"event_type\":");
+    let event_type_at = out.len();
+    write_str(out, ev.event_type);
+    let event_type_token = event_type_at..out.len();
+    out.extend_from_slice(b",\"event_timestamp\":");
+    match ev.event_timestamp {
+        Some(ts) => write_str(out, ts),
+        None => {
+            out.push(b'"');
+            out.extend_from_slice(&time::now());
+            out.push(b'"');
+        }
+    }
+    out.extend_from_slice(b",\"event_category\":");
+    write_str(out, ev.event_category);
+    out.extend_from_slice(b",\"event_action\":");
+    write_str(out, ev.event_action);
+    out.extend_from_slice(b",\"event_outcome\":");
+    write_str(out, ev.event_outcome);
+    out.extend_from_slice(b",\"correlation_id\":");
+    write_str(out, ev.correlation_id);
+
+    let optional_strings = [
+        (&b",\"actor_type\":"[..], ev.actor_type),
+        (b",\"actor_id\":", ev.actor_id),
+        (b",\"actor_ip\":", ev.actor_ip),
+        (b",\"resource_type\":", ev.resource_type),
+        (b",\"resource_id\":", ev.resource_id),
+        (b",\"parent_event_id\":", ev.parent_event_id),
+        (b",\"parent_event_date\":", ev.parent_event_date),
+        (b",\"namespace\":", ev.namespace),
+        (b",\"cluster_id\":", ev.cluster_id),
+        (b",\"severity\":", ev.severity),
+    ];
+    for (key, value) in optional_strings {
+        if let Some(v) = value {
+            out.extend_from_slice(key);
+            write_str(out, v);
+        }
+    }
+    if let Some(ms) = ev.duration_ms {
+        out.extend_from_slice(b",\"duration_ms\":");
+        out.extend_from_slice(itoa::Buffer::new().format(ms).as_bytes());
+    }
+    for (key, value) in [
+        (&b",\"error_code\":"[..], ev.error_code),
+        (b",\"error_message\":", ev.error_message),
+    ] {
+        if let Some(v) = value {
+            out.extend_from_slice(key);
+            write_str(out, v);
+        }
+    }
+    if let Some(days) = ev.retention_days {
+        out.extend_from_slice(b",\"retention_days\":");
+        out.extend_from_slice(itoa::Buffer::new().format(days).as_bytes());
+    }
+    if let Some(sensitive) = ev.is_sensitive {
+        out.extend_from_slice(if sensitive {
+            b",\"is_sensitive\":true"
+        } else {
+            b",\"is_sensitive\":false"
+        });
+    }
+    out.extend_from_slice(b",\"event_data\":");
+    write_event_data(ev.event_data, out, event_type_token, limit)?;
+    out.push(b'}');
+    if out.len() > limit {
+        return Err(Error::TooLarge {
+            size: out.len(),
+            limit,
+        });
+    }
+    Ok(())
+}
+
+/// Sum of the lengths the event will take at least, before escaping and punctuation.
+fn raw_size(ev: &AuditEvent<'_>) -> usize {
+    let opt = |v: Option<&str>| v.map_or(0, str::len);
+    let data = match ev.event_data {
+        EventData::Json(text) => text.len(),
+        EventData::Empty | EventData::Serialize(_) => 0,
+    };
+    ev.event_type.len()
+        + ev.event_category.len()
+        + ev.event_action.len()
+        + ev.event_outcome.len()
+        + ev.correlation_id.len()
+        + opt(ev.version)
+        + opt(ev.event_timestamp)
+        + opt(ev.actor_type)
+        + opt(ev.actor_id)
+        + opt(ev.actor_ip)
+        + opt(ev.resource_type)
+        + opt(ev.resource_id)
+        + opt(ev.parent_event_id)
+        + opt(ev.parent_event_date)
+        + opt(ev.namespace)
+        + opt(ev.cluster_id)
+        + opt(ev.severity)
+        + opt(ev.error_code)
+        + opt(ev.error_message)
+        + data
+}
+
+const EVENT_TYPE_KEY: &[u8] = b"\"event_type\":";
+
+/// Writes `event_data`, making sure its top-level `event_type` equals the outer one, whose
+/// encoded token sits at `outer` in `out`.
+fn write_event_data(
+    data: EventData<'_>,
+    out: &mut Vec<u8>,
+    outer: std::ops::Range<usize>,
+    limit: usize,
+) -> Result<(), Error> {
+    match data {
+        EventData::Empty => {
+            out.push(b'{');
+            out.extend_from_slice(EVENT_TYPE_KEY);
+            out.extend_from_within(outer);
+            out.push(b'}');
+            Ok(())
+        }
+        EventData::Json(text) => {
+            let text = text.as_bytes();
+            let info = scan_object(text).map_err(not_an_object_is_event_data)?;
+            check_event_type(text, &info, &out[outer.clone()])?;
+            let start = out.len();
+            if info.has_event_type {
+                out.extend_from_slice(&text[info.open..info.close]);
+            } else {
+                out.push(b'{');
+                out.extend_from_slice(EVENT_TYPE_KEY);
+                out.extend_from_within(outer);
+                if !info.empty {
+                    out.push(b',');
+                }
+                out.extend_from_slice(&text[info.open + 1..info.close]);
+            }
+            if info.has_line_breaks {
+                flatten_line_breaks(&mut out[start..]);
+            }
+            Ok(())
+        }
+        EventData::Serialize(value) => {
+            let start = out.len();
+            let mut writer = LimitedWriter {
+                out,
+                limit,
+                overflowed: false,
+            };
+            let written = value.write_json(&mut writer);
+            let overflowed = writer.overflowed;
+            match written {
+                Ok(()) => {}
+                Err(_) if overflowed => {
+                    return Err(Error::TooLarge {
+                        size: limit + 1,
+                        limit,
+                    });
+                }
+                Err(e) => return Err(Error::Serialize(e)),
+            }
+            let info = scan_object(&out[start..]).map_err(not_an_object_is_event_data)?;
+            check_event_type(&out[start..], &info, &out[outer.clone()])?;
+            if !info.has_event_type {
+                // Room for `"event_type":<token>,` right after the opening brace.
+                let comma = usize::from(!info.empty);
+                let insert = EVENT_TYPE_KEY.len() + outer.len() + comma;
+                insert_gap(out, start + 1, insert);
+                let mut at = start + 1;
+                out[at..at + EVENT_TYPE_KEY.len()].copy_from_slice(EVENT_TYPE_KEY);
+                at += EVENT_TYPE_KEY.len();
+                out.copy_within(outer.clone(), at);
+                at += outer.len();
+                if comma == 1 {
+                    out[at] = b',';
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Opens `len` bytes at `at` by moving the tail of `out` right.
+pub(crate) fn insert_gap(out: &mut Vec<u8>, at: usize, len: usize) {
+    let old_len = out.len();
+    out.resize(old_len + len, 0);
+    out.copy_within(at..old_len, at + len);
+}
+
+fn not_an_object_is_event_data(e: Error) -> Error {
+    match e {
+        Error::NotAnObject => Error::InvalidField {
+            field: "event_data",
+            reason: "must be a JSON object",
+        },
+        other => other,
+    }
+}
+
+fn check_event_type(text: &[u8], info: &ObjectInfo, outer_token: &[u8]) -> Result<(), Error> {
+    if !info.has_event_type {
+        return Ok(());
+    }
+    match info.event_type {
+        Some((s, e)) if &text[s..e] == outer_token => Ok(()),
+        _ => Err(Error::InvalidField {
+            field: "event_data.event_type",
+            reason: "must equal the event's event_type",
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(ev: &AuditEvent<'_>) -> Result<String, Error> {
+        let mut out = Vec::new();
+        encode_event(ev, &mut out, 64 * 1024)?;
+        Ok(String::from_utf8(out).unwrap())
+    }
+
+    fn base() -> AuditEvent<'static> {
+        AuditEvent {
+            event_timestamp: Some("2026-11-23T10:00:00.000Z"),
+            ..AuditEvent::new("a.b", "gateway", "received", "success", "rr-1")
+        }
+    }
+
+    const HEAD: &str = r#"{"version":"1.0","event_type":"a.b","event_timestamp":"2026-11-23T10:00:00.000Z","event_category":"gateway","event_action":"received","event_outcome":"success","correlation_id":"rr-1""#;
+
+    #[test]
+    fn minimal_event_gets_an_event_data_with_its_type() {
+        assert_eq!(
+            encode(&base()).unwrap(),
+            format!(r#"{HEAD},"event_data":{{"event_type":"a.b"}}}}"#)
+        );
+    }
+
+    #[test]
+    fn json_event_data_is_completed_or_checked() {
+        let ev = AuditEvent {
+            event_data: EventData::Json("{ \"k\": [1, 2]\n}"),
+            ..base()
+        };
+        assert_eq!(
+            encode(&ev).unwrap(),
+            format!(r#"{HEAD},"event_data":{{"event_type":"a.b", "k": [1, 2] }}}}"#)
+        );
+        let ev = AuditEvent {
+            event_data: EventData::Json(r#"{"event_type":"a.b","k":1}"#),
+            ..base()
+        };
+        assert!(
+            encode(&ev)
+                .unwrap()
+                .ends_with(r#""event_data":{"event_type":"a.b","k":1}}"#)
+        );
+        let ev = AuditEvent {
+            event_data: EventData::Json(r#"{"event_type":"other"}"#),
+            ..base()
+        };
+        assert!(matches!(
+            encode(&ev),
+            Err(Error::InvalidField {
+                field: "event_data.event_type",
+                ..
+            })
+        ));
+        let ev = AuditEvent {
+            event_data: EventData::Json("[1]"),
+            ..base()
+        };
+        assert!(matches!(
+            encode(&ev),
+            Err(Error::InvalidField {
+                field: "event_data",
+                ..
+            })
+        ));
+        let ev = AuditEvent {
+            event_data: EventData::Json("{}"),
+            ..base()
+        };
+        assert!(
+            encode(&ev)
+                .unwrap()
+                .ends_with(r#""event_data":{"event_type":"a.b"}}"#)
+        );
+    }
+
+    #[test]
+    fn serialize_event_data_is_completed() {
+        #[derive(serde::Serialize)]
+        struct Payload<'a> {
+            signal_name: &'a str,
+            count: u32,
+        }
+        let p = Payload {
+            signal_name: "x\"y",
+            count: 3,
+        };
+        let ev = AuditEvent {
+            event_data: EventData::Serialize(&p),
+            ..base()
+        };
+        assert!(
+            encode(&ev)
+                .unwrap()
+                .ends_with(r#""event_data":{"event_type":"a.b","signal_name":"x\"y","count":3}}"#)
+        );
+        let empty = serde_json::Map::new();
+        let ev = AuditEvent {
+            event_data: EventData::Serialize(&empty),
+            ..base()
+        };
+        assert!(
+            encode(&ev)
+                .unwrap()
+                .ends_with(r#""event_data":{"event_type":"a.b"}}"#)
+        );
+        let ev = AuditEvent {
+            event_data: EventData::Serialize(&42),
+            ..base()
+        };
+        assert!(matches!(
+            encode(&ev),
+            Err(Error::InvalidField {
+                field: "event_data",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn optional_fields_in_a_fixed_order() {
+        let ev = AuditEvent {
+            actor_type: Some("service"),
+            actor_id: Some("gw"),
+            duration_ms: Some(12),
+            retention_days: Some(30),
+            is_sensitive: Some(false),
+            error_message: Some("line\nbreak"),
+            ..base()
+        };
+        assert_eq!(
+            encode(&ev).unwrap(),
+            format!(
+                r#"{HEAD},"actor_type":"service","actor_id":"gw","duration_ms":12,"error_message":"line\nbreak","retention_days":30,"is_sensitive":false,"event_data":{{"event_type":"a.b"}}}}"#
+            )
+        );
+    }
+
+    #[test]
+    fn output_is_what_serde_json_reads_back() {
+        let ev = AuditEvent {
+            namespace: Some("ü \u{1} \"q\""),
+            ..base()
+        };
+        let v: serde_json::Value = serde_json::from_str(&encode(&ev).unwrap()).unwrap();
+        assert_eq!(v["namespace"], "ü \u{1} \"q\"");
+        assert_eq!(v["event_data"]["event_type"], "a.b");
+    }
+
+    #[test]
+    fn empty_required_fields_are_named() {
+        for (ev, field) in [
+            (
+                AuditEvent {
+                    event_type: "",
+                    ..base()
+                },
+                "event_type",
+            ),
+            (
+                AuditEvent {
+                    event_category: "",
+                    ..base()
+                },
+                "event_category",
+            ),
+            (
+                AuditEvent {
+                    event_action: "",
+                    ..base()
+                },
+                "event_action",
+            ),
+            (
+                AuditEvent {
+                    event_outcome: "",
+                    ..base()
+                },
+                "event_outcome",
+            ),
+            (
+                AuditEvent {
+                    correlation_id: "",
+                    ..base()
+                },
+                "correlation_id",
+            ),
+        ] {
+            match encode(&ev) {
+                Err(Error::MissingField { field: f }) => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn size_limit_is_enforced_before_and_after_escaping() {
+        let big = "x".repeat(100);
+        let ev = AuditEvent {
+            error_message: Some(&big),
+            ..base()
+        };
+        let mut out = Vec::new();
+        assert!(matches!(
+            encode_event(&ev, &mut out, 50),
+            Err(Error::TooLarge { limit: 50, .. })
+        ));
+        let quotes = "\"".repeat(100);
+        let ev = AuditEvent {
+            error_message: Some(&quotes),
+            ..base()
+        };
+        let mut out = Vec::new();
+        // 100 raw bytes fit under 400, the escaped 200 plus the rest do not.
+        assert!(matches!(
+            encode_event(&ev, &mut out, 400),
+            Err(Error::TooLarge { limit: 400, .. })
+        ));
+        let huge = vec![0u32; 100_000];
+        let ev = AuditEvent {
+            event_data: EventData::Serialize(&huge),
+            ..base()
+        };
+        let mut out = Vec::new();
+        assert!(matches!(
+            encode_event(&ev, &mut out, 1000),
+            Err(Error::TooLarge { .. })
+        ));
+        assert!(
+            out.capacity() < 4096,
+            "slot must not balloon: {}",
+            out.capacity()
+        );
+    }
+}

@@ -1,0 +1,56 @@
+//! Turning events into bytes on the caller's thread, without allocating.
+//!
+//! - [`event`]: the typed, borrowed [`AuditEvent`](crate::AuditEvent) and its direct encoder;
+//! - [`raw`]: raw JSON bytes and `Serialize` values, checked and completed in place;
+//! - [`json`]: the allocation-free check that bytes are exactly one JSON object;
+//! - [`escape`]: writing a `&str` as a JSON string;
+//! - [`time`]: RFC 3339 timestamps written into a fixed buffer;
+//! - [`swar`]: eight-bytes-at-a-time scans shared by the two above.
+
+pub(crate) mod escape;
+pub(crate) mod event;
+pub(crate) mod json;
+pub(crate) mod raw;
+pub(crate) mod swar;
+pub(crate) mod time;
+
+use std::io;
+
+/// An `io::Write` over a slot that refuses to grow it past `limit` bytes, so a huge
+/// `Serialize` value is cut off instead of ballooning the slot.
+pub(crate) struct LimitedWriter<'a> {
+    pub(crate) out: &'a mut Vec<u8>,
+    pub(crate) limit: usize,
+    pub(crate) overflowed: bool,
+}
+
+impl io::Write for LimitedWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.out.len() + data.len() > self.limit {
+            self.overflowed = true;
+            // ErrorKind-only errors do not allocate.
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        self.out.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        self.write(data).map(|_| ())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Replaces `\n` and `\r` in `bytes` with spaces. Only called on validated JSON, where a raw
+/// line break can only be whitespace between tokens; keeps every encoded event on one line
+/// (NDJSON framing, log-style stores).
+pub(crate) fn flatten_line_breaks(bytes: &mut [u8]) {
+    for b in bytes {
+        if *b == b'\n' || *b == b'\r' {
+            *b = b' ';
+        }
+    }
+}

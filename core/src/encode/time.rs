@@ -1,0 +1,119 @@
+//! RFC 3339 UTC timestamps with millisecond precision, written into a fixed buffer.
+//!
+//! Formatting a date costs more than reading the clock, so each thread keeps the text of
+//! the last second it formatted and only rewrites the millisecond digits within it.
+
+use std::cell::Cell;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Length of `2026-11-23T23:23:00.123Z`.
+pub(crate) const TIMESTAMP_LEN: usize = 24;
+
+thread_local! {
+    static LAST_SECOND: Cell<(u64, [u8; TIMESTAMP_LEN])> =
+        const { Cell::new((u64::MAX, [0; TIMESTAMP_LEN])) };
+}
+
+/// The current time as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub(crate) fn now() -> [u8; TIMESTAMP_LEN] {
+    // A clock before 1970 is a broken clock; the epoch is as good an answer as any.
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    at(since.as_secs(), since.subsec_millis())
+}
+
+/// `secs` since the Unix epoch plus `millis`, formatted.
+pub(crate) fn at(secs: u64, millis: u32) -> [u8; TIMESTAMP_LEN] {
+    let (cached_secs, mut text) = LAST_SECOND.get();
+    if cached_secs != secs {
+        text = format_second(secs);
+        LAST_SECOND.set((secs, text));
+    }
+    let ms = millis.min(999);
+    text[20] = b'0' + (ms / 100) as u8;
+    text[21] = b'0' + (ms / 10 % 10) as u8;
+    text[22] = b'0' + (ms % 10) as u8;
+    text
+}
+
+fn format_second(secs: u64) -> [u8; TIMESTAMP_LEN] {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    let mut t = *b"0000-00-00T00:00:00.000Z";
+    let two = |t: &mut [u8; TIMESTAMP_LEN], at: usize, v: u64| {
+        t[at] = b'0' + (v / 10 % 10) as u8;
+        t[at + 1] = b'0' + (v % 10) as u8;
+    };
+    let year = year.min(9999);
+    two(&mut t, 0, year / 100);
+    two(&mut t, 2, year % 100);
+    two(&mut t, 5, month);
+    two(&mut t, 8, day);
+    two(&mut t, 11, rem / 3600);
+    two(&mut t, 14, rem / 60 % 60);
+    two(&mut t, 17, rem % 60);
+    t
+}
+
+/// Proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm,
+/// restricted to non-negative days).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn text(secs: u64, ms: u32) -> String {
+        String::from_utf8(at(secs, ms).to_vec()).unwrap()
+    }
+
+    #[test]
+    fn known_instants() {
+        assert_eq!(text(0, 0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(text(951_782_400, 7), "2000-02-29T00:00:00.007Z");
+        assert_eq!(text(1_700_000_000, 123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(text(4_107_542_399, 999), "2100-02-28T23:59:59.999Z");
+        assert_eq!(text(4_107_542_400, 0), "2100-03-01T00:00:00.000Z");
+        // The cache must not leak one second's text into another.
+        assert_eq!(text(1_700_000_001, 5), "2023-11-14T22:13:21.005Z");
+        assert_eq!(text(1_700_000_001, 50), "2023-11-14T22:13:21.050Z");
+    }
+
+    #[test]
+    fn now_has_the_rfc3339_shape() {
+        let t = now();
+        assert_eq!(t.len(), 24);
+        assert_eq!(&t[4..5], b"-");
+        assert_eq!(&t[10..11], b"T");
+        assert_eq!(&t[23..], b"Z");
+        assert!(t.starts_with(b"20"));
+    }
+
+    proptest! {
+        #[test]
+        fn matches_httpdate(secs in 0u64..253_402_300_799) {
+            // httpdate formats "Tue, 14 Nov 2023 22:13:20 GMT"; compare the fields.
+            let ours = text(secs, 0);
+            let theirs = httpdate::fmt_http_date(UNIX_EPOCH + std::time::Duration::from_secs(secs));
+            let parts: Vec<&str> = theirs.split(' ').collect();
+            let months = ["Jan","Feb","Mar","Apr","May","Jun","Jul","Aug","Sep","Oct","Nov","Dec"];
+            let month = months.iter().position(|m| *m == parts[2]).unwrap() + 1;
+            let expect = format!("{}-{:02}-{}T{}.000Z", parts[3], month, parts[1], parts[4]);
+            prop_assert_eq!(ours, expect);
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! # auditbuf
+//!
+//! Ship audit events from any program to a collector without blocking or slowing the
+//! program, and without losing what it promised to keep.
+//!
+//! `record` encodes an event straight into a pre-allocated slot and pushes it on a bounded
+//! queue: no allocation, no lock, no I/O on the caller's thread. One flush thread batches by
+//! count, bytes and time, sends through a [`Sink`], retries with backoff, splits batches the
+//! receiver finds too large and bisects those it rejects, so one bad event never costs the
+//! others.
+//!
+//! ```
+//! use auditbuf::{AuditEvent, Config, EventData, NullSink, Pipeline};
+//! use std::time::Duration;
+//!
+//! // DataStorageSink::new("http://datastorage:8080") in production.
+//! let pipeline = Pipeline::new(Config::default().service("gateway"), NullSink)?;
+//!
+//! pipeline.record(&AuditEvent {
+//!     actor_type: Some("service"),
+//!     actor_id: Some("gateway"),
+//!     event_data: EventData::Json(r#"{"signal_type":"alert","signal_name":"OOMKilled"}"#),
+//!     ..AuditEvent::new("gateway.signal.received", "gateway", "received", "success", "rr-1")
+//! })?;
+//!
+//! // Bad input is turned away with its own error and counted; nothing else is affected.
+//! assert!(pipeline.record_json(b"{not json").is_err());
+//!
+//! let report = pipeline.close(Duration::from_secs(5));
+//! assert_eq!(report.stats.delivered, 1);
+//! assert_eq!(report.stats.rejected.invalid_json, 1);
+//! assert!(report.stats.is_consistent());
+//! # Ok::<(), auditbuf::Error>(())
+//! ```
+//!
+//! ## Accounting
+//! Every accepted event ends in exactly one counter:
+//! `recorded = delivered + dead_lettered + failed + dropped + in_flight + queued`, in every
+//! [`Stats`] snapshot. Calls that were turned away are counted by reason in
+//! [`Stats::rejected`] and never entered the pipeline.
+//!
+//! ## Delivery
+//! At least once. 2xx (201 and 202) is delivered and never resent; 408, 429, 5xx and network
+//! errors are retried with exponential backoff and full jitter, honouring `Retry-After`;
+//! 401/403 re-read the token file and retry; 413 splits the batch in halves; other 4xx bisect
+//! it and dead-letter the events the receiver still refuses alone, with its reason.
+
+#![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
+mod config;
+mod dead_letter;
+mod encode;
+mod error;
+mod flush;
+mod pipeline;
+mod retry;
+mod sink;
+mod slots;
+mod stats;
+
+pub use config::{Config, Overflow};
+pub use dead_letter::DeadLetter;
+pub use encode::event::{AuditEvent, EventData, ToJson};
+pub use error::{ConfigError, Error, IoError};
+pub use pipeline::Pipeline;
+pub use retry::RetryPolicy;
+pub use sink::{
+    BodyFormat, CallbackSink, DataStorageSink, HttpConfig, HttpSink, Limits, NullSink, Outcome,
+    Sink,
+};
+pub use stats::{Dropped, Rejected, Report, Stats};

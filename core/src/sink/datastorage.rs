@@ -1,0 +1,69 @@
+//! The kubernaut DataStorage audit batch endpoint.
+
+use super::http::{BodyFormat, HttpConfig, HttpSink};
+use super::{Limits, Outcome, Sink};
+use crate::Error;
+
+/// Posts batches to `{base}/api/v1/audit/events/batch` as a JSON array, never more than
+/// 500 events or 5 MiB per request (the server's limits), whatever the pipeline's batch
+/// settings say. A 202 (the server parked the batch in its own dead-letter queue) counts as
+/// delivered and is never sent again.
+///
+/// ```
+/// use auditbuf::{DataStorageSink, Limits, Sink};
+///
+/// let sink = DataStorageSink::new("http://datastorage:8080/")?;
+/// assert_eq!(sink.url(), "http://datastorage:8080/api/v1/audit/events/batch");
+/// assert_eq!(sink.limits().max_events, 500);
+/// # Ok::<(), auditbuf::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct DataStorageSink {
+    http: HttpSink,
+}
+
+impl DataStorageSink {
+    /// Most events the server takes in one batch.
+    pub const MAX_EVENTS: usize = 500;
+    /// Bodies must stay below this many bytes.
+    pub const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
+    /// The batch endpoint, relative to the base URL.
+    pub const PATH: &'static str = "/api/v1/audit/events/batch";
+
+    /// A sink for the DataStorage service at `base_url`, with default HTTP settings.
+    pub fn new(base_url: &str) -> Result<Self, Error> {
+        Self::with_config(base_url, HttpConfig::default())
+    }
+
+    /// A sink for the DataStorage service at `base_url` with the given HTTP settings (token
+    /// file, timeouts, CA). The body format and limits are the server's, whatever `config`
+    /// says.
+    pub fn with_config(base_url: &str, config: HttpConfig) -> Result<Self, Error> {
+        let url = format!("{}{}", base_url.trim_end_matches('/'), Self::PATH);
+        let limits = Limits {
+            max_events: config.limits.max_events.min(Self::MAX_EVENTS),
+            // The body is the events, a comma after each but the last, and two brackets;
+            // it must stay strictly below MAX_BODY_BYTES.
+            max_bytes: config.limits.max_bytes.min(Self::MAX_BODY_BYTES - 2),
+        };
+        let config = config.format(BodyFormat::JsonArray).limits(limits);
+        Ok(DataStorageSink {
+            http: HttpSink::new(url, config)?,
+        })
+    }
+
+    /// The URL batches are posted to.
+    pub fn url(&self) -> &str {
+        self.http.url()
+    }
+}
+
+impl Sink for DataStorageSink {
+    fn send(&mut self, batch: &[&[u8]]) -> Outcome {
+        self.http.send(batch)
+    }
+
+    fn limits(&self) -> Limits {
+        self.http.limits()
+    }
+}

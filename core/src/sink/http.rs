@@ -1,0 +1,472 @@
+//! An HTTP sink: one keep-alive ureq agent, a JSON-array or NDJSON body with a
+//! `Content-Length`, and status codes mapped onto [`Outcome`]s.
+
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use ureq::Agent;
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+
+use super::{Limits, Outcome, Sink};
+use crate::Error;
+use crate::retry::parse_retry_after;
+
+/// How a batch is framed in the request body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum BodyFormat {
+    /// `[event,event,…]` as `application/json`.
+    #[default]
+    JsonArray,
+    /// One event per line as `application/x-ndjson`.
+    Ndjson,
+}
+
+impl BodyFormat {
+    fn content_type(self) -> &'static str {
+        match self {
+            BodyFormat::JsonArray => "application/json",
+            BodyFormat::Ndjson => "application/x-ndjson",
+        }
+    }
+}
+
+/// Settings of an [`HttpSink`]. Plain data; the token is never printed by `Debug`.
+///
+/// ```
+/// use auditbuf::{BodyFormat, HttpConfig};
+/// use std::time::Duration;
+///
+/// let config = HttpConfig::default()
+///     .format(BodyFormat::Ndjson)
+///     .header("X-Tenant", "blue")
+///     .bearer_token("s3cr3t")
+///     .timeout(Duration::from_secs(10));
+/// assert!(!format!("{config:?}").contains("s3cr3t"));
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    pub(crate) format: BodyFormat,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) bearer_token: Option<String>,
+    pub(crate) token_file: Option<PathBuf>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) timeout: Duration,
+    pub(crate) ca_file: Option<PathBuf>,
+    pub(crate) limits: Limits,
+    pub(crate) user_agent: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            format: BodyFormat::JsonArray,
+            headers: Vec::new(),
+            bearer_token: None,
+            token_file: None,
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(30),
+            ca_file: None,
+            limits: Limits::NONE,
+            user_agent: concat!("auditbuf/", env!("CARGO_PKG_VERSION")).to_owned(),
+        }
+    }
+}
+
+impl HttpConfig {
+    /// Body framing. Defaults to [`BodyFormat::JsonArray`].
+    pub fn format(mut self, format: BodyFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// Adds a header sent with every request. Defaults to none.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sends `Authorization: Bearer <token>`. Defaults to no token.
+    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.bearer_token = Some(token.into());
+        self
+    }
+
+    /// Reads the bearer token from a file (a Kubernetes service-account token, say), and
+    /// reads it again after a 401 or 403 because such files are rotated. Defaults to none.
+    pub fn token_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.token_file = Some(path.into());
+        self
+    }
+
+    /// Longest time to open the connection, TLS handshake included. Defaults to 5 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Longest time for a whole request, from connecting to reading the answer; a slower
+    /// answer is a retryable failure. Defaults to 30 s.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// A PEM file of CA certificates trusted in addition to the bundled Mozilla roots.
+    /// Defaults to none.
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
+    }
+
+    /// Batch limits of the receiver. Defaults to [`Limits::NONE`].
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// `User-Agent` header. Defaults to `auditbuf/<version>`.
+    pub fn user_agent(mut self, agent: impl Into<String>) -> Self {
+        self.user_agent = agent.into();
+        self
+    }
+}
+
+impl fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpConfig")
+            .field("format", &self.format)
+            .field("headers", &self.headers)
+            .field(
+                "bearer_token",
+                &self.bearer_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("token_file", &self.token_file)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("timeout", &self.timeout)
+            .field("ca_file", &self.ca_file)
+            .field("limits", &self.limits)
+            .field("user_agent", &self.user_agent)
+            .finish()
+    }
+}
+
+/// Posts each batch to one URL.
+///
+/// Answers map onto outcomes as follows: 2xx (201 and 202 alike) → delivered; 401/403 →
+/// re-read the token file, then retry; 408, 429, 5xx and network errors → retry, honouring
+/// `Retry-After`; 413 → split; 404, 405, 407, 410, 411, 415 and 426 say the endpoint is
+/// wrong rather than the events, so they retry too (events are kept, not dead-lettered);
+/// any other 4xx → bisect and dead-letter the events still refused alone, with the
+/// `detail` of an `application/problem+json` answer as the reason.
+///
+/// ```no_run
+/// use auditbuf::{Config, HttpConfig, HttpSink, Pipeline};
+///
+/// let sink = HttpSink::new("https://collector.example/events", HttpConfig::default().token_file("/var/run/secrets/token"))?;
+/// let pipeline = Pipeline::new(Config::default(), sink)?;
+/// # Ok::<(), auditbuf::Error>(())
+/// ```
+pub struct HttpSink {
+    agent: Agent,
+    url: String,
+    config: HttpConfig,
+    authorization: Option<String>,
+    body: Vec<u8>,
+}
+
+impl HttpSink {
+    /// A sink posting to `url` (`http://` or `https://`). Reads the token and CA files now,
+    /// so a missing file is an error here rather than at the first send.
+    pub fn new(url: impl Into<String>, config: HttpConfig) -> Result<Self, Error> {
+        let url = url.into();
+        check_url(&url)?;
+        let authorization = match (&config.bearer_token, &config.token_file) {
+            (Some(_), Some(_)) => {
+                return Err(Error::config(
+                    "token_file",
+                    "set either bearer_token or token_file, not both",
+                ));
+            }
+            (Some(token), None) => Some(authorization("bearer_token", token)?),
+            (None, Some(path)) => Some(read_token(path)?),
+            (None, None) => None,
+        };
+        let mut tls = TlsConfig::builder();
+        if let Some(path) = &config.ca_file {
+            tls = tls.root_certs(roots_with(path)?);
+        }
+        let agent = Agent::config_builder()
+            .timeout_connect(Some(config.connect_timeout))
+            .timeout_global(Some(config.timeout))
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .user_agent(config.user_agent.as_str())
+            .tls_config(tls.build())
+            .build()
+            .new_agent();
+        Ok(HttpSink {
+            agent,
+            url,
+            config,
+            authorization,
+            body: Vec::new(),
+        })
+    }
+
+    /// The URL batches are posted to.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn fill_body(&mut self, batch: &[&[u8]]) {
+        self.body.clear();
+        match self.config.format {
+            BodyFormat::JsonArray => {
+                self.body.push(b'[');
+                for (i, event) in batch.iter().enumerate() {
+                    if i > 0 {
+                        self.body.push(b',');
+                    }
+                    self.body.extend_from_slice(event);
+                }
+                self.body.push(b']');
+            }
+            BodyFormat::Ndjson => {
+                for event in batch {
+                    self.body.extend_from_slice(event);
+                    self.body.push(b'\n');
+                }
+            }
+        }
+    }
+
+    fn reload_token(&mut self) -> Option<String> {
+        let path = self.config.token_file.as_ref()?;
+        match read_token(path) {
+            Ok(auth) => {
+                self.authorization = Some(auth);
+                None
+            }
+            Err(e) => Some(e.to_string()),
+        }
+    }
+}
+
+impl Sink for HttpSink {
+    fn send(&mut self, batch: &[&[u8]]) -> Outcome {
+        self.fill_body(batch);
+        let mut request = self
+            .agent
+            .post(&self.url)
+            .content_type(self.config.format.content_type());
+        for (name, value) in &self.config.headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        if let Some(auth) = &self.authorization {
+            request = request.header("Authorization", auth.as_str());
+        }
+        let mut response = match request.send(&self.body[..]) {
+            Ok(response) => response,
+            Err(e) => return Outcome::retry(format!("POST {}: {e}", self.url)),
+        };
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            // Read the answer to its end so the connection goes back to the pool.
+            let mut rest = response.body_mut().with_config().limit(1 << 20).reader();
+            let _ = std::io::copy(&mut rest, &mut std::io::sink());
+            return Outcome::Delivered;
+        }
+        let after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let detail = problem_detail(&mut response, status);
+        let mut reason = format!("HTTP {status} from {}: {detail}", self.url);
+        match status {
+            401 | 403 => {
+                if let Some(e) = self.reload_token() {
+                    reason.push_str("; re-reading the token failed: ");
+                    reason.push_str(&e);
+                }
+                Outcome::Retry { after, reason }
+            }
+            413 => Outcome::TooLarge { reason },
+            404 | 405 | 407 | 410 | 411 | 415 | 426 => Outcome::Retry { after, reason },
+            400..=499 if status != 408 && status != 429 => Outcome::Rejected {
+                index: blamed_index(&detail),
+                reason,
+            },
+            _ => Outcome::Retry { after, reason },
+        }
+    }
+
+    fn limits(&self) -> Limits {
+        self.config.limits
+    }
+}
+
+impl fmt::Debug for HttpSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpSink")
+            .field("url", &self.url)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn check_url(url: &str) -> Result<(), Error> {
+    let uri: ureq::http::Uri = url
+        .parse()
+        .map_err(|e| Error::config("url", format!("{url:?} is not a URL: {e}")))?;
+    match uri.scheme_str() {
+        Some("http" | "https") if uri.host().is_some_and(|h| !h.is_empty()) => Ok(()),
+        _ => Err(Error::config(
+            "url",
+            format!("{url:?} must be an http:// or https:// URL with a host"),
+        )),
+    }
+}
+
+fn authorization(field: &str, token: &str) -> Result<String, Error> {
+    let token = token.trim();
+    if token.is_empty() || token.bytes().any(|b| b.is_ascii_control()) {
+        return Err(Error::config(
+            field,
+            "the token is empty or has characters a header cannot carry",
+        ));
+    }
+    Ok(format!("Bearer {token}"))
+}
+
+fn read_token(path: &Path) -> Result<String, Error> {
+    let token = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    authorization("token_file", &token)
+}
+
+/// The bundled Mozilla roots plus every certificate in the PEM file at `path`.
+fn roots_with(path: &Path) -> Result<RootCerts, Error> {
+    let pem = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let mut certs: Vec<Certificate<'static>> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+        .iter()
+        .map(|der| Certificate::from_der(der.as_ref()).to_owned())
+        .collect();
+    let bundled = certs.len();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(PemItem::Certificate(cert)) => certs.push(cert),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(Error::config(
+                    "ca_file",
+                    format!("{}: not a PEM certificate file: {e}", path.display()),
+                ));
+            }
+        }
+    }
+    if certs.len() == bundled {
+        return Err(Error::config(
+            "ca_file",
+            format!("{}: holds no PEM certificate", path.display()),
+        ));
+    }
+    Ok(RootCerts::Specific(Arc::new(certs)))
+}
+
+/// The `detail` (and `title`) of a problem+json answer, or the start of the body.
+fn problem_detail(response: &mut ureq::http::Response<ureq::Body>, status: u16) -> String {
+    let mut text = String::new();
+    let _ = response
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024)
+        .reader()
+        .take(64 * 1024)
+        .read_to_string(&mut text);
+    #[derive(serde::Deserialize)]
+    struct Problem {
+        title: Option<String>,
+        detail: Option<String>,
+    }
+    if let Ok(p) = serde_json::from_str::<Problem>(&text) {
+        match (p.title, p.detail) {
+            (Some(t), Some(d)) => return format!("{t}: {d}"),
+            (None, Some(d)) | (Some(d), None) => return d,
+            (None, None) => {}
+        }
+    }
+    let text = text.trim();
+    if text.is_empty() {
+        return ureq::http::StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("no detail")
+            .to_owned();
+    }
+    text.chars().take(500).collect()
+}
+
+/// The batch index a receiver blamed, as in DataStorage's "event at index 3 failed
+/// validation". Only a hint: the pipeline confirms it by sending that event alone.
+fn blamed_index(detail: &str) -> Option<usize> {
+    let rest = &detail[detail.find("index ")? + "index ".len()..];
+    let digits: &str = &rest[..rest.bytes().take_while(u8::is_ascii_digit).count()];
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked() {
+        assert!(check_url("http://127.0.0.1:8080/x").is_ok());
+        assert!(check_url("https://example.com").is_ok());
+        for bad in ["", "127.0.0.1:80", "ftp://x/", "http://", "not a url"] {
+            assert!(matches!(check_url(bad), Err(Error::Config(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bodies_are_framed() {
+        let mut sink = HttpSink::new("http://127.0.0.1:1/", HttpConfig::default()).unwrap();
+        sink.fill_body(&[b"{\"a\":1}", b"{}"]);
+        assert_eq!(sink.body, b"[{\"a\":1},{}]");
+        sink.fill_body(&[]);
+        assert_eq!(sink.body, b"[]");
+        sink.config.format = BodyFormat::Ndjson;
+        sink.fill_body(&[b"{\"a\":1}", b"{}"]);
+        assert_eq!(sink.body, b"{\"a\":1}\n{}\n");
+    }
+
+    #[test]
+    fn tokens_must_fit_a_header() {
+        assert_eq!(authorization("t", " abc\n").unwrap(), "Bearer abc");
+        assert!(authorization("t", "").is_err());
+        assert!(authorization("t", "a\nb").is_err());
+        let missing = HttpSink::new(
+            "http://127.0.0.1:1/",
+            HttpConfig::default().token_file("/nonexistent/token"),
+        );
+        assert!(matches!(missing, Err(Error::Io(_))));
+        let both = HttpConfig::default().bearer_token("a").token_file("/x");
+        assert!(matches!(
+            HttpSink::new("http://127.0.0.1:1/", both),
+            Err(Error::Config(_))
+        ));
+    }
+
+    #[test]
+    fn blamed_index_is_read_from_the_detail() {
+        assert_eq!(
+            blamed_index("event at index 12 failed validation"),
+            Some(12)
+        );
+        assert_eq!(blamed_index("did not pass OpenAPI schema validation"), None);
+        assert_eq!(blamed_index("index x"), None);
+    }
+}

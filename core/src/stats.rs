@@ -1,0 +1,352 @@
+//! Counters, and the snapshots built from them: [`Stats`] at any time, [`Report`] from
+//! `flush` and `close`.
+//!
+//! Callers write two kinds of counters (accepted and rejected events); the flush thread
+//! alone writes the rest and publishes them together under a sequence lock, so a snapshot
+//! never sees an event half-way between two counters and the accounting invariant holds in
+//! every snapshot, not just at rest.
+
+use std::sync::atomic::{AtomicU64, Ordering, fence};
+
+use crate::Error;
+
+/// Why calls to `record` were turned away. None of these events entered the pipeline.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Rejected {
+    /// Queue full under the `DropNewest` overflow policy.
+    pub queue_full: u64,
+    /// No slot came free within the `Block` timeout.
+    pub block_timeout: u64,
+    /// The pipeline was closed.
+    pub closed: u64,
+    /// Not valid UTF-8.
+    pub invalid_utf8: u64,
+    /// Not valid JSON.
+    pub invalid_json: u64,
+    /// Valid JSON, but not an object.
+    pub not_an_object: u64,
+    /// Over `max_event_bytes`.
+    pub too_large: u64,
+    /// A required typed field was empty.
+    pub missing_field: u64,
+    /// A field had a value the receiver would reject.
+    pub invalid_field: u64,
+    /// A `Serialize` implementation failed.
+    pub serialize: u64,
+}
+
+impl Rejected {
+    /// All rejected calls, whatever the reason.
+    pub fn total(&self) -> u64 {
+        self.queue_full
+            + self.block_timeout
+            + self.closed
+            + self.invalid_utf8
+            + self.invalid_json
+            + self.not_an_object
+            + self.too_large
+            + self.missing_field
+            + self.invalid_field
+            + self.serialize
+    }
+}
+
+/// Why accepted events were given up without being delivered or dead-lettered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Dropped {
+    /// Still buffered or being retried when `close`'s deadline passed.
+    pub shutdown: u64,
+}
+
+impl Dropped {
+    /// All dropped events, whatever the reason.
+    pub fn total(&self) -> u64 {
+        self.shutdown
+    }
+}
+
+/// A consistent snapshot of a pipeline's counters.
+///
+/// Every accepted event is in exactly one of the terminal or in-pipeline counters:
+/// `recorded == delivered + dead_lettered + failed + dropped.total() + in_flight + queued`,
+/// in every snapshot ([`Stats::is_consistent`]). Rejected calls never enter that sum.
+///
+/// ```
+/// use auditbuf::{Config, NullSink, Pipeline};
+/// use std::time::Duration;
+///
+/// let pipeline = Pipeline::new(Config::default(), NullSink)?;
+/// pipeline.record_json(br#"{"event_type":"x"}"#)?;
+/// let report = pipeline.close(Duration::from_secs(5));
+/// assert_eq!(report.stats.recorded, 1);
+/// assert_eq!(report.stats.delivered, 1);
+/// assert!(report.stats.is_consistent());
+/// # Ok::<(), auditbuf::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Events accepted by `record`.
+    pub recorded: u64,
+    /// Events the sink acknowledged (2xx).
+    pub delivered: u64,
+    /// Events the sink rejected for good (4xx after bisection); see `dead_letters`.
+    pub dead_lettered: u64,
+    /// Events whose batch ran out of retry attempts or time.
+    pub failed: u64,
+    /// Accepted events given up, by reason.
+    pub dropped: Dropped,
+    /// Events held by the flush thread: batched, being sent or waiting to be retried.
+    pub in_flight: u64,
+    /// Events accepted and not yet taken by the flush thread.
+    pub queued: u64,
+    /// Calls turned away, by reason.
+    pub rejected: Rejected,
+    /// Batches handed to the sink, retries and split halves included.
+    pub sends: u64,
+    /// Sends answered with a retryable failure.
+    pub retries: u64,
+}
+
+impl Stats {
+    /// Whether the accounting invariant holds. It always should; tests assert it.
+    pub fn is_consistent(&self) -> bool {
+        self.recorded
+            == self.delivered
+                + self.dead_lettered
+                + self.failed
+                + self.dropped.total()
+                + self.in_flight
+                + self.queued
+    }
+
+    /// Events that reached a terminal counter.
+    pub fn settled(&self) -> u64 {
+        self.delivered + self.dead_lettered + self.failed + self.dropped.total()
+    }
+}
+
+/// What `flush` or `close` achieved by its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Report {
+    /// Counters when the call returned.
+    pub stats: Stats,
+    /// Events still queued or in flight when the call returned.
+    pub left: u64,
+    /// The flush thread finished the requested work before the deadline.
+    pub completed: bool,
+}
+
+impl Report {
+    pub(crate) fn new(stats: Stats, completed: bool) -> Self {
+        Report {
+            stats,
+            left: stats.queued + stats.in_flight,
+            completed,
+        }
+    }
+}
+
+/// Counters the flush thread alone changes; it keeps a private copy and publishes it whole.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct FlushCounts {
+    /// Events taken off the queue, ever.
+    pub(crate) taken: u64,
+    pub(crate) delivered: u64,
+    pub(crate) dead_lettered: u64,
+    pub(crate) failed: u64,
+    pub(crate) dropped_shutdown: u64,
+    pub(crate) in_flight: u64,
+    pub(crate) sends: u64,
+    pub(crate) retries: u64,
+}
+
+const FLUSH_FIELDS: usize = 8;
+
+impl FlushCounts {
+    fn to_array(self) -> [u64; FLUSH_FIELDS] {
+        [
+            self.taken,
+            self.delivered,
+            self.dead_lettered,
+            self.failed,
+            self.dropped_shutdown,
+            self.in_flight,
+            self.sends,
+            self.retries,
+        ]
+    }
+
+    fn from_array(a: [u64; FLUSH_FIELDS]) -> Self {
+        let [
+            taken,
+            delivered,
+            dead_lettered,
+            failed,
+            dropped_shutdown,
+            in_flight,
+            sends,
+            retries,
+        ] = a;
+        FlushCounts {
+            taken,
+            delivered,
+            dead_lettered,
+            failed,
+            dropped_shutdown,
+            in_flight,
+            sends,
+            retries,
+        }
+    }
+}
+
+const REJECT_REASONS: usize = 10;
+
+/// The shared counters.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    /// Accepted events. Incremented before the event is pushed, so the flush thread can
+    /// never have taken more than this.
+    pub(crate) recorded: AtomicU64,
+    rejected: [AtomicU64; REJECT_REASONS],
+    /// Even when `flush` is stable, odd while the flush thread rewrites it.
+    seq: AtomicU64,
+    flush: [AtomicU64; FLUSH_FIELDS],
+}
+
+impl Counters {
+    /// Counts a rejected `record` call by the reason its error gives.
+    pub(crate) fn reject(&self, e: &Error) {
+        let i = match e {
+            Error::Full => 0,
+            Error::Timeout(_) => 1,
+            Error::Closed => 2,
+            Error::InvalidUtf8 { .. } => 3,
+            Error::InvalidJson { .. } => 4,
+            Error::NotAnObject => 5,
+            Error::TooLarge { .. } => 6,
+            Error::MissingField { .. } => 7,
+            Error::InvalidField { .. } => 8,
+            // Serialize, and anything a later variant adds on the record path.
+            _ => 9,
+        };
+        self.rejected[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Publishes the flush thread's counters. Single writer: only the flush thread calls it.
+    pub(crate) fn publish(&self, counts: &FlushCounts) {
+        let s = self.seq.load(Ordering::Relaxed);
+        self.seq.store(s.wrapping_add(1), Ordering::Relaxed);
+        fence(Ordering::Release);
+        for (slot, v) in self.flush.iter().zip(counts.to_array()) {
+            slot.store(v, Ordering::Relaxed);
+        }
+        self.seq.store(s.wrapping_add(2), Ordering::Release);
+    }
+
+    fn read_flush(&self) -> FlushCounts {
+        loop {
+            let before = self.seq.load(Ordering::Acquire);
+            if before & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let mut a = [0; FLUSH_FIELDS];
+            for (v, slot) in a.iter_mut().zip(&self.flush) {
+                *v = slot.load(Ordering::Relaxed);
+            }
+            fence(Ordering::Acquire);
+            if self.seq.load(Ordering::Relaxed) == before {
+                return FlushCounts::from_array(a);
+            }
+        }
+    }
+
+    /// A consistent snapshot. The flush side is read first: everything it counts was
+    /// recorded before, so `recorded` read afterwards covers it.
+    pub(crate) fn snapshot(&self) -> Stats {
+        let f = self.read_flush();
+        let recorded = self.recorded.load(Ordering::SeqCst);
+        let r = |i: usize| self.rejected[i].load(Ordering::Relaxed);
+        Stats {
+            recorded,
+            delivered: f.delivered,
+            dead_lettered: f.dead_lettered,
+            failed: f.failed,
+            dropped: Dropped {
+                shutdown: f.dropped_shutdown,
+            },
+            in_flight: f.in_flight,
+            queued: recorded.saturating_sub(f.taken),
+            rejected: Rejected {
+                queue_full: r(0),
+                block_timeout: r(1),
+                closed: r(2),
+                invalid_utf8: r(3),
+                invalid_json: r(4),
+                not_an_object: r(5),
+                too_large: r(6),
+                missing_field: r(7),
+                invalid_field: r(8),
+                serialize: r(9),
+            },
+            sends: f.sends,
+            retries: f.retries,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn snapshots_are_consistent_while_the_writer_moves_events() {
+        let counters = Arc::new(Counters::default());
+        let writer = {
+            let c = Arc::clone(&counters);
+            std::thread::spawn(move || {
+                let mut f = FlushCounts::default();
+                for _ in 0..200_000 {
+                    c.recorded.fetch_add(3, Ordering::SeqCst);
+                    f.taken += 3;
+                    f.in_flight += 3;
+                    c.publish(&f);
+                    f.in_flight -= 3;
+                    f.delivered += 2;
+                    f.failed += 1;
+                    c.publish(&f);
+                }
+            })
+        };
+        let mut seen = 0;
+        while !writer.is_finished() {
+            let s = counters.snapshot();
+            assert!(s.is_consistent(), "{s:?}");
+            seen += 1;
+        }
+        writer.join().unwrap();
+        assert!(counters.snapshot().is_consistent());
+        assert!(seen > 0);
+    }
+
+    #[test]
+    fn rejections_are_counted_by_reason() {
+        let c = Counters::default();
+        c.reject(&Error::Full);
+        c.reject(&Error::Full);
+        c.reject(&Error::NotAnObject);
+        c.reject(&Error::MissingField { field: "x" });
+        let s = c.snapshot();
+        assert_eq!(s.rejected.queue_full, 2);
+        assert_eq!(s.rejected.not_an_object, 1);
+        assert_eq!(s.rejected.missing_field, 1);
+        assert_eq!(s.rejected.total(), 4);
+        assert_eq!(s.recorded, 0);
+    }
+}

@@ -1,0 +1,517 @@
+//! HttpSink and DataStorageSink against a real HTTP receiver on 127.0.0.1, one scripted
+//! answer per case. Every test checks the exact multiset of delivered events and the
+//! accounting invariant.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use auditbuf::{
+    BodyFormat, Config, DataStorageSink, HttpConfig, HttpSink, Pipeline, RetryPolicy, Stats,
+};
+use auditbuf_testkit::{Receiver, Reply, refused_url};
+
+const CLOSE: Duration = Duration::from_secs(20);
+
+fn fast_retry() -> RetryPolicy {
+    RetryPolicy::default()
+        .max_attempts(10)
+        .backoff(Duration::from_millis(5), Duration::from_millis(50))
+}
+
+fn config() -> Config {
+    Config::default()
+        .batch_max_events(50)
+        .flush_interval(Duration::from_millis(20))
+        .retry(fast_retry())
+}
+
+fn pipeline(url: &str, config: Config, http: HttpConfig) -> Pipeline {
+    Pipeline::new(config, HttpSink::new(url, http).unwrap()).unwrap()
+}
+
+fn ids(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("ev-{i:05}")).collect()
+}
+
+fn record_all(p: &Pipeline, ids: &[String]) {
+    for id in ids {
+        p.record_json(format!(r#"{{"event_type":"t","correlation_id":"{id}"}}"#).as_bytes())
+            .unwrap();
+    }
+}
+
+/// Counts of each correlation id delivered.
+fn multiset(ids: impl IntoIterator<Item = String>) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for id in ids {
+        *m.entry(id).or_default() += 1;
+    }
+    m
+}
+
+fn assert_exactly_once(receiver: &Receiver, expected: &[String]) {
+    assert_eq!(
+        multiset(receiver.delivered_field("correlation_id")),
+        multiset(expected.iter().cloned()),
+        "delivered events differ from the expected multiset"
+    );
+}
+
+fn assert_settled(stats: &Stats) {
+    assert!(stats.is_consistent(), "{stats:?}");
+    assert_eq!(stats.queued + stats.in_flight, 0, "{stats:?}");
+}
+
+#[test]
+fn created_and_accepted_both_count_as_delivered_once() {
+    // 202 means the server parked the batch in its own queue: never send it again.
+    let receiver = Receiver::start(|b| {
+        if b.index % 2 == 0 {
+            Reply::created()
+        } else {
+            Reply::accepted()
+        }
+    });
+    let p = pipeline(&receiver.url(), config(), HttpConfig::default());
+    let all = ids(400);
+    record_all(&p, &all);
+    let report = p.close(CLOSE);
+    assert!(report.completed);
+    assert_exactly_once(&receiver, &all);
+    assert_eq!(report.stats.delivered, 400);
+    assert_eq!(report.stats.retries, 0);
+    assert!(receiver.requests().iter().any(|r| r.status == 202));
+    assert_settled(&report.stats);
+}
+
+#[test]
+fn poison_events_are_bisected_out_and_dead_lettered() {
+    let poison = ["ev-00013", "ev-00077", "ev-00078"];
+    let receiver = Receiver::start(move |b| {
+        if poison.iter().any(|p| b.contains("correlation_id", p)) {
+            Reply::problem(400, "did not pass OpenAPI schema validation")
+        } else {
+            Reply::created()
+        }
+    });
+    let p = pipeline(
+        &receiver.url(),
+        config().batch_max_events(100),
+        HttpConfig::default(),
+    );
+    let all = ids(200);
+    record_all(&p, &all);
+    let report = p.close(CLOSE);
+    let good: Vec<String> = all
+        .iter()
+        .filter(|i| !poison.contains(&i.as_str()))
+        .cloned()
+        .collect();
+    assert_exactly_once(&receiver, &good);
+    assert_eq!(report.stats.dead_lettered, 3);
+    assert_eq!(report.stats.delivered, 197);
+    let letters = p.dead_letters();
+    let mut dead: Vec<String> = letters
+        .iter()
+        .map(|l| {
+            serde_json::from_slice::<serde_json::Value>(&l.event).unwrap()["correlation_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    dead.sort();
+    assert_eq!(dead, poison);
+    assert!(
+        letters[0]
+            .reason
+            .contains("did not pass OpenAPI schema validation"),
+        "{}",
+        letters[0].reason
+    );
+    assert_settled(&report.stats);
+}
+
+#[test]
+fn a_blamed_index_is_confirmed_alone_with_few_requests() {
+    let receiver = Receiver::start(|b| match b.position("correlation_id", "ev-00042") {
+        Some(i) => Reply::problem(400, &format!("event at index {i} failed validation")),
+        None => Reply::created(),
+    });
+    let p = pipeline(
+        &receiver.url(),
+        config().batch_max_events(100),
+        HttpConfig::default(),
+    );
+    let all = ids(100);
+    record_all(&p, &all);
+    let report = p.close(CLOSE);
+    assert_exactly_once(
+        &receiver,
+        &all.iter()
+            .filter(|i| *i != "ev-00042")
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(report.stats.dead_lettered, 1);
+    // Whole batch, the part before, the blamed event alone, the part after.
+    assert!(
+        receiver.requests().len() <= 4,
+        "{} requests",
+        receiver.requests().len()
+    );
+    assert_settled(&report.stats);
+}
+
+#[test]
+fn too_large_batches_are_split_until_they_fit() {
+    let receiver = Receiver::start(|b| {
+        if b.len > 7 {
+            Reply::status(413)
+        } else {
+            Reply::created()
+        }
+    });
+    let p = pipeline(
+        &receiver.url(),
+        config().batch_max_events(100),
+        HttpConfig::default(),
+    );
+    let all = ids(250);
+    record_all(&p, &all);
+    let report = p.close(CLOSE);
+    assert_exactly_once(&receiver, &all);
+    assert!(
+        receiver
+            .requests()
+            .iter()
+            .filter(|r| r.status == 201)
+            .all(|r| r.events <= 7)
+    );
+    assert_eq!(report.stats.dead_lettered, 0);
+    assert_settled(&report.stats);
+}
+
+#[test]
+fn a_single_event_still_too_large_is_dead_lettered() {
+    let receiver = Receiver::start(|b| {
+        if b.body_bytes > 2000 {
+            Reply::status(413)
+        } else {
+            Reply::created()
+        }
+    });
+    let p = pipeline(&receiver.url(), config(), HttpConfig::default());
+    let small = ids(20);
+    record_all(&p, &small[..10]);
+    let big = "x".repeat(3000);
+    p.record_json(format!(r#"{{"correlation_id":"big","pad":"{big}"}}"#).as_bytes())
+        .unwrap();
+    record_all(&p, &small[10..]);
+    let report = p.close(CLOSE);
+    assert_exactly_once(&receiver, &small);
+    assert_eq!(report.stats.dead_lettered, 1);
+    assert!(
+        p.dead_letters()[0].reason.contains("413"),
+        "{}",
+        p.dead_letters()[0].reason
+    );
+    assert_settled(&report.stats);
+}
+
+#[test]
+fn retry_after_is_honoured_on_429() {
+    let receiver = Receiver::start(|b| {
+        if b.index == 0 {
+            Reply::status(429).retry_after("1")
+        } else {
+            Reply::created()
+        }
+    });
+    let p = pipeline(&receiver.url(), config(), HttpConfig::default());
+    let all = ids(10);
+    record_all(&p, &all);
+    let report = p.close(CLOSE);
+    assert_exactly_once(&receiver, &all);
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 2);
+    let waited = requests[1].at - requests[0].at;
+    assert!(
+        waited >= Duration::from_millis(950),
+        "retried after {waited:?}"
+    );
+    assert_eq!(report.stats.retries, 1);
+    assert_settled(&report.stats);
+}
+
+#[test]
+fn server_errors_are_retried_until_the_server_recovers() {
+    let receiver = Receiver::start(|b| {
+        if b.index < 3 {
+            Reply::status(500)
+        } else {
+            Reply::created()
+        }
+    });
+    let p = pipeline(&receiver.url(), config(), HttpConfig::default());
+    let all = ids(30);
+    record_all(&p, &all);
+    let report = p.close(CLOSE);
+    assert_exactly_once(&receiver, &all);
+    assert_eq!(report.stats.retries, 3);
+    assert_eq!(report.stats.failed, 0);
+    assert!(p.last_error().unwrap().contains("HTTP 500"));
+    assert_settled(&report.stats);
+}
+
+#[test]
+fn slow_answers_time_out_and_are_sent_again() {
+    let receiver = Receiver::start(|b| {
+        if b.index < 2 {
+            Reply::created().slow(Duration::from_millis(1500))
+        } else {
+            Reply::created()
+        }
+    });
+    let http = HttpConfig::default().timeout(Duration::from_millis(300));
+    let p = pipeline(&receiver.url(), config(), http);
+    let all = ids(20);
+    record_all(&p, &all);
+    let report = p.close(CLOSE);
+    assert_exactly_once(&receiver, &all);
+    assert_eq!(report.stats.retries, 2);
+    assert!(
+        p.last_error().unwrap().to_lowercase().contains("timeout"),
+        "{:?}",
+        p.last_error()
+    );
+    assert_settled(&report.stats);
+}
+
+#[test]
+fn refused_connections_fail_the_batch_after_the_retry_budget() {
+    let retry = RetryPolicy::default()
+        .max_attempts(3)
+        .backoff(Duration::from_millis(1), Duration::from_millis(5));
+    let p = pipeline(&refused_url(), config().retry(retry), HttpConfig::default());
+    let all = ids(30);
+    record_all(&p, &all);
+    let report = p.close(CLOSE);
+    assert_eq!(report.stats.failed, 30);
+    assert_eq!(report.stats.delivered, 0);
+    assert!(report.stats.retries >= 3);
+    assert!(
+        p.last_error().unwrap().contains("127.0.0.1"),
+        "{:?}",
+        p.last_error()
+    );
+    assert_settled(&report.stats);
+}
+
+#[test]
+fn wrong_endpoint_is_retried_not_dead_lettered() {
+    let receiver = Receiver::start(|_| Reply::status(404));
+    let retry = RetryPolicy::default()
+        .max_attempts(2)
+        .backoff(Duration::from_millis(1), Duration::from_millis(2));
+    let p = pipeline(
+        &receiver.url(),
+        config().retry(retry),
+        HttpConfig::default(),
+    );
+    record_all(&p, &ids(5));
+    let report = p.close(CLOSE);
+    assert_eq!(report.stats.failed, 5);
+    assert_eq!(report.stats.dead_lettered, 0);
+    assert_settled(&report.stats);
+}
+
+#[test]
+fn token_file_is_read_again_after_401() {
+    let dir = std::env::temp_dir().join(format!("auditbuf-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token = dir.join("token");
+    std::fs::write(&token, "old-token\n").unwrap();
+    let receiver = Receiver::start(|b| {
+        if b.header("authorization") == Some("Bearer new-token") {
+            Reply::created()
+        } else {
+            Reply::status(401)
+        }
+    });
+    let p = pipeline(
+        &receiver.url(),
+        config(),
+        HttpConfig::default().token_file(&token),
+    );
+    // The sink read "old-token" when it was built; the file is rotated afterwards.
+    std::fs::write(&token, "new-token\n").unwrap();
+    let all = ids(5);
+    record_all(&p, &all);
+    let report = p.close(CLOSE);
+    assert_exactly_once(&receiver, &all);
+    let auth: Vec<_> = receiver
+        .requests()
+        .into_iter()
+        .map(|r| r.authorization.unwrap())
+        .collect();
+    assert_eq!(auth, ["Bearer old-token", "Bearer new-token"]);
+    assert_settled(&report.stats);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn ndjson_bodies_headers_and_content_length() {
+    let receiver = Receiver::start(|b| {
+        let ok = b.header("content-type") == Some("application/x-ndjson")
+            && b.header("x-tenant") == Some("blue")
+            && b.header("content-length")
+                .map(|v| v.parse::<usize>().unwrap())
+                == Some(b.body_bytes)
+            && b.header("transfer-encoding").is_none();
+        if ok {
+            Reply::created()
+        } else {
+            Reply::status(400)
+        }
+    });
+    let http = HttpConfig::default()
+        .format(BodyFormat::Ndjson)
+        .header("X-Tenant", "blue");
+    let p = pipeline(&receiver.url(), config(), http);
+    let all = ids(60);
+    // Pretty-printed input must still travel as one line per event.
+    for id in &all {
+        p.record_json(format!("{{\n  \"correlation_id\": \"{id}\"\n}}").as_bytes())
+            .unwrap();
+    }
+    let report = p.close(CLOSE);
+    assert_exactly_once(&receiver, &all);
+    assert_eq!(report.stats.dead_lettered, 0);
+    assert_settled(&report.stats);
+}
+
+#[test]
+fn datastorage_batches_stay_within_the_server_limits() {
+    // Pipeline settings far above the server's: the sink's limits must win.
+    let receiver = Receiver::start(|b| {
+        if b.path != DataStorageSink::PATH {
+            Reply::status(404)
+        } else if b.len > 500 {
+            Reply::problem(400, "Batch Size Exceeded")
+        } else if b.body_bytes >= DataStorageSink::MAX_BODY_BYTES {
+            Reply::status(413)
+        } else {
+            Reply::created()
+        }
+    });
+    let config = Config::default()
+        .batch_max_events(5000)
+        .batch_max_bytes(64 << 20)
+        .queue_capacity(20_000)
+        .flush_interval(Duration::from_millis(50))
+        .retry(fast_retry());
+    let p = Pipeline::new(config, DataStorageSink::new(&receiver.url()).unwrap()).unwrap();
+    let many = ids(1200);
+    record_all(&p, &many);
+    let pad = "y".repeat(60_000);
+    let big: Vec<String> = (0..200).map(|i| format!("big-{i:03}")).collect();
+    for id in &big {
+        p.record_json(format!(r#"{{"correlation_id":"{id}","pad":"{pad}"}}"#).as_bytes())
+            .unwrap();
+    }
+    let report = p.close(Duration::from_secs(60));
+    let expected: Vec<String> = many.iter().chain(&big).cloned().collect();
+    assert_exactly_once(&receiver, &expected);
+    for r in receiver.requests() {
+        assert_eq!(r.status, 201, "{r:?}");
+        assert!(
+            r.events <= 500 && r.body_bytes < DataStorageSink::MAX_BODY_BYTES,
+            "{r:?}"
+        );
+        assert_eq!(r.content_length, Some(r.body_bytes));
+    }
+    assert_settled(&report.stats);
+}
+
+#[test]
+fn https_with_an_extra_ca_file() {
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
+    let dir = std::env::temp_dir().join(format!("auditbuf-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, cert.pem()).unwrap();
+    let server = tiny_http::Server::https(
+        "127.0.0.1:0",
+        tiny_http::SslConfig {
+            certificate: cert.pem().into_bytes(),
+            private_key: signing_key.serialize_pem().into_bytes(),
+        },
+    )
+    .unwrap();
+    let port = server.server_addr().to_ip().unwrap().port();
+    let received = Arc::new(AtomicUsize::new(0));
+    let server = Arc::new(server);
+    let serving = {
+        let (server, received) = (Arc::clone(&server), Arc::clone(&received));
+        std::thread::spawn(move || {
+            while let Ok(Some(mut req)) = server.recv_timeout(Duration::from_secs(10)) {
+                let mut body = String::new();
+                req.as_reader().read_to_string(&mut body).unwrap();
+                let events: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+                received.fetch_add(events.len(), Ordering::SeqCst);
+                req.respond(tiny_http::Response::empty(201)).unwrap();
+            }
+        })
+    };
+    let url = format!("https://localhost:{port}/events");
+
+    let trusting = pipeline(&url, config(), HttpConfig::default().ca_file(&ca));
+    record_all(&trusting, &ids(25));
+    let report = trusting.close(CLOSE);
+    assert_eq!(report.stats.delivered, 25);
+    assert_eq!(received.load(Ordering::SeqCst), 25);
+    assert_settled(&report.stats);
+
+    // Without the CA the certificate is unknown: retried, then failed, never delivered.
+    let retry = RetryPolicy::default()
+        .max_attempts(2)
+        .backoff(Duration::from_millis(1), Duration::from_millis(2));
+    let doubting = pipeline(&url, config().retry(retry), HttpConfig::default());
+    record_all(&doubting, &ids(5));
+    let report = doubting.close(CLOSE);
+    assert_eq!(report.stats.failed, 5);
+    assert!(
+        doubting.last_error().unwrap().contains("UnknownIssuer"),
+        "{:?}",
+        doubting.last_error()
+    );
+    assert_eq!(received.load(Ordering::SeqCst), 25);
+    assert_settled(&report.stats);
+
+    server.unblock();
+    serving.join().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_missing_ca_or_token_file_is_a_clear_error() {
+    let err = HttpSink::new(
+        "https://127.0.0.1:1/",
+        HttpConfig::default().ca_file("/nonexistent/ca.pem"),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
+    let err = DataStorageSink::with_config(
+        "http://127.0.0.1:1",
+        HttpConfig::default().token_file("/nonexistent/token"),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/token"), "{err}");
+    let err = HttpSink::new("localhost:8080", HttpConfig::default()).unwrap_err();
+    assert!(err.to_string().contains("url"), "{err}");
+}

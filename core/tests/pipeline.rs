@@ -1,0 +1,492 @@
+//! The pipeline with in-process sinks: overload policies, concurrency, deadlines, bad
+//! input, flush and drop. Every test checks the accounting invariant.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use auditbuf::{
+    AuditEvent, CallbackSink, Config, Error, EventData, Outcome, Overflow, Pipeline, RetryPolicy,
+    Sink,
+};
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+
+/// A sink that blocks every send until the test lets it go, reporting each batch it got.
+struct GatedSink {
+    gate: Receiver<()>,
+    seen: Sender<Vec<Vec<u8>>>,
+}
+
+impl Sink for GatedSink {
+    fn send(&mut self, batch: &[&[u8]]) -> Outcome {
+        let _ = self.gate.recv();
+        let _ = self.seen.send(batch.iter().map(|e| e.to_vec()).collect());
+        Outcome::Delivered
+    }
+}
+
+type Seen = Arc<Mutex<Vec<Vec<u8>>>>;
+
+/// A sink that collects every event it is given.
+fn collecting() -> (impl Sink, Seen) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = CallbackSink::new({
+        let seen = Arc::clone(&seen);
+        move |batch: &[&[u8]]| {
+            seen.lock()
+                .unwrap()
+                .extend(batch.iter().map(|e| e.to_vec()));
+            Outcome::Delivered
+        }
+    });
+    (sink, seen)
+}
+
+fn json_id(event: &[u8]) -> String {
+    let v: serde_json::Value = serde_json::from_slice(event).unwrap();
+    v["id"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn drop_newest_turns_events_away_at_once_and_counts_them() {
+    let (gate_tx, gate_rx) = unbounded();
+    let (seen_tx, seen_rx) = unbounded();
+    let config = Config::default().queue_capacity(8).batch_max_events(4);
+    let p = Pipeline::new(
+        config,
+        GatedSink {
+            gate: gate_rx,
+            seen: seen_tx,
+        },
+    )
+    .unwrap();
+    let mut accepted = 0;
+    let mut full = 0;
+    for i in 0..100 {
+        let started = Instant::now();
+        match p.record_json(format!(r#"{{"id":"{i}"}}"#).as_bytes()) {
+            Ok(()) => accepted += 1,
+            Err(Error::Full) => {
+                full += 1;
+                assert!(
+                    started.elapsed() < Duration::from_millis(50),
+                    "Full must not wait"
+                );
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    // At most the queue plus the batch the blocked sink holds.
+    assert!((8..=12).contains(&accepted), "accepted {accepted}");
+    let stats = p.stats();
+    assert_eq!(stats.rejected.queue_full, full);
+    assert_eq!(stats.recorded, accepted);
+    assert!(stats.is_consistent(), "{stats:?}");
+    drop(gate_tx); // let every send through
+    let report = p.close(Duration::from_secs(10));
+    assert!(report.completed);
+    assert_eq!(report.stats.delivered, accepted);
+    let delivered: usize = seen_rx.try_iter().map(|b| b.len()).sum();
+    assert_eq!(delivered as u64, accepted);
+    assert!(report.stats.is_consistent());
+}
+
+#[test]
+fn block_waits_no_longer_than_its_timeout() {
+    let (gate_tx, gate_rx) = unbounded();
+    let (seen_tx, _seen_rx) = unbounded();
+    let timeout = Duration::from_millis(100);
+    let config = Config::default()
+        .queue_capacity(4)
+        .batch_max_events(2)
+        .overflow(Overflow::Block { timeout });
+    let p = Pipeline::new(
+        config,
+        GatedSink {
+            gate: gate_rx,
+            seen: seen_tx,
+        },
+    )
+    .unwrap();
+    let mut timed_out = 0;
+    for i in 0..10 {
+        let started = Instant::now();
+        match p.record_json(format!(r#"{{"id":"{i}"}}"#).as_bytes()) {
+            Ok(()) => {}
+            Err(Error::Timeout(t)) => {
+                timed_out += 1;
+                assert_eq!(t, timeout);
+                let waited = started.elapsed();
+                assert!(waited >= timeout, "gave up early: {waited:?}");
+                assert!(
+                    waited < timeout + Duration::from_millis(400),
+                    "waited {waited:?}"
+                );
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(timed_out >= 4, "{timed_out}");
+    assert_eq!(p.stats().rejected.block_timeout, timed_out);
+    // A freed slot ends the wait early.
+    gate_tx.send(()).unwrap();
+    let started = Instant::now();
+    p.record_json(br#"{"id":"late"}"#).unwrap();
+    assert!(started.elapsed() < timeout + Duration::from_millis(400));
+    drop(gate_tx);
+    let report = p.close(Duration::from_secs(10));
+    assert_eq!(report.stats.delivered, report.stats.recorded);
+    assert!(report.stats.is_consistent());
+}
+
+#[test]
+fn eight_producers_lose_nothing_and_duplicate_nothing() {
+    const THREADS: usize = 8;
+    const PER_THREAD: usize = 100_000;
+    let (sink, seen) = collecting();
+    let config = Config::default().overflow(Overflow::Block {
+        timeout: Duration::from_secs(30),
+    });
+    let p = Arc::new(Pipeline::new(config, sink).unwrap());
+    let producers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let p = Arc::clone(&p);
+            std::thread::spawn(move || {
+                let mut id = String::new();
+                for i in 0..PER_THREAD {
+                    use std::fmt::Write;
+                    id.clear();
+                    write!(id, "{t}-{i}").unwrap();
+                    let ev = AuditEvent {
+                        event_timestamp: Some("2026-11-23T00:00:00.000Z"),
+                        ..AuditEvent::new("t", "c", "a", "success", &id)
+                    };
+                    p.record(&ev).unwrap();
+                }
+            })
+        })
+        .collect();
+    // Snapshots taken while producers run must balance too.
+    while producers.iter().any(|h| !h.is_finished()) {
+        let s = p.stats();
+        assert!(s.is_consistent(), "{s:?}");
+        std::thread::yield_now();
+    }
+    for h in producers {
+        h.join().unwrap();
+    }
+    let report = p.close(Duration::from_secs(60));
+    assert!(report.completed);
+    let total = (THREADS * PER_THREAD) as u64;
+    assert_eq!(report.stats.recorded, total);
+    assert_eq!(report.stats.delivered, total);
+    assert_eq!(report.stats.rejected.total(), 0);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len() as u64, total);
+    let unique: HashSet<String> = seen
+        .iter()
+        .map(|e| {
+            let v: serde_json::Value = serde_json::from_slice(e).unwrap();
+            v["correlation_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(unique.len() as u64, total, "duplicates were delivered");
+    assert!(report.stats.is_consistent());
+}
+
+#[test]
+fn close_keeps_its_deadline_with_a_hanging_sink() {
+    let (_gate_tx, gate_rx) = bounded::<()>(0); // never opened
+    let (seen_tx, _seen_rx) = unbounded();
+    let p = Pipeline::new(
+        Config::default().batch_max_events(10),
+        GatedSink {
+            gate: gate_rx,
+            seen: seen_tx,
+        },
+    )
+    .unwrap();
+    for i in 0..50 {
+        p.record_json(format!(r#"{{"id":"{i}"}}"#).as_bytes())
+            .unwrap();
+    }
+    let started = Instant::now();
+    let deadline = Duration::from_millis(300);
+    let report = p.close(deadline);
+    let took = started.elapsed();
+    assert!(
+        took >= deadline && took < deadline + Duration::from_millis(500),
+        "close took {took:?}"
+    );
+    assert!(!report.completed);
+    assert_eq!(report.left, 50);
+    assert_eq!(report.stats.delivered, 0);
+    assert!(report.stats.is_consistent(), "{:?}", report.stats);
+    // A closed pipeline takes nothing more, and says so.
+    assert!(matches!(
+        p.record_json(br#"{"id":"x"}"#),
+        Err(Error::Closed)
+    ));
+    assert_eq!(p.stats().rejected.closed, 1);
+    // Dropping must not hang either.
+    let started = Instant::now();
+    drop(p);
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn events_left_at_the_close_deadline_are_counted_as_dropped() {
+    let (gate_tx, gate_rx) = unbounded();
+    let (seen_tx, seen_rx) = unbounded();
+    let p = Pipeline::new(
+        Config::default().batch_max_events(10),
+        GatedSink {
+            gate: gate_rx,
+            seen: seen_tx,
+        },
+    )
+    .unwrap();
+    for i in 0..50 {
+        p.record_json(format!(r#"{{"id":"{i}"}}"#).as_bytes())
+            .unwrap();
+    }
+    // One batch goes through, then the sink hangs past the deadline and is released later.
+    gate_tx.send(()).unwrap();
+    let report = p.close(Duration::from_millis(200));
+    assert!(!report.completed);
+    drop(gate_tx);
+    let report = p.close(Duration::from_secs(5));
+    assert!(report.completed);
+    let delivered: u64 = seen_rx.try_iter().map(|b| b.len() as u64).sum();
+    assert_eq!(report.stats.delivered, delivered);
+    assert_eq!(report.stats.delivered + report.stats.dropped.shutdown, 50);
+    assert!(report.stats.dropped.shutdown >= 30, "{:?}", report.stats);
+    assert_eq!(report.left, 0);
+    assert!(report.stats.is_consistent());
+}
+
+#[test]
+fn bad_input_is_rejected_by_reason_and_the_rest_is_delivered() {
+    let (sink, seen) = collecting();
+    let p = Pipeline::new(Config::default().max_event_bytes(1024), sink).unwrap();
+    let good = |i: u32| format!(r#"{{"id":"good-{i}"}}"#);
+    p.record_json(good(0).as_bytes()).unwrap();
+    assert!(matches!(
+        p.record_json(b"{\"id\":"),
+        Err(Error::InvalidJson { .. })
+    ));
+    assert!(matches!(p.record_json(b"[1,2,3]"), Err(Error::NotAnObject)));
+    assert!(matches!(
+        p.record_json(b"{\"id\":\"\xc3\x28\"}"),
+        Err(Error::InvalidUtf8 { offset: 7 })
+    ));
+    let big = format!(r#"{{"id":"{}"}}"#, "x".repeat(2000));
+    assert!(matches!(
+        p.record_json(big.as_bytes()),
+        Err(Error::TooLarge { limit: 1024, .. })
+    ));
+    let missing = AuditEvent::new("t", "c", "a", "success", "");
+    assert!(matches!(
+        p.record(&missing),
+        Err(Error::MissingField {
+            field: "correlation_id"
+        })
+    ));
+    let mismatch = AuditEvent {
+        event_data: EventData::Json(r#"{"event_type":"other"}"#),
+        ..AuditEvent::new("t", "c", "a", "success", "r")
+    };
+    assert!(matches!(
+        p.record(&mismatch),
+        Err(Error::InvalidField {
+            field: "event_data.event_type",
+            ..
+        })
+    ));
+    assert!(matches!(
+        p.record_serialize(&"a string"),
+        Err(Error::NotAnObject)
+    ));
+    let mut bad_keys = std::collections::HashMap::new();
+    bad_keys.insert(vec![1u8], 1);
+    assert!(matches!(
+        p.record_serialize(&bad_keys),
+        Err(Error::Serialize(_))
+    ));
+    p.record_json(good(1).as_bytes()).unwrap();
+
+    let report = p.close(Duration::from_secs(10));
+    let r = report.stats.rejected;
+    assert_eq!(
+        (
+            r.invalid_json,
+            r.not_an_object,
+            r.invalid_utf8,
+            r.too_large,
+            r.missing_field,
+            r.invalid_field,
+            r.serialize
+        ),
+        (1, 2, 1, 1, 1, 1, 1)
+    );
+    assert_eq!(report.stats.recorded, 2);
+    assert_eq!(report.stats.delivered, 2);
+    let ids: Vec<String> = seen.lock().unwrap().iter().map(|e| json_id(e)).collect();
+    assert_eq!(ids, ["good-0", "good-1"]);
+    assert!(report.stats.is_consistent());
+}
+
+#[test]
+fn flush_returns_once_everything_recorded_is_delivered() {
+    let (sink, seen) = collecting();
+    let p = Pipeline::new(
+        Config::default().flush_interval(Duration::from_secs(3600)),
+        sink,
+    )
+    .unwrap();
+    for i in 0..10 {
+        p.record_json(format!(r#"{{"id":"{i}"}}"#).as_bytes())
+            .unwrap();
+    }
+    let report = p.flush(Duration::from_secs(10));
+    assert!(report.completed);
+    assert_eq!(report.stats.delivered, 10);
+    assert_eq!(report.left, 0);
+    assert_eq!(seen.lock().unwrap().len(), 10);
+    // The pipeline goes on after a flush.
+    p.record_json(br#"{"id":"after"}"#).unwrap();
+    assert_eq!(p.flush(Duration::from_secs(10)).stats.delivered, 11);
+    assert!(p.stats().is_consistent());
+}
+
+#[test]
+fn partial_batches_go_out_on_the_interval() {
+    let (tx, rx) = unbounded();
+    let sink = CallbackSink::new(move |batch: &[&[u8]]| {
+        let _ = tx.send(batch.len());
+        Outcome::Delivered
+    });
+    let p = Pipeline::new(
+        Config::default().flush_interval(Duration::from_millis(50)),
+        sink,
+    )
+    .unwrap();
+    p.record_json(br#"{"id":"1"}"#).unwrap();
+    p.record_json(br#"{"id":"2"}"#).unwrap();
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), 2);
+    assert!(p.stats().is_consistent());
+}
+
+#[test]
+fn full_batches_go_out_without_waiting_for_the_interval() {
+    let (tx, rx) = unbounded();
+    let sink = CallbackSink::new(move |batch: &[&[u8]]| {
+        let _ = tx.send(batch.len());
+        Outcome::Delivered
+    });
+    let config = Config::default()
+        .batch_max_events(10)
+        .flush_interval(Duration::from_secs(3600));
+    let p = Pipeline::new(config, sink).unwrap();
+    for i in 0..30 {
+        p.record_json(format!(r#"{{"id":"{i}"}}"#).as_bytes())
+            .unwrap();
+    }
+    for _ in 0..3 {
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), 10);
+    }
+}
+
+#[test]
+fn batches_respect_the_byte_limit() {
+    let (tx, rx) = unbounded();
+    let sink = CallbackSink::new(move |batch: &[&[u8]]| {
+        let _ = tx.send(batch.iter().map(|e| e.len() + 1).sum::<usize>());
+        Outcome::Delivered
+    });
+    let config = Config::default().batch_max_bytes(1000).max_event_bytes(300);
+    let p = Pipeline::new(config, sink).unwrap();
+    let pad = "p".repeat(200);
+    for i in 0..20 {
+        p.record_json(format!(r#"{{"id":"{i}","pad":"{pad}"}}"#).as_bytes())
+            .unwrap();
+    }
+    let report = p.close(Duration::from_secs(10));
+    assert_eq!(report.stats.delivered, 20);
+    let sizes: Vec<usize> = rx.try_iter().collect();
+    assert!(sizes.iter().all(|&s| s <= 1000), "{sizes:?}");
+    assert!(sizes.len() >= 5);
+}
+
+#[test]
+fn a_panicking_sink_is_retried_then_fails_without_killing_the_pipeline() {
+    let mut calls = 0;
+    let sink = CallbackSink::new(move |_batch: &[&[u8]]| {
+        calls += 1;
+        if calls <= 2 {
+            panic!("boom {calls}")
+        }
+        Outcome::Delivered
+    });
+    let retry = RetryPolicy::default()
+        .max_attempts(2)
+        .backoff(Duration::from_millis(1), Duration::from_millis(2));
+    let p = Pipeline::new(Config::default().retry(retry), sink).unwrap();
+    p.record_json(br#"{"id":"a"}"#).unwrap();
+    let report = p.flush(Duration::from_secs(10));
+    assert_eq!(report.stats.failed, 1);
+    assert!(
+        p.last_error()
+            .unwrap()
+            .contains("the sink panicked: boom 2"),
+        "{:?}",
+        p.last_error()
+    );
+    p.record_json(br#"{"id":"b"}"#).unwrap();
+    let report = p.close(Duration::from_secs(10));
+    assert_eq!(report.stats.delivered, 1);
+    assert!(report.stats.is_consistent());
+}
+
+#[test]
+fn dropping_the_pipeline_delivers_what_it_holds() {
+    let (sink, seen) = collecting();
+    let p = Pipeline::new(
+        Config::default().flush_interval(Duration::from_secs(3600)),
+        sink,
+    )
+    .unwrap();
+    for i in 0..5 {
+        p.record_json(format!(r#"{{"id":"{i}"}}"#).as_bytes())
+            .unwrap();
+    }
+    drop(p);
+    assert_eq!(seen.lock().unwrap().len(), 5);
+}
+
+#[test]
+fn the_sinks_limits_override_the_pipelines() {
+    let (tx, rx) = unbounded();
+    let sink = CallbackSink::new(move |batch: &[&[u8]]| {
+        let _ = tx.send(batch.len());
+        Outcome::Delivered
+    })
+    .with_limits(auditbuf::Limits {
+        max_events: 3,
+        max_bytes: 10_000,
+    });
+    let p = Pipeline::new(Config::default().max_event_bytes(1000), sink).unwrap();
+    for i in 0..10 {
+        p.record_json(format!(r#"{{"id":"{i}"}}"#).as_bytes())
+            .unwrap();
+    }
+    p.close(Duration::from_secs(10));
+    assert!(rx.try_iter().all(|n| n <= 3));
+    // An event limit above the sink's byte limit cannot work.
+    let tiny = CallbackSink::new(|_: &[&[u8]]| Outcome::Delivered).with_limits(auditbuf::Limits {
+        max_events: 10,
+        max_bytes: 100,
+    });
+    let err = Pipeline::new(Config::default(), tiny).unwrap_err();
+    assert!(err.to_string().contains("max_event_bytes"), "{err}");
+}

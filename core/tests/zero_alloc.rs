@@ -1,0 +1,187 @@
+//! `record` allocates nothing on the caller's thread once the pool is warm, for all three
+//! ways of recording. A counting global allocator counts per thread, so the flush thread's
+//! own allocations (one small vector per batch) do not hide the caller's.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::time::Duration;
+
+use auditbuf::{AuditEvent, CallbackSink, Config, Error, EventData, Outcome, Pipeline};
+use crossbeam_channel::{Receiver, bounded};
+
+struct CountingAllocator;
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn note_allocation() {
+    // try_with: the allocator also runs while thread-locals are being torn down.
+    let _ = COUNTING.try_with(|on| {
+        if on.get() {
+            let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        }
+    });
+}
+
+// Safety: every method forwards to the system allocator unchanged; counting touches only
+// const-initialised thread-locals, which never allocate.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note_allocation();
+        // Safety: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note_allocation();
+        // Safety: same contract as our caller's.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note_allocation();
+        // Safety: same contract as our caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // Safety: same contract as our caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+const QUEUE: usize = 1024;
+const CALLS: usize = 100_000;
+
+/// A pipeline whose sink holds its first batch until `gate` opens, so warm-up can fill
+/// every slot of the pool.
+fn gated_pipeline() -> (Pipeline, crossbeam_channel::Sender<()>) {
+    let (open, gate): (_, Receiver<()>) = bounded(0);
+    let mut waited = false;
+    let sink = CallbackSink::new(move |_: &[&[u8]]| {
+        if !waited {
+            waited = true;
+            let _ = gate.recv_timeout(Duration::from_secs(30));
+        }
+        Outcome::Delivered
+    });
+    let config = Config::default()
+        .queue_capacity(QUEUE)
+        .batch_max_events(256);
+    (Pipeline::new(config, sink).unwrap(), open)
+}
+
+/// Warms the pool with `record` (every slot created and grown to size), then counts the
+/// allocations of `CALLS` more calls on this thread. Full queues are retried, not skipped.
+fn allocations_of(record: impl Fn(&Pipeline, usize) -> Result<(), Error>) -> (u64, Pipeline) {
+    let (pipeline, open) = gated_pipeline();
+    for i in 0..QUEUE + 256 {
+        match record(&pipeline, i) {
+            Ok(()) | Err(Error::Full) => {}
+            Err(e) => panic!("warm-up: {e}"),
+        }
+    }
+    drop(open);
+    assert!(pipeline.flush(Duration::from_secs(30)).completed);
+
+    ALLOCATIONS.with(|n| n.set(0));
+    COUNTING.with(|on| on.set(true));
+    for i in 0..CALLS {
+        loop {
+            match record(&pipeline, i) {
+                Ok(()) => break,
+                Err(Error::Full) => std::thread::yield_now(),
+                Err(_) => break,
+            }
+        }
+    }
+    COUNTING.with(|on| on.set(false));
+    (ALLOCATIONS.with(Cell::get), pipeline)
+}
+
+fn check(allocations: u64, pipeline: Pipeline) {
+    let report = pipeline.close(Duration::from_secs(30));
+    assert!(report.stats.is_consistent(), "{:?}", report.stats);
+    assert_eq!(
+        report.stats.rejected.total() - report.stats.rejected.queue_full,
+        0,
+        "{:?}",
+        report.stats
+    );
+    assert!(report.stats.delivered >= CALLS as u64);
+    assert_eq!(
+        allocations, 0,
+        "record allocated {allocations} times in {CALLS} calls"
+    );
+}
+
+const PAYLOAD: &str = r#"{"signal_type":"alert","signal_name":"HighMemoryUsage","namespace":"payment","fingerprint":"fp-abc123"}"#;
+
+#[test]
+fn typed_events_do_not_allocate() {
+    let (n, p) = allocations_of(|p, i| {
+        p.record(&AuditEvent {
+            actor_type: Some("service"),
+            actor_id: Some("gateway"),
+            resource_type: Some("Signal"),
+            resource_id: Some("fp-abc123"),
+            namespace: Some("payment"),
+            duration_ms: Some(i as u64),
+            event_data: EventData::Json(PAYLOAD),
+            ..AuditEvent::new(
+                "gateway.signal.received",
+                "gateway",
+                "received",
+                "success",
+                "rr-2026-001",
+            )
+        })
+    });
+    check(n, p);
+}
+
+#[test]
+fn raw_json_with_escapes_and_unicode_does_not_allocate() {
+    let event = "{\"event_type\":\"user.login\",\"message\":\"caf\u{e9} \\\"quoted\\\" \\n \\u00e9 \\ud83d\\ude00 日本語 🎉\",\
+                 \"n\":[1,-2.5e3,true,null],\"nested\":{\"a\":{\"b\":[]}}}";
+    let (n, p) = allocations_of(|p, _| p.record_json(event.as_bytes()));
+    check(n, p);
+}
+
+#[test]
+fn serialize_values_do_not_allocate() {
+    #[derive(serde::Serialize)]
+    struct Login<'a> {
+        event_type: &'a str,
+        user: &'a str,
+        attempt: u32,
+        success: bool,
+        tags: [&'a str; 2],
+    }
+    let (n, p) = allocations_of(|p, i| {
+        p.record_serialize(&Login {
+            event_type: "user.login",
+            user: "ada \"lovelace\"",
+            attempt: i as u32,
+            success: true,
+            tags: ["a", "ü"],
+        })
+    });
+    check(n, p);
+}
+
+#[test]
+fn the_allocator_does_count() {
+    // Guards the guard: a plain allocation on a counting thread must register.
+    ALLOCATIONS.with(|n| n.set(0));
+    COUNTING.with(|on| on.set(true));
+    let v: Vec<u8> = Vec::with_capacity(std::hint::black_box(64));
+    COUNTING.with(|on| on.set(false));
+    drop(v);
+    assert_eq!(ALLOCATIONS.with(Cell::get), 1);
+}

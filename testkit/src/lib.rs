@@ -1,0 +1,428 @@
+//! A scriptable HTTP receiver on 127.0.0.1 for auditbuf's tests, benchmarks and demo.
+//!
+//! A script decides each answer from the batch it received (201, 202, 400 on a poison
+//! event, 413 above a size, 429 with `Retry-After`, 500 a few times, slow answers…); the
+//! receiver keeps every event it acknowledged, so a test can compare the exact multiset of
+//! delivered events with what it recorded.
+
+#![warn(missing_docs)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+/// One request as the script sees it.
+#[derive(Debug)]
+pub struct Batch {
+    /// 0 for the first request, 1 for the second, …
+    pub index: usize,
+    /// The events of the body, parsed (empty in counting mode).
+    pub events: Vec<Value>,
+    /// Number of events in the body.
+    pub len: usize,
+    /// Body size in bytes.
+    pub body_bytes: usize,
+    /// Request path.
+    pub path: String,
+    /// Request headers, names lower-cased.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Batch {
+    /// The value of header `name` (lower case), if sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether some event has `field` (a top-level key, or inside `event_data`) equal to `value`.
+    pub fn contains(&self, field: &str, value: &str) -> bool {
+        self.events
+            .iter()
+            .any(|e| field_of(e, field) == Some(value))
+    }
+
+    /// Index of the first event with `field` equal to `value`.
+    pub fn position(&self, field: &str, value: &str) -> Option<usize> {
+        self.events
+            .iter()
+            .position(|e| field_of(e, field) == Some(value))
+    }
+}
+
+fn field_of<'a>(event: &'a Value, field: &str) -> Option<&'a str> {
+    event
+        .get(field)
+        .or_else(|| event.get("event_data").and_then(|d| d.get(field)))
+        .and_then(Value::as_str)
+}
+
+/// The receiver's answer to one request.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// Body text.
+    pub body: String,
+    /// Wait this long before answering.
+    pub delay: Duration,
+    /// Whether a 2xx counts the batch as delivered. False for answers the client is expected
+    /// to give up on (too slow): it never saw the acknowledgement.
+    pub acknowledged: bool,
+}
+
+impl Reply {
+    /// An answer with `status` and an empty JSON body.
+    pub fn status(status: u16) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: if status == 201 {
+                r#"{"event_ids":[],"message":"created"}"#.to_owned()
+            } else {
+                String::new()
+            },
+            delay: Duration::ZERO,
+            acknowledged: (200..300).contains(&status),
+        }
+    }
+
+    /// 201 Created.
+    pub fn created() -> Reply {
+        Reply::status(201)
+    }
+
+    /// 202 Accepted, as DataStorage answers when it parks a batch in its own queue.
+    pub fn accepted() -> Reply {
+        let mut r = Reply::status(202);
+        r.body = r#"{"status":"accepted","message":"queued to DLQ","count":0}"#.to_owned();
+        r
+    }
+
+    /// An `application/problem+json` answer with `detail`.
+    pub fn problem(status: u16, detail: &str) -> Reply {
+        let mut r = Reply::status(status);
+        r.body = serde_json::json!({
+            "type": "https://kubernaut.ai/problems/validation-error",
+            "title": "Validation Error",
+            "status": status,
+            "detail": detail,
+        })
+        .to_string();
+        r.headers
+            .push(("Content-Type".into(), "application/problem+json".into()));
+        r
+    }
+
+    /// Adds a `Retry-After` header.
+    pub fn retry_after(mut self, value: &str) -> Reply {
+        self.headers.push(("Retry-After".into(), value.into()));
+        self
+    }
+
+    /// Answers only after `delay`, and does not count the batch as delivered.
+    pub fn slow(mut self, delay: Duration) -> Reply {
+        self.delay = delay;
+        self.acknowledged = false;
+        self
+    }
+}
+
+type Script = dyn Fn(&Batch) -> Reply + Send + Sync;
+
+#[derive(Default)]
+struct Log {
+    delivered: Vec<Value>,
+    requests: Vec<RequestLog>,
+}
+
+/// What the receiver saw of one request and how it answered.
+#[derive(Debug, Clone)]
+pub struct RequestLog {
+    /// Events in the body.
+    pub events: usize,
+    /// Body size in bytes.
+    pub body_bytes: usize,
+    /// The `Content-Length` header, if sent.
+    pub content_length: Option<usize>,
+    /// The `Authorization` header, if sent.
+    pub authorization: Option<String>,
+    /// The status answered.
+    pub status: u16,
+    /// When it arrived.
+    pub at: Instant,
+}
+
+struct State {
+    script: Box<Script>,
+    keep_events: bool,
+    next_index: AtomicUsize,
+    log: Mutex<Log>,
+    changed: Condvar,
+    delivered_count: AtomicU64,
+    stopping: AtomicBool,
+}
+
+/// A running receiver. Stops when dropped.
+pub struct Receiver {
+    addr: SocketAddr,
+    server: Arc<tiny_http::Server>,
+    state: Arc<State>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Receiver {
+    /// Starts a receiver that keeps every acknowledged event, answering as `script` says.
+    pub fn start(script: impl Fn(&Batch) -> Reply + Send + Sync + 'static) -> Receiver {
+        Self::launch(Box::new(script), true, 8)
+    }
+
+    /// Starts a receiver that only counts events (no parsing into values), for throughput
+    /// runs; `script` sees batches with empty `events`.
+    pub fn counting(script: impl Fn(&Batch) -> Reply + Send + Sync + 'static) -> Receiver {
+        Self::launch(Box::new(script), false, 4)
+    }
+
+    fn launch(script: Box<Script>, keep_events: bool, threads: usize) -> Receiver {
+        let server = match tiny_http::Server::http("127.0.0.1:0") {
+            Ok(s) => Arc::new(s),
+            Err(e) => panic!("cannot listen on 127.0.0.1: {e}"),
+        };
+        let addr = match server.server_addr().to_ip() {
+            Some(a) => a,
+            None => panic!("receiver is not on an IP address"),
+        };
+        let state = Arc::new(State {
+            script,
+            keep_events,
+            next_index: AtomicUsize::new(0),
+            log: Mutex::new(Log::default()),
+            changed: Condvar::new(),
+            delivered_count: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
+        });
+        let workers = (0..threads)
+            .map(|_| {
+                let server = Arc::clone(&server);
+                let state = Arc::clone(&state);
+                std::thread::spawn(move || serve(&server, &state))
+            })
+            .collect();
+        Receiver {
+            addr,
+            server,
+            state,
+            workers,
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Events acknowledged so far, in arrival order.
+    pub fn delivered(&self) -> Vec<Value> {
+        lock(&self.state.log).delivered.clone()
+    }
+
+    /// Number of events acknowledged so far (also in counting mode).
+    pub fn delivered_count(&self) -> u64 {
+        self.state.delivered_count.load(Ordering::SeqCst)
+    }
+
+    /// The string field `field` of every acknowledged event, in arrival order.
+    pub fn delivered_field(&self, field: &str) -> Vec<String> {
+        lock(&self.state.log)
+            .delivered
+            .iter()
+            .map(|e| field_of(e, field).unwrap_or("<missing>").to_owned())
+            .collect()
+    }
+
+    /// Every request seen so far.
+    pub fn requests(&self) -> Vec<RequestLog> {
+        lock(&self.state.log).requests.clone()
+    }
+
+    /// Waits until at least `n` events were acknowledged; false on timeout.
+    pub fn wait_for_delivered(&self, n: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut log = lock(&self.state.log);
+        while self.delivered_count() < n {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            log = match self.state.changed.wait_timeout(log, deadline - now) {
+                Ok((l, _)) => l,
+                Err(p) => p.into_inner().0,
+            };
+        }
+        true
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.state.stopping.store(true, Ordering::SeqCst);
+        self.server.unblock();
+        for _ in 0..self.workers.len() {
+            self.server.unblock();
+        }
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+/// A URL on 127.0.0.1 where nothing listens: connections are refused.
+pub fn refused_url() -> String {
+    let port = match TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+        Ok(a) => a.port(),
+        Err(e) => panic!("cannot bind 127.0.0.1: {e}"),
+    };
+    format!("http://127.0.0.1:{port}")
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn serve(server: &tiny_http::Server, state: &State) {
+    while !state.stopping.load(Ordering::SeqCst) {
+        let mut request = match server.recv_timeout(Duration::from_millis(200)) {
+            Ok(Some(r)) => r,
+            Ok(None) => continue,
+            Err(_) => return,
+        };
+        let mut body = Vec::new();
+        if request.as_reader().read_to_end(&mut body).is_err() {
+            let _ = request.respond(tiny_http::Response::empty(400));
+            continue;
+        }
+        let headers: Vec<(String, String)> = request
+            .headers()
+            .iter()
+            .map(|h| {
+                (
+                    h.field.as_str().as_str().to_ascii_lowercase(),
+                    h.value.as_str().to_owned(),
+                )
+            })
+            .collect();
+        let ndjson = headers
+            .iter()
+            .any(|(n, v)| n == "content-type" && v.contains("ndjson"));
+        let (events, len) = match parse(&body, ndjson, state.keep_events) {
+            Some(parsed) => parsed,
+            None => {
+                let reply = Reply::problem(400, "request body is not a JSON array of objects");
+                log_request(state, &headers, body.len(), 0, reply.status);
+                respond(request, &reply);
+                continue;
+            }
+        };
+        let batch = Batch {
+            index: state.next_index.fetch_add(1, Ordering::SeqCst),
+            events,
+            len,
+            body_bytes: body.len(),
+            path: request.url().to_owned(),
+            headers,
+        };
+        let reply = (state.script)(&batch);
+        if !reply.delay.is_zero() {
+            std::thread::sleep(reply.delay);
+        }
+        {
+            let mut log = lock(&state.log);
+            log.requests.push(RequestLog {
+                events: batch.len,
+                body_bytes: batch.body_bytes,
+                content_length: batch.header("content-length").and_then(|v| v.parse().ok()),
+                authorization: batch.header("authorization").map(str::to_owned),
+                status: reply.status,
+                at: Instant::now(),
+            });
+            if reply.acknowledged && (200..300).contains(&reply.status) {
+                state
+                    .delivered_count
+                    .fetch_add(batch.len as u64, Ordering::SeqCst);
+                log.delivered.extend(batch.events);
+            }
+        }
+        state.changed.notify_all();
+        respond(request, &reply);
+    }
+}
+
+fn log_request(
+    state: &State,
+    headers: &[(String, String)],
+    body_bytes: usize,
+    events: usize,
+    status: u16,
+) {
+    let find = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    lock(&state.log).requests.push(RequestLog {
+        events,
+        body_bytes,
+        content_length: find("content-length").and_then(|v| v.parse().ok()),
+        authorization: find("authorization"),
+        status,
+        at: Instant::now(),
+    });
+}
+
+fn respond(request: tiny_http::Request, reply: &Reply) {
+    let mut response =
+        tiny_http::Response::from_string(reply.body.clone()).with_status_code(reply.status);
+    for (name, value) in &reply.headers {
+        if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            response = response.with_header(h);
+        }
+    }
+    let _ = request.respond(response);
+}
+
+/// Parses a body into events; `None` if it is not an array of objects (or NDJSON objects).
+fn parse(body: &[u8], ndjson: bool, keep: bool) -> Option<(Vec<Value>, usize)> {
+    let raw: Vec<&RawValue> = if ndjson {
+        let text = std::str::from_utf8(body).ok()?;
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()
+            .ok()?
+    } else {
+        serde_json::from_slice(body).ok()?
+    };
+    if raw.is_empty() || !raw.iter().all(|r| r.get().starts_with('{')) {
+        return None;
+    }
+    let len = raw.len();
+    if !keep {
+        return Some((Vec::new(), len));
+    }
+    let events = raw
+        .iter()
+        .map(|r| serde_json::from_str(r.get()))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    Some((events, len))
+}
