@@ -44,6 +44,10 @@ pub(crate) struct Worker {
     pub(crate) commands: Receiver<Command>,
     pub(crate) sink: Box<dyn Sink>,
     pub(crate) limits: Limits,
+    /// Queued events that make a batch worth sending before the interval.
+    pub(crate) ready_at: usize,
+    /// When `recorded` was last read, and its value: the arrival rate since.
+    pub(crate) rate_mark: (Instant, u64),
     pub(crate) interval: Duration,
     pub(crate) retry: RetryPolicy,
     pub(crate) orphan_timeout: Duration,
@@ -58,9 +62,23 @@ pub(crate) struct Worker {
     pub(crate) rng: fastrand::Rng,
 }
 
+/// `now + timeout`, with absurd timeouts (`Duration::MAX`) capped at a year so the
+/// addition cannot overflow.
+pub(crate) fn deadline_after(timeout: Duration) -> Instant {
+    const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+    let now = Instant::now();
+    now.checked_add(timeout.min(YEAR)).unwrap_or(now)
+}
+
 impl Worker {
     pub(crate) fn run(mut self) {
-        let mut next_tick = Instant::now() + self.interval;
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| self.serve())) {
+            self.abandon(&panic_message(panic.as_ref()));
+        }
+    }
+
+    fn serve(&mut self) {
+        let mut next_tick = deadline_after(self.interval);
         loop {
             if let Some(deadline) = self.close_deadline {
                 self.shut_down(deadline);
@@ -69,22 +87,60 @@ impl Worker {
             let now = Instant::now();
             if now >= next_tick {
                 self.send_queued();
-                next_tick = Instant::now() + self.interval;
-                continue;
+                next_tick = deadline_after(self.interval);
+            } else {
+                let until = self.next_full_batch(now).min(next_tick);
+                select! {
+                    recv(self.wake) -> woken => {
+                        if woken.is_err() {
+                            self.on_command(None);
+                        }
+                    }
+                    recv(self.commands) -> command => self.on_command(command.ok()),
+                    default(until.saturating_duration_since(now)) => {}
+                }
+                self.send_full_batches();
             }
-            select! {
-                recv(self.wake) -> woken => match woken {
-                    Ok(()) => self.send_full_batches(),
-                    Err(_) => self.on_command(None),
-                },
-                recv(self.commands) -> command => self.on_command(command.ok()),
-                default(next_tick - now) => {}
-            }
-            if !self.flush_waiters.is_empty() && self.close_deadline.is_none() {
-                self.send_queued();
-                // Dropping a waiter's sender is the signal: its flush is done.
-                self.flush_waiters.clear();
-            }
+            self.answer_flushes();
+            self.arm_wake();
+        }
+    }
+
+    /// When to look again: a little before a full batch should be queued, judging by the
+    /// arrival rate since the last look, so producers rarely find it late and have to wake it.
+    fn next_full_batch(&mut self, now: Instant) -> Instant {
+        const SOONEST: Duration = Duration::from_micros(20);
+        let recorded = self.shared.counters.recorded.load(Ordering::Relaxed);
+        let (then, before) = std::mem::replace(&mut self.rate_mark, (now, recorded));
+        let arrived = recorded.saturating_sub(before);
+        let missing = self.ready_at.saturating_sub(self.ready()) as u64;
+        if missing == 0 {
+            return now;
+        }
+        if arrived == 0 {
+            return deadline_after(self.interval);
+        }
+        let per_event =
+            now.saturating_duration_since(then) / arrived.min(u64::from(u32::MAX)) as u32;
+        let eta = per_event.saturating_mul(missing.min(u64::from(u32::MAX)) as u32);
+        deadline_after((eta * 4 / 5).max(SOONEST))
+    }
+
+    /// Asks producers to wake this thread if a full batch is queued before it looks.
+    fn arm_wake(&self) {
+        let due = self.counts.taken + self.ready_at as u64;
+        self.shared.next_wake.store(due, Ordering::Relaxed);
+    }
+
+    /// Answers the flushes waiting now once what is queued now has been sent. Flushes that
+    /// arrive meanwhile (during a retry pause) wait for another round, which covers the
+    /// events recorded before them.
+    fn answer_flushes(&mut self) {
+        while !self.flush_waiters.is_empty() && self.close_deadline.is_none() {
+            let waiting = std::mem::take(&mut self.flush_waiters);
+            self.send_queued();
+            // Dropping a waiter's sender is the signal: its flush is done.
+            drop(waiting);
         }
     }
 
@@ -98,7 +154,7 @@ impl Worker {
             // The handle is gone without closing (leaked or torn down): close on our own.
             None => {
                 if self.close_deadline.is_none() {
-                    self.close_deadline = Some(Instant::now() + self.orphan_timeout);
+                    self.close_deadline = Some(deadline_after(self.orphan_timeout));
                 }
             }
         }
@@ -110,7 +166,7 @@ impl Worker {
 
     fn send_full_batches(&mut self) {
         for _ in 0..self.batches_per_wake {
-            if self.ready() < self.limits.max_events || self.take_batch(usize::MAX) == 0 {
+            if self.closing() || self.ready() < self.ready_at || self.take_batch(usize::MAX) == 0 {
                 return;
             }
             self.deliver_batch();
@@ -207,12 +263,11 @@ impl Worker {
                 }
                 Outcome::Retry { after, reason } => {
                     failures += 1;
-                    self.counts.retries += 1;
                     self.shared.note_error(reason);
                     let delay = self.retry.delay(failures, after, &mut self.rng);
                     pending.push(range);
                     if failures >= self.retry.max_attempts
-                        || started.elapsed() + delay > self.retry.max_elapsed
+                        || started.elapsed().saturating_add(delay) > self.retry.max_elapsed
                     {
                         self.settle_all(&pending, Settle::Failed);
                         return;
@@ -227,16 +282,19 @@ impl Worker {
     }
 
     fn send(&mut self, part: &[&[u8]]) -> Outcome {
-        self.counts.sends += 1;
         let sink = &mut self.sink;
-        catch_unwind(AssertUnwindSafe(|| sink.send(part))).unwrap_or_else(|panic| {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            Outcome::retry(format!("the sink panicked: {what}"))
-        })
+        let outcome = catch_unwind(AssertUnwindSafe(|| sink.send(part))).unwrap_or_else(|panic| {
+            Outcome::retry(format!(
+                "the sink panicked: {}",
+                panic_message(panic.as_ref())
+            ))
+        });
+        self.counts.sends += 1;
+        if matches!(outcome, Outcome::Retry { .. }) {
+            self.counts.retries += 1;
+        }
+        self.shared.counters.publish(&self.counts);
+        outcome
     }
 
     fn settle(&mut self, n: usize, how: Settle) {
@@ -256,14 +314,25 @@ impl Worker {
         self.settle(n, how);
     }
 
-    fn past_close_deadline(&self) -> bool {
-        self.close_deadline.is_some_and(|d| Instant::now() >= d)
+    /// Whether `close` was called, noticed even while busy sending: `close` sets the
+    /// shared flag before it sends its command, so the command is waiting to be read.
+    fn closing(&mut self) -> bool {
+        if self.close_deadline.is_none() && self.shared.closed.load(Ordering::Relaxed) {
+            while let Ok(command) = self.commands.try_recv() {
+                self.on_command(Some(command));
+            }
+        }
+        self.close_deadline.is_some()
+    }
+
+    fn past_close_deadline(&mut self) -> bool {
+        self.closing() && self.close_deadline.is_some_and(|d| Instant::now() >= d)
     }
 
     /// Waits `delay` before a retry while still taking commands; false if `close`'s
     /// deadline ended the wait.
     fn pause(&mut self, delay: Duration) -> bool {
-        let until = Instant::now() + delay;
+        let until = deadline_after(delay);
         loop {
             let end = self.close_deadline.map_or(until, |d| d.min(until));
             let now = Instant::now();
@@ -318,4 +387,38 @@ impl Worker {
     fn all_accepted_taken(&self) -> bool {
         self.counts.taken >= self.shared.counters.recorded.load(Ordering::SeqCst)
     }
+
+    /// The flush thread panicked (a bug, not a sink's panic, which is retried): stop taking
+    /// events and count everything held or queued as failed, so the books still balance.
+    fn abandon(&mut self, why: &str) {
+        self.shared.closed.store(true, Ordering::SeqCst);
+        self.shared.note_error(format!(
+            "the flush thread panicked ({why}); the events it held are counted as failed"
+        ));
+        for slot in self.batch.drain(..).chain(self.carry.take()) {
+            self.shared.pool.give_back(slot);
+        }
+        self.counts.failed += self.counts.in_flight;
+        self.counts.in_flight = 0;
+        loop {
+            while let Ok(slot) = self.queue.try_recv() {
+                self.counts.taken += 1;
+                self.counts.failed += 1;
+                self.shared.pool.give_back(slot);
+            }
+            self.shared.counters.publish(&self.counts);
+            if self.all_accepted_taken() {
+                return;
+            }
+            std::thread::yield_now();
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_owned())
 }

@@ -4,18 +4,19 @@
 //! never holds a lock and, once the pool is warm, never allocates.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
+use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 
 use crate::config::Overflow;
 use crate::dead_letter::DeadLetters;
 use crate::encode::event::encode_event;
 use crate::encode::raw::{encode_json, encode_serialize};
-use crate::flush::{Command, Worker};
+use crate::flush::{Command, Worker, deadline_after};
 use crate::slots::{Slot, SlotPool};
 use crate::stats::{Counters, FlushCounts};
 use crate::{AuditEvent, Config, DeadLetter, Error, Limits, Report, Sink, Stats};
@@ -27,8 +28,12 @@ pub(crate) struct Shared {
     pub(crate) pool: SlotPool,
     /// Set once by `close`; `record` checks it after counting an event as accepted, and
     /// the flush thread waits for every accepted event, so none can slip in unseen.
-    pub(crate) closed: AtomicBool,
+    pub(crate) closed: CachePadded<AtomicBool>,
     pub(crate) dead_letters: DeadLetters,
+    /// The `recorded` count at which a producer must wake the flush thread: a full batch
+    /// is queued and the thread has not come for it. The flush thread re-arms it after each
+    /// round; `u64::MAX` while disarmed.
+    pub(crate) next_wake: CachePadded<AtomicU64>,
     last_error: Mutex<Option<String>>,
 }
 
@@ -69,7 +74,6 @@ pub struct Pipeline {
     thread: Mutex<Option<JoinHandle<()>>>,
     overflow: Overflow,
     max_event_bytes: usize,
-    wake_at: usize,
     drop_timeout: Duration,
     service: String,
 }
@@ -83,9 +87,16 @@ impl Pipeline {
         config.validate()?;
         let sink_limits = sink.limits();
         let limits = Limits {
-            max_events: config.batch_max_events.min(sink_limits.max_events).max(1),
+            max_events: config
+                .batch_max_events
+                .min(sink_limits.max_events)
+                .min(config.queue_capacity)
+                .max(1),
             max_bytes: config.batch_max_bytes.min(sink_limits.max_bytes),
         };
+        // A batch is worth sending once it is full, or half the queue if that is less, so a
+        // small queue never waits for a batch that cannot form.
+        let ready_at = limits.max_events.min(config.queue_capacity / 2).max(1);
         if config.max_event_bytes + 1 > limits.max_bytes {
             return Err(Error::config(
                 "max_event_bytes",
@@ -106,8 +117,9 @@ impl Pipeline {
                 config.initial_slot_bytes,
                 config.retained_slot_bytes,
             ),
-            closed: AtomicBool::new(false),
+            closed: CachePadded::new(AtomicBool::new(false)),
             dead_letters: DeadLetters::new(config.dead_letter_capacity),
+            next_wake: CachePadded::new(AtomicU64::new(ready_at as u64)),
             last_error: Mutex::new(None),
         });
         let worker = Worker {
@@ -117,6 +129,8 @@ impl Pipeline {
             commands: commands_rx,
             sink: Box::new(sink),
             limits,
+            ready_at,
+            rate_mark: (std::time::Instant::now(), 0),
             interval: config.flush_interval,
             retry: config.retry,
             orphan_timeout: config.drop_timeout,
@@ -144,10 +158,7 @@ impl Pipeline {
             thread: Mutex::new(Some(thread)),
             overflow: config.overflow,
             max_event_bytes: config.max_event_bytes,
-            wake_at: limits
-                .max_events
-                .min(config.queue_capacity.div_ceil(2))
-                .max(1),
+
             drop_timeout: config.drop_timeout,
             service: config.service,
         })
@@ -202,7 +213,7 @@ impl Pipeline {
         }
         // Count first, then look at `closed` (both SeqCst): either close sees this event
         // and waits for it, or this call sees close and withdraws it.
-        shared.counters.recorded.fetch_add(1, Ordering::SeqCst);
+        let recorded = shared.counters.recorded.fetch_add(1, Ordering::SeqCst) + 1;
         if shared.closed.load(Ordering::SeqCst) {
             return Err(self.withdraw(slot));
         }
@@ -210,7 +221,16 @@ impl Pipeline {
             // Cannot be full (there are no more slots than places); the flush thread died.
             return Err(self.withdraw(e.into_inner()));
         }
-        if self.queue.len() >= self.wake_at {
+        // The flush thread schedules itself from the arrival rate, because waking a parked
+        // thread costs the waker microseconds. Only a batch that fills before it comes makes
+        // one producer wake it; the others pay one load.
+        let due = shared.next_wake.load(Ordering::Relaxed);
+        if recorded >= due
+            && shared
+                .next_wake
+                .compare_exchange(due, u64::MAX, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
             let _ = self.wake.try_send(());
         }
         Ok(())
@@ -226,7 +246,7 @@ impl Pipeline {
     /// Sends everything recorded so far, and returns when it is delivered (or otherwise
     /// settled) or when `timeout` has passed, whichever comes first.
     pub fn flush(&self, timeout: Duration) -> Report {
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         let (done_tx, done_rx) = bounded::<()>(0);
         if self.commands.send(Command::Flush(done_tx)).is_err() {
             return self.report(self.is_finished());
@@ -242,7 +262,7 @@ impl Pipeline {
     /// `dropped.shutdown`) and stops the flush thread. Always returns by the deadline, even
     /// if the sink hangs; calling it again waits again.
     pub fn close(&self, timeout: Duration) -> Report {
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         if !self.shared.closed.swap(true, Ordering::SeqCst) {
             let _ = self.commands.send(Command::Close(deadline));
         }

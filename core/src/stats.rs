@@ -8,6 +8,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 
+use crossbeam_utils::CachePadded;
+
 use crate::Error;
 
 /// Why calls to `record` were turned away. None of these events entered the pipeline.
@@ -206,15 +208,15 @@ impl FlushCounts {
 
 const REJECT_REASONS: usize = 10;
 
-/// The shared counters.
+/// The shared counters. Producers and the flush thread write different cache lines.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     /// Accepted events. Incremented before the event is pushed, so the flush thread can
     /// never have taken more than this.
-    pub(crate) recorded: AtomicU64,
-    rejected: [AtomicU64; REJECT_REASONS],
+    pub(crate) recorded: CachePadded<AtomicU64>,
+    rejected: CachePadded<[AtomicU64; REJECT_REASONS]>,
     /// Even when `flush` is stable, odd while the flush thread rewrites it.
-    seq: AtomicU64,
+    seq: CachePadded<AtomicU64>,
     flush: [AtomicU64; FLUSH_FIELDS],
 }
 

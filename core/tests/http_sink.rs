@@ -515,3 +515,23 @@ fn a_missing_ca_or_token_file_is_a_clear_error() {
     let err = HttpSink::new("localhost:8080", HttpConfig::default()).unwrap_err();
     assert!(err.to_string().contains("url"), "{err}");
 }
+
+#[test]
+fn an_absurd_retry_after_gives_up_on_the_batch_not_the_pipeline() {
+    let receiver = Receiver::start(|b| {
+        if b.index == 0 {
+            Reply::status(503).retry_after("99999999999999999999")
+        } else {
+            Reply::created()
+        }
+    });
+    let p = pipeline(&receiver.url(), config(), HttpConfig::default());
+    record_all(&p, &ids(3));
+    let report = p.flush(CLOSE);
+    assert_eq!(report.stats.failed, 3);
+    let later = vec!["later".to_owned()];
+    record_all(&p, &later);
+    let report = p.close(CLOSE);
+    assert_exactly_once(&receiver, &later);
+    assert_settled(&report.stats);
+}

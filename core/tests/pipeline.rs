@@ -490,3 +490,100 @@ fn the_sinks_limits_override_the_pipelines() {
     let err = Pipeline::new(Config::default(), tiny).unwrap_err();
     assert!(err.to_string().contains("max_event_bytes"), "{err}");
 }
+
+#[test]
+fn absurd_durations_do_not_panic() {
+    let (sink, seen) = collecting();
+    let config = Config::default()
+        .flush_interval(Duration::MAX)
+        .drop_timeout(Duration::MAX)
+        .retry(RetryPolicy::default().max_elapsed(Duration::MAX));
+    let p = Pipeline::new(config, sink).unwrap();
+    p.record_json(br#"{"id":"1"}"#).unwrap();
+    assert!(p.flush(Duration::MAX).completed);
+    assert!(p.close(Duration::MAX).completed);
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn a_huge_retry_after_fails_the_batch_instead_of_the_thread() {
+    let mut calls = 0;
+    let sink = CallbackSink::new(move |_: &[&[u8]]| {
+        calls += 1;
+        if calls == 1 {
+            std::thread::sleep(Duration::from_millis(1100));
+            Outcome::Retry {
+                after: Some(Duration::MAX),
+                reason: "come back in a million years".into(),
+            }
+        } else {
+            Outcome::Delivered
+        }
+    });
+    let p = Pipeline::new(Config::default(), sink).unwrap();
+    p.record_json(br#"{"id":"1"}"#).unwrap();
+    let report = p.flush(Duration::from_secs(10));
+    assert_eq!(report.stats.failed, 1);
+    // The flush thread is alive and the pipeline open.
+    p.record_json(br#"{"id":"2"}"#).unwrap();
+    let report = p.close(Duration::from_secs(10));
+    assert_eq!(report.stats.delivered, 1);
+    assert!(report.stats.is_consistent());
+}
+
+#[test]
+fn a_queue_smaller_than_a_batch_still_sends_without_waiting_for_the_interval() {
+    let (sink, seen) = collecting();
+    let config = Config::default()
+        .queue_capacity(100)
+        .flush_interval(Duration::from_secs(3600))
+        .overflow(Overflow::Block {
+            timeout: Duration::from_secs(10),
+        });
+    let p = Pipeline::new(config, sink).unwrap();
+    for i in 0..1000 {
+        p.record_json(format!(r#"{{"id":"{i}"}}"#).as_bytes())
+            .unwrap();
+    }
+    let report = p.close(Duration::from_secs(10));
+    assert_eq!(report.stats.rejected.block_timeout, 0);
+    assert_eq!(report.stats.delivered, 1000);
+    assert_eq!(seen.lock().unwrap().len(), 1000);
+    assert!(report.stats.is_consistent());
+}
+
+#[test]
+fn a_flush_that_arrives_during_a_retry_waits_for_its_own_events() {
+    let (called_tx, called_rx) = unbounded();
+    let mut calls = 0;
+    let sink = CallbackSink::new(move |batch: &[&[u8]]| {
+        calls += 1;
+        let _ = called_tx.send(batch.len());
+        if calls == 1 {
+            Outcome::Retry {
+                after: Some(Duration::from_millis(300)),
+                reason: "busy".into(),
+            }
+        } else {
+            Outcome::Delivered
+        }
+    });
+    let retry = RetryPolicy::default().backoff(Duration::ZERO, Duration::ZERO);
+    let config = Config::default()
+        .flush_interval(Duration::from_secs(3600))
+        .retry(retry);
+    let p = Arc::new(Pipeline::new(config, sink).unwrap());
+    p.record_json(br#"{"id":"first"}"#).unwrap();
+    let first = {
+        let p = Arc::clone(&p);
+        std::thread::spawn(move || p.flush(Duration::from_secs(10)))
+    };
+    // The first flush's batch is now waiting out its retry.
+    assert_eq!(called_rx.recv_timeout(Duration::from_secs(5)).unwrap(), 1);
+    p.record_json(br#"{"id":"second"}"#).unwrap();
+    let second = p.flush(Duration::from_secs(10));
+    assert!(second.completed);
+    assert_eq!(second.stats.delivered, 2, "{:?}", second.stats);
+    assert!(first.join().unwrap().completed);
+    assert!(second.stats.is_consistent());
+}

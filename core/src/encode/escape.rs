@@ -1,28 +1,22 @@
 //! Writing a `&str` as a JSON string, byte-for-byte what `serde_json` writes.
 
-use super::swar::{needs_escape, skip_plain};
+use super::swar::{find, needs_escape};
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// Appends `s` to `out` as a quoted JSON string. Does not allocate when `out` has room.
-pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
+/// Appends `s` escaped as the inside of a JSON string, without the quotes: the typed
+/// encoder's key constants carry them. Does not allocate when `out` has room.
+#[inline]
+pub(crate) fn write_str_body(out: &mut Vec<u8>, s: &str) {
     let b = s.as_bytes();
-    out.reserve(b.len() + 2);
-    out.push(b'"');
     let mut start = 0;
-    let mut i = 0;
     loop {
-        i = skip_plain(b, i, needs_escape);
+        let i = find(b, start, needs_escape);
+        out.extend_from_slice(&b[start..i]);
         let Some(&c) = b.get(i) else { break };
-        if c == b'"' || c == b'\\' || c < 0x20 {
-            out.extend_from_slice(&b[start..i]);
-            write_escape(out, c);
-            start = i + 1;
-        }
-        i += 1;
+        write_escape(out, c);
+        start = i + 1;
     }
-    out.extend_from_slice(&b[start..]);
-    out.push(b'"');
 }
 
 fn write_escape(out: &mut Vec<u8>, c: u8) {
@@ -55,8 +49,9 @@ mod tests {
     use proptest::prelude::*;
 
     fn ours(s: &str) -> String {
-        let mut out = Vec::new();
-        write_str(&mut out, s);
+        let mut out = vec![b'"'];
+        write_str_body(&mut out, s);
+        out.push(b'"');
         String::from_utf8(out).unwrap()
     }
 

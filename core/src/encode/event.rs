@@ -4,7 +4,7 @@
 use std::fmt;
 use std::io;
 
-use super::escape::write_str;
+use super::escape::write_str_body;
 use super::json::{ObjectInfo, scan_object};
 use super::{LimitedWriter, flatten_line_breaks, time};
 use crate::Error;
@@ -159,46 +159,48 @@ pub(crate) fn encode_event(
         });
     }
 
-    out.extend_from_slice(b"{\"version\":");
-    write_str(out, ev.version.unwrap_or("1.0"));
-    out.extend_from_slice(b",\"event_type\":");
+    // Keys carry the quotes around the string values that follow them.
+    out.reserve(lower_bound + ENCODED_OVERHEAD);
+    out.extend_from_slice(b"{\"version\":\"");
+    write_str_body(out, ev.version.unwrap_or("1.0"));
+    out.extend_from_slice(b"\",\"event_type\":");
     let event_type_at = out.len();
-    write_str(out, ev.event_type);
+    out.push(b'"');
+    write_str_body(out, ev.event_type);
+    out.push(b'"');
     let event_type_token = event_type_at..out.len();
-    out.extend_from_slice(b",\"event_timestamp\":");
+    out.extend_from_slice(b",\"event_timestamp\":\"");
     match ev.event_timestamp {
-        Some(ts) => write_str(out, ts),
-        None => {
-            out.push(b'"');
-            out.extend_from_slice(&time::now());
-            out.push(b'"');
-        }
+        Some(ts) => write_str_body(out, ts),
+        None => out.extend_from_slice(&time::now()),
     }
-    out.extend_from_slice(b",\"event_category\":");
-    write_str(out, ev.event_category);
-    out.extend_from_slice(b",\"event_action\":");
-    write_str(out, ev.event_action);
-    out.extend_from_slice(b",\"event_outcome\":");
-    write_str(out, ev.event_outcome);
-    out.extend_from_slice(b",\"correlation_id\":");
-    write_str(out, ev.correlation_id);
+    out.extend_from_slice(b"\",\"event_category\":\"");
+    write_str_body(out, ev.event_category);
+    out.extend_from_slice(b"\",\"event_action\":\"");
+    write_str_body(out, ev.event_action);
+    out.extend_from_slice(b"\",\"event_outcome\":\"");
+    write_str_body(out, ev.event_outcome);
+    out.extend_from_slice(b"\",\"correlation_id\":\"");
+    write_str_body(out, ev.correlation_id);
+    out.push(b'"');
 
     let optional_strings = [
-        (&b",\"actor_type\":"[..], ev.actor_type),
-        (b",\"actor_id\":", ev.actor_id),
-        (b",\"actor_ip\":", ev.actor_ip),
-        (b",\"resource_type\":", ev.resource_type),
-        (b",\"resource_id\":", ev.resource_id),
-        (b",\"parent_event_id\":", ev.parent_event_id),
-        (b",\"parent_event_date\":", ev.parent_event_date),
-        (b",\"namespace\":", ev.namespace),
-        (b",\"cluster_id\":", ev.cluster_id),
-        (b",\"severity\":", ev.severity),
+        (&b",\"actor_type\":\""[..], ev.actor_type),
+        (b",\"actor_id\":\"", ev.actor_id),
+        (b",\"actor_ip\":\"", ev.actor_ip),
+        (b",\"resource_type\":\"", ev.resource_type),
+        (b",\"resource_id\":\"", ev.resource_id),
+        (b",\"parent_event_id\":\"", ev.parent_event_id),
+        (b",\"parent_event_date\":\"", ev.parent_event_date),
+        (b",\"namespace\":\"", ev.namespace),
+        (b",\"cluster_id\":\"", ev.cluster_id),
+        (b",\"severity\":\"", ev.severity),
     ];
     for (key, value) in optional_strings {
         if let Some(v) = value {
             out.extend_from_slice(key);
-            write_str(out, v);
+            write_str_body(out, v);
+            out.push(b'"');
         }
     }
     if let Some(ms) = ev.duration_ms {
@@ -206,12 +208,13 @@ pub(crate) fn encode_event(
         out.extend_from_slice(itoa::Buffer::new().format(ms).as_bytes());
     }
     for (key, value) in [
-        (&b",\"error_code\":"[..], ev.error_code),
-        (b",\"error_message\":", ev.error_message),
+        (&b",\"error_code\":\""[..], ev.error_code),
+        (b",\"error_message\":\"", ev.error_message),
     ] {
         if let Some(v) = value {
             out.extend_from_slice(key);
-            write_str(out, v);
+            write_str_body(out, v);
+            out.push(b'"');
         }
     }
     if let Some(days) = ev.retention_days {
@@ -267,6 +270,9 @@ fn raw_size(ev: &AuditEvent<'_>) -> usize {
 }
 
 const EVENT_TYPE_KEY: &[u8] = b"\"event_type\":";
+
+/// Keys, punctuation and a generated timestamp: what an event adds to its values.
+const ENCODED_OVERHEAD: usize = 512;
 
 /// Writes `event_data`, making sure its top-level `event_type` equals the outer one, whose
 /// encoded token sits at `outer` in `out`.
@@ -326,12 +332,15 @@ fn write_event_data(
             }
             let info = scan_object(&out[start..]).map_err(not_an_object_is_event_data)?;
             check_event_type(&out[start..], &info, &out[outer.clone()])?;
+            if info.has_line_breaks {
+                flatten_line_breaks(&mut out[start..]);
+            }
             if !info.has_event_type {
                 // Room for `"event_type":<token>,` right after the opening brace.
                 let comma = usize::from(!info.empty);
                 let insert = EVENT_TYPE_KEY.len() + outer.len() + comma;
-                insert_gap(out, start + 1, insert);
-                let mut at = start + 1;
+                let mut at = start + info.open + 1;
+                insert_gap(out, at, insert);
                 out[at..at + EVENT_TYPE_KEY.len()].copy_from_slice(EVENT_TYPE_KEY);
                 at += EVENT_TYPE_KEY.len();
                 out.copy_within(outer.clone(), at);
@@ -366,12 +375,23 @@ fn check_event_type(text: &[u8], info: &ObjectInfo, outer_token: &[u8]) -> Resul
     if !info.has_event_type {
         return Ok(());
     }
-    match info.event_type {
-        Some((s, e)) if &text[s..e] == outer_token => Ok(()),
-        _ => Err(Error::InvalidField {
+    let same = match info.event_type {
+        Some((s, e)) if &text[s..e] == outer_token => true,
+        // Spelled differently (`\/`, `\u00e9`): compare what the escapes mean. Rare enough
+        // to allocate for.
+        Some((s, e)) if text[s..e].contains(&b'\\') => {
+            let decode = |t: &[u8]| serde_json::from_slice::<String>(t).ok();
+            decode(&text[s..e]).is_some_and(|inner| decode(outer_token) == Some(inner))
+        }
+        _ => false,
+    };
+    if same {
+        Ok(())
+    } else {
+        Err(Error::InvalidField {
             field: "event_data.event_type",
             reason: "must equal the event's event_type",
-        }),
+        })
     }
 }
 
@@ -420,6 +440,19 @@ mod tests {
             encode(&ev)
                 .unwrap()
                 .ends_with(r#""event_data":{"event_type":"a.b","k":1}}"#)
+        );
+        let ev = AuditEvent {
+            event_data: EventData::Json(r#"{"event_type":"a\/b"}"#),
+            ..base()
+        };
+        assert!(matches!(encode(&ev), Err(Error::InvalidField { .. })));
+        let ev = AuditEvent {
+            event_data: EventData::Json(r#"{"event_type":"\u0061.b"}"#),
+            ..base()
+        };
+        assert!(
+            encode(&ev).is_ok(),
+            "an escaped but equal event_type is the same"
         );
         let ev = AuditEvent {
             event_data: EventData::Json(r#"{"event_type":"other"}"#),

@@ -1,7 +1,7 @@
 //! Checks that bytes are exactly one JSON object (RFC 8259, UTF-8, no lone surrogates),
 //! without allocating, and notes the few top-level keys the encoder completes or compares.
 
-use super::swar::{skip_plain, string_special};
+use super::swar::{find, string_special};
 use crate::Error;
 
 /// Deepest nesting accepted; deeper input is rejected rather than scanned.
@@ -72,6 +72,10 @@ impl Scanner<'_> {
 
     #[inline]
     fn ws(&mut self) {
+        // Compact JSON has no whitespace: usually one look settles it.
+        if self.peek().is_some_and(|c| c > b' ') {
+            return;
+        }
         while let Some(c) = self.peek() {
             match c {
                 b' ' | b'\t' => {}
@@ -100,10 +104,11 @@ impl Scanner<'_> {
         }
     }
 
-    /// Parses one complete value starting at `self.i`, iteratively: containers are tracked
-    /// in a bit stack (1 = object, 0 = array), so hostile nesting cannot overflow the stack.
+    /// Parses one complete value starting at `self.i`, iteratively: open containers are
+    /// tracked in a fixed stack (true = object), so hostile nesting cannot overflow the
+    /// thread's stack.
     fn value(&mut self) -> Result<(), Error> {
-        let mut kinds: u128 = 0;
+        let mut in_objects = [false; MAX_DEPTH as usize];
         let mut depth: u32 = 0;
         loop {
             // One value.
@@ -114,7 +119,7 @@ impl Scanner<'_> {
                         return Err(self.err("nesting deeper than 128 levels"));
                     }
                     let is_object = open == b'{';
-                    kinds = (kinds & !(1 << depth)) | (u128::from(is_object) << depth);
+                    in_objects[depth as usize] = is_object;
                     depth += 1;
                     self.i += 1;
                     self.ws();
@@ -151,7 +156,7 @@ impl Scanner<'_> {
                     return Ok(());
                 }
                 self.ws();
-                let in_object = (kinds >> (depth - 1)) & 1 == 1;
+                let in_object = in_objects[depth as usize - 1];
                 match (self.peek(), in_object) {
                     (Some(b','), _) => {
                         self.i += 1;
@@ -203,11 +208,12 @@ impl Scanner<'_> {
     }
 
     /// Scans string content after the opening quote, up to and including the closing one.
+    #[inline]
     fn string(&mut self) -> Result<(), Error> {
         let b = self.b;
         let mut i = self.i;
         loop {
-            i = skip_plain(b, i, string_special);
+            i = find(b, i, string_special);
             let Some(&c) = b.get(i) else {
                 self.i = i;
                 return Err(self.err("unterminated string"));

@@ -61,6 +61,10 @@ pub(crate) fn encode_serialize<T: serde::Serialize + ?Sized>(
         });
     }
     let info = scan_object(out)?;
+    if info.has_line_breaks {
+        // serde_json writes none, but a RawValue keeps the whitespace it was given.
+        flatten_line_breaks(out);
+    }
     let missing = MissingMembers::of(&info);
     if missing.is_empty() {
         return Ok(());
@@ -69,9 +73,9 @@ pub(crate) fn encode_serialize<T: serde::Serialize + ?Sized>(
     if size > limit {
         return Err(Error::TooLarge { size, limit });
     }
-    // serde_json writes no whitespace: the object opens at byte 0.
-    insert_gap(out, 1, missing.len);
-    out[1..1 + missing.len].copy_from_slice(missing.bytes());
+    let at = info.open + 1;
+    insert_gap(out, at, missing.len);
+    out[at..at + missing.len].copy_from_slice(missing.bytes());
     Ok(())
 }
 

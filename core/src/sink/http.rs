@@ -158,7 +158,7 @@ impl fmt::Debug for HttpConfig {
 ///
 /// Answers map onto outcomes as follows: 2xx (201 and 202 alike) → delivered; 401/403 →
 /// re-read the token file, then retry; 408, 429, 5xx and network errors → retry, honouring
-/// `Retry-After`; 413 → split; 404, 405, 407, 410, 411, 415 and 426 say the endpoint is
+/// `Retry-After`; 413 → split; 404, 405, 407, 410, 411, 415, 421, 425 and 426 say the endpoint is
 /// wrong rather than the events, so they retry too (events are kept, not dead-lettered);
 /// any other 4xx → bisect and dead-letter the events still refused alone, with the
 /// `detail` of an `application/problem+json` answer as the reason.
@@ -184,6 +184,9 @@ impl HttpSink {
     pub fn new(url: impl Into<String>, config: HttpConfig) -> Result<Self, Error> {
         let url = url.into();
         check_url(&url)?;
+        for (name, value) in &config.headers {
+            check_header(name, value)?;
+        }
         let authorization = match (&config.bearer_token, &config.token_file) {
             (Some(_), Some(_)) => {
                 return Err(Error::config(
@@ -296,7 +299,7 @@ impl Sink for HttpSink {
                 Outcome::Retry { after, reason }
             }
             413 => Outcome::TooLarge { reason },
-            404 | 405 | 407 | 410 | 411 | 415 | 426 => Outcome::Retry { after, reason },
+            404 | 405 | 407 | 410 | 411 | 415 | 421 | 425 | 426 => Outcome::Retry { after, reason },
             400..=499 if status != 408 && status != 429 => Outcome::Rejected {
                 index: blamed_index(&detail),
                 reason,
@@ -330,6 +333,22 @@ fn check_url(url: &str) -> Result<(), Error> {
             format!("{url:?} must be an http:// or https:// URL with a host"),
         )),
     }
+}
+
+fn check_header(name: &str, value: &str) -> Result<(), Error> {
+    if ureq::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        return Err(Error::config(
+            "headers",
+            format!("{name:?} is not a valid header name"),
+        ));
+    }
+    if ureq::http::HeaderValue::from_str(value).is_err() {
+        return Err(Error::config(
+            "headers",
+            format!("the value of header {name:?} has characters a header cannot carry"),
+        ));
+    }
+    Ok(())
 }
 
 fn authorization(field: &str, token: &str) -> Result<String, Error> {
@@ -441,6 +460,27 @@ mod tests {
         sink.config.format = BodyFormat::Ndjson;
         sink.fill_body(&[b"{\"a\":1}", b"{}"]);
         assert_eq!(sink.body, b"{\"a\":1}\n{}\n");
+    }
+
+    #[test]
+    fn headers_are_checked_when_the_sink_is_built() {
+        let bad_name = HttpConfig::default().header("bad name", "v");
+        assert!(matches!(
+            HttpSink::new("http://127.0.0.1:1/", bad_name),
+            Err(Error::Config(_))
+        ));
+        let bad_value = HttpConfig::default().header("X-Ok", "line\nbreak");
+        assert!(matches!(
+            HttpSink::new("http://127.0.0.1:1/", bad_value),
+            Err(Error::Config(_))
+        ));
+        assert!(
+            HttpSink::new(
+                "http://127.0.0.1:1/",
+                HttpConfig::default().header("X-Ok", "fine")
+            )
+            .is_ok()
+        );
     }
 
     #[test]
