@@ -60,6 +60,18 @@ fn record(c: &mut Criterion) {
     });
     report_rejections("serialize_small", p);
 
+    // The same 338 bytes, already encoded, through tracing-appender's non-blocking writer
+    // (it copies them into a new Vec per write). Lossless, so nothing is dropped unseen.
+    let bytes = common::typed_bytes();
+    let (mut writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::sink());
+    group.bench_function("tracing_appender_write_338B", |b| {
+        b.iter(|| std::io::Write::write_all(&mut writer, black_box(&bytes)))
+    });
+    drop(writer);
+    drop(guard);
+
     group.finish();
 }
 

@@ -70,3 +70,8 @@ pub use sink::{
     Sink,
 };
 pub use stats::{Dropped, Rejected, Report, Stats};
+
+/// The README's examples run as doc tests, so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
