@@ -98,15 +98,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     // Time one call in 64 (timing every call would cost as much as the call),
                     // and only calls that were accepted: a rejection is cheaper and would
                     // flatter the numbers.
-                    let timed = n % 64 == 0;
+                    let timed = n.is_multiple_of(64);
                     let t0 = timed.then(Instant::now);
                     match pipeline.record(&event) {
                         Ok(()) => {
-                            if let Some(t0) = t0 {
-                                if latencies.len() < latencies.capacity() {
+                            if let Some(t0) = t0
+                                && latencies.len() < latencies.capacity() {
                                     latencies.push(t0.elapsed());
                                 }
-                            }
                         }
                         Err(Error::Full) | Err(Error::Timeout(_)) => {}
                         Err(e) => panic!("demo event rejected: {e}"),

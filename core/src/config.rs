@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::{Error, RetryPolicy};
+use crate::{Error, RetryPolicy, StoreConfig, StoreRegistry};
 
 /// What `record` does when every slot is taken (the queue is full).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -18,6 +18,24 @@ pub enum Overflow {
         /// Longest wait for a free slot.
         timeout: Duration,
     },
+    /// Append the event to the backing store on the caller's thread (the slow path: it
+    /// allocates and does I/O). What the queue holds is moved into the store first, so the
+    /// store keeps the order. Needs a store.
+    Spill,
+}
+
+/// When `record` returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Durability {
+    /// Once the event is in the in-memory queue. A crash loses what is buffered; the backing
+    /// store, if any, holds events through outages and overflow.
+    #[default]
+    Buffered,
+    /// Once the event is appended to the backing store and covered by an fsync ("nothing
+    /// acknowledged is lost on kill -9"). Concurrent callers share each fsync (group commit).
+    /// Needs a durable store (file, SQLite, Postgres).
+    Wal,
 }
 
 /// How a pipeline buffers, batches and retries. Plain data: no sink, no handles.
@@ -42,6 +60,8 @@ pub enum Overflow {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
+    pub(crate) store: Option<StoreConfig>,
+    pub(crate) durability: Durability,
     pub(crate) service: String,
     pub(crate) queue_capacity: usize,
     pub(crate) max_event_bytes: usize,
@@ -59,6 +79,8 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            store: None,
+            durability: Durability::Buffered,
             service: "auditbuf".to_owned(),
             queue_capacity: 10_000,
             max_event_bytes: 64 * 1024,
@@ -155,9 +177,85 @@ impl Config {
         self
     }
 
+    /// The backing store that keeps events through outages, overflow (`Spill`) and, in
+    /// `wal` mode, crashes. Defaults to none.
+    pub fn store(mut self, store: StoreConfig) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The backing store from its JSON form, `{"type":"file","params":{…}}`.
+    pub fn store_json(self, text: &str) -> Result<Self, Error> {
+        self.store_json_with(text, &StoreRegistry::new())
+    }
+
+    /// The backing store from its JSON form, knowing the types in `registry`.
+    pub fn store_json_with(self, text: &str, registry: &StoreRegistry) -> Result<Self, Error> {
+        Ok(self.store(StoreConfig::from_json_with(text, registry)?))
+    }
+
+    /// When `record` returns. Defaults to [`Durability::Buffered`].
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
     /// The service name.
     pub fn service_name(&self) -> &str {
         &self.service
+    }
+
+    /// Reads the configuration from the environment: `${PREFIX}_CONFIG` (a document as for
+    /// [`from_json`](Self::from_json)) and `${PREFIX}_BACKING_STORE`
+    /// (`{"type":"file","params":{"path":"…","max_total_bytes":…,"fsync":"always"}}`).
+    /// Unset variables leave the defaults; errors name the variable and the field, e.g.
+    /// `invalid configuration: AUDIT_BACKING_STORE: params.path: missing field`.
+    ///
+    /// ```no_run
+    /// // AUDIT_BACKING_STORE='{"type":"file","params":{"path":"/var/lib/audit","fsync":"always"}}'
+    /// let config = auditbuf::Config::from_env("AUDIT")?;
+    /// # Ok::<(), auditbuf::Error>(())
+    /// ```
+    pub fn from_env(prefix: &str) -> Result<Config, Error> {
+        Self::from_env_with(prefix, &StoreRegistry::new())
+    }
+
+    /// Like [`from_env`](Self::from_env), also knowing the store types in `registry`.
+    pub fn from_env_with(prefix: &str, registry: &StoreRegistry) -> Result<Config, Error> {
+        Self::from_vars(prefix, registry, |name| std::env::var(name))
+    }
+
+    fn from_vars(
+        prefix: &str,
+        registry: &StoreRegistry,
+        lookup: impl Fn(&str) -> Result<String, std::env::VarError>,
+    ) -> Result<Config, Error> {
+        let var = |name: &str| -> Result<Option<String>, Error> {
+            match lookup(name) {
+                Ok(v) => Ok(Some(v)),
+                Err(std::env::VarError::NotPresent) => Ok(None),
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    Err(Error::config(name, "is not valid UTF-8"))
+                }
+            }
+        };
+        let in_var = |name: String| {
+            move |e: Error| match e {
+                Error::Config(c) => Error::config(format!("{name}: {}", c.field), c.reason),
+                other => other,
+            }
+        };
+        let config_var = format!("{prefix}_CONFIG");
+        let mut config = match var(&config_var)? {
+            Some(text) => Config::from_json(&text).map_err(in_var(config_var))?,
+            None => Config::default(),
+        };
+        let store_var = format!("{prefix}_BACKING_STORE");
+        if let Some(text) = var(&store_var)? {
+            config.store =
+                Some(StoreConfig::from_json_with(&text, registry).map_err(in_var(store_var))?);
+        }
+        Ok(config)
     }
 
     /// Reads a configuration document; absent fields keep their defaults, unknown or
@@ -237,6 +335,7 @@ struct ConfigDoc {
     flush_interval_ms: Option<u64>,
     overflow: Option<OverflowDoc>,
     block_timeout_ms: Option<u64>,
+    durability: Option<DurabilityDoc>,
     retry: Option<RetryDoc>,
     dead_letter_capacity: Option<usize>,
     initial_slot_bytes: Option<usize>,
@@ -249,6 +348,14 @@ struct ConfigDoc {
 enum OverflowDoc {
     DropNewest,
     Block,
+    Spill,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum DurabilityDoc {
+    Buffered,
+    Wal,
 }
 
 #[derive(Deserialize)]
@@ -284,6 +391,7 @@ impl ConfigDoc {
         }
         c.overflow = match (self.overflow, self.block_timeout_ms) {
             (None | Some(OverflowDoc::DropNewest), None) => Overflow::DropNewest,
+            (Some(OverflowDoc::Spill), None) => Overflow::Spill,
             (Some(OverflowDoc::Block), Some(t)) => Overflow::Block { timeout: ms(t) },
             (Some(OverflowDoc::Block), None) => {
                 return Err(Error::config(
@@ -297,6 +405,10 @@ impl ConfigDoc {
                     "is only allowed when overflow is \"block\"",
                 ));
             }
+        };
+        c.durability = match self.durability {
+            None | Some(DurabilityDoc::Buffered) => Durability::Buffered,
+            Some(DurabilityDoc::Wal) => Durability::Wal,
         };
         if let Some(r) = self.retry {
             if let Some(v) = r.max_attempts {
@@ -337,6 +449,68 @@ mod tests {
         match Config::from_json(text) {
             Err(Error::Config(c)) => c.field,
             other => panic!("{text}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn environment_variables_are_read_and_errors_name_them() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| (*v).to_owned())
+                    .ok_or(std::env::VarError::NotPresent)
+            }
+        };
+        let registry = StoreRegistry::new();
+        let c = Config::from_vars("AUDIT", &registry, env(&[])).unwrap();
+        assert_eq!(c, Config::default());
+        let c = Config::from_vars(
+            "AUDIT",
+            &registry,
+            env(&[
+                ("AUDIT_CONFIG", r#"{"queue_capacity":7,"durability":"wal"}"#),
+                (
+                    "AUDIT_BACKING_STORE",
+                    r#"{"type":"file","params":{"path":"/var/lib/a","fsync":"always"}}"#,
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.queue_capacity, 7);
+        assert_eq!(c.durability, Durability::Wal);
+        assert!(matches!(c.store, Some(StoreConfig::File(_))));
+        for (vars, field) in [
+            (
+                &[(
+                    "AUDIT_BACKING_STORE",
+                    r#"{"type":"file","params":{"pth":"/x"}}"#,
+                )][..],
+                "AUDIT_BACKING_STORE: params.pth",
+            ),
+            (
+                &[("AUDIT_BACKING_STORE", r#"{"type":"file"}"#)][..],
+                "AUDIT_BACKING_STORE: params",
+            ),
+            (
+                &[("AUDIT_BACKING_STORE", "file")][..],
+                "AUDIT_BACKING_STORE: (document)",
+            ),
+            (
+                &[("AUDIT_BACKING_STORE", r#"{"type":"tape"}"#)][..],
+                "AUDIT_BACKING_STORE: type",
+            ),
+            (
+                &[("AUDIT_CONFIG", r#"{"durability":"eventually"}"#)][..],
+                "AUDIT_CONFIG: durability",
+            ),
+        ] {
+            let vars: &'static [(&'static str, &'static str)] = vars;
+            match Config::from_vars("AUDIT", &registry, env(vars)) {
+                Err(Error::Config(c)) => assert_eq!(c.field, field, "{vars:?}: {}", c.reason),
+                other => panic!("{vars:?}: {other:?}"),
+            }
         }
     }
 

@@ -68,6 +68,16 @@ pub enum Error {
     /// A configuration value is out of range, or a configuration document has an unknown,
     /// missing or ill-typed field.
     Config(Box<ConfigError>),
+    /// The backing store is at its configured limit (`max_total_bytes`, `max_events`, …).
+    StoreFull {
+        /// The limit reached, by its configuration name.
+        limit: &'static str,
+        /// Its configured value.
+        value: u64,
+    },
+    /// The backing store failed: locked by another process, a database error, … The message
+    /// names the store and the file, table or server involved.
+    Store(Box<StoreError>),
     /// A file the configuration names could not be read or written.
     Io(Box<IoError>),
     /// The flush thread could not be started.
@@ -81,6 +91,15 @@ pub struct ConfigError {
     pub field: String,
     /// What is wrong with it.
     pub reason: String,
+}
+
+/// Details of [`Error::Store`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError {
+    /// Which store: `"file"`, `"sqlite"`, `"postgres"`, or a registered type's name.
+    pub store: String,
+    /// What went wrong, naming the file, table or server.
+    pub message: String,
 }
 
 /// Details of [`Error::Io`].
@@ -101,6 +120,14 @@ impl Error {
         }))
     }
 
+    /// A backing-store error.
+    pub(crate) fn store(store: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Store(Box::new(StoreError {
+            store: store.into(),
+            message: message.into(),
+        }))
+    }
+
     /// An I/O error on `path`.
     pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
         Error::Io(Box::new(IoError {
@@ -112,7 +139,10 @@ impl Error {
     /// True for [`Error::Full`] and [`Error::Timeout`]: the pipeline is overloaded, the event
     /// itself was fine and may be retried later.
     pub fn is_overload(&self) -> bool {
-        matches!(self, Error::Full | Error::Timeout(_))
+        matches!(
+            self,
+            Error::Full | Error::Timeout(_) | Error::StoreFull { .. }
+        )
     }
 
     /// True when the event itself was rejected (bad JSON, too large, missing field, …):
@@ -150,6 +180,10 @@ impl fmt::Display for Error {
             Error::InvalidField { field, reason } => write!(f, "field {field}: {reason}"),
             Error::Serialize(e) => write!(f, "event could not be serialised: {e}"),
             Error::Config(c) => write!(f, "invalid configuration: {}: {}", c.field, c.reason),
+            Error::StoreFull { limit, value } => {
+                write!(f, "backing store is full: {limit} of {value} reached")
+            }
+            Error::Store(e) => write!(f, "{} store: {}", e.store, e.message),
             Error::Io(e) => write!(f, "{}: {}", e.path.display(), e.source),
             Error::Spawn(e) => write!(f, "could not start the flush thread: {e}"),
         }

@@ -1,12 +1,12 @@
 //! The flush thread: takes events off the queue in batches (by count, bytes and interval),
-//! sends them through the sink, retries with backoff, splits on 413, bisects on other
-//! content rejections, and shuts down by the deadline `close` gives it.
+//! hands them to [`deliver`](crate::deliver), keeps what cannot be sent in the backing
+//! store ([`drain`](crate::drain)), and shuts down by the deadline `close` gives it.
 //!
-//! It sleeps on a control channel, not on the queue: producers wake it once a batch is
-//! ready, the interval timer wakes it for partial batches, so `record` never pays for a
-//! wake-up per event.
+//! It schedules itself: from the arrival rate it predicts when a full batch will be queued
+//! and looks then. Producers wake it only if a full batch waits and it has not come, because
+//! waking a parked thread costs the waker microseconds.
 
-use std::ops::Range;
+use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,27 +14,31 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, select};
 
+use crate::deliver::{GiveUp, Source, Stop};
 use crate::pipeline::Shared;
 use crate::slots::Slot;
 use crate::stats::FlushCounts;
-use crate::{Limits, Outcome, RetryPolicy, Sink};
+use crate::store::StoredBatch;
+use crate::{Limits, RetryPolicy, Sink};
 
 /// Requests from the pipeline handle.
 #[derive(Debug)]
 pub(crate) enum Command {
     /// Send everything queued now, then drop the sender (the caller waits for that).
     Flush(Sender<()>),
-    /// Send what can be sent by the deadline, drop the rest, and exit.
+    /// Send what can be sent by the deadline, keep or drop the rest, and exit.
     Close(Instant),
 }
 
-/// Where events of a batch ended.
-#[derive(Debug, Clone, Copy)]
-enum Settle {
-    Delivered,
-    DeadLettered,
-    Failed,
-    DroppedAtShutdown,
+/// How often the store gets its housekeeping (interval fsync) while idle.
+const STORE_TICK: Duration = Duration::from_millis(100);
+
+/// `now + timeout`, with absurd timeouts (`Duration::MAX`) capped at a year so the
+/// addition cannot overflow.
+pub(crate) fn deadline_after(timeout: Duration) -> Instant {
+    const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+    let now = Instant::now();
+    now.checked_add(timeout.min(YEAR)).unwrap_or(now)
 }
 
 pub(crate) struct Worker {
@@ -55,19 +59,19 @@ pub(crate) struct Worker {
     pub(crate) batches_per_wake: usize,
     pub(crate) counts: FlushCounts,
     pub(crate) batch: Vec<Slot>,
-    /// An event taken off the queue that did not fit the byte limit of the last batch.
-    pub(crate) carry: Option<Slot>,
+    /// Events taken off the queue but not sent yet (one that did not fit the last batch's
+    /// byte limit, or ones the full store refused), in order, ahead of the queue.
+    pub(crate) front: VecDeque<Slot>,
+    /// A batch whose retries ran out while callers spilled newer events into the store:
+    /// sent before the store, to keep order.
+    pub(crate) held: Option<Vec<Vec<u8>>>,
+    /// Reused buffer for batches read from the store.
+    pub(crate) stored: StoredBatch,
+    pub(crate) drain_failures: u32,
+    pub(crate) drain_retry_at: Option<Instant>,
     pub(crate) flush_waiters: Vec<Sender<()>>,
     pub(crate) close_deadline: Option<Instant>,
     pub(crate) rng: fastrand::Rng,
-}
-
-/// `now + timeout`, with absurd timeouts (`Duration::MAX`) capped at a year so the
-/// addition cannot overflow.
-pub(crate) fn deadline_after(timeout: Duration) -> Instant {
-    const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
-    let now = Instant::now();
-    now.checked_add(timeout.min(YEAR)).unwrap_or(now)
 }
 
 impl Worker {
@@ -79,17 +83,25 @@ impl Worker {
 
     fn serve(&mut self) {
         let mut next_tick = deadline_after(self.interval);
+        let mut next_store_tick = deadline_after(STORE_TICK);
         loop {
             if let Some(deadline) = self.close_deadline {
                 self.shut_down(deadline);
                 return;
             }
             let now = Instant::now();
+            if now >= next_store_tick {
+                self.tick_store();
+                next_store_tick = deadline_after(STORE_TICK);
+            }
             if now >= next_tick {
                 self.send_queued();
                 next_tick = deadline_after(self.interval);
             } else {
-                let until = self.next_full_batch(now).min(next_tick);
+                let mut until = self.next_look(now).min(next_tick);
+                if self.shared.store.is_some() {
+                    until = until.min(next_store_tick);
+                }
                 select! {
                     recv(self.wake) -> woken => {
                         if woken.is_err() {
@@ -99,17 +111,20 @@ impl Worker {
                     recv(self.commands) -> command => self.on_command(command.ok()),
                     default(until.saturating_duration_since(now)) => {}
                 }
-                self.send_full_batches();
+                self.send_ready();
             }
             self.answer_flushes();
             self.arm_wake();
         }
     }
 
-    /// When to look again: a little before a full batch should be queued, judging by the
-    /// arrival rate since the last look, so producers rarely find it late and have to wake it.
-    fn next_full_batch(&mut self, now: Instant) -> Instant {
+    /// When to look again: at once while a backlog can be drained, else a little before a
+    /// full batch should be queued, judging by the arrival rate since the last look.
+    fn next_look(&mut self, now: Instant) -> Instant {
         const SOONEST: Duration = Duration::from_micros(20);
+        if self.backlogged() {
+            return self.backing_off().unwrap_or(now);
+        }
         let recorded = self.shared.counters.recorded.load(Ordering::Relaxed);
         let (then, before) = std::mem::replace(&mut self.rate_mark, (now, recorded));
         let arrived = recorded.saturating_sub(before);
@@ -126,10 +141,13 @@ impl Worker {
         deadline_after((eta * 4 / 5).max(SOONEST))
     }
 
-    /// Asks producers to wake this thread if a full batch is queued before it looks.
+    /// Asks producers to wake this thread once a full batch waits.
     fn arm_wake(&self) {
-        let due = self.counts.taken + self.ready_at as u64;
-        self.shared.next_wake.store(due, Ordering::Relaxed);
+        let recorded = self.shared.counters.recorded.load(Ordering::Relaxed);
+        let missing = self.ready_at.saturating_sub(self.ready()) as u64;
+        self.shared
+            .next_wake
+            .store(recorded + missing.max(1), Ordering::Relaxed);
     }
 
     /// Answers the flushes waiting now once what is queued now has been sent. Flushes that
@@ -144,7 +162,7 @@ impl Worker {
         }
     }
 
-    fn on_command(&mut self, command: Option<Command>) {
+    pub(crate) fn on_command(&mut self, command: Option<Command>) {
         match command {
             Some(Command::Flush(waiter)) => self.flush_waiters.push(waiter),
             Some(Command::Close(deadline)) => {
@@ -160,23 +178,48 @@ impl Worker {
         }
     }
 
-    fn ready(&self) -> usize {
-        self.queue.len() + usize::from(self.carry.is_some())
+    pub(crate) fn ready(&self) -> usize {
+        self.queue.len() + self.front.len()
     }
 
-    fn send_full_batches(&mut self) {
-        for _ in 0..self.batches_per_wake {
-            if self.closing() || self.ready() < self.ready_at || self.take_batch(usize::MAX) == 0 {
-                return;
-            }
-            self.deliver_batch();
+    fn tick_store(&mut self) {
+        if let Some(Err(e)) = self.shared.with_store(|s| s.tick()) {
+            self.shared
+                .note_error(format!("backing store housekeeping: {e}"));
         }
     }
 
-    /// Sends what is queued now (not what arrives meanwhile, so this ends under load).
+    /// Sends what is worth sending now: the backlog, else full batches.
+    fn send_ready(&mut self) {
+        for _ in 0..self.batches_per_wake {
+            if self.closing() {
+                return;
+            }
+            if self.backlogged() {
+                if self.backing_off().is_some() || !self.drain_step() {
+                    return;
+                }
+            } else if self.ready() < self.ready_at || self.take_batch(usize::MAX) == 0 {
+                return;
+            } else {
+                self.deliver_batch();
+            }
+        }
+    }
+
+    /// Sends what is queued now (not what arrives meanwhile, so this ends under load), and
+    /// drains the backlog as far as the sink allows.
     fn send_queued(&mut self) {
+        while self.backlogged() && self.backing_off().is_none() && !self.past_close_deadline() {
+            if !self.drain_step() {
+                return;
+            }
+        }
+        if self.backlogged() {
+            return;
+        }
         let mut budget = self.ready();
-        while budget > 0 && !self.past_close_deadline() {
+        while budget > 0 && !self.past_close_deadline() && !self.backlogged() {
             let taken = self.take_batch(budget);
             if taken == 0 {
                 return;
@@ -187,21 +230,31 @@ impl Worker {
     }
 
     /// Fills `self.batch` with up to `max` events within the limits; returns its length.
-    fn take_batch(&mut self, max: usize) -> usize {
+    pub(crate) fn take_batch(&mut self, max: usize) -> usize {
         let cap = self.limits.max_events.min(max);
         let mut bytes = 0;
-        if let Some(slot) = self.carry.take() {
-            bytes += slot.len() + 1;
-            self.batch.push(slot);
+        if !self.shared.returned.lock().is_empty() {
+            // A spilling caller took these off the queue and the store refused them: they
+            // are older than what the queue holds now.
+            let returned = std::mem::take(&mut *self.shared.returned.lock());
+            self.counts.taken += returned.len() as u64;
+            self.counts.in_flight += returned.len() as u64;
+            self.front.extend(returned);
         }
         while self.batch.len() < cap {
-            let Ok(slot) = self.queue.try_recv() else {
-                break;
+            let slot = match self.front.pop_front() {
+                Some(slot) => slot,
+                None => match self.queue.try_recv() {
+                    Ok(slot) => {
+                        self.counts.taken += 1;
+                        self.counts.in_flight += 1;
+                        slot
+                    }
+                    Err(_) => break,
+                },
             };
-            self.counts.taken += 1;
-            self.counts.in_flight += 1;
             if !self.batch.is_empty() && bytes + slot.len() + 1 > self.limits.max_bytes {
-                self.carry = Some(slot);
+                self.front.push_front(slot);
                 break;
             }
             bytes += slot.len() + 1;
@@ -211,107 +264,26 @@ impl Worker {
         self.batch.len()
     }
 
+    /// Sends `self.batch`; what cannot be sent goes to the store, or fails.
     fn deliver_batch(&mut self) {
-        let mut batch = std::mem::take(&mut self.batch);
+        let batch = std::mem::take(&mut self.batch);
         {
             let events: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
-            self.deliver(&events);
+            match self.deliver(&events, Source::Memory) {
+                Ok(()) => {}
+                Err((settled, Stop::Exhausted)) => self.keep_unsent(&events[settled..]),
+                Err((settled, Stop::Shutdown)) => self.keep_at_shutdown(&events[settled..]),
+            }
         }
+        self.recycle(batch);
+    }
+
+    /// Gives a batch's slots back to the pool and keeps the (empty) vector for reuse.
+    pub(crate) fn recycle(&mut self, mut batch: Vec<Slot>) {
         for slot in batch.drain(..) {
             self.shared.pool.give_back(slot);
         }
         self.batch = batch;
-    }
-
-    /// Sends `events` until each one is delivered, dead-lettered, failed or dropped.
-    fn deliver(&mut self, events: &[&[u8]]) {
-        let started = Instant::now();
-        let mut failures = 0u32;
-        // Ranges still to send; the next one is on top.
-        let mut pending: Vec<Range<usize>> = Vec::with_capacity(16);
-        pending.push(0..events.len());
-        while let Some(range) = pending.pop() {
-            if range.is_empty() {
-                continue;
-            }
-            if self.past_close_deadline() {
-                pending.push(range);
-                self.settle_all(&pending, Settle::DroppedAtShutdown);
-                return;
-            }
-            let part = &events[range.clone()];
-            match self.send(part) {
-                Outcome::Delivered => self.settle(part.len(), Settle::Delivered),
-                Outcome::TooLarge { reason } | Outcome::Rejected { reason, .. }
-                    if part.len() == 1 =>
-                {
-                    self.shared.dead_letters.push(part[0], &reason);
-                    self.shared.note_error(reason);
-                    self.settle(1, Settle::DeadLettered);
-                }
-                Outcome::Rejected { index: Some(i), .. } if i < part.len() => {
-                    // Confirm the blamed event alone; the others go on in order.
-                    let at = range.start + i;
-                    pending.push(at + 1..range.end);
-                    pending.push(at..at + 1);
-                    pending.push(range.start..at);
-                }
-                Outcome::TooLarge { .. } | Outcome::Rejected { .. } => {
-                    let mid = range.start + part.len() / 2;
-                    pending.push(mid..range.end);
-                    pending.push(range.start..mid);
-                }
-                Outcome::Retry { after, reason } => {
-                    failures += 1;
-                    self.shared.note_error(reason);
-                    let delay = self.retry.delay(failures, after, &mut self.rng);
-                    pending.push(range);
-                    if failures >= self.retry.max_attempts
-                        || started.elapsed().saturating_add(delay) > self.retry.max_elapsed
-                    {
-                        self.settle_all(&pending, Settle::Failed);
-                        return;
-                    }
-                    if !self.pause(delay) {
-                        self.settle_all(&pending, Settle::DroppedAtShutdown);
-                        return;
-                    }
-                }
-            }
-        }
-    }
-
-    fn send(&mut self, part: &[&[u8]]) -> Outcome {
-        let sink = &mut self.sink;
-        let outcome = catch_unwind(AssertUnwindSafe(|| sink.send(part))).unwrap_or_else(|panic| {
-            Outcome::retry(format!(
-                "the sink panicked: {}",
-                panic_message(panic.as_ref())
-            ))
-        });
-        self.counts.sends += 1;
-        if matches!(outcome, Outcome::Retry { .. }) {
-            self.counts.retries += 1;
-        }
-        self.shared.counters.publish(&self.counts);
-        outcome
-    }
-
-    fn settle(&mut self, n: usize, how: Settle) {
-        let n = n as u64;
-        self.counts.in_flight -= n;
-        match how {
-            Settle::Delivered => self.counts.delivered += n,
-            Settle::DeadLettered => self.counts.dead_lettered += n,
-            Settle::Failed => self.counts.failed += n,
-            Settle::DroppedAtShutdown => self.counts.dropped_shutdown += n,
-        }
-        self.shared.counters.publish(&self.counts);
-    }
-
-    fn settle_all(&mut self, ranges: &[Range<usize>], how: Settle) {
-        let n = ranges.iter().map(ExactSizeIterator::len).sum();
-        self.settle(n, how);
     }
 
     /// Whether `close` was called, noticed even while busy sending: `close` sets the
@@ -325,13 +297,13 @@ impl Worker {
         self.close_deadline.is_some()
     }
 
-    fn past_close_deadline(&mut self) -> bool {
+    pub(crate) fn past_close_deadline(&mut self) -> bool {
         self.closing() && self.close_deadline.is_some_and(|d| Instant::now() >= d)
     }
 
     /// Waits `delay` before a retry while still taking commands; false if `close`'s
     /// deadline ended the wait.
-    fn pause(&mut self, delay: Duration) -> bool {
+    pub(crate) fn pause(&mut self, delay: Duration) -> bool {
         let until = deadline_after(delay);
         loop {
             let end = self.close_deadline.map_or(until, |d| d.min(until));
@@ -350,11 +322,25 @@ impl Worker {
         }
     }
 
-    /// Sends what it can by `deadline`, then drops the rest. Producers that were accepted
-    /// before the pipeline closed may still be pushing: wait until every accepted event has
-    /// been taken, so none is left behind in the queue.
+    /// Sends what it can by `deadline`, then keeps the rest in the store (or drops it).
+    /// Producers that were accepted before the pipeline closed may still be pushing: wait
+    /// until every accepted event has been taken, so none is left behind in the queue.
     fn shut_down(&mut self, deadline: Instant) {
         while Instant::now() < deadline {
+            if self.backlogged() {
+                match self.backing_off() {
+                    Some(at) if at >= deadline => break,
+                    Some(at) => {
+                        if !self.pause(at.saturating_duration_since(Instant::now())) {
+                            break;
+                        }
+                    }
+                    None => {
+                        self.drain_step();
+                    }
+                }
+                continue;
+            }
             if self.ready() == 0 {
                 if self.all_accepted_taken() {
                     break;
@@ -365,27 +351,16 @@ impl Worker {
             self.take_batch(usize::MAX);
             self.deliver_batch();
         }
-        loop {
-            if let Some(slot) = self.carry.take() {
-                self.settle(1, Settle::DroppedAtShutdown);
-                self.shared.pool.give_back(slot);
-            }
-            while let Ok(slot) = self.queue.try_recv() {
-                self.counts.taken += 1;
-                self.counts.dropped_shutdown += 1;
-                self.shared.pool.give_back(slot);
-            }
-            self.shared.counters.publish(&self.counts);
-            if self.all_accepted_taken() {
-                break;
-            }
-            std::thread::yield_now();
-        }
+        self.keep_leftovers();
         self.flush_waiters.clear();
     }
 
-    fn all_accepted_taken(&self) -> bool {
-        self.counts.taken >= self.shared.counters.recorded.load(Ordering::SeqCst)
+    pub(crate) fn all_accepted_taken(&self) -> bool {
+        let c = &self.shared.counters;
+        // Read the callers' store counters before `recorded`: see `Counters::snapshot`.
+        let elsewhere =
+            c.caller_stored.load(Ordering::SeqCst) + c.caller_moved.load(Ordering::SeqCst);
+        self.counts.taken + elsewhere >= c.recorded.load(Ordering::SeqCst)
     }
 
     /// The flush thread panicked (a bug, not a sink's panic, which is retried): stop taking
@@ -395,11 +370,14 @@ impl Worker {
         self.shared.note_error(format!(
             "the flush thread panicked ({why}); the events it held are counted as failed"
         ));
-        for slot in self.batch.drain(..).chain(self.carry.take()) {
+        let batch = std::mem::take(&mut self.batch);
+        self.recycle(batch);
+        for slot in std::mem::take(&mut self.front) {
             self.shared.pool.give_back(slot);
         }
-        self.counts.failed += self.counts.in_flight;
-        self.counts.in_flight = 0;
+        self.held = None;
+        let held = self.counts.in_flight;
+        self.give_up(held as usize, GiveUp::Failed);
         loop {
             while let Ok(slot) = self.queue.try_recv() {
                 self.counts.taken += 1;
@@ -415,7 +393,7 @@ impl Worker {
     }
 }
 
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())

@@ -46,10 +46,14 @@
 //! it and dead-letter the events the receiver still refuses alone, with its reason.
 
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations, unreachable_pub)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 mod config;
 mod dead_letter;
+mod deliver;
+mod drain;
 mod encode;
 mod error;
 mod flush;
@@ -58,11 +62,17 @@ mod retry;
 mod sink;
 mod slots;
 mod stats;
+mod store;
+mod wal;
 
-pub use config::{Config, Overflow};
+pub use config::{Config, Durability, Overflow};
 pub use dead_letter::DeadLetter;
 pub use encode::event::{AuditEvent, EventData, ToJson};
-pub use error::{ConfigError, Error, IoError};
+pub use error::{ConfigError, Error, IoError, StoreError};
+pub use store::{
+    FileStore, FileStoreConfig, Fsync, MemoryStore, MemoryStoreConfig, Recovery, Store, StoreConfig, StoreFactory,
+    StoreRegistry, StoreSize, StoredBatch,
+};
 pub use pipeline::Pipeline;
 pub use retry::RetryPolicy;
 pub use sink::{

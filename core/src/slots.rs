@@ -58,7 +58,8 @@ impl SlotPool {
             }
         }
         match overflow {
-            Overflow::DropNewest => Err(Error::Full),
+            // Spill is the caller's business: it writes to the store without a slot.
+            Overflow::DropNewest | Overflow::Spill => Err(Error::Full),
             Overflow::Block { timeout } => self.wait(timeout),
         }
     }

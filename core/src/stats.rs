@@ -36,6 +36,10 @@ pub struct Rejected {
     pub invalid_field: u64,
     /// A `Serialize` implementation failed.
     pub serialize: u64,
+    /// The backing store was full (overflow `Spill`, durability `wal`).
+    pub store_full: u64,
+    /// The backing store failed (overflow `Spill`, durability `wal`).
+    pub store_error: u64,
 }
 
 impl Rejected {
@@ -51,6 +55,8 @@ impl Rejected {
             + self.missing_field
             + self.invalid_field
             + self.serialize
+            + self.store_full
+            + self.store_error
     }
 }
 
@@ -58,22 +64,28 @@ impl Rejected {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Dropped {
-    /// Still buffered or being retried when `close`'s deadline passed.
+    /// Still buffered or being retried when `close`'s deadline passed, with no backing store
+    /// to keep them.
     pub shutdown: u64,
+    /// Should have gone to the backing store (retries exhausted, or close), but it was full.
+    pub store_full: u64,
 }
 
 impl Dropped {
     /// All dropped events, whatever the reason.
     pub fn total(&self) -> u64 {
-        self.shutdown
+        self.shutdown + self.store_full
     }
 }
 
 /// A consistent snapshot of a pipeline's counters.
 ///
-/// Every accepted event is in exactly one of the terminal or in-pipeline counters:
-/// `recorded == delivered + dead_lettered + failed + dropped.total() + in_flight + queued`,
-/// in every snapshot ([`Stats::is_consistent`]). Rejected calls never enter that sum.
+/// Every event that entered the pipeline is in exactly one of the terminal or in-pipeline
+/// counters, in every snapshot ([`Stats::is_consistent`]):
+///
+/// `recorded + recovered == delivered + dead_lettered + failed + dropped.total() + in_flight + queued + stored`
+///
+/// Rejected calls never enter that sum.
 ///
 /// ```
 /// use auditbuf::{Config, NullSink, Pipeline};
@@ -92,11 +104,15 @@ impl Dropped {
 pub struct Stats {
     /// Events accepted by `record`.
     pub recorded: u64,
+    /// Events this pipeline found in its backing store when it opened it (left by an earlier
+    /// run), plus, for a store shared by several pipelines, events it drained beyond what it
+    /// put there.
+    pub recovered: u64,
     /// Events the sink acknowledged (2xx).
     pub delivered: u64,
     /// Events the sink rejected for good (4xx after bisection); see `dead_letters`.
     pub dead_lettered: u64,
-    /// Events whose batch ran out of retry attempts or time.
+    /// Events whose batch ran out of retry attempts or time, with no backing store.
     pub failed: u64,
     /// Accepted events given up, by reason.
     pub dropped: Dropped,
@@ -104,6 +120,8 @@ pub struct Stats {
     pub in_flight: u64,
     /// Events accepted and not yet taken by the flush thread.
     pub queued: u64,
+    /// Events in the backing store, waiting to be drained.
+    pub stored: u64,
     /// Calls turned away, by reason.
     pub rejected: Rejected,
     /// Batches handed to the sink, retries and split halves included.
@@ -115,13 +133,8 @@ pub struct Stats {
 impl Stats {
     /// Whether the accounting invariant holds. It always should; tests assert it.
     pub fn is_consistent(&self) -> bool {
-        self.recorded
-            == self.delivered
-                + self.dead_lettered
-                + self.failed
-                + self.dropped.total()
-                + self.in_flight
-                + self.queued
+        self.recorded + self.recovered
+            == self.settled() + self.in_flight + self.queued + self.stored
     }
 
     /// Events that reached a terminal counter.
@@ -161,12 +174,19 @@ pub(crate) struct FlushCounts {
     pub(crate) dead_lettered: u64,
     pub(crate) failed: u64,
     pub(crate) dropped_shutdown: u64,
+    pub(crate) dropped_store_full: u64,
     pub(crate) in_flight: u64,
     pub(crate) sends: u64,
     pub(crate) retries: u64,
+    /// Events the flush thread appended to the store.
+    pub(crate) stored_in: u64,
+    /// Events removed from the store (committed after delivery or dead-lettering).
+    pub(crate) stored_out: u64,
+    /// Events the store held when the pipeline opened it.
+    pub(crate) found: u64,
 }
 
-const FLUSH_FIELDS: usize = 8;
+const FLUSH_FIELDS: usize = 12;
 
 impl FlushCounts {
     fn to_array(self) -> [u64; FLUSH_FIELDS] {
@@ -176,37 +196,35 @@ impl FlushCounts {
             self.dead_lettered,
             self.failed,
             self.dropped_shutdown,
+            self.dropped_store_full,
             self.in_flight,
             self.sends,
             self.retries,
+            self.stored_in,
+            self.stored_out,
+            self.found,
         ]
     }
 
     fn from_array(a: [u64; FLUSH_FIELDS]) -> Self {
-        let [
-            taken,
-            delivered,
-            dead_lettered,
-            failed,
-            dropped_shutdown,
-            in_flight,
-            sends,
-            retries,
-        ] = a;
         FlushCounts {
-            taken,
-            delivered,
-            dead_lettered,
-            failed,
-            dropped_shutdown,
-            in_flight,
-            sends,
-            retries,
+            taken: a[0],
+            delivered: a[1],
+            dead_lettered: a[2],
+            failed: a[3],
+            dropped_shutdown: a[4],
+            dropped_store_full: a[5],
+            in_flight: a[6],
+            sends: a[7],
+            retries: a[8],
+            stored_in: a[9],
+            stored_out: a[10],
+            found: a[11],
         }
     }
 }
 
-const REJECT_REASONS: usize = 10;
+const REJECT_REASONS: usize = 12;
 
 /// The shared counters. Producers and the flush thread write different cache lines.
 #[derive(Debug, Default)]
@@ -214,6 +232,11 @@ pub(crate) struct Counters {
     /// Accepted events. Incremented before the event is pushed, so the flush thread can
     /// never have taken more than this.
     pub(crate) recorded: CachePadded<AtomicU64>,
+    /// Events callers appended to the store themselves (overflow `Spill`, durability `wal`),
+    /// and events they moved there from the queue. Both change under the store's lock, so
+    /// the flush thread never drains an event these do not count yet.
+    pub(crate) caller_stored: CachePadded<AtomicU64>,
+    pub(crate) caller_moved: AtomicU64,
     rejected: CachePadded<[AtomicU64; REJECT_REASONS]>,
     /// Even when `flush` is stable, odd while the flush thread rewrites it.
     seq: CachePadded<AtomicU64>,
@@ -233,8 +256,10 @@ impl Counters {
             Error::TooLarge { .. } => 6,
             Error::MissingField { .. } => 7,
             Error::InvalidField { .. } => 8,
-            // Serialize, and anything a later variant adds on the record path.
-            _ => 9,
+            Error::Serialize(_) => 9,
+            Error::StoreFull { .. } => 10,
+            // Store and I/O failures of the Spill and wal paths.
+            _ => 11,
         };
         self.rejected[i].fetch_add(1, Ordering::Relaxed);
     }
@@ -271,19 +296,33 @@ impl Counters {
     /// A consistent snapshot. The flush side is read first: everything it counts was
     /// recorded before, so `recorded` read afterwards covers it.
     pub(crate) fn snapshot(&self) -> Stats {
+        // Order matters: the flush side first, then what callers put in the store, then
+        // `recorded`. Each later read covers everything an earlier one could have counted.
         let f = self.read_flush();
+        let caller_stored = self.caller_stored.load(Ordering::SeqCst);
+        let caller_moved = self.caller_moved.load(Ordering::SeqCst);
         let recorded = self.recorded.load(Ordering::SeqCst);
         let r = |i: usize| self.rejected[i].load(Ordering::Relaxed);
+        // What this pipeline put in the store and has not taken out. Negative only for a
+        // store shared with other pipelines: it drained more than it put there.
+        let put = i128::from(caller_stored)
+            + i128::from(caller_moved)
+            + i128::from(f.stored_in)
+            + i128::from(f.found);
+        let net = put - i128::from(f.stored_out);
         Stats {
             recorded,
+            recovered: f.found + u64::try_from(-net.min(0)).unwrap_or(0),
             delivered: f.delivered,
             dead_lettered: f.dead_lettered,
             failed: f.failed,
             dropped: Dropped {
                 shutdown: f.dropped_shutdown,
+                store_full: f.dropped_store_full,
             },
             in_flight: f.in_flight,
-            queued: recorded.saturating_sub(f.taken),
+            queued: recorded.saturating_sub(f.taken + caller_stored + caller_moved),
+            stored: u64::try_from(net.max(0)).unwrap_or(0),
             rejected: Rejected {
                 queue_full: r(0),
                 block_timeout: r(1),
@@ -295,6 +334,8 @@ impl Counters {
                 missing_field: r(7),
                 invalid_field: r(8),
                 serialize: r(9),
+                store_full: r(10),
+                store_error: r(11),
             },
             sends: f.sends,
             retries: f.retries,

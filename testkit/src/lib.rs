@@ -192,8 +192,21 @@ impl Receiver {
         Self::launch(Box::new(script), false, 4)
     }
 
+    /// Starts a receiver like [`start`](Self::start) on a given address, such as the one
+    /// [`refused_url`] returned: until then connections there are refused.
+    pub fn start_on(
+        addr: &str,
+        script: impl Fn(&Batch) -> Reply + Send + Sync + 'static,
+    ) -> Receiver {
+        Self::launch_on(addr, Box::new(script), true, 8)
+    }
+
     fn launch(script: Box<Script>, keep_events: bool, threads: usize) -> Receiver {
-        let server = match tiny_http::Server::http("127.0.0.1:0") {
+        Self::launch_on("127.0.0.1:0", script, keep_events, threads)
+    }
+
+    fn launch_on(addr: &str, script: Box<Script>, keep_events: bool, threads: usize) -> Receiver {
+        let server = match tiny_http::Server::http(addr) {
             Ok(s) => Arc::new(s),
             Err(e) => panic!("cannot listen on 127.0.0.1: {e}"),
         };

@@ -1,0 +1,85 @@
+//! The store directory: created private, locked against a second process, and changed only
+//! in ways a crash cannot half-do (write a temporary file, sync, rename, sync the directory).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::Error;
+
+/// Creates `dir` (mode 0700) if needed and makes sure it is a private directory.
+pub(crate) fn prepare(dir: &Path) -> Result<(), Error> {
+    match fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => {
+            return Err(Error::store(
+                "file",
+                format!("{}: not a directory", dir.display()),
+            ));
+        }
+        Ok(_) => {}
+        Err(_) => fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::io(dir, e))?,
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| Error::io(dir, e))
+}
+
+/// Takes the exclusive lock on `dir`, held as long as the returned file is open.
+pub(crate) fn lock(dir: &Path) -> Result<File, Error> {
+    let path = dir.join("LOCK");
+    let file = create_private(&path, false)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(Error::store(
+            "file",
+            format!("{}: the store is in use by another process", path.display()),
+        )),
+        Err(fs::TryLockError::Error(e)) => Err(Error::io(path, e)),
+    }
+}
+
+/// Opens (creating, mode 0600) `path` for reading and writing; `exclusive` fails if it exists.
+pub(crate) fn create_private(path: &Path, exclusive: bool) -> Result<File, Error> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).mode(0o600);
+    if exclusive {
+        options.create_new(true);
+    } else {
+        options.create(true).truncate(false);
+    }
+    options.open(path).map_err(|e| Error::io(path, e))
+}
+
+/// Makes the directory's entries (files created, renamed, deleted) durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), Error> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
+
+/// Replaces `path` with `bytes` atomically: a crash leaves the old or the new content.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8], durable: bool) -> Result<(), Error> {
+    let tmp: PathBuf = path.with_extension("tmp");
+    {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| Error::io(&tmp, e))?;
+        file.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
+        if durable {
+            file.sync_data().map_err(|e| Error::io(&tmp, e))?;
+        }
+    }
+    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    if durable
+        && let Some(dir) = path.parent() {
+            sync_dir(dir)?;
+        }
+    Ok(())
+}

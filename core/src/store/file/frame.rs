@@ -1,0 +1,229 @@
+//! How records sit in a segment, and how a damaged segment is read anyway.
+//!
+//! ```text
+//! segment = MAGIC record*
+//! record  = len:u32le crc:u32le stored_at_ms:u64le event[len - 8]
+//!           crc = crc32c(len bytes ++ stored_at bytes ++ event)
+//! ```
+//! The CRC covers the length, so a torn or flipped length is caught; the timestamp doubles
+//! as a plausibility check when scanning for the next record after damage.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// First bytes of every segment file.
+pub(crate) const MAGIC: &[u8; 8] = b"ABWAL01\n";
+/// Length, CRC and timestamp.
+pub(crate) const HEADER: usize = 16;
+/// Larger lengths are damage, not records.
+pub(crate) const MAX_RECORD: usize = 256 * 1024 * 1024;
+
+/// Appends one framed record to `out`.
+pub(crate) fn encode(out: &mut Vec<u8>, event: &[u8], stored_at_ms: u64) {
+    let len = (event.len() + 8) as u32;
+    let mut crc = crc32c::crc32c(&len.to_le_bytes());
+    crc = crc32c::crc32c_append(crc, &stored_at_ms.to_le_bytes());
+    crc = crc32c::crc32c_append(crc, event);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&stored_at_ms.to_le_bytes());
+    out.extend_from_slice(event);
+}
+
+/// A record found in a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Record {
+    /// Offset of the record's header.
+    pub(crate) at: usize,
+    /// Offset just past the record.
+    pub(crate) end: usize,
+    pub(crate) stored_at_ms: u64,
+}
+
+impl Record {
+    /// The event bytes of this record within `buf`.
+    pub(crate) fn event<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        &buf[self.at + HEADER..self.end]
+    }
+}
+
+/// Why no record could be read at an offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Bad {
+    /// The buffer ends inside the record (a torn write, or simply not read yet).
+    Short,
+    /// The bytes are not a record.
+    Damaged,
+}
+
+fn u32_at(buf: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(buf.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn u64_at(buf: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(buf.get(at..at + 8)?.try_into().ok()?))
+}
+
+/// Decodes the record at `at`.
+pub(crate) fn decode(buf: &[u8], at: usize) -> Result<Record, Bad> {
+    let (Some(len), Some(crc), Some(stored_at_ms)) =
+        (u32_at(buf, at), u32_at(buf, at + 4), u64_at(buf, at + 8))
+    else {
+        return Err(Bad::Short);
+    };
+    let len = len as usize;
+    if !(8..=MAX_RECORD).contains(&len) {
+        return Err(Bad::Damaged);
+    }
+    let end = at + 8 + len;
+    let Some(body) = buf.get(at + 8..end) else {
+        return Err(Bad::Short);
+    };
+    let actual = crc32c::crc32c_append(crc32c::crc32c(&(len as u32).to_le_bytes()), body);
+    if actual != crc {
+        return Err(Bad::Damaged);
+    }
+    Ok(Record {
+        at,
+        end,
+        stored_at_ms,
+    })
+}
+
+/// The first offset after `from` where a whole, valid record starts, if any. Candidates
+/// must have a plausible length and timestamp before their CRC is computed, which keeps the
+/// scan linear over garbage.
+pub(crate) fn resync(buf: &[u8], from: usize) -> Option<usize> {
+    let now_ms = now_ms();
+    let plausible_ts = |ts: u64| (1_500_000_000_000..=now_ms + 86_400_000).contains(&ts);
+    (from..buf.len().saturating_sub(HEADER - 1)).find(|&at| {
+        let len = u32_at(buf, at).map_or(0, |l| l as usize);
+        (8..=MAX_RECORD).contains(&len)
+            && at + 8 + len <= buf.len()
+            && u64_at(buf, at + 8).is_some_and(plausible_ts)
+            && decode(buf, at).is_ok()
+    })
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What a scan of a whole segment found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Scan {
+    /// Every valid record, in order.
+    pub(crate) records: Vec<Record>,
+    /// Damaged stretches skipped between records: (start, end).
+    pub(crate) damage: Vec<(usize, usize)>,
+    /// Where an incomplete last record starts, if the segment ends in one.
+    pub(crate) torn_at: Option<usize>,
+    /// The segment does not even start with the magic.
+    pub(crate) bad_magic: bool,
+}
+
+impl Scan {
+    /// Whether anything but a torn tail is wrong.
+    pub(crate) fn damaged(&self) -> bool {
+        self.bad_magic || !self.damage.is_empty()
+    }
+}
+
+/// Reads every record of a segment's bytes, skipping damage.
+pub(crate) fn scan(buf: &[u8]) -> Scan {
+    let mut scan = Scan::default();
+    let mut at = MAGIC.len();
+    if !buf.starts_with(MAGIC) {
+        scan.bad_magic = true;
+        at = 0;
+    }
+    while at < buf.len() {
+        match decode(buf, at) {
+            Ok(record) => {
+                scan.records.push(record);
+                at = record.end;
+            }
+            Err(bad) => match resync(buf, at + 1) {
+                Some(next) => {
+                    scan.damage.push((at, next));
+                    at = next;
+                }
+                None if bad == Bad::Short || scan.bad_magic => {
+                    scan.torn_at = Some(at);
+                    break;
+                }
+                None => {
+                    // Damage running to the end of the file, not merely a short write.
+                    scan.torn_at = Some(at);
+                    scan.damage.push((at, buf.len()));
+                    break;
+                }
+            },
+        }
+    }
+    scan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(events: &[&[u8]]) -> Vec<u8> {
+        let mut buf = MAGIC.to_vec();
+        for e in events {
+            encode(&mut buf, e, now_ms());
+        }
+        buf
+    }
+
+    fn events_of(buf: &[u8], scan: &Scan) -> Vec<Vec<u8>> {
+        scan.records.iter().map(|r| r.event(buf).to_vec()).collect()
+    }
+
+    #[test]
+    fn round_trip() {
+        let buf = segment(&[b"one", b"", b"three"]);
+        let s = scan(&buf);
+        assert_eq!(
+            events_of(&buf, &s),
+            vec![b"one".to_vec(), b"".to_vec(), b"three".to_vec()]
+        );
+        assert!(!s.damaged() && s.torn_at.is_none());
+    }
+
+    #[test]
+    fn a_torn_tail_is_reported_at_every_cut() {
+        let full = segment(&[b"first", b"second", b"third record"]);
+        let last = scan(&full).records[2];
+        for cut in last.at + 1..full.len() {
+            let s = scan(&full[..cut]);
+            assert_eq!(s.records.len(), 2, "cut at {cut}");
+            assert_eq!(s.torn_at, Some(last.at), "cut at {cut}");
+            assert!(!s.damaged(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn damage_in_the_middle_is_skipped_and_later_records_kept() {
+        let mut buf = segment(&[b"a-first-event", b"b-second-event", b"c-third-event"]);
+        let second = scan(&buf).records[1];
+        buf[second.at + HEADER + 3] ^= 0x40;
+        let s = scan(&buf);
+        assert_eq!(
+            events_of(&buf, &s),
+            vec![b"a-first-event".to_vec(), b"c-third-event".to_vec()]
+        );
+        assert!(s.damaged());
+        assert_eq!(s.damage, vec![(second.at, second.end)]);
+    }
+
+    #[test]
+    fn a_flipped_length_is_caught() {
+        let mut buf = segment(&[b"xxxxxxxx", b"yyyyyyyy"]);
+        buf[MAGIC.len()] ^= 0x01;
+        let s = scan(&buf);
+        assert_eq!(events_of(&buf, &s), vec![b"yyyyyyyy".to_vec()]);
+    }
+}

@@ -1,0 +1,737 @@
+//! A segmented write-ahead log in a directory.
+//!
+//! ```text
+//! <dir>/LOCK                     held with an exclusive lock while open
+//! <dir>/0000000000000001.seg     segments of framed records (see frame.rs), oldest first
+//! <dir>/cursor                   where the oldest unconsumed record starts (atomic rewrite)
+//! <dir>/dead-letters.log         dead letters, framed the same way (reason + event)
+//! <dir>/*.seg.corrupt            damaged segments, moved aside on open, good records salvaged
+//! ```
+
+mod dir;
+mod frame;
+
+use std::collections::VecDeque;
+use std::fs::{self, File};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::{Fsync, Store, StoreSize, StoredBatch, fits};
+use crate::{DeadLetter, Error};
+use frame::{HEADER, MAGIC};
+
+/// Settings of a [`FileStore`]. Plain data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileStoreConfig {
+    pub(crate) path: PathBuf,
+    pub(crate) max_total_bytes: u64,
+    pub(crate) segment_bytes: u64,
+    pub(crate) fsync: Fsync,
+}
+
+impl FileStoreConfig {
+    /// A store in directory `path` (created, mode 0700, if missing).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        FileStoreConfig {
+            path: path.into(),
+            max_total_bytes: 1 << 30,
+            segment_bytes: 64 << 20,
+            fsync: Fsync::Interval(Duration::from_secs(1)),
+        }
+    }
+
+    /// Most bytes of unconsumed records (headers included); appending more fails with
+    /// [`Error::StoreFull`]. Defaults to 1 GiB.
+    pub fn max_total_bytes(mut self, bytes: u64) -> Self {
+        self.max_total_bytes = bytes;
+        self
+    }
+
+    /// Size at which a new segment is started (a batch is never split, so a segment may end
+    /// up larger by one append). Defaults to 64 MiB.
+    pub fn segment_bytes(mut self, bytes: u64) -> Self {
+        self.segment_bytes = bytes;
+        self
+    }
+
+    /// When appends are forced to disk. Defaults to [`Fsync::Interval`] of 1 s.
+    pub fn fsync(mut self, fsync: Fsync) -> Self {
+        self.fsync = fsync;
+        self
+    }
+}
+
+/// What [`FileStore::open`] found and repaired.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Recovery {
+    /// Bytes cut from the end of the last segment: a write torn by a crash.
+    pub truncated_bytes: u64,
+    /// Damaged segments moved aside (`*.seg.corrupt`); their good records were kept.
+    pub corrupt_segments: Vec<PathBuf>,
+    /// Bytes of damage skipped inside those segments.
+    pub damaged_bytes: u64,
+    /// The cursor file was missing, damaged or pointed into damage: reading restarts at
+    /// the oldest kept record (some events may be sent again).
+    pub cursor_reset: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Position {
+    segment: u64,
+    offset: u64,
+}
+
+#[derive(Debug)]
+struct Segment {
+    id: u64,
+    path: PathBuf,
+    len: u64,
+}
+
+/// Events in a segmented write-ahead log on disk: survives restarts and, with
+/// [`Fsync::Always`], crashes.
+///
+/// ```
+/// use auditbuf::{FileStore, FileStoreConfig, Store, StoredBatch};
+///
+/// let dir = std::env::temp_dir().join(format!("auditbuf-doc-{}", std::process::id()));
+/// {
+///     let mut store = FileStore::open(FileStoreConfig::new(&dir))?;
+///     store.append(&[b"{\"n\":1}", b"{\"n\":2}"])?;
+/// }
+/// let mut store = FileStore::open(FileStoreConfig::new(&dir))?; // reopened: still there
+/// let mut batch = StoredBatch::new();
+/// store.read_oldest(10, 1 << 20, &mut batch)?;
+/// assert_eq!(batch.len(), 2);
+/// store.commit(2)?;
+/// assert_eq!(store.size().events, 0);
+/// # drop(store); std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok::<(), auditbuf::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct FileStore {
+    config: FileStoreConfig,
+    _lock: File,
+    segments: VecDeque<Segment>,
+    tail: File,
+    cursor: Position,
+    /// For each event of the last read, where the next record starts and the event's size.
+    read: VecDeque<(Position, u64, u64)>,
+    events: u64,
+    bytes: u64,
+    oldest_ms: Option<u64>,
+    unsynced: bool,
+    cursor_unsynced: bool,
+    last_sync: Instant,
+    reader: Option<(u64, File)>,
+    buf: Vec<u8>,
+    recovery: Recovery,
+}
+
+const DEAD_LETTERS: &str = "dead-letters.log";
+
+fn segment_name(id: u64) -> String {
+    format!("{id:016x}.seg")
+}
+
+impl FileStore {
+    /// Opens (or creates) the store, recovering from whatever a crash left: see [`Recovery`].
+    /// Fails if another process has it open.
+    pub fn open(config: FileStoreConfig) -> Result<Self, Error> {
+        if config.segment_bytes < 4096 {
+            return Err(Error::config("segment_bytes", "must be at least 4096"));
+        }
+        let dir = config.path.clone();
+        dir::prepare(&dir)?;
+        let lock = dir::lock(&dir)?;
+        let durable = config.fsync != Fsync::Never;
+        let mut recovery = Recovery::default();
+        let saved_cursor = read_cursor(&dir);
+        recovery.cursor_reset = saved_cursor.is_none() && dir.join("cursor").exists();
+
+        let mut ids = list_segments(&dir)?;
+        if let Some(c) = saved_cursor {
+            for id in ids.iter().filter(|id| **id < c.segment) {
+                let path = dir.join(segment_name(*id));
+                fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            }
+            ids.retain(|id| *id >= c.segment);
+        }
+
+        let mut segments = VecDeque::new();
+        let mut cursor = saved_cursor;
+        let (mut events, mut bytes, mut oldest_ms) = (0u64, 0u64, None);
+        let last_id = ids.last().copied();
+        for id in ids {
+            let path = dir.join(segment_name(id));
+            let data = fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            let scan = frame::scan(&data);
+            let is_last = Some(id) == last_id;
+            let mut valid_starts: Vec<u64> = scan.records.iter().map(|r| r.at as u64).collect();
+            let len;
+            if scan.damaged() || (scan.torn_at.is_some() && !is_last) {
+                len = salvage(&dir, &path, &data, &scan, durable, &mut recovery)?;
+                // Offsets before the first damage are unchanged; later ones moved.
+                let intact = scan.damage.first().map_or(0, |d| d.0 as u64);
+                let mut at = MAGIC.len() as u64;
+                valid_starts.clear();
+                for r in &scan.records {
+                    valid_starts.push(if (r.at as u64) < intact {
+                        r.at as u64
+                    } else {
+                        at
+                    });
+                    at += (r.end - r.at) as u64;
+                }
+                if let Some(c) = cursor.filter(|c| c.segment == id && c.offset > intact) {
+                    let _ = c;
+                    cursor = Some(Position {
+                        segment: id,
+                        offset: MAGIC.len() as u64,
+                    });
+                    recovery.cursor_reset = true;
+                }
+            } else if let Some(torn) = scan.torn_at {
+                let file = fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| Error::io(&path, e))?;
+                file.set_len(torn as u64).map_err(|e| Error::io(&path, e))?;
+                if durable {
+                    file.sync_all().map_err(|e| Error::io(&path, e))?;
+                }
+                recovery.truncated_bytes += (data.len() - torn) as u64;
+                log::warn!(
+                    "{}: cut a torn record of {} bytes at offset {torn}",
+                    path.display(),
+                    data.len() - torn
+                );
+                len = torn as u64;
+            } else {
+                len = data.len() as u64;
+            }
+            // A cursor must point at a record start or at the end of its segment.
+            if let Some(c) = cursor.filter(|c| c.segment == id)
+                && c.offset != len && !valid_starts.contains(&c.offset) {
+                    cursor = Some(Position {
+                        segment: id,
+                        offset: MAGIC.len() as u64,
+                    });
+                    recovery.cursor_reset = true;
+                }
+            let from = cursor.filter(|c| c.segment == id).map_or(0, |c| c.offset);
+            for (start, r) in valid_starts.iter().zip(&scan.records) {
+                if *start >= from {
+                    events += 1;
+                    bytes += (r.end - r.at - HEADER) as u64;
+                    oldest_ms.get_or_insert(r.stored_at_ms);
+                }
+            }
+            segments.push_back(Segment { id, path, len });
+        }
+
+        let next_id = segments.back().map_or(1, |s| s.id + 1);
+        let (tail, tail_segment) = new_segment(&dir, next_id, durable)?;
+        let cursor = match cursor {
+            Some(c) if segments.iter().any(|s| s.id == c.segment) => c,
+            _ => Position {
+                segment: segments.front().map_or(next_id, |s| s.id),
+                offset: MAGIC.len() as u64,
+            },
+        };
+        segments.push_back(tail_segment);
+        if recovery != Recovery::default() {
+            log::warn!("{}: recovered with {recovery:?}", dir.display());
+        }
+        let mut store = FileStore {
+            config,
+            _lock: lock,
+            segments,
+            tail,
+            cursor,
+            read: VecDeque::new(),
+            events,
+            bytes,
+            oldest_ms,
+            unsynced: false,
+            cursor_unsynced: false,
+            last_sync: Instant::now(),
+            reader: None,
+            buf: Vec::new(),
+            recovery,
+        };
+        store.normalize_cursor();
+        store.delete_consumed()?;
+        Ok(store)
+    }
+
+    /// What opening the store found and repaired.
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
+    }
+
+    /// The dead letters kept in `dead-letters.log`, oldest first.
+    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, Error> {
+        let path = self.config.path.join(DEAD_LETTERS);
+        let data = match fs::read(&path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        let scan = frame::scan(&data);
+        Ok(scan
+            .records
+            .iter()
+            .filter_map(|r| {
+                let body = r.event(&data);
+                let reason_len = u32::from_le_bytes(body.get(..4)?.try_into().ok()?) as usize;
+                let reason = body.get(4..4 + reason_len)?;
+                Some(DeadLetter {
+                    event: body.get(4 + reason_len..)?.to_vec(),
+                    reason: String::from_utf8_lossy(reason).into_owned(),
+                    at: std::time::UNIX_EPOCH + Duration::from_millis(r.stored_at_ms),
+                })
+            })
+            .collect())
+    }
+
+    fn durable(&self) -> bool {
+        self.config.fsync != Fsync::Never
+    }
+
+    fn tail_segment(&self) -> &Segment {
+        // There is always a tail segment: `open` creates one and `rotate` replaces it.
+        &self.segments[self.segments.len() - 1]
+    }
+
+    /// Moves the cursor off the end of a finished segment.
+    fn normalize_cursor(&mut self) {
+        let tail_id = self.tail_segment().id;
+        while self.cursor.segment != tail_id {
+            match self.segments.iter().find(|s| s.id == self.cursor.segment) {
+                Some(s) if self.cursor.offset < s.len => return,
+                _ => {
+                    let next = self
+                        .segments
+                        .iter()
+                        .map(|s| s.id)
+                        .find(|id| *id > self.cursor.segment)
+                        .unwrap_or(tail_id);
+                    self.cursor = Position {
+                        segment: next,
+                        offset: MAGIC.len() as u64,
+                    };
+                }
+            }
+        }
+    }
+
+    /// Deletes segments wholly before the cursor.
+    fn delete_consumed(&mut self) -> Result<(), Error> {
+        let mut deleted = false;
+        while self.segments.len() > 1 && self.segments[0].id < self.cursor.segment {
+            if let Some(s) = self.segments.pop_front() {
+                if self.reader.as_ref().is_some_and(|(id, _)| *id == s.id) {
+                    self.reader = None;
+                }
+                fs::remove_file(&s.path).map_err(|e| Error::io(&s.path, e))?;
+                deleted = true;
+            }
+        }
+        if deleted && self.durable() {
+            dir::sync_dir(&self.config.path)?;
+        }
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> Result<(), Error> {
+        if self.durable() {
+            let path = &self.tail_segment().path;
+            self.tail.sync_data().map_err(|e| Error::io(path, e))?;
+        }
+        let id = self.tail_segment().id + 1;
+        let (file, segment) = new_segment(&self.config.path, id, self.durable())?;
+        self.tail = file;
+        self.segments.push_back(segment);
+        self.normalize_cursor();
+        self.delete_consumed()
+    }
+
+    fn persist_cursor(&mut self, durable: bool) -> Result<(), Error> {
+        let mut bytes = Vec::with_capacity(24);
+        bytes.extend_from_slice(b"ABCUR01\n");
+        bytes.extend_from_slice(&self.cursor.segment.to_le_bytes());
+        bytes.extend_from_slice(&self.cursor.offset.to_le_bytes());
+        let crc = crc32c::crc32c(&bytes);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        dir::write_atomically(&self.config.path.join("cursor"), &bytes, durable)?;
+        self.cursor_unsynced = !durable;
+        Ok(())
+    }
+
+    fn file_for(&mut self, id: u64) -> Result<&File, Error> {
+        if id == self.tail_segment().id {
+            return Ok(&self.tail);
+        }
+        if self.reader.as_ref().is_none_or(|(r, _)| *r != id) {
+            let path = self.config.path.join(segment_name(id));
+            let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+            self.reader = Some((id, file));
+        }
+        match &self.reader {
+            Some((_, f)) => Ok(f),
+            None => Err(Error::store("file", "segment reader vanished")),
+        }
+    }
+
+    /// Reads `[offset, offset + len)` of segment `id` into `self.buf`.
+    fn load(&mut self, id: u64, offset: u64, len: u64) -> Result<(), Error> {
+        let path = self.config.path.join(segment_name(id));
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        buf.resize(len as usize, 0);
+        let result = self.file_for(id)?.read_exact_at(&mut buf, offset);
+        self.buf = buf;
+        result.map_err(|e| Error::io(path, e))
+    }
+
+    fn sync_now(&mut self) -> Result<(), Error> {
+        let path = self.tail_segment().path.clone();
+        self.tail.sync_data().map_err(|e| Error::io(path, e))?;
+        if self.cursor_unsynced {
+            self.persist_cursor(true)?;
+        }
+        self.unsynced = false;
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+}
+
+impl Store for FileStore {
+    fn append(&mut self, events: &[&[u8]]) -> Result<(), Error> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let framed: u64 = events.iter().map(|e| (e.len() + HEADER) as u64).sum();
+        let held = self.bytes + self.events * HEADER as u64;
+        if held + framed > self.config.max_total_bytes {
+            return Err(Error::StoreFull {
+                limit: "max_total_bytes",
+                value: self.config.max_total_bytes,
+            });
+        }
+        let tail = self.tail_segment();
+        let tail_has_records = tail.len > MAGIC.len() as u64;
+        let tail_consumed = self.cursor.segment == tail.id && self.cursor.offset >= tail.len;
+        if tail_has_records && (tail.len + framed > self.config.segment_bytes || tail_consumed) {
+            self.rotate()?;
+        }
+        let now = frame::now_ms();
+        self.buf.clear();
+        for e in events {
+            frame::encode(&mut self.buf, e, now);
+        }
+        let at = self.tail_segment().len;
+        if let Err(e) = self.tail.write_all_at(&self.buf, at) {
+            // Leave no partial record behind.
+            let _ = self.tail.set_len(at);
+            return Err(Error::io(&self.tail_segment().path, e));
+        }
+        if let Some(t) = self.segments.back_mut() {
+            t.len += framed;
+        }
+        self.events += events.len() as u64;
+        self.bytes += events.iter().map(|e| e.len() as u64).sum::<u64>();
+        self.oldest_ms.get_or_insert(now);
+        self.unsynced = true;
+        match self.config.fsync {
+            Fsync::Always => self.sync_now(),
+            Fsync::Interval(every) if self.last_sync.elapsed() >= every => self.sync_now(),
+            _ => Ok(()),
+        }
+    }
+
+    fn read_oldest(
+        &mut self,
+        max_events: usize,
+        max_bytes: usize,
+        out: &mut StoredBatch,
+    ) -> Result<(), Error> {
+        out.clear();
+        self.read.clear();
+        let mut bytes = 0usize;
+        let mut pos = self.cursor;
+        'segments: while let Some(len) = self
+            .segments
+            .iter()
+            .find(|s| s.id == pos.segment)
+            .map(|s| s.len)
+        {
+            if pos.offset >= len {
+                match self
+                    .segments
+                    .iter()
+                    .map(|s| s.id)
+                    .find(|id| *id > pos.segment)
+                {
+                    Some(next) => {
+                        pos = Position {
+                            segment: next,
+                            offset: MAGIC.len() as u64,
+                        };
+                        continue;
+                    }
+                    None => break,
+                }
+            }
+            // Read what the limits could still take, headers included, in one go.
+            let room = max_bytes
+                .saturating_sub(bytes)
+                .saturating_add(HEADER * (max_events - out.len()).min(4096));
+            let mut chunk = (len - pos.offset).min(room.max(64 * 1024) as u64);
+            self.load(pos.segment, pos.offset, chunk)?;
+            let mut at = 0usize;
+            while at < self.buf.len() {
+                match frame::decode(&self.buf, at) {
+                    Ok(r) => {
+                        let event = r.event(&self.buf);
+                        if !fits(out.len(), bytes, event.len(), max_events, max_bytes) {
+                            pos.offset += at as u64;
+                            break 'segments;
+                        }
+                        bytes += event.len() + 1;
+                        out.push(event);
+                        let next = Position {
+                            segment: pos.segment,
+                            offset: pos.offset + r.end as u64,
+                        };
+                        self.read
+                            .push_back((next, event.len() as u64, r.stored_at_ms));
+                        at = r.end;
+                    }
+                    Err(frame::Bad::Short) if at > 0 => break,
+                    Err(frame::Bad::Short) if chunk < len - pos.offset => {
+                        // One record larger than the chunk: read all of it.
+                        let need = self.buf.get(..4).map_or(0, |b| {
+                            u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64 + 8
+                        });
+                        chunk = need.clamp(chunk + 1, len - pos.offset);
+                        self.load(pos.segment, pos.offset, chunk)?;
+                    }
+                    Err(_) => {
+                        // Damage that appeared after open: skip to the next good record.
+                        let skip = frame::resync(&self.buf, at + 1).unwrap_or(self.buf.len());
+                        log::warn!(
+                            "{}: skipping {} damaged bytes at offset {}",
+                            self.config.path.join(segment_name(pos.segment)).display(),
+                            skip - at,
+                            pos.offset + at as u64
+                        );
+                        self.recovery.damaged_bytes += (skip - at) as u64;
+                        if self.read.is_empty() {
+                            self.cursor = Position {
+                                segment: pos.segment,
+                                offset: pos.offset + skip as u64,
+                            };
+                        }
+                        at = skip;
+                    }
+                }
+                if out.len() == max_events {
+                    pos.offset += at as u64;
+                    break 'segments;
+                }
+            }
+            pos.offset += at as u64;
+        }
+        if out.is_empty() && self.events > 0 {
+            // Everything the counts still claim was lost to damage found while reading.
+            log::warn!(
+                "{}: {} events unreadable; dropping them from the count",
+                self.config.path.display(),
+                self.events
+            );
+            self.events = 0;
+            self.bytes = 0;
+            self.oldest_ms = None;
+            self.cursor = pos;
+            self.normalize_cursor();
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, n: usize) -> Result<(), Error> {
+        let n = n.min(self.read.len());
+        if n == 0 {
+            return Ok(());
+        }
+        for (next, size, _) in self.read.drain(..n) {
+            self.cursor = next;
+            self.events -= 1;
+            self.bytes -= size;
+        }
+        self.oldest_ms = match self.read.front() {
+            Some((_, _, ms)) => Some(*ms),
+            None if self.events == 0 => None,
+            None => self.peek_oldest_ms(),
+        };
+        self.normalize_cursor();
+        self.delete_consumed()?;
+        self.persist_cursor(self.config.fsync == Fsync::Always)
+    }
+
+    fn dead_letter(&mut self, event: &[u8], reason: &str) -> Result<(), Error> {
+        let path = self.config.path.join(DEAD_LETTERS);
+        let file = dir::create_private(&path, false)?;
+        let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+        let mut body = Vec::with_capacity(4 + reason.len() + event.len());
+        body.extend_from_slice(&(reason.len() as u32).to_le_bytes());
+        body.extend_from_slice(reason.as_bytes());
+        body.extend_from_slice(event);
+        let mut framed = if len == 0 { MAGIC.to_vec() } else { Vec::new() };
+        frame::encode(&mut framed, &body, frame::now_ms());
+        file.write_all_at(&framed, len)
+            .map_err(|e| Error::io(&path, e))?;
+        if self.durable() {
+            file.sync_data().map_err(|e| Error::io(&path, e))?;
+        }
+        // Keep at most two generations, each about an eighth of the store's cap.
+        if len + framed.len() as u64 > (self.config.max_total_bytes / 8).max(1 << 20) {
+            let old = path.with_extension("log.1");
+            fs::rename(&path, &old).map_err(|e| Error::io(&old, e))?;
+        }
+        Ok(())
+    }
+
+    fn size(&self) -> StoreSize {
+        StoreSize {
+            events: self.events,
+            bytes: self.bytes,
+        }
+    }
+
+    fn oldest_age(&self) -> Option<Duration> {
+        self.oldest_ms
+            .map(|ms| Duration::from_millis(frame::now_ms().saturating_sub(ms)))
+    }
+
+    fn sync(&mut self) -> Result<(), Error> {
+        if self.unsynced || self.cursor_unsynced {
+            self.sync_now()?;
+        }
+        Ok(())
+    }
+
+    fn is_durable(&self) -> bool {
+        true
+    }
+
+    fn tick(&mut self) -> Result<(), Error> {
+        match self.config.fsync {
+            Fsync::Interval(every) if self.last_sync.elapsed() >= every => self.sync(),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl FileStore {
+    fn peek_oldest_ms(&mut self) -> Option<u64> {
+        let c = self.cursor;
+        self.load(c.segment, c.offset, HEADER as u64).ok()?;
+        Some(u64::from_le_bytes(self.buf.get(8..16)?.try_into().ok()?))
+    }
+}
+
+fn list_segments(dir: &Path) -> Result<Vec<u64>, Error> {
+    let mut ids = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let name = entry.map_err(|e| Error::io(dir, e))?.file_name();
+        let name = name.to_string_lossy();
+        if let Some(hex) = name.strip_suffix(".seg")
+            && let Ok(id) = u64::from_str_radix(hex, 16) {
+                ids.push(id);
+            }
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+fn read_cursor(dir: &Path) -> Option<Position> {
+    let bytes = fs::read(dir.join("cursor")).ok()?;
+    if bytes.len() != 28 || !bytes.starts_with(b"ABCUR01\n") {
+        return None;
+    }
+    let crc = u32::from_le_bytes(bytes[24..28].try_into().ok()?);
+    if crc32c::crc32c(&bytes[..24]) != crc {
+        return None;
+    }
+    Some(Position {
+        segment: u64::from_le_bytes(bytes[8..16].try_into().ok()?),
+        offset: u64::from_le_bytes(bytes[16..24].try_into().ok()?),
+    })
+}
+
+fn new_segment(dir: &Path, id: u64, durable: bool) -> Result<(File, Segment), Error> {
+    let path = dir.join(segment_name(id));
+    let file = dir::create_private(&path, true)?;
+    file.write_all_at(MAGIC, 0)
+        .map_err(|e| Error::io(&path, e))?;
+    if durable {
+        file.sync_data().map_err(|e| Error::io(&path, e))?;
+        dir::sync_dir(dir)?;
+    }
+    Ok((
+        file,
+        Segment {
+            id,
+            path,
+            len: MAGIC.len() as u64,
+        },
+    ))
+}
+
+/// Moves a damaged segment aside and writes its good records, in order, in its place.
+/// Returns the new length.
+fn salvage(
+    dir: &Path,
+    path: &Path,
+    data: &[u8],
+    scan: &frame::Scan,
+    durable: bool,
+    recovery: &mut Recovery,
+) -> Result<u64, Error> {
+    let mut corrupt = path.as_os_str().to_owned();
+    corrupt.push(".corrupt");
+    let corrupt = PathBuf::from(corrupt);
+    fs::rename(path, &corrupt).map_err(|e| Error::io(&corrupt, e))?;
+    let mut good = MAGIC.to_vec();
+    for r in &scan.records {
+        good.extend_from_slice(&data[r.at..r.end]);
+    }
+    let file = dir::create_private(path, true)?;
+    file.write_all_at(&good, 0)
+        .map_err(|e| Error::io(path, e))?;
+    if durable {
+        file.sync_data().map_err(|e| Error::io(path, e))?;
+        dir::sync_dir(dir)?;
+    }
+    let damaged: usize = scan.damage.iter().map(|(a, b)| b - a).sum::<usize>()
+        + scan.torn_at.map_or(0, |t| {
+            if scan.damage.iter().any(|d| d.1 == data.len()) {
+                0
+            } else {
+                data.len() - t
+            }
+        });
+    recovery.damaged_bytes += damaged as u64;
+    log::warn!(
+        "{}: damaged ({damaged} bytes); moved to {} and kept its {} good records",
+        path.display(),
+        corrupt.display(),
+        scan.records.len()
+    );
+    recovery.corrupt_segments.push(corrupt);
+    Ok(good.len() as u64)
+}

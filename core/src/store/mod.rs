@@ -1,0 +1,199 @@
+//! Where events wait when the sink cannot take them: a backing store.
+//!
+//! - [`memory`]: a bounded FIFO in memory ([`MemoryStore`]);
+//! - [`file`]: a segmented write-ahead log in a directory ([`FileStore`]);
+//! - `sqlite`: an SQLite database in WAL mode (`SqliteStore`, feature `sqlite`);
+//! - `postgres`: a table several replicas can drain together (`PostgresStore`,
+//!   feature `postgres`);
+//! - [`config`]: choosing one from `{"type":…,"params":…}`, with a registry for your own.
+//!
+//! Every store holds already-encoded events — bytes in, the same bytes out — in the order
+//! they were appended, and hands them out oldest first without removing them until the
+//! pipeline commits what the sink acknowledged.
+
+pub(crate) mod config;
+pub(crate) mod file;
+pub(crate) mod memory;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
+#[cfg(feature = "sqlite")]
+pub(crate) mod sqlite;
+
+use std::time::Duration;
+
+use crate::Error;
+
+pub use config::{StoreConfig, StoreFactory, StoreRegistry};
+pub use file::{FileStore, FileStoreConfig, Recovery};
+pub use memory::{MemoryStore, MemoryStoreConfig};
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresStore, PostgresStoreConfig};
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteStore, SqliteStoreConfig};
+
+/// A backing store of encoded events.
+///
+/// Called from one thread at a time (the pipeline wraps it in a mutex). Between a
+/// [`read_oldest`](Store::read_oldest) and the matching [`commit`](Store::commit) the pipeline
+/// may [`append`](Store::append); appends never change what the last read returned.
+pub trait Store: Send + 'static {
+    /// Appends `events` at the tail, in order: all of them, or none and an error (such as
+    /// [`Error::StoreFull`]).
+    fn append(&mut self, events: &[&[u8]]) -> Result<(), Error>;
+
+    /// Reads the oldest events without removing them, into `out` (emptied first): at most
+    /// `max_events`, and no more than `max_bytes` counting each event plus one byte, except
+    /// that a single event is always returned if the store is not empty. Reading again
+    /// without a commit returns the same events.
+    fn read_oldest(&mut self, max_events: usize, max_bytes: usize, out: &mut StoredBatch) -> Result<(), Error>;
+
+    /// Removes the first `n` events of the last [`read_oldest`](Store::read_oldest).
+    fn commit(&mut self, n: usize) -> Result<(), Error>;
+
+    /// Keeps `event` in the store's dead-letter area with `reason`. The event itself is
+    /// removed from the log by the [`commit`](Store::commit) that covers it, if it came from
+    /// the log.
+    fn dead_letter(&mut self, event: &[u8], reason: &str) -> Result<(), Error>;
+
+    /// Events and bytes held.
+    fn size(&self) -> StoreSize;
+
+    /// How long the oldest event has been held.
+    fn oldest_age(&self) -> Option<Duration>;
+
+    /// Makes everything appended so far durable (for the file store, an `fdatasync`).
+    /// Stores that cannot survive a crash return `Ok` at once.
+    fn sync(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// Whether events survive a crash once [`sync`](Store::sync) returned. Only durable
+    /// stores can back the `wal` durability mode.
+    fn is_durable(&self) -> bool {
+        false
+    }
+
+    /// Periodic housekeeping (an interval fsync), called by the flush thread.
+    fn tick(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// Flushes and releases what the store holds open. The pipeline calls it once, last.
+    fn close(&mut self) -> Result<(), Error> {
+        self.sync()
+    }
+}
+
+impl<S: Store + ?Sized> Store for Box<S> {
+    fn append(&mut self, events: &[&[u8]]) -> Result<(), Error> {
+        (**self).append(events)
+    }
+    fn read_oldest(&mut self, max_events: usize, max_bytes: usize, out: &mut StoredBatch) -> Result<(), Error> {
+        (**self).read_oldest(max_events, max_bytes, out)
+    }
+    fn commit(&mut self, n: usize) -> Result<(), Error> {
+        (**self).commit(n)
+    }
+    fn dead_letter(&mut self, event: &[u8], reason: &str) -> Result<(), Error> {
+        (**self).dead_letter(event, reason)
+    }
+    fn size(&self) -> StoreSize {
+        (**self).size()
+    }
+    fn oldest_age(&self) -> Option<Duration> {
+        (**self).oldest_age()
+    }
+    fn sync(&mut self) -> Result<(), Error> {
+        (**self).sync()
+    }
+    fn is_durable(&self) -> bool {
+        (**self).is_durable()
+    }
+    fn tick(&mut self) -> Result<(), Error> {
+        (**self).tick()
+    }
+    fn close(&mut self) -> Result<(), Error> {
+        (**self).close()
+    }
+}
+
+/// Events and bytes a store holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreSize {
+    /// Number of events.
+    pub events: u64,
+    /// Their total size in bytes (payloads only).
+    pub bytes: u64,
+}
+
+/// When a durable store forces its writes to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Fsync {
+    /// After every append: nothing acknowledged is lost on a crash; slowest.
+    Always,
+    /// At most this long after an append: a crash loses at most that window.
+    Interval(Duration),
+    /// Never explicitly: the operating system decides; a power loss may lose anything.
+    #[default]
+    Never,
+}
+
+/// Events read from a store, in one buffer: reused from read to read.
+#[derive(Debug, Default, Clone)]
+pub struct StoredBatch {
+    data: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl StoredBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Removes every event, keeping the memory.
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.ends.clear();
+    }
+
+    /// Adds an event at the end.
+    pub fn push(&mut self, event: &[u8]) {
+        self.data.extend_from_slice(event);
+        self.ends.push(self.data.len());
+    }
+
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there are no events.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The `i`-th event.
+    pub fn get(&self, i: usize) -> Option<&[u8]> {
+        let end = *self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        self.data.get(start..end)
+    }
+
+    /// The events, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+
+    /// Payload bytes of all events.
+    pub fn bytes(&self) -> usize {
+        self.data.len()
+    }
+}
+
+/// Whether one more event of `len` bytes fits a read bounded by `max_events`/`max_bytes`
+/// that already holds `events` events and `bytes` bytes (each counted plus one).
+pub(crate) fn fits(events: usize, bytes: usize, len: usize, max_events: usize, max_bytes: usize) -> bool {
+    events == 0 || (events < max_events && bytes + len < max_bytes)
+}

@@ -1,0 +1,305 @@
+//! A pipeline with a backing store through outages: the sink answers 503 or refuses
+//! connections for a while, the queue overflows, the process restarts. Afterwards every
+//! event is delivered, in order, none dropped, none twice.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use auditbuf::{
+    CallbackSink, Config, FileStore, FileStoreConfig, Fsync, HttpConfig, HttpSink, MemoryStore,
+    MemoryStoreConfig, Outcome, Overflow, Pipeline, RetryPolicy, Stats, StoreConfig,
+};
+use auditbuf_testkit::{Receiver, Reply, refused_url};
+
+fn quick_retry() -> RetryPolicy {
+    RetryPolicy::default()
+        .max_attempts(3)
+        .backoff(Duration::from_millis(5), Duration::from_millis(40))
+}
+
+fn config() -> Config {
+    Config::default()
+        .batch_max_events(50)
+        .flush_interval(Duration::from_millis(20))
+        .retry(quick_retry())
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("auditbuf-outage-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn file_store(dir: &std::path::Path) -> StoreConfig {
+    StoreConfig::File(FileStoreConfig::new(dir).fsync(Fsync::Never))
+}
+
+fn ids(range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("e-{i:06}")).collect()
+}
+
+fn record(p: &Pipeline, id: &str) {
+    p.record_json(format!(r#"{{"event_type":"t","correlation_id":"{id}"}}"#).as_bytes())
+        .unwrap();
+}
+
+fn assert_all_settled(stats: &Stats) {
+    assert!(stats.is_consistent(), "{stats:?}");
+    assert_eq!(
+        stats.queued + stats.in_flight + stats.stored,
+        0,
+        "{stats:?}"
+    );
+    assert_eq!(stats.dropped.total() + stats.failed, 0, "{stats:?}");
+}
+
+#[test]
+fn a_503_window_loses_nothing_and_keeps_the_order() {
+    let down = Arc::new(AtomicBool::new(false));
+    let receiver = Receiver::start({
+        let down = Arc::clone(&down);
+        move |_| {
+            if down.load(Ordering::SeqCst) {
+                Reply::status(503)
+            } else {
+                Reply::created()
+            }
+        }
+    });
+    let dir = temp_dir("503");
+    let sink = HttpSink::new(receiver.url(), HttpConfig::default()).unwrap();
+    let p = Pipeline::new(config().store(file_store(&dir)), sink).unwrap();
+    let all = ids(0..6000);
+    let started = Instant::now();
+    for (i, id) in all.iter().enumerate() {
+        if i == 1000 {
+            down.store(true, Ordering::SeqCst);
+        }
+        if i == 5000 {
+            // The outage must have sent batches to the store by now.
+            assert!(p.stats().stored > 0, "{:?}", p.stats());
+            down.store(false, Ordering::SeqCst);
+        }
+        record(&p, id);
+        if (1000..5000).contains(&i) && i % 100 == 0 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let report = p.close(Duration::from_secs(60));
+    assert!(
+        report.completed,
+        "{:?} after {:?}",
+        report.stats,
+        started.elapsed()
+    );
+    assert_eq!(
+        receiver.delivered_field("correlation_id"),
+        all,
+        "not every event once, in order"
+    );
+    assert_eq!(report.stats.delivered, 6000);
+    assert!(report.stats.retries > 0);
+    assert_all_settled(&report.stats);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn refused_connections_then_a_receiver_loses_nothing_and_keeps_the_order() {
+    let url = refused_url();
+    let addr = url.trim_start_matches("http://").to_owned();
+    let dir = temp_dir("refused");
+    let sink = HttpSink::new(&url, HttpConfig::default()).unwrap();
+    let p = Pipeline::new(config().store(file_store(&dir)), sink).unwrap();
+    let all = ids(0..3000);
+    for id in &all[..2000] {
+        record(&p, id);
+    }
+    // Nobody listens yet: batches run out of retries and go to the store.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while p.stats().stored < 1000 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(p.stats().stored >= 1000, "{:?}", p.stats());
+    let receiver = Receiver::start_on(&addr, |_| Reply::created());
+    for id in &all[2000..] {
+        record(&p, id);
+    }
+    let report = p.close(Duration::from_secs(60));
+    assert!(report.completed);
+    assert_eq!(receiver.delivered_field("correlation_id"), all);
+    assert_all_settled(&report.stats);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn spill_keeps_every_event_of_an_overflowing_queue_in_order() {
+    let seen = Arc::new(parking_lot_free::Seen::default());
+    let sink = CallbackSink::new({
+        let seen = Arc::clone(&seen);
+        move |batch: &[&[u8]]| {
+            std::thread::sleep(Duration::from_millis(2));
+            seen.extend(batch);
+            Outcome::Delivered
+        }
+    });
+    let config = config()
+        .queue_capacity(64)
+        .batch_max_events(16)
+        .overflow(Overflow::Spill);
+    let store = MemoryStore::new(MemoryStoreConfig::default());
+    let p = Pipeline::with_store(config, sink, store).unwrap();
+    let all = ids(0..4000);
+    for id in &all {
+        record(&p, id);
+    }
+    let report = p.close(Duration::from_secs(60));
+    assert!(report.completed);
+    assert_eq!(report.stats.rejected.total(), 0, "{:?}", report.stats);
+    assert_in_order(&seen.ids(), &all);
+    assert_all_settled(&report.stats);
+}
+
+/// Like `assert_eq!` on the id lists, but shows where they part.
+fn assert_in_order(got: &[String], want: &[String]) {
+    if let Some(i) = (0..got.len().max(want.len())).find(|&i| got.get(i) != want.get(i)) {
+        let around = |v: &[String]| v[i.saturating_sub(3)..(i + 4).min(v.len())].to_vec();
+        panic!(
+            "delivered {} of {}; first difference at {i}: got {:?}, want {:?}",
+            got.len(),
+            want.len(),
+            around(got),
+            around(want)
+        );
+    }
+}
+
+#[test]
+fn a_restart_drains_what_the_last_run_kept() {
+    let dir = temp_dir("restart");
+    let all = ids(0..500);
+    {
+        let retry = RetryPolicy::default().max_attempts(1);
+        let sink = HttpSink::new(refused_url(), HttpConfig::default()).unwrap();
+        let p = Pipeline::new(config().retry(retry).store(file_store(&dir)), sink).unwrap();
+        for id in &all {
+            record(&p, id);
+        }
+        let report = p.close(Duration::from_millis(500));
+        assert_eq!(report.stats.stored, 500, "{:?}", report.stats);
+        assert_eq!(report.stats.dropped.total(), 0);
+        assert!(report.stats.is_consistent());
+    }
+    let receiver = Receiver::start(|_| Reply::created());
+    let sink = HttpSink::new(receiver.url(), HttpConfig::default()).unwrap();
+    let p = Pipeline::new(config().store(file_store(&dir)), sink).unwrap();
+    let after = ids(500..600);
+    for id in &after {
+        record(&p, id);
+    }
+    let report = p.close(Duration::from_secs(30));
+    assert_eq!(report.stats.recovered, 500);
+    assert_eq!(report.stats.delivered, 600);
+    assert_eq!(
+        receiver.delivered_field("correlation_id"),
+        [all, after].concat()
+    );
+    assert_all_settled(&report.stats);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn dead_letters_are_kept_in_the_store_with_their_reason() {
+    let dir = temp_dir("dead");
+    let receiver = Receiver::start(|b| {
+        if b.contains("correlation_id", "e-000007") {
+            Reply::problem(400, "bad event")
+        } else {
+            Reply::created()
+        }
+    });
+    let sink = HttpSink::new(receiver.url(), HttpConfig::default()).unwrap();
+    let p = Pipeline::new(config().store(file_store(&dir)), sink).unwrap();
+    for id in ids(0..20) {
+        record(&p, &id);
+    }
+    let report = p.close(Duration::from_secs(30));
+    assert_eq!(report.stats.dead_lettered, 1);
+    assert_eq!(report.stats.delivered, 19);
+    drop(p);
+    let store = FileStore::open(FileStoreConfig::new(&dir)).unwrap();
+    let letters = store.dead_letters().unwrap();
+    assert_eq!(letters.len(), 1);
+    assert!(String::from_utf8_lossy(&letters[0].event).contains("e-000007"));
+    assert!(
+        letters[0].reason.contains("bad event"),
+        "{}",
+        letters[0].reason
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_memory_store_counts_what_it_holds_at_close_as_dropped() {
+    let retry = RetryPolicy::default().max_attempts(1);
+    let sink = HttpSink::new(refused_url(), HttpConfig::default()).unwrap();
+    let store = MemoryStore::new(MemoryStoreConfig::default());
+    let p = Pipeline::with_store(config().retry(retry), sink, store).unwrap();
+    for id in ids(0..100) {
+        record(&p, &id);
+    }
+    let report = p.close(Duration::from_millis(300));
+    assert_eq!(report.stats.dropped.shutdown, 100, "{:?}", report.stats);
+    assert_eq!(report.stats.stored, 0);
+    assert!(report.stats.is_consistent());
+}
+
+#[test]
+fn a_full_store_drops_and_counts_what_it_cannot_keep() {
+    let retry = RetryPolicy::default().max_attempts(1);
+    let sink = HttpSink::new(refused_url(), HttpConfig::default()).unwrap();
+    let store = MemoryStore::new(MemoryStoreConfig::default().max_events(60));
+    let p = Pipeline::with_store(config().retry(retry), sink, store).unwrap();
+    for id in ids(0..200) {
+        record(&p, &id);
+    }
+    let report = p.close(Duration::from_millis(500));
+    let s = report.stats;
+    assert!(s.dropped.store_full > 0, "{s:?}");
+    assert!(s.is_consistent(), "{s:?}");
+    assert_eq!(s.dropped.store_full + s.dropped.shutdown, 200, "{s:?}");
+}
+
+#[test]
+fn spill_and_wal_need_a_store() {
+    let sink = CallbackSink::new(|_: &[&[u8]]| Outcome::Delivered);
+    let err = Pipeline::new(Config::default().overflow(Overflow::Spill), sink).unwrap_err();
+    assert!(err.to_string().contains("overflow"), "{err}");
+    let sink = CallbackSink::new(|_: &[&[u8]]| Outcome::Delivered);
+    let config = Config::default().durability(auditbuf::Durability::Wal);
+    let err = Pipeline::with_store(config, sink, MemoryStore::new(MemoryStoreConfig::default()))
+        .unwrap_err();
+    assert!(err.to_string().contains("durable"), "{err}");
+}
+
+/// A tiny thread-safe collector of delivered ids, in arrival order.
+mod parking_lot_free {
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    pub(crate) struct Seen(Mutex<Vec<String>>);
+
+    impl Seen {
+        pub(crate) fn extend(&self, batch: &[&[u8]]) {
+            let mut ids = self.0.lock().unwrap();
+            for e in batch {
+                let v: serde_json::Value = serde_json::from_slice(e).unwrap();
+                ids.push(v["correlation_id"].as_str().unwrap().to_owned());
+            }
+        }
+
+        pub(crate) fn ids(&self) -> Vec<String> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+}
