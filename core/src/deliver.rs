@@ -113,10 +113,11 @@ impl Worker {
     fn keep_dead_letter(&mut self, event: &[u8], reason: &str) {
         self.shared.dead_letters.push(event, reason);
         if let Some(store) = &self.shared.store
-            && let Err(e) = store.lock().dead_letter(event, reason) {
-                self.shared
-                    .note_error(format!("could not keep a dead letter in the store: {e}"));
-            }
+            && let Err(e) = store.lock().dead_letter(event, reason)
+        {
+            self.shared
+                .note_error(format!("could not keep a dead letter in the store: {e}"));
+        }
     }
 
     fn settle(&mut self, n: usize, how: Settle, source: Source) {

@@ -154,12 +154,13 @@ impl Worker {
         drop(refs);
         self.stored = batch;
         if settled > 0
-            && let Some(Err(e)) = self.shared.with_store(|s| s.commit(settled)) {
-                // The events stay in the store and will be sent again: at least once.
-                self.shared.note_error(format!(
-                    "could not commit {settled} sent events in the backing store: {e}"
-                ));
-            }
+            && let Some(Err(e)) = self.shared.with_store(|s| s.commit(settled))
+        {
+            // The events stay in the store and will be sent again: at least once.
+            self.shared.note_error(format!(
+                "could not commit {settled} sent events in the backing store: {e}"
+            ));
+        }
         match result {
             Ok(()) => {
                 self.drain_failures = 0;

@@ -69,10 +69,6 @@ pub use config::{Config, Durability, Overflow};
 pub use dead_letter::DeadLetter;
 pub use encode::event::{AuditEvent, EventData, ToJson};
 pub use error::{ConfigError, Error, IoError, StoreError};
-pub use store::{
-    FileStore, FileStoreConfig, Fsync, MemoryStore, MemoryStoreConfig, Recovery, Store, StoreConfig, StoreFactory,
-    StoreRegistry, StoreSize, StoredBatch,
-};
 pub use pipeline::Pipeline;
 pub use retry::RetryPolicy;
 pub use sink::{
@@ -80,6 +76,14 @@ pub use sink::{
     Sink,
 };
 pub use stats::{Dropped, Rejected, Report, Stats};
+pub use store::{
+    FileStore, FileStoreConfig, Fsync, MemoryStore, MemoryStoreConfig, Recovery, Store,
+    StoreConfig, StoreFactory, StoreRegistry, StoreSize, StoredBatch,
+};
+#[cfg(feature = "postgres")]
+pub use store::{PostgresStore, PostgresStoreConfig};
+#[cfg(feature = "sqlite")]
+pub use store::{SqliteStore, SqliteStoreConfig};
 
 /// The README's examples run as doc tests, so they stay true.
 #[cfg(doctest)]

@@ -459,10 +459,9 @@ impl Pipeline {
             self.finished.recv_deadline(deadline),
             Err(RecvTimeoutError::Disconnected)
         );
-        if completed
-            && let Some(thread) = self.thread.lock().take() {
-                let _ = thread.join();
-            }
+        if completed && let Some(thread) = self.thread.lock().take() {
+            let _ = thread.join();
+        }
         self.report(completed)
     }
 

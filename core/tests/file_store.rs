@@ -61,7 +61,9 @@ fn store_with(dir: &Path, n: usize) -> PathBuf {
         append_range(&mut store, i..i + 1);
     }
     drop(store);
-    segments(dir).into_iter().rfind(|p| fs::metadata(p).unwrap().len() > 8)
+    segments(dir)
+        .into_iter()
+        .rfind(|p| fs::metadata(p).unwrap().len() > 8)
         .unwrap()
 }
 

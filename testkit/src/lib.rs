@@ -7,6 +7,8 @@
 
 #![warn(missing_docs)]
 
+pub mod postgres;
+
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};

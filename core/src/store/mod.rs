@@ -45,7 +45,12 @@ pub trait Store: Send + 'static {
     /// `max_events`, and no more than `max_bytes` counting each event plus one byte, except
     /// that a single event is always returned if the store is not empty. Reading again
     /// without a commit returns the same events.
-    fn read_oldest(&mut self, max_events: usize, max_bytes: usize, out: &mut StoredBatch) -> Result<(), Error>;
+    fn read_oldest(
+        &mut self,
+        max_events: usize,
+        max_bytes: usize,
+        out: &mut StoredBatch,
+    ) -> Result<(), Error>;
 
     /// Removes the first `n` events of the last [`read_oldest`](Store::read_oldest).
     fn commit(&mut self, n: usize) -> Result<(), Error>;
@@ -88,7 +93,12 @@ impl<S: Store + ?Sized> Store for Box<S> {
     fn append(&mut self, events: &[&[u8]]) -> Result<(), Error> {
         (**self).append(events)
     }
-    fn read_oldest(&mut self, max_events: usize, max_bytes: usize, out: &mut StoredBatch) -> Result<(), Error> {
+    fn read_oldest(
+        &mut self,
+        max_events: usize,
+        max_bytes: usize,
+        out: &mut StoredBatch,
+    ) -> Result<(), Error> {
         (**self).read_oldest(max_events, max_bytes, out)
     }
     fn commit(&mut self, n: usize) -> Result<(), Error> {
@@ -194,6 +204,12 @@ impl StoredBatch {
 
 /// Whether one more event of `len` bytes fits a read bounded by `max_events`/`max_bytes`
 /// that already holds `events` events and `bytes` bytes (each counted plus one).
-pub(crate) fn fits(events: usize, bytes: usize, len: usize, max_events: usize, max_bytes: usize) -> bool {
+pub(crate) fn fits(
+    events: usize,
+    bytes: usize,
+    len: usize,
+    max_events: usize,
+    max_bytes: usize,
+) -> bool {
     events == 0 || (events < max_events && bytes + len < max_bytes)
 }

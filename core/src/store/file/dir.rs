@@ -77,9 +77,8 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8], durable: bool) -> Resu
         }
     }
     fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-    if durable
-        && let Some(dir) = path.parent() {
-            sync_dir(dir)?;
-        }
+    if durable && let Some(dir) = path.parent() {
+        sync_dir(dir)?;
+    }
     Ok(())
 }

@@ -214,13 +214,15 @@ impl FileStore {
             }
             // A cursor must point at a record start or at the end of its segment.
             if let Some(c) = cursor.filter(|c| c.segment == id)
-                && c.offset != len && !valid_starts.contains(&c.offset) {
-                    cursor = Some(Position {
-                        segment: id,
-                        offset: MAGIC.len() as u64,
-                    });
-                    recovery.cursor_reset = true;
-                }
+                && c.offset != len
+                && !valid_starts.contains(&c.offset)
+            {
+                cursor = Some(Position {
+                    segment: id,
+                    offset: MAGIC.len() as u64,
+                });
+                recovery.cursor_reset = true;
+            }
             let from = cursor.filter(|c| c.segment == id).map_or(0, |c| c.offset);
             for (start, r) in valid_starts.iter().zip(&scan.records) {
                 if *start >= from {
@@ -650,9 +652,10 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>, Error> {
         let name = entry.map_err(|e| Error::io(dir, e))?.file_name();
         let name = name.to_string_lossy();
         if let Some(hex) = name.strip_suffix(".seg")
-            && let Ok(id) = u64::from_str_radix(hex, 16) {
-                ids.push(id);
-            }
+            && let Ok(id) = u64::from_str_radix(hex, 16)
+        {
+            ids.push(id);
+        }
     }
     ids.sort_unstable();
     Ok(ids)

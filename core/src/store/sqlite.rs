@@ -1,0 +1,629 @@
+//! An SQLite database in WAL mode (feature `sqlite`).
+//!
+//! ```text
+//! events(id INTEGER PRIMARY KEY, stored_at_ms INTEGER, event BLOB)                oldest = lowest id
+//! dead_letters(id INTEGER PRIMARY KEY, at_ms INTEGER, reason TEXT, event BLOB)    apart from the log
+//! ```
+//!
+//! The connection keeps the database in exclusive locking mode: a second process cannot open
+//! it (as the file store's `LOCK`), and no `-shm` file is made. Counts and sizes are kept in
+//! memory (read once at open); reads remember the row ids they returned, and a commit deletes
+//! up to one of them.
+
+use std::collections::VecDeque;
+use std::fmt::Display;
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::config::{fsync_from, parse_params};
+use super::{Fsync, Store, StoreSize, StoredBatch, fits};
+use crate::{DeadLetter, Error};
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS events (
+        id INTEGER PRIMARY KEY,
+        stored_at_ms INTEGER NOT NULL,
+        event BLOB NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS dead_letters (
+        id INTEGER PRIMARY KEY,
+        at_ms INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        event BLOB NOT NULL
+    );";
+const INSERT_EVENT: &str = "INSERT INTO events (stored_at_ms, event) VALUES (?1, ?2)";
+const READ_OLDEST: &str = "SELECT id, stored_at_ms, event FROM events ORDER BY id LIMIT ?1";
+const DELETE_UP_TO: &str = "DELETE FROM events WHERE id <= ?1";
+const OLDEST_MS: &str = "SELECT stored_at_ms FROM events ORDER BY id LIMIT 1";
+const INSERT_DEAD: &str = "INSERT INTO dead_letters (at_ms, reason, event) VALUES (?1, ?2, ?3)";
+const DEAD_SIZE: &str = "length(event) + length(CAST(reason AS BLOB))";
+
+/// Settings of an [`SqliteStore`]. Plain data.
+///
+/// ```
+/// use auditbuf::{Fsync, SqliteStoreConfig, StoreConfig};
+///
+/// let config = SqliteStoreConfig::new("/var/lib/app/audit.db")
+///     .max_total_bytes(64 << 20)
+///     .fsync(Fsync::Always);
+/// let same = StoreConfig::from_json(
+///     r#"{"type":"sqlite","params":{"path":"/var/lib/app/audit.db","max_total_bytes":67108864,"fsync":"always"}}"#,
+/// )?;
+/// assert_eq!(same, StoreConfig::Sqlite(config));
+/// # Ok::<(), auditbuf::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqliteStoreConfig {
+    pub(crate) path: PathBuf,
+    pub(crate) max_total_bytes: u64,
+    pub(crate) fsync: Fsync,
+}
+
+impl SqliteStoreConfig {
+    /// A store in database file `path` (created, mode 0600, if missing; so is its directory,
+    /// mode 0700).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        SqliteStoreConfig {
+            path: path.into(),
+            max_total_bytes: 1 << 30,
+            fsync: Fsync::Interval(Duration::from_secs(1)),
+        }
+    }
+
+    /// Most payload bytes of unconsumed events; appending more fails with
+    /// [`Error::StoreFull`] and appends none of the batch. Dead letters are kept within an
+    /// eighth of it (at least 1 MiB), newest first. Defaults to 1 GiB.
+    pub fn max_total_bytes(mut self, bytes: u64) -> Self {
+        self.max_total_bytes = bytes;
+        self
+    }
+
+    /// When appends are forced to disk: [`Fsync::Always`] syncs every append's transaction
+    /// (`synchronous = FULL`); [`Fsync::Interval`] checkpoints the WAL into the database,
+    /// synced, at most that long after an append (`synchronous = NORMAL`); [`Fsync::Never`]
+    /// leaves it to the operating system (`synchronous = OFF`). [`Store::sync`] makes
+    /// everything durable under every policy. Defaults to [`Fsync::Interval`] of 1 s.
+    pub fn fsync(mut self, fsync: Fsync) -> Self {
+        self.fsync = fsync;
+        self
+    }
+}
+
+/// `params` of `{"type":"sqlite","params":{…}}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqliteParams {
+    path: PathBuf,
+    max_total_bytes: Option<u64>,
+    fsync: Option<String>,
+    fsync_interval_ms: Option<u64>,
+}
+
+/// Reads the `params` of an `sqlite` store, naming a bad field as `params.<field>`.
+pub(crate) fn config_from_params(params: &Value) -> Result<SqliteStoreConfig, Error> {
+    let p: SqliteParams = parse_params(params)?;
+    let mut c = SqliteStoreConfig::new(p.path);
+    if let Some(v) = p.max_total_bytes {
+        c = c.max_total_bytes(v);
+    }
+    let default = c.fsync;
+    Ok(c.fsync(fsync_from(
+        p.fsync.as_deref(),
+        p.fsync_interval_ms,
+        default,
+    )?))
+}
+
+/// An event of the last read: its row, size and age.
+#[derive(Debug, Clone, Copy)]
+struct Read {
+    id: i64,
+    len: u64,
+    stored_at_ms: i64,
+}
+
+/// Events in an SQLite database in WAL mode: survives restarts and, with [`Fsync::Always`]
+/// or after [`Store::sync`], crashes. One process at a time: a second open fails.
+///
+/// ```
+/// use auditbuf::{SqliteStore, SqliteStoreConfig, Store, StoredBatch};
+///
+/// let dir = std::env::temp_dir().join(format!("auditbuf-sqlite-doc-{}", std::process::id()));
+/// let path = dir.join("events.db");
+/// {
+///     let mut store = SqliteStore::open(SqliteStoreConfig::new(&path))?;
+///     store.append(&[b"{\"n\":1}", b"{\"n\":2}"])?;
+/// }
+/// let mut store = SqliteStore::open(SqliteStoreConfig::new(&path))?; // reopened: still there
+/// let mut batch = StoredBatch::new();
+/// store.read_oldest(10, 1 << 20, &mut batch)?;
+/// assert_eq!(batch.get(1), Some(&b"{\"n\":2}"[..]));
+/// store.commit(2)?;
+/// assert_eq!(store.size().events, 0);
+/// store.close()?;
+/// # drop(store); std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok::<(), auditbuf::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct SqliteStore {
+    config: SqliteStoreConfig,
+    /// `None` once closed.
+    conn: Option<Connection>,
+    /// The events of the last read, oldest first, less those committed since.
+    read: VecDeque<Read>,
+    events: u64,
+    bytes: u64,
+    oldest_ms: Option<i64>,
+    dead_bytes: u64,
+    unsynced: bool,
+    last_sync: Instant,
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the database and its tables. Fails if another process has it open.
+    pub fn open(config: SqliteStoreConfig) -> Result<Self, Error> {
+        let path = config.path.as_path();
+        create_private(path)?;
+        let sql = |e| sql_error(path, e);
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sql)?;
+        // Fail at once rather than wait for another process to let go.
+        conn.busy_timeout(Duration::ZERO).map_err(sql)?;
+        // Before WAL mode is entered, so that the WAL index lives in memory (no -shm file).
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
+            .map_err(sql)?;
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .map_err(sql)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(fail(
+                path,
+                format_args!("cannot use WAL journal mode (got {mode:?})"),
+            ));
+        }
+        let synchronous = match config.fsync {
+            Fsync::Always => "FULL",
+            Fsync::Interval(_) => "NORMAL",
+            Fsync::Never => "OFF",
+        };
+        conn.pragma_update(None, "synchronous", synchronous)
+            .map_err(sql)?;
+        conn.execute_batch(SCHEMA).map_err(sql)?;
+        // Take the exclusive lock now (exclusive mode keeps it), not at the first append.
+        conn.execute_batch("BEGIN IMMEDIATE; COMMIT;")
+            .map_err(sql)?;
+        for sibling in ["-wal", "-shm"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(sibling);
+            let sibling = PathBuf::from(name);
+            if sibling.exists() {
+                fs::set_permissions(&sibling, fs::Permissions::from_mode(0o600))
+                    .map_err(|e| fail(path, format_args!("{}: {e}", sibling.display())))?;
+            }
+        }
+
+        let (events, bytes): (i64, i64) = conn
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(length(event)), 0) FROM events",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .map_err(sql)?;
+        let oldest_ms: Option<i64> = conn
+            .query_row(OLDEST_MS, [], |row| row.get(0))
+            .optional()
+            .map_err(sql)?;
+        let dead_bytes: i64 = conn
+            .query_row(
+                &format!("SELECT COALESCE(SUM({DEAD_SIZE}), 0) FROM dead_letters"),
+                [],
+                |row| row.get(0),
+            )
+            .map_err(sql)?;
+        Ok(SqliteStore {
+            conn: Some(conn),
+            read: VecDeque::new(),
+            events: events.max(0) as u64,
+            bytes: bytes.max(0) as u64,
+            oldest_ms,
+            dead_bytes: dead_bytes.max(0) as u64,
+            unsynced: false,
+            last_sync: Instant::now(),
+            config,
+        })
+    }
+
+    /// The dead letters kept in the `dead_letters` table, oldest first.
+    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, Error> {
+        let path = self.config.path.as_path();
+        let conn = self.conn.as_ref().ok_or_else(|| closed(path))?;
+        let sql = |e| sql_error(path, e);
+        let mut stmt = conn
+            .prepare("SELECT at_ms, reason, event FROM dead_letters ORDER BY id")
+            .map_err(sql)?;
+        let letters = stmt
+            .query_map([], |row| {
+                let at_ms: i64 = row.get(0)?;
+                Ok(DeadLetter {
+                    reason: row.get(1)?,
+                    event: row.get(2)?,
+                    at: UNIX_EPOCH + Duration::from_millis(at_ms.max(0) as u64),
+                })
+            })
+            .map_err(sql)?;
+        letters.collect::<Result<Vec<_>, _>>().map_err(sql)
+    }
+
+    /// After a write: syncs if the policy says it is time.
+    fn written(&mut self) -> Result<(), Error> {
+        match self.config.fsync {
+            // synchronous = FULL: the transaction was synced as it committed.
+            Fsync::Always => Ok(()),
+            Fsync::Interval(every) => {
+                self.unsynced = true;
+                if self.last_sync.elapsed() >= every {
+                    self.checkpoint("FULL")
+                } else {
+                    Ok(())
+                }
+            }
+            Fsync::Never => {
+                self.unsynced = true;
+                Ok(())
+            }
+        }
+    }
+
+    /// Copies the WAL into the database file, syncing both (`mode` is `FULL` or `TRUNCATE`).
+    fn checkpoint(&mut self, mode: &str) -> Result<(), Error> {
+        let path = self.config.path.as_path();
+        let conn = live(&mut self.conn, path)?;
+        let sql = |e| sql_error(path, e);
+        // With synchronous = OFF a checkpoint syncs nothing: raise it for this one.
+        let never = self.config.fsync == Fsync::Never;
+        if never {
+            conn.pragma_update(None, "synchronous", "NORMAL")
+                .map_err(sql)?;
+        }
+        let result = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, i64>(2)?,
+            ))
+        });
+        if never {
+            conn.pragma_update(None, "synchronous", "OFF")
+                .map_err(sql)?;
+        }
+        let (busy, log, done) = result.map_err(sql)?;
+        if busy != 0 || done < log {
+            return Err(fail(
+                path,
+                format_args!("checkpoint incomplete ({done} of {log} WAL frames copied)"),
+            ));
+        }
+        self.unsynced = false;
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+}
+
+impl Store for SqliteStore {
+    fn append(&mut self, events: &[&[u8]]) -> Result<(), Error> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let adding: u64 = events.iter().map(|e| e.len() as u64).sum();
+        if self.bytes + adding > self.config.max_total_bytes {
+            return Err(Error::StoreFull {
+                limit: "max_total_bytes",
+                value: self.config.max_total_bytes,
+            });
+        }
+        let path = self.config.path.as_path();
+        let sql = |e| sql_error(path, e);
+        let conn = live(&mut self.conn, path)?;
+        let now = now_ms();
+        // Dropped without a commit on any error: rolled back, nothing of the batch kept.
+        let tx = conn.transaction().map_err(sql)?;
+        {
+            let mut insert = tx.prepare_cached(INSERT_EVENT).map_err(sql)?;
+            for event in events {
+                insert.execute((now, *event)).map_err(sql)?;
+            }
+        }
+        tx.commit().map_err(sql)?;
+        self.events += events.len() as u64;
+        self.bytes += adding;
+        self.oldest_ms.get_or_insert(now);
+        self.written()
+    }
+
+    fn read_oldest(
+        &mut self,
+        max_events: usize,
+        max_bytes: usize,
+        out: &mut StoredBatch,
+    ) -> Result<(), Error> {
+        out.clear();
+        self.read.clear();
+        let path = self.config.path.as_path();
+        let sql = |e| sql_error(path, e);
+        let conn = live(&mut self.conn, path)?;
+        let limit = i64::try_from(max_events.max(1)).unwrap_or(i64::MAX);
+        let mut select = conn.prepare_cached(READ_OLDEST).map_err(sql)?;
+        let mut rows = select.query([limit]).map_err(sql)?;
+        let mut bytes = 0usize;
+        while let Some(row) = rows.next().map_err(sql)? {
+            let event = row
+                .get_ref(2)
+                .and_then(|v| v.as_bytes().map_err(Into::into))
+                .map_err(sql)?;
+            if !fits(out.len(), bytes, event.len(), max_events, max_bytes) {
+                break;
+            }
+            bytes += event.len() + 1;
+            out.push(event);
+            self.read.push_back(Read {
+                id: row.get(0).map_err(sql)?,
+                len: event.len() as u64,
+                stored_at_ms: row.get(1).map_err(sql)?,
+            });
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, n: usize) -> Result<(), Error> {
+        let n = n.min(self.read.len());
+        let Some(last) = n.checked_sub(1).and_then(|i| self.read.get(i)) else {
+            return Ok(());
+        };
+        let path = self.config.path.as_path();
+        let sql = |e| sql_error(path, e);
+        let conn = live(&mut self.conn, path)?;
+        // Everything older than the last read's first event is already gone.
+        conn.prepare_cached(DELETE_UP_TO)
+            .and_then(|mut delete| delete.execute([last.id]))
+            .map_err(sql)?;
+        for r in self.read.drain(..n) {
+            self.events = self.events.saturating_sub(1);
+            self.bytes = self.bytes.saturating_sub(r.len);
+        }
+        self.oldest_ms = match self.read.front() {
+            Some(r) => Some(r.stored_at_ms),
+            None if self.events == 0 => None,
+            None => conn
+                .prepare_cached(OLDEST_MS)
+                .and_then(|mut oldest| oldest.query_row([], |row| row.get(0)).optional())
+                .map_err(sql)?,
+        };
+        self.written()
+    }
+
+    fn dead_letter(&mut self, event: &[u8], reason: &str) -> Result<(), Error> {
+        let path = self.config.path.as_path();
+        let sql = |e| sql_error(path, e);
+        let conn = live(&mut self.conn, path)?;
+        conn.prepare_cached(INSERT_DEAD)
+            .and_then(|mut insert| insert.execute((now_ms(), reason, event)))
+            .map_err(sql)?;
+        self.dead_bytes += (event.len() + reason.len()) as u64;
+        // Keep the newest, within an eighth of the store's cap; trim to half of that.
+        let cap = (self.config.max_total_bytes / 8).max(1 << 20);
+        if self.dead_bytes > cap {
+            let mut freed = 0u64;
+            let mut up_to = None;
+            {
+                let mut stmt = conn
+                    .prepare(&format!(
+                        "SELECT id, {DEAD_SIZE} FROM dead_letters ORDER BY id"
+                    ))
+                    .map_err(sql)?;
+                let mut rows = stmt.query([]).map_err(sql)?;
+                while self.dead_bytes.saturating_sub(freed) > cap / 2 {
+                    let Some(row) = rows.next().map_err(sql)? else {
+                        break;
+                    };
+                    up_to = Some(row.get::<_, i64>(0).map_err(sql)?);
+                    freed += row.get::<_, i64>(1).map_err(sql)?.max(0) as u64;
+                }
+            }
+            if let Some(id) = up_to {
+                conn.execute("DELETE FROM dead_letters WHERE id <= ?1", [id])
+                    .map_err(sql)?;
+                self.dead_bytes = self.dead_bytes.saturating_sub(freed);
+            }
+        }
+        self.written()
+    }
+
+    fn size(&self) -> StoreSize {
+        StoreSize {
+            events: self.events,
+            bytes: self.bytes,
+        }
+    }
+
+    fn oldest_age(&self) -> Option<Duration> {
+        self.oldest_ms
+            .map(|ms| Duration::from_millis(now_ms().saturating_sub(ms).max(0) as u64))
+    }
+
+    fn sync(&mut self) -> Result<(), Error> {
+        if self.unsynced {
+            self.checkpoint("FULL")?;
+        }
+        Ok(())
+    }
+
+    fn is_durable(&self) -> bool {
+        true
+    }
+
+    fn tick(&mut self) -> Result<(), Error> {
+        match self.config.fsync {
+            Fsync::Interval(every) if self.unsynced && self.last_sync.elapsed() >= every => {
+                self.checkpoint("FULL")
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Checkpoints the WAL into the database (emptying it), syncs, and closes the database.
+    fn close(&mut self) -> Result<(), Error> {
+        if self.conn.is_none() {
+            return Ok(());
+        }
+        let checkpointed = self.checkpoint("TRUNCATE");
+        let closed = match self.conn.take() {
+            Some(conn) => conn
+                .close()
+                .map_err(|(_, e)| sql_error(&self.config.path, e)),
+            None => Ok(()),
+        };
+        checkpointed.and(closed)
+    }
+}
+
+/// Creates `path` (mode 0600) and its directory (mode 0700) if missing; makes it private.
+fn create_private(path: &Path) -> Result<(), Error> {
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| fail(path, format_args!("creating {}: {e}", dir.display())))?;
+    }
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| fail(path, e))?;
+    file.set_permissions(fs::Permissions::from_mode(0o600))
+        .map_err(|e| fail(path, e))
+}
+
+fn live<'c>(conn: &'c mut Option<Connection>, path: &Path) -> Result<&'c mut Connection, Error> {
+    conn.as_mut().ok_or_else(|| closed(path))
+}
+
+fn closed(path: &Path) -> Error {
+    fail(path, "the store is closed")
+}
+
+fn fail(path: &Path, message: impl Display) -> Error {
+    Error::store("sqlite", format!("{}: {message}", path.display()))
+}
+
+fn sql_error(path: &Path, e: rusqlite::Error) -> Error {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => fail(
+            path,
+            format_args!("the store is in use by another process ({e})"),
+        ),
+        _ => fail(path, e),
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StoreConfig;
+
+    fn field_of(text: &str) -> String {
+        match StoreConfig::from_json(text) {
+            Err(Error::Config(c)) => c.field,
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn params_read() {
+        let c = config_from_params(&serde_json::json!({"path": "/tmp/a.db"})).unwrap();
+        assert_eq!(c, SqliteStoreConfig::new("/tmp/a.db"));
+        assert_eq!(c.fsync, Fsync::Interval(Duration::from_secs(1)));
+        assert_eq!(c.max_total_bytes, 1 << 30);
+        let c = config_from_params(&serde_json::json!({
+            "path": "/tmp/a.db", "max_total_bytes": 4096, "fsync": "interval", "fsync_interval_ms": 250
+        }))
+        .unwrap();
+        assert_eq!(
+            c,
+            SqliteStoreConfig::new("/tmp/a.db")
+                .max_total_bytes(4096)
+                .fsync(Fsync::Interval(Duration::from_millis(250)))
+        );
+        let c = config_from_params(&serde_json::json!({"path": "/tmp/a.db", "fsync": "never"}))
+            .unwrap();
+        assert_eq!(c.fsync, Fsync::Never);
+    }
+
+    #[test]
+    fn every_malformed_param_names_its_field() {
+        assert_eq!(field_of(r#"{"type":"sqlite","params":{}}"#), "params");
+        assert_eq!(
+            field_of(r#"{"type":"sqlite","params":{"path":3}}"#),
+            "params.path"
+        );
+        assert_eq!(
+            field_of(r#"{"type":"sqlite","params":{"path":"/x","max_total_bytes":-1}}"#),
+            "params.max_total_bytes"
+        );
+        assert_eq!(
+            field_of(r#"{"type":"sqlite","params":{"path":"/x","segment_bytes":4096}}"#),
+            "params.segment_bytes"
+        );
+        assert_eq!(
+            field_of(r#"{"type":"sqlite","params":{"path":"/x","fsync":"sometimes"}}"#),
+            "params.fsync"
+        );
+        assert_eq!(
+            field_of(
+                r#"{"type":"sqlite","params":{"path":"/x","fsync":"never","fsync_interval_ms":5}}"#
+            ),
+            "params.fsync_interval_ms"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_database() {
+        let e = fail(Path::new("/data/audit.db"), "disk I/O error").to_string();
+        assert_eq!(e, "sqlite store: /data/audit.db: disk I/O error");
+        let e = sql_error(
+            Path::new("/data/audit.db"),
+            rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                None,
+            ),
+        )
+        .to_string();
+        assert!(
+            e.starts_with("sqlite store: /data/audit.db: the store is in use by another process"),
+            "{e}"
+        );
+    }
+}
