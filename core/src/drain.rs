@@ -191,11 +191,19 @@ impl Worker {
                 let refs: Vec<&[u8]> = held.iter().map(Vec::as_slice).collect();
                 self.keep_at_shutdown(&refs);
             }
+            if self.shared.store.is_some() {
+                self.move_queue_to_store();
+            }
+            // Without a store, or what a full one refused.
             while self.take_batch(usize::MAX) > 0 {
+                let n = self.batch.len();
                 let batch = std::mem::take(&mut self.batch);
-                let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
-                self.keep_at_shutdown(&refs);
-                drop(refs);
+                let why = if self.shared.store.is_some() {
+                    GiveUp::StoreFull
+                } else {
+                    GiveUp::Shutdown
+                };
+                self.give_up(n, why);
                 self.recycle(batch);
             }
             if self.all_accepted_taken() {

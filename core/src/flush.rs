@@ -199,7 +199,7 @@ impl Worker {
                 if self.backing_off().is_some() || !self.drain_step() {
                     return;
                 }
-            } else if self.ready() < self.ready_at || self.take_batch(usize::MAX) == 0 {
+            } else if self.ready() < self.ready_at || self.take_to_send(usize::MAX) == 0 {
                 return;
             } else {
                 self.deliver_batch();
@@ -220,12 +220,25 @@ impl Worker {
         }
         let mut budget = self.ready();
         while budget > 0 && !self.past_close_deadline() && !self.backlogged() {
-            let taken = self.take_batch(budget);
+            let taken = self.take_to_send(budget);
             if taken == 0 {
                 return;
             }
             budget = budget.saturating_sub(taken);
             self.deliver_batch();
+        }
+    }
+
+    /// Takes a batch off the queue to send it, if nothing waits in the store. With a store,
+    /// this happens under its lock: a spilling caller moves the queue into the store under
+    /// that lock too, so a batch is either taken here, before anything newer was spilled, or
+    /// moved there, never split between the two.
+    fn take_to_send(&mut self, max: usize) -> usize {
+        let shared = Arc::clone(&self.shared);
+        match shared.lock_store() {
+            None => self.take_batch(max),
+            Some(store) if store.size().events > 0 => 0,
+            Some(_store) => self.take_batch(max),
         }
     }
 
@@ -348,8 +361,9 @@ impl Worker {
                 std::thread::yield_now();
                 continue;
             }
-            self.take_batch(usize::MAX);
-            self.deliver_batch();
+            if self.take_to_send(usize::MAX) > 0 {
+                self.deliver_batch();
+            }
         }
         self.keep_leftovers();
         self.flush_waiters.clear();
