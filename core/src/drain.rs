@@ -1,10 +1,12 @@
 //! The flush thread's work with the backing store: keeping what could not be sent, moving
 //! the queue in behind it so order holds, and draining the store oldest first.
 //!
-//! Order: a batch whose retries ran out goes to the store if the store is empty, and the
-//! queue follows it there; while the store holds events nothing is sent from the queue. If
-//! callers spilled newer events into the store while that batch was being retried, the
-//! batch is held in memory instead and sent before the store.
+//! Order: while the store holds events nothing is sent from the queue; the queue is moved
+//! in behind them (events are taken off the queue only with the store locked, so nothing
+//! newer can get in between). Without `Spill` only this thread writes to the store, so a
+//! batch whose retries ran out is appended to an empty store and everything after it
+//! follows. Under `Spill`, callers append too, so every event goes through the store: the
+//! store's order is the only order.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,9 +15,9 @@ use crate::deliver::{GiveUp, Source, Stop};
 use crate::flush::{Worker, deadline_after};
 
 impl Worker {
-    /// Events wait in the store or in the held batch: they go before the queue.
-    pub(crate) fn backlogged(&self) -> bool {
-        self.held.is_some() || self.shared.store_events() > 0
+    /// Events wait in the store: they go before the queue.
+    pub(crate) fn store_pending(&self) -> bool {
+        self.shared.store_events() > 0
     }
 
     /// Whether draining failed recently and must wait before the next try.
@@ -23,18 +25,13 @@ impl Worker {
         self.drain_retry_at.filter(|at| Instant::now() < *at)
     }
 
-    /// Keeps events of a queue batch whose retries ran out: see the module docs.
+    /// Keeps the unsent events of a batch whose retries ran out: in the store, or as
+    /// `failed` without one. (Under `Spill` batches come from the store and stay there.)
     pub(crate) fn keep_unsent(&mut self, events: &[&[u8]]) {
-        let shared = Arc::clone(&self.shared);
-        match shared.lock_store() {
-            None => self.give_up(events.len(), GiveUp::Failed),
-            // Decided and done under one lock: a spilling caller cannot slip in between.
-            Some(mut store) if self.held.is_none() && store.size().events == 0 => {
-                let result = store.append(events);
-                drop(store);
-                self.appended_in_flight(events.len(), result);
-            }
-            Some(_) => self.held = Some(events.iter().map(|e| e.to_vec()).collect()),
+        if self.shared.store.is_some() {
+            self.append_in_flight(events);
+        } else {
+            self.give_up(events.len(), GiveUp::Failed);
         }
         self.back_off();
     }
@@ -53,39 +50,35 @@ impl Worker {
         if events.is_empty() {
             return;
         }
-        match self.shared.with_store(|s| s.append(events)) {
-            Some(result) => self.appended_in_flight(events.len(), result),
-            None => self.give_up(events.len(), GiveUp::Failed),
-        }
-    }
-
-    /// Counts `n` in-flight events as stored, or as given up if the append failed.
-    fn appended_in_flight(&mut self, n: usize, result: Result<(), crate::Error>) {
+        let result = self.shared.with_store(|s| s.append(events));
+        let n = events.len();
         match result {
-            Ok(()) => {
+            Some(Ok(())) => {
                 self.counts.in_flight -= n as u64;
                 self.counts.stored_in += n as u64;
                 self.shared.counters.publish(&self.counts);
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 self.shared.note_error(format!(
                     "could not keep {n} events in the backing store: {e}"
                 ));
                 let why = self.store_failure(&e);
                 self.give_up(n, why);
             }
+            None => self.give_up(n, GiveUp::Failed),
         }
     }
 
     /// Moves everything queued into the store, behind what it holds. What the store refuses
-    /// (full) stays in memory, in order, until it has room. Events are taken off the queue
-    /// with the store locked, so a spilling caller cannot put newer ones in first.
+    /// (full) is put back ahead of the queue, in order, until it has room. Events are taken
+    /// off the queue with the store locked, so a spilling caller cannot put newer ones in
+    /// first.
     pub(crate) fn move_queue_to_store(&mut self) {
         let shared = Arc::clone(&self.shared);
         let Some(mut store) = shared.lock_store() else {
             return;
         };
-        while self.take_batch(usize::MAX) > 0 {
+        while self.take_for_store(self.limits.max_events.max(1)) > 0 {
             let batch = std::mem::take(&mut self.batch);
             let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
             let result = store.append(&refs);
@@ -101,43 +94,37 @@ impl Worker {
                 Err(e) => {
                     self.shared
                         .note_error(format!("the backing store refused the queue's events: {e}"));
-                    for slot in batch.into_iter().rev() {
-                        self.front.push_front(slot);
-                    }
+                    self.put_back(batch);
                     return;
                 }
             }
         }
     }
 
-    /// One step of draining: the held batch, else the store's oldest batch (after moving the
-    /// queue in behind it). False if it could not make progress.
+    /// One step of draining: moves the queue in behind the store, then sends the store's
+    /// oldest batch and commits what the sink settled. False if it could not make
+    /// progress (nothing to send, or the sink failed and the next try must wait).
     pub(crate) fn drain_step(&mut self) -> bool {
-        if let Some(held) = self.held.take() {
-            let refs: Vec<&[u8]> = held.iter().map(Vec::as_slice).collect();
-            let result = self.deliver(&refs, Source::Memory);
-            drop(refs);
-            return match result {
-                Ok(()) => {
-                    self.drain_failures = 0;
-                    true
-                }
-                Err((settled, stop)) => {
-                    self.held = Some(held[settled..].to_vec());
-                    if stop == Stop::Exhausted {
-                        self.back_off();
-                    }
-                    false
-                }
-            };
-        }
         self.move_queue_to_store();
         let (max_events, max_bytes) = (self.limits.max_events, self.limits.max_bytes);
         let mut batch = std::mem::take(&mut self.stored);
-        if let Some(Err(e)) = self
-            .shared
-            .with_store(|s| s.read_oldest(max_events, max_bytes, &mut batch))
-        {
+        let read = self.shared.with_store(|s| {
+            let read = s.read_oldest(max_events, max_bytes, &mut batch);
+            (read, s.take_lost())
+        });
+        let Some((read, lost)) = read else {
+            self.stored = batch;
+            return false;
+        };
+        if lost > 0 {
+            self.shared.note_error(format!(
+                "{lost} events in the backing store were unreadable (damaged)"
+            ));
+            self.counts.stored_out += lost;
+            self.counts.dropped_damaged += lost;
+            self.shared.counters.publish(&self.counts);
+        }
+        if let Err(e) = read {
             self.shared
                 .note_error(format!("could not read the backing store: {e}"));
             self.stored = batch;
@@ -146,6 +133,10 @@ impl Worker {
         }
         if batch.is_empty() {
             self.stored = batch;
+            if self.store_pending() {
+                // Events exist but none is ours to read now (another replica holds them).
+                self.back_off();
+            }
             return false;
         }
         let refs: Vec<&[u8]> = batch.iter().collect();
@@ -183,19 +174,12 @@ impl Worker {
     }
 
     /// At shutdown, after the deadline: everything still in memory goes to the store, or is
-    /// dropped without one. A store that does not outlive the process counts what it holds
-    /// as dropped.
+    /// dropped without one (or when it is full). Then the store is closed to callers; one
+    /// that does not outlive the process counts what it holds as dropped.
     pub(crate) fn keep_leftovers(&mut self) {
         loop {
-            if let Some(held) = self.held.take() {
-                let refs: Vec<&[u8]> = held.iter().map(Vec::as_slice).collect();
-                self.keep_at_shutdown(&refs);
-            }
-            if self.shared.store.is_some() {
-                self.move_queue_to_store();
-            }
-            // Without a store, or what a full one refused.
-            while self.take_batch(usize::MAX) > 0 {
+            self.move_queue_to_store();
+            while self.take_for_store(usize::MAX) > 0 {
                 let n = self.batch.len();
                 let batch = std::mem::take(&mut self.batch);
                 let why = if self.shared.store.is_some() {
@@ -211,10 +195,12 @@ impl Worker {
             }
             std::thread::yield_now();
         }
-        let Some(store) = &self.shared.store else {
+        let shared = Arc::clone(&self.shared);
+        let Some(mut store) = shared.lock_store() else {
             return;
         };
-        let mut store = store.lock();
+        // From now on spilling and wal callers are turned away (they check under the lock).
+        store.close_to_callers();
         if let Err(e) = store.close() {
             self.shared
                 .note_error(format!("closing the backing store: {e}"));

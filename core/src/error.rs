@@ -78,6 +78,10 @@ pub enum Error {
     /// The backing store failed: locked by another process, a database error, … The message
     /// names the store and the file, table or server involved.
     Store(Box<StoreError>),
+    /// Durability `wal`: the event was appended and will be sent, but the sync that should
+    /// make it survive a crash failed. Unlike the other record errors, the event was
+    /// accepted (it counts as recorded, not rejected).
+    NotDurable(Box<StoreError>),
     /// A file the configuration names could not be read or written.
     Io(Box<IoError>),
     /// The flush thread could not be started.
@@ -184,6 +188,11 @@ impl fmt::Display for Error {
                 write!(f, "backing store is full: {limit} of {value} reached")
             }
             Error::Store(e) => write!(f, "{} store: {}", e.store, e.message),
+            Error::NotDurable(e) => write!(
+                f,
+                "event accepted, but the {} store could not make it durable: {}",
+                e.store, e.message
+            ),
             Error::Io(e) => write!(f, "{}: {}", e.path.display(), e.source),
             Error::Spawn(e) => write!(f, "could not start the flush thread: {e}"),
         }

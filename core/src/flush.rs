@@ -6,7 +6,6 @@
 //! and looks then. Producers wake it only if a full batch waits and it has not come, because
 //! waking a parked thread costs the waker microseconds.
 
-use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -15,7 +14,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, select};
 
 use crate::deliver::{GiveUp, Source, Stop};
-use crate::pipeline::Shared;
+use crate::shared::Shared;
 use crate::slots::Slot;
 use crate::stats::FlushCounts;
 use crate::store::StoredBatch;
@@ -30,7 +29,7 @@ pub(crate) enum Command {
     Close(Instant),
 }
 
-/// How often the store gets its housekeeping (interval fsync) while idle.
+/// How often the store gets its housekeeping (interval fsync), busy or idle.
 const STORE_TICK: Duration = Duration::from_millis(100);
 
 /// `now + timeout`, with absurd timeouts (`Duration::MAX`) capped at a year so the
@@ -59,12 +58,13 @@ pub(crate) struct Worker {
     pub(crate) batches_per_wake: usize,
     pub(crate) counts: FlushCounts,
     pub(crate) batch: Vec<Slot>,
-    /// Events taken off the queue but not sent yet (one that did not fit the last batch's
-    /// byte limit, or ones the full store refused), in order, ahead of the queue.
-    pub(crate) front: VecDeque<Slot>,
-    /// A batch whose retries ran out while callers spilled newer events into the store:
-    /// sent before the store, to keep order.
-    pub(crate) held: Option<Vec<Vec<u8>>>,
+    /// An event taken off the queue that did not fit the last batch's byte limit: the
+    /// oldest event outside the batch in flight, first in the next one.
+    pub(crate) carry: Option<Slot>,
+    /// Overflow `Spill`: callers write to the store too, so every event goes through it
+    /// (moved there from the queue, sent from there) and there is one order for all.
+    pub(crate) spill: bool,
+    pub(crate) last_store_tick: Instant,
     /// Reused buffer for batches read from the store.
     pub(crate) stored: StoredBatch,
     pub(crate) drain_failures: u32,
@@ -83,24 +83,20 @@ impl Worker {
 
     fn serve(&mut self) {
         let mut next_tick = deadline_after(self.interval);
-        let mut next_store_tick = deadline_after(STORE_TICK);
         loop {
             if let Some(deadline) = self.close_deadline {
                 self.shut_down(deadline);
                 return;
             }
+            self.maybe_tick_store();
             let now = Instant::now();
-            if now >= next_store_tick {
-                self.tick_store();
-                next_store_tick = deadline_after(STORE_TICK);
-            }
             if now >= next_tick {
                 self.send_queued();
                 next_tick = deadline_after(self.interval);
             } else {
                 let mut until = self.next_look(now).min(next_tick);
                 if self.shared.store.is_some() {
-                    until = until.min(next_store_tick);
+                    until = until.min(self.last_store_tick + STORE_TICK);
                 }
                 select! {
                     recv(self.wake) -> woken => {
@@ -118,11 +114,11 @@ impl Worker {
         }
     }
 
-    /// When to look again: at once while a backlog can be drained, else a little before a
+    /// When to look again: at once while the store can be drained, else a little before a
     /// full batch should be queued, judging by the arrival rate since the last look.
     fn next_look(&mut self, now: Instant) -> Instant {
         const SOONEST: Duration = Duration::from_micros(20);
-        if self.backlogged() {
+        if self.store_pending() {
             return self.backing_off().unwrap_or(now);
         }
         let recorded = self.shared.counters.recorded.load(Ordering::Relaxed);
@@ -178,24 +174,39 @@ impl Worker {
         }
     }
 
+    /// Events waiting to be taken: the carried one, those put back, the queue.
     pub(crate) fn ready(&self) -> usize {
-        self.queue.len() + self.front.len()
+        self.queue.len()
+            + usize::from(self.carry.is_some())
+            + self.shared.returned_len.load(Ordering::Relaxed)
     }
 
-    fn tick_store(&mut self) {
+    /// The store's housekeeping (interval fsync), at most every `STORE_TICK`, also during
+    /// long deliveries and retry pauses.
+    pub(crate) fn maybe_tick_store(&mut self) {
+        if self.shared.store.is_none() || self.last_store_tick.elapsed() < STORE_TICK {
+            return;
+        }
+        self.last_store_tick = Instant::now();
         if let Some(Err(e)) = self.shared.with_store(|s| s.tick()) {
             self.shared
                 .note_error(format!("backing store housekeeping: {e}"));
         }
     }
 
-    /// Sends what is worth sending now: the backlog, else full batches.
+    /// Whether what waits now goes through the store: always under `Spill`, and whenever
+    /// the store holds events (they are older than the queue).
+    fn via_store(&self) -> bool {
+        self.spill || self.store_pending()
+    }
+
+    /// Sends what is worth sending now: the store's backlog, else full batches.
     fn send_ready(&mut self) {
         for _ in 0..self.batches_per_wake {
             if self.closing() {
                 return;
             }
-            if self.backlogged() {
+            if self.store_pending() || (self.spill && self.ready() >= self.ready_at) {
                 if self.backing_off().is_some() || !self.drain_step() {
                     return;
                 }
@@ -208,18 +219,16 @@ impl Worker {
     }
 
     /// Sends what is queued now (not what arrives meanwhile, so this ends under load), and
-    /// drains the backlog as far as the sink allows.
+    /// drains the store as far as the sink allows.
     fn send_queued(&mut self) {
-        while self.backlogged() && self.backing_off().is_none() && !self.past_close_deadline() {
-            if !self.drain_step() {
+        let mut budget = self.ready();
+        while self.via_store() && (self.store_pending() || budget > 0) {
+            if self.backing_off().is_some() || self.past_close_deadline() || !self.drain_step() {
                 return;
             }
+            budget = 0;
         }
-        if self.backlogged() {
-            return;
-        }
-        let mut budget = self.ready();
-        while budget > 0 && !self.past_close_deadline() && !self.backlogged() {
+        while budget > 0 && !self.past_close_deadline() && !self.store_pending() {
             let taken = self.take_to_send(budget);
             if taken == 0 {
                 return;
@@ -230,9 +239,7 @@ impl Worker {
     }
 
     /// Takes a batch off the queue to send it, if nothing waits in the store. With a store,
-    /// this happens under its lock: a spilling caller moves the queue into the store under
-    /// that lock too, so a batch is either taken here, before anything newer was spilled, or
-    /// moved there, never split between the two.
+    /// this happens under its lock, so whatever goes into the store meanwhile is newer.
     fn take_to_send(&mut self, max: usize) -> usize {
         let shared = Arc::clone(&self.shared);
         match shared.lock_store() {
@@ -242,39 +249,69 @@ impl Worker {
         }
     }
 
-    /// Fills `self.batch` with up to `max` events within the limits; returns its length.
+    /// Fills `self.batch` with up to `max` events within the sink's limits, for sending;
+    /// returns its length. An event that would break the byte limit is carried over.
     pub(crate) fn take_batch(&mut self, max: usize) -> usize {
-        let cap = self.limits.max_events.min(max);
+        self.take(self.limits.max_events.min(max), Some(self.limits.max_bytes))
+    }
+
+    /// Fills `self.batch` with up to `max` events, for the store (no byte limit).
+    pub(crate) fn take_for_store(&mut self, max: usize) -> usize {
+        self.take(max, None)
+    }
+
+    /// Takes events in order: the carried one, those put back, then the queue.
+    fn take(&mut self, cap: usize, max_bytes: Option<usize>) -> usize {
+        let shared = Arc::clone(&self.shared);
+        let mut returned =
+            (shared.returned_len.load(Ordering::Relaxed) > 0).then(|| shared.returned.lock());
         let mut bytes = 0;
-        if !self.shared.returned.lock().is_empty() {
-            // A spilling caller took these off the queue and the store refused them: they
-            // are older than what the queue holds now.
-            let returned = std::mem::take(&mut *self.shared.returned.lock());
-            self.counts.taken += returned.len() as u64;
-            self.counts.in_flight += returned.len() as u64;
-            self.front.extend(returned);
-        }
         while self.batch.len() < cap {
-            let slot = match self.front.pop_front() {
+            let slot = match self.carry.take() {
                 Some(slot) => slot,
-                None => match self.queue.try_recv() {
-                    Ok(slot) => {
-                        self.counts.taken += 1;
-                        self.counts.in_flight += 1;
-                        slot
-                    }
-                    Err(_) => break,
-                },
+                None => {
+                    let next = match returned.as_mut().and_then(|r| r.pop_front()) {
+                        Some(slot) => Some(slot),
+                        None => self.queue.try_recv().ok(),
+                    };
+                    let Some(slot) = next else {
+                        break;
+                    };
+                    self.counts.taken += 1;
+                    self.counts.in_flight += 1;
+                    slot
+                }
             };
-            if !self.batch.is_empty() && bytes + slot.len() + 1 > self.limits.max_bytes {
-                self.front.push_front(slot);
+            if max_bytes.is_some_and(|max| !self.batch.is_empty() && bytes + slot.len() + 1 > max) {
+                self.carry = Some(slot);
                 break;
             }
             bytes += slot.len() + 1;
             self.batch.push(slot);
         }
+        if let Some(r) = &returned {
+            shared.returned_len.store(r.len(), Ordering::Relaxed);
+        }
+        drop(returned);
         self.shared.counters.publish(&self.counts);
         self.batch.len()
+    }
+
+    /// Puts a taken batch back, in order, ahead of everything not yet taken (the store
+    /// refused it): its events count as queued again.
+    pub(crate) fn put_back(&mut self, batch: Vec<Slot>) {
+        let n = batch.len() as u64;
+        self.counts.taken -= n;
+        self.counts.in_flight -= n;
+        let mut returned = self.shared.returned.lock();
+        for slot in batch.into_iter().rev() {
+            returned.push_front(slot);
+        }
+        self.shared
+            .returned_len
+            .store(returned.len(), Ordering::Relaxed);
+        drop(returned);
+        self.shared.counters.publish(&self.counts);
     }
 
     /// Sends `self.batch`; what cannot be sent goes to the store, or fails.
@@ -314,22 +351,27 @@ impl Worker {
         self.closing() && self.close_deadline.is_some_and(|d| Instant::now() >= d)
     }
 
-    /// Waits `delay` before a retry while still taking commands; false if `close`'s
-    /// deadline ended the wait.
+    /// Waits `delay` before a retry while still taking commands (and keeping the store's
+    /// housekeeping going); false if `close`'s deadline ended the wait.
     pub(crate) fn pause(&mut self, delay: Duration) -> bool {
         let until = deadline_after(delay);
         loop {
+            self.maybe_tick_store();
             let end = self.close_deadline.map_or(until, |d| d.min(until));
             let now = Instant::now();
             if now >= end {
                 return !self.past_close_deadline();
             }
-            match self.commands.recv_timeout(end - now) {
+            let mut wait = end - now;
+            if self.shared.store.is_some() {
+                wait = wait.min(STORE_TICK);
+            }
+            match self.commands.recv_timeout(wait) {
                 Ok(command) => self.on_command(Some(command)),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     self.on_command(None);
-                    std::thread::sleep(end.saturating_duration_since(Instant::now()));
+                    std::thread::sleep(wait);
                 }
             }
         }
@@ -340,7 +382,7 @@ impl Worker {
     /// until every accepted event has been taken, so none is left behind in the queue.
     fn shut_down(&mut self, deadline: Instant) {
         while Instant::now() < deadline {
-            if self.backlogged() {
+            if self.store_pending() || (self.spill && self.ready() > 0) {
                 match self.backing_off() {
                     Some(at) if at >= deadline => break,
                     Some(at) => {
@@ -349,7 +391,15 @@ impl Worker {
                         }
                     }
                     None => {
-                        self.drain_step();
+                        if !self.drain_step()
+                            && self.backing_off().is_none()
+                            && !self.store_pending()
+                        {
+                            // Nothing to drain and nothing left to move: done.
+                            if self.ready() == 0 && self.all_accepted_taken() {
+                                break;
+                            }
+                        }
                     }
                 }
                 continue;
@@ -386,14 +436,16 @@ impl Worker {
         ));
         let batch = std::mem::take(&mut self.batch);
         self.recycle(batch);
-        for slot in std::mem::take(&mut self.front) {
+        if let Some(slot) = self.carry.take() {
             self.shared.pool.give_back(slot);
         }
-        self.held = None;
         let held = self.counts.in_flight;
         self.give_up(held as usize, GiveUp::Failed);
         loop {
-            while let Ok(slot) = self.queue.try_recv() {
+            let returned = std::mem::take(&mut *self.shared.returned.lock());
+            self.shared.returned_len.store(0, Ordering::Relaxed);
+            let queued = std::iter::from_fn(|| self.queue.try_recv().ok());
+            for slot in returned.into_iter().chain(queued).collect::<Vec<_>>() {
                 self.counts.taken += 1;
                 self.counts.failed += 1;
                 self.shared.pool.give_back(slot);

@@ -59,6 +59,7 @@ mod error;
 mod flush;
 mod pipeline;
 mod retry;
+mod shared;
 mod sink;
 mod slots;
 mod stats;

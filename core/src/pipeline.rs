@@ -4,14 +4,12 @@
 //! never holds a lock and, once the pool is warm, never allocates. Only the `Spill`
 //! overflow and the `wal` durability mode go to the backing store from here.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
-use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 
 use crate::config::{Durability, Overflow};
@@ -19,109 +17,13 @@ use crate::dead_letter::DeadLetters;
 use crate::encode::event::encode_event;
 use crate::encode::raw::{encode_json, encode_serialize};
 use crate::flush::{Command, Worker, deadline_after};
+use crate::shared::Shared;
 use crate::slots::{Slot, SlotPool};
-use crate::stats::{Counters, FlushCounts};
+use crate::stats::FlushCounts;
 use crate::wal::GroupCommit;
 use crate::{
     AuditEvent, Config, DeadLetter, Error, Limits, Report, Sink, Stats, Store, StoredBatch,
 };
-
-/// State shared by the handle and the flush thread.
-pub(crate) struct Shared {
-    pub(crate) counters: Counters,
-    pub(crate) pool: SlotPool,
-    /// Set once by `close`; `record` checks it after counting an event as accepted, and
-    /// the flush thread waits for every accepted event, so none can slip in unseen.
-    pub(crate) closed: CachePadded<AtomicBool>,
-    pub(crate) dead_letters: DeadLetters,
-    /// The `recorded` count at which a producer must wake the flush thread: a full batch
-    /// is queued and the thread has not come for it. The flush thread re-arms it after each
-    /// round; `u64::MAX` while disarmed.
-    pub(crate) next_wake: CachePadded<AtomicU64>,
-    pub(crate) wake: Sender<()>,
-    pub(crate) store: Option<Mutex<Box<dyn Store>>>,
-    /// The store's event count after its last change, readable without its lock.
-    store_events: AtomicU64,
-    /// Events a spilling caller took off the queue but the store refused: they go back in
-    /// front of the queue, in order, for the flush thread.
-    pub(crate) returned: Mutex<VecDeque<Slot>>,
-    pub(crate) group: Option<GroupCommit>,
-    last_error: Mutex<Option<String>>,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("counters", &self.counters)
-            .field("closed", &self.closed)
-            .field("store", &self.store.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Shared {
-    pub(crate) fn note_error(&self, error: String) {
-        *self.last_error.lock() = Some(error);
-    }
-
-    /// The locked store; its size is noted when the guard is dropped. `None` without one.
-    pub(crate) fn lock_store(&self) -> Option<StoreGuard<'_>> {
-        Some(StoreGuard {
-            store: self.store.as_ref()?.lock(),
-            events: &self.store_events,
-        })
-    }
-
-    /// Runs `f` on the locked store. `None` without a store.
-    pub(crate) fn with_store<R>(&self, f: impl FnOnce(&mut dyn Store) -> R) -> Option<R> {
-        let mut store = self.lock_store()?;
-        Some(f(&mut **store))
-    }
-
-    pub(crate) fn store_events(&self) -> u64 {
-        self.store_events.load(Ordering::Relaxed)
-    }
-
-    /// Wakes the flush thread if `recorded` reached the mark it left; one caller does.
-    pub(crate) fn wake_if_due(&self, recorded: u64) {
-        let due = self.next_wake.load(Ordering::Relaxed);
-        if recorded >= due
-            && self
-                .next_wake
-                .compare_exchange(due, u64::MAX, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            let _ = self.wake.try_send(());
-        }
-    }
-}
-
-/// The store, locked; notes the store's size for lock-free readers when released.
-pub(crate) struct StoreGuard<'a> {
-    store: parking_lot::MutexGuard<'a, Box<dyn Store>>,
-    events: &'a AtomicU64,
-}
-
-impl std::ops::Deref for StoreGuard<'_> {
-    type Target = Box<dyn Store>;
-
-    fn deref(&self) -> &Self::Target {
-        &self.store
-    }
-}
-
-impl std::ops::DerefMut for StoreGuard<'_> {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.store
-    }
-}
-
-impl Drop for StoreGuard<'_> {
-    fn drop(&mut self) {
-        self.events
-            .store(self.store.size().events, Ordering::Relaxed);
-    }
-}
 
 /// A running pipeline: buffers events, batches them on its flush thread and ships them
 /// through its sink, keeping what it cannot send in its backing store, if it has one.
@@ -223,23 +125,19 @@ impl Pipeline {
         let (commands_tx, commands_rx) = unbounded();
         let (finished_tx, finished_rx) = bounded::<()>(0);
         let found = store.as_ref().map_or(0, |s| s.size().events);
-        let shared = Arc::new(Shared {
-            counters: Counters::default(),
-            pool: SlotPool::new(
+        let spill = config.overflow == Overflow::Spill;
+        let shared = Arc::new(Shared::new(
+            SlotPool::new(
                 config.queue_capacity,
                 config.initial_slot_bytes,
                 config.retained_slot_bytes,
             ),
-            closed: CachePadded::new(AtomicBool::new(false)),
-            dead_letters: DeadLetters::new(config.dead_letter_capacity),
-            next_wake: CachePadded::new(AtomicU64::new(ready_at as u64)),
-            wake: wake_tx,
-            store: store.map(Mutex::new),
-            store_events: AtomicU64::new(found),
-            returned: Mutex::new(VecDeque::new()),
-            group: wal.then(GroupCommit::default),
-            last_error: Mutex::new(None),
-        });
+            DeadLetters::new(config.dead_letter_capacity),
+            ready_at as u64,
+            wake_tx,
+            store,
+            wal.then(GroupCommit::default),
+        ));
         let counts = FlushCounts {
             found,
             ..FlushCounts::default()
@@ -260,8 +158,9 @@ impl Pipeline {
             batches_per_wake: config.queue_capacity / limits.max_events + 1,
             counts,
             batch: Vec::with_capacity(limits.max_events.min(config.queue_capacity)),
-            front: VecDeque::new(),
-            held: None,
+            carry: None,
+            spill,
+            last_store_tick: std::time::Instant::now(),
             stored: StoredBatch::new(),
             drain_failures: 0,
             drain_retry_at: None,
@@ -319,8 +218,10 @@ impl Pipeline {
         encode: impl FnOnce(&mut Slot, usize) -> Result<(), Error>,
     ) -> Result<(), Error> {
         let result = self.try_submit(encode);
-        if let Err(e) = &result {
-            self.shared.counters.reject(e);
+        match &result {
+            // Accepted (and counted recorded); only its durability is in doubt.
+            Err(Error::NotDurable(_)) | Ok(()) => {}
+            Err(e) => self.shared.counters.reject(e),
         }
         result
     }
@@ -372,7 +273,7 @@ impl Pipeline {
     }
 
     /// Overflow `Spill`: the queue is full, so the event goes to the store on this thread,
-    /// behind what the queue holds.
+    /// behind everything that waits outside the store (older than it).
     #[cold]
     fn spill(
         &self,
@@ -381,25 +282,33 @@ impl Pipeline {
         let mut event = Vec::with_capacity(self.initial_slot_bytes);
         encode(&mut event, self.max_event_bytes)?;
         let shared = &*self.shared;
-        let result = shared.with_store(|store| {
-            self.move_queue_into(store)?;
-            store.append(&[&event])?;
-            shared.counters.caller_stored.fetch_add(1, Ordering::SeqCst);
-            shared.counters.recorded.fetch_add(1, Ordering::SeqCst);
-            Ok(())
-        });
+        let Some(mut store) = shared.lock_store() else {
+            return Err(Error::config("overflow", "\"spill\" needs a backing store"));
+        };
+        if store.is_closed() {
+            return Err(Error::Closed);
+        }
+        self.move_waiting_into(&mut **store)?;
+        store.append(&[&event])?;
+        // Recorded before stored: a snapshot taken in between sees the event queued, which
+        // balances; the other way round it would be counted nowhere.
+        shared.counters.recorded.fetch_add(1, Ordering::SeqCst);
+        shared.counters.caller_stored.fetch_add(1, Ordering::SeqCst);
+        drop(store);
         let _ = shared.wake.try_send(());
-        result.unwrap_or(Err(Error::config(
-            "overflow",
-            "\"spill\" needs a backing store",
-        )))
+        Ok(())
     }
 
-    /// Moves the queue's events into `store`, oldest first. What the store refuses goes
-    /// back in front of the queue, in order, for the flush thread.
-    fn move_queue_into(&self, store: &mut dyn Store) -> Result<(), Error> {
+    /// Moves what waits outside the store into it, oldest first: events the store refused
+    /// before, then the queue. What it refuses now goes back where it was, in order.
+    fn move_waiting_into(&self, store: &mut dyn Store) -> Result<(), Error> {
         let shared = &*self.shared;
-        let mut chunk: Vec<Slot> = Vec::with_capacity(self.move_chunk);
+        let mut chunk: Vec<Slot> = {
+            let mut returned = shared.returned.lock();
+            shared.returned_len.store(0, Ordering::Relaxed);
+            returned.drain(..).collect()
+        };
+        let mut from_returned = !chunk.is_empty();
         loop {
             while chunk.len() < self.move_chunk {
                 match self.queue_out.try_recv() {
@@ -413,21 +322,27 @@ impl Pipeline {
             let events: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
             let result = store.append(&events);
             drop(events);
-            match result {
-                Ok(()) => {
-                    shared
-                        .counters
-                        .caller_moved
-                        .fetch_add(chunk.len() as u64, Ordering::SeqCst);
-                    for slot in chunk.drain(..) {
-                        shared.pool.give_back(slot);
+            if let Err(e) = result {
+                let mut returned = shared.returned.lock();
+                if from_returned {
+                    // These were first in line; anything put back since is newer.
+                    for slot in chunk.into_iter().rev() {
+                        returned.push_front(slot);
                     }
+                } else {
+                    returned.extend(chunk);
                 }
-                Err(e) => {
-                    shared.returned.lock().extend(chunk);
-                    return Err(e);
-                }
+                shared.returned_len.store(returned.len(), Ordering::Relaxed);
+                return Err(e);
             }
+            shared
+                .counters
+                .caller_moved
+                .fetch_add(chunk.len() as u64, Ordering::SeqCst);
+            for slot in chunk.drain(..) {
+                shared.pool.give_back(slot);
+            }
+            from_returned = false;
         }
     }
 
@@ -453,7 +368,12 @@ impl Pipeline {
     pub fn close(&self, timeout: Duration) -> Report {
         let deadline = deadline_after(timeout);
         if !self.shared.closed.swap(true, Ordering::SeqCst) {
-            let _ = self.commands.send(Command::Close(deadline));
+            // The flush thread stops sending a little early, to keep what is left in the
+            // store before this call reports.
+            let reserve = (timeout / 10).min(Duration::from_millis(250));
+            let _ = self.commands.send(Command::Close(deadline_after(
+                timeout.saturating_sub(reserve),
+            )));
         }
         let completed = matches!(
             self.finished.recv_deadline(deadline),
@@ -494,7 +414,7 @@ impl Pipeline {
 
     /// The last send, store or rejection error, if any.
     pub fn last_error(&self) -> Option<String> {
-        self.shared.last_error.lock().clone()
+        self.shared.last_error()
     }
 
     /// The configured service name.

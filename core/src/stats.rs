@@ -69,12 +69,14 @@ pub struct Dropped {
     pub shutdown: u64,
     /// Should have gone to the backing store (retries exhausted, or close), but it was full.
     pub store_full: u64,
+    /// Lost to damage the backing store found while reading them back.
+    pub damaged: u64,
 }
 
 impl Dropped {
     /// All dropped events, whatever the reason.
     pub fn total(&self) -> u64 {
-        self.shutdown + self.store_full
+        self.shutdown + self.store_full + self.damaged
     }
 }
 
@@ -175,6 +177,7 @@ pub(crate) struct FlushCounts {
     pub(crate) failed: u64,
     pub(crate) dropped_shutdown: u64,
     pub(crate) dropped_store_full: u64,
+    pub(crate) dropped_damaged: u64,
     pub(crate) in_flight: u64,
     pub(crate) sends: u64,
     pub(crate) retries: u64,
@@ -186,7 +189,7 @@ pub(crate) struct FlushCounts {
     pub(crate) found: u64,
 }
 
-const FLUSH_FIELDS: usize = 12;
+const FLUSH_FIELDS: usize = 13;
 
 impl FlushCounts {
     fn to_array(self) -> [u64; FLUSH_FIELDS] {
@@ -197,6 +200,7 @@ impl FlushCounts {
             self.failed,
             self.dropped_shutdown,
             self.dropped_store_full,
+            self.dropped_damaged,
             self.in_flight,
             self.sends,
             self.retries,
@@ -214,12 +218,13 @@ impl FlushCounts {
             failed: a[3],
             dropped_shutdown: a[4],
             dropped_store_full: a[5],
-            in_flight: a[6],
-            sends: a[7],
-            retries: a[8],
-            stored_in: a[9],
-            stored_out: a[10],
-            found: a[11],
+            dropped_damaged: a[6],
+            in_flight: a[7],
+            sends: a[8],
+            retries: a[9],
+            stored_in: a[10],
+            stored_out: a[11],
+            found: a[12],
         }
     }
 }
@@ -319,6 +324,7 @@ impl Counters {
             dropped: Dropped {
                 shutdown: f.dropped_shutdown,
                 store_full: f.dropped_store_full,
+                damaged: f.dropped_damaged,
             },
             in_flight: f.in_flight,
             queued: recorded.saturating_sub(f.taken + caller_stored + caller_moved),

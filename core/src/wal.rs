@@ -4,20 +4,39 @@
 //! the others wait for the leader that took theirs.
 
 use std::collections::VecDeque;
+use std::ops::Range;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering;
 
 use parking_lot::{Condvar, Mutex};
 
 use crate::Error;
-use crate::pipeline::Shared;
+use crate::flush::panic_message;
+use crate::shared::Shared;
 use crate::slots::Slot;
 
-/// The outcome of one leader's round, kept only when it failed.
+/// How one leader's round ended for its callers.
 #[derive(Debug, Clone)]
+enum Outcome {
+    /// Nothing was appended.
+    Refused(RoundError),
+    /// Appended (and counted recorded), but the sync failed.
+    NotDurable(String),
+}
+
+#[derive(Debug, Clone)]
+enum RoundError {
+    Full(&'static str, u64),
+    Closed,
+    Failed(String),
+}
+
+/// A failed round, kept until each of its callers has read it.
+#[derive(Debug)]
 struct Failed {
-    tickets: std::ops::Range<u64>,
-    full: Option<(&'static str, u64)>,
-    message: String,
+    tickets: Range<u64>,
+    unread: u64,
+    outcome: Outcome,
 }
 
 #[derive(Debug, Default)]
@@ -29,7 +48,6 @@ struct State {
     /// Every ticket below this one is settled (durable or failed).
     settled_below: u64,
     leading: bool,
-    /// Recent failed rounds, for the callers waiting on them.
     failures: VecDeque<Failed>,
 }
 
@@ -50,17 +68,7 @@ impl GroupCommit {
         state.waiting.push(slot);
         loop {
             if ticket < state.settled_below {
-                return match state.failures.iter().find(|f| f.tickets.contains(&ticket)) {
-                    None => Ok(()),
-                    Some(Failed {
-                        full: Some((limit, value)),
-                        ..
-                    }) => Err(Error::StoreFull {
-                        limit,
-                        value: *value,
-                    }),
-                    Some(Failed { message, .. }) => Err(Error::store("wal", message.clone())),
-                };
+                return Self::result_for(&mut state, ticket);
             }
             if state.leading {
                 self.settled.wait(&mut state);
@@ -71,7 +79,14 @@ impl GroupCommit {
             let tickets = state.settled_below..state.next_ticket;
             drop(state);
 
-            let result = append_and_sync(&group, shared);
+            // A store that panics must not leave everyone waiting for a leader forever.
+            let outcome = catch_unwind(AssertUnwindSafe(|| append_and_sync(&group, shared)))
+                .unwrap_or_else(|panic| {
+                    Err(Outcome::Refused(RoundError::Failed(format!(
+                        "the store panicked: {}",
+                        panic_message(panic.as_ref())
+                    ))))
+                });
             for slot in group {
                 shared.pool.give_back(slot);
             }
@@ -79,39 +94,74 @@ impl GroupCommit {
             state = self.state.lock();
             state.leading = false;
             state.settled_below = tickets.end;
-            if let Err(e) = result {
-                let full = match e {
-                    Error::StoreFull { limit, value } => Some((limit, value)),
-                    _ => None,
-                };
+            if let Err(outcome) = outcome {
+                let unread = tickets.end - tickets.start;
                 state.failures.push_back(Failed {
                     tickets,
-                    full,
-                    message: e.to_string(),
+                    unread,
+                    outcome,
                 });
-                // Waiters read their outcome right after this round; a long memory is not needed.
-                while state.failures.len() > 1024 {
-                    state.failures.pop_front();
-                }
             }
             self.settled.notify_all();
         }
+    }
+
+    /// The outcome for a settled `ticket`: Ok unless its round failed.
+    fn result_for(state: &mut State, ticket: u64) -> Result<(), Error> {
+        let Some(i) = state
+            .failures
+            .iter()
+            .position(|f| f.tickets.contains(&ticket))
+        else {
+            return Ok(());
+        };
+        let failed = &mut state.failures[i];
+        failed.unread -= 1;
+        let result = match &failed.outcome {
+            Outcome::Refused(RoundError::Full(limit, value)) => Err(Error::StoreFull {
+                limit,
+                value: *value,
+            }),
+            Outcome::Refused(RoundError::Closed) => Err(Error::Closed),
+            Outcome::Refused(RoundError::Failed(message)) => {
+                Err(Error::store("wal", message.clone()))
+            }
+            Outcome::NotDurable(message) => Err(Error::NotDurable(Box::new(crate::StoreError {
+                store: "wal".to_owned(),
+                message: message.clone(),
+            }))),
+        };
+        if failed.unread == 0 {
+            state.failures.remove(i);
+        }
+        result
     }
 }
 
 /// Appends a group and syncs it, counting the events as recorded and stored while the store
 /// is locked, so the flush thread cannot drain one before it is counted.
-fn append_and_sync(group: &[Slot], shared: &Shared) -> Result<(), Error> {
+fn append_and_sync(group: &[Slot], shared: &Shared) -> Result<(), Outcome> {
     let events: Vec<&[u8]> = group.iter().map(Vec::as_slice).collect();
     let n = events.len() as u64;
-    let result = shared.with_store(|store| {
-        store.append(&events)?;
-        shared.counters.caller_stored.fetch_add(n, Ordering::SeqCst);
-        let recorded = shared.counters.recorded.fetch_add(n, Ordering::SeqCst) + n;
-        shared.wake_if_due(recorded);
-        // Appended and counted even if the sync fails: the event is in the store and will be
-        // sent; the caller learns it may not survive a crash.
-        store.sync()
-    });
-    result.unwrap_or_else(|| Err(Error::store("wal", "no backing store")))
+    let Some(mut store) = shared.lock_store() else {
+        return Err(Outcome::Refused(RoundError::Failed(
+            "no backing store".to_owned(),
+        )));
+    };
+    if store.is_closed() {
+        return Err(Outcome::Refused(RoundError::Closed));
+    }
+    if let Err(e) = store.append(&events) {
+        return Err(Outcome::Refused(match e {
+            Error::StoreFull { limit, value } => RoundError::Full(limit, value),
+            other => RoundError::Failed(other.to_string()),
+        }));
+    }
+    // Recorded before stored: a snapshot in between sees the events queued, which balances.
+    let recorded = shared.counters.recorded.fetch_add(n, Ordering::SeqCst) + n;
+    shared.counters.caller_stored.fetch_add(n, Ordering::SeqCst);
+    shared.wake_if_due(recorded);
+    // The events are in the store and will be sent even if the sync fails; their callers
+    // learn they may not survive a crash.
+    store.sync().map_err(|e| Outcome::NotDurable(e.to_string()))
 }

@@ -236,3 +236,43 @@ proptest! {
         prop_assert_eq!(store.size().events, 0);
     }
 }
+
+#[test]
+fn a_cursor_naming_a_missing_segment_deletes_nothing() {
+    let scope = Scope::new("stale-cursor");
+    let dir = scope.0.join("wal");
+    {
+        let mut store = FileStore::open(config(&dir)).unwrap();
+        for i in 0..100 {
+            append_range(&mut store, i..i + 1);
+        }
+        let got = read(&mut store, 60, usize::MAX);
+        store.commit(got.len()).unwrap();
+    }
+    // The segments vanish (removed by hand, or lost in a power cut); the cursor stays.
+    for s in segments(&dir) {
+        fs::remove_file(s).unwrap();
+    }
+    {
+        let mut store = FileStore::open(config(&dir).fsync(Fsync::Always)).unwrap();
+        assert!(store.recovery().cursor_reset);
+        store.append(&[b"{\"kept\":1}"]).unwrap();
+    }
+    let mut store = FileStore::open(config(&dir)).unwrap();
+    assert_eq!(all(&mut store), vec![b"{\"kept\":1}".to_vec()]);
+}
+
+#[test]
+fn odd_reads_do_not_panic_and_age_follows_commits() {
+    let scope = Scope::new("odd-reads");
+    let mut store = FileStore::open(config(&scope.0)).unwrap();
+    for i in 0..40 {
+        append_range(&mut store, i..i + 1);
+    }
+    assert!(read(&mut store, 0, usize::MAX).is_empty());
+    assert_eq!(read(&mut store, 1, 0).len(), 1);
+    let got = read(&mut store, 35, usize::MAX);
+    store.commit(got.len()).unwrap();
+    assert_eq!(store.size().events, 5);
+    assert!(store.oldest_age().is_some());
+}

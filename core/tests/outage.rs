@@ -306,3 +306,231 @@ mod parking_lot_free {
         }
     }
 }
+
+/// A store whose appends take a while (as with `fsync: always`), for races with callers.
+struct SlowStore(MemoryStore);
+
+impl auditbuf::Store for SlowStore {
+    fn append(&mut self, events: &[&[u8]]) -> Result<(), auditbuf::Error> {
+        std::thread::sleep(Duration::from_micros(300));
+        self.0.append(events)
+    }
+    fn read_oldest(
+        &mut self,
+        max_events: usize,
+        max_bytes: usize,
+        out: &mut auditbuf::StoredBatch,
+    ) -> Result<(), auditbuf::Error> {
+        self.0.read_oldest(max_events, max_bytes, out)
+    }
+    fn commit(&mut self, n: usize) -> Result<(), auditbuf::Error> {
+        self.0.commit(n)
+    }
+    fn dead_letter(&mut self, event: &[u8], reason: &str) -> Result<(), auditbuf::Error> {
+        self.0.dead_letter(event, reason)
+    }
+    fn size(&self) -> auditbuf::StoreSize {
+        self.0.size()
+    }
+    fn oldest_age(&self) -> Option<Duration> {
+        self.0.oldest_age()
+    }
+}
+
+#[test]
+fn spill_with_a_slow_store_and_a_byte_limit_keeps_the_order() {
+    for max_bytes in [4 * 1024 * 1024, 300] {
+        let seen = Arc::new(parking_lot_free::Seen::default());
+        let sink = CallbackSink::new({
+            let seen = Arc::clone(&seen);
+            move |batch: &[&[u8]]| {
+                seen.extend(batch);
+                Outcome::Delivered
+            }
+        });
+        let config = config()
+            .queue_capacity(32)
+            .batch_max_events(8)
+            .batch_max_bytes(max_bytes)
+            .max_event_bytes(120)
+            .overflow(Overflow::Spill);
+        let p = Pipeline::with_store(
+            config,
+            sink,
+            SlowStore(MemoryStore::new(MemoryStoreConfig::default())),
+        )
+        .unwrap();
+        let all = ids(0..2000);
+        for id in &all {
+            record(&p, id);
+        }
+        let report = p.close(Duration::from_secs(60));
+        assert_in_order(&seen.ids(), &all);
+        assert_all_settled(&report.stats);
+    }
+}
+
+#[test]
+fn snapshots_balance_while_callers_spill_and_write_ahead() {
+    let check = |p: Arc<Pipeline>, producers: usize, per_producer: usize| {
+        let handles: Vec<_> = (0..producers)
+            .map(|t| {
+                let p = Arc::clone(&p);
+                std::thread::spawn(move || {
+                    for i in 0..per_producer {
+                        record(&p, &format!("t{t}-{i}"));
+                    }
+                })
+            })
+            .collect();
+        let mut snapshots = 0;
+        while handles.iter().any(|h| !h.is_finished()) {
+            let s = p.stats();
+            assert!(s.is_consistent(), "{s:?}");
+            snapshots += 1;
+        }
+        for h in handles {
+            h.join().unwrap();
+        }
+        let report = p.close(Duration::from_secs(30));
+        assert!(report.stats.is_consistent(), "{:?}", report.stats);
+        assert!(snapshots > 10);
+    };
+    let slow_sink = || {
+        CallbackSink::new(|_: &[&[u8]]| {
+            std::thread::sleep(Duration::from_millis(1));
+            Outcome::Delivered
+        })
+    };
+    let spill = config()
+        .queue_capacity(16)
+        .batch_max_events(4)
+        .overflow(Overflow::Spill);
+    let p = Pipeline::with_store(
+        spill,
+        slow_sink(),
+        MemoryStore::new(MemoryStoreConfig::default()),
+    )
+    .unwrap();
+    check(Arc::new(p), 3, 1500);
+
+    let dir = temp_dir("balance-wal");
+    let wal = config()
+        .durability(auditbuf::Durability::Wal)
+        .store(file_store(&dir));
+    let p = Pipeline::new(wal, slow_sink()).unwrap();
+    check(Arc::new(p), 3, 300);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_restart_during_an_outage_under_spill_keeps_the_order() {
+    let dir = temp_dir("spill-restart");
+    let spill = || {
+        config()
+            .queue_capacity(16)
+            .batch_max_events(4)
+            .overflow(Overflow::Spill)
+            .store(file_store(&dir))
+    };
+    let first = ids(0..800);
+    {
+        // The receiver is down the whole time: batches retry while callers spill.
+        let retry = RetryPolicy::default()
+            .max_attempts(2)
+            .backoff(Duration::from_millis(5), Duration::from_millis(20));
+        let sink = HttpSink::new(refused_url(), HttpConfig::default()).unwrap();
+        let p = Pipeline::new(spill().retry(retry), sink).unwrap();
+        for id in &first {
+            record(&p, id);
+        }
+        let report = p.close(Duration::from_millis(300));
+        assert_eq!(report.stats.stored, 800, "{:?}", report.stats);
+        assert!(report.stats.is_consistent());
+    }
+    let receiver = Receiver::start(|_| Reply::created());
+    let p = Pipeline::new(
+        spill(),
+        HttpSink::new(receiver.url(), HttpConfig::default()).unwrap(),
+    )
+    .unwrap();
+    let second = ids(800..900);
+    for id in &second {
+        record(&p, id);
+    }
+    let report = p.close(Duration::from_secs(30));
+    assert_in_order(
+        &receiver.delivered_field("correlation_id"),
+        &[first, second].concat(),
+    );
+    assert_all_settled(&report.stats);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn events_a_full_store_refused_are_neither_stuck_nor_lost() {
+    let seen = Arc::new(parking_lot_free::Seen::default());
+    let sink = CallbackSink::new({
+        let seen = Arc::clone(&seen);
+        move |batch: &[&[u8]]| {
+            std::thread::sleep(Duration::from_millis(2));
+            seen.extend(batch);
+            Outcome::Delivered
+        }
+    });
+    let config = config()
+        .queue_capacity(16)
+        .batch_max_events(4)
+        .overflow(Overflow::Spill);
+    let store = MemoryStore::new(MemoryStoreConfig::default().max_events(20));
+    let p = Pipeline::with_store(config, sink, store).unwrap();
+    let mut accepted = Vec::new();
+    for id in ids(0..1000) {
+        match p.record_json(format!(r#"{{"event_type":"t","correlation_id":"{id}"}}"#).as_bytes()) {
+            Ok(()) => accepted.push(id),
+            Err(e) => assert!(matches!(e, auditbuf::Error::StoreFull { .. }), "{e}"),
+        }
+    }
+    assert!(p.flush(Duration::from_secs(30)).completed);
+    let report = p.close(Duration::from_secs(30));
+    assert!(report.completed);
+    assert!(report.stats.rejected.store_full > 0, "{:?}", report.stats);
+    assert_eq!(report.stats.recorded as usize, accepted.len());
+    // What was accepted is delivered (in order), or counted where it went.
+    let delivered = seen.ids();
+    assert_eq!(report.stats.delivered as usize, delivered.len());
+    assert_eq!(
+        report.stats.delivered + report.stats.dropped.total(),
+        report.stats.recorded,
+        "{:?}",
+        report.stats
+    );
+    assert_in_order(&delivered, &accepted[..delivered.len()]);
+    assert_all_settled_or_dropped(&report.stats);
+}
+
+fn assert_all_settled_or_dropped(stats: &Stats) {
+    assert!(stats.is_consistent(), "{stats:?}");
+    assert_eq!(
+        stats.queued + stats.in_flight + stats.stored,
+        0,
+        "{stats:?}"
+    );
+}
+
+#[test]
+fn close_reports_what_it_kept_in_the_store() {
+    let dir = temp_dir("close-report");
+    let retry =
+        RetryPolicy::default().backoff(Duration::from_millis(50), Duration::from_millis(50));
+    let sink = HttpSink::new(refused_url(), HttpConfig::default()).unwrap();
+    let p = Pipeline::new(config().retry(retry).store(file_store(&dir)), sink).unwrap();
+    for id in ids(0..50) {
+        record(&p, &id);
+    }
+    let report = p.close(Duration::from_millis(400));
+    assert!(report.completed, "{:?}", report.stats);
+    assert_eq!(report.left, 0, "{:?}", report.stats);
+    assert_eq!(report.stats.stored, 50, "{:?}", report.stats);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -83,6 +83,12 @@ pub trait Store: Send + 'static {
         Ok(())
     }
 
+    /// Events the store found unreadable (damaged after it was opened) since the last call;
+    /// the pipeline counts them as `dropped.damaged`.
+    fn take_lost(&mut self) -> u64 {
+        0
+    }
+
     /// Flushes and releases what the store holds open. The pipeline calls it once, last.
     fn close(&mut self) -> Result<(), Error> {
         self.sync()
@@ -121,6 +127,9 @@ impl<S: Store + ?Sized> Store for Box<S> {
     }
     fn tick(&mut self) -> Result<(), Error> {
         (**self).tick()
+    }
+    fn take_lost(&mut self) -> u64 {
+        (**self).take_lost()
     }
     fn close(&mut self) -> Result<(), Error> {
         (**self).close()

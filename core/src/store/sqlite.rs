@@ -273,10 +273,13 @@ impl SqliteStore {
             Fsync::Interval(every) => {
                 self.unsynced = true;
                 if self.last_sync.elapsed() >= every {
-                    self.checkpoint("FULL")
-                } else {
-                    Ok(())
+                    // The events are committed; a failed checkpoint only delays their sync,
+                    // which stays pending and is reported by the next `sync`.
+                    if let Err(e) = self.checkpoint("FULL") {
+                        log::warn!("{e}");
+                    }
                 }
+                Ok(())
             }
             Fsync::Never => {
                 self.unsynced = true;

@@ -124,6 +124,10 @@ pub struct FileStore {
     oldest_ms: Option<u64>,
     unsynced: bool,
     cursor_unsynced: bool,
+    /// Segments were created or deleted without syncing the directory (`Fsync::Never`).
+    dir_unsynced: bool,
+    /// Events found unreadable since `take_lost` was last called.
+    lost: u64,
     last_sync: Instant,
     reader: Option<(u64, File)>,
     buf: Vec<u8>,
@@ -152,6 +156,22 @@ impl FileStore {
         recovery.cursor_reset = saved_cursor.is_none() && dir.join("cursor").exists();
 
         let mut ids = list_segments(&dir)?;
+        // Segments before the cursor's are consumed. A cursor whose segment is gone (removed
+        // by hand, or lost with the directory entry in a power cut) proves nothing: then
+        // nothing is deleted and reading starts at the oldest segment.
+        let highest_named = ids
+            .last()
+            .copied()
+            .max(saved_cursor.map(|c| c.segment))
+            .unwrap_or(0);
+        let saved_cursor = match saved_cursor {
+            Some(c) if ids.contains(&c.segment) => Some(c),
+            Some(_) => {
+                recovery.cursor_reset = true;
+                None
+            }
+            None => None,
+        };
         if let Some(c) = saved_cursor {
             for id in ids.iter().filter(|id| **id < c.segment) {
                 let path = dir.join(segment_name(*id));
@@ -174,7 +194,12 @@ impl FileStore {
             if scan.damaged() || (scan.torn_at.is_some() && !is_last) {
                 len = salvage(&dir, &path, &data, &scan, durable, &mut recovery)?;
                 // Offsets before the first damage are unchanged; later ones moved.
-                let intact = scan.damage.first().map_or(0, |d| d.0 as u64);
+                let intact = scan
+                    .damage
+                    .first()
+                    .map(|d| d.0)
+                    .or(scan.torn_at)
+                    .unwrap_or(0) as u64;
                 let mut at = MAGIC.len() as u64;
                 valid_starts.clear();
                 for r in &scan.records {
@@ -234,7 +259,7 @@ impl FileStore {
             segments.push_back(Segment { id, path, len });
         }
 
-        let next_id = segments.back().map_or(1, |s| s.id + 1);
+        let next_id = highest_named + 1;
         let (tail, tail_segment) = new_segment(&dir, next_id, durable)?;
         let cursor = match cursor {
             Some(c) if segments.iter().any(|s| s.id == c.segment) => c,
@@ -259,6 +284,8 @@ impl FileStore {
             oldest_ms,
             unsynced: false,
             cursor_unsynced: false,
+            dir_unsynced: false,
+            lost: 0,
             last_sync: Instant::now(),
             reader: None,
             buf: Vec::new(),
@@ -266,6 +293,8 @@ impl FileStore {
         };
         store.normalize_cursor();
         store.delete_consumed()?;
+        // The cursor on disk must name a segment that exists from now on.
+        store.persist_cursor(durable)?;
         Ok(store)
     }
 
@@ -342,8 +371,12 @@ impl FileStore {
                 deleted = true;
             }
         }
-        if deleted && self.durable() {
-            dir::sync_dir(&self.config.path)?;
+        if deleted {
+            if self.durable() {
+                dir::sync_dir(&self.config.path)?;
+            } else {
+                self.dir_unsynced = true;
+            }
         }
         Ok(())
     }
@@ -355,6 +388,7 @@ impl FileStore {
         }
         let id = self.tail_segment().id + 1;
         let (file, segment) = new_segment(&self.config.path, id, self.durable())?;
+        self.dir_unsynced |= !self.durable();
         self.tail = file;
         self.segments.push_back(segment);
         self.normalize_cursor();
@@ -402,6 +436,10 @@ impl FileStore {
     fn sync_now(&mut self) -> Result<(), Error> {
         let path = self.tail_segment().path.clone();
         self.tail.sync_data().map_err(|e| Error::io(path, e))?;
+        if self.dir_unsynced {
+            dir::sync_dir(&self.config.path)?;
+            self.dir_unsynced = false;
+        }
         if self.cursor_unsynced {
             self.persist_cursor(true)?;
         }
@@ -441,18 +479,27 @@ impl Store for FileStore {
             let _ = self.tail.set_len(at);
             return Err(Error::io(&self.tail_segment().path, e));
         }
+        let must_sync = match self.config.fsync {
+            Fsync::Always => true,
+            Fsync::Interval(every) => self.last_sync.elapsed() >= every,
+            Fsync::Never => false,
+        };
+        if must_sync {
+            if let Err(e) = self.sync_now() {
+                // All or none: what could not be made durable is taken back.
+                let _ = self.tail.set_len(at);
+                return Err(e);
+            }
+        } else {
+            self.unsynced = true;
+        }
         if let Some(t) = self.segments.back_mut() {
             t.len += framed;
         }
         self.events += events.len() as u64;
         self.bytes += events.iter().map(|e| e.len() as u64).sum::<u64>();
         self.oldest_ms.get_or_insert(now);
-        self.unsynced = true;
-        match self.config.fsync {
-            Fsync::Always => self.sync_now(),
-            Fsync::Interval(every) if self.last_sync.elapsed() >= every => self.sync_now(),
-            _ => Ok(()),
-        }
+        Ok(())
     }
 
     fn read_oldest(
@@ -463,6 +510,9 @@ impl Store for FileStore {
     ) -> Result<(), Error> {
         out.clear();
         self.read.clear();
+        if max_events == 0 {
+            return Ok(());
+        }
         let mut bytes = 0usize;
         let mut pos = self.cursor;
         'segments: while let Some(len) = self
@@ -491,7 +541,7 @@ impl Store for FileStore {
             // Read what the limits could still take, headers included, in one go.
             let room = max_bytes
                 .saturating_sub(bytes)
-                .saturating_add(HEADER * (max_events - out.len()).min(4096));
+                .saturating_add(HEADER * max_events.saturating_sub(out.len()).min(4096));
             let mut chunk = (len - pos.offset).min(room.max(64 * 1024) as u64);
             self.load(pos.segment, pos.offset, chunk)?;
             let mut at = 0usize;
@@ -555,6 +605,7 @@ impl Store for FileStore {
                 self.config.path.display(),
                 self.events
             );
+            self.lost += self.events;
             self.events = 0;
             self.bytes = 0;
             self.oldest_ms = None;
@@ -574,12 +625,12 @@ impl Store for FileStore {
             self.events -= 1;
             self.bytes -= size;
         }
+        self.normalize_cursor();
         self.oldest_ms = match self.read.front() {
             Some((_, _, ms)) => Some(*ms),
             None if self.events == 0 => None,
             None => self.peek_oldest_ms(),
         };
-        self.normalize_cursor();
         self.delete_consumed()?;
         self.persist_cursor(self.config.fsync == Fsync::Always)
     }
@@ -620,7 +671,7 @@ impl Store for FileStore {
     }
 
     fn sync(&mut self) -> Result<(), Error> {
-        if self.unsynced || self.cursor_unsynced {
+        if self.unsynced || self.cursor_unsynced || self.dir_unsynced {
             self.sync_now()?;
         }
         Ok(())
@@ -635,6 +686,10 @@ impl Store for FileStore {
             Fsync::Interval(every) if self.last_sync.elapsed() >= every => self.sync(),
             _ => Ok(()),
         }
+    }
+
+    fn take_lost(&mut self) -> u64 {
+        std::mem::take(&mut self.lost)
     }
 }
 
@@ -705,19 +760,28 @@ fn salvage(
     durable: bool,
     recovery: &mut Recovery,
 ) -> Result<u64, Error> {
-    let mut corrupt = path.as_os_str().to_owned();
-    corrupt.push(".corrupt");
-    let corrupt = PathBuf::from(corrupt);
-    fs::rename(path, &corrupt).map_err(|e| Error::io(&corrupt, e))?;
+    let sibling = |suffix: &str| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        PathBuf::from(p)
+    };
+    let (corrupt, salvaged) = (sibling(".corrupt"), sibling(".salvaged"));
     let mut good = MAGIC.to_vec();
     for r in &scan.records {
         good.extend_from_slice(&data[r.at..r.end]);
     }
-    let file = dir::create_private(path, true)?;
+    // Write the good records beside the damaged segment first, so a crash at any step
+    // leaves them in a file that open reads: the original, or its replacement.
+    let _ = fs::remove_file(&salvaged);
+    let file = dir::create_private(&salvaged, true)?;
     file.write_all_at(&good, 0)
-        .map_err(|e| Error::io(path, e))?;
+        .map_err(|e| Error::io(&salvaged, e))?;
+    file.sync_data().map_err(|e| Error::io(&salvaged, e))?;
+    fs::hard_link(path, &corrupt)
+        .or_else(|_| fs::copy(path, &corrupt).map(|_| ()))
+        .map_err(|e| Error::io(&corrupt, e))?;
+    fs::rename(&salvaged, path).map_err(|e| Error::io(path, e))?;
     if durable {
-        file.sync_data().map_err(|e| Error::io(path, e))?;
         dir::sync_dir(dir)?;
     }
     let damaged: usize = scan.damage.iter().map(|(a, b)| b - a).sum::<usize>()

@@ -1,0 +1,160 @@
+//! State the pipeline handle, its callers and the flush thread share: counters, the slot
+//! pool, the backing store behind its lock, and the few flags that order them.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use crossbeam_channel::Sender;
+use crossbeam_utils::CachePadded;
+use parking_lot::Mutex;
+
+use crate::Store;
+use crate::dead_letter::DeadLetters;
+use crate::slots::{Slot, SlotPool};
+use crate::stats::Counters;
+use crate::wal::GroupCommit;
+
+pub(crate) struct Shared {
+    pub(crate) counters: Counters,
+    pub(crate) pool: SlotPool,
+    /// Set once by `close`; `record` checks it after counting an event as accepted, and
+    /// the flush thread waits for every accepted event, so none can slip in unseen.
+    pub(crate) closed: CachePadded<AtomicBool>,
+    pub(crate) dead_letters: DeadLetters,
+    /// The `recorded` count at which a producer must wake the flush thread: a full batch
+    /// is queued and the thread has not come for it. The flush thread re-arms it after each
+    /// round; `u64::MAX` while disarmed.
+    pub(crate) next_wake: CachePadded<AtomicU64>,
+    pub(crate) wake: Sender<()>,
+    pub(crate) store: Option<Mutex<Box<dyn Store>>>,
+    /// The store's event count after its last change, readable without its lock.
+    store_events: AtomicU64,
+    /// Set (with the store locked) once the flush thread has closed the store: callers
+    /// that spill or write ahead are turned away from then on.
+    store_closed: AtomicBool,
+    /// Events taken off the queue that the store refused (it was full): they come before
+    /// everything still queued, in order, and count as queued.
+    pub(crate) returned: Mutex<VecDeque<Slot>>,
+    pub(crate) returned_len: AtomicUsize,
+    /// The group commit of durability `wal`.
+    pub(crate) group: Option<GroupCommit>,
+    last_error: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("counters", &self.counters)
+            .field("closed", &self.closed)
+            .field("store", &self.store.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(
+        pool: SlotPool,
+        dead_letters: DeadLetters,
+        first_wake: u64,
+        wake: Sender<()>,
+        store: Option<Box<dyn Store>>,
+        group: Option<GroupCommit>,
+    ) -> Self {
+        let store_events = store.as_ref().map_or(0, |s| s.size().events);
+        Shared {
+            counters: Counters::default(),
+            pool,
+            closed: CachePadded::new(AtomicBool::new(false)),
+            dead_letters,
+            next_wake: CachePadded::new(AtomicU64::new(first_wake)),
+            wake,
+            store: store.map(Mutex::new),
+            store_events: AtomicU64::new(store_events),
+            store_closed: AtomicBool::new(false),
+            returned: Mutex::new(VecDeque::new()),
+            returned_len: AtomicUsize::new(0),
+            group,
+            last_error: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn note_error(&self, error: String) {
+        *self.last_error.lock() = Some(error);
+    }
+
+    pub(crate) fn last_error(&self) -> Option<String> {
+        self.last_error.lock().clone()
+    }
+
+    /// The locked store; its size is noted when the guard is dropped. `None` without one.
+    pub(crate) fn lock_store(&self) -> Option<StoreGuard<'_>> {
+        Some(StoreGuard {
+            store: self.store.as_ref()?.lock(),
+            events: &self.store_events,
+            closed: &self.store_closed,
+        })
+    }
+
+    /// Runs `f` on the locked store. `None` without a store.
+    pub(crate) fn with_store<R>(&self, f: impl FnOnce(&mut dyn Store) -> R) -> Option<R> {
+        let mut store = self.lock_store()?;
+        Some(f(&mut **store))
+    }
+
+    pub(crate) fn store_events(&self) -> u64 {
+        self.store_events.load(Ordering::Relaxed)
+    }
+
+    /// Wakes the flush thread if `recorded` reached the mark it left; one caller does.
+    pub(crate) fn wake_if_due(&self, recorded: u64) {
+        let due = self.next_wake.load(Ordering::Relaxed);
+        if recorded >= due
+            && self
+                .next_wake
+                .compare_exchange(due, u64::MAX, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let _ = self.wake.try_send(());
+        }
+    }
+}
+
+/// The store, locked; notes the store's size for lock-free readers when released.
+pub(crate) struct StoreGuard<'a> {
+    store: parking_lot::MutexGuard<'a, Box<dyn Store>>,
+    events: &'a AtomicU64,
+    closed: &'a AtomicBool,
+}
+
+impl StoreGuard<'_> {
+    /// Whether the flush thread has closed the store (callers must not write to it).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Marks the store closed to callers; done once, by the flush thread, last.
+    pub(crate) fn close_to_callers(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+}
+
+impl std::ops::Deref for StoreGuard<'_> {
+    type Target = Box<dyn Store>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.store
+    }
+}
+
+impl std::ops::DerefMut for StoreGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.store
+    }
+}
+
+impl Drop for StoreGuard<'_> {
+    fn drop(&mut self) {
+        self.events
+            .store(self.store.size().events, Ordering::Relaxed);
+    }
+}
