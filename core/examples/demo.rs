@@ -170,7 +170,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         report.left
     );
     println!(
-        "accounting    recorded = delivered + dead-lettered + failed + dropped + in flight + queued: {}",
+        "accounting    recorded + recovered = delivered + dead-lettered + failed + dropped + in flight + queued + stored: {}",
         if s.is_consistent() { "holds" } else { "BROKEN" }
     );
     if !s.is_consistent() || receiver.delivered_count() != s.delivered {
