@@ -14,6 +14,15 @@ use std::time::Instant;
 use crate::deliver::{GiveUp, Source, Stop};
 use crate::flush::{Worker, deadline_after};
 
+/// What became of a move of the queue into the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Moved {
+    /// Everything waiting is in the store now.
+    All,
+    /// The store refused some; they wait ahead of the queue.
+    Refused,
+}
+
 impl Worker {
     /// Events wait in the store: they go before the queue.
     pub(crate) fn store_pending(&self) -> bool {
@@ -69,53 +78,89 @@ impl Worker {
         }
     }
 
-    /// Moves everything queued into the store, behind what it holds. What the store refuses
-    /// (full) is put back ahead of the queue, in order, until it has room. Events are taken
-    /// off the queue with the store locked, so a spilling caller cannot put newer ones in
-    /// first.
-    pub(crate) fn move_queue_to_store(&mut self) {
+    /// Moves everything queued into the store, behind what it holds, in pieces the store
+    /// takes (a batch, else halves down to one event). What it refuses is put back ahead
+    /// of the queue, in order. Events are taken off the queue with the store locked, so a
+    /// spilling caller cannot put newer ones in first.
+    ///
+    /// Under `Spill`, a store that refuses even one event while it holds none is not
+    /// working: events are then sent straight from memory (and callers may not spill) until
+    /// a later move succeeds.
+    pub(crate) fn move_queue_to_store(&mut self) -> Moved {
         let shared = Arc::clone(&self.shared);
         let Some(mut store) = shared.lock_store() else {
-            return;
+            return Moved::All;
         };
+        let mut moved_any = false;
         while self.take_for_store(self.limits.max_events.max(1)) > 0 {
-            let batch = std::mem::take(&mut self.batch);
-            let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
-            let result = store.append(&refs);
-            drop(refs);
-            match result {
-                Ok(()) => {
-                    let n = batch.len() as u64;
-                    self.counts.in_flight -= n;
-                    self.counts.stored_in += n;
-                    self.shared.counters.publish(&self.counts);
-                    self.recycle(batch);
-                }
-                Err(e) => {
-                    self.shared
-                        .note_error(format!("the backing store refused the queue's events: {e}"));
-                    self.put_back(batch);
-                    return;
+            let mut batch = std::mem::take(&mut self.batch);
+            let (mut done, mut piece) = (0, batch.len());
+            let mut refusal = None;
+            while done < batch.len() {
+                let end = (done + piece).min(batch.len());
+                let refs: Vec<&[u8]> = batch[done..end].iter().map(Vec::as_slice).collect();
+                match store.append(&refs) {
+                    Ok(()) => {
+                        let n = (end - done) as u64;
+                        self.counts.in_flight -= n;
+                        self.counts.stored_in += n;
+                        done = end;
+                        moved_any = true;
+                    }
+                    Err(_) if end - done > 1 => piece = (end - done) / 2,
+                    Err(e) => {
+                        refusal = Some(e);
+                        break;
+                    }
                 }
             }
+            self.shared.counters.publish(&self.counts);
+            let Some(e) = refusal else {
+                self.recycle(batch);
+                continue;
+            };
+            self.shared
+                .note_error(format!("the backing store refused the queue's events: {e}"));
+            self.last_refusal_full = matches!(e, crate::Error::StoreFull { .. });
+            let rest = batch.split_off(done);
+            self.recycle(batch);
+            self.put_back(rest);
+            if self.spill && store.size().events == 0 {
+                shared.set_direct(true);
+            }
+            return Moved::Refused;
         }
+        if moved_any && shared.direct() {
+            shared.set_direct(false);
+        }
+        Moved::All
     }
 
     /// One step of draining: moves the queue in behind the store, then sends the store's
     /// oldest batch and commits what the sink settled. False if it could not make
     /// progress (nothing to send, or the sink failed and the next try must wait).
     pub(crate) fn drain_step(&mut self) -> bool {
-        self.move_queue_to_store();
+        if self.move_queue_to_store() == Moved::Refused && !self.store_pending() {
+            // The store refuses while it holds nothing: nothing to drain; wait before
+            // trying it again (meanwhile `Spill` sends from memory).
+            self.back_off();
+            return false;
+        }
         let (max_events, max_bytes) = (self.limits.max_events, self.limits.max_bytes);
         let mut batch = std::mem::take(&mut self.stored);
         let read = self.shared.with_store(|s| {
             let read = s.read_oldest(max_events, max_bytes, &mut batch);
-            (read, s.take_lost())
+            (read, s.take_lost(), s.take_dead_lettered())
         });
-        let Some((read, lost)) = read else {
+        let Some((read, lost, dead)) = read else {
             self.stored = batch;
             return false;
         };
+        if dead > 0 {
+            self.counts.stored_out += dead;
+            self.counts.dead_lettered += dead;
+            self.shared.counters.publish(&self.counts);
+        }
         if lost > 0 {
             self.shared.note_error(format!(
                 "{lost} events in the backing store were unreadable (damaged)"
@@ -178,14 +223,14 @@ impl Worker {
     /// that does not outlive the process counts what it holds as dropped.
     pub(crate) fn keep_leftovers(&mut self) {
         loop {
-            self.move_queue_to_store();
+            let _ = self.move_queue_to_store();
             while self.take_for_store(usize::MAX) > 0 {
                 let n = self.batch.len();
                 let batch = std::mem::take(&mut self.batch);
-                let why = if self.shared.store.is_some() {
-                    GiveUp::StoreFull
-                } else {
-                    GiveUp::Shutdown
+                let why = match (&self.shared.store, self.last_refusal_full) {
+                    (None, _) => GiveUp::Shutdown,
+                    (Some(_), true) => GiveUp::StoreFull,
+                    (Some(_), false) => GiveUp::Failed,
                 };
                 self.give_up(n, why);
                 self.recycle(batch);

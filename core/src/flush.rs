@@ -64,6 +64,8 @@ pub(crate) struct Worker {
     /// Overflow `Spill`: callers write to the store too, so every event goes through it
     /// (moved there from the queue, sent from there) and there is one order for all.
     pub(crate) spill: bool,
+    /// Whether the store's last refusal was for being full (else it failed).
+    pub(crate) last_refusal_full: bool,
     pub(crate) last_store_tick: Instant,
     /// Reused buffer for batches read from the store.
     pub(crate) stored: StoredBatch,
@@ -126,7 +128,15 @@ impl Worker {
         let arrived = recorded.saturating_sub(before);
         let missing = self.ready_at.saturating_sub(self.ready()) as u64;
         if missing == 0 {
-            return now;
+            // A full batch waits; through the store, not before a back-off ends.
+            return if self.via_store() {
+                self.backing_off().unwrap_or(now)
+            } else {
+                now
+            };
+        }
+        if let Some(probe) = self.probe_at() {
+            return probe;
         }
         if arrived == 0 {
             return deadline_after(self.interval);
@@ -194,10 +204,16 @@ impl Worker {
         }
     }
 
-    /// Whether what waits now goes through the store: always under `Spill`, and whenever
-    /// the store holds events (they are older than the queue).
+    /// Whether what waits now goes through the store: under `Spill` (unless the store is
+    /// refusing events), and whenever the store holds events (they are older than the queue).
     fn via_store(&self) -> bool {
-        self.spill || self.store_pending()
+        (self.spill && !self.shared.direct()) || self.store_pending()
+    }
+
+    /// When to try a store that refused events again (`Spill` sending from memory).
+    fn probe_at(&self) -> Option<Instant> {
+        (self.spill && self.shared.direct() && self.ready() > 0)
+            .then(|| self.backing_off().unwrap_or_else(Instant::now))
     }
 
     /// Sends what is worth sending now: the store's backlog, else full batches.
@@ -206,7 +222,9 @@ impl Worker {
             if self.closing() {
                 return;
             }
-            if self.store_pending() || (self.spill && self.ready() >= self.ready_at) {
+            let probe = self.probe_at().is_some_and(|at| at <= Instant::now());
+            if self.store_pending() || (self.via_store() && self.ready() >= self.ready_at) || probe
+            {
                 if self.backing_off().is_some() || !self.drain_step() {
                     return;
                 }
@@ -382,7 +400,7 @@ impl Worker {
     /// until every accepted event has been taken, so none is left behind in the queue.
     fn shut_down(&mut self, deadline: Instant) {
         while Instant::now() < deadline {
-            if self.store_pending() || (self.spill && self.ready() > 0) {
+            if self.store_pending() || (self.via_store() && self.ready() > 0) {
                 match self.backing_off() {
                     Some(at) if at >= deadline => break,
                     Some(at) => {

@@ -160,6 +160,7 @@ impl Pipeline {
             batch: Vec::with_capacity(limits.max_events.min(config.queue_capacity)),
             carry: None,
             spill,
+            last_refusal_full: false,
             last_store_tick: std::time::Instant::now(),
             stored: StoredBatch::new(),
             drain_failures: 0,
@@ -288,6 +289,14 @@ impl Pipeline {
         if store.is_closed() {
             return Err(Error::Closed);
         }
+        if shared.direct() {
+            // The store refused events while empty; they are being sent from memory, and
+            // this one must not get ahead of them.
+            return Err(Error::store(
+                "spill",
+                "the queue is full and the backing store is refusing events",
+            ));
+        }
         self.move_waiting_into(&mut **store)?;
         store.append(&[&event])?;
         // Recorded before stored: a snapshot taken in between sees the event queued, which
@@ -309,8 +318,12 @@ impl Pipeline {
             returned.drain(..).collect()
         };
         let mut from_returned = !chunk.is_empty();
+        // What is queued when this call starts, not what other callers add meanwhile: its
+        // latency stays bounded, and their events have no order relative to this one.
+        let mut queued = self.queue_out.len();
         loop {
-            while chunk.len() < self.move_chunk {
+            while chunk.len() < self.move_chunk && queued > 0 {
+                queued -= 1;
                 match self.queue_out.try_recv() {
                     Ok(slot) => chunk.push(slot),
                     Err(_) => break,

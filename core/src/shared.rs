@@ -36,6 +36,10 @@ pub(crate) struct Shared {
     /// everything still queued, in order, and count as queued.
     pub(crate) returned: Mutex<VecDeque<Slot>>,
     pub(crate) returned_len: AtomicUsize,
+    /// Overflow `Spill` with a store that refuses events while empty: events are sent from
+    /// memory meanwhile, and callers may not spill (they would get ahead of them). Changed
+    /// only with the store locked.
+    direct: AtomicBool,
     /// The group commit of durability `wal`.
     pub(crate) group: Option<GroupCommit>,
     last_error: Mutex<Option<String>>,
@@ -73,6 +77,7 @@ impl Shared {
             store_closed: AtomicBool::new(false),
             returned: Mutex::new(VecDeque::new()),
             returned_len: AtomicUsize::new(0),
+            direct: AtomicBool::new(false),
             group,
             last_error: Mutex::new(None),
         }
@@ -99,6 +104,16 @@ impl Shared {
     pub(crate) fn with_store<R>(&self, f: impl FnOnce(&mut dyn Store) -> R) -> Option<R> {
         let mut store = self.lock_store()?;
         Some(f(&mut **store))
+    }
+
+    /// Whether `Spill` is sending from memory because the store refuses events.
+    pub(crate) fn direct(&self) -> bool {
+        self.direct.load(Ordering::SeqCst)
+    }
+
+    /// Sets `direct`; the caller holds the store lock.
+    pub(crate) fn set_direct(&self, direct: bool) {
+        self.direct.store(direct, Ordering::SeqCst);
     }
 
     pub(crate) fn store_events(&self) -> u64 {

@@ -80,13 +80,19 @@ impl GroupCommit {
             drop(state);
 
             // A store that panics must not leave everyone waiting for a leader forever.
-            let outcome = catch_unwind(AssertUnwindSafe(|| append_and_sync(&group, shared)))
-                .unwrap_or_else(|panic| {
-                    Err(Outcome::Refused(RoundError::Failed(format!(
-                        "the store panicked: {}",
-                        panic_message(panic.as_ref())
-                    ))))
-                });
+            let mut appended = false;
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                append_and_sync(&group, shared, &mut appended)
+            }))
+            .unwrap_or_else(|panic| {
+                let message = format!("the store panicked: {}", panic_message(panic.as_ref()));
+                // Once appended (and counted recorded) the events will be sent.
+                Err(if appended {
+                    Outcome::NotDurable(message)
+                } else {
+                    Outcome::Refused(RoundError::Failed(message))
+                })
+            });
             for slot in group {
                 shared.pool.give_back(slot);
             }
@@ -140,7 +146,7 @@ impl GroupCommit {
 
 /// Appends a group and syncs it, counting the events as recorded and stored while the store
 /// is locked, so the flush thread cannot drain one before it is counted.
-fn append_and_sync(group: &[Slot], shared: &Shared) -> Result<(), Outcome> {
+fn append_and_sync(group: &[Slot], shared: &Shared, appended: &mut bool) -> Result<(), Outcome> {
     let events: Vec<&[u8]> = group.iter().map(Vec::as_slice).collect();
     let n = events.len() as u64;
     let Some(mut store) = shared.lock_store() else {
@@ -157,6 +163,7 @@ fn append_and_sync(group: &[Slot], shared: &Shared) -> Result<(), Outcome> {
             other => RoundError::Failed(other.to_string()),
         }));
     }
+    *appended = true;
     // Recorded before stored: a snapshot in between sees the events queued, which balances.
     let recorded = shared.counters.recorded.fetch_add(n, Ordering::SeqCst) + n;
     shared.counters.caller_stored.fetch_add(n, Ordering::SeqCst);

@@ -276,3 +276,25 @@ fn odd_reads_do_not_panic_and_age_follows_commits() {
     assert_eq!(store.size().events, 5);
     assert!(store.oldest_age().is_some());
 }
+
+#[test]
+fn a_salvage_interrupted_after_keeping_the_copy_keeps_it_whole() {
+    let scope = Scope::new("salvage-twice");
+    let dir = scope.0.join("wal");
+    store_with(&dir, 300);
+    let victim = segments(&dir)[0].clone();
+    let mut bytes = fs::read(&victim).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x20;
+    fs::write(&victim, &bytes).unwrap();
+    // As if a crash came right after the damaged segment was linked aside.
+    let corrupt = PathBuf::from(format!("{}.corrupt", victim.display()));
+    fs::hard_link(&victim, &corrupt).unwrap();
+    let mut store = FileStore::open(config(&dir)).unwrap();
+    assert_eq!(
+        fs::read(&corrupt).unwrap(),
+        bytes,
+        "the quarantined copy was damaged further"
+    );
+    assert_eq!(all(&mut store).len(), 299);
+}

@@ -534,3 +534,103 @@ fn close_reports_what_it_kept_in_the_store() {
     assert_eq!(report.stats.stored, 50, "{:?}", report.stats);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A store that cannot take anything (a database that is down, a read-only disk).
+struct BrokenStore;
+
+impl auditbuf::Store for BrokenStore {
+    fn append(&mut self, _: &[&[u8]]) -> Result<(), auditbuf::Error> {
+        Err(auditbuf::Error::Io(Box::new(auditbuf::IoError {
+            path: "/broken".into(),
+            source: std::io::Error::other("read-only file system"),
+        })))
+    }
+    fn read_oldest(
+        &mut self,
+        _: usize,
+        _: usize,
+        out: &mut auditbuf::StoredBatch,
+    ) -> Result<(), auditbuf::Error> {
+        out.clear();
+        Ok(())
+    }
+    fn commit(&mut self, _: usize) -> Result<(), auditbuf::Error> {
+        Ok(())
+    }
+    fn dead_letter(&mut self, _: &[u8], _: &str) -> Result<(), auditbuf::Error> {
+        Ok(())
+    }
+    fn size(&self) -> auditbuf::StoreSize {
+        auditbuf::StoreSize::default()
+    }
+    fn oldest_age(&self) -> Option<Duration> {
+        None
+    }
+}
+
+#[test]
+fn spill_with_a_broken_store_still_delivers_to_a_healthy_sink() {
+    let seen = Arc::new(parking_lot_free::Seen::default());
+    let sink = CallbackSink::new({
+        let seen = Arc::clone(&seen);
+        move |batch: &[&[u8]]| {
+            seen.extend(batch);
+            Outcome::Delivered
+        }
+    });
+    let config = config()
+        .queue_capacity(64)
+        .batch_max_events(8)
+        .overflow(Overflow::Spill);
+    let p = Pipeline::with_store(config, sink, BrokenStore).unwrap();
+    let mut accepted = Vec::new();
+    for id in ids(0..500) {
+        if p.record_json(format!(r#"{{"event_type":"t","correlation_id":"{id}"}}"#).as_bytes())
+            .is_ok()
+        {
+            accepted.push(id);
+        }
+    }
+    let flushed = p.flush(Duration::from_secs(20));
+    assert!(flushed.completed);
+    assert_eq!(
+        flushed.stats.queued + flushed.stats.in_flight,
+        0,
+        "{:?}",
+        flushed.stats
+    );
+    let report = p.close(Duration::from_secs(20));
+    assert!(report.completed);
+    assert_in_order(&seen.ids(), &accepted);
+    assert_all_settled(&report.stats);
+}
+
+#[test]
+fn a_store_cap_smaller_than_a_batch_still_moves_events() {
+    let seen = Arc::new(parking_lot_free::Seen::default());
+    let sink = CallbackSink::new({
+        let seen = Arc::clone(&seen);
+        move |batch: &[&[u8]]| {
+            seen.extend(batch);
+            Outcome::Delivered
+        }
+    });
+    let config = config()
+        .queue_capacity(64)
+        .batch_max_events(10)
+        .overflow(Overflow::Spill);
+    let store = MemoryStore::new(MemoryStoreConfig::default().max_events(5));
+    let p = Pipeline::with_store(config, sink, store).unwrap();
+    let mut accepted = Vec::new();
+    for id in ids(0..300) {
+        if p.record_json(format!(r#"{{"event_type":"t","correlation_id":"{id}"}}"#).as_bytes())
+            .is_ok()
+        {
+            accepted.push(id);
+        }
+    }
+    let report = p.close(Duration::from_secs(20));
+    assert!(report.completed);
+    assert_in_order(&seen.ids(), &accepted);
+    assert_all_settled(&report.stats);
+}

@@ -89,6 +89,12 @@ pub trait Store: Send + 'static {
         0
     }
 
+    /// Events the store moved to its dead-letter area on its own since the last call (a
+    /// Postgres row whose claimers kept dying); the pipeline counts them as dead-lettered.
+    fn take_dead_lettered(&mut self) -> u64 {
+        0
+    }
+
     /// Flushes and releases what the store holds open. The pipeline calls it once, last.
     fn close(&mut self) -> Result<(), Error> {
         self.sync()
@@ -130,6 +136,9 @@ impl<S: Store + ?Sized> Store for Box<S> {
     }
     fn take_lost(&mut self) -> u64 {
         (**self).take_lost()
+    }
+    fn take_dead_lettered(&mut self) -> u64 {
+        (**self).take_dead_lettered()
     }
     fn close(&mut self) -> Result<(), Error> {
         (**self).close()

@@ -216,6 +216,8 @@ pub struct PostgresStore {
     read: VecDeque<(i64, u64)>,
     events: u64,
     bytes: u64,
+    /// Poison rows moved to the dead table since `take_dead_lettered` was last called.
+    moved_to_dead: u64,
     /// When the oldest row was stored, on this process's clock.
     oldest: Option<Instant>,
     refreshed: Option<Instant>,
@@ -263,6 +265,7 @@ impl PostgresStore {
             connection: None,
             read: VecDeque::new(),
             events: 0,
+            moved_to_dead: 0,
             bytes: 0,
             oldest: None,
             refreshed: None,
@@ -608,6 +611,7 @@ impl Store for PostgresStore {
                 );
                 self.events = self.events.saturating_sub(dead);
                 self.bytes = self.bytes.saturating_sub(dead_bytes);
+                self.moved_to_dead += dead;
             }
             // Poison rows took places in this read: claim again to fill them.
             if dead == 0 || live.len() >= max_events.max(1) {
@@ -682,6 +686,10 @@ impl Store for PostgresStore {
             }
         }
         Ok(())
+    }
+
+    fn take_dead_lettered(&mut self) -> u64 {
+        std::mem::take(&mut self.moved_to_dead)
     }
 
     fn dead_letter(&mut self, event: &[u8], reason: &str) -> Result<(), Error> {

@@ -750,6 +750,33 @@ fn new_segment(dir: &Path, id: u64, durable: bool) -> Result<(File, Segment), Er
     ))
 }
 
+/// Makes `corrupt` a copy of the damaged segment at `path` (a hard link where possible).
+/// A `corrupt` left by an interrupted earlier salvage may already be that very file: it is
+/// then kept as it is, never truncated; an unrelated one is moved out of the way.
+fn keep_aside(path: &Path, corrupt: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
+    let same_file = |a: &Path, b: &Path| match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    };
+    match fs::hard_link(path, corrupt) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            if same_file(path, corrupt) {
+                return Ok(());
+            }
+            let mut older = corrupt.as_os_str().to_owned();
+            older.push(format!(".{}", frame::now_ms()));
+            fs::rename(corrupt, PathBuf::from(older)).map_err(|e| Error::io(corrupt, e))?;
+            keep_aside(path, corrupt)
+        }
+        // No hard links here (another file system, permissions): copy instead.
+        Err(_) => fs::copy(path, corrupt)
+            .map(|_| ())
+            .map_err(|e| Error::io(corrupt, e)),
+    }
+}
+
 /// Moves a damaged segment aside and writes its good records, in order, in its place.
 /// Returns the new length.
 fn salvage(
@@ -777,9 +804,7 @@ fn salvage(
     file.write_all_at(&good, 0)
         .map_err(|e| Error::io(&salvaged, e))?;
     file.sync_data().map_err(|e| Error::io(&salvaged, e))?;
-    fs::hard_link(path, &corrupt)
-        .or_else(|_| fs::copy(path, &corrupt).map(|_| ()))
-        .map_err(|e| Error::io(&corrupt, e))?;
+    keep_aside(path, &corrupt)?;
     fs::rename(&salvaged, path).map_err(|e| Error::io(path, e))?;
     if durable {
         dir::sync_dir(dir)?;
