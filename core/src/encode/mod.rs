@@ -1,6 +1,7 @@
 //! Turning events into bytes on the caller's thread, without allocating.
 //!
 //! - [`event`]: the typed, borrowed [`AuditEvent`](crate::AuditEvent) and its direct encoder;
+//! - [`event_data`]: its `event_data`, completed with the event's `event_type`;
 //! - [`raw`]: raw JSON bytes and `Serialize` values, checked and completed in place;
 //! - [`json`]: the allocation-free check that bytes are exactly one JSON object;
 //! - [`escape`]: writing a `&str` as a JSON string;
@@ -9,6 +10,7 @@
 
 pub(crate) mod escape;
 pub(crate) mod event;
+pub(crate) mod event_data;
 pub(crate) mod json;
 pub(crate) mod raw;
 pub(crate) mod swar;

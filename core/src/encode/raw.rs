@@ -1,7 +1,7 @@
 //! Events that arrive as raw JSON bytes or as a `Serialize` value: checked to be one JSON
 //! object, copied into the slot, and given `version` and `event_timestamp` when absent.
 
-use super::event::insert_gap;
+use super::event_data::insert_gap;
 use super::json::{ObjectInfo, scan_object};
 use super::{LimitedWriter, flatten_line_breaks, time};
 use crate::Error;

@@ -10,6 +10,9 @@
 
 mod dir;
 mod frame;
+mod recovery;
+
+pub use recovery::Recovery;
 
 use std::collections::VecDeque;
 use std::fs::{self, File};
@@ -60,21 +63,6 @@ impl FileStoreConfig {
         self.fsync = fsync;
         self
     }
-}
-
-/// What [`FileStore::open`] found and repaired.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Recovery {
-    /// Bytes cut from the end of the last segment: a write torn by a crash.
-    pub truncated_bytes: u64,
-    /// Damaged segments moved aside (`*.seg.corrupt`); their good records were kept.
-    pub corrupt_segments: Vec<PathBuf>,
-    /// Bytes of damage skipped inside those segments.
-    pub damaged_bytes: u64,
-    /// The cursor file was missing, damaged or pointed into damage: reading restarts at
-    /// the oldest kept record (some events may be sent again).
-    pub cursor_reset: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,163 +129,6 @@ fn segment_name(id: u64) -> String {
 }
 
 impl FileStore {
-    /// Opens (or creates) the store, recovering from whatever a crash left: see [`Recovery`].
-    /// Fails if another process has it open.
-    pub fn open(config: FileStoreConfig) -> Result<Self, Error> {
-        if config.segment_bytes < 4096 {
-            return Err(Error::config("segment_bytes", "must be at least 4096"));
-        }
-        let dir = config.path.clone();
-        dir::prepare(&dir)?;
-        let lock = dir::lock(&dir)?;
-        let durable = config.fsync != Fsync::Never;
-        let mut recovery = Recovery::default();
-        let saved_cursor = read_cursor(&dir);
-        recovery.cursor_reset = saved_cursor.is_none() && dir.join("cursor").exists();
-
-        let mut ids = list_segments(&dir)?;
-        // Segments before the cursor's are consumed. A cursor whose segment is gone (removed
-        // by hand, or lost with the directory entry in a power cut) proves nothing: then
-        // nothing is deleted and reading starts at the oldest segment.
-        let highest_named = ids
-            .last()
-            .copied()
-            .max(saved_cursor.map(|c| c.segment))
-            .unwrap_or(0);
-        let saved_cursor = match saved_cursor {
-            Some(c) if ids.contains(&c.segment) => Some(c),
-            Some(_) => {
-                recovery.cursor_reset = true;
-                None
-            }
-            None => None,
-        };
-        if let Some(c) = saved_cursor {
-            for id in ids.iter().filter(|id| **id < c.segment) {
-                let path = dir.join(segment_name(*id));
-                fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
-            }
-            ids.retain(|id| *id >= c.segment);
-        }
-
-        let mut segments = VecDeque::new();
-        let mut cursor = saved_cursor;
-        let (mut events, mut bytes, mut oldest_ms) = (0u64, 0u64, None);
-        let last_id = ids.last().copied();
-        for id in ids {
-            let path = dir.join(segment_name(id));
-            let data = fs::read(&path).map_err(|e| Error::io(&path, e))?;
-            let scan = frame::scan(&data);
-            let is_last = Some(id) == last_id;
-            let mut valid_starts: Vec<u64> = scan.records.iter().map(|r| r.at as u64).collect();
-            let len;
-            if scan.damaged() || (scan.torn_at.is_some() && !is_last) {
-                len = salvage(&dir, &path, &data, &scan, durable, &mut recovery)?;
-                // Offsets before the first damage are unchanged; later ones moved.
-                let intact = scan
-                    .damage
-                    .first()
-                    .map(|d| d.0)
-                    .or(scan.torn_at)
-                    .unwrap_or(0) as u64;
-                let mut at = MAGIC.len() as u64;
-                valid_starts.clear();
-                for r in &scan.records {
-                    valid_starts.push(if (r.at as u64) < intact {
-                        r.at as u64
-                    } else {
-                        at
-                    });
-                    at += (r.end - r.at) as u64;
-                }
-                if let Some(c) = cursor.filter(|c| c.segment == id && c.offset > intact) {
-                    let _ = c;
-                    cursor = Some(Position {
-                        segment: id,
-                        offset: MAGIC.len() as u64,
-                    });
-                    recovery.cursor_reset = true;
-                }
-            } else if let Some(torn) = scan.torn_at {
-                let file = fs::OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(|e| Error::io(&path, e))?;
-                file.set_len(torn as u64).map_err(|e| Error::io(&path, e))?;
-                if durable {
-                    file.sync_all().map_err(|e| Error::io(&path, e))?;
-                }
-                recovery.truncated_bytes += (data.len() - torn) as u64;
-                log::warn!(
-                    "{}: cut a torn record of {} bytes at offset {torn}",
-                    path.display(),
-                    data.len() - torn
-                );
-                len = torn as u64;
-            } else {
-                len = data.len() as u64;
-            }
-            // A cursor must point at a record start or at the end of its segment.
-            if let Some(c) = cursor.filter(|c| c.segment == id)
-                && c.offset != len
-                && !valid_starts.contains(&c.offset)
-            {
-                cursor = Some(Position {
-                    segment: id,
-                    offset: MAGIC.len() as u64,
-                });
-                recovery.cursor_reset = true;
-            }
-            let from = cursor.filter(|c| c.segment == id).map_or(0, |c| c.offset);
-            for (start, r) in valid_starts.iter().zip(&scan.records) {
-                if *start >= from {
-                    events += 1;
-                    bytes += (r.end - r.at - HEADER) as u64;
-                    oldest_ms.get_or_insert(r.stored_at_ms);
-                }
-            }
-            segments.push_back(Segment { id, path, len });
-        }
-
-        let next_id = highest_named + 1;
-        let (tail, tail_segment) = new_segment(&dir, next_id, durable)?;
-        let cursor = match cursor {
-            Some(c) if segments.iter().any(|s| s.id == c.segment) => c,
-            _ => Position {
-                segment: segments.front().map_or(next_id, |s| s.id),
-                offset: MAGIC.len() as u64,
-            },
-        };
-        segments.push_back(tail_segment);
-        if recovery != Recovery::default() {
-            log::warn!("{}: recovered with {recovery:?}", dir.display());
-        }
-        let mut store = FileStore {
-            config,
-            _lock: lock,
-            segments,
-            tail,
-            cursor,
-            read: VecDeque::new(),
-            events,
-            bytes,
-            oldest_ms,
-            unsynced: false,
-            cursor_unsynced: false,
-            dir_unsynced: false,
-            lost: 0,
-            last_sync: Instant::now(),
-            reader: None,
-            buf: Vec::new(),
-            recovery,
-        };
-        store.normalize_cursor();
-        store.delete_consumed()?;
-        // The cursor on disk must name a segment that exists from now on.
-        store.persist_cursor(durable)?;
-        Ok(store)
-    }
-
     /// What opening the store found and repaired.
     pub fn recovery(&self) -> &Recovery {
         &self.recovery
@@ -701,36 +532,6 @@ impl FileStore {
     }
 }
 
-fn list_segments(dir: &Path) -> Result<Vec<u64>, Error> {
-    let mut ids = Vec::new();
-    for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        let name = entry.map_err(|e| Error::io(dir, e))?.file_name();
-        let name = name.to_string_lossy();
-        if let Some(hex) = name.strip_suffix(".seg")
-            && let Ok(id) = u64::from_str_radix(hex, 16)
-        {
-            ids.push(id);
-        }
-    }
-    ids.sort_unstable();
-    Ok(ids)
-}
-
-fn read_cursor(dir: &Path) -> Option<Position> {
-    let bytes = fs::read(dir.join("cursor")).ok()?;
-    if bytes.len() != 28 || !bytes.starts_with(b"ABCUR01\n") {
-        return None;
-    }
-    let crc = u32::from_le_bytes(bytes[24..28].try_into().ok()?);
-    if crc32c::crc32c(&bytes[..24]) != crc {
-        return None;
-    }
-    Some(Position {
-        segment: u64::from_le_bytes(bytes[8..16].try_into().ok()?),
-        offset: u64::from_le_bytes(bytes[16..24].try_into().ok()?),
-    })
-}
-
 fn new_segment(dir: &Path, id: u64, durable: bool) -> Result<(File, Segment), Error> {
     let path = dir.join(segment_name(id));
     let file = dir::create_private(&path, true)?;
@@ -748,82 +549,4 @@ fn new_segment(dir: &Path, id: u64, durable: bool) -> Result<(File, Segment), Er
             len: MAGIC.len() as u64,
         },
     ))
-}
-
-/// Makes `corrupt` a copy of the damaged segment at `path` (a hard link where possible).
-/// A `corrupt` left by an interrupted earlier salvage may already be that very file: it is
-/// then kept as it is, never truncated; an unrelated one is moved out of the way.
-fn keep_aside(path: &Path, corrupt: &Path) -> Result<(), Error> {
-    use std::os::unix::fs::MetadataExt;
-    let same_file = |a: &Path, b: &Path| match (fs::metadata(a), fs::metadata(b)) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
-    };
-    match fs::hard_link(path, corrupt) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            if same_file(path, corrupt) {
-                return Ok(());
-            }
-            let mut older = corrupt.as_os_str().to_owned();
-            older.push(format!(".{}", frame::now_ms()));
-            fs::rename(corrupt, PathBuf::from(older)).map_err(|e| Error::io(corrupt, e))?;
-            keep_aside(path, corrupt)
-        }
-        // No hard links here (another file system, permissions): copy instead.
-        Err(_) => fs::copy(path, corrupt)
-            .map(|_| ())
-            .map_err(|e| Error::io(corrupt, e)),
-    }
-}
-
-/// Moves a damaged segment aside and writes its good records, in order, in its place.
-/// Returns the new length.
-fn salvage(
-    dir: &Path,
-    path: &Path,
-    data: &[u8],
-    scan: &frame::Scan,
-    durable: bool,
-    recovery: &mut Recovery,
-) -> Result<u64, Error> {
-    let sibling = |suffix: &str| {
-        let mut p = path.as_os_str().to_owned();
-        p.push(suffix);
-        PathBuf::from(p)
-    };
-    let (corrupt, salvaged) = (sibling(".corrupt"), sibling(".salvaged"));
-    let mut good = MAGIC.to_vec();
-    for r in &scan.records {
-        good.extend_from_slice(&data[r.at..r.end]);
-    }
-    // Write the good records beside the damaged segment first, so a crash at any step
-    // leaves them in a file that open reads: the original, or its replacement.
-    let _ = fs::remove_file(&salvaged);
-    let file = dir::create_private(&salvaged, true)?;
-    file.write_all_at(&good, 0)
-        .map_err(|e| Error::io(&salvaged, e))?;
-    file.sync_data().map_err(|e| Error::io(&salvaged, e))?;
-    keep_aside(path, &corrupt)?;
-    fs::rename(&salvaged, path).map_err(|e| Error::io(path, e))?;
-    if durable {
-        dir::sync_dir(dir)?;
-    }
-    let damaged: usize = scan.damage.iter().map(|(a, b)| b - a).sum::<usize>()
-        + scan.torn_at.map_or(0, |t| {
-            if scan.damage.iter().any(|d| d.1 == data.len()) {
-                0
-            } else {
-                data.len() - t
-            }
-        });
-    recovery.damaged_bytes += damaged as u64;
-    log::warn!(
-        "{}: damaged ({damaged} bytes); moved to {} and kept its {} good records",
-        path.display(),
-        corrupt.display(),
-        scan.records.len()
-    );
-    recovery.corrupt_segments.push(corrupt);
-    Ok(good.len() as u64)
 }
