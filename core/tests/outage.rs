@@ -44,6 +44,33 @@ fn record(p: &Pipeline, id: &str) {
         .unwrap();
 }
 
+/// A sink that keeps the ids of what it is given, pausing `delay` per batch.
+fn collecting(delay: Duration) -> (impl auditbuf::Sink, Arc<parking_lot_free::Seen>) {
+    let seen = Arc::new(parking_lot_free::Seen::default());
+    let sink = CallbackSink::new({
+        let seen = Arc::clone(&seen);
+        move |batch: &[&[u8]]| {
+            if !delay.is_zero() {
+                std::thread::sleep(delay);
+            }
+            seen.extend(batch);
+            Outcome::Delivered
+        }
+    });
+    (sink, seen)
+}
+
+/// Records the ids of `range` and returns those the pipeline accepted, in order.
+fn record_accepted(p: &Pipeline, range: std::ops::Range<usize>) -> Vec<String> {
+    ids(range)
+        .into_iter()
+        .filter(|id| {
+            p.record_json(format!(r#"{{"event_type":"t","correlation_id":"{id}"}}"#).as_bytes())
+                .is_ok()
+        })
+        .collect()
+}
+
 fn assert_all_settled(stats: &Stats) {
     assert!(stats.is_consistent(), "{stats:?}");
     assert_eq!(
@@ -136,15 +163,7 @@ fn refused_connections_then_a_receiver_loses_nothing_and_keeps_the_order() {
 fn spill_keeps_every_event_of_an_overflowing_queue_in_order() {
     // Several shapes, because ordering races show up only in some interleavings.
     for (queue, batch) in [(64, 16), (16, 4), (200, 50), (8, 8), (64, 16)] {
-        let seen = Arc::new(parking_lot_free::Seen::default());
-        let sink = CallbackSink::new({
-            let seen = Arc::clone(&seen);
-            move |batch: &[&[u8]]| {
-                std::thread::sleep(Duration::from_millis(1));
-                seen.extend(batch);
-                Outcome::Delivered
-            }
-        });
+        let (sink, seen) = collecting(Duration::from_millis(1));
         let config = config()
             .queue_capacity(queue)
             .batch_max_events(batch)
@@ -340,14 +359,7 @@ impl auditbuf::Store for SlowStore {
 #[test]
 fn spill_with_a_slow_store_and_a_byte_limit_keeps_the_order() {
     for max_bytes in [4 * 1024 * 1024, 300] {
-        let seen = Arc::new(parking_lot_free::Seen::default());
-        let sink = CallbackSink::new({
-            let seen = Arc::clone(&seen);
-            move |batch: &[&[u8]]| {
-                seen.extend(batch);
-                Outcome::Delivered
-            }
-        });
+        let (sink, seen) = collecting(Duration::from_millis(0));
         let config = config()
             .queue_capacity(32)
             .batch_max_events(8)
@@ -469,15 +481,7 @@ fn a_restart_during_an_outage_under_spill_keeps_the_order() {
 
 #[test]
 fn events_a_full_store_refused_are_neither_stuck_nor_lost() {
-    let seen = Arc::new(parking_lot_free::Seen::default());
-    let sink = CallbackSink::new({
-        let seen = Arc::clone(&seen);
-        move |batch: &[&[u8]]| {
-            std::thread::sleep(Duration::from_millis(2));
-            seen.extend(batch);
-            Outcome::Delivered
-        }
-    });
+    let (sink, seen) = collecting(Duration::from_millis(2));
     let config = config()
         .queue_capacity(16)
         .batch_max_events(4)
@@ -570,27 +574,13 @@ impl auditbuf::Store for BrokenStore {
 
 #[test]
 fn spill_with_a_broken_store_still_delivers_to_a_healthy_sink() {
-    let seen = Arc::new(parking_lot_free::Seen::default());
-    let sink = CallbackSink::new({
-        let seen = Arc::clone(&seen);
-        move |batch: &[&[u8]]| {
-            seen.extend(batch);
-            Outcome::Delivered
-        }
-    });
+    let (sink, seen) = collecting(Duration::from_millis(0));
     let config = config()
         .queue_capacity(64)
         .batch_max_events(8)
         .overflow(Overflow::Spill);
     let p = Pipeline::with_store(config, sink, BrokenStore).unwrap();
-    let mut accepted = Vec::new();
-    for id in ids(0..500) {
-        if p.record_json(format!(r#"{{"event_type":"t","correlation_id":"{id}"}}"#).as_bytes())
-            .is_ok()
-        {
-            accepted.push(id);
-        }
-    }
+    let accepted = record_accepted(&p, 0..500);
     let flushed = p.flush(Duration::from_secs(20));
     assert!(flushed.completed);
     assert_eq!(
@@ -607,28 +597,14 @@ fn spill_with_a_broken_store_still_delivers_to_a_healthy_sink() {
 
 #[test]
 fn a_store_cap_smaller_than_a_batch_still_moves_events() {
-    let seen = Arc::new(parking_lot_free::Seen::default());
-    let sink = CallbackSink::new({
-        let seen = Arc::clone(&seen);
-        move |batch: &[&[u8]]| {
-            seen.extend(batch);
-            Outcome::Delivered
-        }
-    });
+    let (sink, seen) = collecting(Duration::from_millis(0));
     let config = config()
         .queue_capacity(64)
         .batch_max_events(10)
         .overflow(Overflow::Spill);
     let store = MemoryStore::new(MemoryStoreConfig::default().max_events(5));
     let p = Pipeline::with_store(config, sink, store).unwrap();
-    let mut accepted = Vec::new();
-    for id in ids(0..300) {
-        if p.record_json(format!(r#"{{"event_type":"t","correlation_id":"{id}"}}"#).as_bytes())
-            .is_ok()
-        {
-            accepted.push(id);
-        }
-    }
+    let accepted = record_accepted(&p, 0..300);
     let report = p.close(Duration::from_secs(20));
     assert!(report.completed);
     assert_in_order(&seen.ids(), &accepted);

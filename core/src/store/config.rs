@@ -302,16 +302,18 @@ impl TryFrom<FileParams> for FileStoreConfig {
     }
 }
 
+/// The field a store configuration document's error names (tests of every store type).
+#[cfg(test)]
+pub(crate) fn field_of(text: &str) -> String {
+    match StoreConfig::from_json(text) {
+        Err(Error::Config(c)) => c.field,
+        other => panic!("{text}: {other:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn field_of(text: &str) -> String {
-        match StoreConfig::from_json(text) {
-            Err(Error::Config(c)) => c.field,
-            other => panic!("{text}: {other:?}"),
-        }
-    }
 
     #[test]
     fn built_in_types_read() {

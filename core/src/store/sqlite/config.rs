@@ -90,14 +90,7 @@ pub(crate) fn config_from_params(params: &Value) -> Result<SqliteStoreConfig, Er
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::StoreConfig;
-
-    fn field_of(text: &str) -> String {
-        match StoreConfig::from_json(text) {
-            Err(Error::Config(c)) => c.field,
-            other => panic!("{text}: {other:?}"),
-        }
-    }
+    use crate::store::config::field_of;
 
     #[test]
     fn params_read() {
