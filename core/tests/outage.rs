@@ -248,6 +248,7 @@ fn dead_letters_are_kept_in_the_store_with_their_reason() {
     let report = p.close(Duration::from_secs(30));
     assert_eq!(report.stats.dead_lettered, 1);
     assert_eq!(report.stats.delivered, 19);
+    assert_all_settled(&report.stats);
     drop(p);
     let store = FileStore::open(FileStoreConfig::new(&dir)).unwrap();
     let letters = store.dead_letters().unwrap();
@@ -536,6 +537,7 @@ fn close_reports_what_it_kept_in_the_store() {
     assert!(report.completed, "{:?}", report.stats);
     assert_eq!(report.left, 0, "{:?}", report.stats);
     assert_eq!(report.stats.stored, 50, "{:?}", report.stats);
+    assert!(report.stats.is_consistent(), "{:?}", report.stats);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

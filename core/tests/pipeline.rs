@@ -395,6 +395,9 @@ fn full_batches_go_out_without_waiting_for_the_interval() {
     for _ in 0..3 {
         assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), 10);
     }
+    let report = p.close(Duration::from_secs(10));
+    assert_eq!(report.stats.delivered, 30);
+    assert!(report.stats.is_consistent(), "{:?}", report.stats);
 }
 
 #[test]
@@ -413,6 +416,7 @@ fn batches_respect_the_byte_limit() {
     }
     let report = p.close(Duration::from_secs(10));
     assert_eq!(report.stats.delivered, 20);
+    assert!(report.stats.is_consistent(), "{:?}", report.stats);
     let sizes: Vec<usize> = rx.try_iter().collect();
     assert!(sizes.iter().all(|&s| s <= 1000), "{sizes:?}");
     assert!(sizes.len() >= 5);
@@ -480,7 +484,9 @@ fn the_sinks_limits_override_the_pipelines() {
         p.record_json(format!(r#"{{"id":"{i}"}}"#).as_bytes())
             .unwrap();
     }
-    p.close(Duration::from_secs(10));
+    let report = p.close(Duration::from_secs(10));
+    assert_eq!(report.stats.delivered, 10);
+    assert!(report.stats.is_consistent(), "{:?}", report.stats);
     assert!(rx.try_iter().all(|n| n <= 3));
     // An event limit above the sink's byte limit cannot work.
     let tiny = CallbackSink::new(|_: &[&[u8]]| Outcome::Delivered).with_limits(auditbuf::Limits {
@@ -501,7 +507,9 @@ fn absurd_durations_do_not_panic() {
     let p = Pipeline::new(config, sink).unwrap();
     p.record_json(br#"{"id":"1"}"#).unwrap();
     assert!(p.flush(Duration::MAX).completed);
-    assert!(p.close(Duration::MAX).completed);
+    let report = p.close(Duration::MAX);
+    assert!(report.completed);
+    assert!(report.stats.is_consistent(), "{:?}", report.stats);
     assert_eq!(seen.lock().unwrap().len(), 1);
 }
 
