@@ -29,6 +29,10 @@ pub enum Error {
     Timeout(Duration),
     /// The pipeline has been closed; it takes no more events.
     Closed,
+    /// The pipeline was created in another process: this one is a `fork()` child, where
+    /// the flush thread does not exist and the backing store belongs to the parent. Create
+    /// a new pipeline in the child.
+    Forked,
     /// The event is not valid UTF-8; `offset` is the first bad byte.
     InvalidUtf8 {
         /// Byte offset of the first invalid byte.
@@ -171,6 +175,9 @@ impl fmt::Display for Error {
             Error::Full => f.write_str("queue is full (overflow policy drop_newest)"),
             Error::Timeout(t) => write!(f, "queue stayed full for the block timeout of {t:?}"),
             Error::Closed => f.write_str("pipeline is closed"),
+            Error::Forked => {
+                f.write_str("pipeline was created before fork(); this process must create its own")
+            }
             Error::InvalidUtf8 { offset } => write!(f, "event is not valid UTF-8 at byte {offset}"),
             Error::InvalidJson { offset, reason } => {
                 write!(f, "event is not valid JSON at byte {offset}: {reason}")

@@ -69,6 +69,7 @@ mod wal;
 pub use config::{Config, Durability, Overflow};
 pub use dead_letter::DeadLetter;
 pub use encode::event::AuditEvent;
+pub use encode::event_bytes::AuditEventBytes;
 pub use encode::event_data::{EventData, ToJson};
 pub use error::{ConfigError, Error, IoError, StoreError};
 pub use pipeline::Pipeline;

@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 use crate::config::{Durability, Overflow};
 use crate::dead_letter::DeadLetters;
 use crate::encode::event::encode_event;
+use crate::encode::event_bytes::encode_event_bytes;
 use crate::encode::raw::{encode_json, encode_serialize};
 use crate::flush::{Command, Worker, deadline_after};
 use crate::shared::Shared;
@@ -22,7 +23,8 @@ use crate::slots::{Slot, SlotPool};
 use crate::stats::FlushCounts;
 use crate::wal::GroupCommit;
 use crate::{
-    AuditEvent, Config, DeadLetter, Error, Limits, Report, Sink, Stats, Store, StoredBatch,
+    AuditEvent, AuditEventBytes, Config, DeadLetter, Error, Limits, Report, Sink, Stats, Store,
+    StoredBatch,
 };
 
 /// A running pipeline: buffers events, batches them on its flush thread and ships them
@@ -196,6 +198,13 @@ impl Pipeline {
     #[inline]
     pub fn record(&self, event: &AuditEvent<'_>) -> Result<(), Error> {
         self.submit(|slot, limit| encode_event(event, slot, limit))
+    }
+
+    /// Records a typed event whose fields are byte slices (from C, Go or Python): the same
+    /// rules as [`record`](Self::record), and every field must be UTF-8.
+    #[inline]
+    pub fn record_event_bytes(&self, event: &AuditEventBytes<'_>) -> Result<(), Error> {
+        self.submit(|slot, limit| encode_event_bytes(event, slot, limit))
     }
 
     /// Records an event given as JSON text: one object, UTF-8, checked without allocating.

@@ -254,7 +254,7 @@ impl Counters {
         let i = match e {
             Error::Full => 0,
             Error::Timeout(_) => 1,
-            Error::Closed => 2,
+            Error::Closed | Error::Forked => 2,
             Error::InvalidUtf8 { .. } => 3,
             Error::InvalidJson { .. } => 4,
             Error::NotAnObject => 5,

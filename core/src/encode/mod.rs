@@ -1,6 +1,7 @@
 //! Turning events into bytes on the caller's thread, without allocating.
 //!
 //! - [`event`]: the typed, borrowed [`AuditEvent`](crate::AuditEvent) and its direct encoder;
+//! - [`event_bytes`]: the same event with byte-slice fields, for the bindings;
 //! - [`event_data`]: its `event_data`, completed with the event's `event_type`;
 //! - [`raw`]: raw JSON bytes and `Serialize` values, checked and completed in place;
 //! - [`json`]: the allocation-free check that bytes are exactly one JSON object;
@@ -10,6 +11,7 @@
 
 pub(crate) mod escape;
 pub(crate) mod event;
+pub(crate) mod event_bytes;
 pub(crate) mod event_data;
 pub(crate) mod json;
 pub(crate) mod raw;
