@@ -1,36 +1,66 @@
-//! Sending one batch until every event in it is settled: retries with backoff, halves on
-//! 413, bisection (or the receiver's blamed index) on other content rejections.
+//! Sending one batch until every event in it is settled: retries with backoff (never
+//! before the receiver's `Retry-After`), halves on 413, bisection (or the receiver's blamed
+//! index) on other content rejections — and telling a poison event from a receiver that
+//! refuses everything.
+//!
+//! A receiver that answers 400 to every request (a misconfigured proxy or WAF, a server
+//! refusing a field it does not know yet) looks, event by event, like a batch of poison
+//! events. Dead-lettering them all would empty the backlog into the dead-letter area, so
+//! an event refused alone is only a *suspect* until the receiver accepts something after
+//! it. When every event of a batch of two or more is refused alone with the same answer,
+//! or the last [`ENDPOINT_REFUSAL_RUN`] events refused alone all were (nothing accepted in
+//! between), the endpoint is failing, not the events: they are kept and retried with
+//! backoff like any other failure (then stored), counted in `endpoint_refusals`.
 
 use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crate::flush::{Worker, panic_message};
-use crate::{Error, Outcome};
+use crate::Outcome;
+use crate::error::panic_message;
+use crate::retry::MAX_RETRY_AFTER;
+use crate::worker::{Source, Stop, Worker, deadline_after};
 
-/// Where the events being delivered live, which decides the counters they move between.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Source {
-    /// Taken off the queue (or held in memory): counted in flight.
-    Memory,
-    /// Read from the backing store, still in it until committed: counted stored.
-    Store,
+/// Events refused alone in a row, with the same answer and nothing accepted in between,
+/// that make it an endpoint failure rather than poison.
+///
+/// Five, because a short run of poison events with the same answer (one buggy code path)
+/// is common and must still be dead-lettered, while a receiver refusing everything costs
+/// only five single-event requests before it is recognised.
+pub(crate) const ENDPOINT_REFUSAL_RUN: u32 = 5;
+
+/// A batch that fails with a retryable error this many times in a row is sent in halves
+/// from then on (a proxy resetting large bodies, a server closing before reading): the
+/// cause is isolated instead of blocking everything behind it.
+const SPLIT_AFTER_FAILURES: u32 = 3;
+
+/// How often a receiver refusing everything is logged.
+const LOG_EVERY: Duration = Duration::from_secs(30);
+
+/// Single-event refusals without an acceptance since, across batches.
+#[derive(Debug, Default)]
+pub(crate) struct Refusals {
+    /// How many in a row.
+    run: u32,
+    /// The answer they all got.
+    answer: String,
+    last_logged: Option<Instant>,
+    /// Endpoint refusals since the last log line.
+    unlogged: u64,
 }
 
-/// Why a delivery stopped before settling everything.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Stop {
-    /// The retry policy's attempts or time ran out.
-    Exhausted,
-    /// `close`'s deadline passed.
-    Shutdown,
+impl Refusals {
+    fn endpoint_failing(&self) -> bool {
+        self.run >= ENDPOINT_REFUSAL_RUN
+    }
 }
 
-/// Where a settled event went.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Settle {
-    Delivered,
-    DeadLettered,
+/// Events refused alone in this delivery, not yet dead-lettered: `start..end`, right after
+/// the settled prefix, with the reasons they were refused.
+#[derive(Debug, Default)]
+struct Suspects {
+    range: Option<Range<usize>>,
+    reasons: Vec<String>,
 }
 
 impl Worker {
@@ -43,24 +73,96 @@ impl Worker {
     ) -> Result<(), (usize, Stop)> {
         let started = Instant::now();
         let mut failures = 0u32;
+        let mut same_range_failures = 0u32;
+        let mut split_for_retry = false;
+        let mut suspects = Suspects::default();
         // Ranges still to send, the next on top; together always a suffix of `events`.
         let mut pending: Vec<Range<usize>> = Vec::with_capacity(16);
         pending.push(0..events.len());
-        while let Some(range) = pending.pop() {
+        while let Some(mut range) = pending.pop() {
             if range.is_empty() {
                 continue;
             }
+            let first_unsettled = suspects.range.as_ref().map_or(range.start, |s| s.start);
+            if let Some(until) = self.backing_off()
+                && !self.pause_until(until)
+            {
+                return Err((first_unsettled, Stop::Shutdown));
+            }
             if self.past_close_deadline() {
-                return Err((range.start, Stop::Shutdown));
+                return Err((first_unsettled, Stop::Shutdown));
+            }
+            // While the receiver seems to refuse everything, or several events in a row were
+            // refused alone, try one event at a time: a receiver that refuses everything
+            // costs one request per back-off, and a run of poison events is walked, not
+            // bisected again and again.
+            let walking = suspects.range.as_ref().is_some_and(|s| s.len() >= 2)
+                || self.refusals.endpoint_failing();
+            if range.len() > 1 && walking {
+                pending.push(range.start + 1..range.end);
+                range = range.start..range.start + 1;
             }
             let part = &events[range.clone()];
-            match self.send(part) {
-                Outcome::Delivered => self.settle(part.len(), Settle::Delivered, source),
-                Outcome::TooLarge { reason } | Outcome::Rejected { reason, .. }
-                    if part.len() == 1 =>
-                {
+            let outcome = self.send(part);
+            match outcome {
+                Outcome::Delivered => {
+                    self.confirm_suspects(&mut suspects, events, source);
+                    self.refusals.run = 0;
+                    self.settle(part.len(), Settle::Delivered, source);
+                    failures = 0;
+                    same_range_failures = 0;
+                    if split_for_retry {
+                        // The halves were a guess about a transport failure; send the rest
+                        // whole again now that requests go through.
+                        split_for_retry = false;
+                        if let (Some(first), Some(last)) = (pending.first(), pending.last()) {
+                            let rest = last.start..first.end;
+                            pending.clear();
+                            pending.push(rest);
+                        }
+                    }
+                }
+                Outcome::Rejected { reason, .. } if part.len() == 1 => {
+                    self.note_error(reason.clone());
+                    let same = self.refusals.run == 0 || self.refusals.answer == reason;
+                    if !same {
+                        // Different answers point at the events, not the endpoint.
+                        self.confirm_suspects(&mut suspects, events, source);
+                        self.refusals.run = 0;
+                    }
+                    if self.refusals.run == 0 {
+                        self.refusals.answer.clone_from(&reason);
+                    }
+                    self.refusals.run += 1;
+                    let suspected = match suspects.range.take() {
+                        Some(s) => s.start..range.end,
+                        None => range.clone(),
+                    };
+                    suspects.reasons.push(reason);
+                    let whole_batch = suspected.start == 0 && suspected.end == events.len();
+                    if self.refusals.endpoint_failing() || (whole_batch && events.len() >= 2) {
+                        // Not poison: the endpoint refuses everything. Send them all again
+                        // after a back-off, like any failure.
+                        suspects.reasons.clear();
+                        pending.push(suspected.start..range.end);
+                        self.endpoint_refused();
+                        failures += 1;
+                        let delay = self.retry.delay(failures, None, &mut self.rng);
+                        if self.out_of_budget(started, failures, delay) {
+                            return Err((suspected.start, Stop::Exhausted));
+                        }
+                        if !self.pause(delay) {
+                            return Err((suspected.start, Stop::Shutdown));
+                        }
+                    } else {
+                        suspects.range = Some(suspected);
+                    }
+                }
+                Outcome::TooLarge { reason } if part.len() == 1 => {
+                    // Too large is about this event whatever the endpoint does with others.
+                    self.confirm_suspects(&mut suspects, events, source);
                     self.keep_dead_letter(part[0], &reason);
-                    self.shared.note_error(reason);
+                    self.note_error(reason);
                     self.settle(1, Settle::DeadLettered, source);
                 }
                 Outcome::Rejected { index: Some(i), .. } if i < part.len() => {
@@ -76,89 +178,135 @@ impl Worker {
                     pending.push(range.start..mid);
                 }
                 Outcome::Retry { after, reason } => {
+                    // Any sink's `after`, not only HTTP's: over a day is nonsense, ignored.
+                    let after = after.filter(|a| *a <= MAX_RETRY_AFTER);
                     failures += 1;
-                    self.shared.note_error(reason);
+                    same_range_failures += 1;
+                    self.note_error(reason);
+                    if let Some(after) = after {
+                        // The receiver's word holds for every path, not just this batch.
+                        self.hold_until(deadline_after(after));
+                    }
                     let delay = self.retry.delay(failures, after, &mut self.rng);
-                    if failures >= self.retry.max_attempts
-                        || started.elapsed().saturating_add(delay) > self.retry.max_elapsed
+                    if self.out_of_budget(started, failures, delay) {
+                        return Err((first_unsettled, Stop::Exhausted));
+                    }
+                    if same_range_failures >= SPLIT_AFTER_FAILURES
+                        && range.len() > 1
+                        && after.is_none()
                     {
-                        return Err((range.start, Stop::Exhausted));
+                        let mid = range.start + range.len() / 2;
+                        pending.push(mid..range.end);
+                        pending.push(range.start..mid);
+                        split_for_retry = true;
+                        same_range_failures = 0;
+                    } else {
+                        pending.push(range);
                     }
                     if !self.pause(delay) {
-                        return Err((range.start, Stop::Shutdown));
+                        return Err((first_unsettled, Stop::Shutdown));
                     }
-                    pending.push(range);
                 }
             }
         }
+        // Suspects left at the end: the receiver did accept others of this batch, or the
+        // run is too short to blame it. They are poison.
+        self.confirm_suspects(&mut suspects, events, source);
         Ok(())
     }
 
+    /// Whether a retry after `delay` would exceed the policy's attempts or time.
+    fn out_of_budget(&self, started: Instant, failures: u32, delay: Duration) -> bool {
+        failures >= self.retry.max_attempts
+            || started.elapsed().saturating_add(delay) > self.retry.max_elapsed
+    }
+
     fn send(&mut self, part: &[&[u8]]) -> Outcome {
-        let sink = &mut self.sink;
-        let outcome = catch_unwind(AssertUnwindSafe(|| sink.send(part))).unwrap_or_else(|panic| {
-            Outcome::retry(format!(
-                "the sink panicked: {}",
-                panic_message(panic.as_ref())
-            ))
+        let Worker { shared, sink, .. } = self;
+        let outcome = shared.send_unless_stopped(|| {
+            catch_unwind(AssertUnwindSafe(|| sink.send(part))).unwrap_or_else(|panic| {
+                Outcome::retry(format!(
+                    "the sink panicked: {}",
+                    panic_message(panic.as_ref())
+                ))
+            })
         });
+        let Some(outcome) = outcome else {
+            // `close` returned meanwhile; nothing may reach the sink any more.
+            return Outcome::retry("the pipeline was closed");
+        };
         self.counts.sends += 1;
         if matches!(outcome, Outcome::Retry { .. }) {
             self.counts.retries += 1;
         }
-        self.shared.counters.publish(&self.counts);
+        self.publish();
         outcome
+    }
+
+    /// The suspects of this delivery are poison after all: dead-letter them, in order.
+    fn confirm_suspects(&mut self, suspects: &mut Suspects, events: &[&[u8]], source: Source) {
+        let Some(range) = suspects.range.take() else {
+            return;
+        };
+        let reasons = std::mem::take(&mut suspects.reasons);
+        for (event, reason) in events[range.clone()].iter().zip(&reasons) {
+            self.keep_dead_letter(event, reason);
+        }
+        self.settle(range.len(), Settle::DeadLettered, source);
+    }
+
+    fn endpoint_refused(&mut self) {
+        self.counts.endpoint_refusals += 1;
+        self.refusals.unlogged += 1;
+        self.publish();
+        let due = self
+            .refusals
+            .last_logged
+            .is_none_or(|at| at.elapsed() >= LOG_EVERY);
+        if due {
+            log::warn!(
+                "the receiver refuses every event with the same answer ({} times since the last \
+                 report): treating it as an endpoint failure, keeping the events: {}",
+                self.refusals.unlogged,
+                self.refusals.answer
+            );
+            self.refusals.last_logged = Some(Instant::now());
+            self.refusals.unlogged = 0;
+        }
     }
 
     fn keep_dead_letter(&mut self, event: &[u8], reason: &str) {
         self.shared.dead_letters.push(event, reason);
-        if let Some(store) = &self.shared.store
-            && let Err(e) = store.lock().dead_letter(event, reason)
-        {
-            self.shared
-                .note_error(format!("could not keep a dead letter in the store: {e}"));
+        if let Some(Err(e)) = self.shared.with_store(|s| s.dead_letter(event, reason)) {
+            self.note_error(format!("could not keep a dead letter in the store: {e}"));
         }
     }
 
     fn settle(&mut self, n: usize, how: Settle, source: Source) {
-        let n = n as u64;
-        match source {
-            Source::Memory => self.counts.in_flight -= n,
-            Source::Store => self.counts.stored_out += n,
+        let mut n = n as u64;
+        if source == Source::Store {
+            // Re-sends after a failed commit were counted the first time.
+            let again = n.min(self.redelivery.resends_left);
+            self.redelivery.resends_left -= again;
+            if matches!(how, Settle::Delivered) {
+                self.counts.redelivered += again;
+            }
+            n -= again;
+            self.counts.stored_out += n;
+        } else {
+            self.counts.in_flight -= n;
         }
         match how {
             Settle::Delivered => self.counts.delivered += n,
             Settle::DeadLettered => self.counts.dead_lettered += n,
         }
-        self.shared.counters.publish(&self.counts);
-    }
-
-    /// Unsettled in-flight events given up: `failed` (retries ran out, nowhere to keep them)
-    /// or dropped at shutdown or for a full store.
-    pub(crate) fn give_up(&mut self, n: usize, why: GiveUp) {
-        let n = n as u64;
-        self.counts.in_flight -= n;
-        match why {
-            GiveUp::Failed => self.counts.failed += n,
-            GiveUp::Shutdown => self.counts.dropped_shutdown += n,
-            GiveUp::StoreFull => self.counts.dropped_store_full += n,
-        }
-        self.shared.counters.publish(&self.counts);
-    }
-
-    /// The reason to give up on events whose store append failed with `e`.
-    pub(crate) fn store_failure(&self, e: &Error) -> GiveUp {
-        match e {
-            Error::StoreFull { .. } => GiveUp::StoreFull,
-            _ => GiveUp::Failed,
-        }
+        self.publish();
     }
 }
 
-/// Why in-flight events were given up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum GiveUp {
-    Failed,
-    Shutdown,
-    StoreFull,
+/// Where a settled event went.
+#[derive(Debug, Clone, Copy)]
+enum Settle {
+    Delivered,
+    DeadLettered,
 }

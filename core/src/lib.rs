@@ -35,8 +35,8 @@
 //!
 //! ## Accounting
 //! Every accepted event ends in exactly one counter:
-//! `recorded = delivered + dead_lettered + failed + dropped + in_flight + queued`, in every
-//! [`Stats`] snapshot. Calls that were turned away are counted by reason in
+//! `recorded + recovered = delivered + dead_lettered + failed + dropped + in_flight + queued
+//! + stored`, in every [`Stats`] snapshot. Calls that were turned away are counted by reason in
 //! [`Stats::rejected`] and never entered the pipeline.
 //!
 //! ## Delivery
@@ -45,11 +45,13 @@
 //! 401/403 re-read the token file and retry; 413 splits the batch in halves; other 4xx bisect
 //! it and dead-letter the events the receiver still refuses alone, with its reason.
 
-#![forbid(unsafe_code)]
+// One `unsafe` call in the whole crate: registering the fork handler (`fork.rs`).
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, unreachable_pub)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+mod backlog;
 mod config;
 mod dead_letter;
 mod deliver;
@@ -57,6 +59,8 @@ mod drain;
 mod encode;
 mod error;
 mod flush;
+mod fork;
+mod group_commit;
 mod pipeline;
 mod retry;
 mod shared;
@@ -64,7 +68,7 @@ mod sink;
 mod slots;
 mod stats;
 mod store;
-mod wal;
+mod worker;
 
 pub use config::{Config, Durability, Overflow};
 pub use dead_letter::DeadLetter;

@@ -12,26 +12,43 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
 use parking_lot::Mutex;
 
+use crate::backlog::move_into_store;
 use crate::config::{Durability, Overflow};
 use crate::dead_letter::DeadLetters;
 use crate::encode::event::encode_event;
 use crate::encode::event_bytes::encode_event_bytes;
 use crate::encode::raw::{encode_json, encode_serialize};
-use crate::flush::{Command, Worker, deadline_after};
+use crate::fork;
+use crate::group_commit::GroupCommit;
 use crate::shared::Shared;
 use crate::slots::{Slot, SlotPool};
 use crate::stats::FlushCounts;
-use crate::wal::GroupCommit;
+use crate::worker::{Command, Inbox, Worker, deadline_after};
 use crate::{
     AuditEvent, AuditEventBytes, Config, DeadLetter, Error, Limits, Report, Sink, Stats, Store,
-    StoredBatch,
 };
+
+/// Bytes beyond their initial size that free slots may keep between them: a burst of large
+/// events leaves at most this much behind (besides `initial_slot_bytes` per slot, which an
+/// idle pipeline frees too).
+const RETAINED_TOTAL_BYTES: usize = 2 * 1024 * 1024;
+
+/// How long `Drop` waits, after its `close`, for a flush thread that is still inside a sink
+/// call to come out; a sink that hangs longer leaves the thread behind (it exits when the
+/// call returns, without calling the sink again).
+const DROP_JOIN_GRACE: Duration = Duration::from_millis(100);
 
 /// A running pipeline: buffers events, batches them on its flush thread and ships them
 /// through its sink, keeping what it cannot send in its backing store, if it has one.
 ///
 /// `Pipeline` is `Send + Sync`: share it by reference or in an `Arc` between threads.
 /// Dropping it closes it with the configured `drop_timeout`.
+///
+/// After `close` returns — on time or not — the sink is never called again: the flush
+/// thread checks before every call and exits (a call already running when the deadline
+/// passed may finish; [`Report::completed`] is false then). In a child process made by
+/// `fork()` the pipeline refuses everything with [`Error::Forked`] and its `flush`, `close`
+/// and drop return at once: the flush thread and the store belong to the parent.
 ///
 /// ```
 /// use auditbuf::{AuditEvent, Config, NullSink, Pipeline};
@@ -58,12 +75,16 @@ pub struct Pipeline {
     /// Disconnected when the flush thread exits.
     finished: Receiver<()>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The group commit of durability `wal`.
+    group: Option<GroupCommit>,
     overflow: Overflow,
     max_event_bytes: usize,
     initial_slot_bytes: usize,
     move_chunk: usize,
     drop_timeout: Duration,
     service: String,
+    /// The fork generation and process this pipeline was built in.
+    born: (u64, u32),
 }
 
 impl Pipeline {
@@ -119,58 +140,40 @@ impl Pipeline {
                 ),
             ));
         }
-        // A batch is worth sending once it is full, or half the queue if that is less, so a
-        // small queue never waits for a batch that cannot form.
-        let ready_at = limits.max_events.min(config.queue_capacity / 2).max(1);
         let (queue_tx, queue_rx) = bounded(config.queue_capacity);
         let (wake_tx, wake_rx) = bounded(1);
         let (commands_tx, commands_rx) = unbounded();
         let (finished_tx, finished_rx) = bounded::<()>(0);
         let found = store.as_ref().map_or(0, |s| s.size().events);
-        let spill = config.overflow == Overflow::Spill;
+        let shared_store = store.as_ref().is_some_and(|s| s.is_shared());
+        let first_wake = limits.max_events.min(config.queue_capacity / 2).max(1) as u64;
         let shared = Arc::new(Shared::new(
             SlotPool::new(
                 config.queue_capacity,
                 config.initial_slot_bytes,
                 config.retained_slot_bytes,
+                RETAINED_TOTAL_BYTES,
             ),
             DeadLetters::new(config.dead_letter_capacity),
-            ready_at as u64,
+            first_wake,
             wake_tx,
             store,
-            wal.then(GroupCommit::default),
         ));
+        shared
+            .counters
+            .shared_store
+            .store(shared_store, Ordering::Relaxed);
         let counts = FlushCounts {
             found,
             ..FlushCounts::default()
         };
         shared.counters.publish(&counts);
-        let worker = Worker {
-            shared: Arc::clone(&shared),
+        let inbox = Inbox {
             queue: queue_rx.clone(),
             wake: wake_rx,
             commands: commands_rx,
-            sink,
-            limits,
-            ready_at,
-            rate_mark: (std::time::Instant::now(), 0),
-            interval: config.flush_interval,
-            retry: config.retry,
-            orphan_timeout: config.drop_timeout,
-            batches_per_wake: config.queue_capacity / limits.max_events + 1,
-            counts,
-            batch: Vec::with_capacity(limits.max_events.min(config.queue_capacity)),
-            carry: None,
-            spill,
-            last_refusal_full: false,
-            last_store_tick: std::time::Instant::now(),
-            stored: StoredBatch::new(),
-            drain_failures: 0,
-            drain_retry_at: None,
-            flush_waiters: Vec::new(),
-            close_deadline: None,
-            rng: fastrand::Rng::new(),
         };
+        let worker = Worker::new(Arc::clone(&shared), inbox, sink, &config, limits, counts);
         let thread = std::thread::Builder::new()
             .name("auditbuf-flush".to_owned())
             .spawn(move || {
@@ -185,13 +188,23 @@ impl Pipeline {
             commands: commands_tx,
             finished: finished_rx,
             thread: Mutex::new(Some(thread)),
+            group: wal.then(GroupCommit::default),
             overflow: config.overflow,
             max_event_bytes: config.max_event_bytes,
             initial_slot_bytes: config.initial_slot_bytes,
             move_chunk: limits.max_events,
             drop_timeout: config.drop_timeout,
             service: config.service,
+            born: (fork::generation(), std::process::id()),
         })
+    }
+
+    /// Whether this process is a `fork()` child of the one that built the pipeline. The
+    /// cheap check (a fork-handler generation) on every call; `thorough` adds the process
+    /// id, for paths where a system call is affordable.
+    #[inline]
+    fn forked(&self, thorough: bool) -> bool {
+        fork::forked_since(self.born.0) || (thorough && std::process::id() != self.born.1)
     }
 
     /// Records a typed event. See [`AuditEvent`] for the defaults it fills in.
@@ -242,12 +255,15 @@ impl Pipeline {
         encode: impl FnOnce(&mut Slot, usize) -> Result<(), Error>,
     ) -> Result<(), Error> {
         let shared = &*self.shared;
+        if self.forked(false) {
+            return Err(Error::Forked);
+        }
         if shared.closed.load(Ordering::Relaxed) {
             return Err(Error::Closed);
         }
         let mut slot = match shared.pool.take(self.overflow) {
             Ok(slot) => slot,
-            Err(Error::Full) if self.overflow == Overflow::Spill && shared.group.is_none() => {
+            Err(Error::Full) if self.overflow == Overflow::Spill && self.group.is_none() => {
                 return self.spill(encode);
             }
             Err(e) => return Err(e),
@@ -256,7 +272,11 @@ impl Pipeline {
             shared.pool.give_back(slot);
             return Err(e);
         }
-        if let Some(group) = &shared.group {
+        if let Some(group) = &self.group {
+            if self.forked(true) {
+                shared.pool.give_back(slot);
+                return Err(Error::Forked);
+            }
             return group.commit(slot, shared);
         }
         // Count first, then look at `closed` (both SeqCst): either close sees this event
@@ -291,6 +311,9 @@ impl Pipeline {
     ) -> Result<(), Error> {
         let mut event = Vec::with_capacity(self.initial_slot_bytes);
         encode(&mut event, self.max_event_bytes)?;
+        if self.forked(true) {
+            return Err(Error::Forked);
+        }
         let shared = &*self.shared;
         let Some(mut store) = shared.lock_store() else {
             return Err(Error::config("overflow", "\"spill\" needs a backing store"));
@@ -306,7 +329,7 @@ impl Pipeline {
                 "the queue is full and the backing store is refusing events",
             ));
         }
-        self.move_waiting_into(&mut **store)?;
+        move_into_store(shared, &mut **store, &self.queue_out, self.move_chunk)?;
         store.append(&[&event])?;
         // Recorded before stored: a snapshot taken in between sees the event queued, which
         // balances; the other way round it would be counted nowhere.
@@ -317,61 +340,14 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Moves what waits outside the store into it, oldest first: events the store refused
-    /// before, then the queue. What it refuses now goes back where it was, in order.
-    fn move_waiting_into(&self, store: &mut dyn Store) -> Result<(), Error> {
-        let shared = &*self.shared;
-        let mut chunk: Vec<Slot> = {
-            let mut returned = shared.returned.lock();
-            shared.returned_len.store(0, Ordering::Relaxed);
-            returned.drain(..).collect()
-        };
-        let mut from_returned = !chunk.is_empty();
-        // What is queued when this call starts, not what other callers add meanwhile: its
-        // latency stays bounded, and their events have no order relative to this one.
-        let mut queued = self.queue_out.len();
-        loop {
-            while chunk.len() < self.move_chunk && queued > 0 {
-                queued -= 1;
-                match self.queue_out.try_recv() {
-                    Ok(slot) => chunk.push(slot),
-                    Err(_) => break,
-                }
-            }
-            if chunk.is_empty() {
-                return Ok(());
-            }
-            let events: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
-            let result = store.append(&events);
-            drop(events);
-            if let Err(e) = result {
-                let mut returned = shared.returned.lock();
-                if from_returned {
-                    // These were first in line; anything put back since is newer.
-                    for slot in chunk.into_iter().rev() {
-                        returned.push_front(slot);
-                    }
-                } else {
-                    returned.extend(chunk);
-                }
-                shared.returned_len.store(returned.len(), Ordering::Relaxed);
-                return Err(e);
-            }
-            shared
-                .counters
-                .caller_moved
-                .fetch_add(chunk.len() as u64, Ordering::SeqCst);
-            for slot in chunk.drain(..) {
-                shared.pool.give_back(slot);
-            }
-            from_returned = false;
-        }
-    }
-
     /// Sends everything recorded so far, and returns when it is delivered (or otherwise
     /// settled) or when `timeout` has passed, whichever comes first. With a backing store
-    /// it also drains the store as far as the sink allows.
+    /// it also drains the store as far as the sink allows. While sending is on hold (a
+    /// back-off, the receiver's `Retry-After`) it waits for that to end, within `timeout`.
     pub fn flush(&self, timeout: Duration) -> Report {
+        if self.forked(true) {
+            return self.report(false);
+        }
         let deadline = deadline_after(timeout);
         let (done_tx, done_rx) = bounded::<()>(0);
         if self.commands.send(Command::Flush(done_tx)).is_err() {
@@ -386,8 +362,13 @@ impl Pipeline {
 
     /// Stops taking events, sends what it can by `timeout`, keeps the rest in the backing
     /// store (or, without one, drops it as `dropped.shutdown`) and stops the flush thread.
-    /// Always returns by the deadline, even if the sink hangs; calling it again waits again.
+    /// Always returns by the deadline, even if the sink hangs, and from then on the sink is
+    /// never called again (a call still running then may finish; `completed` is false).
+    /// Calling it again waits again.
     pub fn close(&self, timeout: Duration) -> Report {
+        if self.forked(true) {
+            return self.report(false);
+        }
         let deadline = deadline_after(timeout);
         if !self.shared.closed.swap(true, Ordering::SeqCst) {
             // The flush thread stops sending a little early, to keep what is left in the
@@ -401,8 +382,16 @@ impl Pipeline {
             self.finished.recv_deadline(deadline),
             Err(RecvTimeoutError::Disconnected)
         );
-        if completed && let Some(thread) = self.thread.lock().take() {
-            let _ = thread.join();
+        if completed {
+            if let Some(thread) = self.thread.lock().take() {
+                let _ = thread.join();
+            }
+        } else if self.shared.stop_sending() {
+            self.shared.note_error(
+                "close returned while the sink was still handling a batch; no further batch \
+                 will be sent"
+                    .to_owned(),
+            );
         }
         self.report(completed)
     }
@@ -447,6 +436,24 @@ impl Pipeline {
 
 impl Drop for Pipeline {
     fn drop(&mut self) {
-        self.close(self.drop_timeout);
+        if self.forked(true) {
+            // The flush thread does not exist here and the store is the parent's: touch
+            // nothing. Joining or detaching the parent's thread handle is not possible in a
+            // child, so it is forgotten.
+            if let Some(thread) = self.thread.get_mut().take() {
+                std::mem::forget(thread);
+            }
+            return;
+        }
+        let report = self.close(self.drop_timeout);
+        if !report.completed
+            && matches!(
+                self.finished.recv_timeout(DROP_JOIN_GRACE),
+                Err(RecvTimeoutError::Disconnected)
+            )
+            && let Some(thread) = self.thread.get_mut().take()
+        {
+            let _ = thread.join();
+        }
     }
 }

@@ -6,8 +6,11 @@ use std::time::{Duration, SystemTime};
 /// How a batch that failed with a retryable answer (408, 429, 5xx, network) is retried.
 ///
 /// The n-th retry waits a random time between zero and `min(cap, base × 2ⁿ⁻¹)` ("full
-/// jitter"), or longer when the receiver asked for it with `Retry-After`. After
-/// `max_attempts` sends or `max_elapsed` time, the batch counts as failed.
+/// jitter"), or longer when the receiver asked for it with `Retry-After`. The budget is
+/// time: by default a batch is retried for 60 s (long enough for a rolling restart of the
+/// receiver), however many sends that takes; `max_attempts` can bound the sends too. When
+/// the budget runs out the batch goes to the backing store, or counts as failed without
+/// one. A `Retry-After` longer than what is left of the budget ends it at once.
 ///
 /// ```
 /// use auditbuf::RetryPolicy;
@@ -29,7 +32,7 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
-            max_attempts: 6,
+            max_attempts: u32::MAX,
             max_elapsed: Duration::from_secs(60),
             backoff_base: Duration::from_millis(200),
             backoff_cap: Duration::from_secs(10),
@@ -38,14 +41,15 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// Sends of one batch, the first included, before it counts as failed. Defaults to 6.
+    /// Sends of one batch, the first included, before it counts as failed. Defaults to
+    /// unbounded (`u32::MAX`): only `max_elapsed` ends the retries.
     pub fn max_attempts(mut self, n: u32) -> Self {
         self.max_attempts = n;
         self
     }
 
-    /// Time from a batch's first send after which it is not retried again.
-    /// Defaults to 60 s.
+    /// Time from a batch's first send after which it is not retried again (the next retry
+    /// would start after it). Defaults to 60 s.
     pub fn max_elapsed(mut self, d: Duration) -> Self {
         self.max_elapsed = d;
         self
@@ -84,14 +88,22 @@ impl RetryPolicy {
     }
 }
 
-/// Parses a `Retry-After` value: delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
+/// The longest `Retry-After` honoured. A longer one is taken for a broken server, not a
+/// plan, and ignored (the normal backoff applies): it would stop every request for longer
+/// than any maintenance window.
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// Parses a `Retry-After` value: delay-seconds or an HTTP-date (RFC 9110 §10.2.3). `None`
+/// for anything else, and for a delay over [`MAX_RETRY_AFTER`].
 pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    let delay = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        Duration::from_secs(value.parse().unwrap_or(u64::MAX))
+    } else {
+        let at = httpdate::parse_http_date(value).ok()?;
+        at.duration_since(now).unwrap_or(Duration::ZERO)
+    };
+    (delay <= MAX_RETRY_AFTER).then_some(delay)
 }
 
 #[cfg(test)]
@@ -140,6 +152,12 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("86401", now), None);
+        assert_eq!(parse_retry_after("99999999999999999999", now), None);
+        assert_eq!(
+            parse_retry_after("86400", now),
+            Some(Duration::from_secs(86400))
+        );
         assert_eq!(parse_retry_after("-1", now), None);
         assert_eq!(parse_retry_after("", now), None);
     }

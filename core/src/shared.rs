@@ -1,18 +1,17 @@
 //! State the pipeline handle, its callers and the flush thread share: counters, the slot
 //! pool, the backing store behind its lock, and the few flags that order them.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crossbeam_channel::Sender;
 use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 
 use crate::Store;
+use crate::backlog::Backlog;
 use crate::dead_letter::DeadLetters;
-use crate::slots::{Slot, SlotPool};
+use crate::slots::SlotPool;
 use crate::stats::Counters;
-use crate::wal::GroupCommit;
 
 pub(crate) struct Shared {
     pub(crate) counters: Counters,
@@ -32,16 +31,20 @@ pub(crate) struct Shared {
     /// Set (with the store locked) once the flush thread has closed the store: callers
     /// that spill or write ahead are turned away from then on.
     store_closed: AtomicBool,
-    /// Events taken off the queue that the store refused (it was full): they come before
-    /// everything still queued, in order, and count as queued.
-    pub(crate) returned: Mutex<VecDeque<Slot>>,
-    pub(crate) returned_len: AtomicUsize,
+    /// Events out of the queue that go before it (refused by the store, or carried over
+    /// from a full batch); they count as queued.
+    pub(crate) backlog: Backlog,
     /// Overflow `Spill` with a store that refuses events while empty: events are sent from
     /// memory meanwhile, and callers may not spill (they would get ahead of them). Changed
     /// only with the store locked.
     direct: AtomicBool,
-    /// The group commit of durability `wal`.
-    pub(crate) group: Option<GroupCommit>,
+    /// Set when `close` returns: from then on the flush thread starts no sink call (it may
+    /// still be inside one that began before), and exits at its next check.
+    stop: AtomicBool,
+    /// Set by the flush thread around each sink call, so `close` knows whether one is still
+    /// running when it returns (Dekker-style with `stop`: one of the two always sees the
+    /// other).
+    sending: AtomicBool,
     last_error: Mutex<Option<String>>,
 }
 
@@ -62,7 +65,6 @@ impl Shared {
         first_wake: u64,
         wake: Sender<()>,
         store: Option<Box<dyn Store>>,
-        group: Option<GroupCommit>,
     ) -> Self {
         let store_events = store.as_ref().map_or(0, |s| s.size().events);
         Shared {
@@ -75,10 +77,10 @@ impl Shared {
             store: store.map(Mutex::new),
             store_events: AtomicU64::new(store_events),
             store_closed: AtomicBool::new(false),
-            returned: Mutex::new(VecDeque::new()),
-            returned_len: AtomicUsize::new(0),
+            backlog: Backlog::default(),
             direct: AtomicBool::new(false),
-            group,
+            stop: AtomicBool::new(false),
+            sending: AtomicBool::new(false),
             last_error: Mutex::new(None),
         }
     }
@@ -118,6 +120,26 @@ impl Shared {
 
     pub(crate) fn store_events(&self) -> u64 {
         self.store_events.load(Ordering::Relaxed)
+    }
+
+    /// Stops sink calls for good (`close` returned); true if one is running right now.
+    pub(crate) fn stop_sending(&self) -> bool {
+        self.stop.store(true, Ordering::SeqCst);
+        self.sending.load(Ordering::SeqCst)
+    }
+
+    /// Whether sink calls have been stopped.
+    pub(crate) fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Runs `send` unless sink calls were stopped; `None` if they were. A call that began
+    /// before `close` returned may still be running after it; none begins after.
+    pub(crate) fn send_unless_stopped<R>(&self, send: impl FnOnce() -> R) -> Option<R> {
+        self.sending.store(true, Ordering::SeqCst);
+        let result = (!self.stop.load(Ordering::SeqCst)).then(send);
+        self.sending.store(false, Ordering::SeqCst);
+        result
     }
 
     /// Wakes the flush thread if `recorded` reached the mark it left; one caller does.

@@ -1,10 +1,12 @@
 //! The slot pool: byte buffers that travel from a free list to the caller, who encodes an
 //! event into one, through the bounded queue to the flush thread, and back.
 //!
-//! Slots are created on first use, up to the queue capacity, and kept afterwards: an idle
-//! pipeline stays small and a busy one stops allocating once warm. A slot that grew past
-//! `retained_slot_bytes` for a large event is shrunk when it comes back, so the pool's
-//! memory stays bounded by `capacity × retained_slot_bytes`.
+//! Slots are created on first use, up to the queue capacity, and kept while the pipeline
+//! is busy: a busy pipeline stops allocating once warm. Memory stays bounded three ways: a
+//! slot that grew past `retained_slot_bytes` is shrunk when it comes back; free slots keep
+//! at most `retained_total` bytes beyond their initial size between them (a burst of large
+//! events does not leave every slot large); and an idle pipeline hands its free slots back
+//! to the allocator ([`SlotPool::trim`]).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -25,10 +27,18 @@ pub(crate) struct SlotPool {
     capacity: usize,
     initial_bytes: usize,
     retained_bytes: usize,
+    /// Capacity beyond `initial_bytes` that free slots hold, in total.
+    extra: AtomicUsize,
+    retained_total: usize,
 }
 
 impl SlotPool {
-    pub(crate) fn new(capacity: usize, initial_bytes: usize, retained_bytes: usize) -> Self {
+    pub(crate) fn new(
+        capacity: usize,
+        initial_bytes: usize,
+        retained_bytes: usize,
+        retained_total: usize,
+    ) -> Self {
         let (free_tx, free_rx) = bounded(capacity);
         SlotPool {
             free_tx,
@@ -37,13 +47,16 @@ impl SlotPool {
             capacity,
             initial_bytes,
             retained_bytes: retained_bytes.max(initial_bytes),
+            extra: AtomicUsize::new(0),
+            retained_total,
         }
     }
 
     /// An empty slot; when none is free and all exist, the overflow policy decides.
+    #[inline]
     pub(crate) fn take(&self, overflow: Overflow) -> Result<Slot, Error> {
         if let Ok(slot) = self.free_rx.try_recv() {
-            return Ok(slot);
+            return Ok(self.taken(slot));
         }
         let mut created = self.created.load(Ordering::Relaxed);
         while created < self.capacity {
@@ -67,23 +80,68 @@ impl SlotPool {
     fn wait(&self, timeout: Duration) -> Result<Slot, Error> {
         self.free_rx
             .recv_timeout(timeout)
+            .map(|slot| self.taken(slot))
             .map_err(|_| Error::Timeout(timeout))
     }
 
-    /// Returns a slot to the free list, emptied and, if it grew too large, shrunk.
+    #[inline]
+    fn taken(&self, slot: Slot) -> Slot {
+        let extra = slot.capacity().saturating_sub(self.initial_bytes);
+        if extra > 0 {
+            self.extra.fetch_sub(extra, Ordering::Relaxed);
+        }
+        slot
+    }
+
+    /// Returns a slot to the free list, emptied and, if it is larger than the pool may keep,
+    /// shrunk back to its initial size.
     pub(crate) fn give_back(&self, mut slot: Slot) {
         slot.clear();
-        if slot.capacity() > self.retained_bytes {
-            slot.shrink_to(self.initial_bytes);
+        let extra = slot.capacity().saturating_sub(self.initial_bytes);
+        if extra > 0 {
+            let keep = slot.capacity() <= self.retained_bytes
+                && self.extra.fetch_add(extra, Ordering::Relaxed) + extra <= self.retained_total;
+            if !keep {
+                if slot.capacity() <= self.retained_bytes {
+                    self.extra.fetch_sub(extra, Ordering::Relaxed);
+                }
+                slot.shrink_to(self.initial_bytes);
+                // The allocator may round up; count what the slot really keeps.
+                let left = slot.capacity().saturating_sub(self.initial_bytes);
+                if left > 0 {
+                    self.extra.fetch_add(left, Ordering::Relaxed);
+                }
+            }
         }
         // Cannot be full: at most `capacity` slots exist. Dropping one is harmless anyway.
         let _ = self.free_tx.try_send(slot);
     }
 
-    /// Slots created so far.
+    /// Frees all but `keep` free slots (the pipeline is idle): they are created again on
+    /// demand. Returns how many were freed.
+    pub(crate) fn trim(&self, keep: usize) -> usize {
+        let mut freed = 0;
+        while self.free_rx.len() > keep {
+            let Ok(slot) = self.free_rx.try_recv() else {
+                break;
+            };
+            drop(self.taken(slot));
+            self.created.fetch_sub(1, Ordering::Relaxed);
+            freed += 1;
+        }
+        freed
+    }
+
+    /// Slots created so far (and not trimmed).
     #[cfg(test)]
     pub(crate) fn created(&self) -> usize {
         self.created.load(Ordering::Relaxed)
+    }
+
+    /// Bytes beyond their initial size that free slots keep.
+    #[cfg(test)]
+    pub(crate) fn extra(&self) -> usize {
+        self.extra.load(Ordering::Relaxed)
     }
 }
 
@@ -93,7 +151,7 @@ mod tests {
 
     #[test]
     fn creates_lazily_up_to_capacity_then_applies_the_policy() {
-        let pool = SlotPool::new(2, 16, 64);
+        let pool = SlotPool::new(2, 16, 64, 1 << 20);
         assert_eq!(pool.created(), 0);
         let a = pool.take(Overflow::DropNewest).unwrap();
         let _b = pool.take(Overflow::DropNewest).unwrap();
@@ -113,12 +171,53 @@ mod tests {
 
     #[test]
     fn grown_slots_shrink_back() {
-        let pool = SlotPool::new(1, 16, 64);
+        let pool = SlotPool::new(1, 16, 64, 1 << 20);
         let mut s = pool.take(Overflow::DropNewest).unwrap();
         s.extend_from_slice(&[0; 1000]);
         pool.give_back(s);
         let s = pool.take(Overflow::DropNewest).unwrap();
         assert!(s.is_empty());
         assert!(s.capacity() <= 64, "{}", s.capacity());
+    }
+
+    #[test]
+    fn free_slots_keep_a_bounded_total() {
+        // 100 slots grown to 1000 bytes each, but only ~3000 extra bytes may be kept.
+        let pool = SlotPool::new(100, 16, 4096, 3000);
+        let slots: Vec<Slot> = (0..100)
+            .map(|_| {
+                let mut s = pool.take(Overflow::DropNewest).unwrap();
+                s.extend_from_slice(&[0; 1000]);
+                s
+            })
+            .collect();
+        for s in slots {
+            pool.give_back(s);
+        }
+        assert!(pool.extra() <= 3000, "{}", pool.extra());
+        let grown = (0..100)
+            .map(|_| pool.take(Overflow::DropNewest).unwrap())
+            .filter(|s| s.capacity() > 64)
+            .count();
+        assert!(grown <= 3, "{grown}");
+        assert_eq!(pool.extra(), 0);
+    }
+
+    #[test]
+    fn trimming_frees_idle_slots_which_come_back_on_demand() {
+        let pool = SlotPool::new(10, 16, 64, 1 << 20);
+        let slots: Vec<Slot> = (0..10)
+            .map(|_| pool.take(Overflow::DropNewest).unwrap())
+            .collect();
+        for s in slots {
+            pool.give_back(s);
+        }
+        assert_eq!(pool.trim(2), 8);
+        assert_eq!(pool.created(), 2);
+        let again: Vec<Slot> = (0..10)
+            .map(|_| pool.take(Overflow::DropNewest).unwrap())
+            .collect();
+        assert_eq!(again.len(), 10);
+        assert_eq!(pool.created(), 10);
     }
 }

@@ -6,7 +6,7 @@
 //! never sees an event half-way between two counters and the accounting invariant holds in
 //! every snapshot, not just at rest.
 
-use std::sync::atomic::{AtomicU64, Ordering, fence};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
 
 use crossbeam_utils::CachePadded;
 
@@ -130,6 +130,14 @@ pub struct Stats {
     pub sends: u64,
     /// Sends answered with a retryable failure.
     pub retries: u64,
+    /// Events sent again because the store could not record that they had been delivered
+    /// (a failed commit): the receiver saw them twice. Not part of the invariant: each was
+    /// counted `delivered` once.
+    pub redelivered: u64,
+    /// Times the receiver refused every event it was shown alone with the same answer
+    /// (a proxy or WAF answering 400 to everything, a server refusing a new field): treated
+    /// as an endpoint failure, so the events were kept and retried, not dead-lettered.
+    pub endpoint_refusals: u64,
 }
 
 impl Stats {
@@ -181,7 +189,9 @@ pub(crate) struct FlushCounts {
     pub(crate) in_flight: u64,
     pub(crate) sends: u64,
     pub(crate) retries: u64,
-    /// Events the flush thread appended to the store.
+    pub(crate) redelivered: u64,
+    pub(crate) endpoint_refusals: u64,
+    /// Events the flush thread appended to the store from memory (retries ran out, close).
     pub(crate) stored_in: u64,
     /// Events removed from the store (committed after delivery or dead-lettering).
     pub(crate) stored_out: u64,
@@ -189,7 +199,7 @@ pub(crate) struct FlushCounts {
     pub(crate) found: u64,
 }
 
-const FLUSH_FIELDS: usize = 13;
+const FLUSH_FIELDS: usize = 15;
 
 impl FlushCounts {
     fn to_array(self) -> [u64; FLUSH_FIELDS] {
@@ -207,6 +217,8 @@ impl FlushCounts {
             self.stored_in,
             self.stored_out,
             self.found,
+            self.redelivered,
+            self.endpoint_refusals,
         ]
     }
 
@@ -225,6 +237,8 @@ impl FlushCounts {
             stored_in: a[10],
             stored_out: a[11],
             found: a[12],
+            redelivered: a[13],
+            endpoint_refusals: a[14],
         }
     }
 }
@@ -237,11 +251,17 @@ pub(crate) struct Counters {
     /// Accepted events. Incremented before the event is pushed, so the flush thread can
     /// never have taken more than this.
     pub(crate) recorded: CachePadded<AtomicU64>,
-    /// Events callers appended to the store themselves (overflow `Spill`, durability `wal`),
-    /// and events they moved there from the queue. Both change under the store's lock, so
-    /// the flush thread never drains an event these do not count yet.
+    /// Events callers appended to the store themselves (overflow `Spill`, durability `wal`).
+    /// Changes under the store's lock, so the flush thread never drains an event this does
+    /// not count yet.
     pub(crate) caller_stored: CachePadded<AtomicU64>,
-    pub(crate) caller_moved: AtomicU64,
+    /// Events moved from the queue (or the backlog) into the store, by callers or the flush
+    /// thread; also under the store's lock.
+    pub(crate) moved: AtomicU64,
+    /// The store is shared with other pipelines (Postgres): draining more than this pipeline
+    /// put there is expected, and counts as `recovered`. For any other store it is a bug,
+    /// and the invariant fails.
+    pub(crate) shared_store: AtomicBool,
     rejected: CachePadded<[AtomicU64; REJECT_REASONS]>,
     /// Even when `flush` is stable, odd while the flush thread rewrites it.
     seq: CachePadded<AtomicU64>,
@@ -305,19 +325,25 @@ impl Counters {
         // `recorded`. Each later read covers everything an earlier one could have counted.
         let f = self.read_flush();
         let caller_stored = self.caller_stored.load(Ordering::SeqCst);
-        let caller_moved = self.caller_moved.load(Ordering::SeqCst);
+        let moved = self.moved.load(Ordering::SeqCst);
         let recorded = self.recorded.load(Ordering::SeqCst);
         let r = |i: usize| self.rejected[i].load(Ordering::Relaxed);
         // What this pipeline put in the store and has not taken out. Negative only for a
-        // store shared with other pipelines: it drained more than it put there.
+        // store shared with other pipelines (it drained more than it put there); for any
+        // other store a negative balance is a counting bug, left visible as an inconsistency.
         let put = i128::from(caller_stored)
-            + i128::from(caller_moved)
+            + i128::from(moved)
             + i128::from(f.stored_in)
             + i128::from(f.found);
         let net = put - i128::from(f.stored_out);
+        let drained_beyond = if self.shared_store.load(Ordering::Relaxed) {
+            u64::try_from(-net.min(0)).unwrap_or(0)
+        } else {
+            0
+        };
         Stats {
             recorded,
-            recovered: f.found + u64::try_from(-net.min(0)).unwrap_or(0),
+            recovered: f.found + drained_beyond,
             delivered: f.delivered,
             dead_lettered: f.dead_lettered,
             failed: f.failed,
@@ -327,7 +353,7 @@ impl Counters {
                 damaged: f.dropped_damaged,
             },
             in_flight: f.in_flight,
-            queued: recorded.saturating_sub(f.taken + caller_stored + caller_moved),
+            queued: recorded.saturating_sub(f.taken + caller_stored + moved),
             stored: u64::try_from(net.max(0)).unwrap_or(0),
             rejected: Rejected {
                 queue_full: r(0),
@@ -345,6 +371,8 @@ impl Counters {
             },
             sends: f.sends,
             retries: f.retries,
+            redelivered: f.redelivered,
+            endpoint_refusals: f.endpoint_refusals,
         }
     }
 }
@@ -382,6 +410,55 @@ mod tests {
         writer.join().unwrap();
         assert!(counters.snapshot().is_consistent());
         assert!(seen > 0);
+    }
+
+    #[test]
+    fn the_invariant_fails_when_a_counter_is_wrong() {
+        let c = Counters::default();
+        c.recorded.fetch_add(10, Ordering::SeqCst);
+        let mut f = FlushCounts {
+            taken: 10,
+            delivered: 6,
+            stored_in: 4,
+            ..FlushCounts::default()
+        };
+        c.publish(&f);
+        assert!(c.snapshot().is_consistent(), "{:?}", c.snapshot());
+
+        // A delivery counted twice (a resend after a failed store commit counted as a
+        // second delivery) must show, not be absorbed as "recovered".
+        f.delivered += 4;
+        f.stored_out += 4;
+        c.publish(&f);
+        assert!(c.snapshot().is_consistent(), "drained what was stored");
+        f.delivered += 1;
+        f.stored_out += 1;
+        c.publish(&f);
+        assert!(!c.snapshot().is_consistent(), "{:?}", c.snapshot());
+
+        // With a store shared between pipelines, draining more than this one put there is
+        // what happens when it takes over another replica's rows.
+        c.shared_store.store(true, Ordering::Relaxed);
+        let s = c.snapshot();
+        assert!(s.is_consistent(), "{s:?}");
+        assert_eq!(s.recovered, 1);
+
+        // Any other single corrupted counter breaks it too.
+        c.shared_store.store(false, Ordering::Relaxed);
+        f.delivered -= 1;
+        f.stored_out -= 1;
+        for corrupt in [
+            |f: &mut FlushCounts| f.failed += 1,
+            |f: &mut FlushCounts| f.in_flight += 1,
+            |f: &mut FlushCounts| f.taken -= 1,
+            |f: &mut FlushCounts| f.dropped_damaged += 1,
+            |f: &mut FlushCounts| f.stored_in += 1,
+        ] {
+            let mut bad = f;
+            corrupt(&mut bad);
+            c.publish(&bad);
+            assert!(!c.snapshot().is_consistent(), "{:?}", c.snapshot());
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use auditbuf::{
     BodyFormat, Config, DataStorageSink, HttpConfig, HttpSink, Pipeline, RetryPolicy, Stats,
@@ -329,7 +329,7 @@ fn wrong_endpoint_is_retried_not_dead_lettered() {
 }
 
 #[test]
-fn token_file_is_read_again_after_401() {
+fn a_rotated_token_is_used_by_the_next_request() {
     let dir = std::env::temp_dir().join(format!("auditbuf-token-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let token = dir.join("token");
@@ -346,7 +346,8 @@ fn token_file_is_read_again_after_401() {
         config(),
         HttpConfig::default().token_file(&token),
     );
-    // The sink read "old-token" when it was built; the file is rotated afterwards.
+    // The sink read "old-token" when it was built; the file is rotated afterwards, and the
+    // very first request already carries the new one.
     std::fs::write(&token, "new-token\n").unwrap();
     let all = ids(5);
     record_all(&p, &all);
@@ -357,7 +358,51 @@ fn token_file_is_read_again_after_401() {
         .into_iter()
         .map(|r| r.authorization.unwrap())
         .collect();
-    assert_eq!(auth, ["Bearer old-token", "Bearer new-token"]);
+    assert_eq!(auth, ["Bearer new-token"]);
+    assert_settled(&report.stats);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_token_rotated_during_a_backoff_is_never_sent_stale() {
+    // The receiver refuses the old token; the right one is written 1.5 s after start, in
+    // the middle of the 401 retries. With the default retry budget nothing fails, and no
+    // request built after the rotation carries the old token.
+    let dir = std::env::temp_dir().join(format!("auditbuf-token-late-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token = dir.join("token");
+    std::fs::write(&token, "old-token\n").unwrap();
+    let receiver = Receiver::start(|b| {
+        if b.header("authorization") == Some("Bearer new-token") {
+            Reply::created()
+        } else {
+            Reply::status(401)
+        }
+    });
+    let p = pipeline(
+        &receiver.url(),
+        Config::default()
+            .batch_max_events(50)
+            .flush_interval(Duration::from_millis(20)),
+        HttpConfig::default().token_file(&token),
+    );
+    let all = ids(1000);
+    record_all(&p, &all);
+    std::thread::sleep(Duration::from_millis(1500));
+    std::fs::write(&token, "new-token\n").unwrap();
+    let rotated = Instant::now();
+    let report = p.close(Duration::from_secs(30));
+    assert_exactly_once(&receiver, &all);
+    assert_eq!(report.stats.failed, 0, "{:?}", report.stats);
+    let stale_after: Vec<_> = receiver
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.at > rotated + Duration::from_millis(50)
+                && r.authorization.as_deref() == Some("Bearer old-token")
+        })
+        .collect();
+    assert!(stale_after.is_empty(), "{stale_after:?}");
     assert_settled(&report.stats);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -517,7 +562,7 @@ fn a_missing_ca_or_token_file_is_a_clear_error() {
 }
 
 #[test]
-fn an_absurd_retry_after_gives_up_on_the_batch_not_the_pipeline() {
+fn an_absurd_retry_after_is_ignored_not_obeyed() {
     let receiver = Receiver::start(|b| {
         if b.index == 0 {
             Reply::status(503).retry_after("99999999999999999999")
@@ -525,13 +570,17 @@ fn an_absurd_retry_after_gives_up_on_the_batch_not_the_pipeline() {
             Reply::created()
         }
     });
+    // Over a day is a broken server, not a plan: the normal backoff applies (and nothing
+    // overflows computing the deadline).
     let p = pipeline(&receiver.url(), config(), HttpConfig::default());
-    record_all(&p, &ids(3));
+    let first = ids(3);
+    record_all(&p, &first);
     let report = p.flush(CLOSE);
-    assert_eq!(report.stats.failed, 3);
+    assert!(report.completed);
+    assert_eq!(report.stats.failed, 0);
     let later = vec!["later".to_owned()];
     record_all(&p, &later);
     let report = p.close(CLOSE);
-    assert_exactly_once(&receiver, &later);
+    assert_exactly_once(&receiver, &[first, later].concat());
     assert_settled(&report.stats);
 }

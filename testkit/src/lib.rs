@@ -7,12 +7,13 @@
 
 #![warn(missing_docs)]
 
+mod http;
 pub mod postgres;
 
+use http::{Early, Request, Response, Server};
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -171,15 +172,14 @@ struct State {
     log: Mutex<Log>,
     changed: Condvar,
     delivered_count: AtomicU64,
-    stopping: AtomicBool,
+    early_answers: AtomicU64,
 }
 
 /// A running receiver. Stops when dropped.
 pub struct Receiver {
     addr: SocketAddr,
-    server: Arc<tiny_http::Server>,
     state: Arc<State>,
-    workers: Vec<JoinHandle<()>>,
+    _server: Server,
 }
 
 impl Receiver {
@@ -203,19 +203,37 @@ impl Receiver {
         Self::launch_on(addr, Box::new(script), true, 8)
     }
 
-    fn launch(script: Box<Script>, keep_events: bool, threads: usize) -> Receiver {
-        Self::launch_on("127.0.0.1:0", script, keep_events, threads)
+    /// Starts a receiver like [`start`](Self::start) that, like DataStorage, answers 413
+    /// from the `Content-Length` header alone when the body is over `max_body` bytes, and
+    /// closes the connection without reading the body.
+    pub fn with_body_limit(
+        max_body: usize,
+        script: impl Fn(&Batch) -> Reply + Send + Sync + 'static,
+    ) -> Receiver {
+        let early: Arc<Early> = Arc::new(move |_headers: &[(String, String)], length: usize| {
+            (length > max_body).then(|| Response {
+                status: 413,
+                headers: Vec::new(),
+                body: String::new(),
+            })
+        });
+        Self::launch_with("127.0.0.1:0", Box::new(script), true, Some(early))
     }
 
-    fn launch_on(addr: &str, script: Box<Script>, keep_events: bool, threads: usize) -> Receiver {
-        let server = match tiny_http::Server::http(addr) {
-            Ok(s) => Arc::new(s),
-            Err(e) => panic!("cannot listen on 127.0.0.1: {e}"),
-        };
-        let addr = match server.server_addr().to_ip() {
-            Some(a) => a,
-            None => panic!("receiver is not on an IP address"),
-        };
+    fn launch(script: Box<Script>, keep_events: bool, _threads: usize) -> Receiver {
+        Self::launch_on("127.0.0.1:0", script, keep_events, 0)
+    }
+
+    fn launch_on(addr: &str, script: Box<Script>, keep_events: bool, _threads: usize) -> Receiver {
+        Self::launch_with(addr, script, keep_events, None)
+    }
+
+    fn launch_with(
+        addr: &str,
+        script: Box<Script>,
+        keep_events: bool,
+        early: Option<Arc<Early>>,
+    ) -> Receiver {
         let state = Arc::new(State {
             script,
             keep_events,
@@ -223,21 +241,34 @@ impl Receiver {
             log: Mutex::new(Log::default()),
             changed: Condvar::new(),
             delivered_count: AtomicU64::new(0),
-            stopping: AtomicBool::new(false),
+            early_answers: AtomicU64::new(0),
         });
-        let workers = (0..threads)
-            .map(|_| {
-                let server = Arc::clone(&server);
-                let state = Arc::clone(&state);
-                std::thread::spawn(move || serve(&server, &state))
-            })
-            .collect();
+        let handler = {
+            let state = Arc::clone(&state);
+            Arc::new(move |request: Request| handle(&state, request))
+        };
+        let early = early.map(|e| {
+            let state = Arc::clone(&state);
+            let counted: Arc<Early> =
+                Arc::new(move |headers: &[(String, String)], length: usize| {
+                    let answer = e(headers, length)?;
+                    state.early_answers.fetch_add(1, Ordering::SeqCst);
+                    log_request(&state, headers, 0, 0, answer.status);
+                    Some(answer)
+                });
+            counted
+        });
+        let server = Server::start(addr, handler, early);
         Receiver {
-            addr,
-            server,
+            addr: server.addr(),
             state,
-            workers,
+            _server: server,
         }
+    }
+
+    /// Requests answered from their headers alone (see [`with_body_limit`](Self::with_body_limit)).
+    pub fn early_answers(&self) -> u64 {
+        self.state.early_answers.load(Ordering::SeqCst)
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -287,19 +318,6 @@ impl Receiver {
     }
 }
 
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.state.stopping.store(true, Ordering::SeqCst);
-        self.server.unblock();
-        for _ in 0..self.workers.len() {
-            self.server.unblock();
-        }
-        for w in self.workers.drain(..) {
-            let _ = w.join();
-        }
-    }
-}
-
 /// A URL on 127.0.0.1 where nothing listens: connections are refused.
 pub fn refused_url() -> String {
     let port = match TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
@@ -313,72 +331,54 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn serve(server: &tiny_http::Server, state: &State) {
-    while !state.stopping.load(Ordering::SeqCst) {
-        let mut request = match server.recv_timeout(Duration::from_millis(200)) {
-            Ok(Some(r)) => r,
-            Ok(None) => continue,
-            Err(_) => return,
-        };
-        let mut body = Vec::new();
-        if request.as_reader().read_to_end(&mut body).is_err() {
-            let _ = request.respond(tiny_http::Response::empty(400));
-            continue;
+fn handle(state: &State, request: Request) -> Response {
+    let Request {
+        path,
+        headers,
+        body,
+    } = request;
+    let ndjson = headers
+        .iter()
+        .any(|(n, v)| n == "content-type" && v.contains("ndjson"));
+    let (events, len) = match parse(&body, ndjson, state.keep_events) {
+        Some(parsed) => parsed,
+        None => {
+            let reply = Reply::problem(400, "request body is not a JSON array of objects");
+            log_request(state, &headers, body.len(), 0, reply.status);
+            return response(reply);
         }
-        let headers: Vec<(String, String)> = request
-            .headers()
-            .iter()
-            .map(|h| {
-                (
-                    h.field.as_str().as_str().to_ascii_lowercase(),
-                    h.value.as_str().to_owned(),
-                )
-            })
-            .collect();
-        let ndjson = headers
-            .iter()
-            .any(|(n, v)| n == "content-type" && v.contains("ndjson"));
-        let (events, len) = match parse(&body, ndjson, state.keep_events) {
-            Some(parsed) => parsed,
-            None => {
-                let reply = Reply::problem(400, "request body is not a JSON array of objects");
-                log_request(state, &headers, body.len(), 0, reply.status);
-                respond(request, &reply);
-                continue;
-            }
-        };
-        let batch = Batch {
-            index: state.next_index.fetch_add(1, Ordering::SeqCst),
-            events,
-            len,
-            body_bytes: body.len(),
-            path: request.url().to_owned(),
-            headers,
-        };
-        let reply = (state.script)(&batch);
-        if !reply.delay.is_zero() {
-            std::thread::sleep(reply.delay);
-        }
-        {
-            let mut log = lock(&state.log);
-            log.requests.push(RequestLog {
-                events: batch.len,
-                body_bytes: batch.body_bytes,
-                content_length: batch.header("content-length").and_then(|v| v.parse().ok()),
-                authorization: batch.header("authorization").map(str::to_owned),
-                status: reply.status,
-                at: Instant::now(),
-            });
-            if reply.acknowledged && (200..300).contains(&reply.status) {
-                state
-                    .delivered_count
-                    .fetch_add(batch.len as u64, Ordering::SeqCst);
-                log.delivered.extend(batch.events);
-            }
-        }
-        state.changed.notify_all();
-        respond(request, &reply);
+    };
+    let batch = Batch {
+        index: state.next_index.fetch_add(1, Ordering::SeqCst),
+        events,
+        len,
+        body_bytes: body.len(),
+        path,
+        headers,
+    };
+    let reply = (state.script)(&batch);
+    if !reply.delay.is_zero() {
+        std::thread::sleep(reply.delay);
     }
+    {
+        let mut log = lock(&state.log);
+        log.requests.push(RequestLog {
+            events: batch.len,
+            body_bytes: batch.body_bytes,
+            content_length: batch.header("content-length").and_then(|v| v.parse().ok()),
+            authorization: batch.header("authorization").map(str::to_owned),
+            status: reply.status,
+            at: Instant::now(),
+        });
+        if reply.acknowledged && (200..300).contains(&reply.status) {
+            state
+                .delivered_count
+                .fetch_add(batch.len as u64, Ordering::SeqCst);
+            log.delivered.extend(batch.events);
+        }
+    }
+    state.changed.notify_all();
+    response(reply)
 }
 
 fn log_request(
@@ -404,15 +404,12 @@ fn log_request(
     });
 }
 
-fn respond(request: tiny_http::Request, reply: &Reply) {
-    let mut response =
-        tiny_http::Response::from_string(reply.body.clone()).with_status_code(reply.status);
-    for (name, value) in &reply.headers {
-        if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-            response = response.with_header(h);
-        }
+fn response(reply: Reply) -> Response {
+    Response {
+        status: reply.status,
+        headers: reply.headers,
+        body: reply.body,
     }
-    let _ = request.respond(response);
 }
 
 /// Parses a body into events; `None` if it is not an array of objects (or NDJSON objects).

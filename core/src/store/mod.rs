@@ -78,6 +78,12 @@ pub trait Store: Send + 'static {
         false
     }
 
+    /// Whether other pipelines (other processes) drain this store too, so this one may
+    /// take out events it did not put in (they count as `recovered`). Defaults to false.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
     /// Periodic housekeeping (an interval fsync), called by the flush thread.
     fn tick(&mut self) -> Result<(), Error> {
         Ok(())
@@ -130,6 +136,9 @@ impl<S: Store + ?Sized> Store for Box<S> {
     }
     fn is_durable(&self) -> bool {
         (**self).is_durable()
+    }
+    fn is_shared(&self) -> bool {
+        (**self).is_shared()
     }
     fn tick(&mut self) -> Result<(), Error> {
         (**self).tick()

@@ -433,6 +433,10 @@ impl Store for PostgresStore {
         true
     }
 
+    fn is_shared(&self) -> bool {
+        true
+    }
+
     /// Renews the lease of the rows this store holds (a third of the lease after the last
     /// claim or renewal), and refreshes the counts from the table, at most once a second.
     fn tick(&mut self) -> Result<(), Error> {

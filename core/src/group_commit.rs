@@ -1,4 +1,4 @@
-//! Durability mode `wal`: `record` returns once its event is appended to the store and
+//! Group commit, for durability mode `wal`: `record` returns once its event is appended to the store and
 //! covered by an fsync. Callers share fsyncs (group commit): whoever finds no append in
 //! progress becomes the leader, appends every event waiting at that moment and syncs once;
 //! the others wait for the leader that took theirs.
@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use parking_lot::{Condvar, Mutex};
 
 use crate::Error;
-use crate::flush::panic_message;
+use crate::error::panic_message;
 use crate::shared::Shared;
 use crate::slots::Slot;
 
