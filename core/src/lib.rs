@@ -45,7 +45,8 @@
 //! 401/403 re-read the token file and retry; 413 splits the batch in halves; other 4xx bisect
 //! it and dead-letter the events the receiver still refuses alone, with its reason.
 
-// One `unsafe` call in the whole crate: registering the fork handler (`fork.rs`).
+// Two `unsafe` calls in the whole crate, each in a file of its own: registering the fork
+// handler (`fork.rs`) and returning free memory to the system (`heap.rs`).
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, unreachable_pub)]
@@ -61,6 +62,7 @@ mod error;
 mod flush;
 mod fork;
 mod group_commit;
+mod heap;
 mod pipeline;
 mod retry;
 mod shared;

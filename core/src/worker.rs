@@ -432,8 +432,11 @@ impl Worker {
         }
         self.schedule.trimmed = true;
         // Keep one batch's worth, so a trickle of events does not allocate.
-        self.shared.pool.trim(self.schedule.ready_at);
+        let freed = self.shared.pool.trim(self.schedule.ready_at);
         self.batch.shrink_to(self.schedule.ready_at);
         self.stored = StoredBatch::new();
+        if freed > 0 {
+            crate::heap::give_back_free_memory();
+        }
     }
 }

@@ -29,7 +29,8 @@ pub(crate) struct Response {
 pub(crate) type Handler = dyn Fn(Request) -> Response + Send + Sync;
 
 /// Looks at a request's headers before its body is read: `Some` answers at once from the
-/// headers and closes the connection without reading the body (an early 413).
+/// headers and closes the connection without reading the body (an early 413), or, with
+/// status 0, closes it without any answer.
 pub(crate) type Early = dyn Fn(&[(String, String)], usize) -> Option<Response> + Send + Sync;
 
 pub(crate) struct Server {
@@ -129,7 +130,10 @@ fn serve(
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         if let Some(response) = early.and_then(|e| e(&headers, length)) {
-            write_response(&mut writer, &response, true)?;
+            // Status 0: a proxy that drops the connection without any answer.
+            if response.status != 0 {
+                write_response(&mut writer, &response, true)?;
+            }
             // Like a server that stops reading: drop the connection with the body unread.
             return Ok(());
         }

@@ -220,6 +220,22 @@ impl Receiver {
         Self::launch_with("127.0.0.1:0", Box::new(script), true, Some(early))
     }
 
+    /// Starts a receiver like [`start`](Self::start) behind something like a proxy that
+    /// drops the connection, without any answer, when the body is over `max_body` bytes.
+    pub fn resetting_above(
+        max_body: usize,
+        script: impl Fn(&Batch) -> Reply + Send + Sync + 'static,
+    ) -> Receiver {
+        let early: Arc<Early> = Arc::new(move |_headers: &[(String, String)], length: usize| {
+            (length > max_body).then(|| Response {
+                status: 0,
+                headers: Vec::new(),
+                body: String::new(),
+            })
+        });
+        Self::launch_with("127.0.0.1:0", Box::new(script), true, Some(early))
+    }
+
     fn launch(script: Box<Script>, keep_events: bool, _threads: usize) -> Receiver {
         Self::launch_on("127.0.0.1:0", script, keep_events, 0)
     }

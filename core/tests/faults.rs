@@ -1,0 +1,322 @@
+//! The faults round: receivers that refuse everything, ask to be left alone, answer before
+//! reading, or are down through a rolling restart; stores whose commits fail; sinks that
+//! hang past `close`. Each test failed on the code before the fix it guards.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use auditbuf::{
+    CallbackSink, Config, DataStorageSink, Error, HttpConfig, HttpSink, MemoryStore,
+    MemoryStoreConfig, Outcome, Pipeline, RetryPolicy, Stats, Store, StoreSize, StoredBatch,
+};
+use auditbuf_testkit::{Receiver, Reply, refused_url};
+
+fn ids(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("ev-{i:05}")).collect()
+}
+
+fn record_all(p: &Pipeline, ids: &[String]) {
+    for id in ids {
+        p.record_json(format!(r#"{{"event_type":"t","correlation_id":"{id}"}}"#).as_bytes())
+            .unwrap();
+    }
+}
+
+fn assert_all_settled(stats: &Stats) {
+    assert!(stats.is_consistent(), "{stats:?}");
+    assert_eq!(
+        stats.queued + stats.in_flight + stats.stored,
+        0,
+        "{stats:?}"
+    );
+}
+
+#[test]
+fn a_receiver_refusing_everything_for_30_s_loses_nothing_to_dead_letters() {
+    // A proxy answering 400 to every request (the same answer for every event), then the
+    // real receiver again. Defaults otherwise: no store, the 60 s retry budget.
+    let started = Instant::now();
+    let receiver = Receiver::start(move |_| {
+        if started.elapsed() < Duration::from_secs(30) {
+            Reply::problem(400, "request blocked by policy")
+        } else {
+            Reply::created()
+        }
+    });
+    let config = Config::default()
+        .batch_max_events(100)
+        .flush_interval(Duration::from_millis(20));
+    let sink = HttpSink::new(receiver.url(), HttpConfig::default()).unwrap();
+    let p = Pipeline::new(config, sink).unwrap();
+    let all = ids(300);
+    record_all(&p, &all);
+    assert!(receiver.wait_for_delivered(300, Duration::from_secs(70)));
+    let report = p.close(Duration::from_secs(10));
+    assert_eq!(
+        receiver.delivered_field("correlation_id"),
+        all,
+        "in order, once"
+    );
+    assert_eq!(report.stats.dead_lettered, 0, "{:?}", report.stats);
+    assert_eq!(report.stats.delivered, 300);
+    assert!(report.stats.endpoint_refusals > 0);
+    // Refusals cost requests bounded by the backoff, not a hot loop: the first round
+    // bisects down to five single events, later rounds send one probe each.
+    let refused = receiver
+        .requests()
+        .iter()
+        .filter(|r| r.status == 400)
+        .count();
+    assert!(refused <= 80, "{refused} refused requests in 30 s");
+    assert_all_settled(&report.stats);
+}
+
+#[test]
+fn a_poison_event_among_good_ones_is_still_dead_lettered() {
+    let receiver = Receiver::start(|b| {
+        if b.contains("correlation_id", "ev-00007") {
+            Reply::problem(400, "did not pass OpenAPI schema validation")
+        } else {
+            Reply::created()
+        }
+    });
+    let config = Config::default().flush_interval(Duration::from_millis(20));
+    let p = Pipeline::new(
+        config,
+        HttpSink::new(receiver.url(), HttpConfig::default()).unwrap(),
+    )
+    .unwrap();
+    let all = ids(20);
+    record_all(&p, &all);
+    let report = p.close(Duration::from_secs(10));
+    assert_eq!(report.stats.dead_lettered, 1);
+    assert_eq!(report.stats.delivered, 19);
+    assert_eq!(report.stats.endpoint_refusals, 0);
+    assert_all_settled(&report.stats);
+}
+
+#[test]
+fn retry_after_is_obeyed_on_every_path_with_a_store() {
+    // 429 with Retry-After: 2 for the first 4 s. The retry budget (1 s) is shorter than the
+    // Retry-After, so the batch goes to the store at once; the store drain must wait too.
+    let started = Instant::now();
+    let receiver = Receiver::start(move |_| {
+        if started.elapsed() < Duration::from_secs(4) {
+            Reply::status(429).retry_after("2")
+        } else {
+            Reply::created()
+        }
+    });
+    let config = Config::default()
+        .flush_interval(Duration::from_millis(20))
+        .retry(
+            RetryPolicy::default()
+                .max_elapsed(Duration::from_secs(1))
+                .backoff(Duration::from_millis(20), Duration::from_millis(200)),
+        );
+    let store = MemoryStore::new(MemoryStoreConfig::default());
+    let p = Pipeline::with_store(
+        config,
+        HttpSink::new(receiver.url(), HttpConfig::default()).unwrap(),
+        store,
+    )
+    .unwrap();
+    let first = ids(10);
+    record_all(&p, &first);
+    std::thread::sleep(Duration::from_millis(300));
+    let later: Vec<String> = (0..10).map(|i| format!("later-{i}")).collect();
+    record_all(&p, &later);
+    assert!(receiver.wait_for_delivered(20, Duration::from_secs(20)));
+    let report = p.close(Duration::from_secs(5));
+    let requests = receiver.requests();
+    for pair in requests.windows(2) {
+        if pair[0].status == 429 {
+            let gap = pair[1].at - pair[0].at;
+            assert!(
+                gap >= Duration::from_millis(1950),
+                "a request {gap:?} after a 429 asking for 2 s"
+            );
+        }
+    }
+    assert_eq!(
+        receiver.delivered_field("correlation_id"),
+        [first, later].concat()
+    );
+    assert_all_settled(&report.stats);
+}
+
+#[test]
+fn a_rolling_restart_of_25_s_loses_nothing_at_defaults() {
+    let url = refused_url();
+    let addr = url.trim_start_matches("http://").to_owned();
+    let p = Pipeline::new(
+        Config::default().flush_interval(Duration::from_millis(50)),
+        HttpSink::new(&url, HttpConfig::default()).unwrap(),
+    )
+    .unwrap();
+    let all = ids(200);
+    record_all(&p, &all);
+    std::thread::sleep(Duration::from_secs(25));
+    let receiver = Receiver::start_on(&addr, |_| Reply::created());
+    assert!(receiver.wait_for_delivered(200, Duration::from_secs(30)));
+    let report = p.close(Duration::from_secs(5));
+    assert_eq!(report.stats.failed, 0, "{:?}", report.stats);
+    assert_eq!(receiver.delivered_field("correlation_id"), all);
+    assert_all_settled(&report.stats);
+}
+
+#[test]
+fn an_early_413_is_heard_and_the_batch_split() {
+    // Like DataStorage: 413 from Content-Length before reading the body, then the
+    // connection closed. ~4.6 MiB of events, the server's limit lowered to 1 MiB.
+    let receiver = Receiver::with_body_limit(1 << 20, |_| Reply::created());
+    let config = Config::default()
+        .flush_interval(Duration::from_millis(20))
+        .queue_capacity(1000);
+    let sink = DataStorageSink::new(&receiver.url()).unwrap();
+    let p = Pipeline::new(config, sink).unwrap();
+    let pad = "x".repeat(20_000);
+    let all = ids(240);
+    for id in &all {
+        p.record_json(format!(r#"{{"correlation_id":"{id}","pad":"{pad}"}}"#).as_bytes())
+            .unwrap();
+    }
+    let report = p.close(Duration::from_secs(30));
+    assert_eq!(report.stats.failed, 0, "{:?}", report.stats);
+    assert_eq!(receiver.delivered_field("correlation_id"), all);
+    assert!(receiver.early_answers() >= 1);
+    // Each 413 led to a split, none to a resend of the same body.
+    assert_eq!(report.stats.retries, 0, "{:?}", report.stats);
+    assert_all_settled(&report.stats);
+}
+
+#[test]
+fn a_batch_that_keeps_failing_the_same_way_is_split_to_isolate_the_cause() {
+    // A proxy that drops the connection (no answer at all) for bodies over 64 KiB.
+    let receiver = Receiver::resetting_above(64 * 1024, |_| Reply::created());
+    let config = Config::default()
+        .flush_interval(Duration::from_millis(20))
+        .retry(RetryPolicy::default().backoff(Duration::from_millis(5), Duration::from_millis(20)));
+    let sink = HttpSink::new(receiver.url(), HttpConfig::default()).unwrap();
+    let p = Pipeline::new(config, sink).unwrap();
+    let pad = "x".repeat(2_000);
+    let all = ids(200);
+    for id in &all {
+        p.record_json(format!(r#"{{"correlation_id":"{id}","pad":"{pad}"}}"#).as_bytes())
+            .unwrap();
+    }
+    let report = p.close(Duration::from_secs(30));
+    assert_eq!(report.stats.failed, 0, "{:?}", report.stats);
+    assert_eq!(receiver.delivered_field("correlation_id"), all);
+    assert_all_settled(&report.stats);
+}
+
+/// A memory store whose commits fail while `fail` is set.
+struct FlakyCommits {
+    inner: MemoryStore,
+    fail: Arc<AtomicBool>,
+}
+
+impl Store for FlakyCommits {
+    fn append(&mut self, events: &[&[u8]]) -> Result<(), Error> {
+        self.inner.append(events)
+    }
+    fn read_oldest(&mut self, n: usize, b: usize, out: &mut StoredBatch) -> Result<(), Error> {
+        self.inner.read_oldest(n, b, out)
+    }
+    fn commit(&mut self, n: usize) -> Result<(), Error> {
+        if self.fail.swap(false, Ordering::SeqCst) {
+            return Err(Error::Store(Box::new(auditbuf::StoreError {
+                store: "flaky".into(),
+                message: "commit failed".into(),
+            })));
+        }
+        self.inner.commit(n)
+    }
+    fn dead_letter(&mut self, event: &[u8], reason: &str) -> Result<(), Error> {
+        self.inner.dead_letter(event, reason)
+    }
+    fn size(&self) -> StoreSize {
+        self.inner.size()
+    }
+    fn oldest_age(&self) -> Option<Duration> {
+        self.inner.oldest_age()
+    }
+}
+
+#[test]
+fn resends_after_a_failed_commit_are_counted_apart() {
+    // The receiver is down at first, so the events go to the store; the first commit after
+    // it recovers fails, so that batch is sent twice. It must count once as delivered.
+    let up = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let sink = CallbackSink::new({
+        let (up, calls) = (Arc::clone(&up), Arc::clone(&calls));
+        move |batch: &[&[u8]]| {
+            if up.load(Ordering::SeqCst) {
+                calls.fetch_add(batch.len(), Ordering::SeqCst);
+                Outcome::Delivered
+            } else {
+                Outcome::retry("down")
+            }
+        }
+    });
+    let fail = Arc::new(AtomicBool::new(true));
+    let store = FlakyCommits {
+        inner: MemoryStore::new(MemoryStoreConfig::default()),
+        fail: Arc::clone(&fail),
+    };
+    let config = Config::default()
+        .batch_max_events(10)
+        .flush_interval(Duration::from_millis(10))
+        .retry(
+            RetryPolicy::default()
+                .max_elapsed(Duration::from_millis(50))
+                .backoff(Duration::from_millis(5), Duration::from_millis(20)),
+        );
+    let p = Pipeline::with_store(config, sink, store).unwrap();
+    record_all(&p, &ids(30));
+    std::thread::sleep(Duration::from_millis(300));
+    up.store(true, Ordering::SeqCst);
+    let report = p.close(Duration::from_secs(10));
+    let s = report.stats;
+    assert_eq!(s.delivered, 30, "{s:?}");
+    assert_eq!(s.redelivered, 10, "{s:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 40);
+    assert_all_settled(&s);
+}
+
+#[test]
+fn after_close_returns_the_sink_is_never_called_again() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let sink = CallbackSink::new({
+        let calls = Arc::clone(&calls);
+        move |_: &[&[u8]]| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            // Hangs well past close's deadline, then fails, so the batch would be retried.
+            std::thread::sleep(Duration::from_millis(800));
+            Outcome::retry("slow failure")
+        }
+    });
+    let config = Config::default()
+        .batch_max_events(5)
+        .flush_interval(Duration::from_millis(5))
+        .retry(RetryPolicy::default().backoff(Duration::from_millis(1), Duration::from_millis(1)));
+    let p = Pipeline::new(config, sink).unwrap();
+    record_all(&p, &ids(20));
+    std::thread::sleep(Duration::from_millis(50));
+    let started = Instant::now();
+    let report = p.close(Duration::from_millis(200));
+    assert!(started.elapsed() < Duration::from_millis(400));
+    assert!(!report.completed);
+    let at_close = calls.load(Ordering::SeqCst);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        at_close,
+        "sink called after close"
+    );
+    drop(p);
+    assert_eq!(calls.load(Ordering::SeqCst), at_close);
+}
