@@ -59,6 +59,7 @@ mod error;
 mod flush;
 mod pipeline;
 mod retry;
+mod setup;
 mod shared;
 mod sink;
 mod slots;
@@ -74,6 +75,7 @@ pub use encode::event_data::{EventData, ToJson};
 pub use error::{ConfigError, Error, IoError, StoreError};
 pub use pipeline::Pipeline;
 pub use retry::RetryPolicy;
+pub use setup::{PipelineConfig, SinkConfig};
 pub use sink::{
     BodyFormat, CallbackSink, DataStorageSink, HttpConfig, HttpSink, Limits, NullSink, Outcome,
     Sink,
