@@ -21,29 +21,6 @@ pub(crate) unsafe fn bytes<'a>(
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
-/// The `len` bytes at `ptr`, or `None` when `ptr` is NULL and `len` 0 (an absent field).
-/// NULL with a length is `AUDITBUF_INVALID_PARAMETER` naming `what`.
-///
-/// # Safety
-/// `ptr` must be NULL or valid for reads of `len` bytes for `'a`.
-pub(crate) unsafe fn optional_bytes<'a>(
-    ptr: *const u8,
-    len: usize,
-    what: &str,
-) -> Result<Option<&'a [u8]>, auditbuf_status> {
-    if ptr.is_null() {
-        if len != 0 {
-            return Err(fail(
-                AUDITBUF_INVALID_PARAMETER,
-                format_args!("{what}: ptr is NULL but len is {len} (NULL means absent, len 0)"),
-            ));
-        }
-        return Ok(None);
-    }
-    // Safety: as this function's.
-    unsafe { bytes(ptr, len, what) }.map(Some)
-}
-
 /// `n` elements at `ptr`. NULL is `AUDITBUF_NULL_PARAMETER` unless `n` is 0.
 ///
 /// # Safety

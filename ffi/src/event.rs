@@ -3,10 +3,10 @@
 use auditbuf::AuditEventBytes;
 
 use crate::args;
-use crate::error::status;
+use crate::error::{fail, status};
 use crate::panic::guard;
 use crate::pipeline::{auditbuf_pipeline, handle};
-use crate::status::auditbuf_status;
+use crate::status::{AUDITBUF_INVALID_PARAMETER, auditbuf_status};
 
 /// A view of bytes the caller owns: `len` bytes at `ptr`, no NUL terminator needed.
 /// In an `auditbuf_event`, `ptr == NULL` (with `len == 0`) means the field is absent.
@@ -122,42 +122,120 @@ pub unsafe extern "C" fn auditbuf_record_event(
     })
 }
 
-/// The core's view of `ev`.
+/// The core's view of `ev`. The views are checked in one pass first (a NULL `ptr` with a
+/// length, a length that cannot be), so building the event cannot fail.
 ///
 /// # Safety
 /// Every non-NULL view in `ev` must be readable for its length, for `'a`.
 unsafe fn to_event<'a>(ev: &'a auditbuf_event) -> Result<AuditEventBytes<'a>, auditbuf_status> {
-    let opt = |field: &'static str, b: &auditbuf_bytes| {
-        // Safety: readable for its length (this function's contract).
-        unsafe { args::optional_bytes(b.ptr, b.len, field) }
+    let views = [
+        &ev.version,
+        &ev.event_type,
+        &ev.event_timestamp,
+        &ev.event_category,
+        &ev.event_action,
+        &ev.event_outcome,
+        &ev.correlation_id,
+        &ev.actor_type,
+        &ev.actor_id,
+        &ev.actor_ip,
+        &ev.resource_type,
+        &ev.resource_id,
+        &ev.parent_event_id,
+        &ev.parent_event_date,
+        &ev.namespace_,
+        &ev.cluster_id,
+        &ev.severity,
+        &ev.error_code,
+        &ev.error_message,
+        &ev.event_data,
+    ];
+    if views
+        .iter()
+        .any(|v| (v.ptr.is_null() && v.len != 0) || v.len > isize::MAX as usize)
+    {
+        return Err(bad_view(&views));
+    }
+    let opt = |b: &'a auditbuf_bytes| -> Option<&'a [u8]> {
+        if b.ptr.is_null() {
+            None
+        } else {
+            // Safety: non-NULL, readable for `len <= isize::MAX` bytes (checked above and
+            // this function's contract).
+            Some(unsafe { std::slice::from_raw_parts(b.ptr, b.len) })
+        }
     };
-    let req =
-        |field: &'static str, b: &auditbuf_bytes| opt(field, b).map(Option::unwrap_or_default);
+    let req = |b: &'a auditbuf_bytes| opt(b).unwrap_or_default();
     Ok(AuditEventBytes {
-        version: opt("version", &ev.version)?,
-        event_type: req("event_type", &ev.event_type)?,
-        event_timestamp: opt("event_timestamp", &ev.event_timestamp)?,
-        event_category: req("event_category", &ev.event_category)?,
-        event_action: req("event_action", &ev.event_action)?,
-        event_outcome: req("event_outcome", &ev.event_outcome)?,
-        correlation_id: req("correlation_id", &ev.correlation_id)?,
-        actor_type: opt("actor_type", &ev.actor_type)?,
-        actor_id: opt("actor_id", &ev.actor_id)?,
-        actor_ip: opt("actor_ip", &ev.actor_ip)?,
-        resource_type: opt("resource_type", &ev.resource_type)?,
-        resource_id: opt("resource_id", &ev.resource_id)?,
-        parent_event_id: opt("parent_event_id", &ev.parent_event_id)?,
-        parent_event_date: opt("parent_event_date", &ev.parent_event_date)?,
-        namespace: opt("namespace", &ev.namespace_)?,
-        cluster_id: opt("cluster_id", &ev.cluster_id)?,
-        severity: opt("severity", &ev.severity)?,
+        version: opt(&ev.version),
+        event_type: req(&ev.event_type),
+        event_timestamp: opt(&ev.event_timestamp),
+        event_category: req(&ev.event_category),
+        event_action: req(&ev.event_action),
+        event_outcome: req(&ev.event_outcome),
+        correlation_id: req(&ev.correlation_id),
+        actor_type: opt(&ev.actor_type),
+        actor_id: opt(&ev.actor_id),
+        actor_ip: opt(&ev.actor_ip),
+        resource_type: opt(&ev.resource_type),
+        resource_id: opt(&ev.resource_id),
+        parent_event_id: opt(&ev.parent_event_id),
+        parent_event_date: opt(&ev.parent_event_date),
+        namespace: opt(&ev.namespace_),
+        cluster_id: opt(&ev.cluster_id),
+        severity: opt(&ev.severity),
         duration_ms: present(ev.has_duration_ms, ev.duration_ms),
-        error_code: opt("error_code", &ev.error_code)?,
-        error_message: opt("error_message", &ev.error_message)?,
+        error_code: opt(&ev.error_code),
+        error_message: opt(&ev.error_message),
         retention_days: present(ev.has_retention_days, ev.retention_days),
         is_sensitive: present(ev.has_is_sensitive, ev.is_sensitive != 0),
-        event_data: opt("event_data", &ev.event_data)?,
+        event_data: opt(&ev.event_data),
     })
+}
+
+/// The status and message for the first bad view, naming its field.
+#[cold]
+fn bad_view(views: &[&auditbuf_bytes; 20]) -> auditbuf_status {
+    const NAMES: [&str; 20] = [
+        "version",
+        "event_type",
+        "event_timestamp",
+        "event_category",
+        "event_action",
+        "event_outcome",
+        "correlation_id",
+        "actor_type",
+        "actor_id",
+        "actor_ip",
+        "resource_type",
+        "resource_id",
+        "parent_event_id",
+        "parent_event_date",
+        "namespace_",
+        "cluster_id",
+        "severity",
+        "error_code",
+        "error_message",
+        "event_data",
+    ];
+    for (view, name) in views.iter().zip(NAMES) {
+        if view.ptr.is_null() && view.len != 0 {
+            return fail(
+                AUDITBUF_INVALID_PARAMETER,
+                format_args!(
+                    "{name}: ptr is NULL but len is {} (NULL means absent, len 0)",
+                    view.len
+                ),
+            );
+        }
+        if view.len > isize::MAX as usize {
+            return fail(
+                AUDITBUF_INVALID_PARAMETER,
+                format_args!("{name}: length {} cannot be in memory", view.len),
+            );
+        }
+    }
+    AUDITBUF_INVALID_PARAMETER
 }
 
 /// `Some(value)` when the presence flag is set.

@@ -251,22 +251,22 @@ fn to_event<'a>(
         ));
     }
     let has = |field: u32| ev.present & (1 << field) != 0;
+    let fits =
+        |span: &auditbuf_span| u64::from(span.offset) + u64::from(span.len) <= buf.len() as u64;
+    let all_fit = ev
+        .spans
+        .iter()
+        .enumerate()
+        .all(|(i, span)| !has(i as u32) || fits(span));
+    if !all_fit {
+        return Err(span_past_buffer(ev, buf.len(), index));
+    }
     let mut strings: [Option<&[u8]>; AUDITBUF_FLAT_STRINGS] = [None; AUDITBUF_FLAT_STRINGS];
     for (i, (slot, span)) in strings.iter_mut().zip(&ev.spans).enumerate() {
-        if !has(i as u32) {
-            continue;
+        if has(i as u32) {
+            let start = span.offset as usize;
+            *slot = buf.get(start..start + span.len as usize);
         }
-        let (start, len) = (span.offset as usize, span.len as usize);
-        *slot = Some(buf.get(start..start + len).ok_or_else(|| {
-            fail(
-                AUDITBUF_INVALID_PARAMETER,
-                format_args!(
-                    "{}: span {{offset {start}, len {len}}} ends past the buffer of {} bytes",
-                    at(&format!("spans[{i}] ({})", NAMES[i])),
-                    buf.len()
-                ),
-            )
-        })?);
     }
     let s = |field: u32| strings[field as usize];
     let req = |field: u32| s(field).unwrap_or_default();
@@ -295,4 +295,23 @@ fn to_event<'a>(
         is_sensitive: has(AUDITBUF_FIELD_IS_SENSITIVE).then_some(ev.is_sensitive != 0),
         event_data: s(AUDITBUF_FIELD_EVENT_DATA),
     })
+}
+
+/// The status and message for the first span past the buffer, naming its field.
+#[cold]
+fn span_past_buffer(ev: &auditbuf_flat_event, len: usize, index: Option<usize>) -> auditbuf_status {
+    let at = index.map_or(String::new(), |i| format!("events[{i}]."));
+    for (i, span) in ev.spans.iter().enumerate() {
+        let end = u64::from(span.offset) + u64::from(span.len);
+        if ev.present & (1 << i) != 0 && end > len as u64 {
+            return fail(
+                AUDITBUF_INVALID_PARAMETER,
+                format_args!(
+                    "{at}spans[{i}] ({}): {{offset {}, len {}}} ends past the buffer of {len} bytes",
+                    NAMES[i], span.offset, span.len
+                ),
+            );
+        }
+    }
+    AUDITBUF_INVALID_PARAMETER
 }

@@ -262,7 +262,8 @@ pub unsafe extern "C" fn auditbuf_close(
 
 /// Releases the handle. A pipeline not yet closed is closed first, waiting up to its
 /// `drop_timeout_ms` (1 s by default). After this returns the sink callback is never called
-/// again, and `pipeline` must not be used: no other thread may be using it, or start to.
+/// again (a call in progress, left running by a `close` whose deadline passed, is waited
+/// for), and `pipeline` must not be used: no other thread may be using it, or start to.
 /// NULL is fine (nothing happens). Not thread-safe for the same handle: call it once,
 /// last.
 ///
