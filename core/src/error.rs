@@ -144,6 +144,99 @@ impl Error {
         }))
     }
 
+    /// The stable status code of this error, shared by the C ABI (`auditbuf_status`), Go
+    /// and Python. Codes never change meaning; new variants get new codes. `0` is success
+    /// and is never returned here; `1` ([`NotDurable`](Error::NotDurable)) is a warning:
+    /// the event *was* accepted. A rejected `record*` call is counted in the
+    /// [`Stats::rejected`](crate::Stats::rejected) field shown.
+    ///
+    /// | code | name | variant | counted in `Stats.rejected` |
+    /// | ---: | --- | --- | --- |
+    /// | 0 | `ok` | — (success) | — |
+    /// | 1 | `not_durable` | [`NotDurable`](Error::NotDurable) | — (accepted: `recorded`) |
+    /// | 10 | `full` | [`Full`](Error::Full) | `queue_full` |
+    /// | 11 | `timeout` | [`Timeout`](Error::Timeout) | `block_timeout` |
+    /// | 12 | `closed` | [`Closed`](Error::Closed) | `closed` |
+    /// | 13 | `forked` | [`Forked`](Error::Forked) | `closed` |
+    /// | 14 | `invalid_utf8` | [`InvalidUtf8`](Error::InvalidUtf8) | `invalid_utf8` |
+    /// | 15 | `invalid_json` | [`InvalidJson`](Error::InvalidJson) | `invalid_json` |
+    /// | 16 | `not_an_object` | [`NotAnObject`](Error::NotAnObject) | `not_an_object` |
+    /// | 17 | `too_large` | [`TooLarge`](Error::TooLarge) | `too_large` |
+    /// | 18 | `missing_field` | [`MissingField`](Error::MissingField) | `missing_field` |
+    /// | 19 | `invalid_field` | [`InvalidField`](Error::InvalidField) | `invalid_field` |
+    /// | 20 | `serialize` | [`Serialize`](Error::Serialize) | `serialize` |
+    /// | 21 | `store_full` | [`StoreFull`](Error::StoreFull) | `store_full` |
+    /// | 22 | `store` | [`Store`](Error::Store) | `store_error` |
+    /// | 30 | `config` | [`Config`](Error::Config) | `store_error` (only `Spill` without a store) |
+    /// | 31 | `io` | [`Io`](Error::Io) | `store_error` |
+    /// | 32 | `spawn` | [`Spawn`](Error::Spawn) | — (setup only) |
+    ///
+    /// Codes 100 and up belong to the bindings (the C ABI's `AUDITBUF_NULL_PARAMETER`,
+    /// `AUDITBUF_PANIC`, …) and never come from an [`Error`].
+    ///
+    /// ```
+    /// use auditbuf::Error;
+    /// assert_eq!(Error::Full.code(), 10);
+    /// assert_eq!(Error::code_name(10), Some("full"));
+    /// assert_eq!(Error::NotAnObject.name(), "not_an_object");
+    /// ```
+    pub const fn code(&self) -> u32 {
+        // No wildcard: a new variant does not compile until it has its own code.
+        match self {
+            Error::NotDurable(_) => 1,
+            Error::Full => 10,
+            Error::Timeout(_) => 11,
+            Error::Closed => 12,
+            Error::Forked => 13,
+            Error::InvalidUtf8 { .. } => 14,
+            Error::InvalidJson { .. } => 15,
+            Error::NotAnObject => 16,
+            Error::TooLarge { .. } => 17,
+            Error::MissingField { .. } => 18,
+            Error::InvalidField { .. } => 19,
+            Error::Serialize(_) => 20,
+            Error::StoreFull { .. } => 21,
+            Error::Store(_) => 22,
+            Error::Config(_) => 30,
+            Error::Io(_) => 31,
+            Error::Spawn(_) => 32,
+        }
+    }
+
+    /// The name of [`code`](Self::code)'s value, e.g. `"invalid_json"`.
+    pub const fn name(&self) -> &'static str {
+        match Self::code_name(self.code()) {
+            Some(name) => name,
+            None => "unknown",
+        }
+    }
+
+    /// The name of a code [`code`](Self::code) returns (and `0`, `"ok"`); `None` for any
+    /// other number. Bindings use it to show a status by name.
+    pub const fn code_name(code: u32) -> Option<&'static str> {
+        Some(match code {
+            0 => "ok",
+            1 => "not_durable",
+            10 => "full",
+            11 => "timeout",
+            12 => "closed",
+            13 => "forked",
+            14 => "invalid_utf8",
+            15 => "invalid_json",
+            16 => "not_an_object",
+            17 => "too_large",
+            18 => "missing_field",
+            19 => "invalid_field",
+            20 => "serialize",
+            21 => "store_full",
+            22 => "store",
+            30 => "config",
+            31 => "io",
+            32 => "spawn",
+            _ => return None,
+        })
+    }
+
     /// True for [`Error::Full`] and [`Error::Timeout`]: the pipeline is overloaded, the event
     /// itself was fine and may be retried later.
     pub fn is_overload(&self) -> bool {
@@ -234,6 +327,66 @@ mod tests {
     fn error_stays_small() {
         // Record returns Result<(), Error> on the hot path: keep it within five words.
         assert!(std::mem::size_of::<Error>() <= 40);
+    }
+
+    /// One of each variant: the code table is checked against all of them.
+    fn one_of_each() -> Vec<Error> {
+        let store = || {
+            Box::new(StoreError {
+                store: "file".into(),
+                message: "m".into(),
+            })
+        };
+        vec![
+            Error::NotDurable(store()),
+            Error::Full,
+            Error::Timeout(Duration::from_millis(1)),
+            Error::Closed,
+            Error::Forked,
+            Error::InvalidUtf8 { offset: 0 },
+            Error::InvalidJson {
+                offset: 0,
+                reason: "r",
+            },
+            Error::NotAnObject,
+            Error::TooLarge { size: 2, limit: 1 },
+            Error::MissingField { field: "f" },
+            Error::InvalidField {
+                field: "f",
+                reason: "r",
+            },
+            Error::Serialize(serde_json::from_str::<u8>("x").unwrap_err()),
+            Error::StoreFull {
+                limit: "max_events",
+                value: 1,
+            },
+            Error::Store(store()),
+            Error::config("f", "r"),
+            Error::io("/x", io::Error::other("e")),
+            Error::Spawn(io::Error::other("e")),
+        ]
+    }
+
+    #[test]
+    fn every_variant_has_its_own_stable_code_and_name() {
+        let errors = one_of_each();
+        let mut codes: Vec<u32> = errors.iter().map(Error::code).collect();
+        assert_eq!(
+            codes,
+            [
+                1, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 30, 31, 32
+            ]
+        );
+        codes.dedup();
+        assert_eq!(codes.len(), errors.len());
+        for e in &errors {
+            assert_eq!(Error::code_name(e.code()), Some(e.name()), "{e:?}");
+            assert_ne!(e.code(), 0);
+            assert!(e.code() < 100, "codes from 100 up belong to the bindings");
+        }
+        assert_eq!(Error::code_name(0), Some("ok"));
+        let named = (0..1000).filter(|c| Error::code_name(*c).is_some()).count();
+        assert_eq!(named, errors.len() + 1, "a name without a variant");
     }
 
     #[test]

@@ -65,6 +65,7 @@ mod group_commit;
 mod heap;
 mod pipeline;
 mod retry;
+mod setup;
 mod shared;
 mod sink;
 mod slots;
@@ -80,6 +81,7 @@ pub use encode::event_data::{EventData, ToJson};
 pub use error::{ConfigError, Error, IoError, StoreError};
 pub use pipeline::Pipeline;
 pub use retry::RetryPolicy;
+pub use setup::{PipelineConfig, SinkConfig};
 pub use sink::{
     BodyFormat, CallbackSink, DataStorageSink, HttpConfig, HttpSink, Limits, NullSink, Outcome,
     Sink,

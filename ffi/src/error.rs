@@ -1,0 +1,123 @@
+//! The thread-local message of the last failed call, and `auditbuf_last_error`.
+
+use std::cell::RefCell;
+use std::ffi::c_char;
+use std::fmt::{Display, Write};
+
+use auditbuf::Error;
+
+use crate::status::auditbuf_status;
+
+thread_local! {
+    static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Records `message` as this thread's last error and returns `status`. Reuses the
+/// thread's buffer, so a rejected call does not allocate once it has grown.
+pub(crate) fn fail(status: auditbuf_status, message: impl Display) -> auditbuf_status {
+    LAST_ERROR.with(|last| {
+        if let Ok(mut last) = last.try_borrow_mut() {
+            last.clear();
+            let _ = write!(last, "{message}");
+        }
+    });
+    status
+}
+
+/// Prefixes this thread's last error with `events[i]: ` (a batch's failing event) and
+/// returns `status`.
+pub(crate) fn at_index(status: auditbuf_status, i: usize) -> auditbuf_status {
+    LAST_ERROR.with(|last| {
+        if let Ok(mut last) = last.try_borrow_mut() {
+            let message = std::mem::take(&mut *last);
+            let _ = write!(last, "events[{i}]: {message}");
+        }
+    });
+    status
+}
+
+/// The status of `error`, its message kept as this thread's last error.
+pub(crate) fn status_of(error: &Error) -> auditbuf_status {
+    fail(error.code(), error)
+}
+
+/// The status of a call's result.
+pub(crate) fn status(result: Result<(), Error>) -> auditbuf_status {
+    match result {
+        Ok(()) => crate::AUDITBUF_OK,
+        Err(e) => status_of(&e),
+    }
+}
+
+/// Copies the message of the last call on this thread that did not return `AUDITBUF_OK`
+/// (an error or the `AUDITBUF_NOT_DURABLE` warning) into `buf`, NUL-terminated, truncated to
+/// `len - 1` bytes at a character boundary, and returns the message's full length in
+/// bytes (without the NUL), like `snprintf`: a result `>= len` means it was cut. Returns
+/// 0 when no call on this thread has failed yet. Successful calls leave the message as
+/// it was. `buf` may be NULL when `len` is 0, to ask for the length. The message is
+/// UTF-8 and names the field, limit or file involved, e.g.
+/// `"event of 70000 bytes is over the max_event_bytes limit of 65536"`. Thread-safe: each
+/// thread has its own.
+///
+/// # Safety
+/// `buf` must be NULL or point to `len` writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn auditbuf_last_error(buf: *mut c_char, len: usize) -> usize {
+    let result = std::panic::catch_unwind(|| {
+        LAST_ERROR.with(|last| {
+            let Ok(last) = last.try_borrow() else {
+                return 0;
+            };
+            if !buf.is_null() && len > 0 {
+                let mut n = last.len().min(len - 1);
+                while !last.is_char_boundary(n) {
+                    n -= 1;
+                }
+                // Safety: `buf` has `len` writable bytes (the caller's promise) and
+                // `n < len`; the message is our own memory, so the two cannot overlap.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(last.as_ptr(), buf.cast::<u8>(), n);
+                    *buf.add(n) = 0;
+                }
+            }
+            last.len()
+        })
+    });
+    result.unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn last(len: usize) -> (usize, String) {
+        let mut buf = vec![b'x' as c_char; len];
+        // Safety: `buf` has `len` bytes.
+        let n = unsafe { auditbuf_last_error(buf.as_mut_ptr(), len) };
+        let text = buf
+            .iter()
+            .take_while(|c| **c != 0)
+            .map(|c| *c as u8)
+            .collect::<Vec<u8>>();
+        (n, String::from_utf8(text).unwrap())
+    }
+
+    #[test]
+    fn messages_are_copied_truncated_and_measured() {
+        std::thread::spawn(|| {
+            // Safety: NULL with length 0 asks for the length.
+            assert_eq!(unsafe { auditbuf_last_error(std::ptr::null_mut(), 0) }, 0);
+            assert_eq!(fail(12, "pipeline is closed"), 12);
+            assert_eq!(last(100), (18, "pipeline is closed".to_owned()));
+            assert_eq!(last(9), (18, "pipeline".to_owned()));
+            assert_eq!(last(1), (18, String::new()));
+            fail(15, "zoë");
+            // "zo" + the two bytes of "ë": a cut inside it keeps "zo".
+            assert_eq!(last(4), (4, "zo".to_owned()));
+            // Safety: NULL with length 0 asks for the length.
+            assert_eq!(unsafe { auditbuf_last_error(std::ptr::null_mut(), 0) }, 4);
+        })
+        .join()
+        .unwrap();
+    }
+}

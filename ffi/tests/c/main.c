@@ -1,0 +1,43 @@
+/* Runs the C tests of the auditbuf ABI: all of them, or those named on the command line.
+ * Prints "EXPECT delivered N" for the harness, which checks its receiver got N events. */
+#define _GNU_SOURCE
+#include "check.h"
+
+extern uint64_t http_delivered;
+
+static const struct {
+    const char *name;
+    void (*run)(void);
+} TESTS[] = {
+    {"basics", test_basics},
+    {"config", test_config},
+    {"statuses", test_statuses},
+    {"overload", test_overload},
+    {"after_close", test_after_close},
+    {"callback_outcomes", test_callback_outcomes},
+    {"batches", test_batches},
+    {"stats_sizes", test_stats_sizes},
+    {"vectors", test_vectors},
+    {"http", test_http},
+    {"threads", test_threads},
+    {"close_while_recording", test_close_while_recording},
+};
+
+int main(int argc, char **argv) {
+    int ran = 0;
+    for (size_t i = 0; i < sizeof TESTS / sizeof TESTS[0]; i++) {
+        int wanted = argc == 1;
+        for (int a = 1; a < argc; a++) wanted |= !strcmp(argv[a], TESTS[i].name);
+        if (!wanted) continue;
+        TESTS[i].run();
+        printf("ok %s\n", TESTS[i].name);
+        fflush(stdout);
+        ran++;
+    }
+    if (ran == 0) {
+        fprintf(stderr, "no test matched\n");
+        return 1;
+    }
+    printf("EXPECT delivered %llu\n", (unsigned long long)http_delivered);
+    return 0;
+}
