@@ -513,6 +513,16 @@ typedef struct auditbuf_stats {
    * Calls turned away with `AUDITBUF_STORE`, `AUDITBUF_IO` or `AUDITBUF_CONFIG`.
    */
   uint64_t rejected_store_error;
+  /**
+   * Events sent again because the store failed to record their delivery (the receiver
+   * saw them twice; they count once in `delivered`). Not part of the invariant.
+   */
+  uint64_t redelivered;
+  /**
+   * Times the receiver refused every event it was shown alone with the same answer and
+   * the events were kept as after any failure, not dead-lettered.
+   */
+  uint64_t endpoint_refusals;
 } auditbuf_stats;
 
 /**

@@ -68,6 +68,12 @@ pub struct auditbuf_stats {
     pub rejected_store_full: u64,
     /// Calls turned away with `AUDITBUF_STORE`, `AUDITBUF_IO` or `AUDITBUF_CONFIG`.
     pub rejected_store_error: u64,
+    /// Events sent again because the store failed to record their delivery (the receiver
+    /// saw them twice; they count once in `delivered`). Not part of the invariant.
+    pub redelivered: u64,
+    /// Times the receiver refused every event it was shown alone with the same answer and
+    /// the events were kept as after any failure, not dead-lettered.
+    pub endpoint_refusals: u64,
 }
 
 /// What `auditbuf_flush` or `auditbuf_close` achieved by its deadline.
@@ -120,6 +126,8 @@ impl From<&Stats> for auditbuf_stats {
             rejected_serialize: r.serialize,
             rejected_store_full: r.store_full,
             rejected_store_error: r.store_error,
+            redelivered: s.redelivered,
+            endpoint_refusals: s.endpoint_refusals,
         }
     }
 }
