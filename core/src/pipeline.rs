@@ -23,8 +23,8 @@ use crate::slots::{Slot, SlotPool};
 use crate::stats::FlushCounts;
 use crate::wal::GroupCommit;
 use crate::{
-    AuditEvent, AuditEventBytes, Config, DeadLetter, Error, Limits, Report, Sink, Stats, Store,
-    StoredBatch,
+    AuditEvent, AuditEventBytes, Config, DeadLetter, Error, Limits, Recovery, Report, Sink, Stats,
+    Store, StoredBatch,
 };
 
 /// A running pipeline: buffers events, batches them on its flush thread and ships them
@@ -64,6 +64,7 @@ pub struct Pipeline {
     move_chunk: usize,
     drop_timeout: Duration,
     service: String,
+    recovery: Option<Recovery>,
 }
 
 impl Pipeline {
@@ -119,6 +120,19 @@ impl Pipeline {
                 ),
             ));
         }
+        if let Some(store) = &store
+            && config.max_event_bytes > store.max_record_bytes()
+        {
+            return Err(Error::config(
+                "max_event_bytes",
+                format!(
+                    "{} is over the largest event the {} store can keep ({} bytes)",
+                    config.max_event_bytes,
+                    store.kind(),
+                    store.max_record_bytes()
+                ),
+            ));
+        }
         // A batch is worth sending once it is full, or half the queue if that is less, so a
         // small queue never waits for a batch that cannot form.
         let ready_at = limits.max_events.min(config.queue_capacity / 2).max(1);
@@ -127,6 +141,10 @@ impl Pipeline {
         let (commands_tx, commands_rx) = unbounded();
         let (finished_tx, finished_rx) = bounded::<()>(0);
         let found = store.as_ref().map_or(0, |s| s.size().events);
+        // Events lost to damage found when the store was opened were in it (recovered) and
+        // are gone (dropped.damaged): counted on both sides, the accounting balances.
+        let recovery = store.as_ref().and_then(|s| s.recovery());
+        let lost = recovery.as_ref().map_or(0, |r| r.lost_events);
         let spill = config.overflow == Overflow::Spill;
         let shared = Arc::new(Shared::new(
             SlotPool::new(
@@ -141,7 +159,9 @@ impl Pipeline {
             wal.then(GroupCommit::default),
         ));
         let counts = FlushCounts {
-            found,
+            found: found + lost,
+            stored_out: lost,
+            dropped_damaged: lost,
             ..FlushCounts::default()
         };
         shared.counters.publish(&counts);
@@ -191,6 +211,7 @@ impl Pipeline {
             move_chunk: limits.max_events,
             drop_timeout: config.drop_timeout,
             service: config.service,
+            recovery,
         })
     }
 
@@ -437,6 +458,13 @@ impl Pipeline {
     /// The last send, store or rejection error, if any.
     pub fn last_error(&self) -> Option<String> {
         self.shared.last_error()
+    }
+
+    /// What the backing store found and repaired when it was opened (a torn write cut,
+    /// damaged segments set aside, events lost to damage, which `stats` counts as
+    /// `dropped.damaged`), if it had anything to tell. `None` without a store.
+    pub fn recovery(&self) -> Option<Recovery> {
+        self.recovery.clone()
     }
 
     /// The configured service name.
