@@ -462,7 +462,7 @@ impl Pipeline {
 
     /// What the backing store found and repaired when it was opened (a torn write cut,
     /// damaged segments set aside, events lost to damage, which `stats` counts as
-    /// `dropped.damaged`), if it had anything to tell. `None` without a store.
+    /// `dropped.damaged`). `None` without a store, or from a store that reports nothing.
     pub fn recovery(&self) -> Option<Recovery> {
         self.recovery.clone()
     }
