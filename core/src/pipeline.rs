@@ -25,7 +25,8 @@ use crate::slots::{Slot, SlotPool};
 use crate::stats::FlushCounts;
 use crate::worker::{Command, Inbox, Worker, deadline_after};
 use crate::{
-    AuditEvent, AuditEventBytes, Config, DeadLetter, Error, Limits, Report, Sink, Stats, Store,
+    AuditEvent, AuditEventBytes, Config, DeadLetter, Error, Limits, Recovery, Report, Sink, Stats,
+    Store,
 };
 
 /// Bytes beyond their initial size that free slots may keep between them: a burst of large
@@ -85,6 +86,7 @@ pub struct Pipeline {
     service: String,
     /// The fork generation and process this pipeline was built in.
     born: (u64, u32),
+    recovery: Option<Recovery>,
 }
 
 impl Pipeline {
@@ -140,6 +142,19 @@ impl Pipeline {
                 ),
             ));
         }
+        if let Some(store) = &store
+            && config.max_event_bytes > store.max_record_bytes()
+        {
+            return Err(Error::config(
+                "max_event_bytes",
+                format!(
+                    "{} is over the largest event the {} store can keep ({} bytes)",
+                    config.max_event_bytes,
+                    store.kind(),
+                    store.max_record_bytes()
+                ),
+            ));
+        }
         let (queue_tx, queue_rx) = bounded(config.queue_capacity);
         let (wake_tx, wake_rx) = bounded(1);
         let (commands_tx, commands_rx) = unbounded();
@@ -147,6 +162,10 @@ impl Pipeline {
         let found = store.as_ref().map_or(0, |s| s.size().events);
         let shared_store = store.as_ref().is_some_and(|s| s.is_shared());
         let first_wake = limits.max_events.min(config.queue_capacity / 2).max(1) as u64;
+        // Events lost to damage found when the store was opened were in it (recovered) and
+        // are gone (dropped.damaged): counted on both sides, the accounting balances.
+        let recovery = store.as_ref().and_then(|s| s.recovery());
+        let lost = recovery.as_ref().map_or(0, |r| r.lost_events);
         let shared = Arc::new(Shared::new(
             SlotPool::new(
                 config.queue_capacity,
@@ -164,7 +183,9 @@ impl Pipeline {
             .shared_store
             .store(shared_store, Ordering::Relaxed);
         let counts = FlushCounts {
-            found,
+            found: found + lost,
+            stored_out: lost,
+            dropped_damaged: lost,
             ..FlushCounts::default()
         };
         shared.counters.publish(&counts);
@@ -196,6 +217,7 @@ impl Pipeline {
             drop_timeout: config.drop_timeout,
             service: config.service,
             born: (fork::generation(), std::process::id()),
+            recovery,
         })
     }
 
@@ -426,6 +448,13 @@ impl Pipeline {
     /// The last send, store or rejection error, if any.
     pub fn last_error(&self) -> Option<String> {
         self.shared.last_error()
+    }
+
+    /// What the backing store found and repaired when it was opened (a torn write cut,
+    /// damaged segments set aside, events lost to damage, which `stats` counts as
+    /// `dropped.damaged`). `None` without a store, or from a store that reports nothing.
+    pub fn recovery(&self) -> Option<Recovery> {
+        self.recovery.clone()
     }
 
     /// The configured service name.

@@ -6,7 +6,13 @@ mod common;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
-use auditbuf::{FileStore, FileStoreConfig, Fsync};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use auditbuf::{
+    CallbackSink, Config, FileStore, FileStoreConfig, Fsync, Outcome, Pipeline, StoreConfig,
+};
 use proptest::prelude::*;
 
 store_contract!(durable: true, open: |scope: &Path, max_bytes: Option<u64>| -> Box<dyn Store> {
@@ -297,4 +303,190 @@ fn a_salvage_interrupted_after_keeping_the_copy_keeps_it_whole() {
         "the quarantined copy was damaged further"
     );
     assert_eq!(all(&mut store).len(), 299);
+}
+
+/// A segment file's bytes holding `events`, each framed by hand and stamped `stored_at_ms`
+/// (the frame: len u32le, crc32c u32le, stored_at_ms u64le, event; the CRC covers the rest).
+fn framed_segment(events: &[Vec<u8>], stored_at_ms: u64) -> (Vec<u8>, Vec<usize>) {
+    let mut buf = b"ABWAL01\n".to_vec();
+    let mut starts = Vec::new();
+    for e in events {
+        starts.push(buf.len());
+        let len = (e.len() + 8) as u32;
+        let mut crc = crc32c::crc32c(&len.to_le_bytes());
+        crc = crc32c::crc32c_append(crc, &stored_at_ms.to_le_bytes());
+        crc = crc32c::crc32c_append(crc, e);
+        buf.extend_from_slice(&len.to_le_bytes());
+        buf.extend_from_slice(&crc.to_le_bytes());
+        buf.extend_from_slice(&stored_at_ms.to_le_bytes());
+        buf.extend_from_slice(e);
+    }
+    (buf, starts)
+}
+
+#[test]
+fn salvage_keeps_good_records_whatever_their_timestamps() {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    // 2 Jan 1970 (a clock before NTP sync), 1 Jan 2099 (a clock set far ahead), now.
+    for stamp in [86_400_000, 4_070_908_800_000, now_ms] {
+        let scope = Scope::new("clock");
+        let dir = scope.0.join("wal");
+        fs::create_dir_all(&dir).unwrap();
+        let events: Vec<Vec<u8>> = (0..8).map(event).collect();
+        let (mut bytes, starts) = framed_segment(&events, stamp);
+        bytes[starts[3] + 16 + 2] ^= 0x01;
+        fs::write(dir.join("0000000000000001.seg"), &bytes).unwrap();
+
+        let mut store = FileStore::open(config(&dir)).unwrap();
+        let mut kept = events.clone();
+        kept.remove(3);
+        assert_eq!(all(&mut store), kept, "stamped {stamp}");
+        assert_eq!(
+            store.recovery().corrupt_segments.len(),
+            1,
+            "stamped {stamp}"
+        );
+        assert_eq!(store.recovery().lost_events, 1, "stamped {stamp}");
+    }
+}
+
+#[test]
+fn damage_found_on_open_is_counted_and_reported_by_the_pipeline() {
+    let scope = Scope::new("damage-counted");
+    let dir = scope.0.join("wal");
+    store_with(&dir, 300);
+    let victim = segments(&dir)[1].clone();
+    let mut bytes = fs::read(&victim).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x20;
+    fs::write(&victim, &bytes).unwrap();
+
+    let delivered = Arc::new(AtomicU64::new(0));
+    let sink = CallbackSink::new({
+        let delivered = Arc::clone(&delivered);
+        move |batch: &[&[u8]]| {
+            delivered.fetch_add(batch.len() as u64, Ordering::SeqCst);
+            Outcome::Delivered
+        }
+    });
+    let pipeline = Pipeline::new(
+        Config::default().store(StoreConfig::File(config(&dir))),
+        sink,
+    )
+    .unwrap();
+    let recovery = pipeline.recovery().unwrap();
+    assert_eq!(recovery.lost_events, 1, "{recovery:?}");
+    assert_eq!(recovery.corrupt_segments.len(), 1, "{recovery:?}");
+    let report = pipeline.close(Duration::from_secs(10));
+    let stats = report.stats;
+    assert!(report.completed && stats.is_consistent(), "{stats:?}");
+    assert_eq!(stats.recovered, 300, "{stats:?}");
+    assert_eq!(stats.dropped.damaged, 1, "{stats:?}");
+    assert_eq!(stats.delivered, 299, "{stats:?}");
+    assert_eq!(delivered.load(Ordering::SeqCst), 299);
+    assert_eq!(stats.stored, 0, "{stats:?}");
+}
+
+#[test]
+fn damage_before_the_cursor_lost_nothing() {
+    let scope = Scope::new("damage-consumed");
+    let dir = scope.0.join("wal");
+    store_with(&dir, 300);
+    {
+        let mut store = FileStore::open(config(&dir)).unwrap();
+        let got = read(&mut store, 250, usize::MAX);
+        store.commit(got.len()).unwrap();
+    }
+    // Damage in what was already sent, in the cursor's own segment (the cursor file:
+    // magic, segment u64le, offset u64le, crc).
+    let cursor = fs::read(dir.join("cursor")).unwrap();
+    let segment = u64::from_le_bytes(cursor[8..16].try_into().unwrap());
+    let offset = u64::from_le_bytes(cursor[16..24].try_into().unwrap());
+    assert!(
+        offset > 100,
+        "the cursor is at the start of its segment: {offset}"
+    );
+    let path = dir.join(format!("{segment:016x}.seg"));
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[8 + 16 + 2] ^= 0x20;
+    fs::write(&path, &bytes).unwrap();
+    let mut store = FileStore::open(config(&dir)).unwrap();
+    assert_eq!(store.recovery().lost_events, 0, "{:?}", store.recovery());
+    let got = all(&mut store);
+    assert!(got.ends_with(&(250..300).map(event).collect::<Vec<_>>()));
+}
+
+#[test]
+fn a_pipeline_refuses_events_larger_than_its_store_keeps() {
+    let scope = Scope::new("record-limit");
+    let sink = || CallbackSink::new(|_: &[&[u8]]| Outcome::Delivered);
+    // The frame's length is a u32 with a 256 MiB cap (less the timestamp it covers).
+    let huge = Config::default()
+        .batch_max_bytes(1 << 30)
+        .max_event_bytes(300 << 20)
+        .store(StoreConfig::File(config(&scope.0.join("wal"))));
+    let message = match Pipeline::new(huge, sink()) {
+        Err(auditbuf::Error::Config(c)) => {
+            assert_eq!(c.field, "max_event_bytes");
+            c.reason
+        }
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        message.contains("file store") && message.contains(&((256 << 20) - 8).to_string()),
+        "{message}"
+    );
+    // One record must also fit what the store may hold at all.
+    let small = FileStore::open(config(&scope.0.join("small")).max_total_bytes(10_000)).unwrap();
+    let err = Pipeline::with_store(Config::default(), sink(), small).unwrap_err();
+    assert!(err.to_string().contains("9984 bytes"), "{err}");
+    let fits = FileStore::open(config(&scope.0.join("fits")).max_total_bytes(1 << 20)).unwrap();
+    let pipeline = Pipeline::with_store(Config::default(), sink(), fits).unwrap();
+    assert!(pipeline.close(Duration::from_secs(5)).stats.is_consistent());
+}
+
+#[test]
+fn the_store_refuses_an_event_over_its_largest_record() {
+    let scope = Scope::new("record-refused");
+    let mut store = FileStore::open(config(&scope.0).max_total_bytes(10_000)).unwrap();
+    let err = store.append(&[&[b'x'; 9985][..]]).unwrap_err();
+    assert!(
+        err.to_string().contains("largest record of 9984 bytes"),
+        "{err}"
+    );
+    store.append(&[&[b'x'; 9984][..]]).unwrap();
+    assert_eq!(all(&mut store).len(), 1);
+}
+
+#[test]
+fn a_forked_child_cannot_write_the_store_it_inherited() {
+    let scope = Scope::new("fork");
+    let dir = scope.0.join("wal");
+    let mut store = FileStore::open(config(&dir).fsync(Fsync::Always)).unwrap();
+    append_range(&mut store, 0..5);
+    assert_eq!(read(&mut store, 2, usize::MAX).len(), 2);
+    let code = common::fork::in_forked_child(|| {
+        let forked = |r: Result<(), Error>| matches!(r, Err(Error::Forked));
+        let refused = [
+            forked(store.append(&[b"{\"child\":1}"])),
+            forked(store.commit(2)),
+            forked(store.sync()),
+            forked(store.dead_letter(b"{}", "child")),
+            forked(store.close()),
+        ];
+        match refused.iter().position(|ok| !ok) {
+            None => 0,
+            Some(i) => 10 + i as i32,
+        }
+    });
+    assert_eq!(code, 0, "the child could write (step {})", code - 10);
+    append_range(&mut store, 5..10);
+    store.commit(2).unwrap();
+    drop(store);
+    let mut store = FileStore::open(config(&dir)).unwrap();
+    assert_eq!(all(&mut store), (2..10).map(event).collect::<Vec<_>>());
+    assert!(store.dead_letters().unwrap().is_empty());
 }

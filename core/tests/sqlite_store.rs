@@ -412,3 +412,49 @@ fn wal_mode_keeps_acknowledged_events_for_the_next_run() {
         assert_eq!(order, (0..50).collect::<Vec<_>>(), "thread {t}");
     }
 }
+
+#[test]
+fn a_forked_child_can_neither_write_nor_close_the_database() {
+    let scope = Scope::new("fork");
+    let db = scope.0.join("events.db");
+    let mut store = Some(SqliteStore::open(SqliteStoreConfig::new(&db)).unwrap());
+    let parent = store.as_mut().unwrap();
+    append_range(parent, 0..5);
+    assert_eq!(read(parent, 2, 1 << 20).len(), 2);
+    let code = common::fork::in_forked_child(|| {
+        let Some(mut child) = store.take() else {
+            return 1;
+        };
+        let forked = |r: Result<(), Error>| matches!(r, Err(Error::Forked));
+        let refused = [
+            forked(child.append(&[b"{\"child\":1}"])),
+            forked(child.commit(2)),
+            forked(child.sync()),
+            forked(child.dead_letter(b"{}", "child")),
+            forked(child.tick()),
+            forked(child.close()),
+        ];
+        // Dropped here: closing would checkpoint and remove the WAL the parent writes to.
+        drop(child);
+        match refused.iter().position(|ok| !ok) {
+            None => 0,
+            Some(i) => 10 + i as i32,
+        }
+    });
+    assert_eq!(code, 0, "the child could write (step {})", code - 10);
+    assert!(
+        sibling(&db, "-wal").exists(),
+        "the child removed the WAL the parent writes to"
+    );
+    let parent = store.as_mut().unwrap();
+    append_range(parent, 5..10);
+    parent.commit(2).unwrap();
+    parent.close().unwrap();
+    drop(store);
+    let mut store = SqliteStore::open(SqliteStoreConfig::new(&db)).unwrap();
+    assert_eq!(
+        read(&mut store, 100, 1 << 20),
+        (2..10).map(event).collect::<Vec<_>>()
+    );
+    assert!(store.dead_letters().unwrap().is_empty());
+}

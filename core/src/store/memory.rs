@@ -160,4 +160,13 @@ impl Store for MemoryStore {
     fn oldest_age(&self) -> Option<Duration> {
         self.events.front().map(|(at, _)| at.elapsed())
     }
+
+    /// No format limit: only what the store may hold at all.
+    fn max_record_bytes(&self) -> usize {
+        usize::try_from(self.config.max_bytes).unwrap_or(usize::MAX)
+    }
+
+    fn kind(&self) -> &str {
+        "memory"
+    }
 }

@@ -12,6 +12,7 @@
 //! pipeline commits what the sink acknowledged.
 
 pub(crate) mod config;
+mod crash_point;
 pub(crate) mod file;
 pub(crate) mod memory;
 #[cfg(feature = "postgres")]
@@ -22,6 +23,7 @@ pub(crate) mod sqlite;
 use std::time::Duration;
 
 use crate::Error;
+pub(crate) use crash_point::crash_point;
 
 pub use config::{StoreConfig, StoreFactory, StoreRegistry};
 pub use file::{FileStore, FileStoreConfig, Recovery};
@@ -90,9 +92,32 @@ pub trait Store: Send + 'static {
     }
 
     /// Events the store found unreadable (damaged after it was opened) since the last call;
-    /// the pipeline counts them as `dropped.damaged`.
+    /// the pipeline counts them as `dropped.damaged`. Those lost to damage found when it was
+    /// opened are in [`recovery`](Store::recovery) instead.
     fn take_lost(&mut self) -> u64 {
         0
+    }
+
+    /// What the store found and repaired when it was opened, including events lost to
+    /// damage ([`Recovery::lost_events`]): the pipeline counts those as `recovered` (they
+    /// were in the store) and `dropped.damaged`, and reports this from
+    /// [`Pipeline::recovery`](crate::Pipeline::recovery). Defaults to `None`: nothing to tell.
+    fn recovery(&self) -> Option<Recovery> {
+        None
+    }
+
+    /// The largest event this store can keep and read back: its record format's limit, and
+    /// no more than it can hold at all. A pipeline whose `max_event_bytes` is larger is
+    /// refused, so that nothing is acknowledged that the store cannot give back. Defaults to
+    /// no limit.
+    fn max_record_bytes(&self) -> usize {
+        usize::MAX
+    }
+
+    /// What kind of store this is, for messages: `"file"`, `"sqlite"`, `"postgres"`,
+    /// `"memory"`. Defaults to `"custom"`.
+    fn kind(&self) -> &str {
+        "custom"
     }
 
     /// Events the store moved to its dead-letter area on its own since the last call (a
@@ -145,6 +170,15 @@ impl<S: Store + ?Sized> Store for Box<S> {
     }
     fn take_lost(&mut self) -> u64 {
         (**self).take_lost()
+    }
+    fn recovery(&self) -> Option<Recovery> {
+        (**self).recovery()
+    }
+    fn max_record_bytes(&self) -> usize {
+        (**self).max_record_bytes()
+    }
+    fn kind(&self) -> &str {
+        (**self).kind()
     }
     fn take_dead_lettered(&mut self) -> u64 {
         (**self).take_dead_lettered()

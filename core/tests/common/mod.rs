@@ -2,4 +2,5 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod fork;
 pub(crate) mod store_contract;

@@ -7,6 +7,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::Error;
+use crate::store::crash_point;
 
 /// Creates `dir` (mode 0700) if needed and makes sure it is a private directory.
 pub(crate) fn prepare(dir: &Path) -> Result<(), Error> {
@@ -76,7 +77,9 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8], durable: bool) -> Resu
             file.sync_data().map_err(|e| Error::io(&tmp, e))?;
         }
     }
+    crash_point("file.replace.written");
     fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    crash_point("file.replace.renamed");
     if durable && let Some(dir) = path.parent() {
         sync_dir(dir)?;
     }

@@ -5,8 +5,10 @@
 //! record  = len:u32le crc:u32le stored_at_ms:u64le event[len - 8]
 //!           crc = crc32c(len bytes ++ stored_at bytes ++ event)
 //! ```
-//! The CRC covers the length, so a torn or flipped length is caught; the timestamp doubles
-//! as a plausibility check when scanning for the next record after damage.
+//! The CRC covers the length, so a torn or flipped length is caught. After damage, the next
+//! record is found by its CRC and by the frames that follow it (see [`resync`]), never by
+//! its timestamp: a clock before NTP sync (1970) or far ahead (2099) stamps records like
+//! any other.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -89,19 +91,77 @@ pub(crate) fn decode(buf: &[u8], at: usize) -> Result<Record, Bad> {
     })
 }
 
-/// The first offset after `from` where a whole, valid record starts, if any. Candidates
-/// must have a plausible length and timestamp before their CRC is computed, which keeps the
-/// scan linear over garbage.
+/// Records up to this size are checked by CRC even when the frames after them do not chain
+/// (a second damaged stretch right behind): checking one costs at most this many bytes, so
+/// trying it at every offset of garbage stays linear.
+const SMALL_RECORD: usize = 64 * 1024;
+
+/// How many frames after a candidate must have a plausible length (unless the buffer ends
+/// first) before the candidate's CRC is worth computing. Each frame passes by chance about
+/// once in 64 offsets of garbage, so two keep the CRC work over garbage linear.
+const CHAIN: usize = 2;
+
+/// The length field at `at`, if it is one a record could have.
+fn plausible_len(buf: &[u8], at: usize) -> Option<usize> {
+    u32_at(buf, at)
+        .map(|l| l as usize)
+        .filter(|l| (8..=MAX_RECORD).contains(l))
+}
+
+/// Whether the frames from `next` on hang together: each of the next [`CHAIN`] has a
+/// plausible length and fits, or the buffer ends first: exactly, inside a header, or inside
+/// a small frame (a torn write, or the end of what was read). A large frame running past
+/// the end does not count: most lengths in garbage would.
+fn chains(buf: &[u8], mut next: usize) -> bool {
+    for _ in 0..CHAIN {
+        if next + 4 > buf.len() {
+            return true;
+        }
+        let Some(len) = plausible_len(buf, next) else {
+            return false;
+        };
+        next += 8 + len;
+        if next > buf.len() {
+            return len <= SMALL_RECORD;
+        }
+    }
+    true
+}
+
+/// The first offset after `from` where a whole, valid record starts, if any: its length is
+/// plausible and fits, the frames after it chain (or it is small), and its CRC matches.
 pub(crate) fn resync(buf: &[u8], from: usize) -> Option<usize> {
-    let now_ms = now_ms();
-    let plausible_ts = |ts: u64| (1_500_000_000_000..=now_ms + 86_400_000).contains(&ts);
     (from..buf.len().saturating_sub(HEADER - 1)).find(|&at| {
-        let len = u32_at(buf, at).map_or(0, |l| l as usize);
-        (8..=MAX_RECORD).contains(&len)
-            && at + 8 + len <= buf.len()
-            && u64_at(buf, at + 8).is_some_and(plausible_ts)
-            && decode(buf, at).is_ok()
+        plausible_len(buf, at).is_some_and(|len| {
+            let end = at + 8 + len;
+            end <= buf.len() && (len <= SMALL_RECORD || chains(buf, end)) && decode(buf, at).is_ok()
+        })
     })
+}
+
+/// How many records the damaged stretch `[start, end)` of `buf` held, at least one: the
+/// lengths are followed from `start`, and trusted only if they land exactly on `end`. The
+/// magic of a segment that does not start with it is not a record.
+pub(crate) fn records_in(buf: &[u8], start: usize, end: usize, bad_magic: bool) -> u64 {
+    let start = if bad_magic && start == 0 {
+        MAGIC.len()
+    } else {
+        start
+    };
+    if start >= end {
+        return 0;
+    }
+    let (mut at, mut n) = (start, 0);
+    while at < end {
+        match plausible_len(buf, at) {
+            Some(len) if at + 8 + len <= end => {
+                at += 8 + len;
+                n += 1;
+            }
+            _ => return 1,
+        }
+    }
+    n.max(1)
 }
 
 /// Milliseconds since the Unix epoch.
@@ -225,5 +285,63 @@ mod tests {
         buf[MAGIC.len()] ^= 0x01;
         let s = scan(&buf);
         assert_eq!(events_of(&buf, &s), vec![b"yyyyyyyy".to_vec()]);
+    }
+
+    #[test]
+    fn resync_ignores_timestamps() {
+        for stamp in [0, 86_400_000, 4_070_908_800_000, u64::MAX] {
+            let mut buf = MAGIC.to_vec();
+            for e in [
+                &b"first event"[..],
+                b"second event",
+                b"third event",
+                b"fourth",
+            ] {
+                encode(&mut buf, e, stamp);
+            }
+            let records = scan(&buf).records;
+            buf[records[1].at + HEADER + 1] ^= 0x08;
+            let s = scan(&buf);
+            assert_eq!(
+                events_of(&buf, &s),
+                vec![
+                    b"first event".to_vec(),
+                    b"third event".to_vec(),
+                    b"fourth".to_vec()
+                ],
+                "stamped {stamp}"
+            );
+            assert_eq!(s.damage, vec![(records[1].at, records[1].end)]);
+        }
+    }
+
+    #[test]
+    fn a_large_record_is_found_again_by_the_frames_after_it() {
+        let big = vec![b'x'; SMALL_RECORD + 1];
+        let mut buf = MAGIC.to_vec();
+        for e in [&b"damaged"[..], &big, b"after"] {
+            encode(&mut buf, e, 0);
+        }
+        buf[MAGIC.len() + HEADER] ^= 0x01;
+        let s = scan(&buf);
+        assert_eq!(events_of(&buf, &s), vec![big.clone(), b"after".to_vec()]);
+    }
+
+    #[test]
+    fn garbage_is_not_taken_for_records_and_is_scanned_in_linear_time() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut buf = MAGIC.to_vec();
+        buf.extend((0..4 << 20).map(|_| rng.u8(..)));
+        encode(&mut buf, b"after the garbage", 0);
+        let started = std::time::Instant::now();
+        let s = scan(&buf);
+        assert_eq!(events_of(&buf, &s), vec![b"after the garbage".to_vec()]);
+        // Quadratic work would take minutes here; linear takes well under a second even
+        // unoptimised.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

@@ -4,10 +4,11 @@
 //! <dir>/LOCK                     held with an exclusive lock while open
 //! <dir>/0000000000000001.seg     segments of framed records (see frame.rs), oldest first
 //! <dir>/cursor                   where the oldest unconsumed record starts (atomic rewrite)
-//! <dir>/dead-letters.log         dead letters, framed the same way (reason + event)
+//! <dir>/dead-letters.log         dead letters, framed the same way (see dead_letters.rs)
 //! <dir>/*.seg.corrupt            damaged segments, moved aside on open, good records salvaged
 //! ```
 
+mod dead_letters;
 mod dir;
 mod frame;
 mod recovery;
@@ -20,9 +21,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{Fsync, Store, StoreSize, StoredBatch, fits};
-use crate::{DeadLetter, Error};
-use frame::{HEADER, MAGIC};
+use super::{Fsync, Store, StoreSize, StoredBatch, crash_point, fits};
+use crate::Error;
+use frame::{HEADER, MAGIC, MAX_RECORD};
 
 /// Settings of a [`FileStore`]. Plain data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,9 +121,10 @@ pub struct FileStore {
     reader: Option<(u64, File)>,
     buf: Vec<u8>,
     recovery: Recovery,
+    /// The process that opened the store: a `fork()` child inherits the descriptors and
+    /// the lock, but writing through them would overwrite what the parent writes.
+    pid: u32,
 }
-
-const DEAD_LETTERS: &str = "dead-letters.log";
 
 fn segment_name(id: u64) -> String {
     format!("{id:016x}.seg")
@@ -134,33 +136,17 @@ impl FileStore {
         &self.recovery
     }
 
-    /// The dead letters kept in `dead-letters.log`, oldest first.
-    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, Error> {
-        let path = self.config.path.join(DEAD_LETTERS);
-        let data = match fs::read(&path) {
-            Ok(d) => d,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io(&path, e)),
-        };
-        let scan = frame::scan(&data);
-        Ok(scan
-            .records
-            .iter()
-            .filter_map(|r| {
-                let body = r.event(&data);
-                let reason_len = u32::from_le_bytes(body.get(..4)?.try_into().ok()?) as usize;
-                let reason = body.get(4..4 + reason_len)?;
-                Some(DeadLetter {
-                    event: body.get(4 + reason_len..)?.to_vec(),
-                    reason: String::from_utf8_lossy(reason).into_owned(),
-                    at: std::time::UNIX_EPOCH + Duration::from_millis(r.stored_at_ms),
-                })
-            })
-            .collect())
-    }
-
     fn durable(&self) -> bool {
         self.config.fsync != Fsync::Never
+    }
+
+    /// Fails with [`Error::Forked`] in a process other than the one that opened the store.
+    fn same_process(&self) -> Result<(), Error> {
+        if std::process::id() == self.pid {
+            Ok(())
+        } else {
+            Err(Error::Forked)
+        }
     }
 
     fn tail_segment(&self) -> &Segment {
@@ -190,26 +176,37 @@ impl FileStore {
         }
     }
 
-    /// Deletes segments wholly before the cursor.
-    fn delete_consumed(&mut self) -> Result<(), Error> {
-        let mut deleted = false;
-        while self.segments.len() > 1 && self.segments[0].id < self.cursor.segment {
+    /// Deletes segments wholly before the cursor, after writing the cursor (durably, if the
+    /// deletions will be): a crash in between leaves a cursor that names a segment that
+    /// still exists, so reading goes on where it was. Returns whether it wrote the cursor.
+    fn delete_consumed(&mut self) -> Result<bool, Error> {
+        let consumed = self
+            .segments
+            .iter()
+            .take(self.segments.len().saturating_sub(1))
+            .take_while(|s| s.id < self.cursor.segment)
+            .count();
+        if consumed == 0 {
+            return Ok(false);
+        }
+        self.persist_cursor(self.durable())?;
+        crash_point("file.delete.before");
+        for _ in 0..consumed {
             if let Some(s) = self.segments.pop_front() {
                 if self.reader.as_ref().is_some_and(|(id, _)| *id == s.id) {
                     self.reader = None;
                 }
                 fs::remove_file(&s.path).map_err(|e| Error::io(&s.path, e))?;
-                deleted = true;
+                crash_point("file.delete.removed");
             }
         }
-        if deleted {
-            if self.durable() {
-                dir::sync_dir(&self.config.path)?;
-            } else {
-                self.dir_unsynced = true;
-            }
+        crash_point("file.delete.before_dir_sync");
+        if self.durable() {
+            dir::sync_dir(&self.config.path)?;
+        } else {
+            self.dir_unsynced = true;
         }
-        Ok(())
+        Ok(true)
     }
 
     fn rotate(&mut self) -> Result<(), Error> {
@@ -217,13 +214,15 @@ impl FileStore {
             let path = &self.tail_segment().path;
             self.tail.sync_data().map_err(|e| Error::io(path, e))?;
         }
+        crash_point("file.rotate.start");
         let id = self.tail_segment().id + 1;
         let (file, segment) = new_segment(&self.config.path, id, self.durable())?;
+        crash_point("file.rotate.added");
         self.dir_unsynced |= !self.durable();
         self.tail = file;
         self.segments.push_back(segment);
         self.normalize_cursor();
-        self.delete_consumed()
+        self.delete_consumed().map(drop)
     }
 
     fn persist_cursor(&mut self, durable: bool) -> Result<(), Error> {
@@ -282,8 +281,20 @@ impl FileStore {
 
 impl Store for FileStore {
     fn append(&mut self, events: &[&[u8]]) -> Result<(), Error> {
+        self.same_process()?;
         if events.is_empty() {
             return Ok(());
+        }
+        let largest = self.max_record_bytes();
+        if let Some(e) = events.iter().find(|e| e.len() > largest) {
+            return Err(Error::store(
+                "file",
+                format!(
+                    "{}: an event of {} bytes is over the largest record of {largest} bytes",
+                    self.config.path.display(),
+                    e.len()
+                ),
+            ));
         }
         let framed: u64 = events.iter().map(|e| (e.len() + HEADER) as u64).sum();
         let held = self.bytes + self.events * HEADER as u64;
@@ -310,6 +321,7 @@ impl Store for FileStore {
             let _ = self.tail.set_len(at);
             return Err(Error::io(&self.tail_segment().path, e));
         }
+        crash_point("file.append.written");
         let must_sync = match self.config.fsync {
             Fsync::Always => true,
             Fsync::Interval(every) => self.last_sync.elapsed() >= every,
@@ -447,10 +459,12 @@ impl Store for FileStore {
     }
 
     fn commit(&mut self, n: usize) -> Result<(), Error> {
+        self.same_process()?;
         let n = n.min(self.read.len());
         if n == 0 {
             return Ok(());
         }
+        crash_point("file.commit.start");
         for (next, size, _) in self.read.drain(..n) {
             self.cursor = next;
             self.events -= 1;
@@ -462,31 +476,15 @@ impl Store for FileStore {
             None if self.events == 0 => None,
             None => self.peek_oldest_ms(),
         };
-        self.delete_consumed()?;
+        if self.delete_consumed()? {
+            return Ok(());
+        }
         self.persist_cursor(self.config.fsync == Fsync::Always)
     }
 
     fn dead_letter(&mut self, event: &[u8], reason: &str) -> Result<(), Error> {
-        let path = self.config.path.join(DEAD_LETTERS);
-        let file = dir::create_private(&path, false)?;
-        let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
-        let mut body = Vec::with_capacity(4 + reason.len() + event.len());
-        body.extend_from_slice(&(reason.len() as u32).to_le_bytes());
-        body.extend_from_slice(reason.as_bytes());
-        body.extend_from_slice(event);
-        let mut framed = if len == 0 { MAGIC.to_vec() } else { Vec::new() };
-        frame::encode(&mut framed, &body, frame::now_ms());
-        file.write_all_at(&framed, len)
-            .map_err(|e| Error::io(&path, e))?;
-        if self.durable() {
-            file.sync_data().map_err(|e| Error::io(&path, e))?;
-        }
-        // Keep at most two generations, each about an eighth of the store's cap.
-        if len + framed.len() as u64 > (self.config.max_total_bytes / 8).max(1 << 20) {
-            let old = path.with_extension("log.1");
-            fs::rename(&path, &old).map_err(|e| Error::io(&old, e))?;
-        }
-        Ok(())
+        self.same_process()?;
+        self.keep_dead_letter(event, reason)
     }
 
     fn size(&self) -> StoreSize {
@@ -502,6 +500,7 @@ impl Store for FileStore {
     }
 
     fn sync(&mut self) -> Result<(), Error> {
+        self.same_process()?;
         if self.unsynced || self.cursor_unsynced || self.dir_unsynced {
             self.sync_now()?;
         }
@@ -522,6 +521,20 @@ impl Store for FileStore {
     fn take_lost(&mut self) -> u64 {
         std::mem::take(&mut self.lost)
     }
+
+    fn recovery(&self) -> Option<Recovery> {
+        Some(self.recovery.clone())
+    }
+
+    /// A frame's length field covers the timestamp too; and one record must fit the cap.
+    fn max_record_bytes(&self) -> usize {
+        let cap = self.config.max_total_bytes.saturating_sub(HEADER as u64);
+        (MAX_RECORD - 8).min(usize::try_from(cap).unwrap_or(usize::MAX))
+    }
+
+    fn kind(&self) -> &str {
+        "file"
+    }
 }
 
 impl FileStore {
@@ -535,6 +548,7 @@ impl FileStore {
 fn new_segment(dir: &Path, id: u64, durable: bool) -> Result<(File, Segment), Error> {
     let path = dir.join(segment_name(id));
     let file = dir::create_private(&path, true)?;
+    crash_point("file.segment.created");
     file.write_all_at(MAGIC, 0)
         .map_err(|e| Error::io(&path, e))?;
     if durable {

@@ -14,12 +14,18 @@ use std::time::Instant;
 use super::frame::{self, HEADER, MAGIC};
 use super::{FileStore, FileStoreConfig, Position, Segment, dir, new_segment, segment_name};
 use crate::Error;
-use crate::store::Fsync;
+use crate::store::{Fsync, crash_point};
 
-/// What [`FileStore::open`] found and repaired.
+/// What opening a store found and repaired: [`FileStore::recovery`], or
+/// [`Store::recovery`](crate::Store::recovery) for any store (the file store fills every
+/// field; another store may fill only `lost_events`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Recovery {
+    /// Events lost to damage found on open, at least one per damaged stretch (exact when
+    /// the damage left the records' lengths readable). A pipeline counts them as
+    /// `recovered` and `dropped.damaged`.
+    pub lost_events: u64,
     /// Bytes cut from the end of the last segment: a write torn by a crash.
     pub truncated_bytes: u64,
     /// Damaged segments moved aside (`*.seg.corrupt`); their good records were kept.
@@ -77,8 +83,25 @@ impl FileStore {
         let last_id = ids.last().copied();
         for id in ids {
             let path = dir.join(segment_name(id));
-            let data = fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            let mut data = fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            if data.len() < MAGIC.len() && MAGIC.starts_with(&data) {
+                // A segment whose creation a crash interrupted before its header was
+                // written: empty, not damaged.
+                data = MAGIC.to_vec();
+                rewrite(&path, &data, durable)?;
+            }
             let scan = frame::scan(&data);
+            // Damage the saved cursor had not passed lost events; before it, they were sent.
+            let unread_from = cursor.filter(|c| c.segment == id).map_or(0, |c| c.offset);
+            recovery.lost_events += scan
+                .damage
+                .iter()
+                .filter(|d| d.1 as u64 > unread_from)
+                .map(|&(start, end)| {
+                    let start = start.max(unread_from as usize);
+                    frame::records_in(&data, start, end, scan.bad_magic)
+                })
+                .sum::<u64>();
             let is_last = Some(id) == last_id;
             let mut valid_starts: Vec<u64> = scan.records.iter().map(|r| r.at as u64).collect();
             let len;
@@ -181,13 +204,30 @@ impl FileStore {
             reader: None,
             buf: Vec::new(),
             recovery,
+            pid: std::process::id(),
         };
+        crash_point("file.open.scanned");
         store.normalize_cursor();
-        store.delete_consumed()?;
         // The cursor on disk must name a segment that exists from now on.
-        store.persist_cursor(durable)?;
+        if !store.delete_consumed()? {
+            store.persist_cursor(durable)?;
+        }
         Ok(store)
     }
+}
+
+/// Replaces the content of the segment at `path` with `data`, in place.
+fn rewrite(path: &Path, data: &[u8], durable: bool) -> Result<(), Error> {
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    file.set_len(0).map_err(|e| Error::io(path, e))?;
+    file.write_all_at(data, 0).map_err(|e| Error::io(path, e))?;
+    if durable {
+        file.sync_all().map_err(|e| Error::io(path, e))?;
+    }
+    Ok(())
 }
 
 fn list_segments(dir: &Path) -> Result<Vec<u64>, Error> {
@@ -274,8 +314,11 @@ fn salvage(
     file.write_all_at(&good, 0)
         .map_err(|e| Error::io(&salvaged, e))?;
     file.sync_data().map_err(|e| Error::io(&salvaged, e))?;
+    crash_point("file.salvage.written");
     keep_aside(path, &corrupt)?;
+    crash_point("file.salvage.kept_aside");
     fs::rename(&salvaged, path).map_err(|e| Error::io(path, e))?;
+    crash_point("file.salvage.renamed");
     if durable {
         dir::sync_dir(dir)?;
     }

@@ -65,8 +65,8 @@ impl PostgresStoreConfig {
     }
 
     /// Most payload bytes the table may hold; appending more fails with
-    /// [`Error::StoreFull`]. The count is this store's view, refreshed from the table at
-    /// least once a second. Defaults to no limit.
+    /// [`Error::StoreFull`]. The count is this store's view, set right from the table's
+    /// size counter once a second. Defaults to no limit.
     pub fn max_total_bytes(mut self, bytes: u64) -> Self {
         self.max_total_bytes = Some(bytes);
         self

@@ -3,6 +3,7 @@
 //! ```text
 //! <table>        id bigserial, payload bytea, stored_at, claimed_by, lease_until, claims
 //! <table>_dead   id bigserial, payload bytea, reason, stored_at, dead_at
+//! <table>_size   shard, events, bytes: the table's size, kept by statement triggers
 //! ```
 //!
 //! Every statement runs on its own (autocommit): no transaction stays open while the
@@ -13,7 +14,15 @@
 //! a store that dies holding rows loses nothing: its lease runs out and another replica
 //! claims them.
 //! A row whose claimers keep dying is a poison row: once claimed more than `max_claims`
-//! times by different owners it moves to `<table>_dead` and is never read again.
+//! times by owners that died holding it it moves to `<table>_dead` and is never read
+//! again. A store that closes hands its rows back and takes its claim back with them: a
+//! restart is not a death.
+//!
+//! The size (events, bytes) is this store's own changes, set right every second from
+//! `<table>_size`, which triggers keep for every writer: reading it costs one short
+//! statement, never a scan of the table (which would hold up `Spill` and `wal` callers
+//! waiting for the store). Where the triggers cannot be made (the table belongs to another
+//! role), the table is counted instead, once a minute.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -33,8 +42,13 @@ use sql::Sql;
 use super::{Store, StoreSize, StoredBatch, fits};
 use crate::Error;
 
-/// How often the counts are read again from the table (other replicas add and remove rows).
+/// How often the counts are read again (other replicas add and remove rows): from the
+/// size counter, or, without it, by counting the table.
 const REFRESH_EVERY: Duration = Duration::from_secs(1);
+const RECOUNT_EVERY: Duration = Duration::from_secs(60);
+
+/// The largest `bytea` value, less the array header an append wraps events in.
+const MAX_FIELD: usize = (1 << 30) - 1 - 64;
 
 /// Events in a Postgres table, shared by any number of replicas.
 ///
@@ -79,7 +93,9 @@ struct Connection {
     commit: Statement,
     append: Statement,
     dead_letter: Statement,
+    /// Reads the size counter, or counts the table where the counter could not be made.
     refresh: Statement,
+    counted: bool,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -154,11 +170,12 @@ impl PostgresStore {
                 self.connection = None;
             }
             if !broken || retried {
-                return Err(self.error(e));
+                return Err(self.error(describe(&e)));
             }
             log::warn!(
-                "postgres store, table {}: connection lost ({e}); reconnecting",
-                self.config.table
+                "postgres store, table {}: connection lost ({}); reconnecting",
+                self.config.table,
+                describe(&e)
             );
             retried = true;
         }
@@ -167,9 +184,9 @@ impl PostgresStore {
     /// Reads the counts and the oldest row's age from the table.
     fn refresh(&mut self) -> Result<(), Error> {
         let row = self.run(|c, _| c.client.query_one(&c.refresh, &[]))?;
-        let events: i64 = row.try_get(0).map_err(|e| self.error(e))?;
-        let bytes: i64 = row.try_get(1).map_err(|e| self.error(e))?;
-        let age: Option<f64> = row.try_get(2).map_err(|e| self.error(e))?;
+        let events: i64 = row.try_get(0).map_err(|e| self.error(describe(&e)))?;
+        let bytes: i64 = row.try_get(1).map_err(|e| self.error(describe(&e)))?;
+        let age: Option<f64> = row.try_get(2).map_err(|e| self.error(describe(&e)))?;
         self.events = events.max(0) as u64;
         self.bytes = bytes.max(0) as u64;
         self.oldest = age.and_then(stored_at);
@@ -178,8 +195,12 @@ impl PostgresStore {
     }
 
     fn refresh_if_stale(&mut self) -> Result<(), Error> {
+        let every = match &self.connection {
+            Some(c) if !c.counted => RECOUNT_EVERY,
+            _ => REFRESH_EVERY,
+        };
         match self.refreshed {
-            Some(at) if at.elapsed() < REFRESH_EVERY => Ok(()),
+            Some(at) if at.elapsed() < every => Ok(()),
             _ => self.refresh(),
         }
     }
@@ -213,20 +234,21 @@ impl Connection {
         }
         let mut client = pg
             .connect(NoTls)
-            .map_err(|e| format!("cannot connect to {}: {e}", servers(&pg)))?;
+            .map_err(|e| format!("cannot connect to {}: {}", servers(&pg), describe(&e)))?;
         let t = &config.table;
         let sql = Sql::new(t, config.lease);
         // Replicas starting together must not race on CREATE TABLE: serialise on a lock.
-        let mut tx = client.transaction().map_err(|e| e.to_string())?;
+        let mut tx = client.transaction().map_err(|e| describe(&e))?;
         tx.execute(
             "SELECT pg_advisory_xact_lock(hashtext($1::text))",
             &[&format!("auditbuf:{t}")],
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| describe(&e))?;
         tx.batch_execute(&sql.schema)
-            .map_err(|e| format!("cannot create the tables: {e}"))?;
-        tx.commit().map_err(|e| e.to_string())?;
-        let mut prepare = |text: &str| client.prepare(text).map_err(|e| e.to_string());
+            .map_err(|e| format!("cannot create the tables: {}", describe(&e)))?;
+        let counted = install_counter(&mut tx, &sql, t)?;
+        tx.commit().map_err(|e| describe(&e))?;
+        let mut prepare = |text: &str| client.prepare(text).map_err(|e| describe(&e));
         Ok(Connection {
             claim: prepare(&sql.claim)?,
             release: prepare(&sql.release)?,
@@ -234,9 +256,54 @@ impl Connection {
             commit: prepare(&sql.commit)?,
             append: prepare(&sql.append)?,
             dead_letter: prepare(&sql.dead_letter)?,
-            refresh: prepare(&sql.refresh)?,
+            refresh: prepare(if counted { &sql.refresh } else { &sql.count })?,
+            counted,
             client,
         })
+    }
+}
+
+/// Makes sure the size counter is in place (the first open of a table counts it once, with
+/// writers held off meanwhile). False if this role may not make it: the store then counts
+/// the table itself, rarely.
+fn install_counter(
+    tx: &mut postgres::Transaction<'_>,
+    sql: &Sql,
+    table: &str,
+) -> Result<bool, String> {
+    let mut ask = |query: &str| {
+        tx.query_one(query, &[])
+            .and_then(|row| row.try_get::<_, bool>(0))
+            .map_err(|e| format!("cannot read the size counter: {}", describe(&e)))
+    };
+    if ask(&sql.counter_installed)? && ask(&sql.counter_filled)? {
+        return Ok(true);
+    }
+    let mut attempt = tx.savepoint("size_counter").map_err(|e| describe(&e))?;
+    let locked = format!("LOCK TABLE \"{table}\" IN SHARE ROW EXCLUSIVE MODE;");
+    match attempt.batch_execute(&format!("{locked}{}", sql.install_counter)) {
+        Ok(()) => {
+            attempt.commit().map_err(|e| describe(&e))?;
+            Ok(true)
+        }
+        Err(e) if e.code() == Some(&postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) => {
+            log::warn!(
+                "postgres store, table {table}: cannot make the size counter ({}); counting the table once a minute instead",
+                describe(&e)
+            );
+            attempt.rollback().map_err(|e| describe(&e))?;
+            Ok(false)
+        }
+        Err(e) => Err(format!("cannot make the size counter: {}", describe(&e))),
+    }
+}
+
+/// A driver error with what the server said: the driver's own message is only its kind
+/// ("db error"), the server's words are in its source.
+fn describe(e: &postgres::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
     }
 }
 
@@ -308,7 +375,7 @@ impl Store for PostgresStore {
             for row in rows {
                 match row
                     .try_get::<_, Option<i32>>(3)
-                    .map_err(|e| self.error(e))?
+                    .map_err(|e| self.error(describe(&e)))?
                 {
                     Some(len) => {
                         dead += 1;
@@ -341,15 +408,15 @@ impl Store for PostgresStore {
         let mut bytes = 0;
         let mut leftover = Vec::new();
         for row in &rows {
-            let id: i64 = row.try_get(0).map_err(|e| self.error(e))?;
-            let payload: &[u8] = row.try_get(1).map_err(|e| self.error(e))?;
+            let id: i64 = row.try_get(0).map_err(|e| self.error(describe(&e)))?;
+            let payload: &[u8] = row.try_get(1).map_err(|e| self.error(describe(&e)))?;
             if !leftover.is_empty() || !fits(out.len(), bytes, payload.len(), max_events, max_bytes)
             {
                 leftover.push(id);
                 continue;
             }
             if out.is_empty() {
-                let age: f64 = row.try_get(2).map_err(|e| self.error(e))?;
+                let age: f64 = row.try_get(2).map_err(|e| self.error(describe(&e)))?;
                 if let Some(at) = stored_at(age) {
                     self.oldest = Some(self.oldest.map_or(at, |o| o.min(at)));
                 }
@@ -375,9 +442,9 @@ impl Store for PostgresStore {
         }
         let ids: Vec<i64> = self.read.iter().take(n).map(|(id, _)| *id).collect();
         let row = self.run(|c, owner| c.client.query_one(&c.commit, &[&ids, &owner]))?;
-        let deleted: i64 = row.try_get(0).map_err(|e| self.error(e))?;
-        let deleted_bytes: i64 = row.try_get(1).map_err(|e| self.error(e))?;
-        let oldest_age: Option<f64> = row.try_get(2).map_err(|e| self.error(e))?;
+        let deleted: i64 = row.try_get(0).map_err(|e| self.error(describe(&e)))?;
+        let deleted_bytes: i64 = row.try_get(1).map_err(|e| self.error(describe(&e)))?;
+        let oldest_age: Option<f64> = row.try_get(2).map_err(|e| self.error(describe(&e)))?;
         self.read.drain(..n);
         if deleted < n as i64 {
             log::warn!(
@@ -403,6 +470,15 @@ impl Store for PostgresStore {
 
     fn take_dead_lettered(&mut self) -> u64 {
         std::mem::take(&mut self.moved_to_dead)
+    }
+
+    fn max_record_bytes(&self) -> usize {
+        let cap = self.config.max_total_bytes.unwrap_or(u64::MAX);
+        MAX_FIELD.min(usize::try_from(cap).unwrap_or(usize::MAX))
+    }
+
+    fn kind(&self) -> &str {
+        "postgres"
     }
 
     fn dead_letter(&mut self, event: &[u8], reason: &str) -> Result<(), Error> {

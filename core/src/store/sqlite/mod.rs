@@ -45,6 +45,9 @@ const DELETE_UP_TO: &str = "DELETE FROM events WHERE id <= ?1";
 const OLDEST_MS: &str = "SELECT stored_at_ms FROM events ORDER BY id LIMIT 1";
 const INSERT_DEAD: &str = "INSERT INTO dead_letters (at_ms, reason, event) VALUES (?1, ?2, ?3)";
 const DEAD_SIZE: &str = "length(event) + length(CAST(reason AS BLOB))";
+/// SQLite's largest string, BLOB or row (`SQLITE_MAX_LENGTH`, whose default the bundled
+/// build keeps), less room for a row's other columns and header.
+const MAX_ROW: usize = 1_000_000_000 - 64;
 
 /// An event of the last read: its row, size and age.
 #[derive(Debug, Clone, Copy)]
@@ -89,6 +92,10 @@ pub struct SqliteStore {
     dead_bytes: u64,
     unsynced: bool,
     last_sync: Instant,
+    /// The process that opened the database. A `fork()` child must neither write through
+    /// the inherited connection nor close it (closing checkpoints and removes the WAL the
+    /// parent still uses).
+    pid: u32,
 }
 
 impl SqliteStore {
@@ -166,8 +173,18 @@ impl SqliteStore {
             dead_bytes: dead_bytes.max(0) as u64,
             unsynced: false,
             last_sync: Instant::now(),
+            pid: std::process::id(),
             config,
         })
+    }
+
+    /// Fails with [`Error::Forked`] in a process other than the one that opened the store.
+    fn same_process(&self) -> Result<(), Error> {
+        if std::process::id() == self.pid {
+            Ok(())
+        } else {
+            Err(Error::Forked)
+        }
     }
 
     /// The dead letters kept in the `dead_letters` table, oldest first.
@@ -251,6 +268,7 @@ impl SqliteStore {
 
 impl Store for SqliteStore {
     fn append(&mut self, events: &[&[u8]]) -> Result<(), Error> {
+        self.same_process()?;
         if events.is_empty() {
             return Ok(());
         }
@@ -315,6 +333,7 @@ impl Store for SqliteStore {
     }
 
     fn commit(&mut self, n: usize) -> Result<(), Error> {
+        self.same_process()?;
         let n = n.min(self.read.len());
         let Some(last) = n.checked_sub(1).and_then(|i| self.read.get(i)) else {
             return Ok(());
@@ -342,6 +361,7 @@ impl Store for SqliteStore {
     }
 
     fn dead_letter(&mut self, event: &[u8], reason: &str) -> Result<(), Error> {
+        self.same_process()?;
         let path = self.config.path.as_path();
         let sql = |e| sql_error(path, e);
         let conn = live(&mut self.conn, path)?;
@@ -391,6 +411,7 @@ impl Store for SqliteStore {
     }
 
     fn sync(&mut self) -> Result<(), Error> {
+        self.same_process()?;
         if self.unsynced {
             self.checkpoint("FULL")?;
         }
@@ -402,6 +423,7 @@ impl Store for SqliteStore {
     }
 
     fn tick(&mut self) -> Result<(), Error> {
+        self.same_process()?;
         match self.config.fsync {
             Fsync::Interval(every) if self.unsynced && self.last_sync.elapsed() >= every => {
                 self.checkpoint("FULL")
@@ -412,6 +434,7 @@ impl Store for SqliteStore {
 
     /// Checkpoints the WAL into the database (emptying it), syncs, and closes the database.
     fn close(&mut self) -> Result<(), Error> {
+        self.same_process()?;
         if self.conn.is_none() {
             return Ok(());
         }
@@ -423,6 +446,23 @@ impl Store for SqliteStore {
             None => Ok(()),
         };
         checkpointed.and(closed)
+    }
+
+    fn max_record_bytes(&self) -> usize {
+        MAX_ROW.min(usize::try_from(self.config.max_total_bytes).unwrap_or(usize::MAX))
+    }
+
+    fn kind(&self) -> &str {
+        "sqlite"
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        if self.same_process().is_err() {
+            // Closing would checkpoint and delete the parent's WAL: leave it to the parent.
+            std::mem::forget(self.conn.take());
+        }
     }
 }
 

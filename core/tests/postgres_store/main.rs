@@ -1,11 +1,15 @@
 //! The Postgres store against the contract every store meets, and what only it does:
-//! several replicas draining one table, leases, poison rows. The tests start their own
+//! several replicas draining one table, leases, poison rows; hand-overs that are not claims
+//! (`claims.rs`) and the size counter (`size.rs`). The tests start their own
 //! server (testkit's `TestPostgres`): the Postgres binaries must be installed
 //! (`scripts/ensure-postgres`).
 
 #![cfg(feature = "postgres")]
 
+mod claims;
+#[path = "../common/mod.rs"]
 mod common;
+mod size;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Barrier};
