@@ -402,7 +402,7 @@ typedef uint32_t (*auditbuf_sink_fn)(void *user,
  * A snapshot of a pipeline's counters (`auditbuf::Stats`), all in events (or calls, for
  * `rejected_*`, or batches, for `sends` and `retries`). In every snapshot
  * `recorded + recovered == delivered + dead_lettered + failed + dropped_shutdown +
- * dropped_store_full + dropped_damaged + in_flight + queued + stored`.
+ * dropped_store_full + dropped_damaged + dropped_oldest + in_flight + queued + stored`.
  *
  * The struct grows: fields are only ever added at the end. Set `size` to
  * `sizeof(auditbuf_stats)` before the call; the library fills the fields that fit in both
@@ -523,6 +523,14 @@ typedef struct auditbuf_stats {
    * the events were kept as after any failure, not dead-lettered.
    */
   uint64_t endpoint_refusals;
+  /**
+   * Queued events evicted to make room for newer ones (overflow `"drop_oldest"`).
+   */
+  uint64_t dropped_oldest;
+  /**
+   * Batches whose retry budget ran out (their events went to the store, or failed).
+   */
+  uint64_t batches_failed;
 } auditbuf_stats;
 
 /**

@@ -13,6 +13,11 @@ pub enum Overflow {
     /// Turn the new event away at once with [`Error::Full`], and count it.
     #[default]
     DropNewest,
+    /// Make room by evicting the oldest queued event (counted as `dropped.oldest`) and take
+    /// the new one: the newest events are the ones kept. If nothing can be evicted (every
+    /// slot is being encoded into or sent), the new event is turned away with
+    /// [`Error::Full`] after all. Never waits, never allocates.
+    DropOldest,
     /// Wait up to `timeout` for a slot, then turn the event away with [`Error::Timeout`].
     Block {
         /// Longest wait for a free slot.
@@ -347,6 +352,7 @@ struct ConfigDoc {
 #[serde(rename_all = "snake_case")]
 enum OverflowDoc {
     DropNewest,
+    DropOldest,
     Block,
     Spill,
 }
@@ -392,6 +398,7 @@ impl ConfigDoc {
         c.overflow = match (self.overflow, self.block_timeout_ms) {
             (None | Some(OverflowDoc::DropNewest), None) => Overflow::DropNewest,
             (Some(OverflowDoc::Spill), None) => Overflow::Spill,
+            (Some(OverflowDoc::DropOldest), None) => Overflow::DropOldest,
             (Some(OverflowDoc::Block), Some(t)) => Overflow::Block { timeout: ms(t) },
             (Some(OverflowDoc::Block), None) => {
                 return Err(Error::config(

@@ -144,6 +144,8 @@ impl Worker {
                 true
             }
             Err((_, Stop::Exhausted)) => {
+                self.counts.batches_failed += 1;
+                self.publish();
                 self.back_off();
                 false
             }

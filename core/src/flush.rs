@@ -208,7 +208,10 @@ impl Worker {
             let events: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
             match self.deliver(&events, Source::Memory) {
                 Ok(()) => self.recovered(),
-                Err((settled, Stop::Exhausted)) => self.keep_unsent(&events[settled..]),
+                Err((settled, Stop::Exhausted)) => {
+                    self.counts.batches_failed += 1;
+                    self.keep_unsent(&events[settled..]);
+                }
                 Err((settled, Stop::Shutdown)) => self.keep_at_shutdown(&events[settled..]),
             }
         }

@@ -288,6 +288,9 @@ impl Pipeline {
             Err(Error::Full) if self.overflow == Overflow::Spill && self.group.is_none() => {
                 return self.spill(encode);
             }
+            Err(Error::Full) if self.overflow == Overflow::DropOldest => {
+                self.evict_oldest().ok_or(Error::Full)?
+            }
             Err(e) => return Err(e),
         };
         if let Err(e) = encode(&mut slot, self.max_event_bytes) {
@@ -315,6 +318,18 @@ impl Pipeline {
         // before it comes makes one producer wake it. The others pay one load.
         shared.wake_if_due(recorded);
         Ok(())
+    }
+
+    /// Overflow `DropOldest`: takes the oldest queued event's slot for the new one. `None`
+    /// if the queue is empty after all (every slot is being encoded into or sent).
+    #[cold]
+    fn evict_oldest(&self) -> Option<Slot> {
+        let mut slot = self.queue_out.try_recv().ok()?;
+        // Counted before the new event is: a snapshot in between sees one event fewer
+        // queued and one more dropped, which balances.
+        self.shared.counters.evicted.fetch_add(1, Ordering::SeqCst);
+        slot.clear();
+        Some(slot)
     }
 
     #[cold]

@@ -71,8 +71,9 @@ impl SlotPool {
             }
         }
         match overflow {
-            // Spill is the caller's business: it writes to the store without a slot.
-            Overflow::DropNewest | Overflow::Spill => Err(Error::Full),
+            // Spill and DropOldest are the caller's business: it writes to the store without
+            // a slot, or takes the oldest queued event's.
+            Overflow::DropNewest | Overflow::DropOldest | Overflow::Spill => Err(Error::Full),
             Overflow::Block { timeout } => self.wait(timeout),
         }
     }

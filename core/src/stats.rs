@@ -69,14 +69,17 @@ pub struct Dropped {
     pub shutdown: u64,
     /// Should have gone to the backing store (retries exhausted, or close), but it was full.
     pub store_full: u64,
-    /// Lost to damage the backing store found while reading them back.
+    /// Lost to damage the backing store found while reading them back, or when it was
+    /// opened.
     pub damaged: u64,
+    /// Evicted from a full queue to make room for a newer event (overflow `DropOldest`).
+    pub oldest: u64,
 }
 
 impl Dropped {
     /// All dropped events, whatever the reason.
     pub fn total(&self) -> u64 {
-        self.shutdown + self.store_full + self.damaged
+        self.shutdown + self.store_full + self.damaged + self.oldest
     }
 }
 
@@ -130,6 +133,8 @@ pub struct Stats {
     pub sends: u64,
     /// Sends answered with a retryable failure.
     pub retries: u64,
+    /// Batches whose retry budget ran out (their events went to the store, or failed).
+    pub batches_failed: u64,
     /// Events sent again because the store could not record that they had been delivered
     /// (a failed commit): the receiver saw them twice. Not part of the invariant: each was
     /// counted `delivered` once.
@@ -191,6 +196,7 @@ pub(crate) struct FlushCounts {
     pub(crate) retries: u64,
     pub(crate) redelivered: u64,
     pub(crate) endpoint_refusals: u64,
+    pub(crate) batches_failed: u64,
     /// Events the flush thread appended to the store from memory (retries ran out, close).
     pub(crate) stored_in: u64,
     /// Events removed from the store (committed after delivery or dead-lettering).
@@ -199,7 +205,7 @@ pub(crate) struct FlushCounts {
     pub(crate) found: u64,
 }
 
-const FLUSH_FIELDS: usize = 15;
+const FLUSH_FIELDS: usize = 16;
 
 impl FlushCounts {
     fn to_array(self) -> [u64; FLUSH_FIELDS] {
@@ -219,6 +225,7 @@ impl FlushCounts {
             self.found,
             self.redelivered,
             self.endpoint_refusals,
+            self.batches_failed,
         ]
     }
 
@@ -239,6 +246,7 @@ impl FlushCounts {
             found: a[12],
             redelivered: a[13],
             endpoint_refusals: a[14],
+            batches_failed: a[15],
         }
     }
 }
@@ -258,6 +266,8 @@ pub(crate) struct Counters {
     /// Events moved from the queue (or the backlog) into the store, by callers or the flush
     /// thread; also under the store's lock.
     pub(crate) moved: AtomicU64,
+    /// Events evicted from the queue by callers to make room (overflow `DropOldest`).
+    pub(crate) evicted: CachePadded<AtomicU64>,
     /// The store is shared with other pipelines (Postgres): draining more than this pipeline
     /// put there is expected, and counts as `recovered`. For any other store it is a bug,
     /// and the invariant fails.
@@ -326,6 +336,7 @@ impl Counters {
         let f = self.read_flush();
         let caller_stored = self.caller_stored.load(Ordering::SeqCst);
         let moved = self.moved.load(Ordering::SeqCst);
+        let evicted = self.evicted.load(Ordering::SeqCst);
         let recorded = self.recorded.load(Ordering::SeqCst);
         let r = |i: usize| self.rejected[i].load(Ordering::Relaxed);
         // What this pipeline put in the store and has not taken out. Negative only for a
@@ -351,9 +362,10 @@ impl Counters {
                 shutdown: f.dropped_shutdown,
                 store_full: f.dropped_store_full,
                 damaged: f.dropped_damaged,
+                oldest: evicted,
             },
             in_flight: f.in_flight,
-            queued: recorded.saturating_sub(f.taken + caller_stored + moved),
+            queued: recorded.saturating_sub(f.taken + caller_stored + moved + evicted),
             stored: u64::try_from(net.max(0)).unwrap_or(0),
             rejected: Rejected {
                 queue_full: r(0),
@@ -373,6 +385,7 @@ impl Counters {
             retries: f.retries,
             redelivered: f.redelivered,
             endpoint_refusals: f.endpoint_refusals,
+            batches_failed: f.batches_failed,
         }
     }
 }

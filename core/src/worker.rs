@@ -410,7 +410,9 @@ impl Worker {
     pub(crate) fn all_accepted_taken(&self) -> bool {
         let c = &self.shared.counters;
         // Read the store counters before `recorded`: see `Counters::snapshot`.
-        let elsewhere = c.caller_stored.load(Ordering::SeqCst) + c.moved.load(Ordering::SeqCst);
+        let elsewhere = c.caller_stored.load(Ordering::SeqCst)
+            + c.moved.load(Ordering::SeqCst)
+            + c.evicted.load(Ordering::SeqCst);
         self.counts.taken + elsewhere >= c.recorded.load(Ordering::SeqCst)
     }
 

@@ -8,7 +8,7 @@ use crate::status::{AUDITBUF_INVALID_PARAMETER, auditbuf_status};
 /// A snapshot of a pipeline's counters (`auditbuf::Stats`), all in events (or calls, for
 /// `rejected_*`, or batches, for `sends` and `retries`). In every snapshot
 /// `recorded + recovered == delivered + dead_lettered + failed + dropped_shutdown +
-/// dropped_store_full + dropped_damaged + in_flight + queued + stored`.
+/// dropped_store_full + dropped_damaged + dropped_oldest + in_flight + queued + stored`.
 ///
 /// The struct grows: fields are only ever added at the end. Set `size` to
 /// `sizeof(auditbuf_stats)` before the call; the library fills the fields that fit in both
@@ -74,6 +74,10 @@ pub struct auditbuf_stats {
     /// Times the receiver refused every event it was shown alone with the same answer and
     /// the events were kept as after any failure, not dead-lettered.
     pub endpoint_refusals: u64,
+    /// Queued events evicted to make room for newer ones (overflow `"drop_oldest"`).
+    pub dropped_oldest: u64,
+    /// Batches whose retry budget ran out (their events went to the store, or failed).
+    pub batches_failed: u64,
 }
 
 /// What `auditbuf_flush` or `auditbuf_close` achieved by its deadline.
@@ -128,6 +132,8 @@ impl From<&Stats> for auditbuf_stats {
             rejected_store_error: r.store_error,
             redelivered: s.redelivered,
             endpoint_refusals: s.endpoint_refusals,
+            dropped_oldest: s.dropped.oldest,
+            batches_failed: s.batches_failed,
         }
     }
 }

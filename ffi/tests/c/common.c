@@ -95,18 +95,18 @@ auditbuf_report new_report(void) {
 void check_invariant(const auditbuf_stats *s) {
     uint64_t in = s->recorded + s->recovered;
     uint64_t out = s->delivered + s->dead_lettered + s->failed + s->dropped_shutdown +
-                   s->dropped_store_full + s->dropped_damaged + s->in_flight + s->queued +
-                   s->stored;
+                   s->dropped_store_full + s->dropped_damaged + s->dropped_oldest +
+                   s->in_flight + s->queued + s->stored;
     if (in != out) {
         fprintf(stderr,
                 "accounting broken: recorded %llu + recovered %llu != delivered %llu + "
-                "dead_lettered %llu + failed %llu + dropped %llu/%llu/%llu + in_flight %llu + "
+                "dead_lettered %llu + failed %llu + dropped %llu/%llu/%llu/%llu + in_flight %llu + "
                 "queued %llu + stored %llu\n",
                 (unsigned long long)s->recorded, (unsigned long long)s->recovered,
                 (unsigned long long)s->delivered, (unsigned long long)s->dead_lettered,
                 (unsigned long long)s->failed, (unsigned long long)s->dropped_shutdown,
                 (unsigned long long)s->dropped_store_full, (unsigned long long)s->dropped_damaged,
-                (unsigned long long)s->in_flight, (unsigned long long)s->queued,
+                (unsigned long long)s->dropped_oldest, (unsigned long long)s->in_flight, (unsigned long long)s->queued,
                 (unsigned long long)s->stored);
         exit(1);
     }

@@ -1,0 +1,134 @@
+//! Overflow policies under contention: what `record` does when the queue is full.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use auditbuf::{CallbackSink, Config, Outcome, Overflow, Pipeline};
+use parking_lot_free::Seen;
+
+mod parking_lot_free {
+    use std::sync::Mutex;
+
+    /// (producer, sequence) pairs a sink was given, in order.
+    #[derive(Default)]
+    pub struct Seen(pub Mutex<Vec<(u64, u64)>>);
+}
+
+fn parse(event: &[u8]) -> (u64, u64) {
+    let v: serde_json::Value = serde_json::from_slice(event).unwrap();
+    (v["p"].as_u64().unwrap(), v["n"].as_u64().unwrap())
+}
+
+#[test]
+fn drop_oldest_keeps_the_newest_events_under_eight_producers() {
+    let go = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Seen::default());
+    let sink = CallbackSink::new({
+        let (go, seen) = (Arc::clone(&go), Arc::clone(&seen));
+        move |batch: &[&[u8]]| {
+            while !go.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            seen.0
+                .lock()
+                .unwrap()
+                .extend(batch.iter().map(|e| parse(e)));
+            Outcome::Delivered
+        }
+    });
+    let config = Config::default()
+        .queue_capacity(1000)
+        .batch_max_events(100)
+        .flush_interval(Duration::from_millis(5))
+        .overflow(Overflow::DropOldest);
+    let p = Arc::new(Pipeline::new(config, sink).unwrap());
+    const PER: u64 = 20_000;
+    let producers: Vec<_> = (0..8u64)
+        .map(|producer| {
+            let p = Arc::clone(&p);
+            std::thread::spawn(move || {
+                let mut full = 0u64;
+                for n in 0..PER {
+                    let event = format!(r#"{{"event_type":"t","p":{producer},"n":{n}}}"#);
+                    match p.record_json(event.as_bytes()) {
+                        Ok(()) => {}
+                        Err(auditbuf::Error::Full) => full += 1,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                full
+            })
+        })
+        .collect();
+    let full: u64 = producers.into_iter().map(|t| t.join().unwrap()).sum();
+    let stalled = p.stats();
+    assert!(stalled.is_consistent(), "{stalled:?}");
+    assert!(stalled.dropped.oldest > 0, "{stalled:?}");
+    go.store(true, Ordering::SeqCst);
+    let report = p.close(Duration::from_secs(10));
+    let s = report.stats;
+    assert!(s.is_consistent(), "{s:?}");
+    assert_eq!(s.recorded + full, 8 * PER, "every call accepted or told");
+    assert_eq!(s.rejected.queue_full, full);
+    assert_eq!(s.delivered + s.dropped.oldest, s.recorded, "{s:?}");
+    // Each producer's delivered events are in its order.
+    let seen = seen.0.lock().unwrap();
+    assert_eq!(seen.len() as u64, s.delivered);
+    let mut by_producer: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for (producer, n) in seen.iter() {
+        by_producer.entry(*producer).or_default().push(*n);
+    }
+    for (producer, ns) in &by_producer {
+        assert!(
+            ns.windows(2).all(|w| w[0] < w[1]),
+            "producer {producer} out of order"
+        );
+    }
+}
+
+#[test]
+fn drop_oldest_delivers_the_first_batch_and_the_newest_queue_full() {
+    let go = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Seen::default());
+    let sink = CallbackSink::new({
+        let (go, seen) = (Arc::clone(&go), Arc::clone(&seen));
+        move |batch: &[&[u8]]| {
+            while !go.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            seen.0
+                .lock()
+                .unwrap()
+                .extend(batch.iter().map(|e| parse(e)));
+            Outcome::Delivered
+        }
+    });
+    let config = Config::default()
+        .queue_capacity(100)
+        .batch_max_events(10)
+        .flush_interval(Duration::from_millis(1))
+        .overflow(Overflow::DropOldest);
+    let p = Pipeline::new(config, sink).unwrap();
+    for n in 0..10 {
+        p.record_json(format!(r#"{{"p":0,"n":{n}}}"#).as_bytes())
+            .unwrap();
+    }
+    // The flush thread takes the first batch and waits in the sink with it.
+    while p.stats().in_flight < 10 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    for n in 10..1000 {
+        p.record_json(format!(r#"{{"p":0,"n":{n}}}"#).as_bytes())
+            .unwrap();
+    }
+    go.store(true, Ordering::SeqCst);
+    let report = p.close(Duration::from_secs(10));
+    let s = report.stats;
+    assert!(s.is_consistent(), "{s:?}");
+    assert_eq!(s.dropped.oldest, 1000 - 100, "{s:?}");
+    let delivered: Vec<u64> = seen.0.lock().unwrap().iter().map(|(_, n)| *n).collect();
+    let expected: Vec<u64> = (0..10).chain(910..1000).collect();
+    assert_eq!(delivered, expected);
+}
