@@ -164,6 +164,7 @@ impl Worker {
                     self.keep_dead_letter(part[0], &reason);
                     self.note_error(reason);
                     self.settle(1, Settle::DeadLettered, source);
+                    self.counts.dead_lettered_too_large += 1;
                 }
                 Outcome::Rejected { index: Some(i), .. } if i < part.len() => {
                     // Confirm the blamed event alone; the others go on in order.
@@ -223,6 +224,7 @@ impl Worker {
 
     fn send(&mut self, part: &[&[u8]]) -> Outcome {
         let Worker { shared, sink, .. } = self;
+        let started = Instant::now();
         let outcome = shared.send_unless_stopped(|| {
             catch_unwind(AssertUnwindSafe(|| sink.send(part))).unwrap_or_else(|panic| {
                 Outcome::retry(format!(
@@ -235,6 +237,7 @@ impl Worker {
             // `close` returned meanwhile; nothing may reach the sink any more.
             return Outcome::retry("the pipeline was closed");
         };
+        self.shared.write_durations.observe(started.elapsed());
         self.counts.sends += 1;
         if matches!(outcome, Outcome::Retry { .. }) {
             self.counts.retries += 1;

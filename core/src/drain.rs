@@ -178,6 +178,7 @@ impl Worker {
         if dead > 0 {
             self.counts.stored_out += dead;
             self.counts.dead_lettered += dead;
+            self.counts.dead_lettered_by_store += dead;
         }
         if lost > 0 {
             self.note_error(format!(

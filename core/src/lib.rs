@@ -63,6 +63,7 @@ mod flush;
 mod fork;
 mod group_commit;
 mod heap;
+mod metrics;
 mod pipeline;
 mod retry;
 mod setup;

@@ -476,6 +476,15 @@ impl Pipeline {
     pub fn service(&self) -> &str {
         &self.service
     }
+
+    /// Events the queue holds before the overflow policy applies.
+    pub fn capacity(&self) -> usize {
+        self.queue.capacity().unwrap_or(usize::MAX)
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
 }
 
 impl Drop for Pipeline {

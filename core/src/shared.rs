@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 use crate::Store;
 use crate::backlog::Backlog;
 use crate::dead_letter::DeadLetters;
+use crate::metrics::{StoreGauges, WriteDurations};
 use crate::slots::SlotPool;
 use crate::stats::Counters;
 
@@ -46,6 +47,12 @@ pub(crate) struct Shared {
     /// other).
     sending: AtomicBool,
     last_error: Mutex<Option<String>>,
+    /// Durations of sink calls, for `audit_write_duration_seconds`.
+    pub(crate) write_durations: WriteDurations,
+    /// The store's bytes and oldest age as of its last change, for the metrics.
+    pub(crate) store_gauges: StoreGauges,
+    /// Metrics registered once already (a second registration is an error).
+    pub(crate) metrics_registered: AtomicBool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -82,6 +89,9 @@ impl Shared {
             stop: AtomicBool::new(false),
             sending: AtomicBool::new(false),
             last_error: Mutex::new(None),
+            write_durations: WriteDurations::default(),
+            store_gauges: StoreGauges::default(),
+            metrics_registered: AtomicBool::new(false),
         }
     }
 
@@ -98,6 +108,7 @@ impl Shared {
         Some(StoreGuard {
             store: self.store.as_ref()?.lock(),
             events: &self.store_events,
+            gauges: &self.store_gauges,
             closed: &self.store_closed,
         })
     }
@@ -160,6 +171,7 @@ impl Shared {
 pub(crate) struct StoreGuard<'a> {
     store: parking_lot::MutexGuard<'a, Box<dyn Store>>,
     events: &'a AtomicU64,
+    gauges: &'a StoreGauges,
     closed: &'a AtomicBool,
 }
 
@@ -191,7 +203,8 @@ impl std::ops::DerefMut for StoreGuard<'_> {
 
 impl Drop for StoreGuard<'_> {
     fn drop(&mut self) {
-        self.events
-            .store(self.store.size().events, Ordering::Relaxed);
+        let size = self.store.size();
+        self.events.store(size.events, Ordering::Relaxed);
+        self.gauges.note(size.bytes, self.store.oldest_age());
     }
 }

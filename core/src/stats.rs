@@ -135,6 +135,11 @@ pub struct Stats {
     pub retries: u64,
     /// Batches whose retry budget ran out (their events went to the store, or failed).
     pub batches_failed: u64,
+    /// Of `dead_lettered`: events refused with 413 even alone.
+    pub dead_lettered_too_large: u64,
+    /// Of `dead_lettered`: events the store moved to its dead-letter area on its own (a
+    /// Postgres row whose claimers kept dying).
+    pub dead_lettered_by_store: u64,
     /// Events sent again because the store could not record that they had been delivered
     /// (a failed commit): the receiver saw them twice. Not part of the invariant: each was
     /// counted `delivered` once.
@@ -150,6 +155,12 @@ impl Stats {
     pub fn is_consistent(&self) -> bool {
         self.recorded + self.recovered
             == self.settled() + self.in_flight + self.queued + self.stored
+    }
+
+    /// Of `dead_lettered`: events the receiver refused alone with a 4xx other than 413.
+    pub fn dead_lettered_rejected(&self) -> u64 {
+        self.dead_lettered
+            .saturating_sub(self.dead_lettered_too_large + self.dead_lettered_by_store)
     }
 
     /// Events that reached a terminal counter.
@@ -197,6 +208,8 @@ pub(crate) struct FlushCounts {
     pub(crate) redelivered: u64,
     pub(crate) endpoint_refusals: u64,
     pub(crate) batches_failed: u64,
+    pub(crate) dead_lettered_too_large: u64,
+    pub(crate) dead_lettered_by_store: u64,
     /// Events the flush thread appended to the store from memory (retries ran out, close).
     pub(crate) stored_in: u64,
     /// Events removed from the store (committed after delivery or dead-lettering).
@@ -205,7 +218,7 @@ pub(crate) struct FlushCounts {
     pub(crate) found: u64,
 }
 
-const FLUSH_FIELDS: usize = 16;
+const FLUSH_FIELDS: usize = 18;
 
 impl FlushCounts {
     fn to_array(self) -> [u64; FLUSH_FIELDS] {
@@ -226,6 +239,8 @@ impl FlushCounts {
             self.redelivered,
             self.endpoint_refusals,
             self.batches_failed,
+            self.dead_lettered_too_large,
+            self.dead_lettered_by_store,
         ]
     }
 
@@ -247,6 +262,8 @@ impl FlushCounts {
             redelivered: a[13],
             endpoint_refusals: a[14],
             batches_failed: a[15],
+            dead_lettered_too_large: a[16],
+            dead_lettered_by_store: a[17],
         }
     }
 }
@@ -386,6 +403,8 @@ impl Counters {
             redelivered: f.redelivered,
             endpoint_refusals: f.endpoint_refusals,
             batches_failed: f.batches_failed,
+            dead_lettered_too_large: f.dead_lettered_too_large,
+            dead_lettered_by_store: f.dead_lettered_by_store,
         }
     }
 }

@@ -1,0 +1,146 @@
+//! Prometheus metrics: the names of kubernaut's `pkg/audit`, values equal to the counters,
+//! valid exposition text (`promtool check metrics`), and registration that never panics.
+
+use std::time::Duration;
+
+use auditbuf::{CallbackSink, Config, MemoryStore, MemoryStoreConfig, Outcome, Pipeline};
+use prometheus_client::registry::Registry;
+
+/// The value of the sample `name{labels}` in `text`.
+fn sample(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{name_and_labels} not in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+fn busy_pipeline() -> Pipeline {
+    let sink = CallbackSink::new(|batch: &[&[u8]]| {
+        if batch.iter().any(|e| e.windows(6).any(|w| w == b"poison")) {
+            Outcome::rejected("schema")
+        } else {
+            Outcome::Delivered
+        }
+    });
+    let config = Config::default()
+        .service("gate\"way")
+        .queue_capacity(64)
+        .flush_interval(Duration::from_millis(5));
+    let p =
+        Pipeline::with_store(config, sink, MemoryStore::new(MemoryStoreConfig::default())).unwrap();
+    for i in 0..40 {
+        let _ = p.record_json(format!(r#"{{"event_type":"t","n":{i}}}"#).as_bytes());
+    }
+    p.record_json(br#"{"event_type":"t","what":"poison"}"#)
+        .unwrap();
+    let _ = p.record_json(b"{not json");
+    let _ = p.record_json(b"[]");
+    p.flush(Duration::from_secs(5));
+    p
+}
+
+#[test]
+fn metrics_carry_the_counters_under_kubernauts_names() {
+    let p = busy_pipeline();
+    let text = p.metrics_text();
+    let s = p.stats();
+    assert!(s.is_consistent(), "{s:?}");
+    let svc = r#"service="gate\"way""#;
+    assert_eq!(
+        sample(&text, &format!("audit_events_buffered_total{{{svc}}}")),
+        s.recorded as f64
+    );
+    assert_eq!(
+        sample(&text, &format!("audit_events_written_total{{{svc}}}")),
+        s.delivered as f64
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!(r#"audit_events_dropped_total{{{svc},reason="invalid_json"}}"#)
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!(r#"audit_events_dropped_total{{{svc},reason="not_an_object"}}"#)
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!(r#"audit_events_dead_lettered_total{{{svc},reason="rejected"}}"#)
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(&text, &format!("audit_buffer_capacity{{{svc}}}")),
+        64.0
+    );
+    let sends = sample(
+        &text,
+        &format!("audit_write_duration_seconds_count{{{svc}}}"),
+    );
+    assert_eq!(sends, s.sends as f64);
+    for name in [
+        "audit_batches_failed_total",
+        "audit_retries_total",
+        "audit_buffer_size",
+        "audit_backing_store_events",
+        "audit_backing_store_bytes",
+        "audit_backing_store_oldest_age_seconds",
+    ] {
+        assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");
+    }
+}
+
+#[test]
+fn metrics_text_passes_promtool() {
+    let text = busy_pipeline().metrics_text();
+    let promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match promtool {
+        Ok(child) => child,
+        Err(e) if std::env::var_os("AUDITBUF_REQUIRE_PROMTOOL").is_none() => {
+            eprintln!("promtool not available ({e}); scripts/test installs it");
+            return;
+        }
+        Err(e) => panic!("promtool is required here: {e}"),
+    };
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn registering_twice_is_an_error_not_a_panic() {
+    let p = busy_pipeline();
+    let mut registry = Registry::default();
+    p.register_metrics(&mut registry).unwrap();
+    let again = p.register_metrics(&mut registry).unwrap_err();
+    assert!(again.to_string().contains("metrics"), "{again}");
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert_eq!(
+        text.matches("# TYPE audit_events_buffered counter").count(),
+        1
+    );
+}
