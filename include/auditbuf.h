@@ -760,6 +760,26 @@ auditbuf_status auditbuf_record_flat_batch(const struct auditbuf_pipeline *pipel
                                            size_t *taken);
 
 /**
+ * Writes the pipeline's metrics in the Prometheus text format (version 0.0.4:
+ * `audit_events_buffered_total`, `audit_events_dropped_total{reason}`,
+ * `audit_events_written_total`, `audit_batches_failed_total`, `audit_buffer_size`,
+ * `audit_write_duration_seconds`, … each with a `service` label) into `buf`,
+ * NUL-terminated and cut to `len - 1` bytes, and sets `*out_len` to the text's full
+ * length in bytes (without the NUL), like `snprintf`: `*out_len >= len` means it was cut
+ * — call again with a buffer of `*out_len + 1` bytes. `buf` may be NULL when `len` is 0,
+ * to ask for the length. Works before and after `auditbuf_close`. Returns `AUDITBUF_OK`
+ * or `AUDITBUF_NULL_PARAMETER`. Thread-safe; never blocks.
+ *
+ * # Safety
+ * `pipeline` must be NULL or a live handle; `buf` NULL or `len` writable bytes; `out_len`
+ * NULL or writable.
+ */
+auditbuf_status auditbuf_pipeline_metrics(const struct auditbuf_pipeline *pipeline,
+                                          char *buf,
+                                          size_t len,
+                                          size_t *out_len);
+
+/**
  * Creates a pipeline from a configuration document (`len` bytes of UTF-8 JSON at
  * `config_json`, no NUL needed) naming its sink, and starts its flush thread.
  *

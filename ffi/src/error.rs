@@ -68,22 +68,33 @@ pub unsafe extern "C" fn auditbuf_last_error(buf: *mut c_char, len: usize) -> us
             let Ok(last) = last.try_borrow() else {
                 return 0;
             };
-            if !buf.is_null() && len > 0 {
-                let mut n = last.len().min(len - 1);
-                while !last.is_char_boundary(n) {
-                    n -= 1;
-                }
-                // Safety: `buf` has `len` writable bytes (the caller's promise) and
-                // `n < len`; the message is our own memory, so the two cannot overlap.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(last.as_ptr(), buf.cast::<u8>(), n);
-                    *buf.add(n) = 0;
-                }
-            }
-            last.len()
+            // Safety: as this function's.
+            unsafe { copy_text(&last, buf, len) }
         })
     });
     result.unwrap_or(0)
+}
+
+/// Copies `text` into `buf` NUL-terminated, cut to `len - 1` bytes at a character
+/// boundary, and returns its full length, like `snprintf`. Nothing is written when `buf` is
+/// NULL or `len` is 0.
+///
+/// # Safety
+/// `buf` must be NULL or point to `len` writable bytes, not inside `text`.
+pub(crate) unsafe fn copy_text(text: &str, buf: *mut c_char, len: usize) -> usize {
+    if !buf.is_null() && len > 0 {
+        let mut n = text.len().min(len - 1);
+        while !text.is_char_boundary(n) {
+            n -= 1;
+        }
+        // Safety: `buf` has `len` writable bytes (the caller's promise) and `n < len`; the
+        // text is our own memory, so the two cannot overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(text.as_ptr(), buf.cast::<u8>(), n);
+            *buf.add(n) = 0;
+        }
+    }
+    text.len()
 }
 
 #[cfg(test)]

@@ -98,5 +98,6 @@ void test_vectors(void);
 void test_http(void);
 void test_threads(void);
 void test_close_while_recording(void);
+void test_metrics(void);
 
 #endif

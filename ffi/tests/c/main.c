@@ -21,6 +21,7 @@ static const struct {
     {"http", test_http},
     {"threads", test_threads},
     {"close_while_recording", test_close_while_recording},
+    {"metrics", test_metrics},
 };
 
 int main(int argc, char **argv) {

@@ -303,3 +303,30 @@ void test_stats_sizes(void) {
     CHECK_EQ_U64(r.stats.delivered, 1);
     auditbuf_pipeline_free(p);
 }
+
+void test_metrics(void) {
+    const char *doc = "{\"service\":\"gw\",\"sink\":{\"type\":\"null\"}}";
+    auditbuf_pipeline *p = NULL;
+    CHECK_STATUS(auditbuf_pipeline_new(doc, strlen(doc), &p), AUDITBUF_OK);
+    CHECK_STATUS(auditbuf_record_json(p, (const uint8_t *)"{not json", 9), AUDITBUF_INVALID_JSON);
+    size_t n = 0;
+    /* Length first, then the whole text. */
+    CHECK_STATUS(auditbuf_pipeline_metrics(p, NULL, 0, &n), AUDITBUF_OK);
+    CHECK(n > 100);
+    char *text = malloc(n + 1);
+    CHECK(text != NULL);
+    size_t again = 0;
+    CHECK_STATUS(auditbuf_pipeline_metrics(p, text, n + 1, &again), AUDITBUF_OK);
+    CHECK(again == n && strlen(text) == n);
+    CHECK(strstr(text, "audit_events_dropped_total{service=\"gw\",reason=\"invalid_json\"} 1") != NULL);
+    CHECK(strstr(text, "# TYPE audit_write_duration_seconds histogram") != NULL);
+    /* A short buffer gets a cut, NUL-terminated copy. */
+    char small[8];
+    CHECK_STATUS(auditbuf_pipeline_metrics(p, small, sizeof small, &again), AUDITBUF_OK);
+    CHECK(again == n && strlen(small) == sizeof small - 1);
+    CHECK_STATUS(auditbuf_pipeline_metrics(p, small, sizeof small, NULL), AUDITBUF_NULL_PARAMETER);
+    CHECK_STATUS(auditbuf_pipeline_metrics(NULL, small, sizeof small, &again), AUDITBUF_NULL_PARAMETER);
+    free(text);
+    CHECK_STATUS(auditbuf_close(p, 1000, NULL), AUDITBUF_OK);
+    auditbuf_pipeline_free(p);
+}
