@@ -531,6 +531,19 @@ typedef struct auditbuf_stats {
    * Batches whose retry budget ran out (their events went to the store, or failed).
    */
   uint64_t batches_failed;
+  /**
+   * Of `recorded`: gap markers the pipeline added (`"gap_markers": true`).
+   */
+  uint64_t gap_markers;
+  /**
+   * Of `dead_lettered`: events refused with 413 even alone.
+   */
+  uint64_t dead_lettered_too_large;
+  /**
+   * Of `dead_lettered`: events the store dead-lettered on its own (Postgres rows whose
+   * claimers kept dying).
+   */
+  uint64_t dead_lettered_by_store;
 } auditbuf_stats;
 
 /**

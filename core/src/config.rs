@@ -79,6 +79,7 @@ pub struct Config {
     pub(crate) initial_slot_bytes: usize,
     pub(crate) retained_slot_bytes: usize,
     pub(crate) drop_timeout: Duration,
+    pub(crate) gap_markers: bool,
 }
 
 impl Default for Config {
@@ -98,6 +99,7 @@ impl Default for Config {
             initial_slot_bytes: 512,
             retained_slot_bytes: 8 * 1024,
             drop_timeout: Duration::from_secs(1),
+            gap_markers: false,
         }
     }
 }
@@ -179,6 +181,16 @@ impl Config {
     /// Deadline of the `close` that dropping the pipeline performs. Defaults to 1 s.
     pub fn drop_timeout(mut self, timeout: Duration) -> Self {
         self.drop_timeout = timeout;
+        self
+    }
+
+    /// Puts a gap marker in the trail when events were lost: the next events sent are
+    /// preceded by a synthetic `auditbuf.events.lost` event (DataStorage shape, category
+    /// `security`) saying how many were lost, why (`queue_full`, `block_timeout`, `oldest`,
+    /// `store_full`, `store_error`, `damaged`, `failed`) and between which times. At most one
+    /// a second; each counts as recorded and in `Stats::gap_markers`. Defaults to off.
+    pub fn gap_markers(mut self, on: bool) -> Self {
+        self.gap_markers = on;
         self
     }
 
@@ -346,6 +358,7 @@ struct ConfigDoc {
     initial_slot_bytes: Option<usize>,
     retained_slot_bytes: Option<usize>,
     drop_timeout_ms: Option<u64>,
+    gap_markers: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -442,6 +455,9 @@ impl ConfigDoc {
         }
         if let Some(v) = self.drop_timeout_ms {
             c.drop_timeout = ms(v);
+        }
+        if let Some(v) = self.gap_markers {
+            c.gap_markers = v;
         }
         c.validate()?;
         Ok(c)

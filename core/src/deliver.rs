@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use crate::Outcome;
 use crate::error::panic_message;
 use crate::retry::MAX_RETRY_AFTER;
+use crate::throttle::Throttle;
 use crate::worker::{Source, Stop, Worker, deadline_after};
 
 /// Events refused alone in a row, with the same answer and nothing accepted in between,
@@ -34,9 +35,6 @@ pub(crate) const ENDPOINT_REFUSAL_RUN: u32 = 5;
 /// cause is isolated instead of blocking everything behind it.
 const SPLIT_AFTER_FAILURES: u32 = 3;
 
-/// How often a receiver refusing everything is logged.
-const LOG_EVERY: Duration = Duration::from_secs(30);
-
 /// Single-event refusals without an acceptance since, across batches.
 #[derive(Debug, Default)]
 pub(crate) struct Refusals {
@@ -44,9 +42,7 @@ pub(crate) struct Refusals {
     run: u32,
     /// The answer they all got.
     answer: String,
-    last_logged: Option<Instant>,
-    /// Endpoint refusals since the last log line.
-    unlogged: u64,
+    log: Throttle,
 }
 
 impl Refusals {
@@ -183,6 +179,9 @@ impl Worker {
                     let after = after.filter(|a| *a <= MAX_RETRY_AFTER);
                     failures += 1;
                     same_range_failures += 1;
+                    if let Some(n) = self.logs.retries.note(1) {
+                        log::warn!("{n} sends failed and are being retried; the last: {reason}");
+                    }
                     self.note_error(reason);
                     if let Some(after) = after {
                         // The receiver's word holds for every path, not just this batch.
@@ -260,25 +259,20 @@ impl Worker {
 
     fn endpoint_refused(&mut self) {
         self.counts.endpoint_refusals += 1;
-        self.refusals.unlogged += 1;
         self.publish();
-        let due = self
-            .refusals
-            .last_logged
-            .is_none_or(|at| at.elapsed() >= LOG_EVERY);
-        if due {
+        if let Some(n) = self.refusals.log.note(1) {
             log::warn!(
-                "the receiver refuses every event with the same answer ({} times since the last \
+                "the receiver refuses every event with the same answer ({n} times since the last \
                  report): treating it as an endpoint failure, keeping the events: {}",
-                self.refusals.unlogged,
                 self.refusals.answer
             );
-            self.refusals.last_logged = Some(Instant::now());
-            self.refusals.unlogged = 0;
         }
     }
 
     fn keep_dead_letter(&mut self, event: &[u8], reason: &str) {
+        if let Some(n) = self.logs.dead_letters.note(1) {
+            log::warn!("{n} events refused for good by the receiver; the last: {reason}");
+        }
         self.shared.dead_letters.push(event, reason);
         if let Some(Err(e)) = self.shared.with_store(|s| s.dead_letter(event, reason)) {
             self.note_error(format!("could not keep a dead letter in the store: {e}"));

@@ -55,6 +55,12 @@ impl Worker {
                 self.counts.in_flight -= n as u64;
                 self.counts.stored_in += n as u64;
                 self.publish();
+                if let Some(n) = self.logs.stored.note(n as u64) {
+                    log::warn!(
+                        "{n} events kept in the backing store: the sink is not taking them now \
+                         (they are sent, in order, once it does)"
+                    );
+                }
             }
             Some(Err(e)) => {
                 self.note_error(format!(

@@ -54,6 +54,7 @@ impl Worker {
             self.answer_flushes();
             self.arm_wake();
             self.trim_when_idle();
+            self.watch_losses(false);
         }
     }
 
@@ -222,6 +223,8 @@ impl Worker {
     /// Producers that were accepted before the pipeline closed may still be pushing: wait
     /// until every accepted event has been taken, so none is left behind in the queue.
     fn shut_down(&mut self, deadline: Instant) {
+        // Losses since the last look go into the trail too, ahead of the last events.
+        self.watch_losses(true);
         while Instant::now() < deadline && !self.shared.stopped() {
             if self.store_pending() || (self.via_store() && self.ready() > 0) {
                 match self.backing_off() {

@@ -166,6 +166,16 @@ impl Pipeline {
         // are gone (dropped.damaged): counted on both sides, the accounting balances.
         let recovery = store.as_ref().and_then(|s| s.recovery());
         let lost = recovery.as_ref().map_or(0, |r| r.lost_events);
+        if found > 0 {
+            log::info!(
+                "the backing store holds {found} events from an earlier run; sending them first"
+            );
+        }
+        if lost > 0 {
+            log::warn!(
+                "{lost} events in the backing store were lost to damage found when it was opened"
+            );
+        }
         let shared = Arc::new(Shared::new(
             SlotPool::new(
                 config.queue_capacity,

@@ -135,6 +135,8 @@ pub struct Stats {
     pub retries: u64,
     /// Batches whose retry budget ran out (their events went to the store, or failed).
     pub batches_failed: u64,
+    /// Of `recorded`: gap markers the pipeline added (`Config::gap_markers`).
+    pub gap_markers: u64,
     /// Of `dead_lettered`: events refused with 413 even alone.
     pub dead_lettered_too_large: u64,
     /// Of `dead_lettered`: events the store moved to its dead-letter area on its own (a
@@ -210,6 +212,7 @@ pub(crate) struct FlushCounts {
     pub(crate) batches_failed: u64,
     pub(crate) dead_lettered_too_large: u64,
     pub(crate) dead_lettered_by_store: u64,
+    pub(crate) gap_markers: u64,
     /// Events the flush thread appended to the store from memory (retries ran out, close).
     pub(crate) stored_in: u64,
     /// Events removed from the store (committed after delivery or dead-lettering).
@@ -218,7 +221,7 @@ pub(crate) struct FlushCounts {
     pub(crate) found: u64,
 }
 
-const FLUSH_FIELDS: usize = 18;
+const FLUSH_FIELDS: usize = 19;
 
 impl FlushCounts {
     fn to_array(self) -> [u64; FLUSH_FIELDS] {
@@ -241,6 +244,7 @@ impl FlushCounts {
             self.batches_failed,
             self.dead_lettered_too_large,
             self.dead_lettered_by_store,
+            self.gap_markers,
         ]
     }
 
@@ -264,6 +268,7 @@ impl FlushCounts {
             batches_failed: a[15],
             dead_lettered_too_large: a[16],
             dead_lettered_by_store: a[17],
+            gap_markers: a[18],
         }
     }
 }
@@ -405,6 +410,7 @@ impl Counters {
             batches_failed: f.batches_failed,
             dead_lettered_too_large: f.dead_lettered_too_large,
             dead_lettered_by_store: f.dead_lettered_by_store,
+            gap_markers: f.gap_markers,
         }
     }
 }

@@ -13,10 +13,12 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::config::Overflow;
 use crate::deliver::Refusals;
+use crate::losses::LossWatch;
 use crate::shared::Shared;
 use crate::slots::Slot;
 use crate::stats::FlushCounts;
 use crate::store::StoredBatch;
+use crate::throttle::Throttle;
 use crate::{Config, Limits, RetryPolicy, Sink};
 
 /// Requests from the pipeline handle.
@@ -156,6 +158,16 @@ pub(crate) struct Worker {
     pub(crate) orphan_timeout: Duration,
     pub(crate) refusals: Refusals,
     pub(crate) redelivery: Redelivery,
+    pub(crate) losses: LossWatch,
+    pub(crate) logs: Logs,
+}
+
+/// Rate-limited log lines of the flush thread's own troubles.
+#[derive(Debug, Default)]
+pub(crate) struct Logs {
+    pub(crate) retries: Throttle,
+    pub(crate) stored: Throttle,
+    pub(crate) dead_letters: Throttle,
 }
 
 impl Worker {
@@ -201,6 +213,8 @@ impl Worker {
             orphan_timeout: config.drop_timeout,
             refusals: Refusals::default(),
             redelivery: Redelivery::default(),
+            losses: LossWatch::new(config.gap_markers, &config.service, config.max_event_bytes),
+            logs: Logs::default(),
         }
     }
 
@@ -414,6 +428,23 @@ impl Worker {
             + c.moved.load(Ordering::SeqCst)
             + c.evicted.load(Ordering::SeqCst);
         self.counts.taken + elsewhere >= c.recorded.load(Ordering::SeqCst)
+    }
+
+    /// Looks at the loss counters now and then (`now`: at once, as `close` begins): logs
+    /// what was lost, and puts a gap marker ahead of what waits to be sent if markers are on.
+    pub(crate) fn watch_losses(&mut self, now: bool) {
+        if !now && !self.losses.due() {
+            return;
+        }
+        let stats = self.shared.counters.snapshot();
+        let Some(marker) = self.losses.check(&stats) else {
+            return;
+        };
+        // Recorded first, then queued (the backlog counts as queued): every snapshot balances.
+        self.shared.counters.recorded.fetch_add(1, Ordering::SeqCst);
+        self.counts.gap_markers += 1;
+        self.publish();
+        self.shared.backlog.put_front(std::iter::once(marker));
     }
 
     /// Frees spare slots once nothing was recorded for a while, so an idle pipeline gives

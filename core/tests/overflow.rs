@@ -132,3 +132,55 @@ fn drop_oldest_delivers_the_first_batch_and_the_newest_queue_full() {
     let expected: Vec<u64> = (0..10).chain(910..1000).collect();
     assert_eq!(delivered, expected);
 }
+
+#[test]
+fn a_gap_marker_tells_the_trail_how_many_were_lost_and_why() {
+    let go = Arc::new(AtomicBool::new(false));
+    let delivered = Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let sink = CallbackSink::new({
+        let (go, delivered) = (Arc::clone(&go), Arc::clone(&delivered));
+        move |batch: &[&[u8]]| {
+            while !go.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            let mut d = delivered.lock().unwrap();
+            d.extend(batch.iter().map(|e| serde_json::from_slice(e).unwrap()));
+            Outcome::Delivered
+        }
+    });
+    let config = Config::default()
+        .service("gateway")
+        .queue_capacity(50)
+        .batch_max_events(10)
+        .flush_interval(Duration::from_millis(5))
+        .gap_markers(true);
+    let p = Pipeline::new(config, sink).unwrap();
+    let mut full = 0;
+    for n in 0..500 {
+        if p.record_json(format!(r#"{{"event_type":"t","n":{n}}}"#).as_bytes())
+            .is_err()
+        {
+            full += 1;
+        }
+    }
+    assert!(full > 0);
+    // The flush thread looks at the loss counters about once a second.
+    std::thread::sleep(Duration::from_millis(1500));
+    go.store(true, Ordering::SeqCst);
+    let report = p.close(Duration::from_secs(10));
+    let s = report.stats;
+    assert!(s.is_consistent(), "{s:?}");
+    assert_eq!(s.gap_markers, 1, "{s:?}");
+    assert_eq!(s.delivered, s.recorded);
+    let delivered = delivered.lock().unwrap();
+    let markers: Vec<_> = delivered
+        .iter()
+        .filter(|e| e["event_type"] == auditbuf::GAP_MARKER_EVENT_TYPE)
+        .collect();
+    assert_eq!(markers.len(), 1);
+    let marker = markers[0];
+    assert_eq!(marker["event_data"]["lost"], full);
+    assert_eq!(marker["event_data"]["reasons"]["queue_full"], full);
+    assert_eq!(marker["actor_id"], "gateway");
+    assert_eq!(marker["event_outcome"], "failure");
+}

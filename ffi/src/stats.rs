@@ -78,6 +78,13 @@ pub struct auditbuf_stats {
     pub dropped_oldest: u64,
     /// Batches whose retry budget ran out (their events went to the store, or failed).
     pub batches_failed: u64,
+    /// Of `recorded`: gap markers the pipeline added (`"gap_markers": true`).
+    pub gap_markers: u64,
+    /// Of `dead_lettered`: events refused with 413 even alone.
+    pub dead_lettered_too_large: u64,
+    /// Of `dead_lettered`: events the store dead-lettered on its own (Postgres rows whose
+    /// claimers kept dying).
+    pub dead_lettered_by_store: u64,
 }
 
 /// What `auditbuf_flush` or `auditbuf_close` achieved by its deadline.
@@ -134,6 +141,9 @@ impl From<&Stats> for auditbuf_stats {
             endpoint_refusals: s.endpoint_refusals,
             dropped_oldest: s.dropped.oldest,
             batches_failed: s.batches_failed,
+            gap_markers: s.gap_markers,
+            dead_lettered_too_large: s.dead_lettered_too_large,
+            dead_lettered_by_store: s.dead_lettered_by_store,
         }
     }
 }
