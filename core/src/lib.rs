@@ -65,6 +65,8 @@ mod group_commit;
 mod heap;
 mod losses;
 mod metrics;
+#[cfg(feature = "metrics-server")]
+mod metrics_server;
 mod pipeline;
 mod retry;
 mod setup;
@@ -83,6 +85,8 @@ pub use encode::event_bytes::AuditEventBytes;
 pub use encode::event_data::{EventData, ToJson};
 pub use error::{ConfigError, Error, IoError, StoreError};
 pub use losses::GAP_MARKER_EVENT_TYPE;
+#[cfg(feature = "metrics-server")]
+pub use metrics_server::MetricsServer;
 pub use pipeline::Pipeline;
 pub use retry::RetryPolicy;
 pub use setup::{PipelineConfig, SinkConfig};

@@ -293,7 +293,7 @@ impl Collector for PipelineCollector {
 
 /// The classic Prometheus text format (version 0.0.4), which every scraper and `promtool`
 /// read: counters are named with their `_total` in `HELP` and `TYPE` too.
-fn classic_text(shared: &Shared, service: &str, capacity: u64) -> String {
+pub(crate) fn classic_text(shared: &Shared, service: &str, capacity: u64) -> String {
     use std::fmt::Write;
     let service = escape_label(service);
     let mut out = String::new();
