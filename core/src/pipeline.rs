@@ -17,6 +17,7 @@ use crate::dead_letter::DeadLetters;
 use crate::encode::event::encode_event;
 use crate::encode::event_bytes::encode_event_bytes;
 use crate::encode::raw::{encode_json, encode_serialize};
+use crate::encode::rules::EventRules;
 use crate::flush::{Command, Worker, deadline_after};
 use crate::shared::Shared;
 use crate::slots::{Slot, SlotPool};
@@ -64,6 +65,8 @@ pub struct Pipeline {
     move_chunk: usize,
     drop_timeout: Duration,
     service: String,
+    /// What the configuration adds to the typed event's rules (categories, time window).
+    rules: EventRules,
 }
 
 impl Pipeline {
@@ -190,6 +193,7 @@ impl Pipeline {
             initial_slot_bytes: config.initial_slot_bytes,
             move_chunk: limits.max_events,
             drop_timeout: config.drop_timeout,
+            rules: config.event_rules(),
             service: config.service,
         })
     }
@@ -197,14 +201,14 @@ impl Pipeline {
     /// Records a typed event. See [`AuditEvent`] for the defaults it fills in.
     #[inline]
     pub fn record(&self, event: &AuditEvent<'_>) -> Result<(), Error> {
-        self.submit(|slot, limit| encode_event(event, slot, limit))
+        self.submit(|slot, limit| encode_event(event, &self.rules, slot, limit))
     }
 
     /// Records a typed event whose fields are byte slices (from C, Go or Python): the same
     /// rules as [`record`](Self::record), and every field must be UTF-8.
     #[inline]
     pub fn record_event_bytes(&self, event: &AuditEventBytes<'_>) -> Result<(), Error> {
-        self.submit(|slot, limit| encode_event_bytes(event, slot, limit))
+        self.submit(|slot, limit| encode_event_bytes(event, &self.rules, slot, limit))
     }
 
     /// Records an event given as JSON text: one object, UTF-8, checked without allocating.

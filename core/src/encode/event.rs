@@ -2,7 +2,11 @@
 //! encoder: keys are pre-escaped constants, values are escaped straight into the slot.
 
 use super::escape::write_str_body;
-use super::event_data::{EventData, write_event_data};
+use super::event_data::{Data, EventData, write_event_data};
+use super::rules::{
+    EventRules, MAX_ACTION, MAX_ACTOR_IP, MAX_CORRELATION_ID, MAX_EVENT_TYPE, MAX_VERSION,
+    check_len, check_outcome, invalid, is_uuid, rfc3339_seconds, within,
+};
 use super::time;
 use crate::Error;
 
@@ -96,94 +100,245 @@ impl<'a> AuditEvent<'a> {
     }
 }
 
+/// The fields of a typed event as bytes: an [`AuditEvent`]'s, known to be UTF-8, or an
+/// [`AuditEventBytes`](crate::AuditEventBytes)'s, checked as they are written.
+#[derive(Clone, Copy)]
+pub(crate) struct Fields<'a> {
+    pub(crate) version: Option<&'a [u8]>,
+    pub(crate) event_type: &'a [u8],
+    pub(crate) event_timestamp: Option<&'a [u8]>,
+    pub(crate) event_category: &'a [u8],
+    pub(crate) event_action: &'a [u8],
+    pub(crate) event_outcome: &'a [u8],
+    pub(crate) correlation_id: &'a [u8],
+    pub(crate) actor_type: Option<&'a [u8]>,
+    pub(crate) actor_id: Option<&'a [u8]>,
+    pub(crate) actor_ip: Option<&'a [u8]>,
+    pub(crate) resource_type: Option<&'a [u8]>,
+    pub(crate) resource_id: Option<&'a [u8]>,
+    pub(crate) parent_event_id: Option<&'a [u8]>,
+    pub(crate) parent_event_date: Option<&'a [u8]>,
+    pub(crate) namespace: Option<&'a [u8]>,
+    pub(crate) cluster_id: Option<&'a [u8]>,
+    pub(crate) severity: Option<&'a [u8]>,
+    pub(crate) duration_ms: Option<u64>,
+    pub(crate) error_code: Option<&'a [u8]>,
+    pub(crate) error_message: Option<&'a [u8]>,
+    pub(crate) retention_days: Option<u32>,
+    pub(crate) is_sensitive: Option<bool>,
+    pub(crate) event_data: Data<'a>,
+    /// The strings come as bytes: check that they are UTF-8 while writing them.
+    pub(crate) check_utf8: bool,
+}
+
+impl<'a> From<&AuditEvent<'a>> for Fields<'a> {
+    #[inline]
+    fn from(ev: &AuditEvent<'a>) -> Self {
+        let opt = |s: Option<&'a str>| s.map(str::as_bytes);
+        Fields {
+            version: opt(ev.version),
+            event_type: ev.event_type.as_bytes(),
+            event_timestamp: opt(ev.event_timestamp),
+            event_category: ev.event_category.as_bytes(),
+            event_action: ev.event_action.as_bytes(),
+            event_outcome: ev.event_outcome.as_bytes(),
+            correlation_id: ev.correlation_id.as_bytes(),
+            actor_type: opt(ev.actor_type),
+            actor_id: opt(ev.actor_id),
+            actor_ip: opt(ev.actor_ip),
+            resource_type: opt(ev.resource_type),
+            resource_id: opt(ev.resource_id),
+            parent_event_id: opt(ev.parent_event_id),
+            parent_event_date: opt(ev.parent_event_date),
+            namespace: opt(ev.namespace),
+            cluster_id: opt(ev.cluster_id),
+            severity: opt(ev.severity),
+            duration_ms: ev.duration_ms,
+            error_code: opt(ev.error_code),
+            error_message: opt(ev.error_message),
+            retention_days: ev.retention_days,
+            is_sensitive: ev.is_sensitive,
+            event_data: match ev.event_data {
+                EventData::Empty => Data::Empty,
+                EventData::Json(text) => Data::Json(text.as_bytes()),
+                EventData::Serialize(value) => Data::Serialize(value),
+            },
+            check_utf8: false,
+        }
+    }
+}
+
 /// Encodes `ev` into `out` (empty on entry); fails without touching anything outside `out`.
+#[inline]
 pub(crate) fn encode_event(
     ev: &AuditEvent<'_>,
+    rules: &EventRules,
     out: &mut Vec<u8>,
     limit: usize,
 ) -> Result<(), Error> {
+    encode_fields(&Fields::from(ev), rules, out, limit)
+}
+
+/// Checks the fields against DataStorage's rules (see [`rules`](super::rules)).
+fn check_fields(f: &Fields<'_>, rules: &EventRules) -> Result<(), Error> {
     for (field, value) in [
-        ("event_type", ev.event_type),
-        ("event_category", ev.event_category),
-        ("event_action", ev.event_action),
-        ("event_outcome", ev.event_outcome),
-        ("correlation_id", ev.correlation_id),
+        ("event_type", f.event_type),
+        ("event_category", f.event_category),
+        ("event_action", f.event_action),
+        ("event_outcome", f.event_outcome),
+        ("correlation_id", f.correlation_id),
     ] {
         if value.is_empty() {
             return Err(Error::MissingField { field });
         }
     }
-    let lower_bound = raw_size(ev);
+    if let Some(v) = f.version
+        && (v.is_empty() || !within(v, MAX_VERSION))
+    {
+        return Err(invalid("version", "must be 1 to 20 characters"));
+    }
+    check_len(
+        "event_type",
+        f.event_type,
+        MAX_EVENT_TYPE,
+        "must be at most 100 characters",
+    )?;
+    if let Some(ts) = f.event_timestamp {
+        rules.check_timestamp(ts)?;
+    }
+    rules.check_category(f.event_category)?;
+    check_len(
+        "event_action",
+        f.event_action,
+        MAX_ACTION,
+        "must be at most 50 characters",
+    )?;
+    check_outcome(f.event_outcome)?;
+    check_len(
+        "correlation_id",
+        f.correlation_id,
+        MAX_CORRELATION_ID,
+        "must be at most 255 characters",
+    )?;
+    if let Some(ip) = f.actor_ip {
+        check_len(
+            "actor_ip",
+            ip,
+            MAX_ACTOR_IP,
+            "must be at most 45 characters",
+        )?;
+    }
+    if let Some(id) = f.parent_event_id
+        && !is_uuid(id)
+    {
+        return Err(invalid(
+            "parent_event_id",
+            "must be a UUID (8-4-4-4-12 hex digits)",
+        ));
+    }
+    if let Some(date) = f.parent_event_date
+        && rfc3339_seconds(date).is_none()
+    {
+        return Err(invalid(
+            "parent_event_date",
+            "must be an RFC 3339 date-time, e.g. 2026-11-23T10:15:30.123Z",
+        ));
+    }
+    Ok(())
+}
+
+/// Encodes the checked fields into `out` (empty on entry).
+pub(crate) fn encode_fields(
+    f: &Fields<'_>,
+    rules: &EventRules,
+    out: &mut Vec<u8>,
+    limit: usize,
+) -> Result<(), Error> {
+    check_fields(f, rules)?;
+    let lower_bound = raw_size(f);
     if lower_bound > limit {
         return Err(Error::TooLarge {
             size: lower_bound,
             limit,
         });
     }
+    let check = f.check_utf8;
+    let put = |out: &mut Vec<u8>, field: &'static str, s: &[u8]| {
+        write_str_body(out, s, check).map_err(|bad| invalid(field, bad.reason()))
+    };
 
     // Keys carry the quotes around the string values that follow them.
     out.reserve(lower_bound + ENCODED_OVERHEAD);
     out.extend_from_slice(b"{\"version\":\"");
-    write_str_body(out, ev.version.unwrap_or("1.0"));
+    put(out, "version", f.version.unwrap_or(b"1.0"))?;
     out.extend_from_slice(b"\",\"event_type\":");
     let event_type_at = out.len();
     out.push(b'"');
-    write_str_body(out, ev.event_type);
+    put(out, "event_type", f.event_type)?;
     out.push(b'"');
     let event_type_token = event_type_at..out.len();
     out.extend_from_slice(b",\"event_timestamp\":\"");
-    match ev.event_timestamp {
-        Some(ts) => write_str_body(out, ts),
+    match f.event_timestamp {
+        // Checked to be RFC 3339: plain ASCII, nothing to escape.
+        Some(ts) => out.extend_from_slice(ts),
         None => out.extend_from_slice(&time::now()),
     }
     out.extend_from_slice(b"\",\"event_category\":\"");
-    write_str_body(out, ev.event_category);
+    put(out, "event_category", f.event_category)?;
     out.extend_from_slice(b"\",\"event_action\":\"");
-    write_str_body(out, ev.event_action);
+    put(out, "event_action", f.event_action)?;
     out.extend_from_slice(b"\",\"event_outcome\":\"");
-    write_str_body(out, ev.event_outcome);
+    out.extend_from_slice(f.event_outcome);
     out.extend_from_slice(b"\",\"correlation_id\":\"");
-    write_str_body(out, ev.correlation_id);
+    put(out, "correlation_id", f.correlation_id)?;
     out.push(b'"');
 
     let optional_strings = [
-        (&b",\"actor_type\":\""[..], ev.actor_type),
-        (b",\"actor_id\":\"", ev.actor_id),
-        (b",\"actor_ip\":\"", ev.actor_ip),
-        (b",\"resource_type\":\"", ev.resource_type),
-        (b",\"resource_id\":\"", ev.resource_id),
-        (b",\"parent_event_id\":\"", ev.parent_event_id),
-        (b",\"parent_event_date\":\"", ev.parent_event_date),
-        (b",\"namespace\":\"", ev.namespace),
-        (b",\"cluster_id\":\"", ev.cluster_id),
-        (b",\"severity\":\"", ev.severity),
+        (&b",\"actor_type\":\""[..], "actor_type", f.actor_type),
+        (b",\"actor_id\":\"", "actor_id", f.actor_id),
+        (b",\"actor_ip\":\"", "actor_ip", f.actor_ip),
+        (b",\"resource_type\":\"", "resource_type", f.resource_type),
+        (b",\"resource_id\":\"", "resource_id", f.resource_id),
+        (
+            b",\"parent_event_id\":\"",
+            "parent_event_id",
+            f.parent_event_id,
+        ),
+        (
+            b",\"parent_event_date\":\"",
+            "parent_event_date",
+            f.parent_event_date,
+        ),
+        (b",\"namespace\":\"", "namespace", f.namespace),
+        (b",\"cluster_id\":\"", "cluster_id", f.cluster_id),
+        (b",\"severity\":\"", "severity", f.severity),
     ];
-    for (key, value) in optional_strings {
+    for (key, field, value) in optional_strings {
         if let Some(v) = value {
             out.extend_from_slice(key);
-            write_str_body(out, v);
+            put(out, field, v)?;
             out.push(b'"');
         }
     }
-    if let Some(ms) = ev.duration_ms {
+    if let Some(ms) = f.duration_ms {
         out.extend_from_slice(b",\"duration_ms\":");
         out.extend_from_slice(itoa::Buffer::new().format(ms).as_bytes());
     }
-    for (key, value) in [
-        (&b",\"error_code\":\""[..], ev.error_code),
-        (b",\"error_message\":\"", ev.error_message),
+    for (key, field, value) in [
+        (&b",\"error_code\":\""[..], "error_code", f.error_code),
+        (b",\"error_message\":\"", "error_message", f.error_message),
     ] {
         if let Some(v) = value {
             out.extend_from_slice(key);
-            write_str_body(out, v);
+            put(out, field, v)?;
             out.push(b'"');
         }
     }
-    if let Some(days) = ev.retention_days {
+    if let Some(days) = f.retention_days {
         out.extend_from_slice(b",\"retention_days\":");
         out.extend_from_slice(itoa::Buffer::new().format(days).as_bytes());
     }
-    if let Some(sensitive) = ev.is_sensitive {
+    if let Some(sensitive) = f.is_sensitive {
         out.extend_from_slice(if sensitive {
             b",\"is_sensitive\":true"
         } else {
@@ -191,7 +346,7 @@ pub(crate) fn encode_event(
         });
     }
     out.extend_from_slice(b",\"event_data\":");
-    write_event_data(ev.event_data, out, event_type_token, limit)?;
+    write_event_data(f.event_data, out, event_type_token, limit)?;
     out.push(b'}');
     if out.len() > limit {
         return Err(Error::TooLarge {
@@ -203,31 +358,31 @@ pub(crate) fn encode_event(
 }
 
 /// Sum of the lengths the event will take at least, before escaping and punctuation.
-fn raw_size(ev: &AuditEvent<'_>) -> usize {
-    let opt = |v: Option<&str>| v.map_or(0, str::len);
-    let data = match ev.event_data {
-        EventData::Json(text) => text.len(),
-        EventData::Empty | EventData::Serialize(_) => 0,
+fn raw_size(f: &Fields<'_>) -> usize {
+    let opt = |v: Option<&[u8]>| v.map_or(0, <[u8]>::len);
+    let data = match f.event_data {
+        Data::Json(text) => text.len(),
+        Data::Empty | Data::Serialize(_) => 0,
     };
-    ev.event_type.len()
-        + ev.event_category.len()
-        + ev.event_action.len()
-        + ev.event_outcome.len()
-        + ev.correlation_id.len()
-        + opt(ev.version)
-        + opt(ev.event_timestamp)
-        + opt(ev.actor_type)
-        + opt(ev.actor_id)
-        + opt(ev.actor_ip)
-        + opt(ev.resource_type)
-        + opt(ev.resource_id)
-        + opt(ev.parent_event_id)
-        + opt(ev.parent_event_date)
-        + opt(ev.namespace)
-        + opt(ev.cluster_id)
-        + opt(ev.severity)
-        + opt(ev.error_code)
-        + opt(ev.error_message)
+    f.event_type.len()
+        + f.event_category.len()
+        + f.event_action.len()
+        + f.event_outcome.len()
+        + f.correlation_id.len()
+        + opt(f.version)
+        + opt(f.event_timestamp)
+        + opt(f.actor_type)
+        + opt(f.actor_id)
+        + opt(f.actor_ip)
+        + opt(f.resource_type)
+        + opt(f.resource_id)
+        + opt(f.parent_event_id)
+        + opt(f.parent_event_date)
+        + opt(f.namespace)
+        + opt(f.cluster_id)
+        + opt(f.severity)
+        + opt(f.error_code)
+        + opt(f.error_message)
         + data
 }
 
@@ -240,7 +395,7 @@ mod tests {
 
     fn encode(ev: &AuditEvent<'_>) -> Result<String, Error> {
         let mut out = Vec::new();
-        encode_event(ev, &mut out, 64 * 1024)?;
+        encode_event(ev, &EventRules::default(), &mut out, 64 * 1024)?;
         Ok(String::from_utf8(out).unwrap())
     }
 
@@ -454,7 +609,7 @@ mod tests {
         };
         let mut out = Vec::new();
         assert!(matches!(
-            encode_event(&ev, &mut out, 50),
+            encode_event(&ev, &EventRules::default(), &mut out, 50),
             Err(Error::TooLarge { limit: 50, .. })
         ));
         let quotes = "\"".repeat(100);
@@ -465,7 +620,7 @@ mod tests {
         let mut out = Vec::new();
         // 100 raw bytes fit under 400, the escaped 200 plus the rest do not.
         assert!(matches!(
-            encode_event(&ev, &mut out, 400),
+            encode_event(&ev, &EventRules::default(), &mut out, 400),
             Err(Error::TooLarge { limit: 400, .. })
         ));
         let huge = vec![0u32; 100_000];
@@ -475,7 +630,7 @@ mod tests {
         };
         let mut out = Vec::new();
         assert!(matches!(
-            encode_event(&ev, &mut out, 1000),
+            encode_event(&ev, &EventRules::default(), &mut out, 1000),
             Err(Error::TooLarge { .. })
         ));
         assert!(
