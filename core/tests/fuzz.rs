@@ -38,12 +38,13 @@ fn runner() -> TestRunner {
 
 /// A pipeline whose sink keeps what it is given, and a way to take it.
 struct Harness {
+    name: &'static str,
     pipeline: Pipeline,
     seen: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 impl Harness {
-    fn new() -> Self {
+    fn new(name: &'static str) -> Self {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = CallbackSink::new({
             let seen = Arc::clone(&seen);
@@ -56,6 +57,7 @@ impl Harness {
         });
         let config = Config::default().flush_interval(Duration::from_secs(3600));
         Harness {
+            name,
             pipeline: Pipeline::new(config, sink).unwrap(),
             seen,
         }
@@ -83,10 +85,28 @@ impl Harness {
         }
     }
 
+    /// Checks the accounting and says how the cases went (shown with `--nocapture`), so
+    /// a fuzzer that only ever hits one side is noticed.
     fn close(self) {
         let report = self.pipeline.close(Duration::from_secs(10));
-        assert!(report.stats.is_consistent(), "{:?}", report.stats);
-        assert_eq!(report.stats.recorded, report.stats.delivered);
+        let s = report.stats;
+        assert!(s.is_consistent(), "{s:?}");
+        assert_eq!(s.recorded, s.delivered);
+        let r = s.rejected;
+        eprintln!(
+            "{}: accepted {}, rejected {} (invalid_json {}, invalid_utf8 {}, not_an_object {}, \
+             missing_field {}, invalid_field {}, too_large {}, serialize {})",
+            self.name,
+            s.recorded,
+            r.total(),
+            r.invalid_json,
+            r.invalid_utf8,
+            r.not_an_object,
+            r.missing_field,
+            r.invalid_field,
+            r.too_large,
+            r.serialize
+        );
     }
 }
 
@@ -255,7 +275,7 @@ fn mutated(corpus: Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
 
 #[test]
 fn record_json_accepts_only_what_serde_json_reads_back() {
-    let h = Harness::new();
+    let h = Harness::new("record_json");
     let mut inputs = corpus(".json");
     // Deep nesting around the limit.
     for depth in [125, 126, 127, 128] {
@@ -269,7 +289,7 @@ fn record_json_accepts_only_what_serde_json_reads_back() {
         );
     }
     runner()
-        .run(&mutated(inputs), |input| {
+        .run(&prop_oneof![mutated(inputs), arb_object_text()], |input| {
             if let Ok(wire) = h.outcome(|p| p.record_json(&input)) {
                 {
                     let mut got = strict(&wire);
@@ -289,28 +309,46 @@ fn record_json_accepts_only_what_serde_json_reads_back() {
     h.close();
 }
 
+fn arb_leaf() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        3 => Just(Value::Null),
+        3 => any::<bool>().prop_map(Value::Bool),
+        3 => any::<i64>().prop_map(Value::from),
+        3 => any::<f64>().prop_map(Value::from),
+        1 => prop_oneof![Just(1e308), Just(-1.7e308), Just(9.9e307)].prop_map(Value::from),
+        3 => any::<String>().prop_map(Value::String),
+        1 => "[a-z\\x00]{0,3}".prop_map(Value::String),
+    ]
+}
+
 fn arb_value() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_map(Value::from),
-        prop_oneof![Just(1e308), Just(-1.7e308), Just(9.9e307)].prop_map(Value::from),
-        any::<String>().prop_map(Value::String),
-        "[a-z\\x00]{0,3}".prop_map(Value::String),
-    ];
-    leaf.prop_recursive(5, 48, 6, |inner| {
+    arb_leaf().prop_recursive(5, 48, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::btree_map("[a-z\\x00]{0,3}|\\PC{0,4}", inner, 0..6)
+            prop::collection::btree_map("[a-z]{0,3}|\\PC{0,4}|[a-z\\x00]{1,2}", inner, 0..6)
                 .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
 }
 
+/// Objects as text: generated values (some with a hundred keys, past the scanner's
+/// linear search and its table), compact or pretty-printed.
+fn arb_object_text() -> impl Strategy<Value = Vec<u8>> {
+    let small = prop::collection::btree_map("\\PC{0,6}", arb_value(), 0..6);
+    let wide = prop::collection::btree_map("k[0-9]{1,3}", arb_leaf(), 20..100);
+    (prop_oneof![3 => small, 1 => wide], any::<bool>()).prop_map(|(m, pretty)| {
+        let v = Value::Object(m.into_iter().collect());
+        if pretty {
+            serde_json::to_vec_pretty(&v).unwrap()
+        } else {
+            serde_json::to_vec(&v).unwrap()
+        }
+    })
+}
+
 #[test]
 fn record_serialize_accepts_only_what_serde_json_reads_back() {
-    let h = Harness::new();
+    let h = Harness::new("record_serialize");
     let objects = prop::collection::btree_map("\\PC{0,6}", arb_value(), 0..6)
         .prop_map(|m| Value::Object(m.into_iter().collect()));
     runner()
@@ -426,7 +464,7 @@ fn check_rules(v: &Map<String, Value>) {
 
 #[test]
 fn typed_events_from_bytes_and_str_agree_and_read_back() {
-    let h = Harness::new();
+    let h = Harness::new("record and record_event_bytes");
     runner()
         .run(&typed_events(), |(fields, event_data)| {
             let f = |i: usize| fields[i].as_deref();

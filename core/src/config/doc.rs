@@ -20,8 +20,9 @@ pub(crate) fn parse_json<'de, T: Deserialize<'de>>(text: &'de str) -> Result<T, 
     let mut de = serde_json::Deserializer::from_str(text);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
+        // An empty key has an empty path: the reason names it (``unknown field ``, ...``).
         let field = match path.as_str() {
-            "." | "?" => "(document)".to_owned(),
+            "." | "?" | "" => "(document)".to_owned(),
             _ => path,
         };
         let reason = e.into_inner().to_string();
@@ -327,6 +328,7 @@ mod tests {
         assert_eq!(field_of(r#"{"flush_interval_ms":0}"#), "flush_interval_ms");
         assert_eq!(field_of("[]"), "(document)");
         assert_eq!(field_of("{"), "(document)");
+        assert_eq!(field_of(r#"{"":1}"#), "(document)");
     }
 
     #[test]

@@ -2,11 +2,9 @@
 //! encoder: keys are pre-escaped constants, values are escaped straight into the slot.
 
 use super::escape::write_str_body;
-use super::event_data::{Data, EventData, write_event_data};
-use super::rules::{
-    EventRules, MAX_ACTION, MAX_ACTOR_IP, MAX_CORRELATION_ID, MAX_EVENT_TYPE, MAX_VERSION,
-    check_len, check_outcome, invalid, is_uuid, rfc3339_seconds, within,
-};
+use super::event_data::{EventData, write_event_data};
+use super::fields::{Fields, raw_size};
+use super::rules::{EventRules, check_fields, invalid};
 use super::time;
 use crate::Error;
 
@@ -18,6 +16,18 @@ use crate::Error;
 /// `event_timestamp` to the current time (RFC 3339, UTC, milliseconds). `event_data` always
 /// carries an `event_type` equal to the outer one: it is added when missing, and an event
 /// whose `event_data.event_type` differs is rejected.
+///
+/// [`record`](crate::Pipeline::record) also refuses what DataStorage's `AuditEventRequest`
+/// refuses, naming the field ([`Error::InvalidField`](crate::Error::InvalidField)): more
+/// characters than the spec's `maxLength` (`version` 1–20, `event_type` 100,
+/// `event_category` and `event_action` 50, `correlation_id` 255, `actor_ip` 45), an
+/// `event_outcome` other than `success`, `failure` or `pending`, an `event_timestamp` or
+/// `parent_event_date` that is not RFC 3339 (`2026-11-23T10:15:30.123Z`, or with an offset
+/// `+01:00`; a fraction of 1–9 digits; no leap second), a `parent_event_id` that is not a
+/// UUID (`8-4-4-4-12` hex digits), U+0000 in any string (Postgres cannot store it). Any
+/// `event_category` is accepted unless [`Config::categories`](crate::Config::categories)
+/// lists the allowed ones; the server's time window is checked only with
+/// [`Config::check_timestamp_window`](crate::Config::check_timestamp_window).
 ///
 /// ```
 /// use auditbuf::{AuditEvent, EventData};
@@ -100,74 +110,6 @@ impl<'a> AuditEvent<'a> {
     }
 }
 
-/// The fields of a typed event as bytes: an [`AuditEvent`]'s, known to be UTF-8, or an
-/// [`AuditEventBytes`](crate::AuditEventBytes)'s, checked as they are written.
-#[derive(Clone, Copy)]
-pub(crate) struct Fields<'a> {
-    pub(crate) version: Option<&'a [u8]>,
-    pub(crate) event_type: &'a [u8],
-    pub(crate) event_timestamp: Option<&'a [u8]>,
-    pub(crate) event_category: &'a [u8],
-    pub(crate) event_action: &'a [u8],
-    pub(crate) event_outcome: &'a [u8],
-    pub(crate) correlation_id: &'a [u8],
-    pub(crate) actor_type: Option<&'a [u8]>,
-    pub(crate) actor_id: Option<&'a [u8]>,
-    pub(crate) actor_ip: Option<&'a [u8]>,
-    pub(crate) resource_type: Option<&'a [u8]>,
-    pub(crate) resource_id: Option<&'a [u8]>,
-    pub(crate) parent_event_id: Option<&'a [u8]>,
-    pub(crate) parent_event_date: Option<&'a [u8]>,
-    pub(crate) namespace: Option<&'a [u8]>,
-    pub(crate) cluster_id: Option<&'a [u8]>,
-    pub(crate) severity: Option<&'a [u8]>,
-    pub(crate) duration_ms: Option<u64>,
-    pub(crate) error_code: Option<&'a [u8]>,
-    pub(crate) error_message: Option<&'a [u8]>,
-    pub(crate) retention_days: Option<u32>,
-    pub(crate) is_sensitive: Option<bool>,
-    pub(crate) event_data: Data<'a>,
-    /// The strings come as bytes: check that they are UTF-8 while writing them.
-    pub(crate) check_utf8: bool,
-}
-
-impl<'a> From<&AuditEvent<'a>> for Fields<'a> {
-    #[inline]
-    fn from(ev: &AuditEvent<'a>) -> Self {
-        let opt = |s: Option<&'a str>| s.map(str::as_bytes);
-        Fields {
-            version: opt(ev.version),
-            event_type: ev.event_type.as_bytes(),
-            event_timestamp: opt(ev.event_timestamp),
-            event_category: ev.event_category.as_bytes(),
-            event_action: ev.event_action.as_bytes(),
-            event_outcome: ev.event_outcome.as_bytes(),
-            correlation_id: ev.correlation_id.as_bytes(),
-            actor_type: opt(ev.actor_type),
-            actor_id: opt(ev.actor_id),
-            actor_ip: opt(ev.actor_ip),
-            resource_type: opt(ev.resource_type),
-            resource_id: opt(ev.resource_id),
-            parent_event_id: opt(ev.parent_event_id),
-            parent_event_date: opt(ev.parent_event_date),
-            namespace: opt(ev.namespace),
-            cluster_id: opt(ev.cluster_id),
-            severity: opt(ev.severity),
-            duration_ms: ev.duration_ms,
-            error_code: opt(ev.error_code),
-            error_message: opt(ev.error_message),
-            retention_days: ev.retention_days,
-            is_sensitive: ev.is_sensitive,
-            event_data: match ev.event_data {
-                EventData::Empty => Data::Empty,
-                EventData::Json(text) => Data::Json(text.as_bytes()),
-                EventData::Serialize(value) => Data::Serialize(value),
-            },
-            check_utf8: false,
-        }
-    }
-}
-
 /// Encodes `ev` into `out` (empty on entry); fails without touching anything outside `out`.
 #[inline]
 pub(crate) fn encode_event(
@@ -176,79 +118,13 @@ pub(crate) fn encode_event(
     out: &mut Vec<u8>,
     limit: usize,
 ) -> Result<(), Error> {
-    encode_fields(&Fields::from(ev), rules, out, limit)
+    encode_fields::<false>(&Fields::from(ev), rules, out, limit)
 }
 
-/// Checks the fields against DataStorage's rules (see [`rules`](super::rules)).
-fn check_fields(f: &Fields<'_>, rules: &EventRules) -> Result<(), Error> {
-    for (field, value) in [
-        ("event_type", f.event_type),
-        ("event_category", f.event_category),
-        ("event_action", f.event_action),
-        ("event_outcome", f.event_outcome),
-        ("correlation_id", f.correlation_id),
-    ] {
-        if value.is_empty() {
-            return Err(Error::MissingField { field });
-        }
-    }
-    if let Some(v) = f.version
-        && (v.is_empty() || !within(v, MAX_VERSION))
-    {
-        return Err(invalid("version", "must be 1 to 20 characters"));
-    }
-    check_len(
-        "event_type",
-        f.event_type,
-        MAX_EVENT_TYPE,
-        "must be at most 100 characters",
-    )?;
-    if let Some(ts) = f.event_timestamp {
-        rules.check_timestamp(ts)?;
-    }
-    rules.check_category(f.event_category)?;
-    check_len(
-        "event_action",
-        f.event_action,
-        MAX_ACTION,
-        "must be at most 50 characters",
-    )?;
-    check_outcome(f.event_outcome)?;
-    check_len(
-        "correlation_id",
-        f.correlation_id,
-        MAX_CORRELATION_ID,
-        "must be at most 255 characters",
-    )?;
-    if let Some(ip) = f.actor_ip {
-        check_len(
-            "actor_ip",
-            ip,
-            MAX_ACTOR_IP,
-            "must be at most 45 characters",
-        )?;
-    }
-    if let Some(id) = f.parent_event_id
-        && !is_uuid(id)
-    {
-        return Err(invalid(
-            "parent_event_id",
-            "must be a UUID (8-4-4-4-12 hex digits)",
-        ));
-    }
-    if let Some(date) = f.parent_event_date
-        && rfc3339_seconds(date).is_none()
-    {
-        return Err(invalid(
-            "parent_event_date",
-            "must be an RFC 3339 date-time, e.g. 2026-11-23T10:15:30.123Z",
-        ));
-    }
-    Ok(())
-}
-
-/// Encodes the checked fields into `out` (empty on entry).
-pub(crate) fn encode_fields(
+/// Encodes the checked fields into `out` (empty on entry). With `CHECK_UTF8` (the strings
+/// came as bytes) each is checked for UTF-8 as it is escaped.
+#[inline]
+pub(crate) fn encode_fields<const CHECK_UTF8: bool>(
     f: &Fields<'_>,
     rules: &EventRules,
     out: &mut Vec<u8>,
@@ -262,10 +138,15 @@ pub(crate) fn encode_fields(
             limit,
         });
     }
-    let check = f.check_utf8;
-    let put = |out: &mut Vec<u8>, field: &'static str, s: &[u8]| {
-        write_str_body(out, s, check).map_err(|bad| invalid(field, bad.reason()))
-    };
+    #[inline(always)]
+    fn put<const CHECK: bool>(
+        out: &mut Vec<u8>,
+        field: &'static str,
+        s: &[u8],
+    ) -> Result<(), Error> {
+        write_str_body(out, s, CHECK).map_err(|bad| invalid(field, bad.reason()))
+    }
+    let put = put::<CHECK_UTF8>;
 
     // Keys carry the quotes around the string values that follow them.
     out.reserve(lower_bound + ENCODED_OVERHEAD);
@@ -355,35 +236,6 @@ pub(crate) fn encode_fields(
         });
     }
     Ok(())
-}
-
-/// Sum of the lengths the event will take at least, before escaping and punctuation.
-fn raw_size(f: &Fields<'_>) -> usize {
-    let opt = |v: Option<&[u8]>| v.map_or(0, <[u8]>::len);
-    let data = match f.event_data {
-        Data::Json(text) => text.len(),
-        Data::Empty | Data::Serialize(_) => 0,
-    };
-    f.event_type.len()
-        + f.event_category.len()
-        + f.event_action.len()
-        + f.event_outcome.len()
-        + f.correlation_id.len()
-        + opt(f.version)
-        + opt(f.event_timestamp)
-        + opt(f.actor_type)
-        + opt(f.actor_id)
-        + opt(f.actor_ip)
-        + opt(f.resource_type)
-        + opt(f.resource_id)
-        + opt(f.parent_event_id)
-        + opt(f.parent_event_date)
-        + opt(f.namespace)
-        + opt(f.cluster_id)
-        + opt(f.severity)
-        + opt(f.error_code)
-        + opt(f.error_message)
-        + data
 }
 
 /// Keys, punctuation and a generated timestamp: what an event adds to its values.

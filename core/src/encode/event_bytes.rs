@@ -2,8 +2,9 @@
 //! be UTF-8 (C, Go, Python bindings): the same fields and rules as
 //! [`AuditEvent`](crate::AuditEvent), each field checked for UTF-8 as it is encoded.
 
-use super::event::{Fields, encode_fields};
+use super::event::encode_fields;
 use super::event_data::Data;
+use super::fields::Fields;
 use super::rules::EventRules;
 use crate::Error;
 
@@ -131,7 +132,6 @@ pub(crate) fn encode_event_bytes(
         retention_days: ev.retention_days,
         is_sensitive: ev.is_sensitive,
         event_data: ev.event_data.map_or(Data::Empty, Data::Json),
-        check_utf8: true,
     };
-    encode_fields(&fields, rules, out, limit)
+    encode_fields::<true>(&fields, rules, out, limit)
 }

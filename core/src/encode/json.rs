@@ -255,7 +255,7 @@ impl Scanner<'_> {
 
     /// Scans string content after the opening quote, up to and including the closing one;
     /// says whether it holds escapes.
-    #[inline]
+    #[inline(always)]
     fn string(&mut self) -> Result<bool, Error> {
         let b = self.b;
         let mut i = self.i;

@@ -150,6 +150,26 @@ fn duplicate_keys_are_refused_at_every_level() {
 }
 
 #[test]
+fn objects_of_a_dozen_keys_are_checked_through_the_table() {
+    // Past the linear search (24 keys) but within the table (64 open keys): inner objects
+    // may repeat outer keys, closed objects are forgotten, duplicates are found.
+    let mut s = String::from("{");
+    for i in 0..40 {
+        s.push_str(&format!(r#""k{i}":{{"k{i}":1,"y":2,"x":{{"k1":3}}}},"#));
+    }
+    let ok_text = format!(r#"{s}"last":0}}"#);
+    ok(&ok_text);
+    for dup in [0, 23, 24, 39] {
+        let text = format!(r#"{s}"k{dup}":0}}"#);
+        let (offset, reason) = rejected_at(&text);
+        assert_eq!(reason, "duplicate key in an object");
+        assert_eq!(offset, s.len(), "{dup}");
+    }
+    let inner = format!(r#"{s}"o":{{"a":1,"b":2,"a":3}}}}"#);
+    assert_eq!(rejected_at(&inner).0, s.len() + 17);
+}
+
+#[test]
 fn events_with_many_keys_are_checked_exactly() {
     let wide = |n: usize, dup: Option<usize>| {
         let mut s = String::from(r#"{"data":{"#);

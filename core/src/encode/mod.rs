@@ -3,6 +3,7 @@
 //! - [`event`]: the typed, borrowed [`AuditEvent`](crate::AuditEvent) and its direct encoder;
 //! - [`event_bytes`]: the same event with byte-slice fields, for the bindings;
 //! - [`event_data`]: its `event_data`, completed with the event's `event_type`;
+//! - [`fields`]: either event's fields as byte slices, as the encoder takes them;
 //! - [`raw`]: raw JSON bytes and `Serialize` values, checked and completed in place;
 //! - [`rules`]: what DataStorage requires of a typed event's fields;
 //! - [`json`]: the allocation-free check that bytes are exactly one JSON object that every
@@ -16,6 +17,7 @@ pub(crate) mod escape;
 pub(crate) mod event;
 pub(crate) mod event_bytes;
 pub(crate) mod event_data;
+pub(crate) mod fields;
 pub(crate) mod json;
 pub(crate) mod keys;
 pub(crate) mod raw;

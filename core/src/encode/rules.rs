@@ -8,6 +8,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::fields::Fields;
 use super::time::days_from_civil;
 use crate::Error;
 
@@ -119,6 +120,74 @@ impl EventRules {
         }
         Ok(())
     }
+}
+
+/// Checks a typed event's fields against the spec's rules and the configuration's.
+pub(crate) fn check_fields(f: &Fields<'_>, rules: &EventRules) -> Result<(), Error> {
+    for (field, value) in [
+        ("event_type", f.event_type),
+        ("event_category", f.event_category),
+        ("event_action", f.event_action),
+        ("event_outcome", f.event_outcome),
+        ("correlation_id", f.correlation_id),
+    ] {
+        if value.is_empty() {
+            return Err(Error::MissingField { field });
+        }
+    }
+    if let Some(v) = f.version
+        && (v.is_empty() || !within(v, MAX_VERSION))
+    {
+        return Err(invalid("version", "must be 1 to 20 characters"));
+    }
+    check_len(
+        "event_type",
+        f.event_type,
+        MAX_EVENT_TYPE,
+        "must be at most 100 characters",
+    )?;
+    if let Some(ts) = f.event_timestamp {
+        rules.check_timestamp(ts)?;
+    }
+    rules.check_category(f.event_category)?;
+    check_len(
+        "event_action",
+        f.event_action,
+        MAX_ACTION,
+        "must be at most 50 characters",
+    )?;
+    check_outcome(f.event_outcome)?;
+    check_len(
+        "correlation_id",
+        f.correlation_id,
+        MAX_CORRELATION_ID,
+        "must be at most 255 characters",
+    )?;
+    if let Some(ip) = f.actor_ip {
+        check_len(
+            "actor_ip",
+            ip,
+            MAX_ACTOR_IP,
+            "must be at most 45 characters",
+        )?;
+    }
+    if let Some(id) = f.parent_event_id
+        && !is_uuid(id)
+    {
+        return Err(invalid(
+            "parent_event_id",
+            "must be a UUID (8-4-4-4-12 hex digits)",
+        ));
+    }
+    if let Some(date) = f.parent_event_date
+        && rfc3339_seconds(date).is_none()
+    {
+        return Err(invalid(
+            "parent_event_date",
+            "must be an RFC 3339 date-time, e.g. 2026-11-23T10:15:30.123Z",
+        ));
+    }
+    Ok(())
 }
 
 /// Seconds since the Unix epoch of an RFC 3339 date-time as Go's `time.RFC3339` reads it

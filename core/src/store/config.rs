@@ -4,55 +4,17 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::limits::fsync_invalid;
 use super::{FileStore, FileStoreConfig, Fsync, MemoryStore, MemoryStoreConfig, Store};
 use crate::Error;
 use crate::config::present;
-
-/// Smallest `max_total_bytes` of a durable store (and `max_bytes` of the memory store).
-pub(crate) const MIN_STORE_BYTES: u64 = 4096;
-/// Largest `max_total_bytes` of a durable store: 16 TiB.
-pub(crate) const MAX_STORE_BYTES: u64 = 1 << 44;
-
-/// A setting out of range: its configuration name and why.
-pub(crate) type Invalid = Option<(&'static str, String)>;
-
-/// `Some` unless `min <= value <= max`.
-pub(crate) fn out_of_range(field: &'static str, value: u128, min: u128, max: u128) -> Invalid {
-    if value < min {
-        Some((field, format!("is {value}, must be at least {min}")))
-    } else if value > max {
-        Some((field, format!("is {value}, must be at most {max}")))
-    } else {
-        None
-    }
-}
-
-/// `Some` when `path` cannot name a file: empty, or holding a NUL byte.
-pub(crate) fn path_invalid(path: &Path) -> Invalid {
-    let bytes = path.as_os_str().as_encoded_bytes();
-    if bytes.is_empty() {
-        Some(("path", "must not be empty".to_owned()))
-    } else if bytes.contains(&0) {
-        Some(("path", "must not contain a NUL byte".to_owned()))
-    } else {
-        None
-    }
-}
-
-/// `Some` when an interval fsync is shorter than 1 ms.
-pub(crate) fn fsync_invalid(fsync: Fsync) -> Invalid {
-    match fsync {
-        Fsync::Interval(d) => out_of_range("fsync_interval_ms", d.as_millis(), 1, u128::MAX),
-        Fsync::Always | Fsync::Never => None,
-    }
-}
 
 /// Opens a store of an application's own type from its `params`.
 pub type StoreFactory = Arc<dyn Fn(&Value) -> Result<Box<dyn Store>, Error> + Send + Sync>;
@@ -292,7 +254,7 @@ pub(crate) fn parse_params<T: for<'de> Deserialize<'de>>(params: &Value) -> Resu
     serde_path_to_error::deserialize(params).map_err(|e| {
         let path = e.path().to_string();
         let field = match path.as_str() {
-            "." | "?" => "params".to_owned(),
+            "." | "?" | "" => "params".to_owned(),
             _ => format!("params.{path}"),
         };
         Error::config(field, e.into_inner().to_string())

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::config::{Invalid, MIN_STORE_BYTES, out_of_range};
+use super::limits::{Invalid, MIN_STORE_BYTES, out_of_range};
 use super::{Store, StoreSize, StoredBatch, fits};
 use crate::{DeadLetter, Error};
 

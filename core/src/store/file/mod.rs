@@ -20,7 +20,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::config::{
+use super::limits::{
     Invalid, MAX_STORE_BYTES, MIN_STORE_BYTES, fsync_invalid, out_of_range, path_invalid,
 };
 use super::{Fsync, Store, StoreSize, StoredBatch, fits};

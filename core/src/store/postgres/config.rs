@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::Error;
 use crate::config::present;
-use crate::store::config::{MAX_STORE_BYTES, MIN_STORE_BYTES, out_of_range};
+use crate::store::limits::{MAX_STORE_BYTES, MIN_STORE_BYTES, out_of_range};
 
 /// Longest lease: a day.
 const MAX_LEASE_MS: u128 = 86_400_000;

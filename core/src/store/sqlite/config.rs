@@ -10,9 +10,9 @@ use serde_json::Value;
 use crate::Error;
 use crate::config::present;
 use crate::store::Fsync;
-use crate::store::config::{
-    Invalid, MAX_STORE_BYTES, MIN_STORE_BYTES, fsync_from, fsync_invalid, out_of_range,
-    parse_params, path_invalid,
+use crate::store::config::{fsync_from, parse_params};
+use crate::store::limits::{
+    Invalid, MAX_STORE_BYTES, MIN_STORE_BYTES, fsync_invalid, out_of_range, path_invalid,
 };
 
 /// Settings of an [`SqliteStore`](super::SqliteStore). Plain data.
