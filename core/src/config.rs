@@ -118,7 +118,8 @@ impl Config {
 
     /// Events the queue holds before the overflow policy applies: 1 to
     /// 16 777 216 (2²⁴). A full queue of the largest events takes
-    /// `queue_capacity × max_event_bytes` of memory. Defaults to 10 000.
+    /// `queue_capacity × max_event_bytes` of memory (or `× initial_slot_bytes`, if that is
+    /// larger), which may not exceed 64 GiB. Defaults to 10 000.
     pub fn queue_capacity(mut self, events: usize) -> Self {
         self.queue_capacity = events;
         self

@@ -50,6 +50,13 @@ fn sizes_and_counts_have_a_ceiling() {
     ));
     assert_eq!(field, "retained_slot_bytes");
     assert!(reason.contains("must be at most 67108864"), "{reason}");
+    // 16 Mi events of up to 64 KiB could take a terabyte once the queue fills.
+    let (field, reason) = config_error(Config::from_json(r#"{"queue_capacity":16777216}"#));
+    assert_eq!(field, "queue_capacity");
+    assert!(
+        reason.contains("more than the 68719476736 a queue may hold"),
+        "{reason}"
+    );
     // Set in code, the same values stop the pipeline from starting, not the first record.
     let (field, _) = config_error(Pipeline::new(
         Config::default().initial_slot_bytes(1 << 40),

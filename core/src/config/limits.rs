@@ -24,6 +24,10 @@ pub(crate) const MAX_RETRY_ATTEMPTS: u32 = 1000;
 pub(crate) const MAX_CATEGORIES: usize = 256;
 /// Longest `service` name, in bytes.
 pub(crate) const MAX_SERVICE_BYTES: usize = 255;
+/// Most memory a full queue may hold: 64 GiB, `queue_capacity` slots of up to
+/// `max(max_event_bytes, initial_slot_bytes)` each. More cannot work anywhere this runs,
+/// and would fail as an aborting allocation inside `record` once the queue fills.
+pub(crate) const MAX_QUEUE_BYTES: u128 = 64 << 30;
 
 impl Config {
     /// Checks every value against its documented range, and that they work together.
@@ -99,6 +103,19 @@ impl Config {
             0,
             n(MAX_EVENT_BYTES),
         )?;
+        let slot = self.max_event_bytes.max(self.initial_slot_bytes) as u128;
+        let queue_bytes = self.queue_capacity as u128 * slot;
+        if queue_bytes > MAX_QUEUE_BYTES {
+            return Err(Error::config(
+                "queue_capacity",
+                format!(
+                    "{} events of up to {slot} bytes (max_event_bytes, or initial_slot_bytes \
+                     if larger) may take {queue_bytes} bytes, more than the {MAX_QUEUE_BYTES} \
+                     a queue may hold; lower one of them",
+                    self.queue_capacity
+                ),
+            ));
+        }
         if self.max_event_bytes >= self.batch_max_bytes {
             return Err(Error::config(
                 "max_event_bytes",
@@ -243,8 +260,19 @@ mod tests {
         ] {
             assert_eq!(invalid(config), message);
         }
-        // The largest values are accepted, and durations have no ceiling.
+        // A full queue of the largest events must fit in 64 GiB.
+        assert_eq!(
+            invalid(d().queue_capacity(1 << 24)),
+            "queue_capacity: 16777216 events of up to 65536 bytes (max_event_bytes, or \
+             initial_slot_bytes if larger) may take 1099511627776 bytes, more than the \
+             68719476736 a queue may hold; lower one of them"
+        );
         d().queue_capacity(1 << 24)
+            .max_event_bytes(4096)
+            .validate()
+            .unwrap();
+        // The largest values are accepted, and durations have no ceiling.
+        d().queue_capacity(1024)
             .max_event_bytes(64 << 20)
             .batch_max_bytes(256 << 20)
             .batch_max_events(100_000)

@@ -70,6 +70,7 @@ impl<'a> From<&AuditEvent<'a>> for Fields<'a> {
 }
 
 /// Sum of the lengths the event will take at least, before escaping and punctuation.
+#[inline]
 pub(crate) fn raw_size(f: &Fields<'_>) -> usize {
     let opt = |v: Option<&[u8]>| v.map_or(0, <[u8]>::len);
     let data = match f.event_data {
