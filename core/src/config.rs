@@ -1,9 +1,16 @@
 //! Pipeline configuration: plain data, set in code with chained setters or read from JSON.
+//!
+//! - [`doc`]: reading it from JSON, strictly, and the range check every setting shares;
+//! - [`limits`]: the range of every setting.
+
+mod doc;
+mod limits;
 
 use std::time::Duration;
 
-use serde::Deserialize;
+pub(crate) use doc::{in_range, parse_json, present};
 
+use crate::encode::rules::EventRules;
 use crate::{Error, RetryPolicy, StoreConfig, StoreRegistry};
 
 /// What `record` does when every slot is taken (the queue is full).
@@ -80,6 +87,8 @@ pub struct Config {
     pub(crate) retained_slot_bytes: usize,
     pub(crate) drop_timeout: Duration,
     pub(crate) gap_markers: bool,
+    pub(crate) categories: Vec<String>,
+    pub(crate) timestamp_window: bool,
 }
 
 impl Default for Config {
@@ -100,46 +109,54 @@ impl Default for Config {
             retained_slot_bytes: 8 * 1024,
             drop_timeout: Duration::from_secs(1),
             gap_markers: false,
+            categories: Vec::new(),
+            timestamp_window: false,
         }
     }
 }
 
 impl Config {
-    /// Name of the service recording events, for logs and metrics. Defaults to `"auditbuf"`.
+    /// Name of the service recording events, for logs and metrics: 1 to 255 bytes, no
+    /// control characters. Defaults to `"auditbuf"`.
     pub fn service(mut self, name: impl Into<String>) -> Self {
         self.service = name.into();
         self
     }
 
-    /// Events the queue holds before the overflow policy applies. Defaults to 10 000.
+    /// Events the queue holds before the overflow policy applies: 1 to
+    /// 16 777 216 (2²⁴). A full queue of the largest events takes
+    /// `queue_capacity × max_event_bytes` of memory (or `× initial_slot_bytes`, if that is
+    /// larger), which may not exceed 64 GiB. Defaults to 10 000.
     pub fn queue_capacity(mut self, events: usize) -> Self {
         self.queue_capacity = events;
         self
     }
 
     /// Largest encoded event accepted; larger ones are rejected with [`Error::TooLarge`].
+    /// 64 bytes to 64 MiB, and below `batch_max_bytes`.
     /// Defaults to 64 KiB.
     pub fn max_event_bytes(mut self, bytes: usize) -> Self {
         self.max_event_bytes = bytes;
         self
     }
 
-    /// Most events in one batch (lowered further if the sink has a smaller limit).
-    /// Defaults to 500.
+    /// Most events in one batch (lowered further if the sink has a smaller limit): 1 to
+    /// 100 000. Defaults to 500.
     pub fn batch_max_events(mut self, events: usize) -> Self {
         self.batch_max_events = events;
         self
     }
 
     /// Most bytes in one batch, counting each event plus one separator byte (lowered further
-    /// if the sink has a smaller limit). Defaults to 4 MiB.
+    /// if the sink has a smaller limit): above `max_event_bytes`, at most
+    /// 256 MiB. Defaults to 4 MiB.
     pub fn batch_max_bytes(mut self, bytes: usize) -> Self {
         self.batch_max_bytes = bytes;
         self
     }
 
-    /// Longest time an event waits for its batch to fill before it is sent anyway.
-    /// Defaults to 1 s.
+    /// Longest time an event waits for its batch to fill before it is sent anyway: at least
+    /// 1 ms ([`Duration::MAX`] waits for full batches and `flush`). Defaults to 1 s.
     pub fn flush_interval(mut self, interval: Duration) -> Self {
         self.flush_interval = interval;
         self
@@ -151,34 +168,37 @@ impl Config {
         self
     }
 
-    /// How failed batches are retried. Defaults to [`RetryPolicy::default`].
+    /// How failed batches are retried: `max_attempts` at least 1, the backoff base no
+    /// larger than its cap. Defaults to [`RetryPolicy::default`].
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
         self
     }
 
     /// Dead letters kept for [`Pipeline::dead_letters`](crate::Pipeline::dead_letters);
-    /// older ones are evicted but stay counted. Defaults to 1000.
+    /// older ones are evicted but stay counted. 0 to 100 000. Defaults to 1000.
     pub fn dead_letter_capacity(mut self, letters: usize) -> Self {
         self.dead_letter_capacity = letters;
         self
     }
 
-    /// Capacity a new slot starts with, and the size a grown slot shrinks back to.
-    /// Defaults to 512 bytes.
+    /// Capacity a new slot starts with, and the size a grown slot shrinks back to: 0 to
+    /// 1 MiB. Defaults to 512 bytes.
     pub fn initial_slot_bytes(mut self, bytes: usize) -> Self {
         self.initial_slot_bytes = bytes;
         self
     }
 
-    /// Largest capacity a slot keeps between events; events larger than this allocate.
+    /// Largest capacity a slot keeps between events; events larger than this allocate. At
+    /// most 64 MiB; a value below `initial_slot_bytes` acts as it.
     /// Defaults to 8 KiB.
     pub fn retained_slot_bytes(mut self, bytes: usize) -> Self {
         self.retained_slot_bytes = bytes;
         self
     }
 
-    /// Deadline of the `close` that dropping the pipeline performs. Defaults to 1 s.
+    /// Deadline of the `close` that dropping the pipeline performs (any duration).
+    /// Defaults to 1 s.
     pub fn drop_timeout(mut self, timeout: Duration) -> Self {
         self.drop_timeout = timeout;
         self
@@ -217,6 +237,42 @@ impl Config {
         self
     }
 
+    /// The only `event_category` values a typed event may have; others are rejected with
+    /// [`Error::InvalidField`]. DataStorage's list grows with the server (14 values in its
+    /// v1 spec: `gateway`, `notification`, `analysis`, `aiagent`, `signalprocessing`,
+    /// `workflow`, `workflowexecution`, `orchestration`, `approval`, `effectiveness`,
+    /// `actiontype`, `apifrontend`, `security`, `agentsession`), so checking it is up to
+    /// you. 1 to 256 names of 1 to 50 characters. Defaults to none:
+    /// any category of 1 to 50 characters.
+    pub fn categories<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.categories = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Rejects a typed event whose `event_timestamp` lies outside the window DataStorage
+    /// accepts, [now − 7 days, now + 60 min], by this machine's clock, with
+    /// [`Error::InvalidField`]. Off by default: the server judges by its own clock and at
+    /// delivery, which after an outage can be days after `record`, so a check here can
+    /// neither promise acceptance nor replace the server's; the server's refusal is
+    /// dead-lettered with its reason without costing other events. Turn it on to hear
+    /// about a wrong clock or a stale replay at once. Defaults to `false`.
+    pub fn check_timestamp_window(mut self, check: bool) -> Self {
+        self.timestamp_window = check;
+        self
+    }
+
+    /// What the configuration adds to the typed event's rules.
+    pub(crate) fn event_rules(&self) -> EventRules {
+        EventRules {
+            categories: self.categories.iter().map(|c| c.as_str().into()).collect(),
+            timestamp_window: self.timestamp_window,
+        }
+    }
+
     /// The service name.
     pub fn service_name(&self) -> &str {
         &self.service
@@ -228,6 +284,13 @@ impl Config {
     /// Unset variables leave the defaults; errors name the variable and the field, e.g.
     /// `invalid configuration: AUDIT_BACKING_STORE: params.path: missing field`.
     ///
+    /// # Errors
+    ///
+    /// [`Error::Config`], whose field starts with the variable's name, when a variable is
+    /// not UTF-8, or its document is malformed (see [`from_json`](Self::from_json) and
+    /// [`StoreConfig::from_json`]) or out of range. Nothing is opened: a store's directory
+    /// or server is first used by [`Pipeline::new`](crate::Pipeline::new).
+    ///
     /// ```no_run
     /// // AUDIT_BACKING_STORE='{"type":"file","params":{"path":"/var/lib/audit","fsync":"always"}}'
     /// let config = auditbuf::Config::from_env("AUDIT")?;
@@ -238,6 +301,10 @@ impl Config {
     }
 
     /// Like [`from_env`](Self::from_env), also knowing the store types in `registry`.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_env`](Self::from_env).
     pub fn from_env_with(prefix: &str, registry: &StoreRegistry) -> Result<Config, Error> {
         Self::from_vars(prefix, registry, |name| std::env::var(name))
     }
@@ -275,192 +342,24 @@ impl Config {
         Ok(config)
     }
 
-    /// Reads a configuration document; absent fields keep their defaults, unknown or
-    /// ill-typed ones are an [`Error::Config`] naming the field. Durations are in
-    /// milliseconds (`flush_interval_ms`); `overflow` is `"drop_newest"` or `"block"`
-    /// (with `block_timeout_ms`); `retry` holds `max_attempts`, `max_elapsed_ms`,
+    /// Reads a configuration document; absent fields keep their defaults. Field names are
+    /// the setters' (`queue_capacity`, `categories`, `check_timestamp_window`, …); durations
+    /// are in milliseconds (`flush_interval_ms`, `drop_timeout_ms`); `overflow` is
+    /// `"drop_newest"`, `"drop_oldest"`, `"spill"` or `"block"` (with `block_timeout_ms`); `durability` is
+    /// `"buffered"` or `"wal"`; `retry` holds `max_attempts`, `max_elapsed_ms`,
     /// `backoff_base_ms` and `backoff_cap_ms`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the field (`retry.max_attempts`, or `(document)` for the
+    /// document as a whole) when the text is not one JSON object, or has anything after it;
+    /// a field is unknown, duplicated, `null` (leave it out instead), of the wrong type, or
+    /// out of the range its setter documents; or the fields do not fit together
+    /// (`max_event_bytes` not below `batch_max_bytes`, a backoff base above its cap,
+    /// `block_timeout_ms` without `"block"`).
     pub fn from_json(text: &str) -> Result<Config, Error> {
-        let doc: ConfigDoc = parse_json(text)?;
+        let doc: doc::ConfigDoc = parse_json(text)?;
         doc.into_config()
-    }
-
-    /// Checks that the values can work together.
-    pub(crate) fn validate(&self) -> Result<(), Error> {
-        let at_least = |field: &str, value: u128, min: u128| {
-            if value < min {
-                Err(Error::config(
-                    field,
-                    format!("is {value}, must be at least {min}"),
-                ))
-            } else {
-                Ok(())
-            }
-        };
-        at_least("queue_capacity", self.queue_capacity as u128, 1)?;
-        if self.queue_capacity > 1 << 24 {
-            return Err(Error::config(
-                "queue_capacity",
-                format!("is {}, must be at most {}", self.queue_capacity, 1 << 24),
-            ));
-        }
-        at_least("batch_max_events", self.batch_max_events as u128, 1)?;
-        at_least("max_event_bytes", self.max_event_bytes as u128, 64)?;
-        at_least("flush_interval_ms", self.flush_interval.as_millis(), 1)?;
-        at_least("retry.max_attempts", u128::from(self.retry.max_attempts), 1)?;
-        if self.max_event_bytes >= self.batch_max_bytes {
-            return Err(Error::config(
-                "max_event_bytes",
-                format!(
-                    "{} must be below batch_max_bytes ({}) so one event always fits a batch",
-                    self.max_event_bytes, self.batch_max_bytes
-                ),
-            ));
-        }
-        if self.retry.backoff_base > self.retry.backoff_cap {
-            return Err(Error::config(
-                "retry.backoff_base_ms",
-                "must not exceed retry.backoff_cap_ms",
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// Deserialises `text` into `T`, naming the offending field in the error.
-pub(crate) fn parse_json<'de, T: Deserialize<'de>>(text: &'de str) -> Result<T, Error> {
-    let de = &mut serde_json::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let field = match path.as_str() {
-            "." | "?" => "(document)".to_owned(),
-            _ => path,
-        };
-        let reason = e.into_inner().to_string();
-        Error::config(field, reason)
-    })
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConfigDoc {
-    service: Option<String>,
-    queue_capacity: Option<usize>,
-    max_event_bytes: Option<usize>,
-    batch_max_events: Option<usize>,
-    batch_max_bytes: Option<usize>,
-    flush_interval_ms: Option<u64>,
-    overflow: Option<OverflowDoc>,
-    block_timeout_ms: Option<u64>,
-    durability: Option<DurabilityDoc>,
-    retry: Option<RetryDoc>,
-    dead_letter_capacity: Option<usize>,
-    initial_slot_bytes: Option<usize>,
-    retained_slot_bytes: Option<usize>,
-    drop_timeout_ms: Option<u64>,
-    gap_markers: Option<bool>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum OverflowDoc {
-    DropNewest,
-    DropOldest,
-    Block,
-    Spill,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum DurabilityDoc {
-    Buffered,
-    Wal,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RetryDoc {
-    max_attempts: Option<u32>,
-    max_elapsed_ms: Option<u64>,
-    backoff_base_ms: Option<u64>,
-    backoff_cap_ms: Option<u64>,
-}
-
-impl ConfigDoc {
-    fn into_config(self) -> Result<Config, Error> {
-        let mut c = Config::default();
-        let ms = Duration::from_millis;
-        if let Some(v) = self.service {
-            c.service = v;
-        }
-        if let Some(v) = self.queue_capacity {
-            c.queue_capacity = v;
-        }
-        if let Some(v) = self.max_event_bytes {
-            c.max_event_bytes = v;
-        }
-        if let Some(v) = self.batch_max_events {
-            c.batch_max_events = v;
-        }
-        if let Some(v) = self.batch_max_bytes {
-            c.batch_max_bytes = v;
-        }
-        if let Some(v) = self.flush_interval_ms {
-            c.flush_interval = ms(v);
-        }
-        c.overflow = match (self.overflow, self.block_timeout_ms) {
-            (None | Some(OverflowDoc::DropNewest), None) => Overflow::DropNewest,
-            (Some(OverflowDoc::Spill), None) => Overflow::Spill,
-            (Some(OverflowDoc::DropOldest), None) => Overflow::DropOldest,
-            (Some(OverflowDoc::Block), Some(t)) => Overflow::Block { timeout: ms(t) },
-            (Some(OverflowDoc::Block), None) => {
-                return Err(Error::config(
-                    "block_timeout_ms",
-                    "is required when overflow is \"block\"",
-                ));
-            }
-            (_, Some(_)) => {
-                return Err(Error::config(
-                    "block_timeout_ms",
-                    "is only allowed when overflow is \"block\"",
-                ));
-            }
-        };
-        c.durability = match self.durability {
-            None | Some(DurabilityDoc::Buffered) => Durability::Buffered,
-            Some(DurabilityDoc::Wal) => Durability::Wal,
-        };
-        if let Some(r) = self.retry {
-            if let Some(v) = r.max_attempts {
-                c.retry.max_attempts = v;
-            }
-            if let Some(v) = r.max_elapsed_ms {
-                c.retry.max_elapsed = ms(v);
-            }
-            if let Some(v) = r.backoff_base_ms {
-                c.retry.backoff_base = ms(v);
-            }
-            if let Some(v) = r.backoff_cap_ms {
-                c.retry.backoff_cap = ms(v);
-            }
-        }
-        if let Some(v) = self.dead_letter_capacity {
-            c.dead_letter_capacity = v;
-        }
-        if let Some(v) = self.initial_slot_bytes {
-            c.initial_slot_bytes = v;
-        }
-        if let Some(v) = self.retained_slot_bytes {
-            c.retained_slot_bytes = v;
-        }
-        if let Some(v) = self.drop_timeout_ms {
-            c.drop_timeout = ms(v);
-        }
-        if let Some(v) = self.gap_markers {
-            c.gap_markers = v;
-        }
-        c.validate()?;
-        Ok(c)
     }
 }
 
@@ -468,7 +367,7 @@ impl ConfigDoc {
 mod tests {
     use super::*;
 
-    fn field_of(text: &str) -> String {
+    pub(super) fn field_of(text: &str) -> String {
         match Config::from_json(text) {
             Err(Error::Config(c)) => c.field,
             other => panic!("{text}: {other:?}"),
@@ -528,6 +427,31 @@ mod tests {
                 &[("AUDIT_CONFIG", r#"{"durability":"eventually"}"#)][..],
                 "AUDIT_CONFIG: durability",
             ),
+            (
+                &[(
+                    "AUDIT_BACKING_STORE",
+                    r#"{"type":"file","params":{"path":"/x","segment_bytes":0}}"#,
+                )][..],
+                "AUDIT_BACKING_STORE: params.segment_bytes",
+            ),
+            (
+                &[(
+                    "AUDIT_BACKING_STORE",
+                    r#"{"type":"file","params":{"path":""}}"#,
+                )][..],
+                "AUDIT_BACKING_STORE: params.path",
+            ),
+            (
+                &[("AUDIT_BACKING_STORE", r#"{"type":"memory"} x"#)][..],
+                "AUDIT_BACKING_STORE: (document)",
+            ),
+            (
+                &[(
+                    "AUDIT_CONFIG",
+                    r#"{"queue_capacity":5}{"queue_capacity":0}"#,
+                )][..],
+                "AUDIT_CONFIG: (document)",
+            ),
         ] {
             let vars: &'static [(&'static str, &'static str)] = vars;
             match Config::from_vars("AUDIT", &registry, env(vars)) {
@@ -535,69 +459,5 @@ mod tests {
                 other => panic!("{vars:?}: {other:?}"),
             }
         }
-    }
-
-    #[test]
-    fn empty_document_is_the_default() {
-        assert_eq!(Config::from_json("{}").unwrap(), Config::default());
-        Config::default().validate().unwrap();
-    }
-
-    #[test]
-    fn every_field_reads() {
-        let c = Config::from_json(
-            r#"{"service":"s","queue_capacity":7,"max_event_bytes":100,"batch_max_events":3,
-                "batch_max_bytes":1000,"flush_interval_ms":5,"overflow":"drop_newest",
-                "retry":{"max_attempts":2,"max_elapsed_ms":9,"backoff_base_ms":1,"backoff_cap_ms":4},
-                "dead_letter_capacity":0,"initial_slot_bytes":64,"retained_slot_bytes":128,
-                "drop_timeout_ms":10}"#,
-        )
-        .unwrap();
-        let expect = Config::default()
-            .service("s")
-            .queue_capacity(7)
-            .max_event_bytes(100)
-            .batch_max_events(3)
-            .batch_max_bytes(1000)
-            .flush_interval(Duration::from_millis(5))
-            .retry(
-                RetryPolicy::default()
-                    .max_attempts(2)
-                    .max_elapsed(Duration::from_millis(9))
-                    .backoff(Duration::from_millis(1), Duration::from_millis(4)),
-            )
-            .dead_letter_capacity(0)
-            .initial_slot_bytes(64)
-            .retained_slot_bytes(128)
-            .drop_timeout(Duration::from_millis(10));
-        assert_eq!(c, expect);
-    }
-
-    #[test]
-    fn errors_name_the_field() {
-        assert_eq!(field_of(r#"{"queue_capacty":1}"#), "queue_capacty");
-        assert!(
-            Config::from_json(r#"{"queue_capacty":1}"#)
-                .unwrap_err()
-                .to_string()
-                .contains("unknown field `queue_capacty`")
-        );
-        assert_eq!(field_of(r#"{"queue_capacity":"big"}"#), "queue_capacity");
-        assert_eq!(
-            field_of(r#"{"retry":{"max_attempts":-1}}"#),
-            "retry.max_attempts"
-        );
-        assert_eq!(field_of(r#"{"retry":{"tries":1}}"#), "retry.tries");
-        assert_eq!(field_of(r#"{"overflow":"spill_to_mars"}"#), "overflow");
-        assert_eq!(field_of(r#"{"overflow":"block"}"#), "block_timeout_ms");
-        assert_eq!(field_of(r#"{"block_timeout_ms":3}"#), "block_timeout_ms");
-        assert_eq!(field_of(r#"{"queue_capacity":0}"#), "queue_capacity");
-        assert_eq!(
-            field_of(r#"{"max_event_bytes":5000000}"#),
-            "max_event_bytes"
-        );
-        assert_eq!(field_of(r#"{"flush_interval_ms":0}"#), "flush_interval_ms");
-        assert_eq!(field_of("[]"), "(document)");
-        assert_eq!(field_of("{"), "(document)");
     }
 }

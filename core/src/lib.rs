@@ -39,6 +39,20 @@
 //! + stored`, in every [`Stats`] snapshot. Calls that were turned away are counted by reason in
 //! [`Stats::rejected`] and never entered the pipeline.
 //!
+//! ## Bad input
+//! Events are checked on the caller's thread, without allocating, and refused with their
+//! own [`Error`] (counted in [`Stats::rejected`]) when a receiver would refuse or misread
+//! them: a typed [`AuditEvent`] must meet DataStorage's field rules (lengths, the outcome
+//! enum, RFC 3339 timestamps, …); every event must be one JSON object without duplicate
+//! keys, `\u0000`, numbers of magnitude 1e308 or more, or nesting deeper than 126 levels.
+//! See [`Pipeline::record`] and [`Pipeline::record_json`].
+//!
+//! ## Cargo features
+//! - `sqlite` (default): the SQLite backing store (`SqliteStore`); SQLite is compiled in
+//!   (`rusqlite` with `bundled`).
+//! - `postgres`: the Postgres backing store (`PostgresStore`); the `postgres` crate runs
+//!   its own small runtime, driven from the flush thread.
+//!
 //! ## Delivery
 //! At least once. 2xx (201 and 202) is delivered and never resent; 408, 429, 5xx and network
 //! errors are retried with exponential backoff and full jitter, honouring `Retry-After`;

@@ -11,6 +11,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::encode::event::encode_event;
+use crate::encode::rules::EventRules;
 use crate::encode::time;
 use crate::throttle::Throttle;
 use crate::{AuditEvent, EventData, Stats};
@@ -183,7 +184,12 @@ impl Markers {
             )
         };
         let mut out = Vec::new();
-        match encode_event(&event, &mut out, self.max_event_bytes.max(1024)) {
+        match encode_event(
+            &event,
+            &EventRules::default(),
+            &mut out,
+            self.max_event_bytes.max(1024),
+        ) {
             Ok(()) => {
                 self.pending = [0; REASONS.len()];
                 self.since = None;

@@ -18,6 +18,7 @@ use crate::dead_letter::DeadLetters;
 use crate::encode::event::encode_event;
 use crate::encode::event_bytes::encode_event_bytes;
 use crate::encode::raw::{encode_json, encode_serialize};
+use crate::encode::rules::EventRules;
 use crate::fork;
 use crate::group_commit::GroupCommit;
 use crate::shared::Shared;
@@ -87,14 +88,21 @@ pub struct Pipeline {
     /// The fork generation and process this pipeline was built in.
     born: (u64, u32),
     recovery: Option<Recovery>,
+    /// What the configuration adds to the typed event's rules (categories, time window).
+    rules: EventRules,
 }
 
 impl Pipeline {
     /// Starts a pipeline sending through `sink`, with its flush thread, and the backing
     /// store the configuration names (if any).
     ///
-    /// Fails with [`Error::Config`] when the configuration is inconsistent, including with
-    /// the sink's own batch limits, and with the store's errors when it cannot be opened.
+    /// # Errors
+    ///
+    /// - [`Error::Config`] naming the field: a value out of its documented range (see the
+    ///   [`Config`] setters, and the store's), `Spill` or `wal` without a (durable) store,
+    ///   or `max_event_bytes` too large for the sink's own batch limit;
+    /// - the store's errors when it cannot be opened ([`Error::Io`], [`Error::Store`]);
+    /// - [`Error::Spawn`] when the flush thread cannot be started.
     pub fn new<S: Sink>(config: Config, sink: S) -> Result<Self, Error> {
         let store = match &config.store {
             Some(store) => Some(store.open()?),
@@ -104,6 +112,13 @@ impl Pipeline {
     }
 
     /// Starts a pipeline with a store built in code, whatever the configuration names.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Config`] naming the field: a value out of its documented range (see the
+    ///   [`Config`] setters), durability `wal` with a store that is not durable, or
+    ///   `max_event_bytes` too large for the sink's own batch limit;
+    /// - [`Error::Spawn`] when the flush thread cannot be started.
     pub fn with_store<S: Sink, T: Store>(config: Config, sink: S, store: T) -> Result<Self, Error> {
         Self::build(config, Box::new(sink), Some(Box::new(store)))
     }
@@ -225,6 +240,7 @@ impl Pipeline {
             initial_slot_bytes: config.initial_slot_bytes,
             move_chunk: limits.max_events,
             drop_timeout: config.drop_timeout,
+            rules: config.event_rules(),
             service: config.service,
             born: (fork::generation(), std::process::id()),
             recovery,
@@ -239,22 +255,78 @@ impl Pipeline {
         fork::forked_since(self.born.0) || (thorough && std::process::id() != self.born.1)
     }
 
-    /// Records a typed event. See [`AuditEvent`] for the defaults it fills in.
+    /// Records a typed event. See [`AuditEvent`] for the defaults it fills in and the rules
+    /// its fields must meet.
+    ///
+    /// # Errors
+    ///
+    /// A refused event is counted in [`Stats::rejected`](crate::Stats) under the reason in
+    /// brackets, and affects no other event:
+    /// - [`Error::MissingField`] (`missing_field`): `event_type`, `event_category`,
+    ///   `event_action`, `event_outcome` or `correlation_id` is empty;
+    /// - [`Error::InvalidField`] (`invalid_field`), naming the field: longer than the
+    ///   spec's `maxLength` (`version` 20, `event_type` 100, `event_category` and
+    ///   `event_action` 50, `correlation_id` 255, `actor_ip` 45 characters), an empty
+    ///   `version`, an `event_outcome` other than `success`, `failure`, `pending`, an
+    ///   `event_timestamp` or `parent_event_date` that is not RFC 3339, a `parent_event_id`
+    ///   that is not a UUID, U+0000 in any string, an `event_category` the configuration
+    ///   does not list ([`Config::categories`]), an `event_timestamp` outside DataStorage's
+    ///   window when [`Config::check_timestamp_window`] is on; or an `event_data` that is
+    ///   not an object, or whose `event_type` differs from the event's;
+    /// - [`Error::InvalidJson`] (`invalid_json`): `event_data` is not JSON, or JSON that
+    ///   receivers read differently or cannot store (see [`record_json`](Self::record_json));
+    /// - [`Error::Serialize`] (`serialize`): an [`EventData::Serialize`](crate::EventData)
+    ///   value failed;
+    /// - [`Error::TooLarge`] (`too_large`): the encoded event is over `max_event_bytes`;
+    ///
+    /// and the errors of the queue and the store, the same for every `record` method:
+    /// - [`Error::Full`] (`queue_full`): no free slot under [`Overflow::DropNewest`];
+    /// - [`Error::Timeout`] (`block_timeout`): none came free within the
+    ///   [`Overflow::Block`] timeout;
+    /// - [`Error::Closed`] (`closed`): the pipeline was closed;
+    /// - [`Error::Forked`] (`closed`): this process is a `fork()` child of the one that
+    ///   built the pipeline;
+    /// - under [`Overflow::Spill`] with a full queue, or durability `wal`:
+    ///   [`Error::StoreFull`] (`store_full`) and [`Error::Store`] (`store_error`) from the
+    ///   backing store; in `wal` mode also [`Error::NotDurable`], the one error after which
+    ///   the event *was* accepted (counted as recorded): only its fsync failed.
     #[inline]
     pub fn record(&self, event: &AuditEvent<'_>) -> Result<(), Error> {
-        self.submit(|slot, limit| encode_event(event, slot, limit))
+        self.submit(|slot, limit| encode_event(event, &self.rules, slot, limit))
     }
 
     /// Records a typed event whose fields are byte slices (from C, Go or Python): the same
-    /// rules as [`record`](Self::record), and every field must be UTF-8.
+    /// rules as [`record`](Self::record), and every field must be UTF-8, which is checked
+    /// while the field is encoded.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`record`](Self::record), and [`Error::InvalidField`] with the reason
+    /// `"is not valid UTF-8"`, naming the field (`event_data` included).
     #[inline]
     pub fn record_event_bytes(&self, event: &AuditEventBytes<'_>) -> Result<(), Error> {
-        self.submit(|slot, limit| encode_event_bytes(event, slot, limit))
+        self.submit(|slot, limit| encode_event_bytes(event, &self.rules, slot, limit))
     }
 
     /// Records an event given as JSON text: one object, UTF-8, checked without allocating.
     /// `version` and `event_timestamp` are added when absent; line breaks between tokens
-    /// become spaces, so every event stays on one line.
+    /// become spaces, so every event stays on one line. The DataStorage field rules of
+    /// [`record`](Self::record) are not applied: any object any receiver can store is
+    /// accepted.
+    ///
+    /// # Errors
+    ///
+    /// Counted in [`Stats::rejected`](crate::Stats) under the reason in brackets:
+    /// - [`Error::InvalidUtf8`] (`invalid_utf8`) with the offset of the first bad byte;
+    /// - [`Error::InvalidJson`] (`invalid_json`) with an offset and a reason: not JSON
+    ///   (RFC 8259), more than one value, or JSON that receivers read differently or
+    ///   cannot store — a duplicate key in any object (compared by meaning, `"a"` equals
+    ///   `"\u0061"`), a number of magnitude 1e308 or more, `\u0000` in a string (Postgres
+    ///   refuses it), nesting deeper than 126 levels;
+    /// - [`Error::NotAnObject`] (`not_an_object`): valid JSON, but not an object;
+    /// - [`Error::TooLarge`] (`too_large`): over `max_event_bytes` once completed;
+    ///
+    /// and the queue and store errors listed under [`record`](Self::record).
     #[inline]
     pub fn record_json(&self, json: &[u8]) -> Result<(), Error> {
         self.submit(|slot, limit| encode_json(json, slot, limit))
@@ -262,6 +334,19 @@ impl Pipeline {
 
     /// Records any value that serialises to a JSON object, completed like
     /// [`record_json`](Self::record_json).
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Serialize`] (`serialize`): the value's `Serialize` failed (a map with
+    ///   keys that are not strings, a custom error);
+    /// - [`Error::NotAnObject`] (`not_an_object`): it serialised to something else;
+    /// - [`Error::InvalidJson`] (`invalid_json`): what it serialised to is refused as by
+    ///   [`record_json`](Self::record_json) — a string with U+0000, an `f64` of magnitude
+    ///   1e308 or more, duplicate keys from a hand-written `Serialize`, too deep a nesting;
+    /// - [`Error::TooLarge`] (`too_large`): over `max_event_bytes` (serialisation stops at
+    ///   the limit);
+    ///
+    /// and the queue and store errors listed under [`record`](Self::record).
     #[inline]
     pub fn record_serialize<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<(), Error> {
         self.submit(|slot, limit| encode_serialize(value, slot, limit))

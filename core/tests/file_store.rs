@@ -423,11 +423,15 @@ fn damage_before_the_cursor_lost_nothing() {
 fn a_pipeline_refuses_events_larger_than_its_store_keeps() {
     let scope = Scope::new("record-limit");
     let sink = || CallbackSink::new(|_: &[&[u8]]| Outcome::Delivered);
-    // The frame's length is a u32 with a 256 MiB cap (less the timestamp it covers).
+    // The largest event a file store keeps is its frame's cap (256 MiB less the timestamp)
+    // or its capacity, whichever is less; the configuration's own ceiling is 64 MiB.
     let huge = Config::default()
-        .batch_max_bytes(1 << 30)
-        .max_event_bytes(300 << 20)
-        .store(StoreConfig::File(config(&scope.0.join("wal"))));
+        .queue_capacity(100)
+        .batch_max_bytes(128 << 20)
+        .max_event_bytes(60 << 20)
+        .store(StoreConfig::File(
+            config(&scope.0.join("wal")).max_total_bytes(32 << 20),
+        ));
     let message = match Pipeline::new(huge, sink()) {
         Err(auditbuf::Error::Config(c)) => {
             assert_eq!(c.field, "max_event_bytes");
@@ -436,7 +440,7 @@ fn a_pipeline_refuses_events_larger_than_its_store_keeps() {
         other => panic!("{other:?}"),
     };
     assert!(
-        message.contains("file store") && message.contains(&((256 << 20) - 8).to_string()),
+        message.contains("file store") && message.contains(&((32 << 20) - 16).to_string()),
         "{message}"
     );
     // One record must also fit what the store may hold at all.

@@ -6,7 +6,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::time::Duration;
 
-use auditbuf::{AuditEvent, CallbackSink, Config, Error, EventData, Outcome, Pipeline};
+use auditbuf::{
+    AuditEvent, AuditEventBytes, CallbackSink, Config, Error, EventData, Outcome, Pipeline,
+};
 use crossbeam_channel::{Receiver, bounded};
 
 struct CountingAllocator;
@@ -60,7 +62,7 @@ const CALLS: usize = 100_000;
 
 /// A pipeline whose sink holds its first batch until `gate` opens, so warm-up can fill
 /// every slot of the pool.
-fn gated_pipeline() -> (Pipeline, crossbeam_channel::Sender<()>) {
+fn gated_pipeline(config: Config) -> (Pipeline, crossbeam_channel::Sender<()>) {
     let (open, gate): (_, Receiver<()>) = bounded(0);
     let mut waited = false;
     let sink = CallbackSink::new(move |_: &[&[u8]]| {
@@ -70,16 +72,23 @@ fn gated_pipeline() -> (Pipeline, crossbeam_channel::Sender<()>) {
         }
         Outcome::Delivered
     });
-    let config = Config::default()
-        .queue_capacity(QUEUE)
-        .batch_max_events(256);
     (Pipeline::new(config, sink).unwrap(), open)
 }
 
 /// Warms the pool with `record` (every slot created and grown to size), then counts the
 /// allocations of `CALLS` more calls on this thread. Full queues are retried, not skipped.
 fn allocations_of(record: impl Fn(&Pipeline, usize) -> Result<(), Error>) -> (u64, Pipeline) {
-    let (pipeline, open) = gated_pipeline();
+    let config = Config::default()
+        .queue_capacity(QUEUE)
+        .batch_max_events(256);
+    allocations_of_with(config, record)
+}
+
+fn allocations_of_with(
+    config: Config,
+    record: impl Fn(&Pipeline, usize) -> Result<(), Error>,
+) -> (u64, Pipeline) {
+    let (pipeline, open) = gated_pipeline(config);
     for i in 0..QUEUE + 256 {
         match record(&pipeline, i) {
             Ok(()) | Err(Error::Full) => {}
@@ -146,6 +155,64 @@ fn typed_events_do_not_allocate() {
 }
 
 #[test]
+fn typed_events_with_every_check_do_not_allocate() {
+    // Categories, a caller's timestamp checked against the window, an escaped
+    // event_data.event_type compared by meaning, and a payload of many keys.
+    let mut payload = String::from(r#"{"event_type":"gateway.signal.receive\u0064""#);
+    // 70 keys: past the scanner's 64, so the exact second pass runs too.
+    for i in 0..70 {
+        payload.push_str(&format!(r#","key_{i}":{{"key_{i}":[{i}]}}"#));
+    }
+    payload.push('}');
+    let timestamp = now_rfc3339();
+    let (n, p) = allocations_of_with(
+        Config::default()
+            .queue_capacity(QUEUE)
+            .batch_max_events(256)
+            .categories(["workflow", "gateway", "security"])
+            .check_timestamp_window(true),
+        |p, i| {
+            p.record(&AuditEvent {
+                event_timestamp: Some(&timestamp),
+                actor_ip: Some("2001:db8::1"),
+                parent_event_id: Some("018f3c9e-0000-7000-8000-000000000001"),
+                parent_event_date: Some("2026-01-02T03:04:00.000+01:00"),
+                duration_ms: Some(i as u64),
+                event_data: EventData::Json(&payload),
+                ..AuditEvent::new(
+                    "gateway.signal.received",
+                    "gateway",
+                    "received",
+                    "success",
+                    "rr-2026-001",
+                )
+            })
+        },
+    );
+    check(n, p);
+}
+
+#[test]
+fn typed_events_from_bytes_do_not_allocate() {
+    let (n, p) = allocations_of(|p, i| {
+        p.record_event_bytes(&AuditEventBytes {
+            actor_id: Some("zoë \"gateway\" 日本".as_bytes()),
+            namespace: Some(b"payment"),
+            duration_ms: Some(i as u64),
+            event_data: Some(PAYLOAD.as_bytes()),
+            ..AuditEventBytes::new(
+                b"gateway.signal.received",
+                b"gateway",
+                b"received",
+                b"success",
+                b"rr-2026-001",
+            )
+        })
+    });
+    check(n, p);
+}
+
+#[test]
 fn raw_json_with_escapes_and_unicode_does_not_allocate() {
     let event = "{\"event_type\":\"user.login\",\"message\":\"caf\u{e9} \\\"quoted\\\" \\n \\u00e9 \\ud83d\\ude00 日本語 🎉\",\
                  \"n\":[1,-2.5e3,true,null],\"nested\":{\"a\":{\"b\":[]}}}";
@@ -173,6 +240,30 @@ fn serialize_values_do_not_allocate() {
         })
     });
     check(n, p);
+}
+
+/// The current time as `YYYY-MM-DDTHH:MM:SS.000Z`.
+fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // H. Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let (era, doe) = (z / 146_097, z % 146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.000Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
 }
 
 #[test]

@@ -55,7 +55,7 @@ pub(crate) unsafe fn handle<'a>(
 ///
 /// The document holds the pipeline settings (`service`, `queue_capacity`,
 /// `max_event_bytes`, `batch_max_events`, `batch_max_bytes`, `flush_interval_ms`,
-/// `overflow` (`"drop_newest"`, `"block"` with `block_timeout_ms`, `"spill"`),
+/// `overflow` (`"drop_newest"`, `"drop_oldest"`, `"block"` with `block_timeout_ms`, `"spill"`),
 /// `durability` (`"buffered"`, `"wal"`), `retry`, …), a `"sink"`
 /// (`{"type":"datastorage","url":…}`, `{"type":"http","url":…,"format":"ndjson"}`
 /// or `{"type":"null"}`, the HTTP ones with `headers`, `bearer_token` or `token_file`,

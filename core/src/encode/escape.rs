@@ -1,25 +1,82 @@
-//! Writing a `&str` as a JSON string, byte-for-byte what `serde_json` writes.
+//! Writing text as a JSON string, byte-for-byte what `serde_json` writes, refusing what a
+//! receiver cannot store, and checking UTF-8 in the same pass when the text comes as bytes.
 
-use super::swar::{find, needs_escape};
+use super::json::utf8_char_end;
+use super::swar::{find, needs_escape, string_special};
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// Why a string could not be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BadText {
+    /// It holds U+0000, which Postgres `text` and `jsonb` refuse.
+    Nul,
+    /// It is not valid UTF-8.
+    Utf8,
+}
+
+impl BadText {
+    /// The reason an [`Error::InvalidField`](crate::Error::InvalidField) gives.
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            BadText::Nul => "contains U+0000 (NUL), which Postgres cannot store",
+            BadText::Utf8 => "is not valid UTF-8",
+        }
+    }
+}
+
 /// Appends `s` escaped as the inside of a JSON string, without the quotes: the typed
-/// encoder's key constants carry them. Does not allocate when `out` has room.
+/// encoder's key constants carry them. With `check_utf8` it validates `s` as it goes (one
+/// pass over bytes from C, Go or Python); without, `s` must come from a `&str`. Does not
+/// allocate when `out` has room. On error `out` holds part of `s`.
 #[inline]
-pub(crate) fn write_str_body(out: &mut Vec<u8>, s: &str) {
-    let b = s.as_bytes();
+pub(crate) fn write_str_body(out: &mut Vec<u8>, s: &[u8], check_utf8: bool) -> Result<(), BadText> {
+    if check_utf8 {
+        write_checked(out, s)
+    } else {
+        write_trusted(out, s)
+    }
+}
+
+#[inline]
+fn write_trusted(out: &mut Vec<u8>, b: &[u8]) -> Result<(), BadText> {
     let mut start = 0;
     loop {
         let i = find(b, start, needs_escape);
         out.extend_from_slice(&b[start..i]);
-        let Some(&c) = b.get(i) else { break };
-        write_escape(out, c);
+        let Some(&c) = b.get(i) else {
+            return Ok(());
+        };
+        write_escape(out, c)?;
         start = i + 1;
     }
 }
 
-fn write_escape(out: &mut Vec<u8>, c: u8) {
+#[inline]
+fn write_checked(out: &mut Vec<u8>, b: &[u8]) -> Result<(), BadText> {
+    let mut start = 0;
+    let mut i = 0;
+    loop {
+        // Plain ASCII runs are copied whole; a non-ASCII character is checked and stays in
+        // the run; only escapes interrupt it.
+        i = find(b, i, string_special);
+        let Some(&c) = b.get(i) else {
+            out.extend_from_slice(&b[start..]);
+            return Ok(());
+        };
+        if c >= 0x80 {
+            i = utf8_char_end(b, i).ok_or(BadText::Utf8)?;
+            continue;
+        }
+        out.extend_from_slice(&b[start..i]);
+        write_escape(out, c)?;
+        i += 1;
+        start = i;
+    }
+}
+
+#[inline]
+fn write_escape(out: &mut Vec<u8>, c: u8) -> Result<(), BadText> {
     let short = match c {
         b'"' => b'"',
         b'\\' => b'\\',
@@ -28,6 +85,7 @@ fn write_escape(out: &mut Vec<u8>, c: u8) {
         b'\t' => b't',
         0x08 => b'b',
         0x0c => b'f',
+        0 => return Err(BadText::Nul),
         _ => {
             out.extend_from_slice(&[
                 b'\\',
@@ -37,10 +95,11 @@ fn write_escape(out: &mut Vec<u8>, c: u8) {
                 HEX[usize::from(c >> 4)],
                 HEX[usize::from(c & 0xf)],
             ]);
-            return;
+            return Ok(());
         }
     };
     out.extend_from_slice(&[b'\\', short]);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -48,11 +107,11 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn ours(s: &str) -> String {
+    fn ours(s: &[u8], check: bool) -> Result<String, BadText> {
         let mut out = vec![b'"'];
-        write_str_body(&mut out, s);
+        write_str_body(&mut out, s, check)?;
         out.push(b'"');
-        String::from_utf8(out).unwrap()
+        Ok(String::from_utf8(out).unwrap())
     }
 
     #[test]
@@ -61,23 +120,68 @@ mod tests {
             "",
             "plain",
             "quote \" backslash \\ slash /",
-            "\n\r\t\u{8}\u{c}\u{0}\u{1f}\u{7f}",
+            "\n\r\t\u{8}\u{c}\u{1}\u{1f}\u{7f}",
             "ünïcödé — 日本語 🎉",
             "a long string that spans several eight byte words \" in the middle",
         ] {
-            assert_eq!(ours(s), serde_json::to_string(s).unwrap(), "{s:?}");
+            for check in [false, true] {
+                assert_eq!(
+                    ours(s.as_bytes(), check).unwrap(),
+                    serde_json::to_string(s).unwrap(),
+                    "{s:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn nul_is_refused() {
+        for check in [false, true] {
+            assert_eq!(ours(b"a\0b", check), Err(BadText::Nul));
+            assert_eq!(ours(b"\0", check), Err(BadText::Nul));
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused_when_checking() {
+        for bad in [
+            &b"\xff"[..],
+            b"ok \xc3",
+            b"\xc3\x28",
+            b"\xed\xa0\x80",
+            b"\xe0\x80\x80",
+            b"\xf4\x90\x80\x80",
+            b"a long plain prefix then \xc0\xaf",
+        ] {
+            assert_eq!(ours(bad, true), Err(BadText::Utf8), "{bad:?}");
         }
     }
 
     proptest! {
         #[test]
         fn any_string_matches_serde_json(s in any::<String>()) {
-            prop_assert_eq!(ours(&s), serde_json::to_string(&s).unwrap());
+            let expect = if s.contains('\0') {
+                Err(BadText::Nul)
+            } else {
+                Ok(serde_json::to_string(&s).unwrap())
+            };
+            prop_assert_eq!(ours(s.as_bytes(), false), expect.clone());
+            prop_assert_eq!(ours(s.as_bytes(), true), expect);
         }
 
         #[test]
-        fn ascii_with_controls_matches_serde_json(s in "[\\x00-\\x7f]{0,64}") {
-            prop_assert_eq!(ours(&s), serde_json::to_string(&s).unwrap());
+        fn ascii_with_controls_matches_serde_json(s in "[\\x01-\\x7f]{0,64}") {
+            prop_assert_eq!(ours(s.as_bytes(), true).unwrap(), serde_json::to_string(&s).unwrap());
+        }
+
+        #[test]
+        fn checking_agrees_with_the_standard_library(b in prop::collection::vec(any::<u8>(), 0..64)) {
+            let valid = std::str::from_utf8(&b).is_ok();
+            match ours(&b, true) {
+                Ok(_) => prop_assert!(valid),
+                Err(BadText::Utf8) => prop_assert!(!valid),
+                Err(BadText::Nul) => prop_assert!(b.contains(&0)),
+            }
         }
     }
 }

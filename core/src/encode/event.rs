@@ -3,6 +3,8 @@
 
 use super::escape::write_str_body;
 use super::event_data::{EventData, write_event_data};
+use super::fields::{Fields, raw_size};
+use super::rules::{EventRules, check_fields, invalid};
 use super::time;
 use crate::Error;
 
@@ -14,6 +16,18 @@ use crate::Error;
 /// `event_timestamp` to the current time (RFC 3339, UTC, milliseconds). `event_data` always
 /// carries an `event_type` equal to the outer one: it is added when missing, and an event
 /// whose `event_data.event_type` differs is rejected.
+///
+/// [`record`](crate::Pipeline::record) also refuses what DataStorage's `AuditEventRequest`
+/// refuses, naming the field ([`Error::InvalidField`](crate::Error::InvalidField)): more
+/// characters than the spec's `maxLength` (`version` 1–20, `event_type` 100,
+/// `event_category` and `event_action` 50, `correlation_id` 255, `actor_ip` 45), an
+/// `event_outcome` other than `success`, `failure` or `pending`, an `event_timestamp` or
+/// `parent_event_date` that is not RFC 3339 (`2026-11-23T10:15:30.123Z`, or with an offset
+/// `+01:00`; a fraction of 1–9 digits; no leap second), a `parent_event_id` that is not a
+/// UUID (`8-4-4-4-12` hex digits), U+0000 in any string (Postgres cannot store it). Any
+/// `event_category` is accepted unless [`Config::categories`](crate::Config::categories)
+/// lists the allowed ones; the server's time window is checked only with
+/// [`Config::check_timestamp_window`](crate::Config::check_timestamp_window).
 ///
 /// ```
 /// use auditbuf::{AuditEvent, EventData};
@@ -97,93 +111,115 @@ impl<'a> AuditEvent<'a> {
 }
 
 /// Encodes `ev` into `out` (empty on entry); fails without touching anything outside `out`.
+#[inline]
 pub(crate) fn encode_event(
     ev: &AuditEvent<'_>,
+    rules: &EventRules,
     out: &mut Vec<u8>,
     limit: usize,
 ) -> Result<(), Error> {
-    for (field, value) in [
-        ("event_type", ev.event_type),
-        ("event_category", ev.event_category),
-        ("event_action", ev.event_action),
-        ("event_outcome", ev.event_outcome),
-        ("correlation_id", ev.correlation_id),
-    ] {
-        if value.is_empty() {
-            return Err(Error::MissingField { field });
-        }
-    }
-    let lower_bound = raw_size(ev);
+    encode_fields::<false>(&Fields::from(ev), rules, out, limit)
+}
+
+/// Encodes the checked fields into `out` (empty on entry). With `CHECK_UTF8` (the strings
+/// came as bytes) each is checked for UTF-8 as it is escaped.
+#[inline]
+pub(crate) fn encode_fields<const CHECK_UTF8: bool>(
+    f: &Fields<'_>,
+    rules: &EventRules,
+    out: &mut Vec<u8>,
+    limit: usize,
+) -> Result<(), Error> {
+    check_fields(f, rules)?;
+    let lower_bound = raw_size(f);
     if lower_bound > limit {
         return Err(Error::TooLarge {
             size: lower_bound,
             limit,
         });
     }
+    #[inline(always)]
+    fn put<const CHECK: bool>(
+        out: &mut Vec<u8>,
+        field: &'static str,
+        s: &[u8],
+    ) -> Result<(), Error> {
+        write_str_body(out, s, CHECK).map_err(|bad| invalid(field, bad.reason()))
+    }
+    let put = put::<CHECK_UTF8>;
 
     // Keys carry the quotes around the string values that follow them.
     out.reserve(lower_bound + ENCODED_OVERHEAD);
     out.extend_from_slice(b"{\"version\":\"");
-    write_str_body(out, ev.version.unwrap_or("1.0"));
+    put(out, "version", f.version.unwrap_or(b"1.0"))?;
     out.extend_from_slice(b"\",\"event_type\":");
     let event_type_at = out.len();
     out.push(b'"');
-    write_str_body(out, ev.event_type);
+    put(out, "event_type", f.event_type)?;
     out.push(b'"');
     let event_type_token = event_type_at..out.len();
     out.extend_from_slice(b",\"event_timestamp\":\"");
-    match ev.event_timestamp {
-        Some(ts) => write_str_body(out, ts),
+    match f.event_timestamp {
+        // Checked to be RFC 3339: plain ASCII, nothing to escape.
+        Some(ts) => out.extend_from_slice(ts),
         None => out.extend_from_slice(&time::now()),
     }
     out.extend_from_slice(b"\",\"event_category\":\"");
-    write_str_body(out, ev.event_category);
+    put(out, "event_category", f.event_category)?;
     out.extend_from_slice(b"\",\"event_action\":\"");
-    write_str_body(out, ev.event_action);
+    put(out, "event_action", f.event_action)?;
     out.extend_from_slice(b"\",\"event_outcome\":\"");
-    write_str_body(out, ev.event_outcome);
+    out.extend_from_slice(f.event_outcome);
     out.extend_from_slice(b"\",\"correlation_id\":\"");
-    write_str_body(out, ev.correlation_id);
+    put(out, "correlation_id", f.correlation_id)?;
     out.push(b'"');
 
     let optional_strings = [
-        (&b",\"actor_type\":\""[..], ev.actor_type),
-        (b",\"actor_id\":\"", ev.actor_id),
-        (b",\"actor_ip\":\"", ev.actor_ip),
-        (b",\"resource_type\":\"", ev.resource_type),
-        (b",\"resource_id\":\"", ev.resource_id),
-        (b",\"parent_event_id\":\"", ev.parent_event_id),
-        (b",\"parent_event_date\":\"", ev.parent_event_date),
-        (b",\"namespace\":\"", ev.namespace),
-        (b",\"cluster_id\":\"", ev.cluster_id),
-        (b",\"severity\":\"", ev.severity),
+        (&b",\"actor_type\":\""[..], "actor_type", f.actor_type),
+        (b",\"actor_id\":\"", "actor_id", f.actor_id),
+        (b",\"actor_ip\":\"", "actor_ip", f.actor_ip),
+        (b",\"resource_type\":\"", "resource_type", f.resource_type),
+        (b",\"resource_id\":\"", "resource_id", f.resource_id),
+        (
+            b",\"parent_event_id\":\"",
+            "parent_event_id",
+            f.parent_event_id,
+        ),
+        (
+            b",\"parent_event_date\":\"",
+            "parent_event_date",
+            f.parent_event_date,
+        ),
+        (b",\"namespace\":\"", "namespace", f.namespace),
+        (b",\"cluster_id\":\"", "cluster_id", f.cluster_id),
+        (b",\"severity\":\"", "severity", f.severity),
     ];
-    for (key, value) in optional_strings {
+    for (key, field, value) in optional_strings {
         if let Some(v) = value {
             out.extend_from_slice(key);
-            write_str_body(out, v);
+            put(out, field, v)?;
             out.push(b'"');
         }
     }
-    if let Some(ms) = ev.duration_ms {
+    if let Some(ms) = f.duration_ms {
         out.extend_from_slice(b",\"duration_ms\":");
         out.extend_from_slice(itoa::Buffer::new().format(ms).as_bytes());
     }
-    for (key, value) in [
-        (&b",\"error_code\":\""[..], ev.error_code),
-        (b",\"error_message\":\"", ev.error_message),
+    for (key, field, value) in [
+        (&b",\"error_code\":\""[..], "error_code", f.error_code),
+        (b",\"error_message\":\"", "error_message", f.error_message),
     ] {
         if let Some(v) = value {
             out.extend_from_slice(key);
-            write_str_body(out, v);
+            put(out, field, v)?;
             out.push(b'"');
         }
     }
-    if let Some(days) = ev.retention_days {
+    if let Some(days) = f.retention_days {
         out.extend_from_slice(b",\"retention_days\":");
         out.extend_from_slice(itoa::Buffer::new().format(days).as_bytes());
     }
-    if let Some(sensitive) = ev.is_sensitive {
+    if let Some(sensitive) = f.is_sensitive {
         out.extend_from_slice(if sensitive {
             b",\"is_sensitive\":true"
         } else {
@@ -191,7 +227,7 @@ pub(crate) fn encode_event(
         });
     }
     out.extend_from_slice(b",\"event_data\":");
-    write_event_data(ev.event_data, out, event_type_token, limit)?;
+    write_event_data(f.event_data, out, event_type_token, limit)?;
     out.push(b'}');
     if out.len() > limit {
         return Err(Error::TooLarge {
@@ -200,35 +236,6 @@ pub(crate) fn encode_event(
         });
     }
     Ok(())
-}
-
-/// Sum of the lengths the event will take at least, before escaping and punctuation.
-fn raw_size(ev: &AuditEvent<'_>) -> usize {
-    let opt = |v: Option<&str>| v.map_or(0, str::len);
-    let data = match ev.event_data {
-        EventData::Json(text) => text.len(),
-        EventData::Empty | EventData::Serialize(_) => 0,
-    };
-    ev.event_type.len()
-        + ev.event_category.len()
-        + ev.event_action.len()
-        + ev.event_outcome.len()
-        + ev.correlation_id.len()
-        + opt(ev.version)
-        + opt(ev.event_timestamp)
-        + opt(ev.actor_type)
-        + opt(ev.actor_id)
-        + opt(ev.actor_ip)
-        + opt(ev.resource_type)
-        + opt(ev.resource_id)
-        + opt(ev.parent_event_id)
-        + opt(ev.parent_event_date)
-        + opt(ev.namespace)
-        + opt(ev.cluster_id)
-        + opt(ev.severity)
-        + opt(ev.error_code)
-        + opt(ev.error_message)
-        + data
 }
 
 /// Keys, punctuation and a generated timestamp: what an event adds to its values.
@@ -240,7 +247,7 @@ mod tests {
 
     fn encode(ev: &AuditEvent<'_>) -> Result<String, Error> {
         let mut out = Vec::new();
-        encode_event(ev, &mut out, 64 * 1024)?;
+        encode_event(ev, &EventRules::default(), &mut out, 64 * 1024)?;
         Ok(String::from_utf8(out).unwrap())
     }
 
@@ -454,7 +461,7 @@ mod tests {
         };
         let mut out = Vec::new();
         assert!(matches!(
-            encode_event(&ev, &mut out, 50),
+            encode_event(&ev, &EventRules::default(), &mut out, 50),
             Err(Error::TooLarge { limit: 50, .. })
         ));
         let quotes = "\"".repeat(100);
@@ -465,7 +472,7 @@ mod tests {
         let mut out = Vec::new();
         // 100 raw bytes fit under 400, the escaped 200 plus the rest do not.
         assert!(matches!(
-            encode_event(&ev, &mut out, 400),
+            encode_event(&ev, &EventRules::default(), &mut out, 400),
             Err(Error::TooLarge { limit: 400, .. })
         ));
         let huge = vec![0u32; 100_000];
@@ -475,7 +482,7 @@ mod tests {
         };
         let mut out = Vec::new();
         assert!(matches!(
-            encode_event(&ev, &mut out, 1000),
+            encode_event(&ev, &EventRules::default(), &mut out, 1000),
             Err(Error::TooLarge { .. })
         ));
         assert!(

@@ -1,12 +1,14 @@
 //! The typed audit event with byte-slice fields, for callers whose strings are not known to
 //! be UTF-8 (C, Go, Python bindings): the same fields and rules as
-//! [`AuditEvent`](crate::AuditEvent), each field checked as it is encoded.
+//! [`AuditEvent`](crate::AuditEvent), each field checked for UTF-8 as it is encoded.
 
-use super::event::{AuditEvent, encode_event};
-use super::event_data::EventData;
+use super::event::encode_fields;
+use super::event_data::Data;
+use super::fields::Fields;
+use super::rules::EventRules;
 use crate::Error;
 
-/// An [`AuditEvent`] whose strings are byte slices, not yet known to be UTF-8: what the C
+/// An [`AuditEvent`](crate::AuditEvent) whose strings are byte slices, not yet known to be UTF-8: what the C
 /// ABI, Go and Python hand over. Every field must be valid UTF-8; one that is not is an
 /// [`Error::InvalidField`] naming it.
 ///
@@ -29,49 +31,49 @@ use crate::Error;
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AuditEventBytes<'a> {
-    /// See [`AuditEvent::version`].
+    /// See [`AuditEvent::version`](crate::AuditEvent::version).
     pub version: Option<&'a [u8]>,
-    /// See [`AuditEvent::event_type`]. Required.
+    /// See [`AuditEvent::event_type`](crate::AuditEvent::event_type). Required.
     pub event_type: &'a [u8],
-    /// See [`AuditEvent::event_timestamp`].
+    /// See [`AuditEvent::event_timestamp`](crate::AuditEvent::event_timestamp).
     pub event_timestamp: Option<&'a [u8]>,
-    /// See [`AuditEvent::event_category`]. Required.
+    /// See [`AuditEvent::event_category`](crate::AuditEvent::event_category). Required.
     pub event_category: &'a [u8],
-    /// See [`AuditEvent::event_action`]. Required.
+    /// See [`AuditEvent::event_action`](crate::AuditEvent::event_action). Required.
     pub event_action: &'a [u8],
-    /// See [`AuditEvent::event_outcome`]. Required.
+    /// See [`AuditEvent::event_outcome`](crate::AuditEvent::event_outcome). Required.
     pub event_outcome: &'a [u8],
-    /// See [`AuditEvent::correlation_id`]. Required.
+    /// See [`AuditEvent::correlation_id`](crate::AuditEvent::correlation_id). Required.
     pub correlation_id: &'a [u8],
-    /// See [`AuditEvent::actor_type`].
+    /// See [`AuditEvent::actor_type`](crate::AuditEvent::actor_type).
     pub actor_type: Option<&'a [u8]>,
-    /// See [`AuditEvent::actor_id`].
+    /// See [`AuditEvent::actor_id`](crate::AuditEvent::actor_id).
     pub actor_id: Option<&'a [u8]>,
-    /// See [`AuditEvent::actor_ip`].
+    /// See [`AuditEvent::actor_ip`](crate::AuditEvent::actor_ip).
     pub actor_ip: Option<&'a [u8]>,
-    /// See [`AuditEvent::resource_type`].
+    /// See [`AuditEvent::resource_type`](crate::AuditEvent::resource_type).
     pub resource_type: Option<&'a [u8]>,
-    /// See [`AuditEvent::resource_id`].
+    /// See [`AuditEvent::resource_id`](crate::AuditEvent::resource_id).
     pub resource_id: Option<&'a [u8]>,
-    /// See [`AuditEvent::parent_event_id`].
+    /// See [`AuditEvent::parent_event_id`](crate::AuditEvent::parent_event_id).
     pub parent_event_id: Option<&'a [u8]>,
-    /// See [`AuditEvent::parent_event_date`].
+    /// See [`AuditEvent::parent_event_date`](crate::AuditEvent::parent_event_date).
     pub parent_event_date: Option<&'a [u8]>,
-    /// See [`AuditEvent::namespace`].
+    /// See [`AuditEvent::namespace`](crate::AuditEvent::namespace).
     pub namespace: Option<&'a [u8]>,
-    /// See [`AuditEvent::cluster_id`].
+    /// See [`AuditEvent::cluster_id`](crate::AuditEvent::cluster_id).
     pub cluster_id: Option<&'a [u8]>,
-    /// See [`AuditEvent::severity`].
+    /// See [`AuditEvent::severity`](crate::AuditEvent::severity).
     pub severity: Option<&'a [u8]>,
-    /// See [`AuditEvent::duration_ms`].
+    /// See [`AuditEvent::duration_ms`](crate::AuditEvent::duration_ms).
     pub duration_ms: Option<u64>,
-    /// See [`AuditEvent::error_code`].
+    /// See [`AuditEvent::error_code`](crate::AuditEvent::error_code).
     pub error_code: Option<&'a [u8]>,
-    /// See [`AuditEvent::error_message`].
+    /// See [`AuditEvent::error_message`](crate::AuditEvent::error_message).
     pub error_message: Option<&'a [u8]>,
-    /// See [`AuditEvent::retention_days`].
+    /// See [`AuditEvent::retention_days`](crate::AuditEvent::retention_days).
     pub retention_days: Option<u32>,
-    /// See [`AuditEvent::is_sensitive`].
+    /// See [`AuditEvent::is_sensitive`](crate::AuditEvent::is_sensitive).
     pub is_sensitive: Option<bool>,
     /// The JSON text of `event_data` (an object); `None` for an empty payload.
     pub event_data: Option<&'a [u8]>,
@@ -97,48 +99,39 @@ impl<'a> AuditEventBytes<'a> {
     }
 }
 
-/// Encodes `ev` into `out` (empty on entry), checking that every field is UTF-8.
+/// Encodes `ev` into `out` (empty on entry), checking that every field is UTF-8 as it is
+/// written: one pass over each string, as for a `&str`.
+#[inline]
 pub(crate) fn encode_event_bytes(
     ev: &AuditEventBytes<'_>,
+    rules: &EventRules,
     out: &mut Vec<u8>,
     limit: usize,
 ) -> Result<(), Error> {
-    fn text<'a>(field: &'static str, bytes: &'a [u8]) -> Result<&'a str, Error> {
-        std::str::from_utf8(bytes).map_err(|_| Error::InvalidField {
-            field,
-            reason: "is not valid UTF-8",
-        })
-    }
-    fn opt<'a>(field: &'static str, bytes: Option<&'a [u8]>) -> Result<Option<&'a str>, Error> {
-        bytes.map(|b| text(field, b)).transpose()
-    }
-    let event = AuditEvent {
-        version: opt("version", ev.version)?,
-        event_type: text("event_type", ev.event_type)?,
-        event_timestamp: opt("event_timestamp", ev.event_timestamp)?,
-        event_category: text("event_category", ev.event_category)?,
-        event_action: text("event_action", ev.event_action)?,
-        event_outcome: text("event_outcome", ev.event_outcome)?,
-        correlation_id: text("correlation_id", ev.correlation_id)?,
-        actor_type: opt("actor_type", ev.actor_type)?,
-        actor_id: opt("actor_id", ev.actor_id)?,
-        actor_ip: opt("actor_ip", ev.actor_ip)?,
-        resource_type: opt("resource_type", ev.resource_type)?,
-        resource_id: opt("resource_id", ev.resource_id)?,
-        parent_event_id: opt("parent_event_id", ev.parent_event_id)?,
-        parent_event_date: opt("parent_event_date", ev.parent_event_date)?,
-        namespace: opt("namespace", ev.namespace)?,
-        cluster_id: opt("cluster_id", ev.cluster_id)?,
-        severity: opt("severity", ev.severity)?,
+    let fields = Fields {
+        version: ev.version,
+        event_type: ev.event_type,
+        event_timestamp: ev.event_timestamp,
+        event_category: ev.event_category,
+        event_action: ev.event_action,
+        event_outcome: ev.event_outcome,
+        correlation_id: ev.correlation_id,
+        actor_type: ev.actor_type,
+        actor_id: ev.actor_id,
+        actor_ip: ev.actor_ip,
+        resource_type: ev.resource_type,
+        resource_id: ev.resource_id,
+        parent_event_id: ev.parent_event_id,
+        parent_event_date: ev.parent_event_date,
+        namespace: ev.namespace,
+        cluster_id: ev.cluster_id,
+        severity: ev.severity,
         duration_ms: ev.duration_ms,
-        error_code: opt("error_code", ev.error_code)?,
-        error_message: opt("error_message", ev.error_message)?,
+        error_code: ev.error_code,
+        error_message: ev.error_message,
         retention_days: ev.retention_days,
         is_sensitive: ev.is_sensitive,
-        event_data: match opt("event_data", ev.event_data)? {
-            Some(json) => EventData::Json(json),
-            None => EventData::Empty,
-        },
+        event_data: ev.event_data.map_or(Data::Empty, Data::Json),
     };
-    encode_event(&event, out, limit)
+    encode_fields::<true>(&fields, rules, out, limit)
 }

@@ -4,7 +4,8 @@
 use std::fmt;
 use std::io;
 
-use super::json::{ObjectInfo, scan_object};
+use super::json::{MAX_DEPTH, ObjectInfo, scan_object};
+use super::keys::Decoded;
 use super::{LimitedWriter, flatten_line_breaks};
 use crate::Error;
 
@@ -43,27 +44,38 @@ impl<T: serde::Serialize + ?Sized> ToJson for T {
     }
 }
 
+/// An [`EventData`] as the encoder takes it: JSON text as bytes (from a `&str`, or from C,
+/// Go or Python, not yet known to be UTF-8).
+#[derive(Clone, Copy)]
+pub(crate) enum Data<'a> {
+    Empty,
+    Json(&'a [u8]),
+    Serialize(&'a dyn ToJson),
+}
+
 const EVENT_TYPE_KEY: &[u8] = b"\"event_type\":";
+
+/// `event_data` is one level inside its event, whose whole nesting is bounded.
+const DATA_DEPTH: u32 = MAX_DEPTH - 1;
 
 /// Writes `event_data`, making sure its top-level `event_type` equals the outer one, whose
 /// encoded token sits at `outer` in `out`.
 pub(crate) fn write_event_data(
-    data: EventData<'_>,
+    data: Data<'_>,
     out: &mut Vec<u8>,
     outer: std::ops::Range<usize>,
     limit: usize,
 ) -> Result<(), Error> {
     match data {
-        EventData::Empty => {
+        Data::Empty => {
             out.push(b'{');
             out.extend_from_slice(EVENT_TYPE_KEY);
             out.extend_from_within(outer);
             out.push(b'}');
             Ok(())
         }
-        EventData::Json(text) => {
-            let text = text.as_bytes();
-            let info = scan_object(text).map_err(not_an_object_is_event_data)?;
+        Data::Json(text) => {
+            let info = scan_object(text, DATA_DEPTH).map_err(event_data_error)?;
             check_event_type(text, &info, &out[outer.clone()])?;
             let start = out.len();
             if info.has_event_type {
@@ -82,7 +94,7 @@ pub(crate) fn write_event_data(
             }
             Ok(())
         }
-        EventData::Serialize(value) => {
+        Data::Serialize(value) => {
             let start = out.len();
             let mut writer = LimitedWriter {
                 out,
@@ -101,7 +113,7 @@ pub(crate) fn write_event_data(
                 }
                 Err(e) => return Err(Error::Serialize(e)),
             }
-            let info = scan_object(&out[start..]).map_err(not_an_object_is_event_data)?;
+            let info = scan_object(&out[start..], DATA_DEPTH).map_err(event_data_error)?;
             check_event_type(&out[start..], &info, &out[outer.clone()])?;
             if info.has_line_breaks {
                 flatten_line_breaks(&mut out[start..]);
@@ -132,11 +144,18 @@ pub(crate) fn insert_gap(out: &mut Vec<u8>, at: usize, len: usize) {
     out.copy_within(at..old_len, at + len);
 }
 
-fn not_an_object_is_event_data(e: Error) -> Error {
+/// What is wrong with `event_data` as a whole is an error of that field; an error inside
+/// it keeps its offset in it.
+fn event_data_error(e: Error) -> Error {
     match e {
         Error::NotAnObject => Error::InvalidField {
             field: "event_data",
             reason: "must be a JSON object",
+        },
+        // Only bytes from C, Go or Python can be invalid UTF-8.
+        Error::InvalidUtf8 { .. } => Error::InvalidField {
+            field: "event_data",
+            reason: "is not valid UTF-8",
         },
         other => other,
     }
@@ -148,11 +167,9 @@ fn check_event_type(text: &[u8], info: &ObjectInfo, outer_token: &[u8]) -> Resul
     }
     let same = match info.event_type {
         Some((s, e)) if &text[s..e] == outer_token => true,
-        // Spelled differently (`\/`, `\u00e9`): compare what the escapes mean. Rare enough
-        // to allocate for.
+        // Spelled differently (`\/`, `\u00e9`): compare what the escapes mean.
         Some((s, e)) if text[s..e].contains(&b'\\') => {
-            let decode = |t: &[u8]| serde_json::from_slice::<String>(t).ok();
-            decode(&text[s..e]).is_some_and(|inner| decode(outer_token) == Some(inner))
+            Decoded::new(text, s + 1).eq(Decoded::new(outer_token, 1))
         }
         _ => false,
     };

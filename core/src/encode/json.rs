@@ -1,11 +1,23 @@
-//! Checks that bytes are exactly one JSON object (RFC 8259, UTF-8, no lone surrogates),
-//! without allocating, and notes the few top-level keys the encoder completes or compares.
+//! Checks that bytes are exactly one JSON object that every receiver reads the same way and
+//! Postgres can store, without allocating, and notes the few top-level keys the encoder
+//! completes or compares.
+//!
+//! Beyond RFC 8259 (UTF-8, escapes, no lone surrogates) it refuses what parsers disagree on
+//! or databases refuse: duplicate keys (see [`keys`](super::keys)), numbers of magnitude
+//! 1e308 or more (the largest double is about 1.8e308, and parsers round differently near
+//! it: serde_json refuses some values below it), `\u0000` (Postgres `jsonb` and `text`
+//! refuse it), and nesting deeper than [`MAX_DEPTH`].
 
+use super::keys::{Insert, Key, KeySet, check_all_objects, duplicate_at, hex4};
 use super::swar::{find, string_special};
 use crate::Error;
 
-/// Deepest nesting accepted; deeper input is rejected rather than scanned.
-pub(crate) const MAX_DEPTH: u32 = 128;
+/// Deepest nesting of an event, counted on the wire (the event's own object is level 1).
+/// serde_json reads at most 127 levels, and a batch sent as a JSON array adds one.
+pub(crate) const MAX_DEPTH: u32 = 126;
+
+/// The reason given for nesting deeper than [`MAX_DEPTH`].
+const TOO_DEEP: &str = "nesting deeper than 126 levels (counted in the whole event)";
 
 /// What a successful scan learned about the top-level object.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -28,16 +40,24 @@ pub(crate) struct ObjectInfo {
     pub(crate) has_line_breaks: bool,
 }
 
-/// Scans `b`, which must hold one JSON object and nothing but whitespace around it.
+/// Keys the scanner keeps at once, over all the objects it is inside; an event with more
+/// is checked for duplicates by a second, slower pass.
+const LIVE_KEYS: usize = 64;
+
+/// Scans `b`, which must hold one JSON object and nothing but whitespace around it, nested
+/// at most `max_depth` levels.
 ///
-/// Keys are compared as written: a key spelled with escapes (`"versio\u006e"`) is not
-/// recognised as `version`.
-pub(crate) fn scan_object(b: &[u8]) -> Result<ObjectInfo, Error> {
+/// Top-level keys are recognised as written: a key spelled with escapes
+/// (`"versio\u006e"`) is not taken for `version` (but is a duplicate of it).
+pub(crate) fn scan_object(b: &[u8], max_depth: u32) -> Result<ObjectInfo, Error> {
     let mut s = Scanner {
         b,
         i: 0,
         info: ObjectInfo::default(),
         capture_event_type_at: usize::MAX,
+        keys: KeySet::new(),
+        wide: false,
+        max_depth: max_depth.min(MAX_DEPTH),
     };
     s.ws();
     let open = s.i;
@@ -51,6 +71,9 @@ pub(crate) fn scan_object(b: &[u8]) -> Result<ObjectInfo, Error> {
     if !is_object {
         return Err(Error::NotAnObject);
     }
+    if s.wide {
+        check_all_objects(b)?;
+    }
     s.info.open = open;
     s.info.close = close;
     Ok(s.info)
@@ -62,6 +85,10 @@ struct Scanner<'a> {
     info: ObjectInfo,
     /// Offset where the top-level `event_type` value starts, once its key has been seen.
     capture_event_type_at: usize,
+    keys: KeySet<{ 2 * LIVE_KEYS }, LIVE_KEYS>,
+    /// More keys were open at once than `keys` holds: check them all afterwards.
+    wide: bool,
+    max_depth: u32,
 }
 
 impl Scanner<'_> {
@@ -105,21 +132,23 @@ impl Scanner<'_> {
     }
 
     /// Parses one complete value starting at `self.i`, iteratively: open containers are
-    /// tracked in a fixed stack (true = object), so hostile nesting cannot overflow the
-    /// thread's stack.
+    /// tracked in fixed stacks (whether each is an object, and where its keys start in
+    /// `keys`), so hostile nesting cannot overflow the thread's stack.
     fn value(&mut self) -> Result<(), Error> {
         let mut in_objects = [false; MAX_DEPTH as usize];
+        let mut key_marks = [0u8; MAX_DEPTH as usize];
         let mut depth: u32 = 0;
         loop {
             // One value.
             let start = self.i;
             match self.peek() {
                 Some(open @ (b'{' | b'[')) => {
-                    if depth == MAX_DEPTH {
-                        return Err(self.err("nesting deeper than 128 levels"));
+                    if depth == self.max_depth {
+                        return Err(self.err(TOO_DEEP));
                     }
                     let is_object = open == b'{';
                     in_objects[depth as usize] = is_object;
+                    key_marks[depth as usize] = self.keys.len() as u8;
                     depth += 1;
                     self.i += 1;
                     self.ws();
@@ -132,7 +161,7 @@ impl Scanner<'_> {
                         }
                     } else {
                         if is_object {
-                            self.member_key(depth)?;
+                            self.member_key(depth, key_marks[depth as usize - 1])?;
                         }
                         continue;
                     }
@@ -156,19 +185,23 @@ impl Scanner<'_> {
                     return Ok(());
                 }
                 self.ws();
-                let in_object = in_objects[depth as usize - 1];
+                let level = depth as usize - 1;
+                let in_object = in_objects[level];
                 match (self.peek(), in_object) {
                     (Some(b','), _) => {
                         self.i += 1;
                         self.ws();
                         if in_object {
-                            self.member_key(depth)?;
+                            self.member_key(depth, key_marks[level])?;
                         }
                         break;
                     }
                     (Some(b'}'), true) | (Some(b']'), false) => {
                         self.i += 1;
                         depth -= 1;
+                        if in_object {
+                            self.keys.truncate(usize::from(key_marks[level]));
+                        }
                     }
                     (_, true) => return Err(self.unexpected("expected ',' or '}'")),
                     (_, false) => return Err(self.unexpected("expected ',' or ']'")),
@@ -177,15 +210,28 @@ impl Scanner<'_> {
         }
     }
 
-    /// Parses `"key" :` and the whitespace after it; notes interesting top-level keys.
-    fn member_key(&mut self, depth: u32) -> Result<(), Error> {
+    /// Parses `"key" :` and the whitespace after it; refuses a key its object already has
+    /// (whose keys start at `scope` in `keys`); notes interesting top-level keys.
+    fn member_key(&mut self, depth: u32, scope: u8) -> Result<(), Error> {
         if self.peek() != Some(b'"') {
             return Err(self.unexpected("expected a string key"));
         }
+        let quote = self.i;
         let key_start = self.i + 1;
         self.i += 1;
-        self.string()?;
-        let key = &self.b[key_start..self.i - 1];
+        let escaped = self.string()?;
+        let key = Key {
+            start: key_start,
+            end: self.i - 1,
+            escaped,
+        };
+        if !self.wide {
+            match self.keys.insert(self.b, key, usize::from(scope)) {
+                Insert::New => {}
+                Insert::Duplicate => return Err(duplicate_at(quote)),
+                Insert::Full => self.wide = true,
+            }
+        }
         self.ws();
         if self.peek() != Some(b':') {
             return Err(self.unexpected("expected ':' after the key"));
@@ -193,7 +239,7 @@ impl Scanner<'_> {
         self.i += 1;
         self.ws();
         if depth == 1 {
-            match key {
+            match &self.b[key.start..key.end] {
                 b"version" => self.info.has_version = true,
                 b"event_timestamp" => self.info.has_timestamp = true,
                 b"event_type" => {
@@ -207,11 +253,13 @@ impl Scanner<'_> {
         Ok(())
     }
 
-    /// Scans string content after the opening quote, up to and including the closing one.
-    #[inline]
-    fn string(&mut self) -> Result<(), Error> {
+    /// Scans string content after the opening quote, up to and including the closing one;
+    /// says whether it holds escapes.
+    #[inline(always)]
+    fn string(&mut self) -> Result<bool, Error> {
         let b = self.b;
         let mut i = self.i;
+        let mut escaped = false;
         loop {
             i = find(b, i, string_special);
             let Some(&c) = b.get(i) else {
@@ -221,9 +269,10 @@ impl Scanner<'_> {
             match c {
                 b'"' => {
                     self.i = i + 1;
-                    return Ok(());
+                    return Ok(escaped);
                 }
                 b'\\' => {
+                    escaped = true;
                     i = escape_end(b, i)
                         .map_err(|reason| Error::InvalidJson { offset: i, reason })?;
                 }
@@ -250,6 +299,7 @@ impl Scanner<'_> {
 
     fn number(&mut self) -> Result<(), Error> {
         let b = self.b;
+        let start = self.i;
         let mut i = self.i;
         let digits = |mut i: usize| {
             while b.get(i).is_some_and(u8::is_ascii_digit) {
@@ -260,6 +310,7 @@ impl Scanner<'_> {
         if b.get(i) == Some(&b'-') {
             i += 1;
         }
+        let int_start = i;
         match b.get(i) {
             Some(b'0') => i += 1,
             Some(b'1'..=b'9') => i = digits(i + 1),
@@ -268,16 +319,21 @@ impl Scanner<'_> {
                 return Err(self.err("invalid number"));
             }
         }
+        let int = &b[int_start..i];
+        let mut frac: &[u8] = &[];
         if b.get(i) == Some(&b'.') {
             let end = digits(i + 1);
             if end == i + 1 {
                 self.i = end;
                 return Err(self.err("expected a digit after the decimal point"));
             }
+            frac = &b[i + 1..end];
             i = end;
         }
+        let mut exp: Option<(bool, &[u8])> = None;
         if matches!(b.get(i), Some(b'e' | b'E')) {
             i += 1;
+            let negative = b.get(i) == Some(&b'-');
             if matches!(b.get(i), Some(b'+' | b'-')) {
                 i += 1;
             }
@@ -286,11 +342,38 @@ impl Scanner<'_> {
                 self.i = end;
                 return Err(self.err("expected a digit in the exponent"));
             }
+            exp = Some((negative, &b[i..end]));
             i = end;
         }
         self.i = i;
+        // Integers of up to 308 digits are below 1e308: the usual case needs no more.
+        if (exp.is_some() || int.len() > 308) && too_large(int, frac, exp) {
+            self.i = start;
+            return Err(self.err("number of magnitude 1e308 or more"));
+        }
         Ok(())
     }
+}
+
+/// Whether the number with these digits has a magnitude of at least 1e308.
+fn too_large(int: &[u8], frac: &[u8], exp: Option<(bool, &[u8])>) -> bool {
+    // The value is 0.d₁d₂… × 10^e with d₁ ≠ 0; it is ≥ 1e308 exactly when e ≥ 309.
+    let lead: i64 = if int != b"0" {
+        int.len() as i64
+    } else {
+        match frac.iter().position(|&d| d != b'0') {
+            Some(zeros) => -(zeros as i64),
+            None => return false,
+        }
+    };
+    let exp = exp.map_or(0, |(negative, digits)| {
+        // Saturating: an exponent of more than 15 digits is out of range either way.
+        let v = digits.iter().fold(0i64, |v, &d| {
+            (v * 10 + i64::from(d - b'0')).min(1_000_000_000_000_000)
+        });
+        if negative { -v } else { v }
+    });
+    lead.saturating_add(exp) >= 309
 }
 
 /// End of the escape sequence starting with the backslash at `i`.
@@ -300,6 +383,7 @@ fn escape_end(b: &[u8], i: usize) -> Result<usize, &'static str> {
         Some(b'u') => {
             let unit = hex4(b, i + 2).ok_or("invalid \\u escape")?;
             match unit {
+                0 => Err("\\u0000 in a string (Postgres cannot store it)"),
                 0xD800..=0xDBFF => {
                     let low = (b.get(i + 6) == Some(&b'\\') && b.get(i + 7) == Some(&b'u'))
                         .then(|| hex4(b, i + 8))
@@ -317,211 +401,26 @@ fn escape_end(b: &[u8], i: usize) -> Result<usize, &'static str> {
     }
 }
 
-fn hex4(b: &[u8], i: usize) -> Option<u16> {
-    let digits = b.get(i..i + 4)?;
-    let mut v = 0u16;
-    for &d in digits {
-        let n = (d as char).to_digit(16)?;
-        v = (v << 4) | n as u16;
-    }
-    Some(v)
-}
-
 /// End of the UTF-8 sequence whose lead byte is at `i`, if it is well formed.
-fn utf8_char_end(b: &[u8], i: usize) -> Option<usize> {
-    let width = match b.get(i)? {
+pub(crate) fn utf8_char_end(b: &[u8], i: usize) -> Option<usize> {
+    let lead = *b.get(i)?;
+    let cont = |k: usize| b.get(i + k).is_some_and(|&c| c & 0xc0 == 0x80);
+    // The second byte's range rules out overlongs, surrogates and code points past
+    // U+10FFFF (RFC 3629, table 3-7 of the Unicode standard).
+    let second = |lo: u8, hi: u8| b.get(i + 1).is_some_and(|&c| (lo..=hi).contains(&c));
+    let width = match lead {
         0xC2..=0xDF => 2,
-        0xE0..=0xEF => 3,
-        0xF0..=0xF4 => 4,
-        _ => return None,
+        0xE0 => 3 * usize::from(second(0xA0, 0xBF)),
+        0xE1..=0xEC | 0xEE..=0xEF => 3,
+        0xED => 3 * usize::from(second(0x80, 0x9F)),
+        0xF0 => 4 * usize::from(second(0x90, 0xBF)),
+        0xF1..=0xF3 => 4,
+        0xF4 => 4 * usize::from(second(0x80, 0x8F)),
+        _ => 0,
     };
-    let seq = b.get(i..i + width)?;
-    // The standard library knows overlongs, surrogates and the U+10FFFF ceiling.
-    std::str::from_utf8(seq).ok()?;
-    Some(i + width)
+    (width > 0 && (1..width).all(cont)).then_some(i + width)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn ok(s: &str) -> ObjectInfo {
-        scan_object(s.as_bytes()).unwrap_or_else(|e| panic!("{s:?}: {e}"))
-    }
-
-    fn invalid(b: &[u8]) -> Error {
-        scan_object(b).expect_err("should be rejected")
-    }
-
-    #[test]
-    fn accepts_objects_and_finds_keys() {
-        let info = ok(r#"  {"version":"1.0","event_type":"a.b","x":[1,{"event_type":2}]} "#);
-        assert!(info.has_version && !info.has_timestamp && info.has_event_type);
-        assert_eq!(info.open, 2);
-        let (s, e) = info.event_type.unwrap();
-        assert_eq!(
-            &r#"  {"version":"1.0","event_type":"a.b","x":[1,{"event_type":2}]} "#[s..e],
-            "\"a.b\""
-        );
-        assert!(ok("{}").empty);
-        assert!(ok("{ \n }").empty);
-        assert!(!ok(r#"{"a":1}"#).empty);
-        assert!(ok("{\n\"a\":1\r\n}").has_line_breaks);
-        assert!(!ok(r#"{"a":"x"}"#).has_line_breaks);
-    }
-
-    #[test]
-    fn nested_event_type_is_not_top_level() {
-        let info = ok(r#"{"data":{"event_type":"x"}}"#);
-        assert!(!info.has_event_type);
-        let info = ok(r#"{"event_type":7}"#);
-        assert!(info.has_event_type && info.event_type.is_none());
-    }
-
-    #[test]
-    fn accepts_every_json_feature() {
-        ok(
-            r#"{"s":"esc \" \\ \/ \b \f \n \r \t \u00e9 \ud83d\ude00","n":[0,-0,1.5,-2e10,3E+2,4e-3,123456789012345678901234567890],"l":[true,false,null],"u":"日本 ü 🎉"}"#,
-        );
-    }
-
-    #[test]
-    fn rejects_non_objects_as_such() {
-        for s in ["[1,2]", "\"s\"", "1", "true", "null", "  []  "] {
-            assert!(matches!(invalid(s.as_bytes()), Error::NotAnObject), "{s}");
-        }
-    }
-
-    #[test]
-    fn rejects_invalid_json_with_an_offset() {
-        let cases: &[(&str, usize)] = &[
-            ("", 0),
-            ("{", 1),
-            ("{\"a\"}", 4),
-            ("{\"a\":}", 5),
-            ("{\"a\":1,}", 7),
-            ("{\"a\":1 \"b\":2}", 7),
-            ("{\"a\":01}", 6),
-            ("{\"a\":1.}", 7),
-            ("{\"a\":1e}", 7),
-            ("{\"a\":tru}", 5),
-            ("{\"a\":\"x}", 8),
-            ("{\"a\":\"\\x\"}", 6),
-            ("{\"a\":\"\\u12\"}", 6),
-            ("{\"a\":\"\\ud800\"}", 6),
-            ("{\"a\":\"\\udc00\"}", 6),
-            ("{\"a\":\"tab\there\"}", 9),
-            ("{} {}", 3),
-            ("{\"a\":[1,2}", 9),
-            ("{'a':1}", 1),
-        ];
-        for &(s, at) in cases {
-            match invalid(s.as_bytes()) {
-                Error::InvalidJson { offset, .. } => assert_eq!(offset, at, "{s:?}"),
-                other => panic!("{s:?}: {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn rejects_bad_utf8_as_such() {
-        for (b, at) in [
-            (&b"{\"a\":\"\xff\"}"[..], 6),
-            (b"{\"a\":\"\xc3\"}", 6),
-            (b"{\"a\":\"\xed\xa0\x80\"}", 6),
-            (b"{\"a\":\"\xe0\x80\x80\"}", 6),
-            (b"{\"a\":1}\xff", 7),
-            (b"\xfe", 0),
-        ] {
-            match invalid(b) {
-                Error::InvalidUtf8 { offset } => assert_eq!(offset, at, "{b:?}"),
-                other => panic!("{b:?}: {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn nesting_is_bounded() {
-        let deep = |n: usize| format!("{{\"a\":{}1{}}}", "[".repeat(n), "]".repeat(n));
-        ok(&deep(MAX_DEPTH as usize - 1));
-        assert!(matches!(
-            invalid(deep(MAX_DEPTH as usize).as_bytes()),
-            Error::InvalidJson {
-                reason: "nesting deeper than 128 levels",
-                ..
-            }
-        ));
-        // Far deeper input is rejected early, not recursed into.
-        assert!(scan_object(deep(1_000_000).as_bytes()).is_err());
-    }
-
-    /// Some(true): valid object; Some(false): valid non-object; None: invalid.
-    fn serde_accepts_object(b: &[u8]) -> Option<bool> {
-        let v: serde_json::Value = serde_json::from_slice(b).ok()?;
-        Some(v.is_object())
-    }
-
-    /// serde_json refuses numbers beyond f64 range (`1e999`), which the JSON grammar allows
-    /// and this scanner accepts; such inputs say nothing about either.
-    fn out_of_f64_range(b: &[u8]) -> bool {
-        serde_json::from_slice::<serde_json::Value>(b)
-            .is_err_and(|e| e.to_string().contains("number out of range"))
-    }
-
-    fn arb_json() -> impl Strategy<Value = serde_json::Value> {
-        let leaf = prop_oneof![
-            Just(serde_json::Value::Null),
-            any::<bool>().prop_map(serde_json::Value::Bool),
-            any::<i64>().prop_map(|n| serde_json::json!(n)),
-            any::<f64>()
-                .prop_filter("finite", |f| f.is_finite())
-                .prop_map(|f| serde_json::json!(f)),
-            any::<String>().prop_map(serde_json::Value::String),
-        ];
-        leaf.prop_recursive(6, 64, 8, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..8).prop_map(serde_json::Value::Array),
-                prop::collection::btree_map(any::<String>(), inner, 0..8)
-                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
-            ]
-        })
-    }
-
-    proptest! {
-        #[test]
-        fn agrees_with_serde_json_on_generated_values(v in arb_json(), pretty in any::<bool>()) {
-            let text = if pretty { serde_json::to_vec_pretty(&v) } else { serde_json::to_vec(&v) }.unwrap();
-            let ours = scan_object(&text);
-            match serde_accepts_object(&text) {
-                Some(true) => prop_assert!(ours.is_ok(), "{:?}", ours),
-                Some(false) => prop_assert!(matches!(ours, Err(Error::NotAnObject))),
-                None => prop_assert!(false, "serde produced invalid JSON"),
-            }
-        }
-
-        #[test]
-        fn agrees_with_serde_json_on_mutated_bytes(
-            v in arb_json(),
-            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
-        ) {
-            let mut text = serde_json::to_vec(&serde_json::json!({"k": v})).unwrap();
-            for (at, byte) in edits {
-                let i = at.index(text.len());
-                text[i] = byte;
-            }
-            prop_assume!(!out_of_f64_range(&text));
-            let ours = scan_object(&text);
-            match serde_accepts_object(&text) {
-                Some(true) => prop_assert!(ours.is_ok(), "{:?} on {:?}", ours, String::from_utf8_lossy(&text)),
-                Some(false) => prop_assert!(matches!(ours, Err(Error::NotAnObject))),
-                None => prop_assert!(ours.is_err(), "accepted {:?}", String::from_utf8_lossy(&text)),
-            }
-        }
-
-        #[test]
-        fn random_bytes_never_panic(b in prop::collection::vec(any::<u8>(), 0..256)) {
-            let _ = scan_object(&b);
-        }
-    }
-}
+#[path = "json_tests.rs"]
+mod tests;

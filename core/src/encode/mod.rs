@@ -3,9 +3,13 @@
 //! - [`event`]: the typed, borrowed [`AuditEvent`](crate::AuditEvent) and its direct encoder;
 //! - [`event_bytes`]: the same event with byte-slice fields, for the bindings;
 //! - [`event_data`]: its `event_data`, completed with the event's `event_type`;
+//! - [`fields`]: either event's fields as byte slices, as the encoder takes them;
 //! - [`raw`]: raw JSON bytes and `Serialize` values, checked and completed in place;
-//! - [`json`]: the allocation-free check that bytes are exactly one JSON object;
-//! - [`escape`]: writing a `&str` as a JSON string;
+//! - [`rules`]: what DataStorage requires of a typed event's fields;
+//! - [`json`]: the allocation-free check that bytes are exactly one JSON object that every
+//!   receiver reads alike;
+//! - [`keys`]: finding duplicate keys for it, in bounded memory and time;
+//! - [`escape`]: writing text as a JSON string, checking UTF-8 on the way when asked;
 //! - [`time`]: RFC 3339 timestamps written into a fixed buffer;
 //! - [`swar`]: eight-bytes-at-a-time scans shared by the two above.
 
@@ -13,8 +17,11 @@ pub(crate) mod escape;
 pub(crate) mod event;
 pub(crate) mod event_bytes;
 pub(crate) mod event_data;
+pub(crate) mod fields;
 pub(crate) mod json;
+pub(crate) mod keys;
 pub(crate) mod raw;
+pub(crate) mod rules;
 pub(crate) mod swar;
 pub(crate) mod time;
 

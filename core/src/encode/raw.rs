@@ -2,7 +2,7 @@
 //! object, copied into the slot, and given `version` and `event_timestamp` when absent.
 
 use super::event_data::insert_gap;
-use super::json::{ObjectInfo, scan_object};
+use super::json::{MAX_DEPTH, ObjectInfo, scan_object};
 use super::{LimitedWriter, flatten_line_breaks, time};
 use crate::Error;
 
@@ -18,7 +18,7 @@ pub(crate) fn encode_json(input: &[u8], out: &mut Vec<u8>, limit: usize) -> Resu
             limit,
         });
     }
-    let info = scan_object(input)?;
+    let info = scan_object(input, MAX_DEPTH)?;
     let body = &input[info.open..info.close];
     let missing = MissingMembers::of(&info);
     let size = body.len() + missing.len;
@@ -60,7 +60,7 @@ pub(crate) fn encode_serialize<T: serde::Serialize + ?Sized>(
             Error::Serialize(e)
         });
     }
-    let info = scan_object(out)?;
+    let info = scan_object(out, MAX_DEPTH)?;
     if info.has_line_breaks {
         // serde_json writes none, but a RawValue keeps the whitespace it was given.
         flatten_line_breaks(out);

@@ -11,8 +11,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::limits::fsync_invalid;
 use super::{FileStore, FileStoreConfig, Fsync, MemoryStore, MemoryStoreConfig, Store};
 use crate::Error;
+use crate::config::present;
 
 /// Opens a store of an application's own type from its `params`.
 pub type StoreFactory = Arc<dyn Fn(&Value) -> Result<Box<dyn Store>, Error> + Send + Sync>;
@@ -140,20 +142,32 @@ impl fmt::Debug for StoreConfig {
 }
 
 impl StoreConfig {
-    /// Reads `{"type":…,"params":{…}}` for a built-in type. Errors name the field:
-    /// `type`, `params.path`, `params.fsync`, …
+    /// Reads `{"type":…,"params":{…}}` for a built-in type, checking every parameter
+    /// against the range its setter documents.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the field (`type`, `params.path`, `params.fsync`, or
+    /// `(document)`) when the text is not one JSON object or has anything after it; the
+    /// type is unknown; a field is unknown, duplicated (at any depth), `null`, of the wrong
+    /// type or out of range. Nothing is opened yet.
     pub fn from_json(text: &str) -> Result<Self, Error> {
         Self::from_json_with(text, &StoreRegistry::new())
     }
 
-    /// Like [`from_json`](Self::from_json), also knowing the types in `registry`.
+    /// Like [`from_json`](Self::from_json), also knowing the types in `registry` (whose
+    /// `params` their factory checks when the store is opened).
+    ///
+    /// # Errors
+    ///
+    /// As [`from_json`](Self::from_json).
     pub fn from_json_with(text: &str, registry: &StoreRegistry) -> Result<Self, Error> {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Doc {
             #[serde(rename = "type")]
             kind: String,
-            #[serde(default)]
+            #[serde(default, deserialize_with = "present")]
             params: Option<Value>,
         }
         let doc: Doc = crate::config::parse_json(text)?;
@@ -163,40 +177,64 @@ impl StoreConfig {
         if !params.is_object() {
             return Err(Error::config("params", "must be an object"));
         }
-        match doc.kind.as_str() {
-            "memory" => Ok(StoreConfig::Memory(
-                parse_params::<MemoryParams>(&params)?.into(),
-            )),
-            "file" => Ok(StoreConfig::File(
-                parse_params::<FileParams>(&params)?.try_into()?,
-            )),
+        let config = match doc.kind.as_str() {
+            "memory" => StoreConfig::Memory(parse_params::<MemoryParams>(&params)?.into()),
+            "file" => StoreConfig::File(parse_params::<FileParams>(&params)?.try_into()?),
             #[cfg(feature = "sqlite")]
-            "sqlite" => Ok(StoreConfig::Sqlite(super::sqlite::config_from_params(
-                &params,
-            )?)),
+            "sqlite" => StoreConfig::Sqlite(super::sqlite::config_from_params(&params)?),
             #[cfg(feature = "postgres")]
-            "postgres" => Ok(StoreConfig::Postgres(super::postgres::config_from_params(
-                &params,
-            )?)),
+            "postgres" => StoreConfig::Postgres(super::postgres::config_from_params(&params)?),
             other => match registry.types.get(other) {
-                Some(factory) => Ok(StoreConfig::Custom {
+                Some(factory) => StoreConfig::Custom {
                     kind: other.to_owned(),
                     params,
                     factory: Arc::clone(factory),
-                }),
-                None => Err(Error::config(
-                    "type",
-                    format!(
-                        "unknown store type {other:?}; known types: {}",
-                        registry.known()
-                    ),
-                )),
+                },
+                None => {
+                    return Err(Error::config(
+                        "type",
+                        format!(
+                            "unknown store type {other:?}; known types: {}",
+                            registry.known()
+                        ),
+                    ));
+                }
             },
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every setting against the range its setter documents; the error names it as
+    /// in the JSON form, `params.<field>`.
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        let invalid = match self {
+            StoreConfig::Memory(c) => c.invalid(),
+            StoreConfig::File(c) => c.invalid(),
+            #[cfg(feature = "sqlite")]
+            StoreConfig::Sqlite(c) => c.invalid(),
+            #[cfg(feature = "postgres")]
+            StoreConfig::Postgres(c) => c.invalid(),
+            StoreConfig::Custom { .. } => None,
+        };
+        match invalid {
+            // The setter is `lease`, the JSON field `lease_ms`.
+            Some(("lease", reason)) => Err(Error::config("params.lease_ms", reason)),
+            Some((field, reason)) => Err(Error::config(format!("params.{field}"), reason)),
+            None => Ok(()),
         }
     }
 
     /// Opens the store.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a setting out of range (a configuration built in code is
+    /// checked here), and the store's own errors when it cannot be opened:
+    /// [`Error::Io`], [`Error::Store`] (locked by another process, a database error), or
+    /// whatever a registered factory returns.
     pub fn open(&self) -> Result<Box<dyn Store>, Error> {
+        self.validate()?;
         Ok(match self {
             StoreConfig::Memory(c) => Box::new(MemoryStore::new(*c)),
             StoreConfig::File(c) => Box::new(FileStore::open(c.clone())?),
@@ -216,7 +254,7 @@ pub(crate) fn parse_params<T: for<'de> Deserialize<'de>>(params: &Value) -> Resu
     serde_path_to_error::deserialize(params).map_err(|e| {
         let path = e.path().to_string();
         let field = match path.as_str() {
-            "." | "?" => "params".to_owned(),
+            "." | "?" | "" => "params".to_owned(),
             _ => format!("params.{path}"),
         };
         Error::config(field, e.into_inner().to_string())
@@ -235,7 +273,11 @@ pub(crate) fn fsync_from(
         (Some("always"), None) => Ok(Fsync::Always),
         (Some("never"), None) => Ok(Fsync::Never),
         (Some("interval") | None, ms) => {
-            Ok(Fsync::Interval(Duration::from_millis(ms.unwrap_or(1000))))
+            let interval = Fsync::Interval(Duration::from_millis(ms.unwrap_or(1000)));
+            match fsync_invalid(interval) {
+                Some((field, reason)) => Err(Error::config(format!("params.{field}"), reason)),
+                None => Ok(interval),
+            }
         }
         (Some("always" | "never"), Some(_)) => Err(Error::config(
             "params.fsync_interval_ms",
@@ -251,8 +293,11 @@ pub(crate) fn fsync_from(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MemoryParams {
+    #[serde(default, deserialize_with = "present")]
     max_events: Option<u64>,
+    #[serde(default, deserialize_with = "present")]
     max_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "present")]
     dead_letters: Option<usize>,
 }
 
@@ -276,9 +321,13 @@ impl From<MemoryParams> for MemoryStoreConfig {
 #[serde(deny_unknown_fields)]
 struct FileParams {
     path: PathBuf,
+    #[serde(default, deserialize_with = "present")]
     max_total_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "present")]
     segment_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "present")]
     fsync: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     fsync_interval_ms: Option<u64>,
 }
 
@@ -318,14 +367,14 @@ mod tests {
     #[test]
     fn built_in_types_read() {
         let c = StoreConfig::from_json(
-            r#"{"type":"file","params":{"path":"/tmp/x","max_total_bytes":1024,"fsync":"always"}}"#,
+            r#"{"type":"file","params":{"path":"/tmp/x","max_total_bytes":4096,"fsync":"always"}}"#,
         )
         .unwrap();
         assert_eq!(
             c,
             StoreConfig::File(
                 FileStoreConfig::new("/tmp/x")
-                    .max_total_bytes(1024)
+                    .max_total_bytes(4096)
                     .fsync(Fsync::Always)
             )
         );
@@ -383,6 +432,130 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("known types: memory, file"), "{e}");
+    }
+
+    /// The field and reason of a document's error.
+    fn error_of(text: &str) -> (String, String) {
+        match StoreConfig::from_json(text) {
+            Err(Error::Config(c)) => (c.field, c.reason),
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_parameter_is_checked_when_read() {
+        for (params, field, reason) in [
+            (
+                r#""type":"file","params":{"path":""}"#,
+                "params.path",
+                "must not be empty",
+            ),
+            (
+                r#""type":"file","params":{"path":"a\u0000b"}"#,
+                "(document)",
+                "\\u0000 in a string",
+            ),
+            (
+                r#""type":"file","params":{"path":"/x","segment_bytes":0}"#,
+                "params.segment_bytes",
+                "is 0, must be at least 4096",
+            ),
+            (
+                r#""type":"file","params":{"path":"/x","segment_bytes":1073741825}"#,
+                "params.segment_bytes",
+                "must be at most 1073741824",
+            ),
+            (
+                r#""type":"file","params":{"path":"/x","max_total_bytes":0}"#,
+                "params.max_total_bytes",
+                "is 0, must be at least 4096",
+            ),
+            (
+                r#""type":"file","params":{"path":"/x","max_total_bytes":17592186044417}"#,
+                "params.max_total_bytes",
+                "must be at most 17592186044416",
+            ),
+            (
+                r#""type":"file","params":{"path":"/x","fsync_interval_ms":0}"#,
+                "params.fsync_interval_ms",
+                "is 0, must be at least 1",
+            ),
+            (
+                r#""type":"file","params":{"path":"/x","fsync":"interval","fsync_interval_ms":0}"#,
+                "params.fsync_interval_ms",
+                "is 0, must be at least 1",
+            ),
+            (
+                r#""type":"file","params":{"path":"/x","max_total_bytes":null}"#,
+                "params.max_total_bytes",
+                "is null",
+            ),
+            (
+                r#""type":"file","params":{"path":"/a","path":"/b"}"#,
+                "(document)",
+                "duplicate key in an object: \"path\"",
+            ),
+            (r#""type":"file","params":null"#, "params", "is null"),
+            (
+                r#""type":"memory","params":{"max_events":0}"#,
+                "params.max_events",
+                "is 0, must be at least 1",
+            ),
+            (
+                r#""type":"memory","params":{"max_bytes":0}"#,
+                "params.max_bytes",
+                "is 0, must be at least 4096",
+            ),
+            (
+                r#""type":"memory","params":{"max_bytes":68719476737}"#,
+                "params.max_bytes",
+                "must be at most 68719476736",
+            ),
+            (
+                r#""type":"memory","params":{"dead_letters":1000001}"#,
+                "params.dead_letters",
+                "must be at most 1000000",
+            ),
+        ] {
+            let (f, r) = error_of(&format!("{{{params}}}"));
+            assert_eq!(f, field, "{params}: {r}");
+            assert!(r.contains(reason), "{params}: {r}");
+        }
+    }
+
+    #[test]
+    fn nothing_may_follow_the_document() {
+        for text in [
+            r#"{"type":"memory"} x"#,
+            r#"{"type":"memory"}{"type":"file"}"#,
+        ] {
+            let (field, reason) = error_of(text);
+            assert_eq!(field, "(document)");
+            assert!(reason.contains("trailing characters"), "{reason}");
+        }
+    }
+
+    #[test]
+    fn stores_built_in_code_are_checked_before_opening() {
+        let e = StoreConfig::File(FileStoreConfig::new(""))
+            .open()
+            .err()
+            .unwrap()
+            .to_string();
+        assert_eq!(e, "invalid configuration: params.path: must not be empty");
+        let e = StoreConfig::Memory(MemoryStoreConfig::default().max_events(0))
+            .open()
+            .err()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            e,
+            "invalid configuration: params.max_events: is 0, must be at least 1"
+        );
+        let config = crate::Config::default().store(StoreConfig::File(
+            FileStoreConfig::new("/x").segment_bytes(0),
+        ));
+        assert!(config.validate().is_err());
     }
 
     #[test]

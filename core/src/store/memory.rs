@@ -3,8 +3,16 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use super::limits::{Invalid, MIN_STORE_BYTES, out_of_range};
 use super::{Store, StoreSize, StoredBatch, fits};
 use crate::{DeadLetter, Error};
+
+/// Largest `max_events` of a memory store.
+const MAX_EVENTS: u64 = 100_000_000;
+/// Largest `max_bytes` of a memory store: 64 GiB.
+const MAX_BYTES: u64 = 64 << 30;
+/// Largest `dead_letters` of a memory store.
+const MAX_DEAD_LETTERS: usize = 1_000_000;
 
 /// Limits of a [`MemoryStore`]. Plain data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,22 +33,44 @@ impl Default for MemoryStoreConfig {
 }
 
 impl MemoryStoreConfig {
-    /// Most events held; appending more fails with [`Error::StoreFull`]. Defaults to 1 000 000.
+    /// Most events held; appending more fails with [`Error::StoreFull`]. 1 to 100 000 000.
+    /// Defaults to 1 000 000.
     pub fn max_events(mut self, n: u64) -> Self {
         self.max_events = n;
         self
     }
 
-    /// Most payload bytes held. Defaults to 256 MiB.
+    /// Most payload bytes held: 4 KiB to 64 GiB. Defaults to 256 MiB.
     pub fn max_bytes(mut self, n: u64) -> Self {
         self.max_bytes = n;
         self
     }
 
-    /// Dead letters kept (oldest evicted first). Defaults to 10 000.
+    /// Dead letters kept (oldest evicted first): 0 to 1 000 000. Defaults to 10 000.
     pub fn dead_letters(mut self, n: usize) -> Self {
         self.dead_letters = n;
         self
+    }
+
+    /// The first setting out of range, by its configuration name, with the reason.
+    pub(crate) fn invalid(&self) -> Invalid {
+        out_of_range("max_events", self.max_events.into(), 1, MAX_EVENTS.into())
+            .or_else(|| {
+                out_of_range(
+                    "max_bytes",
+                    self.max_bytes.into(),
+                    MIN_STORE_BYTES.into(),
+                    MAX_BYTES.into(),
+                )
+            })
+            .or_else(|| {
+                out_of_range(
+                    "dead_letters",
+                    self.dead_letters as u128,
+                    0,
+                    MAX_DEAD_LETTERS as u128,
+                )
+            })
     }
 }
 

@@ -5,7 +5,8 @@
 //! - `sqlite`: an SQLite database in WAL mode (`SqliteStore`, feature `sqlite`);
 //! - `postgres`: a table several replicas can drain together (`PostgresStore`,
 //!   feature `postgres`);
-//! - [`config`]: choosing one from `{"type":…,"params":…}`, with a registry for your own.
+//! - [`config`]: choosing one from `{"type":…,"params":…}`, with a registry for your own;
+//! - [`limits`]: the ranges their settings share.
 //!
 //! Every store holds already-encoded events — bytes in, the same bytes out — in the order
 //! they were appended, and hands them out oldest first without removing them until the
@@ -14,6 +15,7 @@
 pub(crate) mod config;
 mod crash_point;
 pub(crate) mod file;
+pub(crate) mod limits;
 pub(crate) mod memory;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;

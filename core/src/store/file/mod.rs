@@ -21,9 +21,16 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::limits::{
+    Invalid, MAX_STORE_BYTES, MIN_STORE_BYTES, fsync_invalid, out_of_range, path_invalid,
+};
 use super::{Fsync, Store, StoreSize, StoredBatch, crash_point, fits};
 use crate::Error;
 use frame::{HEADER, MAGIC, MAX_RECORD};
+
+/// Smallest and largest `segment_bytes`: 4 KiB and 1 GiB.
+const MIN_SEGMENT_BYTES: u64 = 4096;
+const MAX_SEGMENT_BYTES: u64 = 1 << 30;
 
 /// Settings of a [`FileStore`]. Plain data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +42,7 @@ pub struct FileStoreConfig {
 }
 
 impl FileStoreConfig {
-    /// A store in directory `path` (created, mode 0700, if missing).
+    /// A store in directory `path` (created, mode 0700, if missing; not empty).
     pub fn new(path: impl Into<PathBuf>) -> Self {
         FileStoreConfig {
             path: path.into(),
@@ -46,23 +53,46 @@ impl FileStoreConfig {
     }
 
     /// Most bytes of unconsumed records (headers included); appending more fails with
-    /// [`Error::StoreFull`]. Defaults to 1 GiB.
+    /// [`Error::StoreFull`]. 4 KiB to 16 TiB. Defaults to 1 GiB.
     pub fn max_total_bytes(mut self, bytes: u64) -> Self {
         self.max_total_bytes = bytes;
         self
     }
 
     /// Size at which a new segment is started (a batch is never split, so a segment may end
-    /// up larger by one append). Defaults to 64 MiB.
+    /// up larger by one append): 4 KiB to 1 GiB. Defaults to 64 MiB.
     pub fn segment_bytes(mut self, bytes: u64) -> Self {
         self.segment_bytes = bytes;
         self
     }
 
-    /// When appends are forced to disk. Defaults to [`Fsync::Interval`] of 1 s.
+    /// When appends are forced to disk; an interval is at least 1 ms. Defaults to
+    /// [`Fsync::Interval`] of 1 s.
     pub fn fsync(mut self, fsync: Fsync) -> Self {
         self.fsync = fsync;
         self
+    }
+
+    /// The first setting out of range, by its configuration name, with the reason.
+    pub(crate) fn invalid(&self) -> Invalid {
+        path_invalid(&self.path)
+            .or_else(|| {
+                out_of_range(
+                    "max_total_bytes",
+                    self.max_total_bytes.into(),
+                    MIN_STORE_BYTES.into(),
+                    MAX_STORE_BYTES.into(),
+                )
+            })
+            .or_else(|| {
+                out_of_range(
+                    "segment_bytes",
+                    self.segment_bytes.into(),
+                    MIN_SEGMENT_BYTES.into(),
+                    MAX_SEGMENT_BYTES.into(),
+                )
+            })
+            .or_else(|| fsync_invalid(self.fsync))
     }
 }
 

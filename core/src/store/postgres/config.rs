@@ -9,6 +9,13 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::Error;
+use crate::config::present;
+use crate::store::limits::{MAX_STORE_BYTES, MIN_STORE_BYTES, out_of_range};
+
+/// Longest lease: a day.
+const MAX_LEASE_MS: u128 = 86_400_000;
+/// Most claims of a row before it is dead-lettered.
+const MAX_CLAIMS: u32 = 1000;
 
 /// Longest table name: `<table>_dead` must stay within Postgres's 63-byte identifiers.
 const MAX_TABLE_LEN: usize = 63 - "_dead".len();
@@ -50,7 +57,7 @@ impl PostgresStoreConfig {
     /// (until the commit), the store renews the lease from [`Store::tick`](crate::Store::tick), so a live
     /// replica keeps its rows however long the sink is down; once a replica stops (crash,
     /// or a thread stuck longer than this), another replica may claim and send them. Keep
-    /// it well above the time one delivery attempt takes. Defaults to 60 s.
+    /// it well above the time one delivery attempt takes. 1 ms to 1 day. Defaults to 60 s.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self
@@ -58,7 +65,7 @@ impl PostgresStoreConfig {
 
     /// How many times a row may be claimed by different owners that never committed it
     /// (they crashed while sending it) before it is moved to `<table>_dead`. Reads again by
-    /// the same live store do not count. Defaults to 10.
+    /// the same live store do not count. 1 to 1000. Defaults to 10.
     pub fn max_claims(mut self, n: u32) -> Self {
         self.max_claims = n;
         self
@@ -66,14 +73,17 @@ impl PostgresStoreConfig {
 
     /// Most payload bytes the table may hold; appending more fails with
     /// [`Error::StoreFull`]. The count is this store's view, set right from the table's
-    /// size counter once a second. Defaults to no limit.
+    /// size counter once a second. 4 KiB to 16 TiB. Defaults to no limit.
     pub fn max_total_bytes(mut self, bytes: u64) -> Self {
         self.max_total_bytes = Some(bytes);
         self
     }
 
     /// The first setting that is out of range, by its field name, with the reason.
-    pub(super) fn invalid(&self) -> Option<(&'static str, String)> {
+    pub(crate) fn invalid(&self) -> Option<(&'static str, String)> {
+        if self.url.trim().is_empty() {
+            return Some(("url", "must not be empty".to_owned()));
+        }
         if let Err(e) = postgres::Config::from_str(&self.url) {
             return Some(("url", format!("is not a Postgres connection string: {e}")));
         }
@@ -88,13 +98,19 @@ impl PostgresStoreConfig {
                 ),
             ));
         }
-        if self.lease < Duration::from_millis(1) {
-            return Some(("lease", "must be at least 1 ms".to_owned()));
-        }
-        if self.max_claims == 0 {
-            return Some(("max_claims", "must be at least 1".to_owned()));
-        }
-        None
+        // The lease ends up in an SQL interval: keep it within what Postgres can add.
+        out_of_range("lease", self.lease.as_millis(), 1, MAX_LEASE_MS)
+            .or_else(|| out_of_range("max_claims", self.max_claims.into(), 1, MAX_CLAIMS.into()))
+            .or_else(|| {
+                self.max_total_bytes.and_then(|bytes| {
+                    out_of_range(
+                        "max_total_bytes",
+                        bytes.into(),
+                        MIN_STORE_BYTES.into(),
+                        MAX_STORE_BYTES.into(),
+                    )
+                })
+            })
     }
 }
 
@@ -174,9 +190,13 @@ fn redacted(url: &str) -> String {
 #[serde(deny_unknown_fields)]
 struct PostgresParams {
     url: String,
+    #[serde(default, deserialize_with = "present")]
     table: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     lease_ms: Option<u64>,
+    #[serde(default, deserialize_with = "present")]
     max_claims: Option<u32>,
+    #[serde(default, deserialize_with = "present")]
     max_total_bytes: Option<u64>,
 }
 

@@ -8,8 +8,12 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::Error;
+use crate::config::present;
 use crate::store::Fsync;
 use crate::store::config::{fsync_from, parse_params};
+use crate::store::limits::{
+    Invalid, MAX_STORE_BYTES, MIN_STORE_BYTES, fsync_invalid, out_of_range, path_invalid,
+};
 
 /// Settings of an [`SqliteStore`](super::SqliteStore). Plain data.
 ///
@@ -45,7 +49,7 @@ impl SqliteStoreConfig {
 
     /// Most payload bytes of unconsumed events; appending more fails with
     /// [`Error::StoreFull`] and appends none of the batch. Dead letters are kept within an
-    /// eighth of it (at least 1 MiB), newest first. Defaults to 1 GiB.
+    /// eighth of it (at least 1 MiB), newest first. 4 KiB to 16 TiB. Defaults to 1 GiB.
     pub fn max_total_bytes(mut self, bytes: u64) -> Self {
         self.max_total_bytes = bytes;
         self
@@ -55,10 +59,25 @@ impl SqliteStoreConfig {
     /// (`synchronous = FULL`); [`Fsync::Interval`] checkpoints the WAL into the database,
     /// synced, at most that long after an append (`synchronous = NORMAL`); [`Fsync::Never`]
     /// leaves it to the operating system (`synchronous = OFF`). [`Store::sync`](crate::Store::sync) makes
-    /// everything durable under every policy. Defaults to [`Fsync::Interval`] of 1 s.
+    /// everything durable under every policy. An interval is at least 1 ms. Defaults to
+    /// [`Fsync::Interval`] of 1 s.
     pub fn fsync(mut self, fsync: Fsync) -> Self {
         self.fsync = fsync;
         self
+    }
+
+    /// The first setting out of range, by its configuration name, with the reason.
+    pub(crate) fn invalid(&self) -> Invalid {
+        path_invalid(&self.path)
+            .or_else(|| {
+                out_of_range(
+                    "max_total_bytes",
+                    self.max_total_bytes.into(),
+                    MIN_STORE_BYTES.into(),
+                    MAX_STORE_BYTES.into(),
+                )
+            })
+            .or_else(|| fsync_invalid(self.fsync))
     }
 }
 
@@ -67,12 +86,16 @@ impl SqliteStoreConfig {
 #[serde(deny_unknown_fields)]
 struct SqliteParams {
     path: PathBuf,
+    #[serde(default, deserialize_with = "present")]
     max_total_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "present")]
     fsync: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     fsync_interval_ms: Option<u64>,
 }
 
-/// Reads the `params` of an `sqlite` store, naming a bad field as `params.<field>`.
+/// Reads the `params` of an `sqlite` store, naming a bad field as `params.<field>`; the
+/// ranges are checked by [`StoreConfig::validate`](crate::StoreConfig) after it.
 pub(crate) fn config_from_params(params: &Value) -> Result<SqliteStoreConfig, Error> {
     let p: SqliteParams = parse_params(params)?;
     let mut c = SqliteStoreConfig::new(p.path);

@@ -1,0 +1,269 @@
+//! Issue 13, case by case, through the public API: every bad input and bad configuration a
+//! new user could try is refused clearly (naming the field and limit) and counted, never
+//! accepted to fail later or abort.
+
+use std::time::Duration;
+
+use auditbuf::{
+    AuditEvent, AuditEventBytes, Config, Error, EventData, FileStoreConfig, NullSink, Pipeline,
+    StoreConfig,
+};
+use serde_json::json;
+
+/// The field and reason of a configuration error.
+fn config_error(result: Result<impl std::fmt::Debug, Error>) -> (String, String) {
+    match result {
+        Err(Error::Config(c)) => (c.field, c.reason),
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+}
+
+#[test]
+fn configuration_documents_end_where_the_object_ends() {
+    for text in [
+        r#"{"queue_capacity":5} x"#,
+        r#"{"queue_capacity":5}{"queue_capacity":0}"#,
+    ] {
+        let (field, reason) = config_error(Config::from_json(text));
+        assert_eq!(field, "(document)", "{text}");
+        assert!(reason.contains("trailing characters"), "{text}: {reason}");
+    }
+    let (field, _) = config_error(StoreConfig::from_json(
+        r#"{"type":"file","params":{"path":"/x"}} {"type":"memory"}"#,
+    ));
+    assert_eq!(field, "(document)");
+}
+
+#[test]
+fn sizes_and_counts_have_a_ceiling() {
+    let (field, reason) =
+        config_error(Config::from_json(r#"{"initial_slot_bytes":1099511627776}"#));
+    assert_eq!(
+        (field.as_str(), reason.as_str()),
+        (
+            "initial_slot_bytes",
+            "is 1099511627776, must be at most 1048576"
+        )
+    );
+    let (field, reason) = config_error(Config::from_json(
+        r#"{"retained_slot_bytes":1099511627776}"#,
+    ));
+    assert_eq!(field, "retained_slot_bytes");
+    assert!(reason.contains("must be at most 67108864"), "{reason}");
+    // 16 Mi events of up to 64 KiB could take a terabyte once the queue fills.
+    let (field, reason) = config_error(Config::from_json(r#"{"queue_capacity":16777216}"#));
+    assert_eq!(field, "queue_capacity");
+    assert!(
+        reason.contains("more than the 68719476736 a queue may hold"),
+        "{reason}"
+    );
+    // Set in code, the same values stop the pipeline from starting, not the first record.
+    let (field, _) = config_error(Pipeline::new(
+        Config::default().initial_slot_bytes(1 << 40),
+        NullSink,
+    ));
+    assert_eq!(field, "initial_slot_bytes");
+    let (field, _) = config_error(Pipeline::new(
+        Config::default().batch_max_events(usize::MAX),
+        NullSink,
+    ));
+    assert_eq!(field, "batch_max_events");
+}
+
+#[test]
+fn every_field_is_checked_when_the_configuration_is_read() {
+    for (text, field, reason) in [
+        (
+            r#"{"type":"file","params":{"path":""}}"#,
+            "params.path",
+            "must not be empty",
+        ),
+        (
+            r#"{"type":"file","params":{"path":"/x","segment_bytes":0}}"#,
+            "params.segment_bytes",
+            "is 0, must be at least 4096",
+        ),
+        (
+            r#"{"type":"file","params":{"path":"/x","max_total_bytes":0}}"#,
+            "params.max_total_bytes",
+            "is 0, must be at least 4096",
+        ),
+        (
+            r#"{"type":"file","params":{"path":"/x","fsync_interval_ms":0}}"#,
+            "params.fsync_interval_ms",
+            "is 0, must be at least 1",
+        ),
+    ] {
+        let (f, r) = config_error(StoreConfig::from_json(text));
+        assert_eq!((f.as_str(), r.as_str()), (field, reason), "{text}");
+    }
+    let (field, reason) = config_error(Config::from_json(r#"{"service":""}"#));
+    assert_eq!(
+        (field.as_str(), reason.as_str()),
+        ("service", "is 0 bytes long, must be 1 to 255")
+    );
+    let (field, reason) = config_error(Config::from_json(r#"{"queue_capacity":null}"#));
+    assert_eq!(field, "queue_capacity");
+    assert!(reason.contains("null"), "{reason}");
+    // A store built in code is checked before anything touches the disk.
+    let (field, _) = config_error(Pipeline::new(
+        Config::default().store(StoreConfig::File(FileStoreConfig::new(""))),
+        NullSink,
+    ));
+    assert_eq!(field, "params.path");
+}
+
+fn typed(changes: impl FnOnce(&mut AuditEvent<'static>)) -> AuditEvent<'static> {
+    let mut ev = AuditEvent {
+        event_timestamp: Some("2026-11-23T10:15:30.123Z"),
+        ..AuditEvent::new("auth.login", "security", "login", "success", "rr-1")
+    };
+    changes(&mut ev);
+    ev
+}
+
+#[test]
+fn typed_events_meet_the_receivers_rules_at_record() {
+    let p = Pipeline::new(Config::default(), NullSink).unwrap();
+    let long_type: &'static str = "a".repeat(101).leak();
+    let cases = [
+        (
+            typed(|e| e.event_timestamp = Some("yesterday-ish")),
+            "event_timestamp",
+        ),
+        (typed(|e| e.event_timestamp = Some("")), "event_timestamp"),
+        (typed(|e| e.event_outcome = "maybe"), "event_outcome"),
+        (typed(|e| e.event_type = long_type), "event_type"),
+        (typed(|e| e.version = Some("")), "version"),
+        (typed(|e| e.actor_id = Some("ada\0")), "actor_id"),
+        (
+            typed(|e| e.parent_event_id = Some("not-a-uuid")),
+            "parent_event_id",
+        ),
+    ];
+    let n = cases.len() as u64;
+    for (event, field) in cases {
+        match p.record(&event) {
+            Err(Error::InvalidField { field: f, .. }) => assert_eq!(f, field),
+            other => panic!("{field}: {other:?}"),
+        }
+    }
+    // An unknown category is fine by default: the spec's list grows with the server.
+    p.record(&typed(|e| e.event_category = "billing")).unwrap();
+    let report = p.close(Duration::from_secs(5));
+    assert_eq!(report.stats.rejected.invalid_field, n);
+    assert_eq!(report.stats.delivered, 1);
+}
+
+#[test]
+fn categories_and_the_timestamp_window_are_opt_in() {
+    let config = Config::default()
+        .categories(["security", "gateway"])
+        .check_timestamp_window(true);
+    let p = Pipeline::new(config, NullSink).unwrap();
+    assert!(matches!(
+        p.record(&typed(|e| {
+            e.event_category = "billing";
+            e.event_timestamp = None;
+        })),
+        Err(Error::InvalidField {
+            field: "event_category",
+            ..
+        })
+    ));
+    assert!(matches!(
+        p.record(&typed(|e| e.event_timestamp = Some("2001-01-01T00:00:00Z"))),
+        Err(Error::InvalidField {
+            field: "event_timestamp",
+            ..
+        })
+    ));
+    p.record(&typed(|e| e.event_timestamp = None)).unwrap();
+    let c = Config::from_json(r#"{"categories":["security"],"check_timestamp_window":true}"#);
+    assert!(c.is_ok());
+}
+
+/// JSON the receiver or Postgres cannot store, as a whole event and as `event_data`.
+fn unstorable() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "number out of double range",
+            r#"{"event_type":"x","n":1e999}"#.to_owned(),
+        ),
+        (
+            "duplicate top-level event_type",
+            r#"{"event_type":"x","event_type":"y"}"#.to_owned(),
+        ),
+        (
+            "duplicate top-level event_timestamp",
+            r#"{"event_type":"x","event_timestamp":"2026-11-23T10:15:30Z","event_timestamp":"t"}"#
+                .to_owned(),
+        ),
+        (
+            "nested duplicate",
+            r#"{"event_type":"x","d":{"k":1,"k":2}}"#.to_owned(),
+        ),
+        ("U+0000", r#"{"event_type":"x","s":"a\u0000"}"#.to_owned()),
+        (
+            "128 levels",
+            format!(
+                r#"{{"event_type":"x","a":{}1{}}}"#,
+                "[".repeat(127),
+                "]".repeat(127)
+            ),
+        ),
+    ]
+}
+
+#[test]
+fn json_nobody_can_store_is_refused_on_every_path() {
+    let p = Pipeline::new(Config::default(), NullSink).unwrap();
+    let cases = unstorable();
+    for (what, text) in &cases {
+        let raw = p.record_json(text.as_bytes());
+        assert!(
+            matches!(raw, Err(Error::InvalidJson { .. })),
+            "record_json, {what}: {raw:?}"
+        );
+
+        let data = p.record(&typed(|e| {
+            e.event_type = "x";
+            e.event_data = EventData::Json(text.clone().leak());
+        }));
+        assert!(
+            matches!(data, Err(Error::InvalidJson { .. })),
+            "record, {what}: {data:?}"
+        );
+
+        let bytes = p.record_event_bytes(&AuditEventBytes {
+            event_data: Some(text.as_bytes()),
+            ..AuditEventBytes::new(b"x", b"security", b"login", b"success", b"rr-1")
+        });
+        assert!(
+            matches!(bytes, Err(Error::InvalidJson { .. })),
+            "record_event_bytes, {what}: {bytes:?}"
+        );
+
+        // What serde_json can hold of the same: its Value keeps one of two duplicates.
+        if let Ok(value) = serde_json::from_str::<serde_json::Value>(text)
+            && !what.contains("duplicate")
+        {
+            let ser = p.record_serialize(&value);
+            assert!(
+                matches!(ser, Err(Error::InvalidJson { .. })),
+                "record_serialize, {what}: {ser:?}"
+            );
+        }
+    }
+    // serde_json writes an f64 of 1e308 or more as such, and a map with a NUL key.
+    let ser = p.record_serialize(&json!({"event_type": "x", "n": f64::MAX}));
+    assert!(matches!(ser, Err(Error::InvalidJson { .. })), "{ser:?}");
+    let ser = p.record_serialize(&json!({"event_type": "x", "\u{0}": 1}));
+    assert!(matches!(ser, Err(Error::InvalidJson { .. })), "{ser:?}");
+    let report = p.close(Duration::from_secs(5));
+    assert_eq!(report.stats.recorded, 0);
+    assert_eq!(
+        report.stats.rejected.invalid_json,
+        report.stats.rejected.total()
+    );
+}
