@@ -254,9 +254,11 @@ fn sync_checkpoints_appends_into_the_database_file() {
     // An interval that has passed checkpoints as the append returns.
     let scope = Scope::new("sync-interval");
     let db = scope.0.join("events.db");
-    let mut store =
-        SqliteStore::open(SqliteStoreConfig::new(&db).fsync(Fsync::Interval(Duration::ZERO)))
-            .unwrap();
+    let mut store = SqliteStore::open(
+        SqliteStoreConfig::new(&db).fsync(Fsync::Interval(Duration::from_millis(1))),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(5));
     append_range(&mut store, 0..7);
     assert_eq!(events_in_main_file(&db, &scope.0), 7);
     // Closing checkpoints and empties the WAL.

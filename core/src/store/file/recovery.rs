@@ -41,8 +41,8 @@ impl FileStore {
     /// Opens (or creates) the store, recovering from whatever a crash left: see [`Recovery`].
     /// Fails if another process has it open.
     pub fn open(config: FileStoreConfig) -> Result<Self, Error> {
-        if config.segment_bytes < 4096 {
-            return Err(Error::config("segment_bytes", "must be at least 4096"));
+        if let Some((field, reason)) = config.invalid() {
+            return Err(Error::config(field, reason));
         }
         let dir = config.path.clone();
         dir::prepare(&dir)?;

@@ -101,6 +101,9 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (or creates) the database and its tables. Fails if another process has it open.
     pub fn open(config: SqliteStoreConfig) -> Result<Self, Error> {
+        if let Some((field, reason)) = config.invalid() {
+            return Err(Error::config(field, reason));
+        }
         let path = config.path.as_path();
         create_private(path)?;
         let sql = |e| sql_error(path, e);
