@@ -11,9 +11,11 @@
 //! they were appended, and hands them out oldest first without removing them until the
 //! pipeline commits what the sink acknowledged.
 
+mod check;
 pub(crate) mod config;
 mod crash_point;
 pub(crate) mod file;
+mod locks;
 pub(crate) mod memory;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
@@ -25,6 +27,7 @@ use std::time::Duration;
 use crate::Error;
 pub(crate) use crash_point::crash_point;
 
+pub use check::{PartCheck, StoreCheck};
 pub use config::{StoreConfig, StoreFactory, StoreRegistry};
 pub use file::{FileStore, FileStoreConfig, Recovery};
 pub use memory::{MemoryStore, MemoryStoreConfig};

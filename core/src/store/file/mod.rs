@@ -6,12 +6,15 @@
 //! <dir>/cursor                   where the oldest unconsumed record starts (atomic rewrite)
 //! <dir>/dead-letters.log         dead letters, framed the same way (see dead_letters.rs)
 //! <dir>/*.seg.corrupt            damaged segments, moved aside on open, good records salvaged
+//! <dir>/replay.pending           a replay of dead letters to finish (see replay.rs)
 //! ```
 
 mod dead_letters;
 mod dir;
 mod frame;
 mod recovery;
+mod replay;
+mod verify;
 
 pub use recovery::Recovery;
 
