@@ -13,7 +13,7 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use crate::output::{self, age, count, time};
-use crate::{ExportArgs, Failure, Filter, ReplayArgs, source};
+use crate::{ExportArgs, Failure, Filter, ReplayArgs, report, source};
 
 /// Whether a dead letter passes `--reason` and `--older-than`.
 fn filter(f: &Filter) -> impl FnMut(&DeadLetter) -> bool + use<> {
@@ -61,18 +61,37 @@ pub(crate) fn replay(args: &ReplayArgs) -> Result<u8, Failure> {
         output::print(&text)?;
         return Ok(0);
     }
+    // A file store is opened as a pipeline opens it, which repairs what a crash or damage
+    // left: say so, rather than repair it silently.
+    let before = config.verify()?;
+    let repaired =
+        (before.kind == "file" && !before.is_healthy()).then(|| report::summary(&before));
     let moved = config.replay_dead_letters(&mut select)?;
     let left = config.read_dead_letters().ok().map(|l| l.len());
     let text = if args.store.json {
-        format!("{}\n", json!({"moved": moved, "dead_letters_left": left}))
-    } else if moved == 0 {
-        "no dead letter matched; nothing moved\n".to_owned()
-    } else {
         format!(
-            "moved {} back into the store, oldest first{}; a pipeline that opens the store sends them\n",
-            count(moved, "dead letter", "dead letters"),
-            left.map_or_else(String::new, |n| format!(" ({n} left)"))
+            "{}\n",
+            json!({"moved": moved, "dead_letters_left": left, "repaired": repaired})
         )
+    } else {
+        let mut out = String::new();
+        if let Some(what) = &repaired {
+            let _ = writeln!(
+                out,
+                "opening the store to replay repaired it as a pipeline would: it had to {what}"
+            );
+        }
+        if moved == 0 {
+            out.push_str("no dead letter matched; nothing moved\n");
+        } else {
+            let _ = writeln!(
+                out,
+                "moved {} back into the store, oldest first{}; a pipeline that opens the store sends them",
+                count(moved, "dead letter", "dead letters"),
+                left.map_or_else(String::new, |n| format!(" ({n} left)"))
+            );
+        }
+        out
     };
     output::print(&text)?;
     Ok(0)

@@ -15,6 +15,7 @@
 
 #![forbid(unsafe_code)]
 #![warn(unreachable_pub, missing_debug_implementations)]
+#![warn(clippy::unwrap_used, clippy::expect_used)]
 
 mod letters;
 mod output;

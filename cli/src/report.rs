@@ -47,7 +47,7 @@ fn title(check: &StoreCheck) -> String {
 }
 
 /// What a recovery would do, in a few words: `lose 1 event, cut 66 bytes`.
-fn summary(check: &StoreCheck) -> String {
+pub(crate) fn summary(check: &StoreCheck) -> String {
     let mut parts = Vec::new();
     if check.lost_events > 0 {
         parts.push(format!(

@@ -310,3 +310,39 @@ fn a_missing_database_is_not_created() {
     }
     assert!(!scope.path("nowhere").exists());
 }
+
+#[test]
+fn another_programs_database_is_not_made_a_store() {
+    let scope = Scope::new("sqlite-foreign");
+    let db = scope.path("other.db");
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO users (name) VALUES ('ada');")
+            .unwrap();
+    }
+    let empty = scope.path("empty.db");
+    fs::write(&empty, b"").unwrap();
+    let before = fingerprint(&scope.0);
+    for path in [&db, &empty] {
+        let doc = format!(
+            r#"{{"type":"sqlite","params":{{"path":"{}"}}}}"#,
+            path.display()
+        );
+        for args in [
+            &["dead-letters", "replay", doc.as_str()][..],
+            &["store", "verify", doc.as_str()],
+        ] {
+            let r = run(args);
+            assert_eq!(r.code, 2, "{args:?}: {}{}", r.stdout, r.stderr);
+            assert!(
+                r.stderr.contains("not an auditbuf store"),
+                "{args:?}: {}",
+                r.stderr
+            );
+        }
+    }
+    assert!(
+        before == fingerprint(&scope.0),
+        "a foreign database was changed"
+    );
+}

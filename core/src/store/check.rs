@@ -152,7 +152,8 @@ impl StoreConfig {
     /// Moves the dead letters `select` picks back into the store's log, oldest first, so
     /// that a pipeline sends them again, and removes them from the dead-letter area in the
     /// same step: a crash leaves each one either still a dead letter or in the log, never
-    /// both, so replaying again never duplicates. Returns how many moved. Fails if the
+    /// both, so replaying again never duplicates. `select` may see a dead letter more than
+    /// once. Returns how many moved. Fails if the
     /// store does not exist or another process has it open (a Postgres table is shared:
     /// rows other replicas hold are not touched).
     pub fn replay_dead_letters(

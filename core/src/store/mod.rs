@@ -5,7 +5,10 @@
 //! - `sqlite`: an SQLite database in WAL mode (`SqliteStore`, feature `sqlite`);
 //! - `postgres`: a table several replicas can drain together (`PostgresStore`,
 //!   feature `postgres`);
-//! - [`config`]: choosing one from `{"type":…,"params":…}`, with a registry for your own.
+//! - [`config`]: choosing one from `{"type":…,"params":…}`, with a registry for your own;
+//! - [`check`]: looking at a store from outside without changing it ([`StoreCheck`]), and
+//!   moving its dead letters back into it (the `auditbuf` command's work);
+//! - [`locks`]: which process holds a store's lock, for messages.
 //!
 //! Every store holds already-encoded events — bytes in, the same bytes out — in the order
 //! they were appended, and hands them out oldest first without removing them until the

@@ -68,13 +68,23 @@ impl FileStore {
     /// never leaves one both in the log and a dead letter). Returns how many moved.
     ///
     /// Opens the store as a pipeline would (recovering it, and failing if another process
-    /// has it open); first finishes a replay a crash interrupted. Fails with
+    /// has it open) unless no dead letter is picked; first finishes a replay a crash
+    /// interrupted. `select` may see a dead letter more than once. Fails with
     /// [`Error::StoreFull`] if the events would take the store over `max_total_bytes`.
     pub fn replay_dead_letters(
         config: &FileStoreConfig,
         mut select: impl FnMut(&DeadLetter) -> bool,
     ) -> Result<u64, Error> {
         existing_store(&config.path)?;
+        // Nothing to do (and nothing to finish) leaves the store as it was: opening it
+        // would not.
+        if !config.path.join(JOURNAL).exists()
+            && !Self::read_dead_letters(&config.path)?
+                .iter()
+                .any(&mut select)
+        {
+            return Ok(0);
+        }
         let store = FileStore::open(config.clone())?;
         let dir = store.config.path.as_path();
         finish_pending(dir)?;

@@ -258,7 +258,9 @@ fn dead_letters(
 ) -> Result<Vec<(i64, DeadLetter)>, Error> {
     let db = |e: postgres::Error| error(config, describe(&e));
     let dead = format!("{}_dead", config.table);
-    if !table_exists(client, &dead).map_err(db)? {
+    if !table_exists(client, &config.table).map_err(db)?
+        || !table_exists(client, &dead).map_err(db)?
+    {
         return Err(missing(config));
     }
     let rows = client

@@ -145,8 +145,19 @@ impl SqliteStore {
         config: &SqliteStoreConfig,
         mut select: impl FnMut(&DeadLetter) -> bool,
     ) -> Result<u64, Error> {
-        existing(&config.path)?;
-        not_in_use(&config.path)?;
+        // Never turn another program's database into a store (opening one would).
+        let snapshot = Snapshot::take(&config.path)?;
+        let tables = table_names(&snapshot.conn).map_err(|e| sql_error(&config.path, e))?;
+        if !["events", "dead_letters"]
+            .iter()
+            .all(|t| tables.iter().any(|have| have == t))
+        {
+            return Err(fail(
+                &config.path,
+                "not an auditbuf store (it has no events and dead_letters tables)",
+            ));
+        }
+        drop(snapshot);
         let mut store = SqliteStore::open(config.clone())?;
         let moved = store.replay(&mut select);
         let closed = store.close();
