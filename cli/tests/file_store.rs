@@ -58,6 +58,7 @@ const LETTERS: &[(&str, usize)] = &[
 
 #[test]
 fn a_healthy_store_verifies_with_exit_0_and_is_left_as_it_was() {
+    let _serial = common::serial();
     let scope = Scope::new("healthy");
     let dir = scope.path("wal");
     make_store(&dir, 120, LETTERS);
@@ -122,6 +123,7 @@ fn a_healthy_store_verifies_with_exit_0_and_is_left_as_it_was() {
 
 #[test]
 fn a_torn_store_reports_the_cut_and_opening_it_does_just_that() {
+    let _serial = common::serial();
     let scope = Scope::new("torn");
     let dir = scope.path("wal");
     make_store(&dir, 60, &[]);
@@ -160,6 +162,7 @@ fn a_torn_store_reports_the_cut_and_opening_it_does_just_that() {
 
 #[test]
 fn a_flipped_byte_reports_the_quarantine_and_the_loss_opening_it_makes() {
+    let _serial = common::serial();
     let scope = Scope::new("flip");
     let dir = scope.path("wal");
     make_store(&dir, 120, LETTERS);
@@ -223,6 +226,7 @@ fn a_flipped_byte_reports_the_quarantine_and_the_loss_opening_it_makes() {
 
 #[test]
 fn a_store_another_process_has_open_is_refused_naming_its_pid() {
+    let _serial = common::serial();
     let scope = Scope::new("locked");
     let dir = scope.path("wal");
     make_store(&dir, 10, LETTERS);
@@ -260,6 +264,7 @@ fn a_store_another_process_has_open_is_refused_naming_its_pid() {
 
 #[test]
 fn replay_moves_dead_letters_back_in_order_once() {
+    let _serial = common::serial();
     let scope = Scope::new("replay");
     let dir = scope.path("wal");
     let letters: Vec<(&str, usize)> = (0..6)
@@ -343,6 +348,7 @@ fn replay_moves_dead_letters_back_in_order_once() {
 
 #[test]
 fn export_writes_ndjson_whose_events_parse() {
+    let _serial = common::serial();
     let scope = Scope::new("export");
     let dir = scope.path("wal");
     make_store(&dir, 3, LETTERS);
@@ -394,6 +400,7 @@ fn export_writes_ndjson_whose_events_parse() {
 
 #[test]
 fn mistakes_get_a_clear_message_and_exit_2() {
+    let _serial = common::serial();
     let scope = Scope::new("mistakes");
     let missing = scope.path("nowhere");
     let m = missing.to_str().unwrap();
@@ -487,6 +494,7 @@ fn mistakes_get_a_clear_message_and_exit_2() {
 
 #[test]
 fn every_command_has_help() {
+    let _serial = common::serial();
     for args in [
         &["--help"][..],
         &["store", "--help"],

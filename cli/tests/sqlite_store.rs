@@ -46,6 +46,7 @@ const LETTERS: &[(&str, usize)] = &[
 
 #[test]
 fn a_healthy_database_verifies_with_exit_0_and_is_left_as_it_was() {
+    let _serial = common::serial();
     let scope = Scope::new("sqlite-healthy");
     let db = scope.path("audit.db");
     make_store(&db, 40, LETTERS).close().unwrap();
@@ -82,6 +83,7 @@ fn a_healthy_database_verifies_with_exit_0_and_is_left_as_it_was() {
 
 #[test]
 fn a_database_a_crash_left_with_its_wal_is_read_from_a_copy() {
+    let _serial = common::serial();
     let scope = Scope::new("sqlite-wal");
     let live = scope.path("live.db");
     let store = make_store(&live, 25, LETTERS);
@@ -121,6 +123,7 @@ fn flip_payload(db: &Path, n: usize) {
 
 #[test]
 fn a_flipped_payload_byte_is_reported_with_its_row() {
+    let _serial = common::serial();
     let scope = Scope::new("sqlite-flip");
     let db = scope.path("audit.db");
     make_store(&db, 30, &[]).close().unwrap();
@@ -147,6 +150,7 @@ fn a_flipped_payload_byte_is_reported_with_its_row() {
 
 #[test]
 fn an_overwritten_page_fails_the_integrity_check() {
+    let _serial = common::serial();
     let scope = Scope::new("sqlite-page");
     let db = scope.path("audit.db");
     make_store(&db, 200, &[]).close().unwrap();
@@ -194,6 +198,7 @@ fn hold_database_open() {
 
 #[test]
 fn a_database_another_process_has_open_is_refused_naming_its_pid() {
+    let _serial = common::serial();
     let scope = Scope::new("sqlite-locked");
     let db = scope.path("audit.db");
     make_store(&db, 5, LETTERS).close().unwrap();
@@ -243,6 +248,7 @@ fn a_database_another_process_has_open_is_refused_naming_its_pid() {
 
 #[test]
 fn replay_moves_dead_letters_back_in_order_once() {
+    let _serial = common::serial();
     let scope = Scope::new("sqlite-replay");
     let db = scope.path("audit.db");
     let letters: Vec<(&str, usize)> = (0..6)
@@ -294,6 +300,7 @@ fn replay_moves_dead_letters_back_in_order_once() {
 
 #[test]
 fn a_missing_database_is_not_created() {
+    let _serial = common::serial();
     let scope = Scope::new("sqlite-missing");
     let db: PathBuf = scope.path("nowhere/audit.db");
     let doc = format!(
@@ -313,6 +320,7 @@ fn a_missing_database_is_not_created() {
 
 #[test]
 fn another_programs_database_is_not_made_a_store() {
+    let _serial = common::serial();
     let scope = Scope::new("sqlite-foreign");
     let db = scope.path("other.db");
     {

@@ -7,9 +7,23 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 use assert_cmd::Command;
 use serde_json::Value;
+
+/// Held by each test for its whole run, so that the tests of one file run one at a time.
+///
+/// A store a test closes keeps its `flock` while any process forked from the test process
+/// still shares the descriptor, that is, until another test's child process has called
+/// `exec` (descriptors are closed on exec, not on fork). Run side by side, a test could find
+/// the store it just closed still "in use by another process" for a moment.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// A scratch directory, removed when dropped.
 pub struct Scope(pub PathBuf);
