@@ -110,8 +110,8 @@ pub use sink::{
 };
 pub use stats::{Dropped, Rejected, Report, Stats};
 pub use store::{
-    FileStore, FileStoreConfig, Fsync, MemoryStore, MemoryStoreConfig, Recovery, Store,
-    StoreConfig, StoreFactory, StoreRegistry, StoreSize, StoredBatch,
+    FileStore, FileStoreConfig, Fsync, MemoryStore, MemoryStoreConfig, PartCheck, Recovery, Store,
+    StoreCheck, StoreConfig, StoreFactory, StoreRegistry, StoreSize, StoredBatch,
 };
 #[cfg(feature = "postgres")]
 pub use store::{PostgresStore, PostgresStoreConfig};

@@ -494,3 +494,149 @@ fn a_forked_child_cannot_write_the_store_it_inherited() {
     assert_eq!(all(&mut store), (2..10).map(event).collect::<Vec<_>>());
     assert!(store.dead_letters().unwrap().is_empty());
 }
+
+/// Every file of `dir` with its content and modification time.
+fn fingerprint(dir: &Path) -> Vec<(PathBuf, Vec<u8>, std::time::SystemTime)> {
+    let mut all: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            let meta = fs::metadata(&p).unwrap();
+            (p.clone(), fs::read(&p).unwrap(), meta.modified().unwrap())
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// `FileStore::verify` changes nothing, and predicts exactly what opening the store
+    /// then does: what it keeps, cuts, moves aside and loses, and whether the cursor is
+    /// reset.
+    #[test]
+    fn verify_predicts_what_open_does(
+        n in 1usize..150,
+        sent in 0usize..150,
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<prop::sample::Index>(), any::<u8>()), 0..4),
+        cut in prop::option::of(any::<prop::sample::Index>()),
+        cursor_garbage in any::<bool>(),
+    ) {
+        let scope = Scope::new("verify");
+        let dir = scope.0.join("wal");
+        {
+            let mut store = FileStore::open(config(&dir)).unwrap();
+            for i in 0..n {
+                append_range(&mut store, i..i + 1);
+            }
+            let got = read(&mut store, sent, usize::MAX);
+            store.commit(got.len()).unwrap();
+            store.dead_letter(&event(1000), "HTTP 400: no").unwrap();
+        }
+        let segs = segments(&dir);
+        for (seg, at, b) in edits {
+            let path = &segs[seg.index(segs.len())];
+            let mut bytes = fs::read(path).unwrap();
+            if !bytes.is_empty() {
+                let i = at.index(bytes.len());
+                bytes[i] = b;
+                fs::write(path, &bytes).unwrap();
+            }
+        }
+        if let Some(cut) = cut {
+            let last = segs.last().unwrap();
+            let bytes = fs::read(last).unwrap();
+            fs::write(last, &bytes[..cut.index(bytes.len() + 1)]).unwrap();
+        }
+        if cursor_garbage {
+            fs::write(dir.join("cursor"), b"not a cursor").unwrap();
+        }
+        let before = fingerprint(&dir);
+        let check = FileStore::verify(&dir).unwrap();
+        prop_assert!(before == fingerprint(&dir), "verify changed the store");
+
+        let store = FileStore::open(config(&dir)).unwrap();
+        let recovery = store.recovery().clone();
+        prop_assert_eq!(check.lost_events, recovery.lost_events);
+        prop_assert_eq!(check.cut_bytes, recovery.truncated_bytes);
+        prop_assert_eq!(check.damaged_bytes, recovery.damaged_bytes);
+        prop_assert_eq!(check.cursor_reset, recovery.cursor_reset);
+        let aside: Vec<String> = recovery
+            .corrupt_segments
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        prop_assert_eq!(&check.quarantined, &aside);
+        prop_assert_eq!(check.events, store.size().events);
+        prop_assert_eq!(check.bytes, store.size().bytes);
+        prop_assert_eq!(check.is_healthy(), recovery == auditbuf::Recovery::default(), "{:?}", check.problems);
+        prop_assert_eq!(check.dead_letters, 1);
+    }
+}
+
+#[test]
+fn verify_refuses_a_store_in_use_and_names_the_process() {
+    let scope = Scope::new("verify-locked");
+    let dir = scope.0.join("wal");
+    let _store = FileStore::open(config(&dir)).unwrap();
+    let pid = std::process::id();
+    assert_eq!(
+        fs::read_to_string(dir.join("LOCK")).unwrap(),
+        format!("{pid}\n")
+    );
+    let err = FileStore::verify(&dir).unwrap_err().to_string();
+    assert!(
+        err.ends_with(&format!(
+            "LOCK: the store is in use by another process (pid {pid})"
+        )),
+        "{err}"
+    );
+    let err = FileStore::open(config(&dir)).unwrap_err().to_string();
+    assert!(err.ends_with(&format!("(pid {pid})")), "{err}");
+}
+
+#[test]
+fn dead_letters_replay_into_the_log_in_order_and_only_once() {
+    let scope = Scope::new("replay");
+    let dir = scope.0.join("wal");
+    {
+        let mut store = FileStore::open(config(&dir)).unwrap();
+        append_range(&mut store, 0..3);
+        for i in 10..16 {
+            let reason = if i % 2 == 0 {
+                "HTTP 400: even"
+            } else {
+                "HTTP 400: odd"
+            };
+            store.dead_letter(&event(i), reason).unwrap();
+        }
+    }
+    let letters = FileStore::read_dead_letters(&dir).unwrap();
+    assert_eq!(letters.len(), 6);
+    let moved =
+        FileStore::replay_dead_letters(&config(&dir), |l| l.reason.ends_with("even")).unwrap();
+    assert_eq!(moved, 3);
+    let left: Vec<Vec<u8>> = FileStore::read_dead_letters(&dir)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.event)
+        .collect();
+    assert_eq!(left, vec![event(11), event(13), event(15)]);
+    assert_eq!(
+        FileStore::replay_dead_letters(&config(&dir), |l| l.reason.ends_with("even")).unwrap(),
+        0
+    );
+    let mut store = FileStore::open(config(&dir)).unwrap();
+    assert_eq!(
+        all(&mut store),
+        vec![
+            event(0),
+            event(1),
+            event(2),
+            event(10),
+            event(12),
+            event(14)
+        ]
+    );
+}

@@ -14,6 +14,7 @@ use auditbuf::{FileStore, FileStoreConfig, Fsync, Store, StoredBatch};
 
 const LOG_DIR: &str = "AUDITBUF_CRASH_LOG_DIR";
 const OPEN_DIR: &str = "AUDITBUF_CRASH_OPEN_DIR";
+const REPLAY_DIR: &str = "AUDITBUF_CRASH_REPLAY_DIR";
 const SIGABRT: i32 = 6;
 
 fn config(dir: &Path) -> FileStoreConfig {
@@ -244,4 +245,108 @@ fn a_crash_while_salvaging_a_damaged_segment_loses_nothing_more() {
         }
         let _ = fs::remove_dir_all(&dir);
     }
+}
+
+/// The child of the replay test: moves the dead letters refused with a 400 back into the
+/// log (so that the dead-letter file is rewritten with the others).
+#[test]
+fn replay_child() {
+    let Ok(dir) = std::env::var(REPLAY_DIR) else {
+        return;
+    };
+    let moved = FileStore::replay_dead_letters(&config(Path::new(&dir)), |l| {
+        l.reason.starts_with("HTTP 400")
+    })
+    .unwrap();
+    println!("replayed {moved}");
+}
+
+/// Reads and commits everything the store holds, as a pipeline sending it would.
+fn send_all(dir: &Path) -> Vec<u64> {
+    let mut store = FileStore::open(config(dir)).unwrap();
+    let got = read_all(&mut store);
+    store.commit(got.len()).unwrap();
+    got
+}
+
+#[test]
+fn a_crash_at_any_step_of_a_replay_neither_loses_nor_duplicates_a_dead_letter() {
+    let points = [
+        "file.segment.created",
+        "file.replace.written",
+        "file.replace.renamed",
+        "file.replay.committed",
+        "file.replay.placed",
+        "file.replay.cut",
+    ];
+    let expected: Vec<u64> = (0..5).chain(100..110).collect();
+    let mut crashes = 0;
+    for point in points {
+        for skip in 0..4 {
+            // Then: replay again at once; or first a pipeline sends what the store holds.
+            for send_first in [false, true] {
+                let dir = fresh_dir("replay");
+                {
+                    let mut store = FileStore::open(config(&dir)).unwrap();
+                    for i in 0..5 {
+                        store.append(&[&event(i)]).unwrap();
+                    }
+                    for i in 100..110 {
+                        let reason = if i % 2 == 0 {
+                            "HTTP 400: refused"
+                        } else {
+                            "HTTP 409: other"
+                        };
+                        store.dead_letter(&event(i), reason).unwrap();
+                    }
+                }
+                let (aborted, lines) = run_child("replay_child", REPLAY_DIR, &dir, point, skip);
+                if !aborted {
+                    // The replay passes this point fewer times than `skip`.
+                    assert!(skip > 0, "crash at {point}: never reached: {lines:?}");
+                    let _ = fs::remove_dir_all(&dir);
+                    continue;
+                }
+                crashes += 1;
+                let at = format!("crash at {point} after {skip} passes (send first: {send_first})");
+                let mut sent = if send_first {
+                    send_all(&dir)
+                } else {
+                    Vec::new()
+                };
+                FileStore::replay_dead_letters(&config(&dir), |_| true).unwrap();
+                sent.extend(send_all(&dir));
+                // The log's own events first, then each dead letter exactly once (those
+                // of each reason in the order they were dead-lettered).
+                assert_eq!(sent[..5], expected[..5], "{at}: {sent:?}");
+                let mut once = sent.clone();
+                once.sort_unstable();
+                assert_eq!(once, expected, "{at}: {sent:?}");
+                for parity in [0, 1] {
+                    let of: Vec<u64> = sent
+                        .iter()
+                        .copied()
+                        .filter(|n| *n >= 100 && n % 2 == parity)
+                        .collect();
+                    assert!(of.windows(2).all(|w| w[0] < w[1]), "{at}: {sent:?}");
+                }
+                assert!(
+                    FileStore::read_dead_letters(&dir).unwrap().is_empty(),
+                    "{at}: dead letters left"
+                );
+                assert_eq!(
+                    FileStore::replay_dead_letters(&config(&dir), |_| true).unwrap(),
+                    0,
+                    "{at}"
+                );
+                let check = FileStore::verify(&dir).unwrap();
+                assert!(
+                    check.is_healthy() && check.notes.is_empty(),
+                    "{at}: {check:?}"
+                );
+                let _ = fs::remove_dir_all(&dir);
+            }
+        }
+    }
+    assert!(crashes >= 22, "only {crashes} crashes");
 }

@@ -7,15 +7,20 @@
 //!   feature `postgres`);
 //! - [`config`]: choosing one from `{"type":…,"params":…}`, with a registry for your own;
 //! - [`limits`]: the ranges their settings share.
+//! - [`check`]: looking at a store from outside without changing it ([`StoreCheck`]), and
+//!   moving its dead letters back into it (the `auditbuf` command's work);
+//! - [`locks`]: which process holds a store's lock, for messages.
 //!
 //! Every store holds already-encoded events — bytes in, the same bytes out — in the order
 //! they were appended, and hands them out oldest first without removing them until the
 //! pipeline commits what the sink acknowledged.
 
+mod check;
 pub(crate) mod config;
 mod crash_point;
 pub(crate) mod file;
 pub(crate) mod limits;
+mod locks;
 pub(crate) mod memory;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
@@ -27,6 +32,7 @@ use std::time::Duration;
 use crate::Error;
 pub(crate) use crash_point::crash_point;
 
+pub use check::{PartCheck, StoreCheck};
 pub use config::{StoreConfig, StoreFactory, StoreRegistry};
 pub use file::{FileStore, FileStoreConfig, Recovery};
 pub use memory::{MemoryStore, MemoryStoreConfig};

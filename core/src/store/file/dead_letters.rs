@@ -9,7 +9,7 @@ use super::frame::{self, MAGIC};
 use super::{FileStore, dir};
 use crate::{DeadLetter, Error};
 
-const DEAD_LETTERS: &str = "dead-letters.log";
+pub(super) const DEAD_LETTERS: &str = "dead-letters.log";
 
 impl FileStore {
     /// The dead letters kept in `dead-letters.log`, oldest first.

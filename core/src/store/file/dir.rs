@@ -3,7 +3,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::Error;
@@ -28,18 +28,62 @@ pub(crate) fn prepare(dir: &Path) -> Result<(), Error> {
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| Error::io(dir, e))
 }
 
-/// Takes the exclusive lock on `dir`, held as long as the returned file is open.
+/// Takes the exclusive lock on `dir`, held as long as the returned file is open, and writes
+/// this process's id into `LOCK` so that a process refused can say who holds it.
 pub(crate) fn lock(dir: &Path) -> Result<File, Error> {
     let path = dir.join("LOCK");
     let file = create_private(&path, false)?;
     match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(fs::TryLockError::WouldBlock) => Err(Error::store(
-            "file",
-            format!("{}: the store is in use by another process", path.display()),
-        )),
+        Ok(()) => {
+            let pid = format!("{}\n", std::process::id());
+            file.set_len(0)
+                .and_then(|()| file.write_all_at(pid.as_bytes(), 0))
+                .map_err(|e| Error::io(&path, e))?;
+            Ok(file)
+        }
+        Err(fs::TryLockError::WouldBlock) => Err(in_use(&path)),
         Err(fs::TryLockError::Error(e)) => Err(Error::io(path, e)),
     }
+}
+
+/// Takes a shared lock on `dir`, for reading it without changing it: held as long as the
+/// returned file is open, it keeps a process from opening the store meanwhile. `None` when
+/// there is no `LOCK` file (no process ever opened the store).
+pub(crate) fn lock_shared(dir: &Path) -> Result<Option<File>, Error> {
+    let path = dir.join("LOCK");
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    match file.try_lock_shared() {
+        Ok(()) => Ok(Some(file)),
+        Err(fs::TryLockError::WouldBlock) => Err(in_use(&path)),
+        Err(fs::TryLockError::Error(e)) => Err(Error::io(path, e)),
+    }
+}
+
+/// The process that holds `LOCK`: the id it wrote there, or else the one `/proc/locks`
+/// names.
+pub(crate) fn holder(lock: &Path) -> Vec<u32> {
+    let written = fs::read_to_string(lock)
+        .ok()
+        .and_then(|text| text.trim().parse::<u32>().ok());
+    match written {
+        Some(pid) => vec![pid],
+        None => crate::store::locks::holders(lock),
+    }
+}
+
+fn in_use(lock: &Path) -> Error {
+    Error::store(
+        "file",
+        format!(
+            "{}: the store is in use by another process{}",
+            lock.display(),
+            crate::store::locks::describe(&holder(lock))
+        ),
+    )
 }
 
 /// Opens (creating, mode 0600) `path` for reading and writing; `exclusive` fails if it exists.

@@ -1,17 +1,20 @@
 //! A segmented write-ahead log in a directory.
 //!
 //! ```text
-//! <dir>/LOCK                     held with an exclusive lock while open
+//! <dir>/LOCK                     held with an exclusive lock while open; holds the pid
 //! <dir>/0000000000000001.seg     segments of framed records (see frame.rs), oldest first
 //! <dir>/cursor                   where the oldest unconsumed record starts (atomic rewrite)
 //! <dir>/dead-letters.log         dead letters, framed the same way (see dead_letters.rs)
 //! <dir>/*.seg.corrupt            damaged segments, moved aside on open, good records salvaged
+//! <dir>/replay.seg.tmp, replay.pending   a replay of dead letters under way (see replay.rs)
 //! ```
 
 mod dead_letters;
 mod dir;
 mod frame;
 mod recovery;
+mod replay;
+mod verify;
 
 pub use recovery::Recovery;
 

@@ -230,7 +230,7 @@ fn rewrite(path: &Path, data: &[u8], durable: bool) -> Result<(), Error> {
     Ok(())
 }
 
-fn list_segments(dir: &Path) -> Result<Vec<u64>, Error> {
+pub(super) fn list_segments(dir: &Path) -> Result<Vec<u64>, Error> {
     let mut ids = Vec::new();
     for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let name = entry.map_err(|e| Error::io(dir, e))?.file_name();
@@ -245,7 +245,7 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>, Error> {
     Ok(ids)
 }
 
-fn read_cursor(dir: &Path) -> Option<Position> {
+pub(super) fn read_cursor(dir: &Path) -> Option<Position> {
     let bytes = fs::read(dir.join("cursor")).ok()?;
     if bytes.len() != 28 || !bytes.starts_with(b"ABCUR01\n") {
         return None;

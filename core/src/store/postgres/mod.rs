@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use postgres::config::Host;
 use postgres::{Client, NoTls, Statement};
 
+mod check;
 mod config;
 mod sql;
 

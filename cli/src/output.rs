@@ -1,0 +1,93 @@
+//! Writing what a command found: sizes, times and ages as people read them, and standard
+//! output that a closed pipe (`| head`) does not turn into a panic.
+
+use std::io::{self, Write};
+use std::time::{Duration, SystemTime};
+
+/// Writes `text` to standard output. A reader that went away is not an error.
+pub(crate) fn print(text: &str) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+/// `auditbuf: <message>` on standard error.
+pub(crate) fn error(message: &str) {
+    let _ = writeln!(io::stderr(), "auditbuf: {message}");
+}
+
+/// `512 B`, `12.1 KiB`, `3.0 MiB`, …
+pub(crate) fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// RFC 3339, UTC, milliseconds.
+pub(crate) fn time(at: SystemTime) -> String {
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+/// How long ago `at` was, now: `3h 12m ago`; `in 5s` for a time ahead of this clock.
+pub(crate) fn age(at: SystemTime) -> String {
+    match SystemTime::now().duration_since(at) {
+        Ok(ago) => format!("{} ago", span(ago)),
+        Err(ahead) => format!("in {}", span(ahead.duration())),
+    }
+}
+
+/// Seconds since `at` (negative if ahead), for JSON.
+pub(crate) fn age_seconds(at: SystemTime) -> f64 {
+    match SystemTime::now().duration_since(at) {
+        Ok(ago) => ago.as_secs_f64(),
+        Err(ahead) => -ahead.duration().as_secs_f64(),
+    }
+}
+
+/// `42s`, `5m 3s`, `3h 12m`, `2d 4h`: the two largest units.
+pub(crate) fn span(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {}s", s / 60, s % 60),
+        3600..86400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d {}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+/// `1 event`, `3 events`.
+pub(crate) fn count(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_spans_read_well() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(12_390), "12.1 KiB");
+        assert_eq!(bytes(3 << 20), "3.0 MiB");
+        assert_eq!(span(Duration::from_secs(42)), "42s");
+        assert_eq!(span(Duration::from_secs(303)), "5m 3s");
+        assert_eq!(span(Duration::from_secs(3 * 3600 + 720)), "3h 12m");
+        assert_eq!(span(Duration::from_secs(2 * 86400 + 4 * 3600)), "2d 4h");
+        assert_eq!(count(1, "event", "events"), "1 event");
+        assert_eq!(count(0, "event", "events"), "0 events");
+    }
+}
