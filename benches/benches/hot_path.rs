@@ -394,6 +394,9 @@ fn throughput(c: &Arc<dyn Contender>, producers: usize, per: u64) -> f64 {
     (after - before) as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Mean, p50, p99, p99.9 and max (ns), and allocations per call, of one round.
+type Row = (f64, f64, f64, f64, f64, f64);
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -412,7 +415,7 @@ fn main() {
         Arc::new(Auditbuf::new(Kind::Json1K)),
     ];
     // Per-call latency: every contender once per round, rounds interleaved.
-    let mut results: Vec<Vec<(f64, f64, f64, f64, f64, f64)>> = vec![Vec::new(); contenders.len()];
+    let mut results: Vec<Vec<Row>> = vec![Vec::new(); contenders.len()];
     for _ in 0..rounds {
         for (i, c) in contenders.iter().enumerate() {
             let (h, a) = latency_round(c.as_ref(), calls);
@@ -435,9 +438,7 @@ fn main() {
     );
     let floor_mean = median(results[0].iter().map(|r| r.0).collect());
     for (i, c) in contenders.iter().enumerate() {
-        let col = |f: fn(&(f64, f64, f64, f64, f64, f64)) -> f64| {
-            median(results[i].iter().map(f).collect())
-        };
+        let col = |f: fn(&Row) -> f64| median(results[i].iter().map(f).collect());
         let mean = col(|r| r.0);
         println!(
             "{:<48} {:>8.0} {:>8.0} {:>8.0} {:>9.0} {:>10.0} {:>7.3}   {:.2}x floor",
