@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crossbeam_channel::Receiver;
 use parking_lot::{Mutex, MutexGuard};
 
+use crate::encode::capture::finish;
 use crate::shared::Shared;
 use crate::slots::Slot;
 use crate::{Error, Store};
@@ -81,6 +82,8 @@ pub(crate) fn move_into_store(
     max_chunk: usize,
 ) -> Result<u64, Error> {
     let max_chunk = max_chunk.max(1);
+    let wall = shared.wall_clock();
+    let mut scratch = Vec::new();
     let mut earlier = shared.backlog.take_all();
     let mut queued = queue.len();
     let mut chunk: Vec<Slot> = Vec::new();
@@ -102,6 +105,10 @@ pub(crate) fn move_into_store(
         }
         if chunk.is_empty() {
             return Ok(total);
+        }
+        // Stores hold JSON: captured events are rendered first.
+        for slot in &mut chunk {
+            finish(slot, &wall, &mut scratch);
         }
         let (mut done, mut piece) = (0, chunk.len());
         let mut refusal = None;

@@ -55,6 +55,7 @@ impl Worker {
             self.arm_wake();
             self.trim_when_idle();
             self.watch_losses(false);
+            self.refresh_wall_clock();
         }
     }
 

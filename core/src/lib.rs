@@ -67,6 +67,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 mod backlog;
+mod clock;
 mod config;
 mod dead_letter;
 mod deliver;

@@ -15,8 +15,8 @@ use parking_lot::Mutex;
 use crate::backlog::move_into_store;
 use crate::config::{Durability, Overflow};
 use crate::dead_letter::DeadLetters;
-use crate::encode::event::encode_event;
-use crate::encode::event_bytes::encode_event_bytes;
+use crate::encode::capture::{capture_event, finish};
+use crate::encode::event_bytes::capture_event_bytes;
 use crate::encode::raw::{encode_json, encode_serialize};
 use crate::encode::rules::EventRules;
 use crate::fork;
@@ -33,7 +33,7 @@ use crate::{
 /// Bytes beyond their initial size that free slots may keep between them: a burst of large
 /// events leaves at most this much behind (besides `initial_slot_bytes` per slot, which an
 /// idle pipeline frees too).
-const RETAINED_TOTAL_BYTES: usize = 2 * 1024 * 1024;
+const RETAINED_TOTAL_BYTES: usize = 16 * 1024 * 1024;
 
 /// How long `Drop` waits, after its `close`, for a flush thread that is still inside a sink
 /// call to come out; a sink that hangs longer leaves the thread behind (it exits when the
@@ -292,7 +292,7 @@ impl Pipeline {
     ///   the event *was* accepted (counted as recorded): only its fsync failed.
     #[inline]
     pub fn record(&self, event: &AuditEvent<'_>) -> Result<(), Error> {
-        self.submit(|slot, limit| encode_event(event, &self.rules, slot, limit))
+        self.submit(|slot, limit| capture_event(event, &self.rules, slot, limit))
     }
 
     /// Records a typed event whose fields are byte slices (from C, Go or Python): the same
@@ -305,7 +305,7 @@ impl Pipeline {
     /// `"is not valid UTF-8"`, naming the field (`event_data` included).
     #[inline]
     pub fn record_event_bytes(&self, event: &AuditEventBytes<'_>) -> Result<(), Error> {
-        self.submit(|slot, limit| encode_event_bytes(event, &self.rules, slot, limit))
+        self.submit(|slot, limit| capture_event_bytes(event, &self.rules, slot, limit))
     }
 
     /// Records an event given as JSON text: one object, UTF-8, checked without allocating.
@@ -397,6 +397,9 @@ impl Pipeline {
                 shared.pool.give_back(slot);
                 return Err(Error::Forked);
             }
+            // The store holds JSON, and `wal` returns only once the event is in it: render
+            // here (this path waits for an fsync; a render and an allocation do not show).
+            finish(&mut slot, &shared.wall_clock(), &mut Vec::new());
             return group.commit(slot, shared);
         }
         // Count first, then look at `closed` (both SeqCst): either close sees this event
@@ -443,6 +446,7 @@ impl Pipeline {
     ) -> Result<(), Error> {
         let mut event = Vec::with_capacity(self.initial_slot_bytes);
         encode(&mut event, self.max_event_bytes)?;
+        finish(&mut event, &self.shared.wall_clock(), &mut Vec::new());
         if self.forked(true) {
             return Err(Error::Forked);
         }

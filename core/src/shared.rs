@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 
 use crate::Store;
 use crate::backlog::Backlog;
+use crate::clock::WallClock;
 use crate::dead_letter::DeadLetters;
 use crate::metrics::{StoreGauges, WriteDurations};
 use crate::slots::SlotPool;
@@ -53,6 +54,9 @@ pub(crate) struct Shared {
     pub(crate) store_gauges: StoreGauges,
     /// Metrics registered once already (a second registration is an error).
     pub(crate) metrics_registered: AtomicBool,
+    /// The flush thread's latest counter/wall-clock pair, for callers that render captured
+    /// events themselves (spill, write-ahead, moves into the store).
+    wall: Mutex<WallClock>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -92,6 +96,7 @@ impl Shared {
             write_durations: WriteDurations::default(),
             store_gauges: StoreGauges::default(),
             metrics_registered: AtomicBool::new(false),
+            wall: Mutex::new(WallClock::now()),
         }
     }
 
@@ -131,6 +136,16 @@ impl Shared {
 
     pub(crate) fn store_events(&self) -> u64 {
         self.store_events.load(Ordering::Relaxed)
+    }
+
+    /// The latest counter/wall-clock pair.
+    pub(crate) fn wall_clock(&self) -> WallClock {
+        *self.wall.lock()
+    }
+
+    /// Publishes a fresh pair (the flush thread, once a second).
+    pub(crate) fn set_wall_clock(&self, wall: WallClock) {
+        *self.wall.lock() = wall;
     }
 
     /// Stops sink calls for good (`close` returned); true if one is running right now.

@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use crate::clock::WallClock;
 use crate::config::Overflow;
 use crate::deliver::Refusals;
+use crate::encode::capture::finish;
 use crate::losses::LossWatch;
 use crate::shared::Shared;
 use crate::slots::Slot;
@@ -160,6 +162,11 @@ pub(crate) struct Worker {
     pub(crate) redelivery: Redelivery,
     pub(crate) losses: LossWatch,
     pub(crate) logs: Logs,
+    /// Turns the counter ticks of captured events into wall-clock time; refreshed (and
+    /// shared with callers) once a second.
+    pub(crate) wall: WallClock,
+    /// Reused buffer captured events are rendered into.
+    pub(crate) scratch: Vec<u8>,
 }
 
 /// Rate-limited log lines of the flush thread's own troubles.
@@ -215,6 +222,8 @@ impl Worker {
             redelivery: Redelivery::default(),
             losses: LossWatch::new(config.gap_markers, &config.service, config.max_event_bytes),
             logs: Logs::default(),
+            wall: WallClock::now(),
+            scratch: Vec::new(),
         }
     }
 
@@ -373,9 +382,10 @@ impl Worker {
                 Some(slot) => Some(slot),
                 None => self.queue.try_recv().ok(),
             };
-            let Some(slot) = next else {
+            let Some(mut slot) = next else {
                 break;
             };
+            finish(&mut slot, &self.wall, &mut self.scratch);
             if !self.batch.is_empty() && bytes + slot.len() + 1 > max_bytes {
                 drop(backlog);
                 shared.backlog.put_front(std::iter::once(slot));
@@ -428,6 +438,14 @@ impl Worker {
             + c.moved.load(Ordering::SeqCst)
             + c.evicted.load(Ordering::SeqCst);
         self.counts.taken + elsewhere >= c.recorded.load(Ordering::SeqCst)
+    }
+
+    /// Takes a fresh counter/wall-clock pair once a second (see [`crate::clock`]).
+    pub(crate) fn refresh_wall_clock(&mut self) {
+        if self.wall.age() >= Duration::from_secs(1) {
+            self.wall = WallClock::now();
+            self.shared.set_wall_clock(self.wall);
+        }
     }
 
     /// Looks at the loss counters now and then (`now`: at once, as `close` begins): logs

@@ -2,7 +2,7 @@
 //! be UTF-8 (C, Go, Python bindings): the same fields and rules as
 //! [`AuditEvent`](crate::AuditEvent), each field checked for UTF-8 as it is encoded.
 
-use super::event::encode_fields;
+use super::capture::capture_or_encode;
 use super::event_data::Data;
 use super::fields::Fields;
 use super::rules::EventRules;
@@ -99,16 +99,21 @@ impl<'a> AuditEventBytes<'a> {
     }
 }
 
-/// Encodes `ev` into `out` (empty on entry), checking that every field is UTF-8 as it is
-/// written: one pass over each string, as for a `&str`.
+/// Captures `ev` for the flush thread to render (see [`capture`](super::capture)), or
+/// encodes it at once when it cannot be captured; every field is checked for UTF-8.
 #[inline]
-pub(crate) fn encode_event_bytes(
+pub(crate) fn capture_event_bytes(
     ev: &AuditEventBytes<'_>,
     rules: &EventRules,
     out: &mut Vec<u8>,
     limit: usize,
 ) -> Result<(), Error> {
-    let fields = Fields {
+    capture_or_encode::<true>(&fields(ev), rules, out, limit)
+}
+
+#[inline]
+fn fields<'a>(ev: &AuditEventBytes<'a>) -> Fields<'a> {
+    Fields {
         version: ev.version,
         event_type: ev.event_type,
         event_timestamp: ev.event_timestamp,
@@ -132,6 +137,5 @@ pub(crate) fn encode_event_bytes(
         retention_days: ev.retention_days,
         is_sensitive: ev.is_sensitive,
         event_data: ev.event_data.map_or(Data::Empty, Data::Json),
-    };
-    encode_fields::<true>(&fields, rules, out, limit)
+    }
 }

@@ -56,7 +56,7 @@ pub(crate) enum Data<'a> {
 const EVENT_TYPE_KEY: &[u8] = b"\"event_type\":";
 
 /// `event_data` is one level inside its event, whose whole nesting is bounded.
-const DATA_DEPTH: u32 = MAX_DEPTH - 1;
+pub(crate) const DATA_DEPTH: u32 = MAX_DEPTH - 1;
 
 /// Writes `event_data`, making sure its top-level `event_type` equals the outer one, whose
 /// encoded token sits at `outer` in `out`.
@@ -146,7 +146,7 @@ pub(crate) fn insert_gap(out: &mut Vec<u8>, at: usize, len: usize) {
 
 /// What is wrong with `event_data` as a whole is an error of that field; an error inside
 /// it keeps its offset in it.
-fn event_data_error(e: Error) -> Error {
+pub(crate) fn event_data_error(e: Error) -> Error {
     match e {
         Error::NotAnObject => Error::InvalidField {
             field: "event_data",
@@ -161,7 +161,11 @@ fn event_data_error(e: Error) -> Error {
     }
 }
 
-fn check_event_type(text: &[u8], info: &ObjectInfo, outer_token: &[u8]) -> Result<(), Error> {
+pub(crate) fn check_event_type(
+    text: &[u8],
+    info: &ObjectInfo,
+    outer_token: &[u8],
+) -> Result<(), Error> {
     if !info.has_event_type {
         return Ok(());
     }

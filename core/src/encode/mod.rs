@@ -13,6 +13,7 @@
 //! - [`time`]: RFC 3339 timestamps written into a fixed buffer;
 //! - [`swar`]: eight-bytes-at-a-time scans shared by the two above.
 
+pub(crate) mod capture;
 pub(crate) mod escape;
 pub(crate) mod event;
 pub(crate) mod event_bytes;

@@ -1,0 +1,320 @@
+//! Capture on the caller, render on the flush thread: what `record` does with a typed event.
+//!
+//! `record` checks everything that can make the event fail (required fields, the spec's
+//! rules, UTF-8 and U+0000 in the strings, `event_data`'s JSON and its `event_type`, the size
+//! limit), reads the cycle counter instead of the wall clock, and copies the fields as they
+//! are into the slot behind a small header. The flush thread turns that into the JSON the
+//! sink gets ([`render`]) — escaping, the RFC 3339 timestamp, the completed `event_data` —
+//! with the very encoder a synchronous `record` uses, so the bytes on the wire are the same.
+//!
+//! Layout of a captured slot (all integers little-endian):
+//!
+//! | bytes | |
+//! | --- | --- |
+//! | 0 | [`TAG`] `0xFF`, a byte no JSON text starts with |
+//! | 1 | flags: bit 0 = the timestamp is `ticks` (no `event_timestamp` given) |
+//! | 2..6 | which optional fields are present: bit *i* for string field *i*, 20 `duration_ms`, 21 `retention_days`, 22 `is_sensitive` |
+//! | 6..14 | counter ticks at `record` |
+//! | 14..22 | `duration_ms` |
+//! | 22..26 | `retention_days` |
+//! | 26 | `is_sensitive` |
+//! | 27..107 | length of each of the 20 string fields, in the wire order below |
+//! | 107.. | the 20 fields' bytes, one after the other |
+//!
+//! String fields, in order: `version`, `event_type`, `event_timestamp`, `event_category`,
+//! `event_action`, `event_outcome`, `correlation_id`, `actor_type`, `actor_id`, `actor_ip`,
+//! `resource_type`, `resource_id`, `parent_event_id`, `parent_event_date`, `namespace`,
+//! `cluster_id`, `severity`, `error_code`, `error_message`, `event_data` — the order of the C
+//! ABI's flat event.
+
+use super::escape::{BadText, write_str_body};
+use super::event::{AuditEvent, encode_fields};
+use super::event_data::{DATA_DEPTH, Data, check_event_type, event_data_error};
+use super::fields::{Fields, raw_size};
+use super::json::scan_object;
+use super::rules::{EventRules, check_fields, invalid};
+use super::time;
+use crate::Error;
+use crate::clock::{WallClock, ticks};
+
+/// The first byte of a captured slot.
+pub(crate) const TAG: u8 = 0xFF;
+
+const FLAG_TICKS: u8 = 1;
+const STRINGS: usize = 20;
+const LENS_AT: usize = 27;
+const DATA_AT: usize = LENS_AT + 4 * STRINGS;
+const BIT_DURATION: u32 = 1 << 20;
+const BIT_RETENTION: u32 = 1 << 21;
+const BIT_SENSITIVE: u32 = 1 << 22;
+/// Index of `event_data` among the string fields.
+const EVENT_DATA: usize = 19;
+const NAMES: [&str; STRINGS] = [
+    "version",
+    "event_type",
+    "event_timestamp",
+    "event_category",
+    "event_action",
+    "event_outcome",
+    "correlation_id",
+    "actor_type",
+    "actor_id",
+    "actor_ip",
+    "resource_type",
+    "resource_id",
+    "parent_event_id",
+    "parent_event_date",
+    "namespace",
+    "cluster_id",
+    "severity",
+    "error_code",
+    "error_message",
+    "event_data",
+];
+
+/// Whether `slot` holds a captured event, not yet JSON.
+#[inline]
+pub(crate) fn is_captured(slot: &[u8]) -> bool {
+    slot.first() == Some(&TAG)
+}
+
+fn strings<'a>(f: &Fields<'a>) -> [Option<&'a [u8]>; STRINGS] {
+    let data = match f.event_data {
+        Data::Json(text) => Some(text),
+        Data::Empty | Data::Serialize(_) => None,
+    };
+    [
+        f.version,
+        Some(f.event_type),
+        f.event_timestamp,
+        Some(f.event_category),
+        Some(f.event_action),
+        Some(f.event_outcome),
+        Some(f.correlation_id),
+        f.actor_type,
+        f.actor_id,
+        f.actor_ip,
+        f.resource_type,
+        f.resource_id,
+        f.parent_event_id,
+        f.parent_event_date,
+        f.namespace,
+        f.cluster_id,
+        f.severity,
+        f.error_code,
+        f.error_message,
+        data,
+    ]
+}
+
+/// Captures `f` into `out` (empty on entry), checking everything the encoder would. `Ok(false)`
+/// when the event must be encoded at once instead: its `event_data` is a `Serialize` value
+/// (it borrows the caller's data, which must be serialised before `record` returns), or its
+/// rendered size cannot be bounded below `limit` without rendering it.
+#[inline]
+pub(crate) fn capture<const CHECK_UTF8: bool>(
+    f: &Fields<'_>,
+    rules: &EventRules,
+    out: &mut Vec<u8>,
+    limit: usize,
+) -> Result<bool, Error> {
+    if matches!(f.event_data, Data::Serialize(_)) {
+        return Ok(false);
+    }
+    check_fields(f, rules)?;
+    // Escaping makes a string at most six times longer (`\u001f`); keys, punctuation and
+    // the event_type added to event_data stay under 1 KiB.
+    let raw = raw_size(f);
+    if raw.saturating_mul(6).saturating_add(1024) > limit {
+        return Ok(false);
+    }
+    let fields = strings(f);
+    for (i, value) in fields.iter().enumerate().take(EVENT_DATA) {
+        if let Some(s) = value {
+            check_text::<CHECK_UTF8>(NAMES[i], s)?;
+        }
+    }
+    out.reserve(DATA_AT + raw);
+    out.push(TAG);
+    let mut present = 0u32;
+    for (i, value) in fields.iter().enumerate() {
+        if value.is_some() {
+            present |= 1 << i;
+        }
+    }
+    let mut flags = 0;
+    let stamp = if f.event_timestamp.is_none() {
+        flags |= FLAG_TICKS;
+        ticks()
+    } else {
+        0
+    };
+    out.push(flags);
+    if f.duration_ms.is_some() {
+        present |= BIT_DURATION;
+    }
+    if f.retention_days.is_some() {
+        present |= BIT_RETENTION;
+    }
+    if f.is_sensitive.is_some() {
+        present |= BIT_SENSITIVE;
+    }
+    out.extend_from_slice(&present.to_le_bytes());
+    out.extend_from_slice(&stamp.to_le_bytes());
+    out.extend_from_slice(&f.duration_ms.unwrap_or(0).to_le_bytes());
+    out.extend_from_slice(&f.retention_days.unwrap_or(0).to_le_bytes());
+    out.push(u8::from(f.is_sensitive.unwrap_or(false)));
+    for value in &fields {
+        // Under the size limit checked above, so within u32.
+        let len = value.map_or(0, <[u8]>::len) as u32;
+        out.extend_from_slice(&len.to_le_bytes());
+    }
+    for value in fields.iter().flatten() {
+        out.extend_from_slice(value);
+    }
+    if let Data::Json(text) = f.event_data {
+        check_event_data(text, f.event_type, out)?;
+    }
+    Ok(true)
+}
+
+/// Refuses what the encoder would refuse while escaping: U+0000, and, for bytes from C, Go
+/// or Python, invalid UTF-8 (checked with SIMD, all at once).
+#[inline]
+fn check_text<const CHECK_UTF8: bool>(field: &'static str, s: &[u8]) -> Result<(), Error> {
+    if CHECK_UTF8 && simdutf8::basic::from_utf8(s).is_err() {
+        return Err(invalid(field, BadText::Utf8.reason()));
+    }
+    if memchr::memchr(0, s).is_some() {
+        return Err(invalid(field, BadText::Nul.reason()));
+    }
+    Ok(())
+}
+
+/// Captures `ev` for the flush thread to render (see [`capture`](super::capture)), or
+/// encodes it at once when it cannot be captured.
+#[inline]
+pub(crate) fn capture_event(
+    ev: &AuditEvent<'_>,
+    rules: &EventRules,
+    out: &mut Vec<u8>,
+    limit: usize,
+) -> Result<(), Error> {
+    capture_or_encode::<false>(&Fields::from(ev), rules, out, limit)
+}
+
+/// Captures `f` into `out` (empty on entry), or, for an event that must be encoded before
+/// `record` returns (a `Serialize` payload, a size near the limit), encodes it.
+#[inline]
+pub(crate) fn capture_or_encode<const CHECK_UTF8: bool>(
+    f: &Fields<'_>,
+    rules: &EventRules,
+    out: &mut Vec<u8>,
+    limit: usize,
+) -> Result<(), Error> {
+    if capture::<CHECK_UTF8>(f, rules, out, limit)? {
+        return Ok(());
+    }
+    out.clear();
+    encode_fields::<CHECK_UTF8>(f, rules, out, limit)
+}
+
+/// Checks `event_data` as the encoder would: one JSON object, nothing a receiver cannot
+/// store, and an `event_type` equal to the event's (compared with the event's encoded
+/// token, written for a moment past the end of `out`).
+fn check_event_data(text: &[u8], event_type: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+    let info = scan_object(text, DATA_DEPTH).map_err(event_data_error)?;
+    if !info.has_event_type {
+        return Ok(());
+    }
+    let end = out.len();
+    out.push(b'"');
+    // The event type was checked above: UTF-8, no U+0000.
+    let _ = write_str_body(out, event_type, false);
+    out.push(b'"');
+    let checked = check_event_type(text, &info, &out[end..]);
+    out.truncate(end);
+    checked
+}
+
+/// Renders a captured slot into `out` (empty on entry): the JSON a synchronous `record`
+/// would have written, the timestamp taken from the counter through `wall`.
+pub(crate) fn render(slot: &[u8], wall: &WallClock, out: &mut Vec<u8>) -> Result<(), Error> {
+    let broken = || Error::InvalidField {
+        field: "(captured event)",
+        reason: "is damaged",
+    };
+    let header = slot.get(..DATA_AT).ok_or_else(broken)?;
+    let u32_at = |at: usize| {
+        u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
+    let u64_at = |at: usize| {
+        let mut b = [0; 8];
+        b.copy_from_slice(&header[at..at + 8]);
+        u64::from_le_bytes(b)
+    };
+    let present = u32_at(2);
+    let mut fields: [Option<&[u8]>; STRINGS] = [None; STRINGS];
+    let mut at = DATA_AT;
+    for (i, field) in fields.iter_mut().enumerate() {
+        let len = u32_at(LENS_AT + 4 * i) as usize;
+        if present & (1 << i) != 0 {
+            *field = Some(slot.get(at..at + len).ok_or_else(broken)?);
+        }
+        at += len;
+    }
+    let stamp;
+    let timestamp = if header[1] & FLAG_TICKS != 0 {
+        let unix = wall.unix(u64_at(6));
+        stamp = time::at(unix.as_secs(), unix.subsec_millis());
+        Some(&stamp[..])
+    } else {
+        fields[2]
+    };
+    let f = Fields {
+        version: fields[0],
+        event_type: fields[1].unwrap_or_default(),
+        event_timestamp: timestamp,
+        event_category: fields[3].unwrap_or_default(),
+        event_action: fields[4].unwrap_or_default(),
+        event_outcome: fields[5].unwrap_or_default(),
+        correlation_id: fields[6].unwrap_or_default(),
+        actor_type: fields[7],
+        actor_id: fields[8],
+        actor_ip: fields[9],
+        resource_type: fields[10],
+        resource_id: fields[11],
+        parent_event_id: fields[12],
+        parent_event_date: fields[13],
+        namespace: fields[14],
+        cluster_id: fields[15],
+        severity: fields[16],
+        duration_ms: (present & BIT_DURATION != 0).then(|| u64_at(14)),
+        error_code: fields[17],
+        error_message: fields[18],
+        retention_days: (present & BIT_RETENTION != 0).then(|| u32_at(22)),
+        is_sensitive: (present & BIT_SENSITIVE != 0).then_some(header[26] != 0),
+        event_data: fields[EVENT_DATA].map_or(Data::Empty, Data::Json),
+    };
+    // Everything was checked at capture; the rules of the configuration too.
+    encode_fields::<false>(&f, &EventRules::default(), out, usize::MAX)
+}
+
+/// Turns `slot` into JSON if it holds a captured event (rendering into `scratch` and
+/// swapping the buffers, so neither allocates once both are large enough). Rendering a
+/// captured event cannot fail — everything was checked at `record` — but if it ever did, the
+/// event becomes `{}` (the receiver's refusal then dead-letters it, visibly) and the error
+/// is logged.
+pub(crate) fn finish(slot: &mut Vec<u8>, wall: &WallClock, scratch: &mut Vec<u8>) {
+    if !is_captured(slot) {
+        return;
+    }
+    scratch.clear();
+    if let Err(e) = render(slot, wall, scratch) {
+        log::error!("a captured event could not be rendered (a bug in auditbuf): {e}");
+        scratch.clear();
+        scratch.extend_from_slice(b"{}");
+    }
+    std::mem::swap(slot, scratch);
+    scratch.clear();
+}
