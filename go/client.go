@@ -1,0 +1,354 @@
+package auditbuf
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"runtime"
+	"runtime/cgo"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultTimeout is the deadline Flush and Close use when their context has none.
+const DefaultTimeout = 30 * time.Second
+
+// Client records audit events into an auditbuf pipeline: a bounded queue, one flush
+// thread (in the library, not a goroutine) and a sink. All methods are safe for
+// concurrent use, Close included. Record calls never block (unless Config.Overflow is
+// OverflowBlock) and never do I/O on the caller's goroutine.
+type Client struct {
+	n native
+	// state counts the calls using the handle; freeing is set once Close is about to
+	// release it, after which calls return ErrClosed without touching it.
+	state atomic.Int64
+
+	sink     cgo.Handle // the callback sink's handle, 0 for a built-in sink
+	cleanup  runtime.Cleanup
+	once     sync.Once
+	closed   chan struct{} // closed when the library's close returned
+	released chan struct{} // closed when the handle is freed
+	report   Report        // the first close's, valid once closed is closed
+	err      error
+	final    atomic.Pointer[Stats] // the counters at release, for Stats() after it
+}
+
+const freeing = int64(1) << 62
+
+// New starts a pipeline whose sink is cfg.Sink (DataStorage, HTTP or null).
+func New(cfg Config) (*Client, error) {
+	if cfg.Sink.Type == "" {
+		return nil, configError("sink: missing field (set Config.Sink, or use NewWithSink)")
+	}
+	return start(cfg, nil)
+}
+
+// NewWithSink starts a pipeline whose sink is fn, called on the library's flush thread
+// with each batch, one batch at a time. Each event is one JSON object; the batch is a
+// copy in Go memory that fn may keep. fn's answer decides what happens to the batch (see
+// SinkOutcome); a panic in fn is recovered, logged and treated as SinkRetry. fn must not
+// call Flush or Close on its own client. cfg.Sink must be zero.
+func NewWithSink(cfg Config, fn func(events [][]byte) SinkOutcome) (*Client, error) {
+	if fn == nil {
+		return nil, configError("sink: the callback is nil")
+	}
+	if cfg.Sink.Type != "" || cfg.Sink.URL != "" {
+		return nil, configError("sink: set by Config.Sink; NewWithSink takes its sink as a callback")
+	}
+	return start(cfg, fn)
+}
+
+func start(cfg Config, fn func([][]byte) SinkOutcome) (*Client, error) {
+	doc, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{closed: make(chan struct{}), released: make(chan struct{})}
+	if fn != nil {
+		c.sink = cgo.NewHandle(sinkFunc(fn))
+	}
+	n, status, msg := newNative(doc, uintptr(c.sink))
+	if status != 0 {
+		if c.sink != 0 {
+			c.sink.Delete()
+		}
+		return nil, errorOf(status, msg)
+	}
+	c.n = n
+	c.cleanup = runtime.AddCleanup(c, leaked, leak{n: n, sink: c.sink})
+	return c, nil
+}
+
+// leak is what the safety-net cleanup needs to release a client nobody closed.
+type leak struct {
+	n    native
+	sink cgo.Handle
+}
+
+func leaked(l leak) {
+	slog.Warn("auditbuf: a Client was garbage-collected without Close; closing it now " +
+		"(up to its drop_timeout_ms). Call Close to choose the deadline and see the report.")
+	go func() {
+		l.n.free()
+		if l.sink != 0 {
+			l.sink.Delete()
+		}
+	}()
+}
+
+// enter registers a call using the handle; false once the handle is (being) released.
+func (c *Client) enter() bool {
+	if c == nil {
+		return false
+	}
+	if c.state.Add(1)&freeing != 0 {
+		c.state.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (c *Client) leave() { c.state.Add(-1) }
+
+// Record records a typed event. It returns nil when the event was accepted, the
+// ErrNotDurable warning when it was accepted but its "wal" sync failed (see Accepted),
+// and otherwise an error wrapping the reason (ErrFull, ErrTimeout, ErrClosed,
+// ErrMissingField, ErrInvalidField, ErrInvalidJSON, ErrTooLarge, ErrStoreFull, ErrStore,
+// ErrForked). ev is read during the call only. Allocation-free once warm.
+func (c *Client) Record(ev *Event) error {
+	if !c.enter() {
+		return errFreed
+	}
+	e := getEncoder()
+	e.encode(&e.one, ev)
+	var status uint32
+	var msg string
+	if e.fits() {
+		status, msg = c.n.recordFlat(&e.one, e.buf)
+	}
+	c.leave()
+	ok := e.fits()
+	putEncoder(e)
+	if !ok {
+		return errHuge
+	}
+	return errorOf(status, msg)
+}
+
+// RecordJSON records one event given as JSON text: exactly one object, UTF-8, at most
+// MaxEventBytes once completed. "version":"1.0" and "event_timestamp" are added when
+// absent. Errors as for Record, plus ErrInvalidUTF8, ErrInvalidJSON and ErrNotAnObject.
+// event is read during the call only. Allocation-free.
+func (c *Client) RecordJSON(event []byte) error {
+	if !c.enter() {
+		return errFreed
+	}
+	status, msg := c.n.recordJSON(event)
+	c.leave()
+	return errorOf(status, msg)
+}
+
+// RecordBatch records events in order in one call into the library, stopping at the
+// first one not accepted: it returns how many were accepted (events[:n]) and, when
+// n < len(events), the error of events[n] (its message starts "events[n]: "). When all
+// were taken the error is nil, or ErrNotDurable if any was only that.
+func (c *Client) RecordBatch(events []*Event) (int, error) {
+	if len(events) == 0 {
+		return 0, nil
+	}
+	if !c.enter() {
+		return 0, errFreed
+	}
+	e := getEncoder()
+	e.flats = e.flats[:0]
+	for _, ev := range events {
+		e.flats = append(e.flats, flatEvent{})
+		e.encode(&e.flats[len(e.flats)-1], ev)
+	}
+	ok := e.fits()
+	var taken int
+	var status uint32
+	var msg string
+	if ok {
+		taken, status, msg = c.n.recordFlatBatch(e.flats, e.buf)
+	}
+	c.leave()
+	putEncoder(e)
+	if !ok {
+		return 0, errHuge
+	}
+	return taken, errorOf(status, msg)
+}
+
+// RecordJSONBatch records JSON events in order in one call into the library, like
+// RecordBatch.
+func (c *Client) RecordJSONBatch(events [][]byte) (int, error) {
+	if len(events) == 0 {
+		return 0, nil
+	}
+	if !c.enter() {
+		return 0, errFreed
+	}
+	e := getEncoder()
+	e.spans = e.spans[:0]
+	for _, ev := range events {
+		e.spans = append(e.spans, flatSpan{offset: uint32(len(e.buf)), len: uint32(len(ev))})
+		e.buf = append(e.buf, ev...)
+		if !e.fits() || uint64(len(ev)) > math.MaxUint32 {
+			c.leave()
+			putEncoder(e)
+			return 0, errHuge
+		}
+	}
+	taken, status, msg := c.n.recordJSONBatch(e.buf, e.spans)
+	c.leave()
+	putEncoder(e)
+	return taken, errorOf(status, msg)
+}
+
+// Stats returns a consistent snapshot of the counters. After Close it returns the
+// counters as they were when the handle was released. Allocation-free.
+func (c *Client) Stats() Stats {
+	if !c.enter() {
+		if c != nil {
+			if s := c.final.Load(); s != nil {
+				return *s
+			}
+		}
+		return Stats{}
+	}
+	s := c.n.stats()
+	c.leave()
+	return s
+}
+
+// Version is the library's version, e.g. "0.1.0".
+func Version() string { return libraryVersion() }
+
+// timeoutMs turns ctx's deadline into the ABI's timeout (DefaultTimeout without one).
+func timeoutMs(ctx context.Context) uint64 {
+	d := DefaultTimeout
+	if deadline, ok := ctx.Deadline(); ok {
+		d = time.Until(deadline)
+	}
+	if d <= 0 {
+		return 0
+	}
+	return uint64((d + time.Millisecond - 1) / time.Millisecond)
+}
+
+// Flush waits until everything recorded before the call is settled (delivered,
+// dead-lettered, stored or failed), or until ctx's deadline (DefaultTimeout without one)
+// or cancellation: then it returns an error wrapping ErrTimeout, and nothing is lost —
+// the rest is still queued, in flight or stored. After Close it returns ErrClosed.
+func (c *Client) Flush(ctx context.Context) (Report, error) {
+	if !c.enter() {
+		return Report{Completed: true, Stats: c.Stats()}, errFreed
+	}
+	timeout := timeoutMs(ctx)
+	if ctx.Done() == nil {
+		r, status, msg := c.n.flush(timeout)
+		c.leave()
+		return r, errorOf(status, msg)
+	}
+	type result struct {
+		r   Report
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		r, status, msg := c.n.flush(timeout)
+		c.leave()
+		done <- result{r, errorOf(status, msg)}
+	}()
+	select {
+	case res := <-done:
+		return res.r, res.err
+	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			// The library has the same deadline and returns by it: take its report.
+			res := <-done
+			return res.r, res.err
+		}
+		return Report{Stats: c.Stats()}, fmt.Errorf("%w: flush: %w", ErrTimeout, ctx.Err())
+	}
+}
+
+// Close stops the client: later record calls return ErrClosed. It sends what it can by
+// ctx's deadline (DefaultTimeout without one), keeps the rest in the backing store (or,
+// without one, counts it in Stats.Dropped.Shutdown), and returns by the deadline even if
+// the sink hangs: with an error wrapping ErrTimeout if the library had not finished. The
+// handle is then released (auditbuf_pipeline_free) — in the background if a call is
+// still running — after which the sink callback is never called again.
+//
+// Close is idempotent: every call returns the report and error of the one close the
+// library did (waiting for it within its own ctx). If ctx is cancelled before its
+// deadline, Close returns ErrTimeout at once and the close goes on in the background, to
+// that deadline.
+func (c *Client) Close(ctx context.Context) (Report, error) {
+	if c == nil || c.closed == nil {
+		return Report{}, errFreed
+	}
+	first := false
+	c.once.Do(func() {
+		first = true
+		timeout := timeoutMs(ctx)
+		c.cleanup.Stop()
+		go c.shutdown(timeout)
+	})
+	select {
+	case <-c.closed:
+	case <-ctx.Done():
+		if !first || !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return Report{Stats: c.Stats()}, fmt.Errorf("%w: close: %w", ErrTimeout, ctx.Err())
+		}
+		// The library's close was given this deadline and returns by it: take its report.
+		<-c.closed
+	}
+	if c.report.Completed {
+		// The flush thread has stopped, so releasing the handle is quick: wait for it,
+		// so that Close returns with nothing of the client left running.
+		select {
+		case <-c.released:
+		case <-ctx.Done():
+		}
+	}
+	return c.report, c.err
+}
+
+// shutdown closes the pipeline, then releases the handle once no call uses it.
+func (c *Client) shutdown(timeout uint64) {
+	r, status, msg := c.n.close(timeout)
+	c.report, c.err = r, errorOf(status, msg)
+	close(c.closed)
+	// Calls that entered before this see a closed pipeline and return at once, except
+	// those waiting for a slot under OverflowBlock (up to BlockTimeout) and flushes
+	// (up to their deadline): wait for them before freeing.
+	c.state.Add(freeing)
+	for wait := time.Microsecond; c.state.Load() != freeing; {
+		time.Sleep(wait)
+		wait = min(2*wait, 10*time.Millisecond)
+	}
+	final := c.n.stats()
+	c.final.Store(&final)
+	c.n.free()
+	if c.sink != 0 {
+		c.sink.Delete()
+	}
+	close(c.released)
+}
+
+// Released returns a channel closed once Close has released the library's handle (and,
+// for NewWithSink, once the callback can no longer be called).
+func (c *Client) Released() <-chan struct{} {
+	if c == nil || c.released == nil {
+		closed := make(chan struct{})
+		close(closed)
+		return closed
+	}
+	return c.released
+}

@@ -1,0 +1,362 @@
+package auditbuf
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"time"
+)
+
+// Config is the whole pipeline: its settings, its sink and its backing store. New
+// marshals it to the C ABI's configuration document (README "Configuration"); json.Marshal
+// gives the same document. Zero fields keep the library's defaults.
+type Config struct {
+	// Service names the recording service, for logs and metrics. Defaults to "auditbuf".
+	Service string
+	// QueueCapacity is the number of events buffered before Overflow applies.
+	// Defaults to 10 000.
+	QueueCapacity int
+	// MaxEventBytes is the largest encoded event; larger ones get ErrTooLarge.
+	// Defaults to 64 KiB.
+	MaxEventBytes int
+	// BatchMaxEvents caps a batch (the DataStorage sink caps it at 500 too).
+	// Defaults to 500.
+	BatchMaxEvents int
+	// BatchMaxBytes caps a batch's bytes (each event plus one). Defaults to 4 MiB.
+	BatchMaxBytes int
+	// FlushInterval is the longest wait for a batch to fill (whole milliseconds,
+	// rounded up). Defaults to 1 s.
+	FlushInterval time.Duration
+	// Overflow is what a record call does when the queue is full. Defaults to
+	// OverflowDropNewest.
+	Overflow Overflow
+	// BlockTimeout is how long a record call waits for a slot under OverflowBlock
+	// (required, and only allowed, with it; 0 is "do not wait").
+	BlockTimeout time.Duration
+	// Durability says when a record call returns. Defaults to DurabilityBuffered.
+	Durability Durability
+	// Retry bounds the retries of a batch. Defaults to 60 s of retries.
+	Retry Retry
+	// DeadLetterCapacity is the number of dead letters kept for inspection.
+	// Defaults to 1000.
+	DeadLetterCapacity int
+	// InitialSlotBytes is the capacity a queue slot starts with. Defaults to 512.
+	InitialSlotBytes int
+	// RetainedSlotBytes is the largest capacity a slot keeps between events.
+	// Defaults to 8 KiB.
+	RetainedSlotBytes int
+	// DropTimeout is the deadline of the close that releasing an unclosed client
+	// performs (the finalizer's). Defaults to 1 s.
+	DropTimeout time.Duration
+	// Sink is where batches go. Required by New; must be zero for NewWithSink.
+	Sink Sink
+	// Store is the backing store that keeps events through outages, overflow and, with
+	// DurabilityWAL, crashes. Defaults to none.
+	Store *Store
+}
+
+// Overflow is what a record call does when the queue is full.
+type Overflow string
+
+// The overflow policies.
+const (
+	// OverflowDropNewest returns ErrFull at once and counts it.
+	OverflowDropNewest Overflow = "drop_newest"
+	// OverflowBlock waits up to Config.BlockTimeout for a slot, then returns ErrTimeout.
+	OverflowBlock Overflow = "block"
+	// OverflowSpill appends the event to the backing store (needs Config.Store).
+	OverflowSpill Overflow = "spill"
+)
+
+// Durability says when a record call returns.
+type Durability string
+
+// The durability modes.
+const (
+	// DurabilityBuffered returns once the event is queued.
+	DurabilityBuffered Durability = "buffered"
+	// DurabilityWAL returns once the event is in the (durable) backing store.
+	DurabilityWAL Durability = "wal"
+)
+
+// Retry bounds the retries of a batch. Zero fields keep the defaults.
+type Retry struct {
+	// MaxAttempts bounds the sends of a batch. Defaults to unbounded (time decides).
+	MaxAttempts int
+	// MaxElapsed is how long a batch is retried. Defaults to 60 s.
+	MaxElapsed time.Duration
+	// BackoffBase is the first backoff. Defaults to 200 ms.
+	BackoffBase time.Duration
+	// BackoffCap is the largest backoff. Defaults to 10 s.
+	BackoffCap time.Duration
+}
+
+// SinkType names a built-in sink.
+type SinkType string
+
+// The built-in sinks.
+const (
+	// SinkDataStorage posts JSON arrays to {URL}/api/v1/audit/events/batch (kubernaut's
+	// DataStorage service): at most 500 events and under 5 MiB a request.
+	SinkDataStorage SinkType = "datastorage"
+	// SinkHTTP posts batches to URL, as a JSON array or NDJSON (Format).
+	SinkHTTP SinkType = "http"
+	// SinkNull accepts everything (benchmarks).
+	SinkNull SinkType = "null"
+)
+
+// Sink configures a built-in sink. Zero fields keep the defaults.
+type Sink struct {
+	// Type is the sink; required.
+	Type SinkType
+	// URL is the DataStorage base URL or the HTTP endpoint; required for those.
+	URL string
+	// Format is "json_array" (default) or "ndjson"; SinkHTTP only.
+	Format string
+	// Headers are extra request headers.
+	Headers map[string]string
+	// BearerToken is sent as "Authorization: Bearer …".
+	BearerToken string
+	// TokenFile holds the bearer token; it is re-read when it changes and after a 401.
+	TokenFile string
+	// ConnectTimeout defaults to 5 s.
+	ConnectTimeout time.Duration
+	// Timeout is the whole request's; defaults to 30 s.
+	Timeout time.Duration
+	// CAFile is an extra PEM CA trusted on top of the bundled roots.
+	CAFile string
+}
+
+// DataStorageSink is the sink for kubernaut's DataStorage service at baseURL.
+func DataStorageSink(baseURL string) Sink { return Sink{Type: SinkDataStorage, URL: baseURL} }
+
+// HTTPSink posts JSON arrays of events to url.
+func HTTPSink(url string) Sink { return Sink{Type: SinkHTTP, URL: url} }
+
+// NullSink accepts every batch and does nothing.
+func NullSink() Sink { return Sink{Type: SinkNull} }
+
+// Store configures the backing store: Type "memory", "file", "sqlite" or "postgres" and
+// its Params (README "Backing stores and durability"), the same document as
+// ${PREFIX}_BACKING_STORE.
+type Store struct {
+	Type   string
+	Params map[string]any
+}
+
+// FileStore is a write-ahead log in dir, synced per fsync ("always", "interval" or
+// "never"; "" keeps the default).
+func FileStore(dir, fsync string) *Store {
+	params := map[string]any{"path": dir}
+	if fsync != "" {
+		params["fsync"] = fsync
+	}
+	return &Store{Type: "file", Params: params}
+}
+
+// MemoryStore keeps events in memory through outages and overflow.
+func MemoryStore() *Store { return &Store{Type: "memory", Params: map[string]any{}} }
+
+// settingsDoc is the pipeline-settings part of the document: exactly what
+// ${PREFIX}_CONFIG may hold (core/src/config.rs ConfigDoc).
+type settingsDoc struct {
+	Service            string     `json:"service,omitempty"`
+	QueueCapacity      int        `json:"queue_capacity,omitempty"`
+	MaxEventBytes      int        `json:"max_event_bytes,omitempty"`
+	BatchMaxEvents     int        `json:"batch_max_events,omitempty"`
+	BatchMaxBytes      int        `json:"batch_max_bytes,omitempty"`
+	FlushIntervalMs    uint64     `json:"flush_interval_ms,omitempty"`
+	Overflow           Overflow   `json:"overflow,omitempty"`
+	BlockTimeoutMs     *uint64    `json:"block_timeout_ms,omitempty"`
+	Durability         Durability `json:"durability,omitempty"`
+	Retry              *retryDoc  `json:"retry,omitempty"`
+	DeadLetterCapacity int        `json:"dead_letter_capacity,omitempty"`
+	InitialSlotBytes   int        `json:"initial_slot_bytes,omitempty"`
+	RetainedSlotBytes  int        `json:"retained_slot_bytes,omitempty"`
+	DropTimeoutMs      uint64     `json:"drop_timeout_ms,omitempty"`
+}
+
+type retryDoc struct {
+	MaxAttempts   int    `json:"max_attempts,omitempty"`
+	MaxElapsedMs  uint64 `json:"max_elapsed_ms,omitempty"`
+	BackoffBaseMs uint64 `json:"backoff_base_ms,omitempty"`
+	BackoffCapMs  uint64 `json:"backoff_cap_ms,omitempty"`
+}
+
+type sinkDoc struct {
+	Type             SinkType          `json:"type"`
+	URL              string            `json:"url,omitempty"`
+	Format           string            `json:"format,omitempty"`
+	Headers          map[string]string `json:"headers,omitempty"`
+	BearerToken      string            `json:"bearer_token,omitempty"`
+	TokenFile        string            `json:"token_file,omitempty"`
+	ConnectTimeoutMs uint64            `json:"connect_timeout_ms,omitempty"`
+	TimeoutMs        uint64            `json:"timeout_ms,omitempty"`
+	CAFile           string            `json:"ca_file,omitempty"`
+}
+
+type storeDoc struct {
+	Type   string         `json:"type"`
+	Params map[string]any `json:"params"`
+}
+
+type document struct {
+	settingsDoc
+	Sink  *sinkDoc  `json:"sink,omitempty"`
+	Store *storeDoc `json:"store,omitempty"`
+}
+
+// ms converts a duration to whole milliseconds, rounding up, so that a positive
+// duration never becomes 0.
+func ms(field string, d time.Duration) (uint64, error) {
+	if d < 0 {
+		return 0, configError("%s: is negative (%v)", field, d)
+	}
+	return uint64((d + time.Millisecond - 1) / time.Millisecond), nil
+}
+
+func (c Config) document() (document, error) {
+	var doc document
+	var err error
+	msField := func(field string, d time.Duration) uint64 {
+		v, e := ms(field, d)
+		if e != nil && err == nil {
+			err = e
+		}
+		return v
+	}
+	doc.settingsDoc = settingsDoc{
+		Service:            c.Service,
+		QueueCapacity:      c.QueueCapacity,
+		MaxEventBytes:      c.MaxEventBytes,
+		BatchMaxEvents:     c.BatchMaxEvents,
+		BatchMaxBytes:      c.BatchMaxBytes,
+		FlushIntervalMs:    msField("flush_interval_ms", c.FlushInterval),
+		Overflow:           c.Overflow,
+		Durability:         c.Durability,
+		DeadLetterCapacity: c.DeadLetterCapacity,
+		InitialSlotBytes:   c.InitialSlotBytes,
+		RetainedSlotBytes:  c.RetainedSlotBytes,
+		DropTimeoutMs:      msField("drop_timeout_ms", c.DropTimeout),
+	}
+	if c.Overflow == OverflowBlock || c.BlockTimeout != 0 {
+		v := msField("block_timeout_ms", c.BlockTimeout)
+		doc.BlockTimeoutMs = &v
+	}
+	if c.Retry != (Retry{}) {
+		doc.Retry = &retryDoc{
+			MaxAttempts:   c.Retry.MaxAttempts,
+			MaxElapsedMs:  msField("retry.max_elapsed_ms", c.Retry.MaxElapsed),
+			BackoffBaseMs: msField("retry.backoff_base_ms", c.Retry.BackoffBase),
+			BackoffCapMs:  msField("retry.backoff_cap_ms", c.Retry.BackoffCap),
+		}
+	}
+	if c.Sink.Type != "" || c.Sink.URL != "" {
+		s := c.Sink
+		doc.Sink = &sinkDoc{
+			Type: s.Type, URL: s.URL, Format: s.Format, Headers: s.Headers,
+			BearerToken: s.BearerToken, TokenFile: s.TokenFile, CAFile: s.CAFile,
+			ConnectTimeoutMs: msField("sink.connect_timeout_ms", s.ConnectTimeout),
+			TimeoutMs:        msField("sink.timeout_ms", s.Timeout),
+		}
+	}
+	if c.Store != nil {
+		params := c.Store.Params
+		if params == nil {
+			params = map[string]any{}
+		}
+		doc.Store = &storeDoc{Type: c.Store.Type, Params: params}
+	}
+	return doc, err
+}
+
+// MarshalJSON returns the configuration document New hands to the library.
+func (c Config) MarshalJSON() ([]byte, error) {
+	doc, err := c.document()
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(doc)
+}
+
+// ConfigFromEnv reads the configuration from the environment the way the Rust
+// Config::from_env does: ${prefix}_CONFIG holds pipeline settings (a document without
+// "sink" or "store", e.g. {"durability":"wal","queue_capacity":20000}) and
+// ${prefix}_BACKING_STORE the store ({"type":"file","params":{"path":"/var/lib/audit"}}).
+// Unset variables keep the defaults. Unknown or ill-typed fields, and trailing text, are
+// an error wrapping ErrConfig that names the variable; values out of range are caught by
+// New. The sink is not read from the environment: set Config.Sink (or use NewWithSink).
+func ConfigFromEnv(prefix string) (Config, error) {
+	var c Config
+	if text, ok := os.LookupEnv(prefix + "_CONFIG"); ok {
+		var doc settingsDoc
+		if err := decodeStrict(text, &doc); err != nil {
+			return Config{}, configError("%s_CONFIG: %v", prefix, err)
+		}
+		c = doc.config()
+	}
+	if text, ok := os.LookupEnv(prefix + "_BACKING_STORE"); ok {
+		var doc storeDoc
+		if err := decodeStrict(text, &doc); err != nil {
+			return Config{}, configError("%s_BACKING_STORE: %v", prefix, err)
+		}
+		if doc.Type == "" {
+			return Config{}, configError("%s_BACKING_STORE: type: missing field", prefix)
+		}
+		c.Store = &Store{Type: doc.Type, Params: doc.Params}
+	}
+	return c, nil
+}
+
+// decodeStrict decodes exactly one JSON value, refusing unknown fields and trailing text,
+// keeping numbers exact.
+func decodeStrict(text string, v any) error {
+	dec := json.NewDecoder(bytes.NewReader([]byte(text)))
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("trailing text after the document")
+	}
+	return nil
+}
+
+func (d settingsDoc) config() Config {
+	dur := func(v uint64) time.Duration {
+		if v > uint64(math.MaxInt64/int64(time.Millisecond)) {
+			return time.Duration(math.MaxInt64)
+		}
+		return time.Duration(v) * time.Millisecond
+	}
+	c := Config{
+		Service:            d.Service,
+		QueueCapacity:      d.QueueCapacity,
+		MaxEventBytes:      d.MaxEventBytes,
+		BatchMaxEvents:     d.BatchMaxEvents,
+		BatchMaxBytes:      d.BatchMaxBytes,
+		FlushInterval:      dur(d.FlushIntervalMs),
+		Overflow:           d.Overflow,
+		Durability:         d.Durability,
+		DeadLetterCapacity: d.DeadLetterCapacity,
+		InitialSlotBytes:   d.InitialSlotBytes,
+		RetainedSlotBytes:  d.RetainedSlotBytes,
+		DropTimeout:        dur(d.DropTimeoutMs),
+	}
+	if d.BlockTimeoutMs != nil {
+		c.BlockTimeout = dur(*d.BlockTimeoutMs)
+	}
+	if d.Retry != nil {
+		c.Retry = Retry{
+			MaxAttempts: d.Retry.MaxAttempts,
+			MaxElapsed:  dur(d.Retry.MaxElapsedMs),
+			BackoffBase: dur(d.Retry.BackoffBaseMs),
+			BackoffCap:  dur(d.Retry.BackoffCapMs),
+		}
+	}
+	return c
+}
