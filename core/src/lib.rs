@@ -63,6 +63,7 @@ mod flush;
 mod fork;
 mod group_commit;
 mod heap;
+mod park;
 mod pipeline;
 mod retry;
 mod setup;
@@ -79,6 +80,8 @@ pub use encode::event::AuditEvent;
 pub use encode::event_bytes::AuditEventBytes;
 pub use encode::event_data::{EventData, ToJson};
 pub use error::{ConfigError, Error, IoError, StoreError};
+#[doc(hidden)]
+pub use park::Park;
 pub use pipeline::Pipeline;
 pub use retry::RetryPolicy;
 pub use setup::{PipelineConfig, SinkConfig};

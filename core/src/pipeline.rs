@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
 use parking_lot::Mutex;
@@ -17,9 +17,10 @@ use crate::config::{Durability, Overflow};
 use crate::dead_letter::DeadLetters;
 use crate::encode::event::encode_event;
 use crate::encode::event_bytes::encode_event_bytes;
-use crate::encode::raw::{encode_json, encode_serialize};
+use crate::encode::raw::{complete_json_in_place, encode_json, encode_serialize};
 use crate::fork;
 use crate::group_commit::GroupCommit;
+use crate::park::{NoPark, Park};
 use crate::shared::Shared;
 use crate::slots::{Slot, SlotPool};
 use crate::stats::FlushCounts;
@@ -232,14 +233,48 @@ impl Pipeline {
     /// Records a typed event. See [`AuditEvent`] for the defaults it fills in.
     #[inline]
     pub fn record(&self, event: &AuditEvent<'_>) -> Result<(), Error> {
-        self.submit(|slot, limit| encode_event(event, slot, limit))
+        self.submit(&mut NoPark, |slot, limit| encode_event(event, slot, limit))
     }
 
     /// Records a typed event whose fields are byte slices (from C, Go or Python): the same
     /// rules as [`record`](Self::record), and every field must be UTF-8.
     #[inline]
     pub fn record_event_bytes(&self, event: &AuditEventBytes<'_>) -> Result<(), Error> {
-        self.submit(|slot, limit| encode_event_bytes(event, slot, limit))
+        self.submit(&mut NoPark, |slot, limit| {
+            encode_event_bytes(event, slot, limit)
+        })
+    }
+
+    /// For bindings: [`record_event_bytes`](Self::record_event_bytes), waiting through
+    /// `park` (see [`record_with`](Self::record_with)).
+    #[doc(hidden)]
+    #[inline]
+    pub fn record_event_bytes_with<P: Park>(
+        &self,
+        park: &mut P,
+        event: &AuditEventBytes<'_>,
+    ) -> Result<(), Error> {
+        self.submit(park, |slot, limit| encode_event_bytes(event, slot, limit))
+    }
+
+    /// For bindings: `encode` writes one JSON object into the slot (empty on entry), at
+    /// most `limit` bytes of it (it may stop early with [`Error::TooLarge`]); the pipeline
+    /// then checks and completes it exactly as [`record_json`](Self::record_json) does
+    /// with the same bytes. Every wait of the call (a free slot under `Block`, the `wal`
+    /// fsync, a `Spill` append) runs inside `park`, which a binding uses to release its
+    /// interpreter lock and to give up on Ctrl-C; `encode` runs outside it. An error
+    /// `encode` returns is counted like any rejection. Not part of the stable API.
+    #[doc(hidden)]
+    #[inline]
+    pub fn record_with<P: Park>(
+        &self,
+        park: &mut P,
+        encode: impl FnOnce(&mut Vec<u8>, usize) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        self.submit(park, |slot, limit| {
+            encode(slot, limit)?;
+            complete_json_in_place(slot, limit)
+        })
     }
 
     /// Records an event given as JSON text: one object, UTF-8, checked without allocating.
@@ -247,22 +282,25 @@ impl Pipeline {
     /// become spaces, so every event stays on one line.
     #[inline]
     pub fn record_json(&self, json: &[u8]) -> Result<(), Error> {
-        self.submit(|slot, limit| encode_json(json, slot, limit))
+        self.submit(&mut NoPark, |slot, limit| encode_json(json, slot, limit))
     }
 
     /// Records any value that serialises to a JSON object, completed like
     /// [`record_json`](Self::record_json).
     #[inline]
     pub fn record_serialize<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<(), Error> {
-        self.submit(|slot, limit| encode_serialize(value, slot, limit))
+        self.submit(&mut NoPark, |slot, limit| {
+            encode_serialize(value, slot, limit)
+        })
     }
 
     #[inline]
-    fn submit(
+    fn submit<P: Park>(
         &self,
+        park: &mut P,
         encode: impl FnOnce(&mut Slot, usize) -> Result<(), Error>,
     ) -> Result<(), Error> {
-        let result = self.try_submit(encode);
+        let result = self.try_submit(park, encode);
         match &result {
             // Accepted (and counted recorded); only its durability is in doubt.
             Err(Error::NotDurable(_)) | Ok(()) => {}
@@ -272,8 +310,9 @@ impl Pipeline {
     }
 
     #[inline]
-    fn try_submit(
+    fn try_submit<P: Park>(
         &self,
+        park: &mut P,
         encode: impl FnOnce(&mut Slot, usize) -> Result<(), Error>,
     ) -> Result<(), Error> {
         let shared = &*self.shared;
@@ -283,12 +322,13 @@ impl Pipeline {
         if shared.closed.load(Ordering::Relaxed) {
             return Err(Error::Closed);
         }
-        let mut slot = match shared.pool.take(self.overflow) {
-            Ok(slot) => slot,
-            Err(Error::Full) if self.overflow == Overflow::Spill && self.group.is_none() => {
-                return self.spill(encode);
-            }
-            Err(e) => return Err(e),
+        let mut slot = match shared.pool.try_take() {
+            Some(slot) => slot,
+            None => match self.overflow {
+                Overflow::Block { timeout } => self.wait_for_slot(park, timeout)?,
+                Overflow::Spill if self.group.is_none() => return self.spill(park, encode),
+                _ => return Err(Error::Full),
+            },
         };
         if let Err(e) = encode(&mut slot, self.max_event_bytes) {
             shared.pool.give_back(slot);
@@ -299,7 +339,7 @@ impl Pipeline {
                 shared.pool.give_back(slot);
                 return Err(Error::Forked);
             }
-            return group.commit(slot, shared);
+            return park.park(|| group.commit(slot, shared));
         }
         // Count first, then look at `closed` (both SeqCst): either close sees this event
         // and waits for it, or this call sees close and withdraws it.
@@ -317,6 +357,34 @@ impl Pipeline {
         Ok(())
     }
 
+    /// For bindings: counts a call the binding turned away before it reached the pipeline
+    /// (a Python `event_data` it could not encode), in `stats.rejected` like any other.
+    /// Not part of the stable API.
+    #[doc(hidden)]
+    pub fn count_rejected(&self, error: &Error) {
+        self.shared.counters.reject(error);
+    }
+
+    /// Overflow `Block`: waits for a slot in slices of `P::SLICE`, parked.
+    #[cold]
+    fn wait_for_slot<P: Park>(&self, park: &mut P, timeout: Duration) -> Result<Slot, Error> {
+        let deadline = deadline_after(timeout);
+        let pool = &self.shared.pool;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Timeout(timeout));
+            }
+            let slice = left.min(P::SLICE);
+            if let Some(slot) = park.park(|| pool.wait(slice)) {
+                return Ok(slot);
+            }
+            if park.interrupted() {
+                return Err(Error::Timeout(timeout));
+            }
+        }
+    }
+
     #[cold]
     fn withdraw(&self, slot: Slot) -> Error {
         self.shared.counters.recorded.fetch_sub(1, Ordering::SeqCst);
@@ -327,12 +395,17 @@ impl Pipeline {
     /// Overflow `Spill`: the queue is full, so the event goes to the store on this thread,
     /// behind everything that waits outside the store (older than it).
     #[cold]
-    fn spill(
+    fn spill<P: Park>(
         &self,
+        park: &mut P,
         encode: impl FnOnce(&mut Slot, usize) -> Result<(), Error>,
     ) -> Result<(), Error> {
         let mut event = Vec::with_capacity(self.initial_slot_bytes);
         encode(&mut event, self.max_event_bytes)?;
+        park.park(|| self.spill_encoded(&event))
+    }
+
+    fn spill_encoded(&self, event: &[u8]) -> Result<(), Error> {
         if self.forked(true) {
             return Err(Error::Forked);
         }
@@ -352,7 +425,7 @@ impl Pipeline {
             ));
         }
         move_into_store(shared, &mut **store, &self.queue_out, self.move_chunk)?;
-        store.append(&[&event])?;
+        store.append(&[event])?;
         // Recorded before stored: a snapshot taken in between sees the event queued, which
         // balances; the other way round it would be counted nowhere.
         shared.counters.recorded.fetch_add(1, Ordering::SeqCst);
