@@ -79,6 +79,8 @@ pub use dead_letter::DeadLetter;
 pub use encode::event::AuditEvent;
 pub use encode::event_bytes::AuditEventBytes;
 pub use encode::event_data::{EventData, ToJson};
+#[doc(hidden)]
+pub use encode::raw::Encoded;
 pub use error::{ConfigError, Error, IoError, StoreError};
 #[doc(hidden)]
 pub use park::Park;

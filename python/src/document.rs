@@ -71,7 +71,7 @@ pub(crate) fn to_json(field: &str, v: &Bound<'_, PyAny>) -> PyResult<Value> {
     };
     let mut out = Vec::new();
     match encode::write_object(d, &mut out, usize::MAX) {
-        Ok(()) => {}
+        Ok(_) => {}
         Err(Fail::Raised(e)) => return Err(e),
         Err(f) => return Err(PyTypeError::new_err(f.message(field))),
     }
@@ -218,10 +218,10 @@ impl<'py> Document<'py> {
         if let Some(v) = &args.durability {
             self.put("durability", v.as_str().into())?;
         }
-        if let Some(v) = &args.backing_store {
-            if !v.is_none() {
-                self.put("store", to_json("backing_store", v)?)?;
-            }
+        if let Some(v) = &args.backing_store
+            && !v.is_none()
+        {
+            self.put("store", to_json("backing_store", v)?)?;
         }
         Ok(())
     }

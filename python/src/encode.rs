@@ -8,6 +8,7 @@ use std::ffi::c_char;
 use std::fmt::Write as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use auditbuf::Encoded;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -135,15 +136,22 @@ pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
     })
 }
 
-/// Writes the dict `d` as a JSON object. Python code that changes the dict while it is
+/// Writes the dict `d` as a JSON object: compact, valid UTF-8, no raw line breaks (what
+/// `Pipeline::record_encoded_with` relies on), and says whether it has top-level
+/// `version` and `event_timestamp` members. Python code that changes the dict while it is
 /// being written (a tzinfo's `utcoffset`, say) makes it fail instead of panicking.
 pub(crate) fn write_object(
     d: &Bound<'_, PyDict>,
     out: &mut Vec<u8>,
     limit: usize,
-) -> Result<(), Fail> {
-    match catch_unwind(AssertUnwindSafe(|| Encoder { out, limit }.dict(d, 0))) {
-        Ok(r) => r,
+) -> Result<Encoded, Fail> {
+    let mut encoder = Encoder {
+        out,
+        limit,
+        top: Encoded::default(),
+    };
+    match catch_unwind(AssertUnwindSafe(|| encoder.dict(d, 0))) {
+        Ok(r) => r.map(|()| encoder.top),
         Err(_) => Err(Fail::Raised(PyRuntimeError::new_err(
             "the dict changed while it was being encoded",
         ))),
@@ -153,6 +161,8 @@ pub(crate) fn write_object(
 struct Encoder<'o> {
     out: &'o mut Vec<u8>,
     limit: usize,
+    /// The top-level members the core completes.
+    top: Encoded,
 }
 
 impl Encoder<'_> {
@@ -190,6 +200,13 @@ impl Encoder<'_> {
                     "a dict key is not valid UTF-8 (a lone surrogate)",
                 ));
             };
+            if depth == 0 {
+                match k {
+                    b"version" => self.top.has_version = true,
+                    b"event_timestamp" => self.top.has_timestamp = true,
+                    _ => {}
+                }
+            }
             write_str(self.out, k);
             self.out.push(b':');
             self.value(&value, depth + 1)
@@ -410,18 +427,44 @@ static ESCAPE: [u8; 256] = {
     t
 };
 
-/// Writes `s` (UTF-8) as a JSON string, quotes included.
+/// Whether any of the eight bytes of `w` must be escaped: below 0x20, `"` or a
+/// backslash (exact: the "has a byte less than n" bit trick, on each byte's high bit).
+#[inline]
+fn word_needs_escape(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w;
+    let q = w ^ (ONES * u64::from(b'"'));
+    let quote = q.wrapping_sub(ONES) & !q;
+    let b = w ^ (ONES * u64::from(b'\\'));
+    let backslash = b.wrapping_sub(ONES) & !b;
+    (below_space | quote | backslash) & HIGH != 0
+}
+
+/// Writes `s` (UTF-8) as a JSON string, quotes included. Runs of plain bytes are found
+/// eight at a time and copied whole.
 #[inline]
 pub(crate) fn write_str(out: &mut Vec<u8>, s: &[u8]) {
     out.reserve(s.len() + 2);
     out.push(b'"');
     let mut start = 0;
-    for (i, &b) in s.iter().enumerate() {
+    let mut i = 0;
+    while i < s.len() {
+        if let Some(chunk) = s.get(i..i + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            if !word_needs_escape(u64::from_le_bytes(word)) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = s[i];
         let e = ESCAPE[usize::from(b)];
+        i += 1;
         if e == 0 {
             continue;
         }
-        out.extend_from_slice(&s[start..i]);
+        out.extend_from_slice(&s[start..i - 1]);
         if e == b'u' {
             const HEX: &[u8; 16] = b"0123456789abcdef";
             out.extend_from_slice(&[
@@ -435,7 +478,7 @@ pub(crate) fn write_str(out: &mut Vec<u8>, s: &[u8]) {
         } else {
             out.extend_from_slice(&[b'\\', e]);
         }
-        start = i + 1;
+        start = i;
     }
     out.extend_from_slice(&s[start..]);
     out.push(b'"');

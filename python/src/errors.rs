@@ -81,7 +81,7 @@ fn make(py: Python<'_>) -> PyResult<Classes> {
     let closed = class(
         py,
         "Closed",
-        &[b.clone()],
+        std::slice::from_ref(&b),
         Some(12),
         "The pipeline is closed and takes no more events.",
     )?;
@@ -89,7 +89,7 @@ fn make(py: Python<'_>) -> PyResult<Classes> {
         full: class(
             py,
             "Full",
-            &[b.clone()],
+            std::slice::from_ref(&b),
             Some(10),
             "The queue is full (overflow \"drop_newest\"): the event was not taken. Counted in \
              `stats().rejected.queue_full`.",
@@ -122,14 +122,14 @@ fn make(py: Python<'_>) -> PyResult<Classes> {
         store_full: class(
             py,
             "StoreFull",
-            &[b.clone()],
+            std::slice::from_ref(&b),
             Some(21),
             "The backing store is at its limit (overflow \"spill\" or durability \"wal\").",
         )?,
         store: class(
             py,
             "StoreError",
-            &[b.clone()],
+            std::slice::from_ref(&b),
             Some(22),
             "The backing store failed; the message names the store and its file or table.",
         )?,
@@ -154,17 +154,14 @@ fn make(py: Python<'_>) -> PyResult<Classes> {
             Some(32),
             "The flush thread could not be started.",
         )?,
-        not_durable: {
-            let w = class(
-                py,
-                "NotDurableWarning",
-                &[py.get_type::<PyRuntimeWarning>()],
-                Some(1),
-                "Durability \"wal\": the event was accepted and will be sent, but the fsync that \
+        not_durable: class(
+            py,
+            "NotDurableWarning",
+            &[py.get_type::<PyRuntimeWarning>()],
+            Some(1),
+            "Durability \"wal\": the event was accepted and will be sent, but the fsync that \
                  should make it survive a crash failed. A warning, not an error.",
-            )?;
-            w
-        },
+        )?,
         base,
     })
 }

@@ -2,13 +2,13 @@
 //! pipeline behind a Python API. The package (`python/auditbuf/__init__.py`) re-exports
 //! it; `_auditbuf.pyi` mirrors every signature with its documentation.
 //!
-//! - [`pipeline`]: `Pipeline`, its record calls, flush, close, and the close at exit;
-//! - [`encode`]: dicts and other Python values to JSON, straight into the slot;
-//! - [`document`]: the constructor's arguments as the core's pipeline document;
-//! - [`sink`]: a Python callable as the sink;
-//! - [`errors`]: the exception classes and the mapping from `auditbuf::Error`;
-//! - [`stats`]: `Stats`, `Report`, `DeadLetter`;
-//! - [`wait`]: waiting without the GIL, interruptible by Ctrl-C.
+//! - `pipeline`: `Pipeline`, its record calls, flush, close, and the close at exit;
+//! - `encode`: dicts and other Python values to JSON, straight into the slot;
+//! - `document`: the constructor's arguments as the core's pipeline document;
+//! - `sink`: a Python callable as the sink;
+//! - `errors`: the exception classes and the mapping from `auditbuf::Error`;
+//! - `stats`: `Stats`, `Report`, `DeadLetter`;
+//! - `wait`: waiting without the GIL, interruptible by Ctrl-C.
 
 // One `unsafe` block pair in the crate: reading a str's UTF-8 without a copy (encode.rs).
 #![deny(unsafe_code)]

@@ -334,7 +334,7 @@ impl PyPipeline {
         let mut park = GilPark::new(py);
         if let Ok(d) = event.cast::<PyDict>() {
             let mut failed = None;
-            let result = p.record_with(&mut park, |out, limit| {
+            let result = p.record_encoded_with(&mut park, |out, limit| {
                 encode::write_object(d, out, limit).map_err(|f| {
                     let e = error_of(&f, limit, "");
                     failed = Some((f, ""));

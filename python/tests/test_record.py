@@ -277,3 +277,54 @@ class TestSharedVectors:
         assert_accounted(p.close().stats, delivered=1)
         wire = (VECTORS / f"{name}.wire").read_bytes()
         assert matches_wire(collect.events[0], wire), (collect.events[0], wire)
+
+
+class TestEncoderRoundTrip:
+    """The dict encoder's output is completed without being scanned again, so it must be
+    valid JSON that reads back as what was given: checked on random nested values."""
+
+    ALPHABET = ['a', 'Z', '0', ' ', '"', '\\', '/', '\n', '\r', '\t', '\x00', '\x1f', '\x7f',
+                'é', 'ß', '日', '🎉', '\u2028', '\ufeff', 'x' * 9]
+
+    def value(self, rng: Any, depth: int) -> Any:
+        kind = rng.randrange(10 if depth < 4 else 6)
+        if kind == 0:
+            return rng.choice([None, True, False])
+        if kind == 1:
+            return rng.choice([0, -1, 2**63 - 1, -(2**63), 2**64, -(2**64) - 1, 10**40, rng.randrange(-1000, 1000)])
+        if kind == 2:
+            return rng.choice([0.0, -0.0, 1.5, 1e-300, 1e300, 5e-324, rng.uniform(-1e6, 1e6), 1 / 3])
+        if kind in (3, 4, 5):
+            return "".join(rng.choice(self.ALPHABET) for _ in range(rng.randrange(0, 24)))
+        if kind in (6, 7):
+            return [self.value(rng, depth + 1) for _ in range(rng.randrange(0, 5))]
+        if kind == 8:
+            return tuple(self.value(rng, depth + 1) for _ in range(rng.randrange(0, 4)))
+        return {self.value(rng, 9) if False else "".join(rng.choice(self.ALPHABET) for _ in range(rng.randrange(0, 6))): self.value(rng, depth + 1) for _ in range(rng.randrange(0, 5))}
+
+    def test_random_values_read_back_equal(self, collect: Collect) -> None:
+        import random
+
+        rng = random.Random(20261130)
+        p = pipeline(collect, max_event_bytes=1 << 20)
+        events = []
+        for _ in range(2000):
+            event = {"event_type": "fuzz", "v": self.value(rng, 0)}
+            if rng.random() < 0.2:
+                event["version"] = "2"
+            if rng.random() < 0.2:
+                event["event_timestamp"] = "t"
+            events.append(event)
+            p.record(event)
+        assert_accounted(p.close().stats, delivered=len(events))
+        for given, got in zip(events, collect.events):
+            back = json.loads(got)
+            assert b"\n" not in got and b"\r" not in got
+            got.decode("utf-8")
+            expect = json.loads(json.dumps(given))
+            expect.setdefault("version", "1.0")
+            if "event_timestamp" not in given:
+                assert NOW.fullmatch(back["event_timestamp"].encode())
+                expect["event_timestamp"] = back["event_timestamp"]
+            assert back == expect
+            assert list(back)[: 2] == ["version", "event_timestamp"] or "version" in given or "event_timestamp" in given

@@ -95,6 +95,45 @@ pub(crate) fn complete_json_in_place(out: &mut Vec<u8>, limit: usize) -> Result<
     Ok(())
 }
 
+/// What a binding's own encoder tells about the object it wrote (see
+/// [`Pipeline::record_encoded_with`](crate::Pipeline::record_encoded_with)).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Encoded {
+    /// The object has a top-level `version` member.
+    pub has_version: bool,
+    /// The object has a top-level `event_timestamp` member.
+    pub has_timestamp: bool,
+}
+
+/// Completes in place an object a binding's encoder wrote and vouches for (compact, one
+/// object, UTF-8, no raw line breaks): the members `encode_json` would add, without
+/// scanning the bytes again.
+pub(crate) fn complete_encoded(
+    out: &mut Vec<u8>,
+    encoded: Encoded,
+    limit: usize,
+) -> Result<(), Error> {
+    let info = ObjectInfo {
+        open: 0,
+        close: out.len(),
+        empty: out.len() == 2,
+        has_version: encoded.has_version,
+        has_timestamp: encoded.has_timestamp,
+        ..ObjectInfo::default()
+    };
+    let missing = MissingMembers::of(&info);
+    let size = out.len() + missing.len;
+    if size > limit {
+        return Err(Error::TooLarge { size, limit });
+    }
+    if !missing.is_empty() {
+        insert_gap(out, 1, missing.len);
+        out[1..1 + missing.len].copy_from_slice(missing.bytes());
+    }
+    Ok(())
+}
+
 /// The members to add after the opening brace, comma included, built on the stack.
 struct MissingMembers {
     buf: [u8; 64],
@@ -244,6 +283,39 @@ mod tests {
         assert!(matches!(
             complete_json_in_place(&mut out, 1024),
             Err(Error::TooLarge { limit: 1024, .. })
+        ));
+    }
+
+    #[test]
+    fn completing_an_encoded_object_matches_encode_json() {
+        for (input, encoded) in [
+            (&b"{}"[..], Encoded::default()),
+            (b"{\"a\":1}", Encoded::default()),
+            (
+                b"{\"version\":\"2\",\"a\":1}",
+                Encoded {
+                    has_version: true,
+                    has_timestamp: false,
+                },
+            ),
+            (
+                b"{\"event_timestamp\":\"t\",\"version\":\"2\"}",
+                Encoded {
+                    has_version: true,
+                    has_timestamp: true,
+                },
+            ),
+        ] {
+            let mut direct = Vec::new();
+            encode_json(input, &mut direct, 1024).unwrap();
+            let mut out = input.to_vec();
+            complete_encoded(&mut out, encoded, 1024).unwrap();
+            assert_eq!(without_now(direct), without_now(out));
+        }
+        let mut out = b"{\"a\":1}".to_vec();
+        assert!(matches!(
+            complete_encoded(&mut out, Encoded::default(), 20),
+            Err(Error::TooLarge { limit: 20, .. })
         ));
     }
 
