@@ -300,7 +300,12 @@ class TestEncoderRoundTrip:
             return [self.value(rng, depth + 1) for _ in range(rng.randrange(0, 5))]
         if kind == 8:
             return tuple(self.value(rng, depth + 1) for _ in range(rng.randrange(0, 4)))
-        return {self.value(rng, 9) if False else "".join(rng.choice(self.ALPHABET) for _ in range(rng.randrange(0, 6))): self.value(rng, depth + 1) for _ in range(rng.randrange(0, 5))}
+        return {
+            "".join(rng.choice(self.ALPHABET) for _ in range(rng.randrange(0, 6))): self.value(
+                rng, depth + 1
+            )
+            for _ in range(rng.randrange(0, 5))
+        }
 
     def test_random_values_read_back_equal(self, collect: Collect) -> None:
         import random
@@ -327,4 +332,5 @@ class TestEncoderRoundTrip:
                 assert NOW.fullmatch(back["event_timestamp"].encode())
                 expect["event_timestamp"] = back["event_timestamp"]
             assert back == expect
-            assert list(back)[: 2] == ["version", "event_timestamp"] or "version" in given or "event_timestamp" in given
+            if "version" not in given and "event_timestamp" not in given:
+                assert list(back)[:2] == ["version", "event_timestamp"]

@@ -1,7 +1,7 @@
 """Cost per call of auditbuf's record calls beside the usual Python ways of handing an
 event to a background writer, in alternating rounds of one run. Reported, not asserted.
 
-    python python/bench.py [--calls N] [--rounds R]
+    python python/bench/bench.py [--calls N] [--rounds R]
 
 Lossless: the pipeline uses overflow="block" and a null sink ({"sink": {"type": "null"}}),
 and the rejected fraction is printed. Each number is the median over rounds of the mean
