@@ -2,7 +2,7 @@
 
 import datetime
 import os
-from typing import Any, Callable, ClassVar, Dict, List, Literal, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, ClassVar, Dict, List, Literal, Mapping, Optional, Union
 
 __version__: str
 
