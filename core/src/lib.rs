@@ -82,6 +82,7 @@ mod losses;
 mod metrics;
 #[cfg(feature = "metrics-server")]
 mod metrics_server;
+mod park;
 mod pipeline;
 mod retry;
 mod setup;
@@ -98,10 +99,14 @@ pub use dead_letter::DeadLetter;
 pub use encode::event::AuditEvent;
 pub use encode::event_bytes::AuditEventBytes;
 pub use encode::event_data::{EventData, ToJson};
+#[doc(hidden)]
+pub use encode::raw::Encoded;
 pub use error::{ConfigError, Error, IoError, StoreError};
 pub use losses::GAP_MARKER_EVENT_TYPE;
 #[cfg(feature = "metrics-server")]
 pub use metrics_server::MetricsServer;
+#[doc(hidden)]
+pub use park::Park;
 pub use pipeline::Pipeline;
 pub use retry::RetryPolicy;
 pub use setup::{PipelineConfig, SinkConfig};

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
 use parking_lot::Mutex;
@@ -17,10 +17,13 @@ use crate::config::{Durability, Overflow};
 use crate::dead_letter::DeadLetters;
 use crate::encode::capture::{capture_event, finish};
 use crate::encode::event_bytes::capture_event_bytes;
-use crate::encode::raw::{encode_json, encode_serialize};
+use crate::encode::raw::{
+    Encoded, complete_encoded, complete_json_in_place, encode_json, encode_serialize,
+};
 use crate::encode::rules::EventRules;
 use crate::fork;
 use crate::group_commit::GroupCommit;
+use crate::park::{NoPark, Park};
 use crate::shared::Shared;
 use crate::slots::{Slot, SlotPool};
 use crate::stats::FlushCounts;
@@ -292,7 +295,9 @@ impl Pipeline {
     ///   the event *was* accepted (counted as recorded): only its fsync failed.
     #[inline]
     pub fn record(&self, event: &AuditEvent<'_>) -> Result<(), Error> {
-        self.submit(|slot, limit| capture_event(event, &self.rules, slot, limit))
+        self.submit(&mut NoPark, |slot, limit| {
+            capture_event(event, &self.rules, slot, limit)
+        })
     }
 
     /// Records a typed event whose fields are byte slices (from C, Go or Python): the same
@@ -305,7 +310,43 @@ impl Pipeline {
     /// `"is not valid UTF-8"`, naming the field (`event_data` included).
     #[inline]
     pub fn record_event_bytes(&self, event: &AuditEventBytes<'_>) -> Result<(), Error> {
-        self.submit(|slot, limit| capture_event_bytes(event, &self.rules, slot, limit))
+        self.submit(&mut NoPark, |slot, limit| {
+            capture_event_bytes(event, &self.rules, slot, limit)
+        })
+    }
+
+    /// For bindings: [`record_event_bytes`](Self::record_event_bytes), waiting through
+    /// `park` (see [`record_with`](Self::record_with)).
+    #[doc(hidden)]
+    #[inline]
+    pub fn record_event_bytes_with<P: Park>(
+        &self,
+        park: &mut P,
+        event: &AuditEventBytes<'_>,
+    ) -> Result<(), Error> {
+        self.submit(park, |slot, limit| {
+            capture_event_bytes(event, &self.rules, slot, limit)
+        })
+    }
+
+    /// For bindings: `encode` writes one JSON object into the slot (empty on entry), at
+    /// most `limit` bytes of it (it may stop early with [`Error::TooLarge`]); the pipeline
+    /// then checks and completes it exactly as [`record_json`](Self::record_json) does
+    /// with the same bytes. Every wait of the call (a free slot under `Block`, the `wal`
+    /// fsync, a `Spill` append) runs inside `park`, which a binding uses to release its
+    /// interpreter lock and to give up on Ctrl-C; `encode` runs outside it. An error
+    /// `encode` returns is counted like any rejection. Not part of the stable API.
+    #[doc(hidden)]
+    #[inline]
+    pub fn record_with<P: Park>(
+        &self,
+        park: &mut P,
+        encode: impl FnOnce(&mut Vec<u8>, usize) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        self.submit(park, |slot, limit| {
+            encode(slot, limit)?;
+            complete_json_in_place(slot, limit)
+        })
     }
 
     /// Records an event given as JSON text: one object, UTF-8, checked without allocating.
@@ -329,7 +370,7 @@ impl Pipeline {
     /// and the queue and store errors listed under [`record`](Self::record).
     #[inline]
     pub fn record_json(&self, json: &[u8]) -> Result<(), Error> {
-        self.submit(|slot, limit| encode_json(json, slot, limit))
+        self.submit(&mut NoPark, |slot, limit| encode_json(json, slot, limit))
     }
 
     /// Records any value that serialises to a JSON object, completed like
@@ -349,15 +390,18 @@ impl Pipeline {
     /// and the queue and store errors listed under [`record`](Self::record).
     #[inline]
     pub fn record_serialize<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<(), Error> {
-        self.submit(|slot, limit| encode_serialize(value, slot, limit))
+        self.submit(&mut NoPark, |slot, limit| {
+            encode_serialize(value, slot, limit)
+        })
     }
 
     #[inline]
-    fn submit(
+    fn submit<P: Park>(
         &self,
+        park: &mut P,
         encode: impl FnOnce(&mut Slot, usize) -> Result<(), Error>,
     ) -> Result<(), Error> {
-        let result = self.try_submit(encode);
+        let result = self.try_submit(park, encode);
         match &result {
             // Accepted (and counted recorded); only its durability is in doubt.
             Err(Error::NotDurable(_)) | Ok(()) => {}
@@ -367,8 +411,9 @@ impl Pipeline {
     }
 
     #[inline]
-    fn try_submit(
+    fn try_submit<P: Park>(
         &self,
+        park: &mut P,
         encode: impl FnOnce(&mut Slot, usize) -> Result<(), Error>,
     ) -> Result<(), Error> {
         let shared = &*self.shared;
@@ -378,15 +423,14 @@ impl Pipeline {
         if shared.closed.load(Ordering::Relaxed) {
             return Err(Error::Closed);
         }
-        let mut slot = match shared.pool.take(self.overflow) {
-            Ok(slot) => slot,
-            Err(Error::Full) if self.overflow == Overflow::Spill && self.group.is_none() => {
-                return self.spill(encode);
-            }
-            Err(Error::Full) if self.overflow == Overflow::DropOldest => {
-                self.evict_oldest().ok_or(Error::Full)?
-            }
-            Err(e) => return Err(e),
+        let mut slot = match shared.pool.try_take() {
+            Some(slot) => slot,
+            None => match self.overflow {
+                Overflow::Block { timeout } => self.wait_for_slot(park, timeout)?,
+                Overflow::Spill if self.group.is_none() => return self.spill(park, encode),
+                Overflow::DropOldest => self.evict_oldest().ok_or(Error::Full)?,
+                _ => return Err(Error::Full),
+            },
         };
         if let Err(e) = encode(&mut slot, self.max_event_bytes) {
             shared.pool.give_back(slot);
@@ -400,7 +444,7 @@ impl Pipeline {
             // The store holds JSON, and `wal` returns only once the event is in it: render
             // here (this path waits for an fsync; a render and an allocation do not show).
             finish(&mut slot, &shared.wall_clock(), &mut Vec::new());
-            return group.commit(slot, shared);
+            return park.park(|| group.commit(slot, shared));
         }
         // Count first, then look at `closed` (both SeqCst): either close sees this event
         // and waits for it, or this call sees close and withdraws it.
@@ -430,6 +474,52 @@ impl Pipeline {
         Some(slot)
     }
 
+    /// For bindings: like [`record_with`](Self::record_with), for an encoder that vouches
+    /// for its output — one compact JSON object, valid UTF-8, no raw line breaks — and
+    /// says which of `version` and `event_timestamp` it wrote: the bytes are completed
+    /// without being scanned again. The Python binding's dict encoder uses it (its output
+    /// is checked against `json.loads` by its tests). Not part of the stable API.
+    #[doc(hidden)]
+    #[inline]
+    pub fn record_encoded_with<P: Park>(
+        &self,
+        park: &mut P,
+        encode: impl FnOnce(&mut Vec<u8>, usize) -> Result<Encoded, Error>,
+    ) -> Result<(), Error> {
+        self.submit(park, |slot, limit| {
+            let encoded = encode(slot, limit)?;
+            complete_encoded(slot, encoded, limit)
+        })
+    }
+
+    /// For bindings: counts a call the binding turned away before it reached the pipeline
+    /// (a Python `event_data` it could not encode), in `stats.rejected` like any other.
+    /// Not part of the stable API.
+    #[doc(hidden)]
+    pub fn count_rejected(&self, error: &Error) {
+        self.shared.counters.reject(error);
+    }
+
+    /// Overflow `Block`: waits for a slot in slices of `P::SLICE`, parked.
+    #[cold]
+    fn wait_for_slot<P: Park>(&self, park: &mut P, timeout: Duration) -> Result<Slot, Error> {
+        let deadline = deadline_after(timeout);
+        let pool = &self.shared.pool;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Timeout(timeout));
+            }
+            let slice = left.min(P::SLICE);
+            if let Some(slot) = park.park(|| pool.wait(slice)) {
+                return Ok(slot);
+            }
+            if park.interrupted() {
+                return Err(Error::Timeout(timeout));
+            }
+        }
+    }
+
     #[cold]
     fn withdraw(&self, slot: Slot) -> Error {
         self.shared.counters.recorded.fetch_sub(1, Ordering::SeqCst);
@@ -440,13 +530,18 @@ impl Pipeline {
     /// Overflow `Spill`: the queue is full, so the event goes to the store on this thread,
     /// behind everything that waits outside the store (older than it).
     #[cold]
-    fn spill(
+    fn spill<P: Park>(
         &self,
+        park: &mut P,
         encode: impl FnOnce(&mut Slot, usize) -> Result<(), Error>,
     ) -> Result<(), Error> {
         let mut event = Vec::with_capacity(self.initial_slot_bytes);
         encode(&mut event, self.max_event_bytes)?;
         finish(&mut event, &self.shared.wall_clock(), &mut Vec::new());
+        park.park(|| self.spill_encoded(&event))
+    }
+
+    fn spill_encoded(&self, event: &[u8]) -> Result<(), Error> {
         if self.forked(true) {
             return Err(Error::Forked);
         }
@@ -466,7 +561,7 @@ impl Pipeline {
             ));
         }
         move_into_store(shared, &mut **store, &self.queue_out, self.move_chunk)?;
-        store.append(&[&event])?;
+        store.append(&[event])?;
         // Recorded before stored: a snapshot taken in between sees the event queued, which
         // balances; the other way round it would be counted nowhere.
         shared.counters.recorded.fetch_add(1, Ordering::SeqCst);

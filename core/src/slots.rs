@@ -13,9 +13,6 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
-use crate::Error;
-use crate::config::Overflow;
-
 /// One pooled buffer.
 pub(crate) type Slot = Vec<u8>;
 
@@ -52,11 +49,27 @@ impl SlotPool {
         }
     }
 
-    /// An empty slot; when none is free and all exist, the overflow policy decides.
+    /// An empty slot; when none is free and all exist, the overflow policy decides. (The
+    /// pipeline decides itself, waiting through its caller's `Park`.)
+    #[cfg(test)]
+    pub(crate) fn take(&self, overflow: crate::Overflow) -> Result<Slot, crate::Error> {
+        use crate::{Error, Overflow};
+        if let Some(slot) = self.try_take() {
+            return Ok(slot);
+        }
+        match overflow {
+            // Spill and DropOldest are the caller's business: it writes to the store without
+            // a slot, or takes the oldest queued event's.
+            Overflow::DropNewest | Overflow::DropOldest | Overflow::Spill => Err(Error::Full),
+            Overflow::Block { timeout } => self.wait(timeout).ok_or(Error::Timeout(timeout)),
+        }
+    }
+
+    /// A free slot, or a new one while fewer than `capacity` exist; never waits.
     #[inline]
-    pub(crate) fn take(&self, overflow: Overflow) -> Result<Slot, Error> {
+    pub(crate) fn try_take(&self) -> Option<Slot> {
         if let Ok(slot) = self.free_rx.try_recv() {
-            return Ok(self.taken(slot));
+            return Some(self.taken(slot));
         }
         let mut created = self.created.load(Ordering::Relaxed);
         while created < self.capacity {
@@ -66,23 +79,19 @@ impl SlotPool {
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return Ok(Vec::with_capacity(self.initial_bytes)),
+                Ok(_) => return Some(Vec::with_capacity(self.initial_bytes)),
                 Err(now) => created = now,
             }
         }
-        match overflow {
-            // Spill and DropOldest are the caller's business: it writes to the store without
-            // a slot, or takes the oldest queued event's.
-            Overflow::DropNewest | Overflow::DropOldest | Overflow::Spill => Err(Error::Full),
-            Overflow::Block { timeout } => self.wait(timeout),
-        }
+        None
     }
 
-    fn wait(&self, timeout: Duration) -> Result<Slot, Error> {
+    /// Waits up to `timeout` for a slot to come back.
+    pub(crate) fn wait(&self, timeout: Duration) -> Option<Slot> {
         self.free_rx
             .recv_timeout(timeout)
+            .ok()
             .map(|slot| self.taken(slot))
-            .map_err(|_| Error::Timeout(timeout))
     }
 
     #[inline]
@@ -149,6 +158,7 @@ impl SlotPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Error, Overflow};
 
     #[test]
     fn creates_lazily_up_to_capacity_then_applies_the_policy() {

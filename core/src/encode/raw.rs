@@ -60,22 +60,77 @@ pub(crate) fn encode_serialize<T: serde::Serialize + ?Sized>(
             Error::Serialize(e)
         });
     }
+    complete_json_in_place(out, limit)
+}
+
+/// Checks that `out` holds one JSON object (written there by a binding's encoder or by
+/// serde) and completes it in place: the same checks, errors and bytes as [`encode_json`]
+/// given the same input.
+pub(crate) fn complete_json_in_place(out: &mut Vec<u8>, limit: usize) -> Result<(), Error> {
+    let trimmed = out.trim_ascii().len();
+    if trimmed > limit {
+        return Err(Error::TooLarge {
+            size: trimmed,
+            limit,
+        });
+    }
     let info = scan_object(out, MAX_DEPTH)?;
+    let missing = MissingMembers::of(&info);
+    let size = info.close - info.open + missing.len;
+    if size > limit {
+        return Err(Error::TooLarge { size, limit });
+    }
+    out.truncate(info.close);
+    if info.open > 0 {
+        out.drain(..info.open);
+    }
     if info.has_line_breaks {
-        // serde_json writes none, but a RawValue keeps the whitespace it was given.
+        // Only whitespace between tokens can hold a raw line break.
         flatten_line_breaks(out);
     }
-    let missing = MissingMembers::of(&info);
-    if missing.is_empty() {
-        return Ok(());
+    if !missing.is_empty() {
+        insert_gap(out, 1, missing.len);
+        out[1..1 + missing.len].copy_from_slice(missing.bytes());
     }
+    Ok(())
+}
+
+/// What a binding's own encoder tells about the object it wrote (see
+/// [`Pipeline::record_encoded_with`](crate::Pipeline::record_encoded_with)).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Encoded {
+    /// The object has a top-level `version` member.
+    pub has_version: bool,
+    /// The object has a top-level `event_timestamp` member.
+    pub has_timestamp: bool,
+}
+
+/// Completes in place an object a binding's encoder wrote and vouches for (compact, one
+/// object, UTF-8, no raw line breaks): the members `encode_json` would add, without
+/// scanning the bytes again.
+pub(crate) fn complete_encoded(
+    out: &mut Vec<u8>,
+    encoded: Encoded,
+    limit: usize,
+) -> Result<(), Error> {
+    let info = ObjectInfo {
+        open: 0,
+        close: out.len(),
+        empty: out.len() == 2,
+        has_version: encoded.has_version,
+        has_timestamp: encoded.has_timestamp,
+        ..ObjectInfo::default()
+    };
+    let missing = MissingMembers::of(&info);
     let size = out.len() + missing.len;
     if size > limit {
         return Err(Error::TooLarge { size, limit });
     }
-    let at = info.open + 1;
-    insert_gap(out, at, missing.len);
-    out[at..at + missing.len].copy_from_slice(missing.bytes());
+    if !missing.is_empty() {
+        insert_gap(out, 1, missing.len);
+        out[1..1 + missing.len].copy_from_slice(missing.bytes());
+    }
     Ok(())
 }
 
@@ -189,6 +244,79 @@ mod tests {
         // Fits as written, but not once version and timestamp are added.
         let edge = format!("{{\"a\":\"{}\"}}", "x".repeat(1000));
         assert!(matches!(json(edge.as_bytes()), Err(Error::TooLarge { .. })));
+    }
+
+    /// The bytes with a timestamp filled in by the encoder blanked out.
+    fn without_now(mut out: Vec<u8>) -> Vec<u8> {
+        let key = TIMESTAMP_KEY;
+        if let Some(at) = out.windows(key.len()).position(|w| w == key)
+            && out.get(at + key.len() + time::TIMESTAMP_LEN) == Some(&b'"')
+        {
+            out[at + key.len()..at + key.len() + time::TIMESTAMP_LEN].fill(b'_');
+        }
+        out
+    }
+
+    #[test]
+    fn completing_in_place_gives_the_bytes_of_encode_json() {
+        for input in [
+            &b"{}"[..],
+            b"  {\"a\":1}\n",
+            b"{\n \"version\": \"2\",\r\n \"b\": [1,\n2]}",
+            b"{\"event_timestamp\":\"t\",\"version\":\"1.0\"}",
+            b"{\"a\":",
+            b"[1]",
+            b"{\"a\":\"\xff\"}",
+        ] {
+            let mut direct = Vec::new();
+            let expect = encode_json(input, &mut direct, 1024).map(|()| direct);
+            let mut in_place = input.to_vec();
+            let got = complete_json_in_place(&mut in_place, 1024).map(|()| in_place);
+            match (expect, got) {
+                (Ok(a), Ok(b)) => assert_eq!(without_now(a), without_now(b), "{input:?}"),
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+                (a, b) => panic!("{input:?}: {a:?} / {b:?}"),
+            }
+        }
+        let big = format!("{{\"a\":\"{}\"}}", "x".repeat(1000));
+        let mut out = big.into_bytes();
+        assert!(matches!(
+            complete_json_in_place(&mut out, 1024),
+            Err(Error::TooLarge { limit: 1024, .. })
+        ));
+    }
+
+    #[test]
+    fn completing_an_encoded_object_matches_encode_json() {
+        for (input, encoded) in [
+            (&b"{}"[..], Encoded::default()),
+            (b"{\"a\":1}", Encoded::default()),
+            (
+                b"{\"version\":\"2\",\"a\":1}",
+                Encoded {
+                    has_version: true,
+                    has_timestamp: false,
+                },
+            ),
+            (
+                b"{\"event_timestamp\":\"t\",\"version\":\"2\"}",
+                Encoded {
+                    has_version: true,
+                    has_timestamp: true,
+                },
+            ),
+        ] {
+            let mut direct = Vec::new();
+            encode_json(input, &mut direct, 1024).unwrap();
+            let mut out = input.to_vec();
+            complete_encoded(&mut out, encoded, 1024).unwrap();
+            assert_eq!(without_now(direct), without_now(out));
+        }
+        let mut out = b"{\"a\":1}".to_vec();
+        assert!(matches!(
+            complete_encoded(&mut out, Encoded::default(), 20),
+            Err(Error::TooLarge { limit: 20, .. })
+        ));
     }
 
     #[test]

@@ -1,0 +1,232 @@
+//! The keyword arguments of `Pipeline(...)` turned into the pipeline document that
+//! `auditbuf::PipelineConfig` reads (the one document the C ABI and Go take too), so every
+//! rule and error message is the core's own.
+
+use auditbuf::{ConfigError, Error};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
+use serde_json::{Map, Value};
+
+use crate::encode::{self, Fail};
+use crate::errors::to_py_err;
+
+/// "Wait as long as it takes" for overflow "block": a year, the core's longest deadline.
+const FOREVER_MS: u64 = 365 * 24 * 3600 * 1000;
+
+/// A `ConfigError` naming `field`.
+pub(crate) fn config_err(py: Python<'_>, field: &str, reason: &str) -> PyErr {
+    to_py_err(
+        py,
+        &Error::Config(Box::new(ConfigError {
+            field: field.to_owned(),
+            reason: reason.to_owned(),
+        })),
+    )
+}
+
+/// Seconds (an int, a float or a `datetime.timedelta`) as whole milliseconds, rounded up
+/// so that a small positive value never becomes 0.
+pub(crate) fn millis(field: &str, v: &Bound<'_, PyAny>) -> PyResult<u64> {
+    let py = v.py();
+    let secs: f64 = if v.hasattr("total_seconds")? {
+        v.call_method0("total_seconds")?.extract()?
+    } else {
+        v.extract().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "{field}: expected seconds (int or float) or a timedelta, not {}",
+                v.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))
+        })?
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(config_err(
+            py,
+            field,
+            "must be a finite number of seconds, 0 or more",
+        ));
+    }
+    Ok((secs * 1000.0).ceil().min(u64::MAX as f64) as u64)
+}
+
+/// A Python value (dict, list, str, number, …) as a JSON value, through the event encoder.
+pub(crate) fn to_json(field: &str, v: &Bound<'_, PyAny>) -> PyResult<Value> {
+    let py = v.py();
+    if let Ok(s) = v.cast::<PyString>() {
+        // A str is a JSON document of its own (as in AUDIT_BACKING_STORE).
+        return serde_json::from_slice(encode::utf8(s)?)
+            .map_err(|e| config_err(py, field, &format!("not valid JSON: {e}")));
+    }
+    let Ok(d) = v.cast::<PyDict>() else {
+        return Err(PyTypeError::new_err(format!(
+            "{field}: expected a dict, not {}",
+            v.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        )));
+    };
+    let mut out = Vec::new();
+    match encode::write_object(d, &mut out, usize::MAX) {
+        Ok(_) => {}
+        Err(Fail::Raised(e)) => return Err(e),
+        Err(f) => return Err(PyTypeError::new_err(f.message(field))),
+    }
+    serde_json::from_slice(&out).map_err(|e| config_err(py, field, &e.to_string()))
+}
+
+/// The HTTP sink's arguments.
+#[derive(Debug, Default)]
+pub(crate) struct HttpArgs<'py> {
+    pub(crate) format: Option<String>,
+    pub(crate) headers: Option<Bound<'py, PyAny>>,
+    pub(crate) token_file: Option<String>,
+    pub(crate) bearer_token: Option<String>,
+    pub(crate) timeout: Option<Bound<'py, PyAny>>,
+    pub(crate) connect_timeout: Option<Bound<'py, PyAny>>,
+    pub(crate) ca_file: Option<String>,
+}
+
+impl HttpArgs<'_> {
+    /// The first argument given, by name: they only make sense with `url=`.
+    pub(crate) fn first_given(&self) -> Option<&'static str> {
+        [
+            ("format", self.format.is_some()),
+            ("headers", self.headers.is_some()),
+            ("token_file", self.token_file.is_some()),
+            ("bearer_token", self.bearer_token.is_some()),
+            ("timeout", self.timeout.is_some()),
+            ("connect_timeout", self.connect_timeout.is_some()),
+            ("ca_file", self.ca_file.is_some()),
+        ]
+        .into_iter()
+        .find(|(_, given)| *given)
+        .map(|(name, _)| name)
+    }
+
+    /// The document's `"sink"` for `url`.
+    pub(crate) fn sink_document(&self, url: &str, datastorage: bool) -> PyResult<Value> {
+        let mut sink = Map::new();
+        let kind = if datastorage { "datastorage" } else { "http" };
+        sink.insert("type".into(), kind.into());
+        sink.insert("url".into(), url.into());
+        if let Some(f) = &self.format {
+            sink.insert("format".into(), f.as_str().into());
+        }
+        if let Some(h) = &self.headers {
+            sink.insert("headers".into(), to_json("headers", h)?);
+        }
+        if let Some(t) = &self.token_file {
+            sink.insert("token_file".into(), t.as_str().into());
+        }
+        if let Some(t) = &self.bearer_token {
+            sink.insert("bearer_token".into(), t.as_str().into());
+        }
+        if let Some(t) = &self.timeout {
+            sink.insert("timeout_ms".into(), millis("timeout", t)?.into());
+        }
+        if let Some(t) = &self.connect_timeout {
+            sink.insert(
+                "connect_timeout_ms".into(),
+                millis("connect_timeout", t)?.into(),
+            );
+        }
+        if let Some(c) = &self.ca_file {
+            sink.insert("ca_file".into(), c.as_str().into());
+        }
+        Ok(Value::Object(sink))
+    }
+}
+
+/// The pipeline settings given as arguments.
+#[derive(Debug, Default)]
+pub(crate) struct PipelineArgs<'py> {
+    pub(crate) service: Option<String>,
+    pub(crate) queue_capacity: Option<u64>,
+    pub(crate) batch_size: Option<u64>,
+    pub(crate) flush_interval: Option<Bound<'py, PyAny>>,
+    pub(crate) overflow: Option<String>,
+    pub(crate) block_timeout: Option<Bound<'py, PyAny>>,
+    pub(crate) max_event_bytes: Option<u64>,
+    pub(crate) durability: Option<String>,
+    pub(crate) backing_store: Option<Bound<'py, PyAny>>,
+}
+
+/// A document under construction; a field given twice (as an argument and in `config=`)
+/// is an error naming it.
+pub(crate) struct Document<'py> {
+    py: Python<'py>,
+    pub(crate) map: Map<String, Value>,
+}
+
+impl<'py> Document<'py> {
+    pub(crate) fn new(py: Python<'py>, config: Option<&Bound<'py, PyAny>>) -> PyResult<Self> {
+        let map = match config {
+            None => Map::new(),
+            Some(c) => match to_json("config", c)? {
+                Value::Object(map) => map,
+                _ => return Err(config_err(py, "config", "must be a JSON object")),
+            },
+        };
+        Ok(Document { py, map })
+    }
+
+    pub(crate) fn put(&mut self, key: &str, value: Value) -> PyResult<()> {
+        if self.map.contains_key(key) {
+            return Err(config_err(
+                self.py,
+                key,
+                "given both as an argument and in config=",
+            ));
+        }
+        self.map.insert(key.to_owned(), value);
+        Ok(())
+    }
+
+    /// Adds the settings of `args`.
+    pub(crate) fn settings(&mut self, args: &PipelineArgs<'py>) -> PyResult<()> {
+        if let Some(v) = &args.service {
+            self.put("service", v.as_str().into())?;
+        }
+        if let Some(v) = args.queue_capacity {
+            self.put("queue_capacity", v.into())?;
+        }
+        if let Some(v) = args.batch_size {
+            self.put("batch_max_events", v.into())?;
+        }
+        if let Some(v) = &args.flush_interval {
+            self.put("flush_interval_ms", millis("flush_interval", v)?.into())?;
+        }
+        if let Some(v) = &args.overflow {
+            self.put("overflow", v.as_str().into())?;
+        }
+        match &args.block_timeout {
+            Some(v) => self.put("block_timeout_ms", millis("block_timeout", v)?.into())?,
+            None if args.overflow.as_deref() == Some("block")
+                && !self.map.contains_key("block_timeout_ms") =>
+            {
+                self.put("block_timeout_ms", FOREVER_MS.into())?;
+            }
+            None => {}
+        }
+        if let Some(v) = args.max_event_bytes {
+            self.put("max_event_bytes", v.into())?;
+        }
+        if let Some(v) = &args.durability {
+            self.put("durability", v.as_str().into())?;
+        }
+        if let Some(v) = &args.backing_store
+            && !v.is_none()
+        {
+            self.put("store", to_json("backing_store", v)?)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn text(&self) -> String {
+        Value::Object(self.map.clone()).to_string()
+    }
+}

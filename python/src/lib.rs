@@ -1,0 +1,41 @@
+//! The native module of the `auditbuf` Python package, `auditbuf._auditbuf`: the Rust
+//! pipeline behind a Python API. The package (`python/auditbuf/__init__.py`) re-exports
+//! it; `_auditbuf.pyi` mirrors every signature with its documentation.
+//!
+//! - `pipeline`: `Pipeline`, its record calls, flush, close, and the close at exit;
+//! - `encode`: dicts and other Python values to JSON, straight into the slot;
+//! - `document`: the constructor's arguments as the core's pipeline document;
+//! - `sink`: a Python callable as the sink;
+//! - `errors`: the exception classes and the mapping from `auditbuf::Error`;
+//! - `stats`: `Stats`, `Report`, `DeadLetter`;
+//! - `wait`: waiting without the GIL, interruptible by Ctrl-C.
+
+// One `unsafe` block pair in the crate: reading a str's UTF-8 without a copy (encode.rs).
+#![deny(unsafe_code)]
+#![warn(missing_debug_implementations, unreachable_pub)]
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
+mod document;
+mod encode;
+mod errors;
+mod pipeline;
+mod sink;
+mod stats;
+mod wait;
+
+/// The native core of `auditbuf`; import `auditbuf` instead.
+#[pyo3::pymodule(name = "_auditbuf")]
+mod native {
+    use pyo3::prelude::*;
+
+    #[pymodule_export]
+    use crate::pipeline::{PyPipeline, close_all_at_exit};
+    #[pymodule_export]
+    use crate::stats::{DeadLetter, Dropped, Rejected, Report, Stats};
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        crate::errors::register(m)?;
+        m.add("__version__", env!("CARGO_PKG_VERSION"))
+    }
+}

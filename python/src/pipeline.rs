@@ -1,0 +1,600 @@
+//! `auditbuf.Pipeline`: the Rust pipeline behind a frozen Python class.
+
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use auditbuf::{AuditEventBytes, Config, Error, Pipeline, PipelineConfig};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyDateTime, PyDict, PyMemoryView, PyString, PyType};
+use serde::ser::Error as _;
+
+use crate::document::{Document, HttpArgs, PipelineArgs, config_err};
+use crate::encode::{self, Fail};
+use crate::errors::{to_py_err, to_py_err_with, warn_not_durable};
+use crate::sink::PySink;
+use crate::stats::{DeadLetter, Report, Stats};
+use crate::wait::{GilPark, run_interruptibly};
+
+/// A year: what `timeout=None` waits.
+const FOREVER: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Buffers audit events and ships them from a flush thread; see `_auditbuf.pyi`.
+#[pyclass(frozen, module = "auditbuf", name = "Pipeline")]
+pub(crate) struct PyPipeline {
+    /// Taken only by `Drop`, which closes it without the GIL.
+    inner: Option<Arc<Pipeline>>,
+}
+
+impl Drop for PyPipeline {
+    fn drop(&mut self) {
+        if let Some(pipeline) = self.inner.take() {
+            // Dropping the last handle closes the pipeline (up to its drop_timeout): never
+            // with the GIL held, or a Python sink could not finish its call.
+            Python::attach(|py| py.detach(move || drop(pipeline)));
+        }
+    }
+}
+
+/// Every pipeline made here, with its deadline at interpreter exit.
+static LIVE: Mutex<Vec<(Weak<Pipeline>, Duration)>> = Mutex::new(Vec::new());
+
+/// Closes every pipeline still open, each with its `exit_timeout`, all at once and without
+/// the GIL. The package registers it with `atexit`.
+#[pyfunction(name = "_close_all_at_exit")]
+pub(crate) fn close_all_at_exit(py: Python<'_>) {
+    // try_lock: in a fork() child the lock may have been held by a parent's thread.
+    let live: Vec<(Arc<Pipeline>, Duration)> = match LIVE.try_lock() {
+        Ok(mut live) => live
+            .drain(..)
+            .filter_map(|(p, t)| p.upgrade().map(|p| (p, t)))
+            .collect(),
+        Err(_) => return,
+    };
+    py.detach(|| {
+        std::thread::scope(|s| {
+            for (p, t) in &live {
+                s.spawn(move || p.close(*t));
+            }
+        });
+    });
+}
+
+fn register(pipeline: &Arc<Pipeline>, exit_timeout: Duration) {
+    if let Ok(mut live) = LIVE.lock() {
+        live.retain(|(p, _)| p.strong_count() > 0);
+        live.push((Arc::downgrade(pipeline), exit_timeout));
+    }
+}
+
+/// What a `record*` call ended with, turned into a return value, a warning or an
+/// exception.
+fn finish(
+    py: Python<'_>,
+    result: Result<(), Error>,
+    park: GilPark<'_>,
+    failed: Option<(Fail, &str)>,
+) -> PyResult<()> {
+    let e = match result {
+        Ok(()) => return Ok(()),
+        Err(e @ Error::NotDurable(_)) => return warn_not_durable(py, &e),
+        Err(e) => e,
+    };
+    if let Some(interrupt) = park.interrupt {
+        return Err(interrupt);
+    }
+    match failed {
+        Some((Fail::Raised(err), _)) => Err(err),
+        Some((f @ Fail::Unsupported { .. }, prefix)) => {
+            Err(to_py_err_with(py, &e, &f.message(prefix)))
+        }
+        _ => Err(to_py_err(py, &e)),
+    }
+}
+
+/// The core's error for an encoder failure (what it is counted as).
+fn error_of(f: &Fail, limit: usize, prefix: &str) -> Error {
+    match f {
+        Fail::TooLarge => Error::TooLarge {
+            size: limit.saturating_add(1),
+            limit,
+        },
+        _ => Error::Serialize(serde_json::Error::custom(f.message(prefix))),
+    }
+}
+
+/// Copies raw JSON into the slot, refusing what cannot fit before copying.
+fn copy_json(json: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), Error> {
+    let size = json.trim_ascii().len();
+    if size > limit {
+        return Err(Error::TooLarge { size, limit });
+    }
+    out.extend_from_slice(json);
+    Ok(())
+}
+
+/// The UTF-8 of a str, or the error the core gives text that is not UTF-8 (a str with a
+/// lone surrogate), with the byte offset of the first bad character.
+fn utf8_or_offset<'a>(s: &'a Bound<'_, PyString>) -> Result<&'a [u8], Error> {
+    encode::utf8(s).map_err(|err| {
+        let py = s.py();
+        let offset = err
+            .value(py)
+            .getattr("start")
+            .and_then(|start| s.get_item(pyo3::types::PySlice::new(py, 0, start.extract()?, 1)))
+            .and_then(|prefix| prefix.call_method1("encode", ("utf-8",)))
+            .and_then(|b| b.len())
+            .unwrap_or(0);
+        Error::InvalidUtf8 { offset }
+    })
+}
+
+impl PyPipeline {
+    fn pipeline(&self) -> PyResult<&Arc<Pipeline>> {
+        self.inner
+            .as_ref()
+            .ok_or_else(|| PyRuntimeError::new_err("auditbuf: the pipeline is gone"))
+    }
+
+    fn start(
+        py: Python<'_>,
+        build: impl FnOnce() -> Result<Pipeline, Error> + Send,
+        exit_timeout: f64,
+    ) -> PyResult<Self> {
+        let exit_timeout = deadline(py, "exit_timeout", Some(exit_timeout))?;
+        // Opening a store does I/O and starts the flush thread: without the GIL.
+        let pipeline = Arc::new(py.detach(build).map_err(|e| to_py_err(py, &e))?);
+        register(&pipeline, exit_timeout);
+        Ok(PyPipeline {
+            inner: Some(pipeline),
+        })
+    }
+
+    /// The sink: a callable, or the document for `url`, or neither (then the caller's
+    /// document must name one).
+    fn sink_choice(
+        py: Python<'_>,
+        url: Option<&str>,
+        sink: Option<&Bound<'_, PyAny>>,
+        datastorage: bool,
+        http: &HttpArgs<'_>,
+    ) -> PyResult<SinkChoice> {
+        match (sink, url) {
+            (Some(_), Some(_)) => Err(config_err(py, "sink", "give url= or sink=, not both")),
+            (Some(callable), None) => {
+                if !callable.is_callable() {
+                    return Err(PyTypeError::new_err(
+                        "sink must be a callable taking a list of bytes",
+                    ));
+                }
+                if let Some(name) = http.first_given() {
+                    return Err(config_err(
+                        py,
+                        name,
+                        "only for url= (an HTTP sink), not with sink=",
+                    ));
+                }
+                Ok(SinkChoice::Callable(PySink::new(callable.clone().unbind())))
+            }
+            (None, Some(url)) => Ok(SinkChoice::Document(http.sink_document(url, datastorage)?)),
+            (None, None) => Ok(SinkChoice::None),
+        }
+    }
+}
+
+enum SinkChoice {
+    Callable(PySink),
+    Document(serde_json::Value),
+    None,
+}
+
+#[pymethods]
+impl PyPipeline {
+    #[new]
+    #[pyo3(signature = (
+        url = None, *, sink = None, datastorage = true, service = None, queue_capacity = None,
+        batch_size = None, flush_interval = None, overflow = None, block_timeout = None,
+        max_event_bytes = None, durability = None, backing_store = None, headers = None,
+        token_file = None, bearer_token = None, timeout = None, connect_timeout = None,
+        ca_file = None, format = None, exit_timeout = 1.0, config = None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new<'py>(
+        py: Python<'py>,
+        url: Option<String>,
+        sink: Option<Bound<'py, PyAny>>,
+        datastorage: bool,
+        service: Option<String>,
+        queue_capacity: Option<u64>,
+        batch_size: Option<u64>,
+        flush_interval: Option<Bound<'py, PyAny>>,
+        overflow: Option<String>,
+        block_timeout: Option<Bound<'py, PyAny>>,
+        max_event_bytes: Option<u64>,
+        durability: Option<String>,
+        backing_store: Option<Bound<'py, PyAny>>,
+        headers: Option<Bound<'py, PyAny>>,
+        token_file: Option<std::path::PathBuf>,
+        bearer_token: Option<String>,
+        timeout: Option<Bound<'py, PyAny>>,
+        connect_timeout: Option<Bound<'py, PyAny>>,
+        ca_file: Option<std::path::PathBuf>,
+        format: Option<String>,
+        exit_timeout: f64,
+        config: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Self> {
+        let http = HttpArgs {
+            format,
+            headers,
+            token_file: token_file.map(|p| p.to_string_lossy().into_owned()),
+            bearer_token,
+            timeout,
+            connect_timeout,
+            ca_file: ca_file.map(|p| p.to_string_lossy().into_owned()),
+        };
+        let mut doc = Document::new(py, config.as_ref())?;
+        doc.settings(&PipelineArgs {
+            service,
+            queue_capacity,
+            batch_size,
+            flush_interval,
+            overflow,
+            block_timeout,
+            max_event_bytes,
+            durability,
+            backing_store,
+        })?;
+        let choice = Self::sink_choice(py, url.as_deref(), sink.as_ref(), datastorage, &http)?;
+        let callable = match choice {
+            SinkChoice::Callable(s) => Some(s),
+            SinkChoice::Document(d) => {
+                doc.put("sink", d)?;
+                None
+            }
+            SinkChoice::None if doc.map.contains_key("sink") => None,
+            SinkChoice::None => {
+                return Err(config_err(
+                    py,
+                    "url",
+                    "missing: give url= (the collector) or sink= (a callable)",
+                ));
+            }
+        };
+        let parsed = PipelineConfig::from_json(&doc.text()).map_err(|e| to_py_err(py, &e))?;
+        Self::start(
+            py,
+            move || match callable {
+                Some(sink) => parsed.build_with_sink(sink),
+                None => parsed.build(),
+            },
+            exit_timeout,
+        )
+    }
+
+    /// A pipeline configured from `{prefix}_CONFIG` and `{prefix}_BACKING_STORE`, as
+    /// `auditbuf::Config::from_env` reads them; the sink comes from the arguments.
+    #[classmethod]
+    #[pyo3(signature = (
+        prefix = "AUDIT", *, url = None, sink = None, datastorage = true, headers = None,
+        token_file = None, bearer_token = None, timeout = None, connect_timeout = None,
+        ca_file = None, format = None, exit_timeout = 1.0
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn from_env<'py>(
+        _cls: &Bound<'py, PyType>,
+        py: Python<'py>,
+        prefix: &str,
+        url: Option<String>,
+        sink: Option<Bound<'py, PyAny>>,
+        datastorage: bool,
+        headers: Option<Bound<'py, PyAny>>,
+        token_file: Option<std::path::PathBuf>,
+        bearer_token: Option<String>,
+        timeout: Option<Bound<'py, PyAny>>,
+        connect_timeout: Option<Bound<'py, PyAny>>,
+        ca_file: Option<std::path::PathBuf>,
+        format: Option<String>,
+        exit_timeout: f64,
+    ) -> PyResult<Self> {
+        let http = HttpArgs {
+            format,
+            headers,
+            token_file: token_file.map(|p| p.to_string_lossy().into_owned()),
+            bearer_token,
+            timeout,
+            connect_timeout,
+            ca_file: ca_file.map(|p| p.to_string_lossy().into_owned()),
+        };
+        let config = Config::from_env(prefix).map_err(|e| to_py_err(py, &e))?;
+        let sink: Box<dyn auditbuf::Sink> =
+            match Self::sink_choice(py, url.as_deref(), sink.as_ref(), datastorage, &http)? {
+                SinkChoice::Callable(s) => Box::new(s),
+                SinkChoice::Document(d) => {
+                    let doc = serde_json::json!({ "sink": d }).to_string();
+                    let parsed = PipelineConfig::from_json(&doc).map_err(|e| to_py_err(py, &e))?;
+                    let Some(sink) = parsed.sink().cloned() else {
+                        return Err(config_err(py, "url", "missing"));
+                    };
+                    sink.open().map_err(|e| to_py_err(py, &e))?
+                }
+                SinkChoice::None => {
+                    return Err(config_err(
+                        py,
+                        "url",
+                        "missing: give url= (the collector) or sink= (a callable)",
+                    ));
+                }
+            };
+        Self::start(py, move || Pipeline::new(config, sink), exit_timeout)
+    }
+
+    /// Records one event: a dict, or JSON text as bytes, bytearray, memoryview or str.
+    fn record(&self, py: Python<'_>, event: &Bound<'_, PyAny>) -> PyResult<()> {
+        let p = self.pipeline()?;
+        let mut park = GilPark::new(py);
+        if let Ok(d) = event.cast::<PyDict>() {
+            let mut failed = None;
+            let result = p.record_encoded_with(&mut park, |out, limit| {
+                encode::write_object(d, out, limit).map_err(|f| {
+                    let e = error_of(&f, limit, "");
+                    failed = Some((f, ""));
+                    e
+                })
+            });
+            return finish(py, result, park, failed);
+        }
+        if let Ok(b) = event.cast::<PyBytes>() {
+            let result = p.record_with(&mut park, |out, limit| copy_json(b.as_bytes(), out, limit));
+            return finish(py, result, park, None);
+        }
+        if let Ok(s) = event.cast::<PyString>() {
+            let result = match utf8_or_offset(s) {
+                Ok(text) => p.record_with(&mut park, |out, limit| copy_json(text, out, limit)),
+                Err(e) => {
+                    p.count_rejected(&e);
+                    Err(e)
+                }
+            };
+            return finish(py, result, park, None);
+        }
+        // Mutable buffers: copied first, as another thread may change them while this one
+        // waits without the GIL.
+        let copy: Vec<u8> = if let Ok(b) = event.cast::<PyByteArray>() {
+            b.to_vec()
+        } else if event.is_instance_of::<PyMemoryView>() {
+            event
+                .call_method0("tobytes")?
+                .cast::<PyBytes>()
+                .map_err(PyErr::from)?
+                .as_bytes()
+                .to_vec()
+        } else {
+            return Err(PyTypeError::new_err(format!(
+                "record() takes a dict, or JSON as bytes, bytearray, memoryview or str, not {}",
+                event.get_type().name()?
+            )));
+        };
+        let result = p.record_with(&mut park, |out, limit| copy_json(&copy, out, limit));
+        finish(py, result, park, None)
+    }
+
+    /// Records an event in the DataStorage shape (`AuditEventRequest`).
+    #[pyo3(signature = (
+        *, event_type, event_category, event_action, event_outcome, correlation_id,
+        event_data = None, actor_type = None, actor_id = None, actor_ip = None,
+        resource_type = None, resource_id = None, parent_event_id = None,
+        parent_event_date = None, namespace = None, cluster_id = None, severity = None,
+        duration_ms = None, error_code = None, error_message = None, retention_days = None,
+        is_sensitive = None, event_timestamp = None, version = None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn record_event<'py>(
+        &self,
+        py: Python<'py>,
+        event_type: Bound<'py, PyString>,
+        event_category: Bound<'py, PyString>,
+        event_action: Bound<'py, PyString>,
+        event_outcome: Bound<'py, PyString>,
+        correlation_id: Bound<'py, PyString>,
+        event_data: Option<Bound<'py, PyAny>>,
+        actor_type: Option<Bound<'py, PyString>>,
+        actor_id: Option<Bound<'py, PyString>>,
+        actor_ip: Option<Bound<'py, PyString>>,
+        resource_type: Option<Bound<'py, PyString>>,
+        resource_id: Option<Bound<'py, PyString>>,
+        parent_event_id: Option<Bound<'py, PyString>>,
+        parent_event_date: Option<Bound<'py, PyAny>>,
+        namespace: Option<Bound<'py, PyString>>,
+        cluster_id: Option<Bound<'py, PyString>>,
+        severity: Option<Bound<'py, PyString>>,
+        duration_ms: Option<u64>,
+        error_code: Option<Bound<'py, PyString>>,
+        error_message: Option<Bound<'py, PyString>>,
+        retention_days: Option<u32>,
+        is_sensitive: Option<bool>,
+        event_timestamp: Option<Bound<'py, PyAny>>,
+        version: Option<Bound<'py, PyString>>,
+    ) -> PyResult<()> {
+        let p = self.pipeline()?;
+        // Fields checked here are counted like the core's own rejections.
+        let refuse = |e: Error| -> PyErr {
+            p.count_rejected(&e);
+            to_py_err(py, &e)
+        };
+        let (mut ts_buf, mut parent_buf) = ([0u8; 32], [0u8; 32]);
+        let event_timestamp = time("event_timestamp", &event_timestamp, &mut ts_buf)?;
+        let parent_event_date = time("parent_event_date", &parent_event_date, &mut parent_buf)?;
+        encode::with_scratch(|scratch| {
+            let event_data: Option<&[u8]> = match &event_data {
+                None => None,
+                Some(v) if v.is_none() => None,
+                Some(v) => {
+                    if let Ok(d) = v.cast::<PyDict>() {
+                        let limit = usize::MAX;
+                        if let Err(f) = encode::write_object(d, scratch, limit) {
+                            if let Fail::Raised(err) = f {
+                                p.count_rejected(&Error::Serialize(serde_json::Error::custom(
+                                    err.to_string(),
+                                )));
+                                return Err(err);
+                            }
+                            let e = error_of(&f, limit, "event_data");
+                            p.count_rejected(&e);
+                            return Err(to_py_err_with(py, &e, &f.message("event_data")));
+                        }
+                        Some(&scratch[..])
+                    } else if let Ok(s) = v.cast::<PyString>() {
+                        Some(text("event_data", s).map_err(refuse)?)
+                    } else if let Ok(b) = v.cast::<PyBytes>() {
+                        Some(b.as_bytes())
+                    } else {
+                        return Err(PyTypeError::new_err(format!(
+                            "event_data must be a dict, or JSON as str or bytes, not {}",
+                            v.get_type().name()?
+                        )));
+                    }
+                }
+            };
+            let event = AuditEventBytes {
+                version: opt("version", &version).map_err(refuse)?,
+                event_type: text("event_type", &event_type).map_err(refuse)?,
+                event_timestamp: event_timestamp.map_err(refuse)?,
+                event_category: text("event_category", &event_category).map_err(refuse)?,
+                event_action: text("event_action", &event_action).map_err(refuse)?,
+                event_outcome: text("event_outcome", &event_outcome).map_err(refuse)?,
+                correlation_id: text("correlation_id", &correlation_id).map_err(refuse)?,
+                actor_type: opt("actor_type", &actor_type).map_err(refuse)?,
+                actor_id: opt("actor_id", &actor_id).map_err(refuse)?,
+                actor_ip: opt("actor_ip", &actor_ip).map_err(refuse)?,
+                resource_type: opt("resource_type", &resource_type).map_err(refuse)?,
+                resource_id: opt("resource_id", &resource_id).map_err(refuse)?,
+                parent_event_id: opt("parent_event_id", &parent_event_id).map_err(refuse)?,
+                parent_event_date: parent_event_date.map_err(refuse)?,
+                namespace: opt("namespace", &namespace).map_err(refuse)?,
+                cluster_id: opt("cluster_id", &cluster_id).map_err(refuse)?,
+                severity: opt("severity", &severity).map_err(refuse)?,
+                duration_ms,
+                error_code: opt("error_code", &error_code).map_err(refuse)?,
+                error_message: opt("error_message", &error_message).map_err(refuse)?,
+                retention_days,
+                is_sensitive,
+                event_data,
+            };
+            let mut park = GilPark::new(py);
+            let result = p.record_event_bytes_with(&mut park, &event);
+            finish(py, result, park, None)
+        })
+    }
+
+    /// Waits until everything recorded so far is settled, or `timeout` seconds pass.
+    #[pyo3(signature = (timeout = Some(5.0)))]
+    fn flush(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Report> {
+        let p = Arc::clone(self.pipeline()?);
+        let timeout = deadline(py, "timeout", timeout)?;
+        Ok(run_interruptibly(py, move || p.flush(timeout))?.into())
+    }
+
+    /// Stops taking events, sends what it can within `timeout` seconds, keeps or counts
+    /// the rest.
+    #[pyo3(signature = (timeout = Some(5.0)))]
+    fn close(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Report> {
+        let p = Arc::clone(self.pipeline()?);
+        let timeout = deadline(py, "timeout", timeout)?;
+        Ok(run_interruptibly(py, move || p.close(timeout))?.into())
+    }
+
+    /// A consistent snapshot of the counters.
+    fn stats(&self) -> PyResult<Stats> {
+        Ok(self.pipeline()?.stats().into())
+    }
+
+    /// The dead letters kept in memory (the newest `dead_letter_capacity`).
+    fn dead_letters(&self) -> PyResult<Vec<DeadLetter>> {
+        Ok(self
+            .pipeline()?
+            .dead_letters()
+            .into_iter()
+            .map(DeadLetter::from)
+            .collect())
+    }
+
+    /// The last send, store or rejection error, if any.
+    fn last_error(&self) -> PyResult<Option<String>> {
+        Ok(self.pipeline()?.last_error())
+    }
+
+    /// The configured service name.
+    #[getter]
+    fn service(&self) -> PyResult<String> {
+        Ok(self.pipeline()?.service().to_owned())
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.close(py, Some(5.0))?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> PyResult<String> {
+        Ok(format!(
+            "<auditbuf.Pipeline service={:?}>",
+            self.pipeline()?.service()
+        ))
+    }
+}
+
+/// A required typed field.
+fn text<'a>(field: &'static str, s: &'a Bound<'_, PyString>) -> Result<&'a [u8], Error> {
+    encode::utf8(s).map_err(|_| Error::InvalidField {
+        field,
+        reason: "is not valid UTF-8",
+    })
+}
+
+/// An optional typed field.
+fn opt<'a>(
+    field: &'static str,
+    s: &'a Option<Bound<'_, PyString>>,
+) -> Result<Option<&'a [u8]>, Error> {
+    match s {
+        Some(s) => text(field, s).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// A timestamp field: a str as it is, or a datetime formatted into `buf`.
+fn time<'a>(
+    field: &'static str,
+    v: &'a Option<Bound<'_, PyAny>>,
+    buf: &'a mut [u8; 32],
+) -> PyResult<Result<Option<&'a [u8]>, Error>> {
+    let Some(v) = v else { return Ok(Ok(None)) };
+    if let Ok(dt) = v.cast::<PyDateTime>() {
+        let n = encode::format_datetime(dt, buf)?;
+        return Ok(Ok(Some(&buf[..n])));
+    }
+    match v.cast::<PyString>() {
+        Ok(s) => Ok(text(field, s).map(Some)),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "{field} must be a str or a datetime, not {}",
+            v.get_type().name()?
+        ))),
+    }
+}
+
+/// A `timeout=` argument in seconds; `None` waits without a deadline (a year).
+fn deadline(py: Python<'_>, field: &str, timeout: Option<f64>) -> PyResult<Duration> {
+    match timeout {
+        None => Ok(FOREVER),
+        Some(t) if t.is_finite() && t >= 0.0 => Ok(Duration::from_secs_f64(t).min(FOREVER)),
+        Some(_) => Err(config_err(
+            py,
+            field,
+            "must be a finite number of seconds, 0 or more",
+        )),
+    }
+}

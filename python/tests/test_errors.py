@@ -1,0 +1,162 @@
+"""Every exception: its class, its built-in base, its code and name (those of
+auditbuf::Error::code(), shared with the C ABI), and the counter it lands in."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any, List
+
+import pytest
+
+import auditbuf
+from conftest import Collect, assert_accounted
+
+
+def codes(cls: type) -> Any:
+    return (getattr(cls, "code", None), getattr(cls, "name", None))
+
+
+def test_the_hierarchy_and_class_codes() -> None:
+    assert issubclass(auditbuf.AuditbufError, Exception)
+    expect = {
+        auditbuf.Full: (10, "full", ()),
+        auditbuf.Timeout: (11, "timeout", (TimeoutError,)),
+        auditbuf.Closed: (12, "closed", ()),
+        auditbuf.Forked: (13, "forked", (auditbuf.Closed,)),
+        auditbuf.SerializeError: (20, "serialize", (auditbuf.InvalidEvent, TypeError, ValueError)),
+        auditbuf.StoreFull: (21, "store_full", ()),
+        auditbuf.StoreError: (22, "store", ()),
+        auditbuf.ConfigError: (30, "config", (ValueError,)),
+        auditbuf.IoError: (31, "io", (OSError,)),
+        auditbuf.SpawnError: (32, "spawn", (RuntimeError,)),
+    }
+    for cls, (code, name, bases) in expect.items():
+        assert issubclass(cls, auditbuf.AuditbufError), cls
+        assert codes(cls) == (code, name), cls
+        for base in bases:
+            assert issubclass(cls, base), (cls, base)
+        assert cls.__module__ == "auditbuf" and cls.__doc__
+    assert issubclass(auditbuf.InvalidEvent, ValueError)
+    assert issubclass(auditbuf.NotDurableWarning, RuntimeWarning)
+    assert codes(auditbuf.NotDurableWarning) == (1, "not_durable")
+
+
+@pytest.mark.parametrize(
+    "event, name, code",
+    [
+        (b'{"a":"\xff"}', "invalid_utf8", 14),
+        ('{"a":"\ud800"}', "invalid_utf8", 14),
+        (b'{"a":', "invalid_json", 15),
+        (b"[1, 2]", "not_an_object", 16),
+        ({"a": "x" * 100}, "too_large", 17),
+    ],
+)
+def test_invalid_events(collect: Collect, event: Any, name: str, code: int) -> None:
+    p = auditbuf.Pipeline(sink=collect, max_event_bytes=64)
+    with pytest.raises(auditbuf.InvalidEvent) as e:
+        p.record(event)
+    assert (e.value.code, e.value.name) == (code, name)
+    stats = p.close().stats
+    assert getattr(stats.rejected, name) == 1 and stats.recorded == 0
+
+
+def test_a_str_with_a_lone_surrogate_names_its_byte_offset(collect: Collect) -> None:
+    p = auditbuf.Pipeline(sink=collect)
+    with pytest.raises(auditbuf.InvalidEvent, match="at byte 8"):
+        p.record('{"a":"é\udc80"}')
+
+
+def test_full_and_closed(collect: Collect) -> None:
+    release = threading.Event()
+    p = auditbuf.Pipeline(sink=lambda b: release.wait(10), queue_capacity=1, flush_interval=0.001)
+    p.record({"event_type": "a"})
+    time.sleep(0.05)
+    with pytest.raises(auditbuf.Full) as e:
+        p.record({"event_type": "b"})
+    assert (e.value.code, e.value.name) == (10, "full")
+    release.set()
+    p.close()
+    with pytest.raises(auditbuf.Closed) as c:
+        p.record({"event_type": "c"})
+    assert (c.value.code, c.value.name) == (12, "closed")
+    stats = p.stats()
+    assert (stats.rejected.queue_full, stats.rejected.closed) == (1, 1)
+    assert_accounted(stats, delivered=1)
+
+
+def test_store_full_on_spill() -> None:
+    release = threading.Event()
+    p = auditbuf.Pipeline(
+        sink=lambda b: release.wait(10),
+        queue_capacity=1,
+        overflow="spill",
+        backing_store={"type": "memory", "params": {"max_events": 1}},
+        flush_interval=0.001,
+    )
+    p.record({"event_type": "a"})
+    time.sleep(0.05)
+    with pytest.raises(auditbuf.StoreFull) as e:
+        for i in range(5):
+            p.record({"event_type": "b", "i": i})
+    assert (e.value.code, e.value.name) == (21, "store_full")
+    release.set()
+    stats = p.close(timeout=10).stats
+    assert stats.rejected.store_full == 1
+    assert_accounted(stats)
+
+
+def test_store_error_when_the_directory_is_locked(tmp_path: Path, collect: Collect) -> None:
+    store = {"type": "file", "params": {"path": str(tmp_path)}}
+    first = auditbuf.Pipeline(sink=collect, backing_store=store)
+    with pytest.raises(auditbuf.StoreError) as e:
+        auditbuf.Pipeline(sink=collect, backing_store=store)
+    assert (e.value.code, e.value.name) == (22, "store")
+    assert "in use" in str(e.value)
+    first.close()
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(queue_capacity=0), "queue_capacity"),
+        (dict(overflow="sideways"), "overflow"),
+        (dict(overflow="spill"), "overflow"),
+        (dict(durability="wal"), "durability"),
+        (dict(config={"queue_capacty": 1}), "queue_capacty"),
+        (dict(config={"retry": {"tries": 1}}), "retry.tries"),
+        (dict(queue_capacity=5, config={"queue_capacity": 6}), "queue_capacity"),
+        (dict(backing_store={"type": "tape"}), "store.type"),
+        (dict(backing_store={"type": "file", "params": {"pth": "/x"}}), "store.params.pth"),
+        (dict(flush_interval=-1), "flush_interval"),
+        (dict(headers={"a": "b"}), "headers"),
+    ],
+)
+def test_config_errors_name_the_field(collect: Collect, kwargs: Any, field: str) -> None:
+    with pytest.raises(auditbuf.ConfigError) as e:
+        auditbuf.Pipeline(sink=collect, **kwargs)
+    assert isinstance(e.value, ValueError)
+    assert (e.value.code, e.value.name, e.value.field) == (30, "config", field), str(e.value)
+
+
+def test_sink_or_url_is_required_and_exclusive(collect: Collect) -> None:
+    with pytest.raises(auditbuf.ConfigError) as e:
+        auditbuf.Pipeline()
+    assert e.value.field == "url"
+    with pytest.raises(auditbuf.ConfigError) as e:
+        auditbuf.Pipeline("http://127.0.0.1:9", sink=collect)
+    assert e.value.field == "sink"
+    with pytest.raises(auditbuf.ConfigError) as e:
+        auditbuf.Pipeline("http://127.0.0.1:9", format="ndjson")
+    assert e.value.field == "sink.format"
+    with pytest.raises(TypeError, match="callable"):
+        auditbuf.Pipeline(sink="not callable")  # type: ignore[arg-type]
+
+
+def test_io_error_for_a_missing_token_file(tmp_path: Path) -> None:
+    with pytest.raises(auditbuf.IoError) as e:
+        auditbuf.Pipeline("http://127.0.0.1:9", token_file=tmp_path / "missing")
+    assert isinstance(e.value, OSError)
+    assert (e.value.code, e.value.name) == (31, "io")
+    assert "missing" in str(e.value)

@@ -1,0 +1,201 @@
+"""Process-level behaviour: fork, interpreter exit with events still queued, and Ctrl-C
+during a blocking wait. Each runs in a child process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from typing import List
+
+import pytest
+
+import auditbuf
+from conftest import Collect, assert_accounted
+
+
+def run(script: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def wait_child(pid: int, timeout: float = 20) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    raise AssertionError("the fork() child hung")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_fork_child_gets_forked_and_never_hangs(collect: Collect) -> None:
+    p = auditbuf.Pipeline(sink=collect, flush_interval=0.001)
+    p.record({"event_type": "before"})
+    p.flush()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report through the pipe, never return into pytest
+        code = 0
+        try:
+            try:
+                p.record({"event_type": "child"})
+                code = 1
+            except auditbuf.Forked as e:
+                if not (isinstance(e, auditbuf.Closed) and e.code == 13):
+                    code = 2
+            started = time.monotonic()
+            flushed = p.flush(timeout=10)
+            closed = p.close(timeout=10)
+            if time.monotonic() - started > 2 or flushed.completed or closed.completed:
+                code = 3
+            got: List[bytes] = []
+            fresh = auditbuf.Pipeline(sink=got.extend)
+            fresh.record({"event_type": "fresh"})
+            if not fresh.close().completed or len(got) != 1:
+                code = 4
+            del p  # dropped in the child: returns at once
+        except BaseException:
+            code = 5
+        finally:
+            os.write(write, bytes([code]))
+            os._exit(0)
+    os.close(write)
+    assert wait_child(pid) == 0
+    assert os.read(read, 1) == bytes([0])
+    os.close(read)
+    # The parent's pipeline is untouched.
+    p.record({"event_type": "after"})
+    stats = p.close().stats
+    assert_accounted(stats, delivered=2)
+    assert stats.rejected.closed == 0
+    assert [e["event_type"] for e in collect.json()] == ["before", "after"]
+
+
+def test_a_fork_child_that_exits_normally_does_not_hang() -> None:
+    r = run(
+        """
+        import os, auditbuf
+        p = auditbuf.Pipeline(sink=lambda b: None, flush_interval=0.001)
+        p.record({"event_type": "x"})
+        pid = os.fork()
+        if pid == 0:
+            raise SystemExit(0)  # atexit runs: the inherited pipeline closes at once
+        _, status = os.waitpid(pid, 0)
+        print("child", os.waitstatus_to_exitcode(status))
+        """
+    )
+    assert r.returncode == 0, r.stderr
+    assert "child 0" in r.stdout
+
+
+EXIT_SCRIPT = """
+import sys, time, auditbuf
+seen = []
+def sink(batch):
+    {body}
+    seen.extend(batch)
+    print("delivered", len(seen), flush=True)
+p = auditbuf.Pipeline(sink=sink, flush_interval=10, exit_timeout={exit_timeout})
+for i in range(300):  # under a batch: nothing is sent before exit
+    p.record({{"event_type": "x", "i": i}})
+print("exiting", flush=True)
+"""
+
+
+def test_exit_with_events_queued_delivers_them() -> None:
+    r = run(EXIT_SCRIPT.format(body="pass", exit_timeout=5))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines() == ["exiting", "delivered 300"]
+    assert r.stderr == ""
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "time.sleep(30)",  # a sink blocked outside the GIL
+        "t = time.monotonic()\n    while time.monotonic() - t < 3: pass",  # busy in Python
+    ],
+)
+def test_exit_with_a_stuck_sink_is_quick_and_clean(body: str) -> None:
+    started = time.monotonic()
+    r = run(EXIT_SCRIPT.format(body=body, exit_timeout=0.3))
+    assert time.monotonic() - started < 15
+    assert r.returncode == 0, (r.returncode, r.stderr)
+    assert "Fatal" not in r.stderr and "panicked" not in r.stderr, r.stderr
+    assert "exiting" in r.stdout
+
+
+def test_exit_with_events_queued_and_the_pipeline_collected_late() -> None:
+    r = run(
+        """
+        import auditbuf
+        class Holder:
+            pass
+        h = Holder()
+        h.cycle = h  # collected only by the final GC, after atexit
+        h.p = auditbuf.Pipeline(sink=lambda b: None, flush_interval=10)
+        for i in range(100):
+            h.p.record({"event_type": "x"})
+        """
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+
+
+INTERRUPT_SCRIPT = """
+import time, auditbuf
+p = auditbuf.Pipeline(sink=lambda b: time.sleep(60), queue_capacity=1, overflow="block",
+                      flush_interval=0.001, exit_timeout=0.1)
+p.record({{"event_type": "a"}})
+time.sleep(0.2)
+print("waiting", flush=True)
+started = time.monotonic()
+try:
+    {call}
+    print("returned", flush=True)
+except KeyboardInterrupt:
+    print("interrupted after %.2f s" % (time.monotonic() - started), flush=True)
+    print("block_timeout", p.stats().rejected.block_timeout, flush=True)
+"""
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        'p.record({"event_type": "b"})',
+        "p.flush(timeout=None)",
+        "p.close(timeout=60)",
+    ],
+)
+def test_ctrl_c_ends_a_blocking_wait_promptly(call: str) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(INTERRUPT_SCRIPT.format(call=call))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "waiting"
+        time.sleep(0.2)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=20)
+    finally:
+        child.kill()
+    lines = out.strip().splitlines()
+    assert lines and lines[0].startswith("interrupted after"), (out, err)
+    assert float(lines[0].split()[2]) < 2.0
+    if call.startswith("p.record"):
+        assert lines[1] == "block_timeout 1"
+    assert child.returncode == 0, err
