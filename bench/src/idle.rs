@@ -83,7 +83,8 @@ pub fn measure(pad: usize, event_bytes: u32) -> Result<(String, bool), String> {
     .enumerate()
     {
         let delta = if i == 0 { String::new() } else { plus(bytes) };
-        let _ = writeln!(out, "{label:<34} {:>10}   {delta}", mib(bytes));
+        let line = format!("{label:<34} {:>10}   {delta}", mib(bytes));
+        let _ = writeln!(out, "{}", line.trim_end());
     }
     let _ = writeln!(
         out,
