@@ -40,9 +40,17 @@ pub struct Args {
     #[arg(long, value_name = "EVENTS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=16_777_216))]
     pub queue_capacity: u32,
 
-    /// What `record` does when the queue is full: drop-newest, drop-oldest, block[:TIMEOUT]
-    /// (TIMEOUT in ms, or with a unit: 250ms, 2s; default 1s), or spill (needs --store).
-    #[arg(long, value_name = "POLICY", default_value = "drop-newest", value_parser = parse_overflow)]
+    /// The overflow policy. (The help text is set apart: it shows brackets that rustdoc
+    /// would read as a link.)
+    #[arg(
+        long,
+        value_name = "POLICY",
+        default_value = "drop-newest",
+        value_parser = parse_overflow,
+        help = "What `record` does when the queue is full: drop-newest, drop-oldest, \
+                block[:TIMEOUT] (TIMEOUT in ms, or with a unit: 250ms, 2s; default 1s), or spill \
+                (needs --store)"
+    )]
     pub overflow: OverflowArg,
 
     /// How the receiver answers, comma-separated to combine: fast, latency:MS (every answer
@@ -100,10 +108,13 @@ pub struct Args {
     )]
     pub png: PathBuf,
 
-    /// Run the same scenario, one after the other in this run, through tracing-appender's
-    /// non_blocking writer and a naive Mutex<VecDeque> queue with a sender thread, and show
-    /// the three side by side.
-    #[arg(long)]
+    /// Also run tracing-appender and a naive queue; see the help text.
+    #[arg(
+        long,
+        help = "Run the same scenario, one after the other in this run, through \
+                tracing-appender's non_blocking writer and a naive Mutex<VecDeque> queue with a \
+                sender thread, and show the three side by side"
+    )]
     pub compare: bool,
 
     /// Instead of a run: measure the resident memory of an idle pipeline at defaults.
