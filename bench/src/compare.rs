@@ -283,6 +283,7 @@ pub struct Tracing {
     guard: Mutex<Option<WorkerGuard>>,
     dropped: ErrorCounter,
     lossy: bool,
+    policy: OverflowArg,
     pad: usize,
     counts: Arc<PosterCounts>,
     last_error: LastError,
@@ -310,6 +311,7 @@ impl Tracing {
             writer: Mutex::new(Some(writer)),
             guard: Mutex::new(Some(guard)),
             lossy,
+            policy,
             pad,
             counts,
             last_error,
@@ -379,6 +381,12 @@ impl Target for Tracing {
             },
             crate::report::count(self.counts.sends.load(Ordering::SeqCst))
         )];
+        if matches!(self.policy, OverflowArg::DropOldest | OverflowArg::Spill) {
+            notes.push(format!(
+                "tracing-appender: it has no {}: a full channel drops the new line",
+                self.policy.name()
+            ));
+        }
         let guard = lock(&self.guard).take();
         if drained {
             drop(guard);

@@ -26,11 +26,11 @@ pub fn count(n: u64) -> String {
     out
 }
 
-/// `512 k/s`, `1.2 M/s`: compact, for the live progress line.
+/// `512k/s`, `1.2M/s`: compact, for the live progress line.
 pub fn rate(per_second: f64) -> String {
     match per_second {
-        r if r >= 1e6 => format!("{:.1} M/s", r / 1e6),
-        r if r >= 1e3 => format!("{:.0} k/s", r / 1e3),
+        r if r >= 1e6 => format!("{:.1}M/s", r / 1e6),
+        r if r >= 1e3 => format!("{:.0}k/s", r / 1e3),
         r => format!("{r:.0}/s"),
     }
 }

@@ -140,9 +140,9 @@ fn progress_bar(name: &str, duration: Duration) -> ProgressBar {
     }
     let bar = ProgressBar::new(duration.as_millis() as u64);
     if let Ok(style) =
-        ProgressStyle::with_template("{prefix:>16} [{bar:30}] {elapsed:>3} / {len_s}  {msg}")
+        ProgressStyle::with_template("{prefix} [{bar:24}] {elapsed:>3}/{len_s} {wide_msg}")
     {
-        let len_s = format!("{:.0} s", duration.as_secs_f64());
+        let len_s = format!("{:.0}s", duration.as_secs_f64());
         bar.set_style(
             style
                 .with_key(
@@ -164,7 +164,7 @@ fn live_message(before: &Sample, now: &Sample) -> String {
         report::rate(f(&now.counts).saturating_sub(f(&before.counts)) as f64 / dt)
     };
     format!(
-        "offered {}  delivered {}  lost {}  queue {}",
+        "offered {}, delivered {}, lost {}, queued {}",
         per_s(|c| c.offered),
         per_s(|c| c.delivered),
         per_s(|c| c.lost()),
