@@ -63,42 +63,58 @@ pub fn run<T: Target>(
     let started = receiver.started();
     let mut timings = Timings::new();
     let (mut run_secs, mut close_secs, mut finish) = (0.0, 0.0, Finish::default());
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = producers
-            .iter()
-            .enumerate()
-            .map(|(i, progress)| {
-                let (target, stop, rate) = (&target, &stop, args.rate);
-                scope.spawn(move || producer::run(target, i, rate, stop, progress))
-            })
-            .collect();
-        let sampler = scope.spawn(|| {
-            let mut next = started + INTERVAL;
-            while sampling.load(Ordering::SeqCst) {
-                let now = Instant::now();
-                if now < next {
-                    std::thread::sleep((next - now).min(Duration::from_millis(20)));
-                    continue;
+    std::thread::scope(|scope| -> Result<(), String> {
+        let mut handles = Vec::new();
+        for (i, progress) in producers.iter().enumerate() {
+            let (target, stop, rate) = (&target, &stop, args.rate);
+            let spawned = std::thread::Builder::new()
+                .name(format!("producer-{i}"))
+                .spawn_scoped(scope, move || {
+                    producer::run(target, i, rate, stop, progress)
+                });
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    // The ones already running stop when the scope joins them.
+                    stop.store(true, Ordering::SeqCst);
+                    return Err(format!("cannot start producer thread {i}: {e}"));
                 }
-                next += INTERVAL;
-                let sample = Sample {
-                    t: started.elapsed().as_secs_f64(),
-                    counts: target.counts(offered()),
-                };
-                let mut samples = samples.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(last) = samples.last() {
-                    bar.set_message(live_message(last, &sample));
-                }
-                samples.push(sample);
-                bar.set_position((sample.t * 1000.0) as u64);
             }
-        });
+        }
+        let sampler = std::thread::Builder::new()
+            .name("sampler".to_owned())
+            .spawn_scoped(scope, || {
+                let mut next = started + INTERVAL;
+                while sampling.load(Ordering::SeqCst) {
+                    let now = Instant::now();
+                    if now < next {
+                        std::thread::sleep((next - now).min(Duration::from_millis(20)));
+                        continue;
+                    }
+                    next += INTERVAL;
+                    let sample = Sample {
+                        t: started.elapsed().as_secs_f64(),
+                        counts: target.counts(offered()),
+                    };
+                    let mut samples = samples.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(last) = samples.last() {
+                        bar.set_message(live_message(last, &sample));
+                    }
+                    samples.push(sample);
+                    bar.set_position((sample.t * 1000.0) as u64);
+                }
+            })
+            .map_err(|e| {
+                stop.store(true, Ordering::SeqCst);
+                format!("cannot start the sampler thread: {e}")
+            })?;
         std::thread::sleep(args.duration);
         stop.store(true, Ordering::SeqCst);
+        let mut panicked = 0;
         for h in handles {
-            // A producer that panicked has no timings to give; the run still reports.
-            if let Ok(t) = h.join() {
-                timings.merge(&t);
+            match h.join() {
+                Ok(t) => timings.merge(&t),
+                Err(_) => panicked += 1,
             }
         }
         run_secs = started.elapsed().as_secs_f64();
@@ -108,7 +124,12 @@ pub fn run<T: Target>(
         close_secs = closing.elapsed().as_secs_f64();
         sampling.store(false, Ordering::SeqCst);
         let _ = sampler.join();
-    });
+        if panicked > 0 {
+            // Its calls are counted but not timed: the latencies would be wrong.
+            return Err(format!("{panicked} producer thread(s) panicked"));
+        }
+        Ok(())
+    })?;
     bar.finish_and_clear();
     finish.counts.offered = offered();
     let mut samples = samples.into_inner().unwrap_or_else(|p| p.into_inner());
