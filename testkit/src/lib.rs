@@ -1,4 +1,4 @@
-//! A scriptable HTTP receiver on 127.0.0.1 for auditbuf's tests, benchmarks and demo.
+//! A scriptable HTTP receiver on 127.0.0.1 for auditbuf's tests and benchmarks.
 //!
 //! A script decides each answer from the batch it received (201, 202, 400 on a poison
 //! event, 413 above a size, 429 with `Retry-After`, 500 a few times, slow answers…); the
