@@ -3,8 +3,9 @@
 //! Ship audit events from any program to a collector without blocking or slowing the
 //! program, and without losing what it promised to keep.
 //!
-//! `record` encodes an event straight into a pre-allocated slot and pushes it on a bounded
-//! queue: no allocation, no lock, no I/O on the caller's thread. One flush thread batches by
+//! `record` checks an event and copies it into a pre-allocated slot — a typed event as its
+//! fields and a cycle-counter timestamp, rendered as JSON later by the flush thread — and
+//! pushes it on a bounded queue: no allocation, no lock, no I/O on the caller's thread. One flush thread batches by
 //! count, bytes and time, sends through a [`Sink`], retries with backoff, splits batches the
 //! receiver finds too large and bisects those it rejects, so one bad event never costs the
 //! others.

@@ -88,7 +88,9 @@ impl Dropped {
 /// Every event that entered the pipeline is in exactly one of the terminal or in-pipeline
 /// counters, in every snapshot ([`Stats::is_consistent`]):
 ///
-/// `recorded + recovered == delivered + dead_lettered + failed + dropped.total() + in_flight + queued + stored`
+/// `recorded + recovered = delivered + dead_lettered + failed + dropped + in_flight + queued + stored`
+///
+/// (`dropped` is [`Dropped::total`]).
 ///
 /// Rejected calls never enter that sum.
 ///
