@@ -1,15 +1,19 @@
-//! One thread calling `record` into a null sink: the cost a caller pays per event.
+//! One thread calling `record` into a null sink: the cost a caller pays per event. Lossless
+//! (overflow `Block`), so no call is counted that returned `Full` at once.
 
 mod common;
 
 use std::hint::black_box;
 use std::time::Duration;
 
-use auditbuf::{Config, NullSink, Pipeline};
+use auditbuf::{Config, NullSink, Overflow, Pipeline};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn pipeline() -> Pipeline {
-    Pipeline::new(Config::default(), NullSink).unwrap()
+    let config = Config::default().overflow(Overflow::Block {
+        timeout: Duration::from_secs(60),
+    });
+    Pipeline::new(config, NullSink).unwrap()
 }
 
 fn report_rejections(name: &str, p: Pipeline) {
@@ -75,5 +79,43 @@ fn record(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, record);
+/// `record` with Prometheus metrics registered (and scraped every 100 ms) against without:
+/// the metrics are read from the counters on scrape, so the two should not differ.
+fn metrics(c: &mut Criterion) {
+    let mut group = c.benchmark_group("metrics");
+    group.throughput(Throughput::Elements(1));
+    let typed = common::typed();
+    let p = pipeline();
+    group.bench_function("record_typed_without_metrics", |b| {
+        b.iter(|| p.record(black_box(&typed)))
+    });
+    report_rejections("record_typed_without_metrics", p);
+
+    let p = std::sync::Arc::new(pipeline());
+    let mut registry = prometheus_client::registry::Registry::default();
+    p.register_metrics(&mut registry).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scraper = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                text.clear();
+                let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    group.bench_function("record_typed_with_metrics_scraped", |b| {
+        b.iter(|| p.record(black_box(&typed)))
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = scraper.join();
+    if let Ok(p) = std::sync::Arc::try_unwrap(p) {
+        report_rejections("record_typed_with_metrics_scraped", p);
+    }
+    group.finish();
+}
+
+criterion_group!(benches, record, metrics);
 criterion_main!(benches);
