@@ -276,3 +276,60 @@ fn the_allocator_does_count() {
     drop(v);
     assert_eq!(ALLOCATIONS.with(Cell::get), 1);
 }
+
+/// A pipeline whose sink takes 2 ms per batch of up to 256: the queue stays full while
+/// `record` is counted, so every call meets the overflow policy.
+fn slow_pipeline(overflow: auditbuf::Overflow) -> Pipeline {
+    let sink = CallbackSink::new(|_: &[&[u8]]| {
+        std::thread::sleep(Duration::from_millis(2));
+        Outcome::Delivered
+    });
+    let config = Config::default()
+        .queue_capacity(QUEUE)
+        .batch_max_events(256)
+        .overflow(overflow);
+    Pipeline::new(config, sink).unwrap()
+}
+
+fn count_typed(pipeline: &Pipeline, calls: usize) -> u64 {
+    let event = AuditEvent::new(
+        "gateway.signal.received",
+        "gateway",
+        "received",
+        "success",
+        "rr",
+    );
+    // Warm: every slot created, every thread-local in place.
+    for _ in 0..QUEUE * 2 {
+        let _ = pipeline.record(&event);
+    }
+    ALLOCATIONS.with(|n| n.set(0));
+    COUNTING.with(|on| on.set(true));
+    for _ in 0..calls {
+        let _ = pipeline.record(&event);
+    }
+    COUNTING.with(|on| on.set(false));
+    ALLOCATIONS.with(Cell::get)
+}
+
+#[test]
+fn drop_oldest_evictions_do_not_allocate() {
+    let pipeline = slow_pipeline(auditbuf::Overflow::DropOldest);
+    let allocations = count_typed(&pipeline, CALLS);
+    let report = pipeline.close(Duration::from_secs(30));
+    assert!(report.stats.is_consistent(), "{:?}", report.stats);
+    assert!(report.stats.dropped.oldest > 0, "{:?}", report.stats);
+    assert_eq!(allocations, 0, "record allocated {allocations} times");
+}
+
+#[test]
+fn block_waits_do_not_allocate() {
+    let pipeline = slow_pipeline(auditbuf::Overflow::Block {
+        timeout: Duration::from_secs(30),
+    });
+    let allocations = count_typed(&pipeline, 20_000);
+    let report = pipeline.close(Duration::from_secs(30));
+    assert!(report.stats.is_consistent(), "{:?}", report.stats);
+    assert_eq!(report.stats.rejected.total(), 0, "{:?}", report.stats);
+    assert_eq!(allocations, 0, "record allocated {allocations} times");
+}
