@@ -9,7 +9,7 @@
 //! refuse it), and nesting deeper than [`MAX_DEPTH`].
 
 use super::keys::{Insert, Key, KeySet, check_all_objects, duplicate_at, hex4};
-use super::swar::{find, string_special};
+use super::swar::{find, needs_escape, string_special};
 use crate::Error;
 
 /// Deepest nesting of an event, counted on the wire (the event's own object is level 1).
@@ -58,6 +58,8 @@ pub(crate) fn scan_object(b: &[u8], max_depth: u32) -> Result<ObjectInfo, Error>
         keys: KeySet::new(),
         wide: false,
         max_depth: max_depth.min(MAX_DEPTH),
+        // Invalid input is scanned byte by byte as before, so its first error is the same.
+        utf8: simdutf8::basic::from_utf8(b).is_ok(),
     };
     s.ws();
     let open = s.i;
@@ -89,6 +91,9 @@ struct Scanner<'a> {
     /// More keys were open at once than `keys` holds: check them all afterwards.
     wide: bool,
     max_depth: u32,
+    /// The whole input is valid UTF-8 (checked at once with SIMD): strings need only be
+    /// scanned for quotes, backslashes and control characters.
+    utf8: bool,
 }
 
 impl Scanner<'_> {
@@ -261,7 +266,11 @@ impl Scanner<'_> {
         let mut i = self.i;
         let mut escaped = false;
         loop {
-            i = find(b, i, string_special);
+            i = if self.utf8 {
+                find(b, i, needs_escape)
+            } else {
+                find(b, i, string_special)
+            };
             let Some(&c) = b.get(i) else {
                 self.i = i;
                 return Err(self.err("unterminated string"));
