@@ -11,28 +11,8 @@ use auditbuf::{
 };
 use auditbuf_testkit::{Receiver, Reply};
 
-/// Runs `child` in a forked process and returns its exit code.
-fn in_child(child: impl FnOnce() -> i32) -> i32 {
-    // Safety: the child only uses the pipeline (which refuses to touch the parent's thread
-    // and store) and leaves with `_exit`, skipping the parent's destructors and atexit
-    // handlers; glibc keeps malloc usable in the child.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(99);
-        // Safety: ends the child at once, as a forked child of a threaded process should.
-        unsafe { libc::_exit(code) };
-    }
-    let mut status = 0;
-    // Safety: waits for the child just created; `status` is a valid out-pointer.
-    let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
-    assert_eq!(waited, pid);
-    assert!(
-        libc::WIFEXITED(status),
-        "child did not exit normally: {status}"
-    );
-    libc::WEXITSTATUS(status)
-}
+mod common;
+use common::fork::in_forked_child as in_child;
 
 #[test]
 fn a_forked_child_gets_forked_errors_and_never_waits() {

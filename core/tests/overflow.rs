@@ -21,23 +21,26 @@ fn parse(event: &[u8]) -> (u64, u64) {
     (v["p"].as_u64().unwrap(), v["n"].as_u64().unwrap())
 }
 
+/// A sink that holds its first batch until `go` is set, then keeps what it is given.
+fn stalled_until(go: &Arc<AtomicBool>, seen: &Arc<Seen>) -> impl auditbuf::Sink {
+    let (go, seen) = (Arc::clone(go), Arc::clone(seen));
+    CallbackSink::new(move |batch: &[&[u8]]| {
+        while !go.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        seen.0
+            .lock()
+            .unwrap()
+            .extend(batch.iter().map(|e| parse(e)));
+        Outcome::Delivered
+    })
+}
+
 #[test]
 fn drop_oldest_keeps_the_newest_events_under_eight_producers() {
     let go = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(Seen::default());
-    let sink = CallbackSink::new({
-        let (go, seen) = (Arc::clone(&go), Arc::clone(&seen));
-        move |batch: &[&[u8]]| {
-            while !go.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            seen.0
-                .lock()
-                .unwrap()
-                .extend(batch.iter().map(|e| parse(e)));
-            Outcome::Delivered
-        }
-    });
+    let sink = stalled_until(&go, &seen);
     let config = Config::default()
         .queue_capacity(1000)
         .batch_max_events(100)
@@ -92,19 +95,7 @@ fn drop_oldest_keeps_the_newest_events_under_eight_producers() {
 fn drop_oldest_delivers_the_first_batch_and_the_newest_queue_full() {
     let go = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(Seen::default());
-    let sink = CallbackSink::new({
-        let (go, seen) = (Arc::clone(&go), Arc::clone(&seen));
-        move |batch: &[&[u8]]| {
-            while !go.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            seen.0
-                .lock()
-                .unwrap()
-                .extend(batch.iter().map(|e| parse(e)));
-            Outcome::Delivered
-        }
-    });
+    let sink = stalled_until(&go, &seen);
     let config = Config::default()
         .queue_capacity(100)
         .batch_max_events(10)

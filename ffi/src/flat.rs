@@ -62,31 +62,7 @@ pub const AUDITBUF_FIELD_RETENTION_DAYS: u32 = 21;
 pub const AUDITBUF_FIELD_IS_SENSITIVE: u32 = 22;
 
 /// Field names by index, for messages.
-const NAMES: [&str; 23] = [
-    "version",
-    "event_type",
-    "event_timestamp",
-    "event_category",
-    "event_action",
-    "event_outcome",
-    "correlation_id",
-    "actor_type",
-    "actor_id",
-    "actor_ip",
-    "resource_type",
-    "resource_id",
-    "parent_event_id",
-    "parent_event_date",
-    "namespace",
-    "cluster_id",
-    "severity",
-    "error_code",
-    "error_message",
-    "event_data",
-    "duration_ms",
-    "retention_days",
-    "is_sensitive",
-];
+const NAMES: [&str; 23] = auditbuf::AuditEventBytes::FIELDS;
 
 /// `len` bytes at `offset` in the buffer passed with a flat event.
 #[repr(C)]

@@ -34,8 +34,8 @@ use super::fields::{Fields, raw_size};
 use super::json::scan_object;
 use super::rules::{EventRules, check_fields, invalid};
 use super::time;
-use crate::Error;
 use crate::clock::{WallClock, ticks};
+use crate::{AuditEventBytes, Error};
 
 /// The first byte of a captured slot.
 pub(crate) const TAG: u8 = 0xFF;
@@ -49,28 +49,6 @@ const BIT_RETENTION: u32 = 1 << 21;
 const BIT_SENSITIVE: u32 = 1 << 22;
 /// Index of `event_data` among the string fields.
 const EVENT_DATA: usize = 19;
-const NAMES: [&str; STRINGS] = [
-    "version",
-    "event_type",
-    "event_timestamp",
-    "event_category",
-    "event_action",
-    "event_outcome",
-    "correlation_id",
-    "actor_type",
-    "actor_id",
-    "actor_ip",
-    "resource_type",
-    "resource_id",
-    "parent_event_id",
-    "parent_event_date",
-    "namespace",
-    "cluster_id",
-    "severity",
-    "error_code",
-    "error_message",
-    "event_data",
-];
 
 /// Whether `slot` holds a captured event, not yet JSON.
 #[inline]
@@ -131,7 +109,7 @@ pub(crate) fn capture<const CHECK_UTF8: bool>(
     let fields = strings(f);
     for (i, value) in fields.iter().enumerate().take(EVENT_DATA) {
         if let Some(s) = value {
-            check_text::<CHECK_UTF8>(NAMES[i], s)?;
+            check_text::<CHECK_UTF8>(AuditEventBytes::FIELDS[i], s)?;
         }
     }
     out.reserve(DATA_AT + raw);

@@ -79,6 +79,41 @@ pub struct AuditEventBytes<'a> {
     pub event_data: Option<&'a [u8]>,
 }
 
+impl AuditEventBytes<'_> {
+    /// The fields of a typed event by number: the 20 strings in wire order (`event_data`,
+    /// JSON text, last), then `duration_ms`, `retention_days` and `is_sensitive`. The C
+    /// ABI's flat event and the captured form of a typed event number them so.
+    ///
+    /// ```
+    /// assert_eq!(auditbuf::AuditEventBytes::FIELDS[19], "event_data");
+    /// ```
+    pub const FIELDS: [&'static str; 23] = [
+        "version",
+        "event_type",
+        "event_timestamp",
+        "event_category",
+        "event_action",
+        "event_outcome",
+        "correlation_id",
+        "actor_type",
+        "actor_id",
+        "actor_ip",
+        "resource_type",
+        "resource_id",
+        "parent_event_id",
+        "parent_event_date",
+        "namespace",
+        "cluster_id",
+        "severity",
+        "error_code",
+        "error_message",
+        "event_data",
+        "duration_ms",
+        "retention_days",
+        "is_sensitive",
+    ];
+}
+
 impl<'a> AuditEventBytes<'a> {
     /// An event with the five required fields set and everything else absent.
     pub fn new(
