@@ -88,8 +88,8 @@ pub use sink::{
 };
 pub use stats::{Dropped, Rejected, Report, Stats};
 pub use store::{
-    FileStore, FileStoreConfig, Fsync, MemoryStore, MemoryStoreConfig, Recovery, Store,
-    StoreConfig, StoreFactory, StoreRegistry, StoreSize, StoredBatch,
+    Appended, FileStore, FileStoreConfig, Fsync, MemoryStore, MemoryStoreConfig, PendingSync,
+    Recovery, Store, StoreConfig, StoreFactory, StoreRegistry, StoreSize, StoredBatch,
 };
 #[cfg(feature = "postgres")]
 pub use store::{PostgresStore, PostgresStoreConfig};
