@@ -1,7 +1,8 @@
-//! Group commit, for durability mode `wal`: `record` returns once its event is appended to the store and
-//! covered by an fsync. Callers share fsyncs (group commit): whoever finds no append in
-//! progress becomes the leader, appends every event waiting at that moment and syncs once;
-//! the others wait for the leader that took theirs.
+//! Group commit, for durability mode `wal`: `record` returns once its event is appended to
+//! the store and covered by an fsync. Callers share fsyncs (group commit): whoever finds no
+//! append in progress becomes the leader, appends every event waiting at that moment and
+//! syncs once — after releasing the store's lock, if the store allows it
+//! ([`Appended::Pending`]) — and the others wait for the leader that took theirs.
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -10,10 +11,10 @@ use std::sync::atomic::Ordering;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::Error;
 use crate::error::panic_message;
 use crate::shared::Shared;
 use crate::slots::Slot;
+use crate::{Appended, Error};
 
 /// How one leader's round ended for its callers.
 #[derive(Debug, Clone)]
@@ -144,31 +145,43 @@ impl GroupCommit {
     }
 }
 
-/// Appends a group and syncs it, counting the events as recorded and stored while the store
-/// is locked, so the flush thread cannot drain one before it is counted.
+/// Appends a group and makes it durable. The append, and counting the events as recorded
+/// and stored, happen with the store locked, so the flush thread cannot drain one before it
+/// is counted; the sync, where the store allows it, happens after the lock is released, so
+/// the flush thread reads and commits meanwhile (it may even send events whose sync is
+/// still running: their callers are told only once it ends).
 fn append_and_sync(group: &[Slot], shared: &Shared, appended: &mut bool) -> Result<(), Outcome> {
     let events: Vec<&[u8]> = group.iter().map(Vec::as_slice).collect();
     let n = events.len() as u64;
-    let Some(mut store) = shared.lock_store() else {
-        return Err(Outcome::Refused(RoundError::Failed(
-            "no backing store".to_owned(),
-        )));
+    let pending = {
+        let Some(mut store) = shared.lock_store() else {
+            return Err(Outcome::Refused(RoundError::Failed(
+                "no backing store".to_owned(),
+            )));
+        };
+        if store.is_closed() {
+            return Err(Outcome::Refused(RoundError::Closed));
+        }
+        let pending = store.append_durably(&events).map_err(|e| {
+            Outcome::Refused(match e {
+                Error::StoreFull { limit, value } => RoundError::Full(limit, value),
+                other => RoundError::Failed(other.to_string()),
+            })
+        })?;
+        *appended = true;
+        // Recorded before stored: a snapshot in between sees the events queued, which
+        // balances.
+        let recorded = shared.counters.recorded.fetch_add(n, Ordering::SeqCst) + n;
+        shared.counters.caller_stored.fetch_add(n, Ordering::SeqCst);
+        shared.wake_if_due(recorded);
+        pending
     };
-    if store.is_closed() {
-        return Err(Outcome::Refused(RoundError::Closed));
-    }
-    if let Err(e) = store.append(&events) {
-        return Err(Outcome::Refused(match e {
-            Error::StoreFull { limit, value } => RoundError::Full(limit, value),
-            other => RoundError::Failed(other.to_string()),
-        }));
-    }
-    *appended = true;
-    // Recorded before stored: a snapshot in between sees the events queued, which balances.
-    let recorded = shared.counters.recorded.fetch_add(n, Ordering::SeqCst) + n;
-    shared.counters.caller_stored.fetch_add(n, Ordering::SeqCst);
-    shared.wake_if_due(recorded);
     // The events are in the store and will be sent even if the sync fails; their callers
     // learn they may not survive a crash.
-    store.sync().map_err(|e| Outcome::NotDurable(e.to_string()))
+    let not_durable = |e: Error| Outcome::NotDurable(e.to_string());
+    match pending {
+        Appended::Durable => Ok(()),
+        Appended::NotDurable(e) => Err(not_durable(e)),
+        Appended::Pending(sync) => sync.run().map_err(not_durable),
+    }
 }

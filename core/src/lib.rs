@@ -117,8 +117,9 @@ pub use sink::{
 };
 pub use stats::{Dropped, Rejected, Report, Stats};
 pub use store::{
-    FileStore, FileStoreConfig, Fsync, MemoryStore, MemoryStoreConfig, PartCheck, Recovery, Store,
-    StoreCheck, StoreConfig, StoreFactory, StoreRegistry, StoreSize, StoredBatch,
+    Appended, FileStore, FileStoreConfig, Fsync, MemoryStore, MemoryStoreConfig, PartCheck,
+    PendingSync, Recovery, Store, StoreCheck, StoreConfig, StoreFactory, StoreRegistry, StoreSize,
+    StoredBatch,
 };
 #[cfg(feature = "postgres")]
 pub use store::{PostgresStore, PostgresStoreConfig};

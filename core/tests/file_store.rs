@@ -60,6 +60,83 @@ fn segments_rotate_and_consumed_ones_are_deleted() {
     assert_eq!(segments(&scope.0).len(), 1, "{:?}", segments(&scope.0));
 }
 
+fn append_durably(store: &mut FileStore, range: std::ops::Range<usize>) -> auditbuf::PendingSync {
+    let events: Vec<Vec<u8>> = range.map(event).collect();
+    let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
+    match store.append_durably(&refs).unwrap() {
+        auditbuf::Appended::Pending(sync) => sync,
+        other => panic!("the file store syncs apart, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_rotation_while_a_sync_is_pending_loses_no_sync_of_an_old_segment() {
+    let scope = Scope::new("pending-rotate");
+    let dir = scope.0.join("wal");
+    let seg = |id: u64| dir.join(format!("{id:016x}.seg"));
+    let file = |id: u64| format!("fdatasync {}", seg(id).display());
+    // Each step as the sync's `Debug` lists it.
+    let dir_sync = format!("fsync {}", dir.display());
+    // `Fsync::Never`: rotations sync nothing themselves; only the handed-out syncs do.
+    let mut store = FileStore::open(config(&dir)).unwrap();
+    let first = append_durably(&mut store, 0..1);
+    assert_eq!(format!("{first:?}"), format!("[{}]", file(1)));
+
+    // Durable appends until one rotates while `first` has not run: `first` still holds
+    // segment 1; the one that rotated holds segment 2 and the directory's new entry.
+    let rotated = loop {
+        let sync = append_durably(&mut store, 0..40);
+        if seg(2).exists() {
+            break sync;
+        }
+    };
+    assert_eq!(
+        format!("{rotated:?}"),
+        format!("[{}, {}]", file(2), dir_sync)
+    );
+
+    // Appends left unsynced (as the flush thread's are), then a durable append that rotates:
+    // its sync covers the segment rotated away too, not the new tail alone.
+    while fs::metadata(seg(2)).unwrap().len() < 2400 {
+        store.append(&[&event(1)]).unwrap();
+    }
+    let last = append_durably(&mut store, 0..80);
+    assert!(seg(3).exists());
+    assert_eq!(
+        format!("{last:?}"),
+        format!("[{}, {}, {}]", file(2), file(3), dir_sync)
+    );
+    for sync in [first, rotated, last] {
+        sync.run().unwrap();
+    }
+}
+
+#[test]
+fn a_cursor_past_the_end_after_a_power_cut_resends_nothing() {
+    // The flush thread may send and commit what a `wal` append wrote before its sync ended;
+    // a power cut then can take those records, leaving the cursor past the segment's end.
+    let scope = Scope::new("past-end");
+    let dir = scope.0.join("wal");
+    let last = dir.join(format!("{:016x}.seg", 1));
+    {
+        let mut store = FileStore::open(config(&dir)).unwrap();
+        for i in 0..10 {
+            append_range(&mut store, i..i + 1);
+        }
+        assert_eq!(all(&mut store).len(), 10);
+        store.commit(10).unwrap();
+    }
+    let len = fs::metadata(&last).unwrap().len();
+    let file = fs::OpenOptions::new().write(true).open(&last).unwrap();
+    file.set_len(len - 100).unwrap();
+    drop(file);
+    let mut store = FileStore::open(config(&dir)).unwrap();
+    assert!(!store.recovery().cursor_reset, "{:?}", store.recovery());
+    assert_eq!(store.size().events, 0);
+    append_range(&mut store, 10..12);
+    assert_eq!(all(&mut store), (10..12).map(event).collect::<Vec<_>>());
+}
+
 /// Writes events 0..n into a fresh store and returns the path of its last segment.
 fn store_with(dir: &Path, n: usize) -> PathBuf {
     let mut store = FileStore::open(config(dir)).unwrap();

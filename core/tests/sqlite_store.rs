@@ -268,6 +268,41 @@ fn sync_checkpoints_appends_into_the_database_file() {
     assert_eq!(events_in_main_file(&db, &scope.0), 9);
 }
 
+/// Durability `wal`: each group is durable when its transaction commits (`synchronous =
+/// FULL` syncs the WAL), with no checkpoint per group; checkpoints come at the policy's
+/// interval, and on close.
+#[test]
+fn wal_groups_commit_durably_without_a_checkpoint_each() {
+    use auditbuf::{Appended, CallbackSink, Config, Durability, Outcome, Pipeline, RetryPolicy};
+
+    for fsync in [Fsync::Interval(Duration::from_secs(3600)), Fsync::Never] {
+        let scope = Scope::new("wal-no-checkpoint");
+        let db = scope.0.join("events.db");
+        let config = SqliteStoreConfig::new(&db).fsync(fsync);
+        let mut store = SqliteStore::open(config.clone()).unwrap();
+        match store.append_durably(&[b"{\"n\":0}"]).unwrap() {
+            Appended::Durable => {}
+            other => panic!("{fsync:?}: {other:?}"),
+        }
+        drop(store);
+
+        let sink = CallbackSink::new(|_: &[&[u8]]| Outcome::retry("down"));
+        let retry = RetryPolicy::default().backoff(Duration::from_secs(5), Duration::from_secs(5));
+        let wal = Config::default().durability(Durability::Wal).retry(retry);
+        let pipeline = Pipeline::with_store(wal, sink, SqliteStore::open(config).unwrap()).unwrap();
+        for i in 1..=10 {
+            pipeline
+                .record_json(format!(r#"{{"n":{i}}}"#).as_bytes())
+                .unwrap();
+        }
+        // Only the database file as it is: the groups are in the WAL, not checkpointed.
+        assert_eq!(events_in_main_file(&db, &scope.0), 1, "{fsync:?}");
+        let report = pipeline.close(Duration::from_millis(200));
+        assert_eq!(report.stats.stored, 11, "{fsync:?}: {:?}", report.stats);
+        assert_eq!(events_in_main_file(&db, &scope.0), 11, "{fsync:?}");
+    }
+}
+
 #[test]
 fn dead_letters_are_kept_apart_and_bounded() {
     let scope = Scope::new("dead");

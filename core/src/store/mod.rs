@@ -10,6 +10,7 @@
 //! - [`check`]: looking at a store from outside without changing it ([`StoreCheck`]), and
 //!   moving its dead letters back into it (the `auditbuf` command's work);
 //! - [`locks`]: which process holds a store's lock, for messages.
+//! - [`sync`]: what a `wal` append still needs to be durable, done without the store's lock.
 //!
 //! Every store holds already-encoded events — bytes in, the same bytes out — in the order
 //! they were appended, and hands them out oldest first without removing them until the
@@ -26,6 +27,7 @@ pub(crate) mod memory;
 pub(crate) mod postgres;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
+pub(crate) mod sync;
 
 use std::time::Duration;
 
@@ -40,6 +42,7 @@ pub use memory::{MemoryStore, MemoryStoreConfig};
 pub use postgres::{PostgresStore, PostgresStoreConfig};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteStore, SqliteStoreConfig};
+pub use sync::{Appended, PendingSync};
 
 /// A backing store of encoded events.
 ///
@@ -80,6 +83,23 @@ pub trait Store: Send + 'static {
     /// Stores that cannot survive a crash return `Ok` at once.
     fn sync(&mut self) -> Result<(), Error> {
         Ok(())
+    }
+
+    /// Appends `events` for a caller that may go on only once they are durable (durability
+    /// `wal`), all or none like [`append`](Store::append), whatever the fsync policy. A store
+    /// that can make them durable without itself returns [`Appended::Pending`]: the caller
+    /// runs it after releasing the store's lock, so that reads, commits and other appends
+    /// need not wait behind the sync. Otherwise [`Appended::Durable`], or
+    /// [`Appended::NotDurable`] if they were appended but could not be made durable.
+    ///
+    /// Defaults to [`append`](Store::append) then [`sync`](Store::sync), both under the
+    /// caller's lock.
+    fn append_durably(&mut self, events: &[&[u8]]) -> Result<Appended, Error> {
+        self.append(events)?;
+        Ok(match self.sync() {
+            Ok(()) => Appended::Durable,
+            Err(e) => Appended::NotDurable(e),
+        })
     }
 
     /// Whether events survive a crash once [`sync`](Store::sync) returned. Only durable
@@ -166,6 +186,9 @@ impl<S: Store + ?Sized> Store for Box<S> {
     }
     fn sync(&mut self) -> Result<(), Error> {
         (**self).sync()
+    }
+    fn append_durably(&mut self, events: &[&[u8]]) -> Result<Appended, Error> {
+        (**self).append_durably(events)
     }
     fn is_durable(&self) -> bool {
         (**self).is_durable()

@@ -11,7 +11,7 @@ macro_rules! store_contract {
     (durable: $durable:expr, open: $open:expr) => {
         use std::path::{Path, PathBuf};
 
-        use auditbuf::{Error, Store, StoredBatch};
+        use auditbuf::{Appended, Error, Store, StoredBatch};
 
         fn open(scope: &Path, max_bytes: Option<u64>) -> Box<dyn Store> {
             let f: &dyn Fn(&Path, Option<u64>) -> Box<dyn Store> = &$open;
@@ -207,6 +207,41 @@ macro_rules! store_contract {
             assert_eq!(
                 read(&mut *store, 100, 1 << 20),
                 (10..35).map(event).collect::<Vec<_>>()
+            );
+        }
+
+        /// Durability `wal`: what `append_durably` appended is in order with other appends,
+        /// and can be read and committed before its sync (if handed out) has run.
+        #[test]
+        fn durable_appends_can_be_read_before_their_sync_runs() {
+            if !$durable {
+                return;
+            }
+            let scope = Scope::new("durably");
+            {
+                let mut store = open(&scope.0, None);
+                append_range(&mut *store, 0..5);
+                let events: Vec<Vec<u8>> = (5..10).map(event).collect();
+                let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
+                let appended = store.append_durably(&refs).unwrap();
+                assert_eq!(store.size().events, 10);
+                assert_eq!(
+                    read(&mut *store, 7, 1 << 20),
+                    (0..7).map(event).collect::<Vec<_>>()
+                );
+                store.commit(7).unwrap();
+                append_range(&mut *store, 10..12);
+                match appended {
+                    Appended::Pending(sync) => sync.run().unwrap(),
+                    Appended::Durable => {}
+                    other => panic!("{other:?}"),
+                }
+                store.close().unwrap();
+            }
+            let mut store = open(&scope.0, None);
+            assert_eq!(
+                read(&mut *store, 100, 1 << 20),
+                (7..12).map(event).collect::<Vec<_>>()
             );
         }
 

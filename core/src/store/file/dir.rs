@@ -33,7 +33,7 @@ pub(crate) fn prepare(dir: &Path) -> Result<(), Error> {
 pub(crate) fn lock(dir: &Path) -> Result<File, Error> {
     let path = dir.join("LOCK");
     let file = create_private(&path, false)?;
-    match file.try_lock() {
+    match patiently(|| file.try_lock()) {
         Ok(()) => {
             let pid = format!("{}\n", std::process::id());
             file.set_len(0)
@@ -56,10 +56,26 @@ pub(crate) fn lock_shared(dir: &Path) -> Result<Option<File>, Error> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(path, e)),
     };
-    match file.try_lock_shared() {
+    match patiently(|| file.try_lock_shared()) {
         Ok(()) => Ok(Some(file)),
         Err(fs::TryLockError::WouldBlock) => Err(in_use(&path)),
         Err(fs::TryLockError::Error(e)) => Err(Error::io(path, e)),
+    }
+}
+
+/// Tries `take` for up to 200 ms while the lock is held. A lock just released can still
+/// be held for a moment by a child process forked elsewhere in this program, which keeps
+/// a copy of the descriptor until it calls `exec`; a process that really holds the store
+/// holds it longer than that.
+fn patiently(take: impl Fn() -> Result<(), fs::TryLockError>) -> Result<(), fs::TryLockError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
+    loop {
+        match take() {
+            Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => return other,
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 //! <dir>/replay.seg.tmp, replay.pending   a replay of dead letters under way (see replay.rs)
 //! ```
 
+mod config;
 mod dead_letters;
 mod dir;
 mod frame;
@@ -16,88 +17,19 @@ mod recovery;
 mod replay;
 mod verify;
 
+pub use config::FileStoreConfig;
 pub use recovery::Recovery;
 
 use std::collections::VecDeque;
 use std::fs::{self, File};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::limits::{
-    Invalid, MAX_STORE_BYTES, MIN_STORE_BYTES, fsync_invalid, out_of_range, path_invalid,
-};
-use super::{Fsync, Store, StoreSize, StoredBatch, crash_point, fits};
+use super::{Appended, Fsync, PendingSync, Store, StoreSize, StoredBatch, crash_point, fits};
 use crate::Error;
 use frame::{HEADER, MAGIC, MAX_RECORD};
-
-/// Smallest and largest `segment_bytes`: 4 KiB and 1 GiB.
-const MIN_SEGMENT_BYTES: u64 = 4096;
-const MAX_SEGMENT_BYTES: u64 = 1 << 30;
-
-/// Settings of a [`FileStore`]. Plain data.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileStoreConfig {
-    pub(crate) path: PathBuf,
-    pub(crate) max_total_bytes: u64,
-    pub(crate) segment_bytes: u64,
-    pub(crate) fsync: Fsync,
-}
-
-impl FileStoreConfig {
-    /// A store in directory `path` (created, mode 0700, if missing; not empty).
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        FileStoreConfig {
-            path: path.into(),
-            max_total_bytes: 1 << 30,
-            segment_bytes: 64 << 20,
-            fsync: Fsync::Interval(Duration::from_secs(1)),
-        }
-    }
-
-    /// Most bytes of unconsumed records (headers included); appending more fails with
-    /// [`Error::StoreFull`]. 4 KiB to 16 TiB. Defaults to 1 GiB.
-    pub fn max_total_bytes(mut self, bytes: u64) -> Self {
-        self.max_total_bytes = bytes;
-        self
-    }
-
-    /// Size at which a new segment is started (a batch is never split, so a segment may end
-    /// up larger by one append): 4 KiB to 1 GiB. Defaults to 64 MiB.
-    pub fn segment_bytes(mut self, bytes: u64) -> Self {
-        self.segment_bytes = bytes;
-        self
-    }
-
-    /// When appends are forced to disk; an interval is at least 1 ms. Defaults to
-    /// [`Fsync::Interval`] of 1 s.
-    pub fn fsync(mut self, fsync: Fsync) -> Self {
-        self.fsync = fsync;
-        self
-    }
-
-    /// The first setting out of range, by its configuration name, with the reason.
-    pub(crate) fn invalid(&self) -> Invalid {
-        path_invalid(&self.path)
-            .or_else(|| {
-                out_of_range(
-                    "max_total_bytes",
-                    self.max_total_bytes.into(),
-                    MIN_STORE_BYTES.into(),
-                    MAX_STORE_BYTES.into(),
-                )
-            })
-            .or_else(|| {
-                out_of_range(
-                    "segment_bytes",
-                    self.segment_bytes.into(),
-                    MIN_SEGMENT_BYTES.into(),
-                    MAX_SEGMENT_BYTES.into(),
-                )
-            })
-            .or_else(|| fsync_invalid(self.fsync))
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Position {
@@ -137,7 +69,11 @@ pub struct FileStore {
     config: FileStoreConfig,
     _lock: File,
     segments: VecDeque<Segment>,
-    tail: File,
+    /// Shared with the [`PendingSync`]s handed out, which may outlive its time as the tail.
+    tail: Arc<File>,
+    /// Segments rotated away with data not yet synced (`Fsync::Never`): the next sync,
+    /// whoever runs it, covers them too.
+    unsynced_older: Vec<(Arc<File>, PathBuf)>,
     cursor: Position,
     /// For each event of the last read, where the next record starts and the event's size.
     read: VecDeque<(Position, u64, u64)>,
@@ -230,6 +166,8 @@ impl FileStore {
                     self.reader = None;
                 }
                 fs::remove_file(&s.path).map_err(|e| Error::io(&s.path, e))?;
+                // Consumed: its records need no sync any more.
+                self.unsynced_older.retain(|(_, path)| *path != s.path);
                 crash_point("file.delete.removed");
             }
         }
@@ -243,16 +181,21 @@ impl FileStore {
     }
 
     fn rotate(&mut self) -> Result<(), Error> {
+        let path = self.tail_segment().path.clone();
         if self.durable() {
-            let path = &self.tail_segment().path;
-            self.tail.sync_data().map_err(|e| Error::io(path, e))?;
+            // Always, even if a sync of it handed out is still running: every segment but
+            // the last is whole on disk before a newer one exists, so recovery never finds a
+            // torn segment in the middle. (Once a segment: cheap.)
+            self.tail.sync_data().map_err(|e| Error::io(&path, e))?;
+        } else if self.unsynced {
+            self.unsynced_older.push((Arc::clone(&self.tail), path));
         }
         crash_point("file.rotate.start");
         let id = self.tail_segment().id + 1;
         let (file, segment) = new_segment(&self.config.path, id, self.durable())?;
         crash_point("file.rotate.added");
         self.dir_unsynced |= !self.durable();
-        self.tail = file;
+        self.tail = Arc::new(file);
         self.segments.push_back(segment);
         self.normalize_cursor();
         self.delete_consumed().map(drop)
@@ -272,7 +215,7 @@ impl FileStore {
 
     fn file_for(&mut self, id: u64) -> Result<&File, Error> {
         if id == self.tail_segment().id {
-            return Ok(&self.tail);
+            return Ok(&*self.tail);
         }
         if self.reader.as_ref().is_none_or(|(r, _)| *r != id) {
             let path = self.config.path.join(segment_name(id));
@@ -297,6 +240,10 @@ impl FileStore {
     }
 
     fn sync_now(&mut self) -> Result<(), Error> {
+        for (file, path) in &self.unsynced_older {
+            file.sync_data().map_err(|e| Error::io(path, e))?;
+        }
+        self.unsynced_older.clear();
         let path = self.tail_segment().path.clone();
         self.tail.sync_data().map_err(|e| Error::io(path, e))?;
         if self.dir_unsynced {
@@ -310,10 +257,31 @@ impl FileStore {
         self.last_sync = Instant::now();
         Ok(())
     }
-}
 
-impl Store for FileStore {
-    fn append(&mut self, events: &[&[u8]]) -> Result<(), Error> {
+    /// Hands what the records written so far still need to be durable to a [`PendingSync`]
+    /// (see [`Store::append_durably`]): the segments written since the last sync, and the
+    /// directory if segments were created in it unsynced. From then on the store counts them
+    /// as synced; the caller reports the sync's failure.
+    fn pending_sync(&mut self) -> PendingSync {
+        let mut sync = PendingSync::new();
+        for (file, path) in self.unsynced_older.drain(..) {
+            sync = sync.file(file, path);
+        }
+        if self.unsynced {
+            let path = self.tail_segment().path.clone();
+            sync = sync.file(Arc::clone(&self.tail), path);
+            self.unsynced = false;
+        }
+        if self.dir_unsynced {
+            sync = sync.dir(self.config.path.clone());
+            self.dir_unsynced = false;
+        }
+        sync
+    }
+
+    /// Appends `events`, all or none; syncs as the policy says if `policy_sync`, else leaves
+    /// them unsynced.
+    fn write(&mut self, events: &[&[u8]], policy_sync: bool) -> Result<(), Error> {
         self.same_process()?;
         if events.is_empty() {
             return Ok(());
@@ -355,11 +323,12 @@ impl Store for FileStore {
             return Err(Error::io(&self.tail_segment().path, e));
         }
         crash_point("file.append.written");
-        let must_sync = match self.config.fsync {
-            Fsync::Always => true,
-            Fsync::Interval(every) => self.last_sync.elapsed() >= every,
-            Fsync::Never => false,
-        };
+        let must_sync = policy_sync
+            && match self.config.fsync {
+                Fsync::Always => true,
+                Fsync::Interval(every) => self.last_sync.elapsed() >= every,
+                Fsync::Never => false,
+            };
         if must_sync {
             if let Err(e) = self.sync_now() {
                 // All or none: what could not be made durable is taken back.
@@ -376,6 +345,19 @@ impl Store for FileStore {
         self.bytes += events.iter().map(|e| e.len() as u64).sum::<u64>();
         self.oldest_ms.get_or_insert(now);
         Ok(())
+    }
+}
+
+impl Store for FileStore {
+    fn append(&mut self, events: &[&[u8]]) -> Result<(), Error> {
+        self.write(events, true)
+    }
+
+    /// Writes the records under the caller's lock and leaves their `fdatasync` (and that of
+    /// the directory, after a rotation without one) to the returned [`PendingSync`].
+    fn append_durably(&mut self, events: &[&[u8]]) -> Result<Appended, Error> {
+        self.write(events, false)?;
+        Ok(Appended::Pending(self.pending_sync()))
     }
 
     fn read_oldest(
@@ -534,7 +516,11 @@ impl Store for FileStore {
 
     fn sync(&mut self) -> Result<(), Error> {
         self.same_process()?;
-        if self.unsynced || self.cursor_unsynced || self.dir_unsynced {
+        if self.unsynced
+            || self.cursor_unsynced
+            || self.dir_unsynced
+            || !self.unsynced_older.is_empty()
+        {
             self.sync_now()?;
         }
         Ok(())

@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use std::fs;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::frame::{self, HEADER, MAGIC};
@@ -151,8 +152,21 @@ impl FileStore {
             } else {
                 len = data.len() as u64;
             }
-            // A cursor must point at a record start or at the end of its segment.
-            if let Some(c) = cursor.filter(|c| c.segment == id)
+            // A cursor must point at a record start or at the end of its segment. One past
+            // the end passed records that were sent, and lost afterwards with a power cut
+            // (the flush thread may send what a `wal` append wrote before its sync ends):
+            // the segment was consumed.
+            if let Some(c) = cursor.filter(|c| c.segment == id && c.offset > len) {
+                log::warn!(
+                    "{}: the cursor was {} bytes past the end; those records had been sent",
+                    path.display(),
+                    c.offset - len
+                );
+                cursor = Some(Position {
+                    segment: id,
+                    offset: len,
+                });
+            } else if let Some(c) = cursor.filter(|c| c.segment == id)
                 && c.offset != len
                 && !valid_starts.contains(&c.offset)
             {
@@ -190,7 +204,8 @@ impl FileStore {
             config,
             _lock: lock,
             segments,
-            tail,
+            tail: Arc::new(tail),
+            unsynced_older: Vec::new(),
             cursor,
             read: VecDeque::new(),
             events,

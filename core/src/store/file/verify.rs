@@ -167,8 +167,15 @@ impl FileStore {
             } else {
                 len = data.len() as u64;
             }
-            // A cursor must point at a record start or at the end of its segment.
-            if let Some(c) = cursor.filter(|c| c.segment == id)
+            // A cursor must point at a record start or at the end of its segment; one past
+            // the end passed records that were sent and then lost to a power cut, so the
+            // segment counts as consumed, as `FileStore::open` does.
+            if let Some(c) = cursor.filter(|c| c.segment == id && c.offset > len) {
+                cursor = Some(Position {
+                    segment: id,
+                    offset: len,
+                });
+            } else if let Some(c) = cursor.filter(|c| c.segment == id)
                 && c.offset != len
                 && !valid_starts.contains(&c.offset)
             {

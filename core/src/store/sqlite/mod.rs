@@ -9,6 +9,13 @@
 //! it (as the file store's `LOCK`), and no `-shm` file is made. Counts and sizes are kept in
 //! memory (read once at open); reads remember the row ids they returned, and a commit deletes
 //! up to one of them.
+//!
+//! Durability `wal`: each group's transaction commits with `synchronous = FULL`, which syncs
+//! the WAL before the commit returns — one fsync, no checkpoint. It stays durable: the WAL is
+//! reused only after a checkpoint, and from the first such append on the connection never
+//! runs below `NORMAL`, at which a checkpoint syncs the database file before the WAL is
+//! reused. Checkpoints happen at the policy's interval and when the WAL passes SQLite's
+//! automatic checkpoint size (1000 pages), never per group.
 
 use std::collections::VecDeque;
 use std::fmt::Display;
@@ -25,7 +32,7 @@ mod config;
 pub use config::SqliteStoreConfig;
 pub(crate) use config::config_from_params;
 
-use super::{Fsync, Store, StoreSize, StoredBatch, fits};
+use super::{Appended, Fsync, Store, StoreSize, StoredBatch, fits};
 use crate::{DeadLetter, Error};
 
 const SCHEMA: &str = "
@@ -93,6 +100,8 @@ pub struct SqliteStore {
     dead_bytes: u64,
     unsynced: bool,
     last_sync: Instant,
+    /// Set by the first `append_durably`: from then on `synchronous` is at least `NORMAL`.
+    durable_appends: bool,
     /// The process that opened the database. A `fork()` child must neither write through
     /// the inherited connection nor close it (closing checkpoints and removes the WAL the
     /// parent still uses).
@@ -129,12 +138,7 @@ impl SqliteStore {
                 format_args!("cannot use WAL journal mode (got {mode:?})"),
             ));
         }
-        let synchronous = match config.fsync {
-            Fsync::Always => "FULL",
-            Fsync::Interval(_) => "NORMAL",
-            Fsync::Never => "OFF",
-        };
-        conn.pragma_update(None, "synchronous", synchronous)
+        conn.pragma_update(None, "synchronous", synchronous(config.fsync, false))
             .map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
         // Take the exclusive lock now (exclusive mode keeps it), not at the first append.
@@ -177,6 +181,7 @@ impl SqliteStore {
             dead_bytes: dead_bytes.max(0) as u64,
             unsynced: false,
             last_sync: Instant::now(),
+            durable_appends: false,
             pid: std::process::id(),
             config,
         })
@@ -241,7 +246,7 @@ impl SqliteStore {
         let conn = live(&mut self.conn, path)?;
         let sql = |e| sql_error(path, e);
         // With synchronous = OFF a checkpoint syncs nothing: raise it for this one.
-        let never = self.config.fsync == Fsync::Never;
+        let never = synchronous(self.config.fsync, self.durable_appends) == "OFF";
         if never {
             conn.pragma_update(None, "synchronous", "NORMAL")
                 .map_err(sql)?;
@@ -267,6 +272,16 @@ impl SqliteStore {
         self.unsynced = false;
         self.last_sync = Instant::now();
         Ok(())
+    }
+}
+
+/// The `synchronous` level of a policy; at least `NORMAL` once `wal` appends were made.
+fn synchronous(fsync: Fsync, durable_appends: bool) -> &'static str {
+    match fsync {
+        Fsync::Always => "FULL",
+        Fsync::Interval(_) => "NORMAL",
+        Fsync::Never if durable_appends => "NORMAL",
+        Fsync::Never => "OFF",
     }
 }
 
@@ -422,6 +437,34 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    /// Commits the transaction with `synchronous = FULL`: durable when the commit returns
+    /// (see the module docs). The sync happens under the caller's lock, as SQLite makes it.
+    fn append_durably(&mut self, events: &[&[u8]]) -> Result<Appended, Error> {
+        self.same_process()?;
+        let level = synchronous(self.config.fsync, true);
+        if level == "FULL" {
+            self.append(events)?;
+            return Ok(Appended::Durable);
+        }
+        let path = self.config.path.as_path();
+        let conn = live(&mut self.conn, path)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| sql_error(path, e))?;
+        self.durable_appends = true;
+        let appended = self.append(events);
+        let path = self.config.path.as_path();
+        let restored = live(&mut self.conn, path).and_then(|conn| {
+            conn.pragma_update(None, "synchronous", level)
+                .map_err(|e| sql_error(path, e))
+        });
+        appended?;
+        if let Err(e) = restored {
+            // Durable all the same; later transactions sync too, which is slower, not less safe.
+            log::warn!("{e} (setting synchronous = {level} again)");
+        }
+        Ok(Appended::Durable)
+    }
+
     fn is_durable(&self) -> bool {
         true
     }
@@ -523,24 +566,4 @@ fn now_ms() -> i64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn errors_name_the_database() {
-        let e = fail(Path::new("/data/audit.db"), "disk I/O error").to_string();
-        assert_eq!(e, "sqlite store: /data/audit.db: disk I/O error");
-        let e = sql_error(
-            Path::new("/data/audit.db"),
-            rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
-                None,
-            ),
-        )
-        .to_string();
-        assert!(
-            e.starts_with("sqlite store: /data/audit.db: the store is in use by another process"),
-            "{e}"
-        );
-    }
-}
+mod tests;
