@@ -170,7 +170,7 @@ impl FileStore {
             // A cursor must point at a record start or at the end of its segment; one past
             // the end passed records that were sent and then lost to a power cut, so the
             // segment counts as consumed, as `FileStore::open` does.
-            if let Some(c) = cursor.filter(|c| c.segment == id && c.offset > len) {
+            if cursor.is_some_and(|c| c.segment == id && c.offset > len) {
                 cursor = Some(Position {
                     segment: id,
                     offset: len,
