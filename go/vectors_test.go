@@ -81,9 +81,20 @@ func typedVector(t *testing.T, text []byte) *Event {
 			if err := json.Unmarshal(raw, p); err != nil {
 				t.Fatal(err)
 			}
+			if *p == "" && !required[key] {
+				// A Go string cannot be present and empty: an empty optional field is
+				// absent, by this package's rule, so the vector says nothing about Go.
+				t.Skipf("%s is an empty optional string, which Go sends as absent", key)
+			}
 		}
 	}
 	return ev
+}
+
+// The fields a typed event must have; an empty one is sent (and refused as missing).
+var required = map[string]bool{
+	"event_type": true, "event_category": true, "event_action": true,
+	"event_outcome": true, "correlation_id": true,
 }
 
 var reasons = map[string]struct {
