@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 use crate::backlog::move_into_store;
 use crate::config::{Durability, Overflow};
 use crate::dead_letter::DeadLetters;
+use crate::encode::cadf::encode_cadf;
 use crate::encode::event::encode_event;
 use crate::encode::event_bytes::encode_event_bytes;
 use crate::encode::raw::{encode_json, encode_serialize};
@@ -306,6 +307,30 @@ impl Pipeline {
     #[inline]
     pub fn record_event_bytes(&self, event: &AuditEventBytes<'_>) -> Result<(), Error> {
         self.submit(|slot, limit| encode_event_bytes(event, &self.rules, slot, limit))
+    }
+
+    /// Records a CADF event (for the RabbitMQ sink and Hermes), generating its `id` and
+    /// `eventTime` when absent. See [`CadfEvent`](crate::CadfEvent) for the defaults and
+    /// the rules its fields must meet. Counted like [`record`](Self::record).
+    ///
+    /// # Errors
+    ///
+    /// Counted in [`Stats::rejected`](crate::Stats) under the reason in brackets:
+    /// - [`Error::MissingField`] (`missing_field`), naming the field: an empty `action` or
+    ///   `outcome`, an empty `typeURI` or `id` of a resource (`initiator.typeURI`), an
+    ///   empty address `url` or attachment `typeURI`;
+    /// - [`Error::InvalidField`] (`invalid_field`), naming the field: an `outcome` other
+    ///   than `success`, `failure`, `pending`, `unknown`; an `eventType` other than
+    ///   `activity`, `monitor`, `control`; an `eventTime` that is not RFC 3339; an `id` that
+    ///   is empty or over 255 bytes; U+0000 in any string;
+    /// - [`Error::InvalidJson`] (`invalid_json`): an attachment's JSON content is not JSON,
+    ///   or JSON that receivers read differently (see [`record_json`](Self::record_json));
+    /// - [`Error::TooLarge`] (`too_large`): the encoded event is over `max_event_bytes`;
+    ///
+    /// and the queue and store errors listed under [`record`](Self::record).
+    #[inline]
+    pub fn record_cadf(&self, event: &crate::CadfEvent<'_>) -> Result<(), Error> {
+        self.submit(|slot, limit| encode_cadf(event, slot, limit))
     }
 
     /// Records an event given as JSON text: one object, UTF-8, checked without allocating.
