@@ -333,6 +333,14 @@ impl Pipeline {
         self.submit(|slot, limit| encode_cadf(event, slot, limit))
     }
 
+    /// Counts a call a binding refused before it reached the pipeline (a CADF field from C
+    /// that is not UTF-8), under the reason `error` maps to, so that
+    /// [`Stats::rejected`](crate::Stats) holds every refused call.
+    #[doc(hidden)]
+    pub fn count_rejected(&self, error: &Error) {
+        self.shared.counters.reject(error);
+    }
+
     /// Records an event given as JSON text: one object, UTF-8, checked without allocating.
     /// `version` and `event_timestamp` are added when absent; line breaks between tokens
     /// become spaces, so every event stays on one line. The DataStorage field rules of
