@@ -505,9 +505,18 @@ mod tests {
         assert_eq!(c.sink(), Some(&SinkConfig::RabbitMq(expect)));
         for (doc, field) in [
             (r#"{"sink":{"type":"rabbitmq","queue":"q"}}"#, "sink.url"),
-            (r#"{"sink":{"type":"rabbitmq","url":"amqp://h","qeue":"q"}}"#, "sink.qeue"),
-            (r#"{"sink":{"type":"rabbitmq","url":"http://h","queue":"q"}}"#, "sink.url"),
-            (r#"{"sink":{"type":"rabbitmq","url":"amqp://h"}}"#, "sink.queue"),
+            (
+                r#"{"sink":{"type":"rabbitmq","url":"amqp://h","qeue":"q"}}"#,
+                "sink.qeue",
+            ),
+            (
+                r#"{"sink":{"type":"rabbitmq","url":"http://h","queue":"q"}}"#,
+                "sink.url",
+            ),
+            (
+                r#"{"sink":{"type":"rabbitmq","url":"amqp://h"}}"#,
+                "sink.queue",
+            ),
             (
                 r#"{"sink":{"type":"rabbitmq","url":"amqp://h","queue":"q","declare":"yes"}}"#,
                 "sink.declare",
@@ -564,7 +573,11 @@ mod tests {
         );
         assert_eq!(c.config().queue_capacity, 7);
         assert!(c.config().store.is_some());
-        match PipelineConfig::from_vars("AUDIT", &registry, env(&[("AUDIT_RABBITMQ_URL", "amqp://h")])) {
+        match PipelineConfig::from_vars(
+            "AUDIT",
+            &registry,
+            env(&[("AUDIT_RABBITMQ_URL", "amqp://h")]),
+        ) {
             Err(Error::Config(c)) => assert_eq!(c.field, "AUDIT_RABBITMQ_QUEUE"),
             other => panic!("{other:?}"),
         }

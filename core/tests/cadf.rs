@@ -28,7 +28,10 @@ fn vectors() -> Vec<(String, Value)> {
         .filter(|p| p.extension().is_some_and(|e| e == "cadf"))
         .map(|p| {
             let name = p.file_stem().unwrap().to_str().unwrap().to_owned();
-            (name, serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap())
+            (
+                name,
+                serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap(),
+            )
         })
         .collect();
     list.sort_by(|a, b| a.0.cmp(&b.0));
@@ -128,7 +131,9 @@ fn matches_wire(expected: &[u8], actual: &[u8]) -> bool {
     let next = PLACEHOLDERS
         .iter()
         .filter_map(|(name, shape)| {
-            let at = expected.windows(name.len()).position(|w| w == name.as_bytes())?;
+            let at = expected
+                .windows(name.len())
+                .position(|w| w == name.as_bytes())?;
             Some((at, name.len(), *shape))
         })
         .min_by_key(|(at, ..)| *at);
@@ -292,7 +297,12 @@ fn generated_ids_are_unique_across_threads() {
         .lock()
         .unwrap()
         .iter()
-        .map(|e| serde_json::from_slice::<Value>(e).unwrap()["id"].as_str().unwrap().to_owned())
+        .map(|e| {
+            serde_json::from_slice::<Value>(e).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     assert_eq!(ids.len(), 8000);
 }

@@ -607,7 +607,11 @@ fn a_partial_outcome_settles_the_prefix_and_retries_the_rest() {
         let seen = Arc::clone(&seen);
         move |batch: &[&[u8]]| {
             calls += 1;
-            let taken = if calls % 2 == 0 { 0 } else { batch.len().min(3) };
+            let taken = if calls % 2 == 0 {
+                0
+            } else {
+                batch.len().min(3)
+            };
             seen.lock()
                 .unwrap()
                 .extend(batch[..taken].iter().map(|e| json_id(e)));

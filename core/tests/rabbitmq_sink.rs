@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use auditbuf::__rabbitmq_testing::{async_io, lapin};
 use auditbuf::{
-    CadfEvent, CadfResource, Config, Error, FileStoreConfig, MemoryStoreConfig, Overflow,
-    Pipeline, RabbitMqConfig, RabbitMqSink, RetryPolicy, Stats, StoreConfig,
+    CadfEvent, CadfResource, Config, Error, FileStoreConfig, MemoryStoreConfig, Overflow, Pipeline,
+    RabbitMqConfig, RabbitMqSink, RetryPolicy, Stats, StoreConfig,
 };
 use auditbuf_testkit::rabbitmq::TestRabbitMq;
 use lapin::options::{BasicGetOptions, QueueBindOptions, QueueDeclareOptions, QueuePurgeOptions};
@@ -66,11 +66,7 @@ impl Consumer {
             durable: true,
             ..QueueDeclareOptions::default()
         };
-        async_io::block_on(
-            self.channel
-                .queue_declare(queue.into(), options, arguments),
-        )
-        .unwrap();
+        async_io::block_on(self.channel.queue_declare(queue.into(), options, arguments)).unwrap();
     }
 
     fn bind(&self, queue: &str, exchange: &str, key: &str) {
@@ -216,7 +212,11 @@ fn every_published_event_is_consumed_exactly_once() {
     assert_consistent(&report.stats);
     assert_eq!(report.stats.delivered, N as u64);
     let messages = Consumer::new(&broker.url()).take_until(&queue, N, Duration::from_secs(30));
-    assert_eq!(check_arrivals(&messages, N, true), 0, "no outage, no duplicate");
+    assert_eq!(
+        check_arrivals(&messages, N, true),
+        0,
+        "no outage, no duplicate"
+    );
 }
 
 #[test]
@@ -263,7 +263,10 @@ fn a_broker_outage_loses_nothing_and_keeps_the_order() {
     assert_eq!(s.delivered, N as u64, "{s:?}");
     assert_eq!(s.failed + s.dead_lettered + s.dropped.total(), 0, "{s:?}");
     assert!(s.retries > 0, "the outage was seen: {s:?}");
-    assert!(producer.delivered < N as u64, "the broker went down mid-run");
+    assert!(
+        producer.delivered < N as u64,
+        "the broker went down mid-run"
+    );
     let messages = Consumer::new(&broker.url()).take_until(&queue, N, Duration::from_secs(60));
     let duplicates = check_arrivals(&messages, N, true);
     eprintln!(
@@ -303,7 +306,10 @@ fn nacks_from_a_full_queue_are_kept_not_dropped() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let held = p.stats();
-    assert!(held.stored > 0, "nacked events are kept in the store: {held:?}");
+    assert!(
+        held.stored > 0,
+        "nacked events are kept in the store: {held:?}"
+    );
     assert_eq!(held.delivered, 10, "only what the queue took: {held:?}");
     assert_consistent(&held);
     // A consumer makes room; what was refused goes out again, in order.

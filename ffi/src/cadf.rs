@@ -190,29 +190,37 @@ unsafe fn record(handle: &Handle, ev: &auditbuf_cadf_event) -> Result<auditbuf_s
     // The lists first: the event borrows them.
     let resources = [&ev.initiator, &ev.target, &ev.observer];
     let mut lists = [(); 3].map(|()| (List::new(NO_ADDRESS), List::new(NO_ATTACHMENT)));
-    for ((addresses, attachments), (r, names)) in lists.iter_mut().zip(resources.iter().zip(&ROLES)) {
-        // Safety (both): as this function's.
+    for ((addresses, attachments), (r, names)) in lists.iter_mut().zip(resources.iter().zip(&ROLES))
+    {
+        // Safety: `r` is one of `ev`'s resources, readable (this function's contract).
         *addresses = unsafe { address_list(r, names) }?;
-        *attachments =
-            unsafe { attachment_list(r.attachments, r.attachments_len, &names.attachments) }?;
+        // Safety: as above.
+        let list = unsafe { attachment_list(r.attachments, r.attachments_len, &names.attachments) };
+        *attachments = list?;
     }
-    // Safety: as this function's.
+    // Safety: `ev`'s own list, readable (this function's contract).
     let own = unsafe { attachment_list(ev.attachments, ev.attachments_len, &EVENT_ATTACHMENTS) }?;
     let [(ia, it), (ta, tt), (oa, ot)] = &lists;
-    // Safety (all three): as this function's.
-    let initiator = unsafe { resource(&ev.initiator, &ROLES[0], ia.as_slice(), it.as_slice()) }?;
-    let target = unsafe { resource(&ev.target, &ROLES[1], ta.as_slice(), tt.as_slice()) }?;
-    let observer = unsafe { resource(&ev.observer, &ROLES[2], oa.as_slice(), ot.as_slice()) }?;
-    // Safety (every `text` below): as this function's.
-    let reason_type = unsafe { text(&ev.reason_type, "reason.reasonType") }?;
-    let reason_code = unsafe { text(&ev.reason_code, "reason.reasonCode") }?;
+    let resource = |r, names, addresses, attachments| {
+        // Safety: `r` is one of `ev`'s resources, readable (this function's contract).
+        unsafe { resource(r, names, addresses, attachments) }
+    };
+    let initiator = resource(&ev.initiator, &ROLES[0], ia.as_slice(), it.as_slice())?;
+    let target = resource(&ev.target, &ROLES[1], ta.as_slice(), tt.as_slice())?;
+    let observer = resource(&ev.observer, &ROLES[2], oa.as_slice(), ot.as_slice())?;
+    let text = |b, field| {
+        // Safety: `b` is one of `ev`'s views, readable (this function's contract).
+        unsafe { text(b, field) }
+    };
+    let reason_type = text(&ev.reason_type, "reason.reasonType")?;
+    let reason_code = text(&ev.reason_code, "reason.reasonCode")?;
     let event = CadfEvent {
-        type_uri: unsafe { text(&ev.type_uri, "typeURI") }?,
-        id: unsafe { text(&ev.id, "id") }?,
-        event_time: unsafe { text(&ev.event_time, "eventTime") }?,
-        event_type: unsafe { text(&ev.event_type, "eventType") }?,
-        action: unsafe { text(&ev.action, "action") }?.unwrap_or_default(),
-        outcome: unsafe { text(&ev.outcome, "outcome") }?.unwrap_or_default(),
+        type_uri: text(&ev.type_uri, "typeURI")?,
+        id: text(&ev.id, "id")?,
+        event_time: text(&ev.event_time, "eventTime")?,
+        event_type: text(&ev.event_type, "eventType")?,
+        action: text(&ev.action, "action")?.unwrap_or_default(),
+        outcome: text(&ev.outcome, "outcome")?.unwrap_or_default(),
         reason: (reason_type.is_some() || reason_code.is_some()).then_some(CadfReason {
             reason_type,
             reason_code,
@@ -221,7 +229,7 @@ unsafe fn record(handle: &Handle, ev: &auditbuf_cadf_event) -> Result<auditbuf_s
         target,
         observer,
         attachments: own.as_slice(),
-        request_path: unsafe { text(&ev.request_path, "requestPath") }?,
+        request_path: text(&ev.request_path, "requestPath")?,
     };
     Ok(status(handle.pipeline.record_cadf(&event)))
 }
@@ -234,18 +242,21 @@ unsafe fn resource<'a>(
     addresses: &'a [CadfAddress<'a>],
     attachments: &'a [CadfAttachment<'a>],
 ) -> Result<CadfResource<'a>, Failure> {
-    // Safety (every `text` below): as this function's.
+    let text = |b, field| {
+        // Safety: `b` is one of `r`'s views, readable (this function's contract).
+        unsafe { text(b, field) }
+    };
     let host = [
-        unsafe { text(&r.host_id, n.host[0]) }?,
-        unsafe { text(&r.host_address, n.host[1]) }?,
-        unsafe { text(&r.host_agent, n.host[2]) }?,
-        unsafe { text(&r.host_platform, n.host[3]) }?,
+        text(&r.host_id, n.host[0])?,
+        text(&r.host_address, n.host[1])?,
+        text(&r.host_agent, n.host[2])?,
+        text(&r.host_platform, n.host[3])?,
     ];
     Ok(CadfResource {
-        type_uri: unsafe { text(&r.type_uri, n.type_uri) }?.unwrap_or_default(),
-        name: unsafe { text(&r.name, n.name) }?,
-        domain: unsafe { text(&r.domain, n.domain) }?,
-        id: unsafe { text(&r.id, n.id) }?.unwrap_or_default(),
+        type_uri: text(&r.type_uri, n.type_uri)?.unwrap_or_default(),
+        name: text(&r.name, n.name)?,
+        domain: text(&r.domain, n.domain)?,
+        id: text(&r.id, n.id)?.unwrap_or_default(),
         addresses,
         host: host.iter().any(Option::is_some).then_some(CadfHost {
             id: host[0],
@@ -254,12 +265,12 @@ unsafe fn resource<'a>(
             platform: host[3],
         }),
         attachments,
-        project_id: unsafe { text(&r.project_id, n.extensions[0]) }?,
-        domain_id: unsafe { text(&r.domain_id, n.extensions[1]) }?,
-        project_name: unsafe { text(&r.project_name, n.extensions[2]) }?,
-        project_domain_name: unsafe { text(&r.project_domain_name, n.extensions[3]) }?,
-        domain_name: unsafe { text(&r.domain_name, n.extensions[4]) }?,
-        app_credential_id: unsafe { text(&r.app_credential_id, n.extensions[5]) }?,
+        project_id: text(&r.project_id, n.extensions[0])?,
+        domain_id: text(&r.domain_id, n.extensions[1])?,
+        project_name: text(&r.project_name, n.extensions[2])?,
+        project_domain_name: text(&r.project_domain_name, n.extensions[3])?,
+        domain_name: text(&r.domain_name, n.extensions[4])?,
+        app_credential_id: text(&r.app_credential_id, n.extensions[5])?,
     })
 }
 
@@ -274,11 +285,14 @@ unsafe fn address_list<'a>(
     let items = unsafe { args::array(r.addresses, r.addresses_len, n.addresses) }
         .map_err(Failure::Parameter)?;
     let mut list = List::new(NO_ADDRESS);
+    let text = |b, field| {
+        // Safety: `b` is a view of one of the addresses, readable (this function's contract).
+        unsafe { text(b, field) }
+    };
     for a in items {
         list.push(CadfAddress {
-            // Safety (both): as this function's.
-            url: unsafe { text(&a.url, n.address_url) }?.unwrap_or_default(),
-            name: unsafe { text(&a.name, n.address_name) }?,
+            url: text(&a.url, n.address_url)?.unwrap_or_default(),
+            name: text(&a.name, n.address_name)?,
         });
     }
     Ok(list)
@@ -296,12 +310,15 @@ unsafe fn attachment_list<'a>(
     let items: &'a [auditbuf_cadf_attachment] =
         unsafe { args::array(ptr, len, n.list) }.map_err(Failure::Parameter)?;
     let mut list = List::new(NO_ATTACHMENT);
+    let text = |b, field| {
+        // Safety: `b` is a view of one of the attachments, readable (this function's contract).
+        unsafe { text(b, field) }
+    };
     for a in items {
-        // Safety (all three): as this function's.
-        let content = unsafe { text(&a.content, n.content) }?.unwrap_or_default();
+        let content = text(&a.content, n.content)?.unwrap_or_default();
         list.push(CadfAttachment {
-            name: unsafe { text(&a.name, n.name) }?,
-            type_uri: unsafe { text(&a.type_uri, n.type_uri) }?.unwrap_or_default(),
+            name: text(&a.name, n.name)?,
+            type_uri: text(&a.type_uri, n.type_uri)?.unwrap_or_default(),
             content: if a.content_is_json != 0 {
                 CadfContent::Json(content)
             } else {
@@ -377,7 +394,10 @@ impl<T: Copy> List<T> {
     }
 }
 
-const NO_ADDRESS: CadfAddress<'static> = CadfAddress { url: "", name: None };
+const NO_ADDRESS: CadfAddress<'static> = CadfAddress {
+    url: "",
+    name: None,
+};
 const NO_ATTACHMENT: CadfAttachment<'static> = CadfAttachment {
     name: None,
     type_uri: "",

@@ -209,7 +209,10 @@ impl TestRabbitMq {
             ("enabled_plugins", "[].\n"),
             ("rabbitmq-env.conf", ""),
             // The broker logs to its standard output, which goes to `server.out`.
-            ("rabbitmq.conf", "loopback_users.guest = true\nlog.console = true\nlog.file = false\n"),
+            (
+                "rabbitmq.conf",
+                "loopback_users.guest = true\nlog.console = true\nlog.file = false\n",
+            ),
         ];
         for (name, text) in files {
             let path = self.root.join(name);

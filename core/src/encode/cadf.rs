@@ -210,7 +210,6 @@ struct AttachmentNames {
     content: &'static str,
 }
 
-
 macro_rules! names {
     ($role:literal) => {
         Names {
@@ -262,7 +261,11 @@ const MAX_ID_BYTES: usize = 255;
 const ENCODED_OVERHEAD: usize = 640;
 
 /// Encodes `ev` into `out` (empty on entry); fails without touching anything outside `out`.
-pub(crate) fn encode_cadf(ev: &CadfEvent<'_>, out: &mut Vec<u8>, limit: usize) -> Result<(), Error> {
+pub(crate) fn encode_cadf(
+    ev: &CadfEvent<'_>,
+    out: &mut Vec<u8>,
+    limit: usize,
+) -> Result<(), Error> {
     check_event(ev)?;
     let lower_bound = raw_size(ev);
     if lower_bound > limit {
@@ -274,7 +277,10 @@ pub(crate) fn encode_cadf(ev: &CadfEvent<'_>, out: &mut Vec<u8>, limit: usize) -
     out.reserve(lower_bound + ENCODED_OVERHEAD);
     // Keys carry the quotes around the string values that follow them.
     out.extend_from_slice(b"{\"typeURI\":\"");
-    put(out, "typeURI", ev.type_uri.unwrap_or(CADF_EVENT_TYPE_URI))?;
+    match ev.type_uri {
+        Some(t) => put(out, "typeURI", t)?,
+        None => out.extend_from_slice(CADF_EVENT_TYPE_URI.as_bytes()),
+    }
     out.extend_from_slice(b"\",\"id\":\"");
     match ev.id {
         Some(id) => put(out, "id", id)?,
@@ -296,8 +302,20 @@ pub(crate) fn encode_cadf(ev: &CadfEvent<'_>, out: &mut Vec<u8>, limit: usize) -
     if let Some(reason) = &ev.reason {
         out.extend_from_slice(b",\"reason\":{");
         let mut first = true;
-        member(out, &mut first, b"\"reasonType\":\"", "reason.reasonType", reason.reason_type)?;
-        member(out, &mut first, b"\"reasonCode\":\"", "reason.reasonCode", reason.reason_code)?;
+        member(
+            out,
+            &mut first,
+            b"\"reasonType\":\"",
+            "reason.reasonType",
+            reason.reason_type,
+        )?;
+        member(
+            out,
+            &mut first,
+            b"\"reasonCode\":\"",
+            "reason.reasonCode",
+            reason.reason_code,
+        )?;
         out.push(b'}');
     }
     out.extend_from_slice(b",\"initiator\":");

@@ -11,7 +11,7 @@
 //! changed.
 
 use std::cell::Cell;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::time;
@@ -74,9 +74,7 @@ fn seed() -> [u64; 4] {
     let here = STATE.with(|s| std::ptr::from_ref(s) as usize);
     let mut s = [0u64; 4];
     for (i, word) in s.iter_mut().enumerate() {
-        let mut h = keys.build_hasher();
-        (i, std::process::id(), nanos, here).hash(&mut h);
-        *word = h.finish();
+        *word = keys.hash_one((i, std::process::id(), nanos, here));
     }
     if s == [0; 4] {
         // The one state xoshiro cannot leave.
@@ -155,7 +153,10 @@ mod tests {
             0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0x4d, 0xef, 0x80, 0x11, 0x22, 0x33, 0x44, 0x55,
             0x66, 0x77,
         ];
-        assert_eq!(&format_uuid(&bytes), b"01234567-89ab-4def-8011-223344556677");
+        assert_eq!(
+            &format_uuid(&bytes),
+            b"01234567-89ab-4def-8011-223344556677"
+        );
     }
 
     #[test]

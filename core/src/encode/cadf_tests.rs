@@ -167,8 +167,20 @@ fn bad_fields_are_named() {
     }];
     let long_id = "x".repeat(256);
     for (ev, expect) in [
-        (CadfEvent { action: "", ..base() }, ("missing", "action")),
-        (CadfEvent { outcome: "", ..base() }, ("missing", "outcome")),
+        (
+            CadfEvent {
+                action: "",
+                ..base()
+            },
+            ("missing", "action"),
+        ),
+        (
+            CadfEvent {
+                outcome: "",
+                ..base()
+            },
+            ("missing", "outcome"),
+        ),
         (
             CadfEvent {
                 outcome: "ok",
@@ -190,7 +202,13 @@ fn bad_fields_are_named() {
             },
             ("invalid", "eventTime"),
         ),
-        (CadfEvent { id: Some(""), ..base() }, ("invalid", "id")),
+        (
+            CadfEvent {
+                id: Some(""),
+                ..base()
+            },
+            ("invalid", "id"),
+        ),
         (
             CadfEvent {
                 id: Some(&long_id),

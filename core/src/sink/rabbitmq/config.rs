@@ -206,8 +206,7 @@ impl RabbitMqConfig {
         if let Some(path) = d.ca_file {
             c = c.ca_file(path);
         }
-        c.validate()
-            .map_err(|e| crate::setup::within("sink")(e))?;
+        c.validate().map_err(|e| crate::setup::within("sink")(e))?;
         Ok(c)
     }
 
@@ -230,7 +229,10 @@ impl RabbitMqConfig {
             get("USERNAME")?,
             get("PASSWORD")?,
         ];
-        if url.is_none() && queue.is_none() && queue_name.is_none() && parts.iter().all(Option::is_none)
+        if url.is_none()
+            && queue.is_none()
+            && queue_name.is_none()
+            && parts.iter().all(Option::is_none)
         {
             return Ok(None);
         }
@@ -346,7 +348,10 @@ mod tests {
     fn passwords_never_show() {
         for (url, shown) in [
             ("amqp://u:p@h:5672/%2f", "amqp://u:***@h:5672/%2f"),
-            ("amqps://u:p%40ss@h/v?heartbeat=5", "amqps://u:***@h/v?heartbeat=5"),
+            (
+                "amqps://u:p%40ss@h/v?heartbeat=5",
+                "amqps://u:***@h/v?heartbeat=5",
+            ),
             ("amqp://u@h", "amqp://u@h"),
             ("amqp://h:5672", "amqp://h:5672"),
             ("amqp://u:p:q@h", "amqp://u:***@h"),
@@ -367,7 +372,9 @@ mod tests {
     #[test]
     fn what_can_be_checked_without_a_broker_is() {
         RabbitMqConfig::new("amqp://h", "q").validate().unwrap();
-        RabbitMqConfig::new("amqps://u:p@h:5671/v", "q").validate().unwrap();
+        RabbitMqConfig::new("amqps://u:p@h:5671/v", "q")
+            .validate()
+            .unwrap();
         RabbitMqConfig::new("amqp://h", "")
             .exchange("audit")
             .routing_key("k")
@@ -381,16 +388,23 @@ mod tests {
             field_of(RabbitMqConfig::new("amqp://h", "").exchange("x")),
             "routing_key"
         );
-        assert_eq!(field_of(RabbitMqConfig::new("amqp://h", "q".repeat(256))), "queue");
+        assert_eq!(
+            field_of(RabbitMqConfig::new("amqp://h", "q".repeat(256))),
+            "queue"
+        );
         assert_eq!(
             field_of(RabbitMqConfig::new("amqp://h", "q").timeout(Duration::ZERO)),
             "timeout"
         );
-        let err = RabbitMqConfig::new("ftp://u:hunter2@h", "q").validate().unwrap_err();
+        let err = RabbitMqConfig::new("ftp://u:hunter2@h", "q")
+            .validate()
+            .unwrap_err();
         assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
-    fn vars(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Result<Option<String>, Error> {
+    fn vars(
+        pairs: &'static [(&'static str, &'static str)],
+    ) -> impl Fn(&str) -> Result<Option<String>, Error> {
         move |name: &str| {
             Ok(pairs
                 .iter()
@@ -404,7 +418,10 @@ mod tests {
         assert_eq!(RabbitMqConfig::from_vars("A", &vars(&[])).unwrap(), None);
         let c = RabbitMqConfig::from_vars(
             "A",
-            &vars(&[("A_RABBITMQ_URL", "amqp://u:p@h/%2f"), ("A_RABBITMQ_QUEUE", "q")]),
+            &vars(&[
+                ("A_RABBITMQ_URL", "amqp://u:p@h/%2f"),
+                ("A_RABBITMQ_QUEUE", "q"),
+            ]),
         )
         .unwrap()
         .unwrap();
@@ -428,11 +445,21 @@ mod tests {
                 "A_RABBITMQ_QUEUE_NAME",
             ),
             (
-                &[("A_RABBITMQ_URL", "amqp://h"), ("A_RABBITMQ_PORT", "1"), ("A_RABBITMQ_QUEUE", "q")][..],
+                &[
+                    ("A_RABBITMQ_URL", "amqp://h"),
+                    ("A_RABBITMQ_PORT", "1"),
+                    ("A_RABBITMQ_QUEUE", "q"),
+                ][..],
                 "A_RABBITMQ_PORT",
             ),
-            (&[("A_RABBITMQ_PORT", "x"), ("A_RABBITMQ_QUEUE", "q")][..], "A_RABBITMQ_PORT"),
-            (&[("A_RABBITMQ_URL", "http://h"), ("A_RABBITMQ_QUEUE", "q")][..], "A_RABBITMQ_URL"),
+            (
+                &[("A_RABBITMQ_PORT", "x"), ("A_RABBITMQ_QUEUE", "q")][..],
+                "A_RABBITMQ_PORT",
+            ),
+            (
+                &[("A_RABBITMQ_URL", "http://h"), ("A_RABBITMQ_QUEUE", "q")][..],
+                "A_RABBITMQ_URL",
+            ),
         ] {
             let pairs: &'static [(&'static str, &'static str)] = pairs;
             match RabbitMqConfig::from_vars("A", &vars(pairs)) {

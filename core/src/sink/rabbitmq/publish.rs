@@ -118,9 +118,7 @@ impl RabbitMqSink {
         let tls = OwnedTLSConfig {
             identity: None,
             cert_chain: match &config.ca_file {
-                Some(path) => {
-                    Some(std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?)
-                }
+                Some(path) => Some(std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?),
                 None => None,
             },
         };
@@ -281,12 +279,16 @@ impl Sink for RabbitMqSink {
         };
         let confirmed = Cell::new(0usize);
         let started = Instant::now();
-        let stop = match block_on_for(
-            self.config.timeout,
-            async {
-                Ok(publish(&channel, &self.exchange, &self.routing_key, batch, &confirmed).await)
-            },
-        ) {
+        let stop = match block_on_for(self.config.timeout, async {
+            Ok(publish(
+                &channel,
+                &self.exchange,
+                &self.routing_key,
+                batch,
+                &confirmed,
+            )
+            .await)
+        }) {
             Ok(None) => return Outcome::Delivered,
             Ok(Some((at, stop))) => {
                 confirmed.set(at);
@@ -388,7 +390,11 @@ async fn publish(
                 }
             }
         }
-        if waiting { Poll::Pending } else { Poll::Ready(()) }
+        if waiting {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
     })
     .await;
     drop(publishing);
@@ -423,13 +429,10 @@ async fn publish(
             }
             Err(e) => Some(Stop::Lost(format!("connection lost: {e}"))),
         };
-        match stop {
-            None if first_failure.is_none() => confirmed.set(i + 1),
-            None => {}
-            Some(stop) => {
-                if first_failure.is_none() {
-                    first_failure = Some((i, stop));
-                }
+        if first_failure.is_none() {
+            match stop {
+                None => confirmed.set(i + 1),
+                Some(stop) => first_failure = Some((i, stop)),
             }
         }
     }
@@ -446,7 +449,10 @@ async fn publish(
 }
 
 /// Runs `f` on this thread until it completes or `limit` passes.
-fn block_on_for<T>(limit: Duration, f: impl Future<Output = Result<T, String>>) -> Result<T, String> {
+fn block_on_for<T>(
+    limit: Duration,
+    f: impl Future<Output = Result<T, String>>,
+) -> Result<T, String> {
     async_io::block_on(future::or(f, async {
         async_io::Timer::after(limit).await;
         Err(format!("timed out after {limit:?}"))
@@ -493,7 +499,10 @@ mod tests {
     #[test]
     fn message_ids_are_read_from_the_event() {
         for (event, id) in [
-            (&br#"{"typeURI":"t","id":"e-1","eventTime":"x"}"#[..], Some("e-1")),
+            (
+                &br#"{"typeURI":"t","id":"e-1","eventTime":"x"}"#[..],
+                Some("e-1"),
+            ),
             (br#"{"typeURI":"a\"b\\","id":"e-2"}"#, Some("e-2")),
             (br#"{"typeURI":"t","id":"a\"b"}"#, Some("a\"b")),
             (br#"{"x":{"id":"inner"},"id":"outer"}"#, Some("outer")),
@@ -501,7 +510,12 @@ mod tests {
             (br#"{"id":7}"#, None),
             (br#"{"id":""}"#, None),
         ] {
-            assert_eq!(message_id(event).as_deref(), id, "{}", String::from_utf8_lossy(event));
+            assert_eq!(
+                message_id(event).as_deref(),
+                id,
+                "{}",
+                String::from_utf8_lossy(event)
+            );
         }
         let long = format!(r#"{{"typeURI":"t","id":"{}"}}"#, "x".repeat(256));
         assert_eq!(message_id(long.as_bytes()), None);
@@ -514,8 +528,9 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let config = RabbitMqConfig::new(format!("amqp://audit:hunter22@127.0.0.1:{port}/%2f"), "q")
-            .connect_timeout(Duration::from_secs(2));
+        let config =
+            RabbitMqConfig::new(format!("amqp://audit:hunter22@127.0.0.1:{port}/%2f"), "q")
+                .connect_timeout(Duration::from_secs(2));
         let mut sink = RabbitMqSink::new(config).unwrap();
         match sink.send(&[b"{}"]) {
             Outcome::Retry { reason, .. } => {
@@ -533,7 +548,10 @@ mod tests {
     fn bad_urls_are_refused_when_built() {
         let err = RabbitMqSink::new(RabbitMqConfig::new("amqp://u:hunter22@h:notaport/", "q"))
             .unwrap_err();
-        assert!(matches!(&err, Error::Config(c) if c.field == "url"), "{err}");
+        assert!(
+            matches!(&err, Error::Config(c) if c.field == "url"),
+            "{err}"
+        );
         assert!(!err.to_string().contains("hunter22"), "{err}");
     }
 }
