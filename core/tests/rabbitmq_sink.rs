@@ -6,7 +6,7 @@
 #![cfg(feature = "rabbitmq")]
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -236,41 +236,52 @@ fn a_broker_outage_loses_nothing_and_keeps_the_order() {
         .retry(fast_retries(Duration::from_secs(1)))
         .store(StoreConfig::File(FileStoreConfig::new(&dir)));
     let p = Pipeline::new(config, sink).unwrap();
-    const N: usize = 6000;
-    let producer = std::thread::scope(|s| {
-        let p = &p;
+    // One producer records all along, about a thousand events a second, while the broker is
+    // stopped and started under it; then a thousand more.
+    let back = AtomicBool::new(false);
+    let (recorded, during) = std::thread::scope(|s| {
+        let (p, back) = (&p, &back);
         let producer = s.spawn(move || {
-            for i in 0..N {
+            let mut i = 0;
+            let mut after = 0;
+            while after < 1000 {
                 record(p, i).unwrap();
-                if i % 50 == 0 {
-                    std::thread::sleep(Duration::from_millis(2));
+                i += 1;
+                if back.load(Ordering::SeqCst) {
+                    after += 1;
+                }
+                if i % 5 == 0 {
+                    std::thread::sleep(Duration::from_millis(5));
                 }
             }
+            i
         });
-        // Down while events flow, for as long as stopping and starting take.
         std::thread::sleep(Duration::from_millis(300));
         broker.stop_app();
+        // Let the outage last while events keep coming.
+        std::thread::sleep(Duration::from_millis(500));
         let during = p.stats();
         broker.start_app();
-        producer.join().unwrap();
-        during
+        back.store(true, Ordering::SeqCst);
+        (producer.join().unwrap(), during)
     });
     let report = p.close(Duration::from_secs(90));
     assert!(report.completed, "{:?}", report.stats);
     let s = &report.stats;
     assert_consistent(s);
-    assert_eq!(s.recorded, N as u64);
-    assert_eq!(s.delivered, N as u64, "{s:?}");
+    assert_eq!(s.recorded, recorded as u64);
+    assert_eq!(s.delivered, recorded as u64, "{s:?}");
     assert_eq!(s.failed + s.dead_lettered + s.dropped.total(), 0, "{s:?}");
     assert!(s.retries > 0, "the outage was seen: {s:?}");
     assert!(
-        producer.delivered < N as u64,
-        "the broker went down mid-run"
+        during.delivered < during.recorded,
+        "events were held while the broker was down: {during:?}"
     );
-    let messages = Consumer::new(&broker.url()).take_until(&queue, N, Duration::from_secs(60));
-    let duplicates = check_arrivals(&messages, N, true);
+    let messages =
+        Consumer::new(&broker.url()).take_until(&queue, recorded, Duration::from_secs(60));
+    let duplicates = check_arrivals(&messages, recorded, true);
     eprintln!(
-        "outage: {N} events, {duplicates} sent again after a lost confirm, {} retries",
+        "outage: {recorded} events, {duplicates} sent again after a lost confirm, {} retries",
         s.retries
     );
     let _ = std::fs::remove_dir_all(&dir);
