@@ -315,18 +315,9 @@ impl Pipeline {
     ///
     /// # Errors
     ///
-    /// Counted in [`Stats::rejected`](crate::Stats) under the reason in brackets:
-    /// - [`Error::MissingField`] (`missing_field`), naming the field: an empty `action` or
-    ///   `outcome`, an empty `typeURI` or `id` of a resource (`initiator.typeURI`), an
-    ///   empty address `url` or attachment `typeURI`;
-    /// - [`Error::InvalidField`] (`invalid_field`), naming the field: an `outcome` other
-    ///   than `success`, `failure`, `pending`, `unknown`; an `eventType` other than
-    ///   `activity`, `monitor`, `control`; an `eventTime` that is not RFC 3339; an `id` that
-    ///   is empty or over 255 bytes; U+0000 in any string;
-    /// - [`Error::InvalidJson`] (`invalid_json`): an attachment's JSON content is not JSON,
-    ///   or JSON that receivers read differently (see [`record_json`](Self::record_json));
-    /// - [`Error::TooLarge`] (`too_large`): the encoded event is over `max_event_bytes`;
-    ///
+    /// [`Error::MissingField`] (`missing_field`) and [`Error::InvalidField`]
+    /// (`invalid_field`) naming the field (`initiator.id`, `outcome`), [`Error::InvalidJson`]
+    /// (`invalid_json`, an attachment's JSON content), [`Error::TooLarge`] (`too_large`),
     /// and the queue and store errors listed under [`record`](Self::record).
     #[inline]
     pub fn record_cadf(&self, event: &crate::CadfEvent<'_>) -> Result<(), Error> {

@@ -1,5 +1,5 @@
 use super::*;
-use crate::encode::rules::is_uuid;
+use crate::encode::rules::{is_uuid, rfc3339_seconds};
 
 fn encode(ev: &CadfEvent<'_>) -> Result<String, Error> {
     let mut out = Vec::new();

@@ -3,6 +3,7 @@
 //! - [`cadf`]: the typed, borrowed [`CadfEvent`](crate::CadfEvent) (CADF, for RabbitMQ and
 //!   Hermes) and its direct encoder;
 //! - [`cadf_defaults`]: the UUID and time a CADF event gets when it has none;
+//! - [`cadf_rules`]: what a CADF event must be to be recorded;
 //! - [`event`]: the typed, borrowed [`AuditEvent`](crate::AuditEvent) and its direct encoder;
 //! - [`event_bytes`]: the same event with byte-slice fields, for the bindings;
 //! - [`event_data`]: its `event_data`, completed with the event's `event_type`;
@@ -18,6 +19,7 @@
 
 pub(crate) mod cadf;
 pub(crate) mod cadf_defaults;
+pub(crate) mod cadf_rules;
 pub(crate) mod escape;
 pub(crate) mod event;
 pub(crate) mod event_bytes;

@@ -468,4 +468,62 @@ mod tests {
             }
         }
     }
+
+    fn doc_field_of(text: &str) -> String {
+        match crate::PipelineConfig::from_json(text) {
+            Err(Error::Config(c)) => c.field,
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_rabbitmq_sink_reads_and_names_its_fields() {
+        let c = crate::PipelineConfig::from_json(
+            r#"{"sink":{"type":"rabbitmq","url":"amqps://u:p@rabbit:5671/%2f","queue":"q",
+                        "exchange":"audit","routing_key":"k","declare":false,
+                        "connect_timeout_ms":100,"timeout_ms":2000}}"#,
+        )
+        .unwrap();
+        let expect = RabbitMqConfig::new("amqps://u:p@rabbit:5671/%2f", "q")
+            .exchange("audit")
+            .routing_key("k")
+            .declare(false)
+            .connect_timeout(Duration::from_millis(100))
+            .timeout(Duration::from_secs(2));
+        assert_eq!(c.sink(), Some(&crate::SinkConfig::RabbitMq(expect)));
+        for (doc, field) in [
+            (r#"{"sink":{"type":"rabbitmq","queue":"q"}}"#, "sink.url"),
+            (
+                r#"{"sink":{"type":"rabbitmq","url":"amqp://h","qeue":"q"}}"#,
+                "sink.qeue",
+            ),
+            (
+                r#"{"sink":{"type":"rabbitmq","url":"http://h","queue":"q"}}"#,
+                "sink.url",
+            ),
+            (
+                r#"{"sink":{"type":"rabbitmq","url":"amqp://h"}}"#,
+                "sink.queue",
+            ),
+            (
+                r#"{"sink":{"type":"rabbitmq","url":"amqp://h","queue":"q","declare":"yes"}}"#,
+                "sink.declare",
+            ),
+            (
+                r#"{"sink":{"type":"rabbitmq","url":"amqp://h","queue":"q","timeout_ms":0}}"#,
+                "sink.timeout",
+            ),
+            (
+                r#"{"sink":{"type":"rabbitmq","url":"amqp://h","queue":"q","format":"ndjson"}}"#,
+                "sink.format",
+            ),
+        ] {
+            assert_eq!(doc_field_of(doc), field, "{doc}");
+        }
+        let err = crate::PipelineConfig::from_json(
+            r#"{"sink":{"type":"rabbitmq","url":"ftp://u:hunter22@h","queue":"q"}}"#,
+        )
+        .unwrap_err();
+        assert!(!err.to_string().contains("hunter22"), "{err}");
+    }
 }
