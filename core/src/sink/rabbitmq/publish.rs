@@ -78,7 +78,10 @@ pub struct RabbitMqSink {
     exchange: ShortString,
     routing_key: ShortString,
     link: Option<Link>,
-    log: Throttle,
+    /// Rate limits for the two kinds of warning: batches not wholly confirmed, and
+    /// connection attempts that failed.
+    log_batches: Throttle,
+    log_connects: Throttle,
 }
 
 /// An open connection and its channel in confirm mode.
@@ -131,7 +134,8 @@ impl RabbitMqSink {
             shown,
             config,
             link: None,
-            log: Throttle::default(),
+            log_batches: Throttle::default(),
+            log_connects: Throttle::default(),
         })
     }
 
@@ -320,7 +324,7 @@ impl Sink for RabbitMqSink {
             }
         };
         let reason = self.scrub(reason);
-        if let Some(n) = self.log.note(1) {
+        if let Some(n) = self.log_batches.note(1) {
             log::warn!("{n} RabbitMQ batches not wholly confirmed; the last: {reason}");
         }
         if at == 0 {
@@ -336,7 +340,7 @@ impl Sink for RabbitMqSink {
 
 impl RabbitMqSink {
     fn retry(&mut self, reason: String) -> Outcome {
-        if let Some(n) = self.log.note(1) {
+        if let Some(n) = self.log_connects.note(1) {
             log::warn!("{n} RabbitMQ connection attempts failed; the last: {reason}");
         }
         Outcome::retry(reason)
