@@ -207,6 +207,190 @@ typedef struct auditbuf_bytes {
 } auditbuf_bytes;
 
 /**
+ * One of a resource's `addresses`: `url` required, `name` optional.
+ */
+typedef struct auditbuf_cadf_address {
+  /**
+   * `url`. Required.
+   */
+  struct auditbuf_bytes url;
+  /**
+   * `name`; NULL `ptr` for none.
+   */
+  struct auditbuf_bytes name;
+} auditbuf_cadf_address;
+
+/**
+ * One of the `attachments` of an event or a resource.
+ */
+typedef struct auditbuf_cadf_attachment {
+  /**
+   * `name`; NULL `ptr` for none.
+   */
+  struct auditbuf_bytes name;
+  /**
+   * `typeURI`, the content's type. Required.
+   */
+  struct auditbuf_bytes type_uri;
+  /**
+   * `content`: text sent as a JSON string, or, when `content_is_json` is non-zero, the
+   * JSON text of any value, checked and sent as it is.
+   */
+  struct auditbuf_bytes content;
+  /**
+   * Non-zero: `content` is JSON.
+   */
+  uint8_t content_is_json;
+} auditbuf_cadf_attachment;
+
+/**
+ * A CADF resource (initiator, target or observer). `type_uri` and `id` are required;
+ * every other view may be NULL (absent). The `host` is sent when any `host_*` view is
+ * set. Lists are `n` elements at a pointer (NULL when `n` is 0).
+ */
+typedef struct auditbuf_cadf_resource {
+  /**
+   * `typeURI`, e.g. `service/security/account/user`. Required.
+   */
+  struct auditbuf_bytes type_uri;
+  /**
+   * `name`.
+   */
+  struct auditbuf_bytes name;
+  /**
+   * `domain`.
+   */
+  struct auditbuf_bytes domain;
+  /**
+   * `id`. Required.
+   */
+  struct auditbuf_bytes id;
+  /**
+   * `addresses`.
+   */
+  const struct auditbuf_cadf_address *addresses;
+  /**
+   * Number of `addresses`.
+   */
+  size_t addresses_len;
+  /**
+   * `host.id`.
+   */
+  struct auditbuf_bytes host_id;
+  /**
+   * `host.address`.
+   */
+  struct auditbuf_bytes host_address;
+  /**
+   * `host.agent`.
+   */
+  struct auditbuf_bytes host_agent;
+  /**
+   * `host.platform`.
+   */
+  struct auditbuf_bytes host_platform;
+  /**
+   * `attachments`.
+   */
+  const struct auditbuf_cadf_attachment *attachments;
+  /**
+   * Number of `attachments`.
+   */
+  size_t attachments_len;
+  /**
+   * `project_id`.
+   */
+  struct auditbuf_bytes project_id;
+  /**
+   * `domain_id`.
+   */
+  struct auditbuf_bytes domain_id;
+  /**
+   * `project_name`.
+   */
+  struct auditbuf_bytes project_name;
+  /**
+   * `project_domain_name`.
+   */
+  struct auditbuf_bytes project_domain_name;
+  /**
+   * `domain_name`.
+   */
+  struct auditbuf_bytes domain_name;
+  /**
+   * `app_credential_id`.
+   */
+  struct auditbuf_bytes app_credential_id;
+} auditbuf_cadf_resource;
+
+/**
+ * A CADF event, as audittools publishes it for Hermes. Zero-initialise it (`= {0}`) and
+ * set what you have. Required: `action`, `outcome` (`success`, `failure`, `pending`,
+ * `unknown`), and the `type_uri` and `id` of `initiator`, `target` and `observer`.
+ * Absent `type_uri` sends the CADF event schema, `event_type` `activity`, `id` a new
+ * random UUID, `event_time` the time of the call (`2026-11-30T10:15:30.123456+00:00`).
+ * `reason` is sent when `reason_type` or `reason_code` is set.
+ */
+typedef struct auditbuf_cadf_event {
+  /**
+   * `typeURI`.
+   */
+  struct auditbuf_bytes type_uri;
+  /**
+   * `id`; absent for a generated UUID.
+   */
+  struct auditbuf_bytes id;
+  /**
+   * `eventTime`, RFC 3339; absent for the time of the call.
+   */
+  struct auditbuf_bytes event_time;
+  /**
+   * `eventType`: `activity`, `monitor` or `control`.
+   */
+  struct auditbuf_bytes event_type;
+  /**
+   * `action`, e.g. `create`. Required.
+   */
+  struct auditbuf_bytes action;
+  /**
+   * `outcome`. Required.
+   */
+  struct auditbuf_bytes outcome;
+  /**
+   * `reason.reasonType`, e.g. `HTTP`.
+   */
+  struct auditbuf_bytes reason_type;
+  /**
+   * `reason.reasonCode`, e.g. `201`.
+   */
+  struct auditbuf_bytes reason_code;
+  /**
+   * `initiator`. Required.
+   */
+  struct auditbuf_cadf_resource initiator;
+  /**
+   * `target`. Required.
+   */
+  struct auditbuf_cadf_resource target;
+  /**
+   * `observer`. Required.
+   */
+  struct auditbuf_cadf_resource observer;
+  /**
+   * `attachments`.
+   */
+  const struct auditbuf_cadf_attachment *attachments;
+  /**
+   * Number of `attachments`.
+   */
+  size_t attachments_len;
+  /**
+   * `requestPath`.
+   */
+  struct auditbuf_bytes request_path;
+} auditbuf_cadf_event;
+
+/**
  * A typed audit event with the DataStorage field names (the JSON keys on the wire are the
  * same, except `namespace_`, sent as `"namespace"`). Every string is a view the caller
  * owns, valid UTF-8, read only during the call. Zero-initialise it (`= {0}`) and set
@@ -697,6 +881,29 @@ extern "C" {
 #endif // __cplusplus
 
 /**
+ * Records a CADF event (for the RabbitMQ sink): checked and encoded on the calling
+ * thread into a pooled buffer, without allocating (lists of up to 8 addresses or
+ * attachments).
+ *
+ * Returns `AUDITBUF_OK` when the event was accepted; otherwise nothing was taken and the
+ * status says why: `AUDITBUF_MISSING_FIELD`, `AUDITBUF_INVALID_FIELD` (a view is not
+ * UTF-8, an `outcome` or `event_type` outside its set, an `event_time` that is not RFC
+ * 3339, an `id` over 255 bytes; the message names the field, e.g. `initiator.name`),
+ * `AUDITBUF_INVALID_JSON` (JSON attachment content), `AUDITBUF_TOO_LARGE`,
+ * `AUDITBUF_FULL`, `AUDITBUF_TIMEOUT`, `AUDITBUF_CLOSED`, `AUDITBUF_NULL_PARAMETER`,
+ * `AUDITBUF_INVALID_PARAMETER` (a NULL `ptr` with a length, a NULL list with a count).
+ * Refusals of the event are counted in `auditbuf_stats`. The caller keeps ownership of
+ * `ev` and everything it points to; nothing is kept after the call. Thread-safe.
+ *
+ * # Safety
+ * `pipeline` must be NULL or a live handle from `auditbuf_pipeline_new*`; `ev` must be
+ * NULL or point to an `auditbuf_cadf_event` whose non-NULL views and lists are readable
+ * for their lengths.
+ */
+auditbuf_status auditbuf_record_cadf(const struct auditbuf_pipeline *pipeline,
+                                     const struct auditbuf_cadf_event *ev);
+
+/**
  * Copies the message of the last call on this thread that did not return `AUDITBUF_OK`
  * (an error or the `AUDITBUF_NOT_DURABLE` warning) into `buf`, NUL-terminated, truncated to
  * `len - 1` bytes at a character boundary, and returns the message's full length in
@@ -800,8 +1007,10 @@ auditbuf_status auditbuf_pipeline_metrics(const struct auditbuf_pipeline *pipeli
  * `max_event_bytes`, `batch_max_events`, `batch_max_bytes`, `flush_interval_ms`,
  * `overflow` (`"drop_newest"`, `"drop_oldest"`, `"block"` with `block_timeout_ms`, `"spill"`),
  * `durability` (`"buffered"`, `"wal"`), `retry`, …), a `"sink"`
- * (`{"type":"datastorage","url":…}`, `{"type":"http","url":…,"format":"ndjson"}`
- * or `{"type":"null"}`, the HTTP ones with `headers`, `bearer_token` or `token_file`,
+ * (`{"type":"datastorage","url":…}`, `{"type":"http","url":…,"format":"ndjson"}`,
+ * `{"type":"rabbitmq","url":"amqp://…","queue":…}` or `{"type":"null"}`, the HTTP ones
+ * with `headers`, `bearer_token` or `token_file`, `connect_timeout_ms`, `timeout_ms`,
+ * `ca_file`, the RabbitMQ one with `exchange`, `routing_key`, `declare`,
  * `connect_timeout_ms`, `timeout_ms`, `ca_file`) and optionally a `"store"`
  * (`{"type":"file","params":{"path":…}}`). See the README for every field.
  *

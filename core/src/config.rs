@@ -309,7 +309,7 @@ impl Config {
         Self::from_vars(prefix, registry, |name| std::env::var(name))
     }
 
-    fn from_vars(
+    pub(crate) fn from_vars(
         prefix: &str,
         registry: &StoreRegistry,
         lookup: impl Fn(&str) -> Result<String, std::env::VarError>,

@@ -79,7 +79,7 @@ impl Worker {
             if range.is_empty() {
                 continue;
             }
-            let first_unsettled = suspects.range.as_ref().map_or(range.start, |s| s.start);
+            let mut first_unsettled = suspects.range.as_ref().map_or(range.start, |s| s.start);
             if let Some(until) = self.backing_off()
                 && !self.pause_until(until)
             {
@@ -99,12 +99,37 @@ impl Worker {
                 range = range.start..range.start + 1;
             }
             let part = &events[range.clone()];
-            let outcome = self.send(part);
+            let mut outcome = self.send(part);
+            if let Outcome::Partial { delivered, reason } = outcome {
+                // A prefix is taken: settle it as delivered, then the rest is a retry.
+                let delivered = delivered.min(part.len());
+                if delivered > 0 {
+                    self.confirm_suspects(&mut suspects, events, source);
+                    self.refusals.run = 0;
+                    self.settle(delivered, Settle::Delivered, source);
+                    range.start += delivered;
+                    first_unsettled = range.start;
+                    // Progress: the run of failures starts again.
+                    failures = 0;
+                    same_range_failures = 0;
+                }
+                outcome = if range.is_empty() {
+                    Outcome::Delivered
+                } else {
+                    Outcome::Retry {
+                        after: None,
+                        reason,
+                    }
+                };
+            }
+            let part = &events[range.clone()];
             match outcome {
                 Outcome::Delivered => {
                     self.confirm_suspects(&mut suspects, events, source);
                     self.refusals.run = 0;
-                    self.settle(part.len(), Settle::Delivered, source);
+                    if !part.is_empty() {
+                        self.settle(part.len(), Settle::Delivered, source);
+                    }
                     failures = 0;
                     same_range_failures = 0;
                     if split_for_retry {
@@ -174,7 +199,13 @@ impl Worker {
                     pending.push(mid..range.end);
                     pending.push(range.start..mid);
                 }
-                Outcome::Retry { after, reason } => {
+                retry @ (Outcome::Retry { .. } | Outcome::Partial { .. }) => {
+                    // A partial outcome had its prefix settled above: the rest is a retry.
+                    let (after, reason) = match retry {
+                        Outcome::Retry { after, reason } => (after, reason),
+                        Outcome::Partial { reason, .. } => (None, reason),
+                        other => (None, format!("{other:?}")),
+                    };
                     // Any sink's `after`, not only HTTP's: over a day is nonsense, ignored.
                     let after = after.filter(|a| *a <= MAX_RETRY_AFTER);
                     failures += 1;
@@ -238,7 +269,7 @@ impl Worker {
         };
         self.shared.write_durations.observe(started.elapsed());
         self.counts.sends += 1;
-        if matches!(outcome, Outcome::Retry { .. }) {
+        if matches!(outcome, Outcome::Retry { .. } | Outcome::Partial { .. }) {
             self.counts.retries += 1;
         }
         self.publish();

@@ -53,6 +53,8 @@
 //!   (`rusqlite` with `bundled`).
 //! - `postgres`: the Postgres backing store (`PostgresStore`); the `postgres` crate runs
 //!   its own small runtime, driven from the flush thread.
+//! - `rabbitmq`: the RabbitMQ sink (`RabbitMqSink`, AMQP 0-9-1 with publisher confirms) on
+//!   `lapin`, driven from the flush thread by a small `block_on` (no tokio runtime).
 //!
 //! ## Delivery
 //! At least once. 2xx (201 and 202) is delivered and never resent; 408, 429, 5xx and network
@@ -97,6 +99,9 @@ mod worker;
 
 pub use config::{Config, Durability, Overflow};
 pub use dead_letter::DeadLetter;
+pub use encode::cadf::{
+    CadfAddress, CadfAttachment, CadfContent, CadfEvent, CadfHost, CadfReason, CadfResource,
+};
 pub use encode::event::AuditEvent;
 pub use encode::event_bytes::AuditEventBytes;
 pub use encode::event_data::{EventData, ToJson};
@@ -111,9 +116,11 @@ pub use park::Park;
 pub use pipeline::Pipeline;
 pub use retry::RetryPolicy;
 pub use setup::{PipelineConfig, SinkConfig};
+#[cfg(feature = "rabbitmq")]
+pub use sink::RabbitMqSink;
 pub use sink::{
     BodyFormat, CallbackSink, DataStorageSink, HttpConfig, HttpSink, Limits, NullSink, Outcome,
-    Sink,
+    RabbitMqConfig, Sink,
 };
 pub use stats::{Dropped, Rejected, Report, Stats};
 pub use store::{
@@ -125,6 +132,16 @@ pub use store::{
 pub use store::{PostgresStore, PostgresStoreConfig};
 #[cfg(feature = "sqlite")]
 pub use store::{SqliteStore, SqliteStoreConfig};
+
+/// lapin and the executor pieces the RabbitMQ tests use to consume what the sink
+/// published; not part of the API.
+#[cfg(feature = "rabbitmq")]
+#[doc(hidden)]
+pub mod __rabbitmq_testing {
+    pub use async_io;
+    pub use futures_lite;
+    pub use lapin;
+}
 
 /// The README's examples run as doc tests, so they stay true.
 #[cfg(doctest)]

@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 use crate::backlog::move_into_store;
 use crate::config::{Durability, Overflow};
 use crate::dead_letter::DeadLetters;
+use crate::encode::cadf::encode_cadf;
 use crate::encode::capture::{capture_event, finish};
 use crate::encode::event_bytes::capture_event_bytes;
 use crate::encode::raw::{
@@ -349,6 +350,21 @@ impl Pipeline {
         })
     }
 
+    /// Records a CADF event (for the RabbitMQ sink and Hermes), generating its `id` and
+    /// `eventTime` when absent. See [`CadfEvent`](crate::CadfEvent) for the defaults and
+    /// the rules its fields must meet. Counted like [`record`](Self::record).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MissingField`] (`missing_field`) and [`Error::InvalidField`]
+    /// (`invalid_field`) naming the field (`initiator.id`, `outcome`), [`Error::InvalidJson`]
+    /// (`invalid_json`, an attachment's JSON content), [`Error::TooLarge`] (`too_large`),
+    /// and the queue and store errors listed under [`record`](Self::record).
+    #[inline]
+    pub fn record_cadf(&self, event: &crate::CadfEvent<'_>) -> Result<(), Error> {
+        self.submit(&mut NoPark, |slot, limit| encode_cadf(event, slot, limit))
+    }
+
     /// Records an event given as JSON text: one object, UTF-8, checked without allocating.
     /// `version` and `event_timestamp` are added when absent; line breaks between tokens
     /// become spaces, so every event stays on one line. The DataStorage field rules of
@@ -493,8 +509,8 @@ impl Pipeline {
     }
 
     /// For bindings: counts a call the binding turned away before it reached the pipeline
-    /// (a Python `event_data` it could not encode), in `stats.rejected` like any other.
-    /// Not part of the stable API.
+    /// (a Python `event_data` it could not encode, a CADF field from C that is not UTF-8),
+    /// in `stats.rejected` like any other. Not part of the stable API.
     #[doc(hidden)]
     pub fn count_rejected(&self, error: &Error) {
         self.shared.counters.reject(error);

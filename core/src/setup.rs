@@ -12,17 +12,20 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::{
-    BodyFormat, Config, DataStorageSink, Error, HttpConfig, HttpSink, NullSink, Pipeline, Sink,
-    StoreConfig,
+    BodyFormat, Config, DataStorageSink, Error, HttpConfig, HttpSink, NullSink, Pipeline,
+    RabbitMqConfig, Sink, StoreConfig, StoreRegistry,
 };
 
 /// A pipeline's configuration, sink and store, read from one JSON document.
 ///
 /// The document holds the fields of [`Config::from_json`], plus
-/// - `"sink"`: `{"type":"datastorage","url":…}`, `{"type":"http","url":…}` or
-///   `{"type":"null"}`; the two HTTP types also take `headers` (an object of strings),
-///   `bearer_token` or `token_file`, `connect_timeout_ms`, `timeout_ms` and `ca_file`, and
-///   `http` takes `format` (`"json_array"`, the default, or `"ndjson"`);
+/// - `"sink"`: `{"type":"datastorage","url":…}`, `{"type":"http","url":…}`,
+///   `{"type":"rabbitmq","url":…,"queue":…}` or `{"type":"null"}`; the two HTTP types also
+///   take `headers` (an object of strings), `bearer_token` or `token_file`,
+///   `connect_timeout_ms`, `timeout_ms` and `ca_file`, and `http` takes `format`
+///   (`"json_array"`, the default, or `"ndjson"`); `rabbitmq` takes `exchange`,
+///   `routing_key`, `declare` (a boolean), `connect_timeout_ms`, `timeout_ms` and `ca_file`
+///   (see [`RabbitMqConfig`]; building it needs the `rabbitmq` feature);
 /// - `"store"`: the backing store as for [`StoreConfig::from_json`],
 ///   `{"type":"file","params":{"path":…}}`.
 ///
@@ -70,6 +73,9 @@ pub enum SinkConfig {
         /// HTTP settings.
         http: HttpConfig,
     },
+    /// [`RabbitMqSink`](crate::RabbitMqSink) publishing as the configuration says (needs
+    /// the `rabbitmq` feature to be built).
+    RabbitMq(RabbitMqConfig),
     /// [`NullSink`]: accepts everything, keeps nothing.
     Null,
 }
@@ -112,6 +118,57 @@ impl PipelineConfig {
         Ok(PipelineConfig { config, sink })
     }
 
+    /// Reads the pipeline from the environment: [`Config::from_env`]'s variables
+    /// (`${PREFIX}_CONFIG`, `${PREFIX}_BACKING_STORE`), and the RabbitMQ sink from
+    /// `${PREFIX}_RABBITMQ_URL` and `${PREFIX}_RABBITMQ_QUEUE` — or, as audittools names
+    /// them, `${PREFIX}_RABBITMQ_HOSTNAME` (`localhost`), `_PORT` (5672), `_USERNAME` and
+    /// `_PASSWORD` (`guest`) and `_QUEUE_NAME`. Without any of those the document has no
+    /// sink: give one to [`build_with_sink`](Self::build_with_sink).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] whose field is the variable's name (and the field inside it):
+    /// those of [`Config::from_env`], a queue missing or given twice, a URL given both
+    /// whole and in parts, a port that is not a number, a URL that is not `amqp://` or
+    /// `amqps://`. Messages never show the password.
+    ///
+    /// ```no_run
+    /// // AUDIT_RABBITMQ_URL=amqp://audit:secret@rabbitmq:5672/%2f AUDIT_RABBITMQ_QUEUE=notifications.info
+    /// let pipeline = auditbuf::PipelineConfig::from_env("AUDIT")?.build()?;
+    /// # Ok::<(), auditbuf::Error>(())
+    /// ```
+    pub fn from_env(prefix: &str) -> Result<Self, Error> {
+        Self::from_env_with(prefix, &StoreRegistry::new())
+    }
+
+    /// Like [`from_env`](Self::from_env), also knowing the store types in `registry`.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_env`](Self::from_env).
+    pub fn from_env_with(prefix: &str, registry: &StoreRegistry) -> Result<Self, Error> {
+        Self::from_vars(prefix, registry, |name| std::env::var(name))
+    }
+
+    fn from_vars(
+        prefix: &str,
+        registry: &StoreRegistry,
+        lookup: impl Fn(&str) -> Result<String, std::env::VarError>,
+    ) -> Result<Self, Error> {
+        let var = |name: &str| -> Result<Option<String>, Error> {
+            match lookup(name) {
+                Ok(v) => Ok(Some(v)),
+                Err(std::env::VarError::NotPresent) => Ok(None),
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    Err(Error::config(name, "is not valid UTF-8"))
+                }
+            }
+        };
+        let config = Config::from_vars(prefix, registry, &lookup)?;
+        let sink = RabbitMqConfig::from_vars(prefix, &var)?.map(SinkConfig::RabbitMq);
+        Ok(PipelineConfig { config, sink })
+    }
+
     /// The pipeline settings (with the store, if the document named one).
     pub fn config(&self) -> &Config {
         &self.config
@@ -129,7 +186,7 @@ impl PipelineConfig {
         let Some(sink) = self.sink else {
             return Err(Error::config(
                 "sink",
-                "missing field (\"datastorage\", \"http\" or \"null\")",
+                "missing field (\"datastorage\", \"http\", \"rabbitmq\" or \"null\")",
             ));
         };
         Pipeline::new(self.config, sink.open()?)
@@ -174,13 +231,16 @@ impl SinkConfig {
                     http: d.into_http()?,
                 })
             }
+            "rabbitmq" => Ok(SinkConfig::RabbitMq(RabbitMqConfig::from_doc(rest)?)),
             "null" => {
                 let _: NullDoc = parse_value(rest, false)?;
                 Ok(SinkConfig::Null)
             }
             other => Err(Error::config(
                 "sink.type",
-                format!("unknown sink type {other:?}; known types: datastorage, http, null"),
+                format!(
+                    "unknown sink type {other:?}; known types: datastorage, http, rabbitmq, null"
+                ),
             )),
         }
     }
@@ -194,17 +254,33 @@ impl SinkConfig {
             SinkConfig::Http { url, http } => {
                 Box::new(HttpSink::new(url, http).map_err(within("sink"))?)
             }
+            #[cfg(feature = "rabbitmq")]
+            SinkConfig::RabbitMq(config) => {
+                Box::new(crate::RabbitMqSink::new(config).map_err(within("sink"))?)
+            }
+            #[cfg(not(feature = "rabbitmq"))]
+            SinkConfig::RabbitMq(_) => {
+                return Err(Error::config(
+                    "sink.type",
+                    "\"rabbitmq\" needs auditbuf built with its `rabbitmq` cargo feature",
+                ));
+            }
             SinkConfig::Null => Box::new(NullSink),
         })
     }
 }
 
 /// Prefixes the field of a configuration error with `outer.`.
-fn within(outer: &'static str) -> impl Fn(Error) -> Error {
+pub(crate) fn within(outer: &'static str) -> impl Fn(Error) -> Error {
     move |e| match e {
         Error::Config(c) => Error::config(format!("{outer}.{}", c.field), c.reason),
         other => other,
     }
+}
+
+/// Deserialises the fields of a sink without a body format, naming the offending one.
+pub(crate) fn parse_sink_fields<T: for<'de> Deserialize<'de>>(value: Value) -> Result<T, Error> {
+    parse_value(value, false)
 }
 
 /// Deserialises a sink's fields, naming the offending one (`sink.timeout_ms`).
@@ -409,6 +485,50 @@ mod tests {
             (r#"{"store":{"type":"tape"}}"#, "store.type"),
         ] {
             assert_eq!(field_of(doc), field, "{doc}");
+        }
+    }
+
+    #[test]
+    fn the_environment_names_the_rabbitmq_sink() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| (*v).to_owned())
+                    .ok_or(std::env::VarError::NotPresent)
+            }
+        };
+        let registry = StoreRegistry::new();
+        let c = PipelineConfig::from_vars("AUDIT", &registry, env(&[])).unwrap();
+        assert_eq!(c.sink(), None);
+        let c = PipelineConfig::from_vars(
+            "AUDIT",
+            &registry,
+            env(&[
+                ("AUDIT_RABBITMQ_URL", "amqp://u:p@rabbit/%2f"),
+                ("AUDIT_RABBITMQ_QUEUE", "notifications.info"),
+                ("AUDIT_CONFIG", r#"{"queue_capacity":7}"#),
+                ("AUDIT_BACKING_STORE", r#"{"type":"memory"}"#),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.sink(),
+            Some(&SinkConfig::RabbitMq(RabbitMqConfig::new(
+                "amqp://u:p@rabbit/%2f",
+                "notifications.info"
+            )))
+        );
+        assert_eq!(c.config().queue_capacity, 7);
+        assert!(c.config().store.is_some());
+        match PipelineConfig::from_vars(
+            "AUDIT",
+            &registry,
+            env(&[("AUDIT_RABBITMQ_URL", "amqp://h")]),
+        ) {
+            Err(Error::Config(c)) => assert_eq!(c.field, "AUDIT_RABBITMQ_QUEUE"),
+            other => panic!("{other:?}"),
         }
     }
 

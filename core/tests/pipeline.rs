@@ -597,3 +597,65 @@ fn a_flush_that_arrives_during_a_retry_waits_for_its_own_events() {
     assert!(first.join().unwrap().completed);
     assert!(second.stats.is_consistent());
 }
+
+#[test]
+fn a_partial_outcome_settles_the_prefix_and_retries_the_rest() {
+    // Takes at most three events a call, and every other call none at all.
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut calls = 0;
+    let sink = CallbackSink::new({
+        let seen = Arc::clone(&seen);
+        move |batch: &[&[u8]]| {
+            calls += 1;
+            let taken = if calls % 2 == 0 {
+                0
+            } else {
+                batch.len().min(3)
+            };
+            seen.lock()
+                .unwrap()
+                .extend(batch[..taken].iter().map(|e| json_id(e)));
+            Outcome::Partial {
+                delivered: taken,
+                reason: "the broker nacked one".into(),
+            }
+        }
+    });
+    let config = Config::default()
+        .batch_max_events(10)
+        .retry(RetryPolicy::default().backoff(Duration::from_millis(1), Duration::from_millis(2)));
+    let p = Pipeline::new(config, sink).unwrap();
+    for i in 0..25 {
+        p.record_json(format!(r#"{{"id":"{i}"}}"#).as_bytes())
+            .unwrap();
+    }
+    let report = p.close(Duration::from_secs(10));
+    assert!(report.completed);
+    assert!(report.stats.is_consistent(), "{:?}", report.stats);
+    assert_eq!(report.stats.delivered, 25);
+    assert_eq!(report.stats.dead_lettered + report.stats.failed, 0);
+    let want: Vec<String> = (0..25).map(|i| i.to_string()).collect();
+    assert_eq!(*seen.lock().unwrap(), want, "each once, in order");
+}
+
+#[test]
+fn the_rest_of_a_partial_batch_fails_when_its_retries_run_out() {
+    let sink = CallbackSink::new(|batch: &[&[u8]]| Outcome::Partial {
+        delivered: batch.len().min(2),
+        reason: "nack".into(),
+    });
+    let config = Config::default()
+        .batch_max_events(5)
+        .flush_interval(Duration::from_secs(3600))
+        .retry(RetryPolicy::default().max_attempts(1));
+    let p = Pipeline::new(config, sink).unwrap();
+    for i in 0..5 {
+        p.record_json(format!(r#"{{"id":"{i}"}}"#).as_bytes())
+            .unwrap();
+    }
+    let report = p.close(Duration::from_secs(10));
+    assert!(report.stats.is_consistent(), "{:?}", report.stats);
+    assert_eq!(report.stats.delivered, 2);
+    assert_eq!(report.stats.failed, 3, "kept counted, never dead-lettered");
+    assert_eq!(report.stats.dead_lettered, 0);
+}

@@ -7,7 +7,8 @@ use std::cell::Cell;
 use std::time::Duration;
 
 use auditbuf::{
-    AuditEvent, AuditEventBytes, CallbackSink, Config, Error, EventData, Outcome, Pipeline,
+    AuditEvent, AuditEventBytes, CadfAddress, CadfAttachment, CadfContent, CadfEvent, CadfHost,
+    CadfReason, CadfResource, CallbackSink, Config, Error, EventData, Outcome, Pipeline,
 };
 use crossbeam_channel::{Receiver, bounded};
 
@@ -237,6 +238,57 @@ fn serialize_values_do_not_allocate() {
             attempt: i as u32,
             success: true,
             tags: ["a", "ü"],
+        })
+    });
+    check(n, p);
+}
+
+#[test]
+fn cadf_events_with_a_generated_id_and_time_do_not_allocate() {
+    let addresses = [CadfAddress {
+        url: "https://keystone.example.com/v3",
+        name: Some("public"),
+    }];
+    let attachments = [
+        CadfAttachment {
+            name: Some("payload"),
+            type_uri: "mime:application/json",
+            content: CadfContent::Json(PAYLOAD),
+        },
+        CadfAttachment {
+            name: None,
+            type_uri: "xs:string",
+            content: CadfContent::Text("quota \"exceeded\""),
+        },
+    ];
+    let (n, p) = allocations_of(|p, _| {
+        p.record_cadf(&CadfEvent {
+            reason: Some(CadfReason {
+                reason_type: Some("HTTP"),
+                reason_code: Some("409"),
+            }),
+            initiator: CadfResource {
+                name: Some("zoë"),
+                domain: Some("Default"),
+                addresses: &addresses,
+                host: Some(CadfHost {
+                    address: Some("10.0.0.7"),
+                    agent: Some("openstacksdk"),
+                    ..CadfHost::default()
+                }),
+                project_id: Some("e9141fb24eee4b3e9f25ae69cda31132"),
+                project_name: Some("payments"),
+                ..CadfResource::new("service/security/account/user", "u-1")
+            },
+            attachments: &attachments,
+            request_path: Some("/v2.1/servers"),
+            ..CadfEvent::new(
+                "create",
+                "failure",
+                CadfResource::default(),
+                CadfResource::new("compute/server", "s-99"),
+                CadfResource::new("service/compute", "nova-api-01"),
+            )
         })
     });
     check(n, p);

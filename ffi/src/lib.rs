@@ -32,6 +32,7 @@
 #![allow(non_camel_case_types)]
 
 mod args;
+mod cadf;
 mod callback;
 mod error;
 mod event;
@@ -43,6 +44,10 @@ mod record;
 mod stats;
 mod status;
 
+pub use cadf::{
+    auditbuf_cadf_address, auditbuf_cadf_attachment, auditbuf_cadf_event, auditbuf_cadf_resource,
+    auditbuf_record_cadf,
+};
 pub use callback::{
     AUDITBUF_SINK_DELIVERED, AUDITBUF_SINK_REJECTED, AUDITBUF_SINK_RETRY, AUDITBUF_SINK_TOO_LARGE,
     auditbuf_sink_fn,

@@ -57,8 +57,10 @@ pub(crate) unsafe fn handle<'a>(
 /// `max_event_bytes`, `batch_max_events`, `batch_max_bytes`, `flush_interval_ms`,
 /// `overflow` (`"drop_newest"`, `"drop_oldest"`, `"block"` with `block_timeout_ms`, `"spill"`),
 /// `durability` (`"buffered"`, `"wal"`), `retry`, …), a `"sink"`
-/// (`{"type":"datastorage","url":…}`, `{"type":"http","url":…,"format":"ndjson"}`
-/// or `{"type":"null"}`, the HTTP ones with `headers`, `bearer_token` or `token_file`,
+/// (`{"type":"datastorage","url":…}`, `{"type":"http","url":…,"format":"ndjson"}`,
+/// `{"type":"rabbitmq","url":"amqp://…","queue":…}` or `{"type":"null"}`, the HTTP ones
+/// with `headers`, `bearer_token` or `token_file`, `connect_timeout_ms`, `timeout_ms`,
+/// `ca_file`, the RabbitMQ one with `exchange`, `routing_key`, `declare`,
 /// `connect_timeout_ms`, `timeout_ms`, `ca_file`) and optionally a `"store"`
 /// (`{"type":"file","params":{"path":…}}`). See the README for every field.
 ///

@@ -9,6 +9,7 @@
 
 mod http;
 pub mod postgres;
+pub mod rabbitmq;
 
 use http::{Early, Request, Response, Server};
 use std::net::{SocketAddr, TcpListener};

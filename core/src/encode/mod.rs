@@ -1,5 +1,9 @@
 //! Turning events into bytes on the caller's thread, without allocating.
 //!
+//! - [`cadf`]: the typed, borrowed [`CadfEvent`](crate::CadfEvent) (CADF, for RabbitMQ and
+//!   Hermes) and its direct encoder;
+//! - [`cadf_defaults`]: the UUID and time a CADF event gets when it has none;
+//! - [`cadf_rules`]: what a CADF event must be to be recorded;
 //! - [`event`]: the typed, borrowed [`AuditEvent`](crate::AuditEvent) and its direct encoder;
 //! - [`event_bytes`]: the same event with byte-slice fields, for the bindings;
 //! - [`event_data`]: its `event_data`, completed with the event's `event_type`;
@@ -13,6 +17,9 @@
 //! - [`time`]: RFC 3339 timestamps written into a fixed buffer;
 //! - [`swar`]: eight-bytes-at-a-time scans shared by the two above.
 
+pub(crate) mod cadf;
+pub(crate) mod cadf_defaults;
+pub(crate) mod cadf_rules;
 pub(crate) mod capture;
 pub(crate) mod escape;
 pub(crate) mod event;

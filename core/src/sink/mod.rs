@@ -4,12 +4,15 @@
 //! - [`http`]: any HTTP endpoint taking a JSON array or NDJSON ([`HttpSink`]);
 //! - [`datastorage`]: the kubernaut DataStorage batch endpoint ([`DataStorageSink`]);
 //! - [`callback`]: a Rust closure ([`CallbackSink`]);
-//! - [`null`]: accepts everything, for benchmarks ([`NullSink`]).
+//! - [`null`]: accepts everything, for benchmarks ([`NullSink`]);
+//! - [`rabbitmq`]: a RabbitMQ queue, with publisher confirms ([`RabbitMqSink`], feature
+//!   `rabbitmq`; its [`RabbitMqConfig`] in every build).
 
 pub(crate) mod callback;
 pub(crate) mod datastorage;
 pub(crate) mod http;
 pub(crate) mod null;
+pub(crate) mod rabbitmq;
 
 use std::time::Duration;
 
@@ -17,6 +20,9 @@ pub use callback::CallbackSink;
 pub use datastorage::DataStorageSink;
 pub use http::{BodyFormat, HttpConfig, HttpSink};
 pub use null::NullSink;
+pub use rabbitmq::RabbitMqConfig;
+#[cfg(feature = "rabbitmq")]
+pub use rabbitmq::RabbitMqSink;
 
 /// A destination for batches of encoded events.
 ///
@@ -77,6 +83,18 @@ pub enum Outcome {
     /// event that is still too large is dead-lettered.
     TooLarge {
         /// The receiver's explanation.
+        reason: String,
+    },
+    /// The first `delivered` events of the batch were taken; the rest were not, for a
+    /// passing reason (a message broker refused to confirm one, the connection was lost
+    /// before it did). The pipeline settles the first `delivered` and sends the rest again
+    /// like a [`Retry`](Outcome::Retry): kept, retried, stored — never dead-lettered.
+    /// `delivered` equal to the batch's length is [`Delivered`](Outcome::Delivered); 0 is
+    /// a `Retry`.
+    Partial {
+        /// How many events, from the start of the batch, were taken.
+        delivered: usize,
+        /// What happened to the next one, for `last_error`.
         reason: String,
     },
     /// The receiver refused the batch because of its content (other 4xx): the pipeline

@@ -22,6 +22,7 @@ static const struct {
     {"threads", test_threads},
     {"close_while_recording", test_close_while_recording},
     {"metrics", test_metrics},
+    {"cadf", test_cadf},
 };
 
 int main(int argc, char **argv) {
