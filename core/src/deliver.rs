@@ -42,12 +42,23 @@ pub(crate) struct Refusals {
     run: u32,
     /// The answer they all got.
     answer: String,
+    /// An endpoint failure was declared and nothing was accepted since: events are tried
+    /// one at a time from the oldest, so a receiver refusing everything costs a few requests
+    /// per back-off, and poison events at the head are walked past (an event accepted after
+    /// them shows they are poison) instead of holding up the events behind them.
+    probing: bool,
     log: Throttle,
 }
 
 impl Refusals {
     fn endpoint_failing(&self) -> bool {
         self.run >= ENDPOINT_REFUSAL_RUN
+    }
+
+    /// Something was accepted: refusals before it said nothing about the endpoint.
+    fn accepted(&mut self) {
+        self.run = 0;
+        self.probing = false;
     }
 }
 
@@ -92,8 +103,8 @@ impl Worker {
             // refused alone, try one event at a time: a receiver that refuses everything
             // costs one request per back-off, and a run of poison events is walked, not
             // bisected again and again.
-            let walking = suspects.range.as_ref().is_some_and(|s| s.len() >= 2)
-                || self.refusals.endpoint_failing();
+            let walking =
+                suspects.range.as_ref().is_some_and(|s| s.len() >= 2) || self.refusals.probing;
             if range.len() > 1 && walking {
                 pending.push(range.start + 1..range.end);
                 range = range.start..range.start + 1;
@@ -105,7 +116,7 @@ impl Worker {
                 let delivered = delivered.min(part.len());
                 if delivered > 0 {
                     self.confirm_suspects(&mut suspects, events, source);
-                    self.refusals.run = 0;
+                    self.refusals.accepted();
                     self.settle(delivered, Settle::Delivered, source);
                     range.start += delivered;
                     first_unsettled = range.start;
@@ -126,7 +137,7 @@ impl Worker {
             match outcome {
                 Outcome::Delivered => {
                     self.confirm_suspects(&mut suspects, events, source);
-                    self.refusals.run = 0;
+                    self.refusals.accepted();
                     if !part.is_empty() {
                         self.settle(part.len(), Settle::Delivered, source);
                     }
@@ -163,8 +174,12 @@ impl Worker {
                     let whole_batch = suspected.start == 0 && suspected.end == events.len();
                     if self.refusals.endpoint_failing() || (whole_batch && events.len() >= 2) {
                         // Not poison: the endpoint refuses everything. Send them all again
-                        // after a back-off, like any failure.
+                        // after a back-off, like any failure, one at a time, needing a
+                        // fresh run of refusals (re-sends of the same events do not add
+                        // up to one) to give up again.
                         suspects.reasons.clear();
+                        self.refusals.run = 0;
+                        self.refusals.probing = true;
                         pending.push(suspected.start..range.end);
                         self.endpoint_refused();
                         failures += 1;

@@ -126,9 +126,9 @@ impl LossWatch {
         self.last_check.elapsed() >= CHECK_EVERY
     }
 
-    /// Logs what was lost since the last look and, with gap markers on, returns a marker
-    /// event to put in the trail.
-    pub(crate) fn check(&mut self, stats: &Stats) -> Option<Vec<u8>> {
+    /// Logs what was lost since the last look and, with gap markers on, notes it for the
+    /// next marker.
+    pub(crate) fn check(&mut self, stats: &Stats) {
         self.last_check = Instant::now();
         let now = counts(stats);
         for (i, (reason, what, marked)) in REASONS.iter().enumerate() {
@@ -145,16 +145,31 @@ impl LossWatch {
                 m.since.get_or_insert_with(SystemTime::now);
             }
         }
-        self.markers.as_mut()?.make()
+    }
+
+    /// Whether a gap marker is due: markers are on and losses are not reported yet.
+    pub(crate) fn marker_due(&self) -> bool {
+        self.markers
+            .as_ref()
+            .is_some_and(|m| m.since.is_some() && m.pending.iter().any(|n| *n > 0))
+    }
+
+    /// Writes the due gap marker into `out` (empty on entry, a slot of the pool: a marker
+    /// must not add a buffer the pool does not know); true if it did, and the losses it
+    /// reports are then forgotten.
+    pub(crate) fn marker(&mut self, out: &mut Vec<u8>) -> bool {
+        self.markers.as_mut().is_some_and(|m| m.make(out))
     }
 }
 
 impl Markers {
-    fn make(&mut self) -> Option<Vec<u8>> {
+    fn make(&mut self, out: &mut Vec<u8>) -> bool {
         let lost: u64 = self.pending.iter().sum();
-        let since = self.since?;
+        let Some(since) = self.since else {
+            return false;
+        };
         if lost == 0 {
-            return None;
+            return false;
         }
         let mut data = format!(r#"{{"lost":{lost},"reasons":{{"#);
         let mut first = true;
@@ -183,21 +198,21 @@ impl Markers {
                 &correlation,
             )
         };
-        let mut out = Vec::new();
         match encode_event(
             &event,
             &EventRules::default(),
-            &mut out,
+            out,
             self.max_event_bytes.max(1024),
         ) {
             Ok(()) => {
                 self.pending = [0; REASONS.len()];
                 self.since = None;
-                Some(out)
+                true
             }
             Err(e) => {
                 log::error!("could not encode a gap marker: {e}");
-                None
+                out.clear();
+                false
             }
         }
     }
@@ -215,12 +230,16 @@ mod tests {
     #[test]
     fn a_marker_says_how_many_why_and_when() {
         let mut watch = LossWatch::new(true, "gateway", 65536);
-        assert!(watch.check(&Stats::default()).is_none());
+        watch.check(&Stats::default());
+        assert!(!watch.marker_due());
         let mut s = Stats::default();
         s.rejected.queue_full = 7;
         s.dropped.oldest = 2;
         s.rejected.invalid_json = 5;
-        let marker = watch.check(&s).unwrap();
+        watch.check(&s);
+        assert!(watch.marker_due());
+        let mut marker = Vec::new();
+        assert!(watch.marker(&mut marker));
         let v: serde_json::Value = serde_json::from_slice(&marker).unwrap();
         assert_eq!(v["event_type"], GAP_MARKER_EVENT_TYPE);
         assert_eq!(v["actor_id"], "gateway");
@@ -231,6 +250,7 @@ mod tests {
         assert!(v["event_data"]["reasons"].get("invalid_json").is_none());
         assert_eq!(v["event_data"]["from"].as_str().unwrap().len(), 24);
         // Nothing new, no marker.
-        assert!(watch.check(&s).is_none());
+        watch.check(&s);
+        assert!(!watch.marker_due());
     }
 }

@@ -444,7 +444,9 @@ impl Pipeline {
             None => match self.overflow {
                 Overflow::Block { timeout } => self.wait_for_slot(park, timeout)?,
                 Overflow::Spill if self.group.is_none() => return self.spill(park, encode),
-                Overflow::DropOldest => self.evict_oldest().ok_or(Error::Full)?,
+                Overflow::DropOldest if self.group.is_none() => {
+                    return self.replace_oldest(encode);
+                }
                 _ => return Err(Error::Full),
             },
         };
@@ -462,6 +464,13 @@ impl Pipeline {
             finish(&mut slot, &shared.wall_clock(), &mut Vec::new());
             return park.park(|| group.commit(slot, shared));
         }
+        self.push(slot)
+    }
+
+    /// Counts the event in `slot` as recorded and queues it.
+    #[inline]
+    fn push(&self, slot: Slot) -> Result<(), Error> {
+        let shared = &*self.shared;
         // Count first, then look at `closed` (both SeqCst): either close sees this event
         // and waits for it, or this call sees close and withdraws it.
         let recorded = shared.counters.recorded.fetch_add(1, Ordering::SeqCst) + 1;
@@ -478,8 +487,38 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Overflow `DropOldest`: takes the oldest queued event's slot for the new one. `None`
-    /// if the queue is empty after all (every slot is being encoded into or sent).
+    /// Overflow `DropOldest` with every slot taken: the event is encoded first (into a
+    /// buffer of this thread's, allocated once), so bad input evicts nothing; then the
+    /// oldest queued event makes room for it.
+    #[cold]
+    fn replace_oldest(
+        &self,
+        encode: impl FnOnce(&mut Slot, usize) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        SCRATCH.with(|scratch| {
+            let mut fallback = Vec::new();
+            let mut borrowed = scratch.try_borrow_mut();
+            let event: &mut Vec<u8> = match borrowed.as_deref_mut() {
+                Ok(buffer) => buffer,
+                // Only if a sink called back into record on this thread.
+                Err(_) => &mut fallback,
+            };
+            event.clear();
+            encode(event, self.max_event_bytes)?;
+            let mut slot = match self.shared.pool.try_take() {
+                Some(slot) => slot,
+                None => self.evict_oldest().ok_or(Error::Full)?,
+            };
+            slot.extend_from_slice(event);
+            self.push(slot)
+        })
+    }
+
+    /// Takes the oldest queued event's slot for a new one. `None` if the queue is empty
+    /// after all (every slot is being encoded into or sent).
     #[cold]
     fn evict_oldest(&self) -> Option<Slot> {
         let mut slot = self.queue_out.try_recv().ok()?;

@@ -26,6 +26,12 @@ pub(crate) struct SlotPool {
     retained_bytes: usize,
     /// Capacity beyond `initial_bytes` that free slots hold, in total.
     extra: AtomicUsize,
+    /// Callers waiting for a slot (overflow `Block`), and where they wait. A condition
+    /// variable of `parking_lot` never allocates to wait; a blocking receive on the channel
+    /// now and then did.
+    waiters: AtomicUsize,
+    waiting: parking_lot::Mutex<()>,
+    came_back: parking_lot::Condvar,
     retained_total: usize,
 }
 
@@ -46,6 +52,9 @@ impl SlotPool {
             retained_bytes: retained_bytes.max(initial_bytes),
             extra: AtomicUsize::new(0),
             retained_total,
+            waiters: AtomicUsize::new(0),
+            waiting: parking_lot::Mutex::new(()),
+            came_back: parking_lot::Condvar::new(),
         }
     }
 
@@ -88,10 +97,27 @@ impl SlotPool {
 
     /// Waits up to `timeout` for a slot to come back.
     pub(crate) fn wait(&self, timeout: Duration) -> Option<Slot> {
-        self.free_rx
-            .recv_timeout(timeout)
-            .ok()
-            .map(|slot| self.taken(slot))
+        let deadline = crate::worker::deadline_after(timeout);
+        loop {
+            if let Ok(slot) = self.free_rx.try_recv() {
+                return Some(self.taken(slot));
+            }
+            let mut guard = self.waiting.lock();
+            // Registered before looking again (both SeqCst, as in `give_back`): either this
+            // look finds the slot given back, or the giver sees a waiter and wakes it.
+            self.waiters.fetch_add(1, Ordering::SeqCst);
+            let slot = self.free_rx.try_recv().ok();
+            let timed_out =
+                slot.is_none() && self.came_back.wait_until(&mut guard, deadline).timed_out();
+            self.waiters.fetch_sub(1, Ordering::SeqCst);
+            drop(guard);
+            if let Some(slot) = slot {
+                return Some(self.taken(slot));
+            }
+            if timed_out {
+                return self.free_rx.try_recv().ok().map(|slot| self.taken(slot));
+            }
+        }
     }
 
     #[inline]
@@ -125,6 +151,10 @@ impl SlotPool {
         }
         // Cannot be full: at most `capacity` slots exist. Dropping one is harmless anyway.
         let _ = self.free_tx.try_send(slot);
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            let _guard = self.waiting.lock();
+            self.came_back.notify_one();
+        }
     }
 
     /// Frees all but `keep` free slots (the pipeline is idle): they are created again on

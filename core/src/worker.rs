@@ -167,6 +167,9 @@ pub(crate) struct Worker {
     pub(crate) wall: WallClock,
     /// Reused buffer captured events are rendered into.
     pub(crate) scratch: Vec<u8>,
+    /// A slot kept back from a sent batch for the gap marker that is due: under overload the
+    /// producers take every slot that comes free, and the marker must not wait for ever.
+    pub(crate) spare: Option<Slot>,
 }
 
 /// Rate-limited log lines of the flush thread's own troubles.
@@ -224,6 +227,7 @@ impl Worker {
             logs: Logs::default(),
             wall: WallClock::now(),
             scratch: Vec::new(),
+            spare: None,
         }
     }
 
@@ -402,8 +406,13 @@ impl Worker {
 
     /// Gives a batch's slots back to the pool and keeps the (empty) vector for reuse.
     pub(crate) fn recycle(&mut self, mut batch: Vec<Slot>) {
-        for slot in batch.drain(..) {
-            self.shared.pool.give_back(slot);
+        for mut slot in batch.drain(..) {
+            if self.spare.is_none() && self.losses.marker_due() {
+                slot.clear();
+                self.spare = Some(slot);
+            } else {
+                self.shared.pool.give_back(slot);
+            }
         }
         self.batch = batch;
     }
@@ -455,14 +464,25 @@ impl Worker {
             return;
         }
         let stats = self.shared.counters.snapshot();
-        let Some(marker) = self.losses.check(&stats) else {
+        self.losses.check(&stats);
+        if !self.losses.marker_due() {
+            return;
+        }
+        // The marker takes a slot of the pool like any event (a buffer of its own would let
+        // more events wait than the queue has places); none free now, it waits for the next
+        // look, its losses kept.
+        let Some(mut slot) = self.spare.take().or_else(|| self.shared.pool.try_take()) else {
             return;
         };
+        if !self.losses.marker(&mut slot) {
+            self.shared.pool.give_back(slot);
+            return;
+        }
         // Recorded first, then queued (the backlog counts as queued): every snapshot balances.
         self.shared.counters.recorded.fetch_add(1, Ordering::SeqCst);
         self.counts.gap_markers += 1;
         self.publish();
-        self.shared.backlog.put_front(std::iter::once(marker));
+        self.shared.backlog.put_front(std::iter::once(slot));
     }
 
     /// Frees spare slots once nothing was recorded for a while, so an idle pipeline gives

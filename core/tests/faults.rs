@@ -320,3 +320,41 @@ fn after_close_returns_the_sink_is_never_called_again() {
     drop(p);
     assert_eq!(calls.load(Ordering::SeqCst), at_close);
 }
+
+#[test]
+fn a_few_poison_events_at_the_head_of_the_store_do_not_block_the_rest() {
+    // Two events the receiver refuses with the same answer, alone in their first batch
+    // (which looks like an endpoint failure), then good events: once the good events are
+    // behind them, walking past the head shows the two are poison.
+    let sink = CallbackSink::new(|batch: &[&[u8]]| {
+        if batch.iter().any(|e| e.windows(3).any(|w| w == b"bad")) {
+            Outcome::rejected("HTTP 400: did not pass OpenAPI schema validation")
+        } else {
+            Outcome::Delivered
+        }
+    });
+    let config = Config::default()
+        .flush_interval(Duration::from_millis(5))
+        .retry(
+            RetryPolicy::default()
+                .max_elapsed(Duration::from_millis(500))
+                .backoff(Duration::from_millis(10), Duration::from_millis(50)),
+        );
+    let p =
+        Pipeline::with_store(config, sink, MemoryStore::new(MemoryStoreConfig::default())).unwrap();
+    p.record_json(br#"{"event_type":"t","what":"bad-1"}"#)
+        .unwrap();
+    p.record_json(br#"{"event_type":"t","what":"bad-2"}"#)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    record_all(&p, &ids(20));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while p.stats().delivered < 20 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let report = p.close(Duration::from_secs(5));
+    let s = report.stats;
+    assert_eq!(s.delivered, 20, "{s:?}");
+    assert_eq!(s.dead_lettered, 2, "{s:?}");
+    assert_all_settled(&s);
+}

@@ -175,3 +175,75 @@ fn a_gap_marker_tells_the_trail_how_many_were_lost_and_why() {
     assert_eq!(marker["actor_id"], "gateway");
     assert_eq!(marker["event_outcome"], "failure");
 }
+
+#[test]
+fn gap_markers_never_make_an_open_pipeline_refuse_events_as_closed() {
+    // A marker takes a slot like any event: were it a buffer of its own, more events could
+    // be waiting than the queue has places, and a push would fail as if the pipeline were
+    // closed.
+    let sink = CallbackSink::new(|_: &[&[u8]]| {
+        std::thread::sleep(Duration::from_micros(200));
+        Outcome::Delivered
+    });
+    let config = Config::default()
+        .queue_capacity(8)
+        .batch_max_events(4)
+        .flush_interval(Duration::from_millis(1))
+        .gap_markers(true);
+    let p = Arc::new(Pipeline::new(config, sink).unwrap());
+    let until = std::time::Instant::now() + Duration::from_millis(3500);
+    let producers: Vec<_> = (0..2)
+        .map(|_| {
+            let p = Arc::clone(&p);
+            std::thread::spawn(move || {
+                let mut closed = 0u64;
+                while std::time::Instant::now() < until {
+                    if let Err(auditbuf::Error::Closed) = p.record_json(br#"{"event_type":"t"}"#) {
+                        closed += 1;
+                    }
+                }
+                closed
+            })
+        })
+        .collect();
+    let closed: u64 = producers.into_iter().map(|t| t.join().unwrap()).sum();
+    let stats = p.stats();
+    assert_eq!(closed, 0, "{stats:?}");
+    assert!(stats.gap_markers >= 2, "{stats:?}");
+    assert!(stats.is_consistent(), "{stats:?}");
+}
+
+#[test]
+fn under_drop_oldest_bad_input_evicts_nothing() {
+    let go = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Seen::default());
+    let config = Config::default()
+        .queue_capacity(4)
+        .batch_max_events(1)
+        .flush_interval(Duration::from_millis(1))
+        .overflow(Overflow::DropOldest);
+    let p = Pipeline::new(config, stalled_until(&go, &seen)).unwrap();
+    for n in 0..4 {
+        p.record_json(format!(r#"{{"p":0,"n":{n}}}"#).as_bytes())
+            .unwrap();
+    }
+    while p.stats().in_flight < 1 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    p.record_json(br#"{"p":0,"n":4}"#).unwrap();
+    let before = p.stats().dropped.oldest;
+    assert!(matches!(
+        p.record_json(b"{not json"),
+        Err(auditbuf::Error::InvalidJson { .. })
+    ));
+    assert_eq!(
+        p.stats().dropped.oldest,
+        before,
+        "bad input evicted an event"
+    );
+    go.store(true, Ordering::SeqCst);
+    let report = p.close(Duration::from_secs(5));
+    assert!(report.stats.is_consistent(), "{:?}", report.stats);
+    assert_eq!(report.stats.delivered + report.stats.dropped.oldest, 5);
+    assert_eq!(report.stats.rejected.invalid_json, 1);
+}

@@ -351,8 +351,10 @@ fn count_typed(pipeline: &Pipeline, calls: usize) -> u64 {
         "success",
         "rr",
     );
-    // Warm: every slot created, every thread-local in place.
-    for _ in 0..QUEUE * 2 {
+    // Warm: every slot created, every thread-local in place — including the one
+    // parking_lot creates (and registers in its table, allocating) on a thread's first
+    // wait, which under Block takes the queue filling up more than once.
+    for _ in 0..QUEUE * 20 {
         let _ = pipeline.record(&event);
     }
     ALLOCATIONS.with(|n| n.set(0));
