@@ -158,6 +158,25 @@ func (n native) stats() Stats {
 	return statsOf(&s)
 }
 
+// metricsText is the pipeline's Prometheus text (auditbuf_pipeline_metrics), asked for
+// its length first; the text only grows between the calls by a few digits, hence the
+// margin and the retry.
+func (n native) metricsText() string {
+	var need C.size_t
+	if C.auditbuf_pipeline_metrics(n.p, nil, 0, &need) != 0 {
+		return ""
+	}
+	for {
+		buf := make([]byte, int(need)+256)
+		if C.auditbuf_pipeline_metrics(n.p, (*C.char)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)), &need) != 0 {
+			return ""
+		}
+		if int(need) < len(buf) {
+			return string(buf[:need])
+		}
+	}
+}
+
 // forkProbe forks; the child records one event and reports its status (tests only).
 func (n native) forkProbe() uint32 {
 	return uint32(C.abgo_fork_probe(n.p))
@@ -213,6 +232,7 @@ func statsOf(s *C.auditbuf_stats) Stats {
 			Shutdown:  uint64(s.dropped_shutdown),
 			StoreFull: uint64(s.dropped_store_full),
 			Damaged:   uint64(s.dropped_damaged),
+			Oldest:    uint64(s.dropped_oldest),
 		},
 		InFlight: uint64(s.in_flight),
 		Queued:   uint64(s.queued),
@@ -233,7 +253,11 @@ func statsOf(s *C.auditbuf_stats) Stats {
 			StoreFull:    uint64(s.rejected_store_full),
 			StoreError:   uint64(s.rejected_store_error),
 		},
-		Redelivered:      uint64(s.redelivered),
-		EndpointRefusals: uint64(s.endpoint_refusals),
+		Redelivered:          uint64(s.redelivered),
+		EndpointRefusals:     uint64(s.endpoint_refusals),
+		BatchesFailed:        uint64(s.batches_failed),
+		GapMarkers:           uint64(s.gap_markers),
+		DeadLetteredTooLarge: uint64(s.dead_lettered_too_large),
+		DeadLetteredByStore:  uint64(s.dead_lettered_by_store),
 	}
 }

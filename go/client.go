@@ -27,14 +27,15 @@ type Client struct {
 	// release it, after which calls return ErrClosed without touching it.
 	state atomic.Int64
 
-	sink     cgo.Handle // the callback sink's handle, 0 for a built-in sink
-	cleanup  runtime.Cleanup
-	once     sync.Once
-	closed   chan struct{} // closed when the library's close returned
-	released chan struct{} // closed when the handle is freed
-	report   Report        // the first close's, valid once closed is closed
-	err      error
-	final    atomic.Pointer[Stats] // the counters at release, for Stats() after it
+	sink         cgo.Handle // the callback sink's handle, 0 for a built-in sink
+	cleanup      runtime.Cleanup
+	once         sync.Once
+	closed       chan struct{} // closed when the library's close returned
+	released     chan struct{} // closed when the handle is freed
+	report       Report        // the first close's, valid once closed is closed
+	err          error
+	final        atomic.Pointer[Stats]  // the counters at release, for Stats() after it
+	finalMetrics atomic.Pointer[string] // the metrics text at release, for MetricsText() after it
 }
 
 const freeing = int64(1) << 62
@@ -226,6 +227,29 @@ func (c *Client) Stats() Stats {
 	return s
 }
 
+// MetricsText returns the client's metrics in the Prometheus text format (version
+// 0.0.4), exactly as the Rust library and the C ABI expose them: kubernaut's
+// audit_events_buffered_total, audit_events_dropped_total{reason},
+// audit_events_written_total, audit_batches_failed_total, audit_buffer_size and
+// audit_write_duration_seconds, plus audit_events_dead_lettered_total{reason},
+// audit_retries_total, audit_buffer_capacity and the backing store's gauges, each with
+// the label service (Config.Service). Serve it from a /metrics handler of your own, or
+// use the prometheus package for client_golang. After Close it returns the text as it
+// was when the handle was released. Never blocks on the flush thread.
+func (c *Client) MetricsText() string {
+	if !c.enter() {
+		if c != nil {
+			if t := c.finalMetrics.Load(); t != nil {
+				return *t
+			}
+		}
+		return ""
+	}
+	t := c.n.metricsText()
+	c.leave()
+	return t
+}
+
 // Version is the library's version, e.g. "0.1.0".
 func Version() string { return libraryVersion() }
 
@@ -335,6 +359,8 @@ func (c *Client) shutdown(timeout uint64) {
 	}
 	final := c.n.stats()
 	c.final.Store(&final)
+	finalMetrics := c.n.metricsText()
+	c.finalMetrics.Store(&finalMetrics)
 	c.n.free()
 	if c.sink != 0 {
 		c.sink.Delete()

@@ -191,6 +191,40 @@ func TestFullAndBlockTimeout(t *testing.T) {
 	}
 }
 
+// Under OverflowDropOldest a full queue evicts its oldest event: every call succeeds, the
+// evicted are counted in Dropped.Oldest, the invariant holds, and the metrics say so.
+func TestDropOldestEvictsAndStaysConsistent(t *testing.T) {
+	g := newGate()
+	c, err := NewWithSink(Config{QueueCapacity: 2, Overflow: OverflowDropOldest, GapMarkers: true}, g.hold)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RecordJSON([]byte(`{"n":0}`)); err != nil {
+		t.Fatal(err)
+	}
+	<-g.entered
+	for i := 1; i <= 10; i++ {
+		if err := c.RecordJSON([]byte(fmt.Sprintf(`{"n":%d}`, i))); err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+	}
+	s := c.Stats()
+	if s.Dropped.Oldest < 8 || !s.IsConsistent() {
+		t.Fatalf("stats %+v", s)
+	}
+	if !strings.Contains(c.MetricsText(), fmt.Sprintf(`audit_events_dropped_total{service="auditbuf",reason="oldest"} %d`, s.Dropped.Oldest)) {
+		t.Errorf("metrics:\n%s", c.MetricsText())
+	}
+	close(g.open)
+	r := mustClose(t, c)
+	if !r.Stats.IsConsistent() || r.Stats.Delivered+r.Stats.Dropped.Oldest != r.Stats.Recorded {
+		t.Fatalf("report %+v", r)
+	}
+	if !strings.Contains(c.MetricsText(), "audit_events_written_total") {
+		t.Errorf("MetricsText after Close: %q", c.MetricsText())
+	}
+}
+
 func TestConfigErrorsNameTheField(t *testing.T) {
 	_, err := New(Config{QueueCapacity: -1, Sink: NullSink()})
 	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "queue_capacity") {
@@ -642,14 +676,15 @@ func TestConfigDocument(t *testing.T) {
 
 func TestConfigFromEnv(t *testing.T) {
 	dir := t.TempDir()
-	t.Setenv("AUDIT_CONFIG", `{"queue_capacity":7,"durability":"wal","overflow":"block","block_timeout_ms":5,"retry":{"max_attempts":3}}`)
+	t.Setenv("AUDIT_CONFIG", `{"queue_capacity":7,"durability":"wal","overflow":"block","block_timeout_ms":5,"retry":{"max_attempts":3},"gap_markers":true,"categories":["gateway"],"check_timestamp_window":true}`)
 	t.Setenv("AUDIT_BACKING_STORE", `{"type":"file","params":{"path":`+fmt.Sprintf("%q", dir)+`,"max_total_bytes":1073741824,"fsync":"always"}}`)
 	cfg, err := ConfigFromEnv("AUDIT")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.QueueCapacity != 7 || cfg.Durability != DurabilityWAL || cfg.BlockTimeout != 5*time.Millisecond ||
-		cfg.Retry.MaxAttempts != 3 || cfg.Store == nil || cfg.Store.Type != "file" {
+		cfg.Retry.MaxAttempts != 3 || cfg.Store == nil || cfg.Store.Type != "file" ||
+		!cfg.GapMarkers || len(cfg.Categories) != 1 || !cfg.CheckTimestampWindow {
 		t.Fatalf("config %+v", cfg)
 	}
 	var col collector

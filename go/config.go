@@ -51,6 +51,18 @@ type Config struct {
 	// DropTimeout is the deadline of the close that releasing an unclosed client
 	// performs (the finalizer's). Defaults to 1 s.
 	DropTimeout time.Duration
+	// GapMarkers, when true, has the client record one marker event (event_type
+	// "auditbuf.events_lost", counted in Stats.GapMarkers) after events were lost, at
+	// most one a second. Defaults to off.
+	GapMarkers bool
+	// Categories are the only event_category values a typed event may have; others get
+	// ErrInvalidField. 1 to 256 names of 1 to 50 characters. Defaults to none: any
+	// category of 1 to 50 characters.
+	Categories []string
+	// CheckTimestampWindow rejects a typed event whose timestamp lies outside the window
+	// DataStorage accepts, [now - 7 days, now + 60 min], with ErrInvalidField. Defaults
+	// to off: the server judges by its own clock, at delivery.
+	CheckTimestampWindow bool
 	// Sink is where batches go. Required by New; must be zero for NewWithSink.
 	Sink Sink
 	// Store is the backing store that keeps events through outages, overflow and, with
@@ -65,6 +77,9 @@ type Overflow string
 const (
 	// OverflowDropNewest returns ErrFull at once and counts it.
 	OverflowDropNewest Overflow = "drop_newest"
+	// OverflowDropOldest evicts the oldest queued event (Stats.Dropped.Oldest) to take
+	// the new one: the newest events survive an overload.
+	OverflowDropOldest Overflow = "drop_oldest"
 	// OverflowBlock waits up to Config.BlockTimeout for a slot, then returns ErrTimeout.
 	OverflowBlock Overflow = "block"
 	// OverflowSpill appends the event to the backing store (needs Config.Store).
@@ -177,6 +192,9 @@ type settingsDoc struct {
 	InitialSlotBytes   int        `json:"initial_slot_bytes,omitempty"`
 	RetainedSlotBytes  int        `json:"retained_slot_bytes,omitempty"`
 	DropTimeoutMs      uint64     `json:"drop_timeout_ms,omitempty"`
+	GapMarkers         bool       `json:"gap_markers,omitempty"`
+	Categories         []string   `json:"categories,omitempty"`
+	CheckTimestamps    bool       `json:"check_timestamp_window,omitempty"`
 }
 
 type retryDoc struct {
@@ -241,6 +259,9 @@ func (c Config) document() (document, error) {
 		InitialSlotBytes:   c.InitialSlotBytes,
 		RetainedSlotBytes:  c.RetainedSlotBytes,
 		DropTimeoutMs:      msField("drop_timeout_ms", c.DropTimeout),
+		GapMarkers:         c.GapMarkers,
+		Categories:         c.Categories,
+		CheckTimestamps:    c.CheckTimestampWindow,
 	}
 	if c.Overflow == OverflowBlock || c.BlockTimeout != 0 {
 		v := msField("block_timeout_ms", c.BlockTimeout)
@@ -334,18 +355,21 @@ func (d settingsDoc) config() Config {
 		return time.Duration(v) * time.Millisecond
 	}
 	c := Config{
-		Service:            d.Service,
-		QueueCapacity:      d.QueueCapacity,
-		MaxEventBytes:      d.MaxEventBytes,
-		BatchMaxEvents:     d.BatchMaxEvents,
-		BatchMaxBytes:      d.BatchMaxBytes,
-		FlushInterval:      dur(d.FlushIntervalMs),
-		Overflow:           d.Overflow,
-		Durability:         d.Durability,
-		DeadLetterCapacity: d.DeadLetterCapacity,
-		InitialSlotBytes:   d.InitialSlotBytes,
-		RetainedSlotBytes:  d.RetainedSlotBytes,
-		DropTimeout:        dur(d.DropTimeoutMs),
+		Service:              d.Service,
+		QueueCapacity:        d.QueueCapacity,
+		MaxEventBytes:        d.MaxEventBytes,
+		BatchMaxEvents:       d.BatchMaxEvents,
+		BatchMaxBytes:        d.BatchMaxBytes,
+		FlushInterval:        dur(d.FlushIntervalMs),
+		Overflow:             d.Overflow,
+		Durability:           d.Durability,
+		DeadLetterCapacity:   d.DeadLetterCapacity,
+		InitialSlotBytes:     d.InitialSlotBytes,
+		RetainedSlotBytes:    d.RetainedSlotBytes,
+		DropTimeout:          dur(d.DropTimeoutMs),
+		GapMarkers:           d.GapMarkers,
+		Categories:           d.Categories,
+		CheckTimestampWindow: d.CheckTimestamps,
 	}
 	if d.BlockTimeoutMs != nil {
 		c.BlockTimeout = dur(*d.BlockTimeoutMs)

@@ -42,6 +42,17 @@ type Stats struct {
 	// EndpointRefusals counts times the receiver refused every event it was shown alone
 	// with the same answer, and the events were kept instead of dead-lettered.
 	EndpointRefusals uint64
+	// BatchesFailed counts batches whose retry budget ran out (their events went to
+	// the backing store, or failed).
+	BatchesFailed uint64
+	// GapMarkers counts, of Recorded, the gap markers the client added
+	// (Config.GapMarkers).
+	GapMarkers uint64
+	// DeadLetteredTooLarge counts, of DeadLettered, events refused with 413 even alone.
+	DeadLetteredTooLarge uint64
+	// DeadLetteredByStore counts, of DeadLettered, events the store dead-lettered on
+	// its own (Postgres rows whose claimers kept dying).
+	DeadLetteredByStore uint64
 }
 
 // Dropped counts events lost after they were accepted, by reason.
@@ -52,10 +63,13 @@ type Dropped struct {
 	StoreFull uint64
 	// Damaged: lost to damage the backing store found reading them back.
 	Damaged uint64
+	// Oldest: queued events evicted to make room for newer ones (overflow
+	// "drop_oldest").
+	Oldest uint64
 }
 
 // Total is the sum of the reasons.
-func (d Dropped) Total() uint64 { return d.Shutdown + d.StoreFull + d.Damaged }
+func (d Dropped) Total() uint64 { return d.Shutdown + d.StoreFull + d.Damaged + d.Oldest }
 
 // Rejected counts calls turned away, by the error they returned.
 type Rejected struct {

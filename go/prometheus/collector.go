@@ -1,31 +1,36 @@
-// Package prometheus exports an auditbuf client's counters to Prometheus (client_golang),
-// under the metric names of kubernaut's pkg/audit, so its dashboards and alerts keep
-// working, plus auditbuf's own. Values are read from Stats() on each scrape: nothing is
-// counted twice and recording pays nothing for metrics. This is the only package of the
-// module that imports client_golang.
+// Package prometheus exports an auditbuf client's counters to Prometheus (client_golang)
+// under the names and labels the Rust library uses (Client.MetricsText gives the same
+// text without client_golang): kubernaut's pkg/audit names, so its dashboards and alerts
+// keep working, plus auditbuf's own. Values are read from Stats() on each scrape: nothing
+// is counted twice and recording pays nothing for metrics. This is the only package of
+// the module that imports client_golang.
 //
 //	prometheus.MustRegister(abprom.NewCollector(client, "gateway"))
 //
-// kubernaut's names, all with the label service:
+// Every series has the label service; those with reason list every reason, zeros too:
 //
-//	audit_events_buffered_total   counter  events accepted (Stats.Recorded)
-//	audit_events_dropped_total    counter  events lost: refused because the buffer was full
-//	                                       (Rejected.QueueFull + BlockTimeout) or dropped
-//	                                       after acceptance (Dropped.Total())
-//	audit_events_written_total    counter  events the receiver acknowledged (Delivered)
-//	audit_batches_failed_total    counter  events that ran out of retries with no store
-//	                                       (Failed) — auditbuf counts events, not batches,
-//	                                       so the failure-rate query becomes per event
-//	audit_buffer_size             gauge    events buffered: Queued + InFlight
+//	audit_events_buffered_total           counter  events accepted (Stats.Recorded)
+//	audit_events_dropped_total{reason}    counter  events lost: turned away by a record call
+//	                                               (queue_full, block_timeout, closed,
+//	                                               invalid_utf8, invalid_json,
+//	                                               not_an_object, too_large, missing_field,
+//	                                               invalid_field, serialize, store_error,
+//	                                               store_full) or given up after acceptance
+//	                                               (oldest, store_full, shutdown, damaged,
+//	                                               failed)
+//	audit_events_written_total            counter  events the receiver acknowledged
+//	audit_events_dead_lettered_total{reason} counter  refused for good: rejected,
+//	                                               too_large, store
+//	audit_batches_failed_total            counter  batches whose retries ran out
+//	audit_retries_total                   counter  sends answered with a retryable failure
+//	audit_buffer_size                     gauge    events queued or in flight
 //
-// kubernaut's audit_write_duration_seconds histogram is not exported: the library does not
-// time writes. auditbuf's own series (label service, and reason where shown):
+// Stats does not carry the write-duration histogram, the queue's capacity or the backing
+// store's bytes and age: for those, serve Client.MetricsText. auditbuf's extra series:
 //
-//	auditbuf_events_recovered_total, auditbuf_events_dead_lettered_total,
-//	auditbuf_events_failed_total, auditbuf_events_dropped_total{reason},
-//	auditbuf_events_rejected_total{reason}, auditbuf_events_redelivered_total,
-//	auditbuf_sends_total, auditbuf_retries_total, auditbuf_endpoint_refusals_total,
-//	auditbuf_events_queued, auditbuf_events_in_flight, auditbuf_events_stored.
+//	auditbuf_events_recovered_total, auditbuf_events_redelivered_total,
+//	auditbuf_sends_total, auditbuf_endpoint_refusals_total, auditbuf_events_queued,
+//	auditbuf_events_in_flight, auditbuf_events_stored.
 package prometheus
 
 import (
@@ -57,64 +62,9 @@ type metric struct {
 	value func(s *auditbuf.Stats) float64
 }
 
-func desc(name, help string, labels ...string) *prom.Desc {
-	return prom.NewDesc(name, help, append([]string{"service"}, labels...), nil)
-}
-
-var (
-	plain = []metric{
-		{desc("audit_events_buffered_total", "Total audit events buffered (accepted by the library)."),
-			prom.CounterValue, func(s *auditbuf.Stats) float64 { return float64(s.Recorded) }},
-		{desc("audit_events_dropped_total", "Total audit events dropped: refused because the buffer was full, or lost after acceptance."),
-			prom.CounterValue, func(s *auditbuf.Stats) float64 {
-				return float64(s.Rejected.QueueFull + s.Rejected.BlockTimeout + s.Dropped.Total())
-			}},
-		{desc("audit_events_written_total", "Total audit events written to storage (acknowledged by the receiver)."),
-			prom.CounterValue, func(s *auditbuf.Stats) float64 { return float64(s.Delivered) }},
-		{desc("audit_batches_failed_total", "Audit events whose batch failed after all retries with no backing store (auditbuf counts events, not batches)."),
-			prom.CounterValue, func(s *auditbuf.Stats) float64 { return float64(s.Failed) }},
-		{desc("audit_buffer_size", "Current number of buffered audit events (queued and in flight)."),
-			prom.GaugeValue, func(s *auditbuf.Stats) float64 { return float64(s.Queued + s.InFlight) }},
-
-		{desc("auditbuf_events_recovered_total", "Events found in the backing store when the client opened it."),
-			prom.CounterValue, func(s *auditbuf.Stats) float64 { return float64(s.Recovered) }},
-		{desc("auditbuf_events_dead_lettered_total", "Events the receiver refused for good."),
-			prom.CounterValue, func(s *auditbuf.Stats) float64 { return float64(s.DeadLettered) }},
-		{desc("auditbuf_events_failed_total", "Events whose batch ran out of retries with no backing store."),
-			prom.CounterValue, func(s *auditbuf.Stats) float64 { return float64(s.Failed) }},
-		{desc("auditbuf_events_redelivered_total", "Events sent again because the store failed to record their delivery."),
-			prom.CounterValue, func(s *auditbuf.Stats) float64 { return float64(s.Redelivered) }},
-		{desc("auditbuf_sends_total", "Batches handed to the sink, retries and split halves included."),
-			prom.CounterValue, func(s *auditbuf.Stats) float64 { return float64(s.Sends) }},
-		{desc("auditbuf_retries_total", "Sends answered with a retryable failure."),
-			prom.CounterValue, func(s *auditbuf.Stats) float64 { return float64(s.Retries) }},
-		{desc("auditbuf_endpoint_refusals_total", "Times the receiver refused every event alone with the same answer (events kept)."),
-			prom.CounterValue, func(s *auditbuf.Stats) float64 { return float64(s.EndpointRefusals) }},
-		{desc("auditbuf_events_queued", "Events accepted and not yet taken by the flush thread."),
-			prom.GaugeValue, func(s *auditbuf.Stats) float64 { return float64(s.Queued) }},
-		{desc("auditbuf_events_in_flight", "Events batched, being sent or waiting for a retry."),
-			prom.GaugeValue, func(s *auditbuf.Stats) float64 { return float64(s.InFlight) }},
-		{desc("auditbuf_events_stored", "Events in the backing store."),
-			prom.GaugeValue, func(s *auditbuf.Stats) float64 { return float64(s.Stored) }},
-	}
-	dropped  = desc("auditbuf_events_dropped_total", "Events lost after they were accepted, by reason.", "reason")
-	rejected = desc("auditbuf_events_rejected_total", "Record calls turned away, by reason.", "reason")
-)
-
-func droppedBy(s *auditbuf.Stats) []reasoned {
-	d := s.Dropped
-	return []reasoned{{"shutdown", d.Shutdown}, {"store_full", d.StoreFull}, {"damaged", d.Damaged}}
-}
-
-func rejectedBy(s *auditbuf.Stats) []reasoned {
-	r := s.Rejected
-	return []reasoned{
-		{"queue_full", r.QueueFull}, {"block_timeout", r.BlockTimeout}, {"closed", r.Closed},
-		{"invalid_utf8", r.InvalidUTF8}, {"invalid_json", r.InvalidJSON},
-		{"not_an_object", r.NotAnObject}, {"too_large", r.TooLarge},
-		{"missing_field", r.MissingField}, {"invalid_field", r.InvalidField},
-		{"serialize", r.Serialize}, {"store_full", r.StoreFull}, {"store_error", r.StoreError},
-	}
+type reasonedMetric struct {
+	desc    *prom.Desc
+	reasons func(s *auditbuf.Stats) []reasoned
 }
 
 type reasoned struct {
@@ -122,13 +72,85 @@ type reasoned struct {
 	value  uint64
 }
 
+func desc(name, help string, labels ...string) *prom.Desc {
+	return prom.NewDesc(name, help, append([]string{"service"}, labels...), nil)
+}
+
+func counter(name, help string, value func(s *auditbuf.Stats) uint64) metric {
+	return metric{desc(name, help), prom.CounterValue, func(s *auditbuf.Stats) float64 { return float64(value(s)) }}
+}
+
+func gauge(name, help string, value func(s *auditbuf.Stats) uint64) metric {
+	return metric{desc(name, help), prom.GaugeValue, func(s *auditbuf.Stats) float64 { return float64(value(s)) }}
+}
+
+// The help texts are the Rust library's, word for word.
+var (
+	plain = []metric{
+		counter("audit_events_buffered_total", "Events accepted by record (buffered for delivery).",
+			func(s *auditbuf.Stats) uint64 { return s.Recorded }),
+		counter("audit_events_written_total", "Events the receiver acknowledged (any 2xx).",
+			func(s *auditbuf.Stats) uint64 { return s.Delivered }),
+		counter("audit_batches_failed_total", "Batches whose retry budget ran out (kept in the backing store, or failed).",
+			func(s *auditbuf.Stats) uint64 { return s.BatchesFailed }),
+		counter("audit_retries_total", "Sink calls answered with a retryable failure.",
+			func(s *auditbuf.Stats) uint64 { return s.Retries }),
+		gauge("audit_buffer_size", "Events buffered in memory: queued or being sent.",
+			func(s *auditbuf.Stats) uint64 { return s.Queued + s.InFlight }),
+
+		counter("auditbuf_events_recovered_total", "Events found in the backing store when the client opened it.",
+			func(s *auditbuf.Stats) uint64 { return s.Recovered }),
+		counter("auditbuf_events_redelivered_total", "Events sent again because the store failed to record their delivery.",
+			func(s *auditbuf.Stats) uint64 { return s.Redelivered }),
+		counter("auditbuf_sends_total", "Batches handed to the sink, retries and split halves included.",
+			func(s *auditbuf.Stats) uint64 { return s.Sends }),
+		counter("auditbuf_endpoint_refusals_total", "Times the receiver refused every event alone with the same answer (events kept).",
+			func(s *auditbuf.Stats) uint64 { return s.EndpointRefusals }),
+		gauge("auditbuf_events_queued", "Events accepted and not yet taken by the flush thread.",
+			func(s *auditbuf.Stats) uint64 { return s.Queued }),
+		gauge("auditbuf_events_in_flight", "Events batched, being sent or waiting for a retry.",
+			func(s *auditbuf.Stats) uint64 { return s.InFlight }),
+		gauge("auditbuf_events_stored", "Events in the backing store.",
+			func(s *auditbuf.Stats) uint64 { return s.Stored }),
+	}
+	withReason = []reasonedMetric{
+		{desc("audit_events_dropped_total", "Events lost, by reason: turned away by record (queue_full, block_timeout, bad input...) or given up after being accepted (oldest, store_full, shutdown, damaged, failed).", "reason"),
+			droppedBy},
+		{desc("audit_events_dead_lettered_total", "Events the receiver refused for good, by reason (rejected: a 4xx for the event alone; too_large: a 413 for the event alone; store: a store row whose claimers kept dying).", "reason"),
+			deadLetteredBy},
+	}
+)
+
+// droppedBy follows the Rust library's reasons: a spill the store refused and an
+// accepted event the store could not keep are both store_full.
+func droppedBy(s *auditbuf.Stats) []reasoned {
+	r, d := s.Rejected, s.Dropped
+	return []reasoned{
+		{"queue_full", r.QueueFull}, {"block_timeout", r.BlockTimeout}, {"closed", r.Closed},
+		{"invalid_utf8", r.InvalidUTF8}, {"invalid_json", r.InvalidJSON},
+		{"not_an_object", r.NotAnObject}, {"too_large", r.TooLarge},
+		{"missing_field", r.MissingField}, {"invalid_field", r.InvalidField},
+		{"serialize", r.Serialize}, {"store_error", r.StoreError},
+		{"store_full", r.StoreFull + d.StoreFull}, {"oldest", d.Oldest},
+		{"shutdown", d.Shutdown}, {"damaged", d.Damaged}, {"failed", s.Failed},
+	}
+}
+
+func deadLetteredBy(s *auditbuf.Stats) []reasoned {
+	rejected := s.DeadLettered - min(s.DeadLettered, s.DeadLetteredTooLarge+s.DeadLetteredByStore)
+	return []reasoned{
+		{"rejected", rejected}, {"too_large", s.DeadLetteredTooLarge}, {"store", s.DeadLetteredByStore},
+	}
+}
+
 // Describe sends every metric's description.
 func (c *Collector) Describe(ch chan<- *prom.Desc) {
 	for _, m := range plain {
 		ch <- m.desc
 	}
-	ch <- dropped
-	ch <- rejected
+	for _, m := range withReason {
+		ch <- m.desc
+	}
 }
 
 // Collect reads one snapshot of the counters and sends every metric from it.
@@ -137,10 +159,9 @@ func (c *Collector) Collect(ch chan<- prom.Metric) {
 	for _, m := range plain {
 		ch <- prom.MustNewConstMetric(m.desc, m.kind, m.value(&s), c.service)
 	}
-	for _, r := range droppedBy(&s) {
-		ch <- prom.MustNewConstMetric(dropped, prom.CounterValue, float64(r.value), c.service, r.reason)
-	}
-	for _, r := range rejectedBy(&s) {
-		ch <- prom.MustNewConstMetric(rejected, prom.CounterValue, float64(r.value), c.service, r.reason)
+	for _, m := range withReason {
+		for _, r := range m.reasons(&s) {
+			ch <- prom.MustNewConstMetric(m.desc, prom.CounterValue, float64(r.value), c.service, r.reason)
+		}
 	}
 }

@@ -2,6 +2,9 @@ package prometheus_test
 
 import (
 	"context"
+	"regexp"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,7 +14,7 @@ import (
 )
 
 func TestKubernautMetricNamesFromStats(t *testing.T) {
-	client, err := auditbuf.NewWithSink(auditbuf.Config{QueueCapacity: 4},
+	client, err := auditbuf.NewWithSink(auditbuf.Config{Service: "gateway", QueueCapacity: 4},
 		func([][]byte) auditbuf.SinkOutcome { return auditbuf.SinkDelivered })
 	if err != nil {
 		t.Fatal(err)
@@ -57,15 +60,14 @@ func TestKubernautMetricNamesFromStats(t *testing.T) {
 		}
 	}
 	want := map[string]float64{
-		"audit_events_buffered_total":                   3,
-		"audit_events_written_total":                    3,
-		"audit_events_dropped_total":                    0,
-		"audit_batches_failed_total":                    0,
-		"audit_buffer_size":                             0,
-		"auditbuf_events_rejected_total{not_an_object}": 1,
-		"auditbuf_events_rejected_total{queue_full}":    0,
-		"auditbuf_events_dropped_total{shutdown}":       0,
-		"auditbuf_sends_total":                          values["auditbuf_sends_total"],
+		"audit_events_buffered_total":                3,
+		"audit_events_written_total":                 3,
+		"audit_events_dropped_total{not_an_object}":  1,
+		"audit_events_dropped_total{queue_full}":     0,
+		"audit_events_dropped_total{oldest}":         0,
+		"audit_events_dead_lettered_total{rejected}": 0,
+		"audit_batches_failed_total":                 0,
+		"audit_buffer_size":                          0,
 	}
 	for name, v := range want {
 		got, ok := values[name]
@@ -76,6 +78,22 @@ func TestKubernautMetricNamesFromStats(t *testing.T) {
 	if values["auditbuf_sends_total"] < 1 {
 		t.Errorf("sends %v", values["auditbuf_sends_total"])
 	}
+	// Every audit_* series the collector exports is in the library's own text, with the
+	// same value: one set of names for Rust, C, Go and Python.
+	text := parseText(t, client.MetricsText())
+	for name, v := range values {
+		if !strings.HasPrefix(name, "audit_") {
+			continue
+		}
+		if got, ok := text[name]; !ok || got != v {
+			t.Errorf("%s: collector %v, MetricsText %v (present %v)", name, v, got, ok)
+		}
+	}
+	for _, name := range []string{"audit_write_duration_seconds_count", "audit_buffer_capacity"} {
+		if _, ok := text[name]; !ok {
+			t.Errorf("MetricsText lacks %s:\n%s", name, client.MetricsText())
+		}
+	}
 	if _, err := client.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -83,4 +101,31 @@ func TestKubernautMetricNamesFromStats(t *testing.T) {
 	if _, err := reg.Gather(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+var sample = regexp.MustCompile(`^([a-z0-9_]+)\{service="gateway"(?:,reason="([a-z0-9_]+)")?(?:,le="[^"]+")?\} (\S+)$`)
+
+// parseText reads the classic text format into name{reason} -> value (buckets skipped).
+func parseText(t *testing.T, text string) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	for _, line := range strings.Split(text, "\n") {
+		if line == "" || strings.HasPrefix(line, "#") || strings.Contains(line, "le=") {
+			continue
+		}
+		m := sample.FindStringSubmatch(line)
+		if m == nil {
+			t.Fatalf("unexpected line %q", line)
+		}
+		v, err := strconv.ParseFloat(m[3], 64)
+		if err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		name := m[1]
+		if m[2] != "" {
+			name += "{" + m[2] + "}"
+		}
+		out[name] = v
+	}
+	return out
 }

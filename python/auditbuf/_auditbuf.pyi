@@ -45,7 +45,7 @@ class Pipeline:
         queue_capacity: Optional[int] = None,
         batch_size: Optional[int] = None,
         flush_interval: Optional[Seconds] = None,
-        overflow: Optional[Literal["drop_newest", "block", "spill"]] = None,
+        overflow: Optional[Literal["drop_newest", "drop_oldest", "block", "spill"]] = None,
         block_timeout: Optional[Seconds] = None,
         max_event_bytes: Optional[int] = None,
         durability: Optional[Literal["buffered", "wal"]] = None,
@@ -139,6 +139,9 @@ class Pipeline:
         Closing again waits again. The GIL is released, so a Python sink can finish."""
     def stats(self) -> "Stats":
         """A consistent snapshot of the counters."""
+    def metrics_text(self) -> str:
+        """The metrics in the Prometheus text format (version 0.0.4), as the Rust library
+        gives them, with the write-duration histogram and the backing store's gauges."""
     def dead_letters(self) -> List["DeadLetter"]:
         """The dead letters kept in memory (the newest ``dead_letter_capacity``)."""
     def last_error(self) -> Optional[str]:
@@ -175,6 +178,8 @@ class Dropped:
     shutdown: int
     store_full: int
     damaged: int
+    oldest: int
+    """Queued events evicted for newer ones (overflow "drop_oldest")."""
     def total(self) -> int:
         """All dropped events, whatever the reason."""
     def as_dict(self) -> Dict[str, int]: ...
@@ -198,6 +203,14 @@ class Stats:
     retries: int
     redelivered: int
     endpoint_refusals: int
+    batches_failed: int
+    """Batches whose retry budget ran out (their events went to the store, or failed)."""
+    gap_markers: int
+    """Of ``recorded``: gap markers the pipeline added (``gap_markers=True``)."""
+    dead_lettered_too_large: int
+    """Of ``dead_lettered``: events refused with 413 even alone."""
+    dead_lettered_by_store: int
+    """Of ``dead_lettered``: events the store dead-lettered on its own."""
     def is_consistent(self) -> bool:
         """Whether the accounting invariant holds (it always should)."""
     def settled(self) -> int:

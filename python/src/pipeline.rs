@@ -508,6 +508,14 @@ impl PyPipeline {
         Ok(self.pipeline()?.stats().into())
     }
 
+    /// The pipeline's metrics in the Prometheus text format (version 0.0.4), as the Rust
+    /// library and the C ABI give them: kubernaut's names plus auditbuf's, with the
+    /// write-duration histogram and the backing store's gauges, each labelled `service`.
+    /// Never blocks on the flush thread.
+    fn metrics_text(&self) -> PyResult<String> {
+        Ok(self.pipeline()?.metrics_text())
+    }
+
     /// The dead letters kept in memory (the newest `dead_letter_capacity`).
     fn dead_letters(&self) -> PyResult<Vec<DeadLetter>> {
         Ok(self

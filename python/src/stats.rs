@@ -147,11 +147,12 @@ record! {
         shutdown: u64,
         store_full: u64,
         damaged: u64,
+        oldest: u64,
     }
     methods {
     /// All dropped events, whatever the reason.
     fn total(&self) -> u64 {
-        self.shutdown + self.store_full + self.damaged
+        self.shutdown + self.store_full + self.damaged + self.oldest
     }
     }
 }
@@ -175,6 +176,10 @@ record! {
         retries: u64,
         redelivered: u64,
         endpoint_refusals: u64,
+        batches_failed: u64,
+        gap_markers: u64,
+        dead_lettered_too_large: u64,
+        dead_lettered_by_store: u64,
     }
     methods {
     /// Whether the accounting invariant holds (it always should).
@@ -222,6 +227,7 @@ impl From<auditbuf::Stats> for Stats {
                 shutdown: d.shutdown,
                 store_full: d.store_full,
                 damaged: d.damaged,
+                oldest: d.oldest,
             },
             in_flight: s.in_flight,
             queued: s.queued,
@@ -244,6 +250,10 @@ impl From<auditbuf::Stats> for Stats {
             retries: s.retries,
             redelivered: s.redelivered,
             endpoint_refusals: s.endpoint_refusals,
+            batches_failed: s.batches_failed,
+            gap_markers: s.gap_markers,
+            dead_lettered_too_large: s.dead_lettered_too_large,
+            dead_lettered_by_store: s.dead_lettered_by_store,
         }
     }
 }

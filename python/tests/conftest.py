@@ -100,6 +100,7 @@ def assert_accounted(stats: auditbuf.Stats, delivered: Optional[int] = None) -> 
         + stats.dropped.shutdown
         + stats.dropped.store_full
         + stats.dropped.damaged
+        + stats.dropped.oldest
         + stats.in_flight
         + stats.queued
         + stats.stored

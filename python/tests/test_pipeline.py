@@ -256,6 +256,32 @@ def test_block_timeout_raises_timeout() -> None:
     assert_accounted(stats, delivered=1)
 
 
+def test_drop_oldest_keeps_the_newest_and_accounts_for_the_evicted(
+    collect: Collect,
+) -> None:
+    release = threading.Event()
+    p = auditbuf.Pipeline(
+        sink=lambda b: release.wait(10) and collect(b),
+        queue_capacity=2,
+        overflow="drop_oldest",
+        flush_interval=0.001,
+    )
+    p.record({"event_type": "a", "i": 0})
+    time.sleep(0.05)  # the flush thread holds event 0 in its sink call
+    for i in range(1, 11):
+        p.record({"event_type": "a", "i": i})
+    s = p.stats()
+    # The slot event 0 was sent from may be back or not: 8 or 9 evicted.
+    assert s.dropped.oldest in (8, 9) and s.is_consistent(), s
+    assert f'reason="oldest"}} {s.dropped.oldest}' in p.metrics_text()
+    release.set()
+    stats = p.close(timeout=10).stats
+    assert_accounted(stats, delivered=11 - s.dropped.oldest)
+    assert stats.dropped.oldest == s.dropped.oldest
+    got = [e["i"] for e in collect.json()]
+    assert got == [0] + list(range(s.dropped.oldest + 1, 11)), got
+
+
 def test_stats_is_frozen_and_complete(collect: Collect) -> None:
     p = auditbuf.Pipeline(sink=collect)
     p.record(b'{"a":1}')
@@ -266,9 +292,10 @@ def test_stats_is_frozen_and_complete(collect: Collect) -> None:
     assert set(d) == {
         "recorded", "recovered", "delivered", "dead_lettered", "failed", "dropped",
         "in_flight", "queued", "stored", "rejected", "sends", "retries", "redelivered",
-        "endpoint_refusals",
+        "endpoint_refusals", "batches_failed", "gap_markers", "dead_lettered_too_large",
+        "dead_lettered_by_store",
     }
-    assert set(d["dropped"]) == {"shutdown", "store_full", "damaged"}
+    assert set(d["dropped"]) == {"shutdown", "store_full", "damaged", "oldest"}
     assert len(d["rejected"]) == 12 and s.rejected.total() == 0
     assert s == p.stats() and repr(s).startswith("Stats(recorded=1, recovered=0,")
     assert s.settled() == 1 and s.dropped.total() == 0

@@ -48,15 +48,48 @@ def test_metrics_follow_the_counters(collect: Collect) -> None:
     p.close(timeout=10)
     assert value("audit_events_written_total") == 3
     assert value("audit_buffer_size") == 0
-    assert value("audit_batches_sent_total") >= 1
+    assert value("auditbuf_sends_total") >= 1
     for name in [
         "audit_batches_failed_total",
-        "audit_events_dead_lettered_total",
-        "audit_events_redelivered_total",
-        "audit_endpoint_refusals_total",
-        "audit_events_recovered_total",
-        "audit_events_stored",
+        "audit_retries_total",
+        "auditbuf_events_redelivered_total",
+        "auditbuf_endpoint_refusals_total",
+        "auditbuf_events_recovered_total",
+        "auditbuf_events_stored",
     ]:
         assert value(name) == 0
+    for reason in ["rejected", "too_large", "store"]:
+        assert value("audit_events_dead_lettered_total", reason=reason) == 0
+    assert value("audit_events_dropped_total", reason="oldest") == 0
+    # Every audit_* sample of the collector is in the library's own text, same value.
+    own = _samples(p.metrics_text())
+    ours = {
+        (s.name, s.labels.get("reason", "")): s.value
+        for m in registry.collect()
+        for s in m.samples
+        if s.name.startswith("audit_") and not s.name.endswith("_created")
+    }
+    assert ours
+    for key, v in ours.items():
+        assert own.get(key) == v, (key, v, own.get(key))
+    assert ("audit_write_duration_seconds_count", "") in own
+    assert ("audit_buffer_capacity", "") in own
     text = prometheus_client.generate_latest(registry).decode()
     assert 'audit_events_dropped_total{reason="queue_full",service="gateway"} 1.0' in text
+
+
+def _samples(text: str) -> "dict[tuple[str, str], float]":
+    """name, reason -> value from the classic text format (buckets left out)."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#") or "le=" in line:
+            continue
+        head, value = line.rsplit(" ", 1)
+        name, _, labels = head.partition("{")
+        reason = ""
+        for pair in labels.rstrip("}").split(","):
+            k, _, v = pair.partition("=")
+            if k == "reason":
+                reason = v.strip('"')
+        out[(name, reason)] = float(value)
+    return out
