@@ -7,12 +7,11 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use parking_lot::Mutex;
 
-use crate::backlog::move_into_store;
 use crate::config::{Durability, Overflow};
 use crate::dead_letter::DeadLetters;
 use crate::encode::cadf::encode_cadf;
@@ -28,10 +27,12 @@ use crate::park::{NoPark, Park};
 use crate::shared::Shared;
 use crate::slots::{Slot, SlotPool};
 use crate::stats::FlushCounts;
-use crate::worker::{Command, Inbox, Worker, deadline_after};
+use crate::worker::{Command, Inbox, Worker};
+
+mod overflow;
+mod shutdown;
 use crate::{
-    AuditEvent, AuditEventBytes, Config, DeadLetter, Error, Limits, Recovery, Report, Sink, Stats,
-    Store,
+    AuditEvent, AuditEventBytes, Config, DeadLetter, Error, Limits, Recovery, Sink, Stats, Store,
 };
 
 /// Bytes beyond their initial size that free slots may keep between them: a burst of large
@@ -108,6 +109,8 @@ impl Pipeline {
     /// - the store's errors when it cannot be opened ([`Error::Io`], [`Error::Store`]);
     /// - [`Error::Spawn`] when the flush thread cannot be started.
     pub fn new<S: Sink>(config: Config, sink: S) -> Result<Self, Error> {
+        // A configuration that will be refused must not create a store's files or tables.
+        config.validate()?;
         let store = match &config.store {
             Some(store) => Some(store.open()?),
             None => None,
@@ -487,48 +490,6 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Overflow `DropOldest` with every slot taken: the event is encoded first (into a
-    /// buffer of this thread's, allocated once), so bad input evicts nothing; then the
-    /// oldest queued event makes room for it.
-    #[cold]
-    fn replace_oldest(
-        &self,
-        encode: impl FnOnce(&mut Slot, usize) -> Result<(), Error>,
-    ) -> Result<(), Error> {
-        thread_local! {
-            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-        }
-        SCRATCH.with(|scratch| {
-            let mut fallback = Vec::new();
-            let mut borrowed = scratch.try_borrow_mut();
-            let event: &mut Vec<u8> = match borrowed.as_deref_mut() {
-                Ok(buffer) => buffer,
-                // Only if a sink called back into record on this thread.
-                Err(_) => &mut fallback,
-            };
-            event.clear();
-            encode(event, self.max_event_bytes)?;
-            let mut slot = match self.shared.pool.try_take() {
-                Some(slot) => slot,
-                None => self.evict_oldest().ok_or(Error::Full)?,
-            };
-            slot.extend_from_slice(event);
-            self.push(slot)
-        })
-    }
-
-    /// Takes the oldest queued event's slot for a new one. `None` if the queue is empty
-    /// after all (every slot is being encoded into or sent).
-    #[cold]
-    fn evict_oldest(&self) -> Option<Slot> {
-        let mut slot = self.queue_out.try_recv().ok()?;
-        // Counted before the new event is: a snapshot in between sees one event fewer
-        // queued and one more dropped, which balances.
-        self.shared.counters.evicted.fetch_add(1, Ordering::SeqCst);
-        slot.clear();
-        Some(slot)
-    }
-
     /// For bindings: like [`record_with`](Self::record_with), for an encoder that vouches
     /// for its output — one compact JSON object, valid UTF-8, no raw line breaks — and
     /// says which of `version` and `event_timestamp` it wrote: the bytes are completed
@@ -555,142 +516,11 @@ impl Pipeline {
         self.shared.counters.reject(error);
     }
 
-    /// Overflow `Block`: waits for a slot in slices of `P::SLICE`, parked.
-    #[cold]
-    fn wait_for_slot<P: Park>(&self, park: &mut P, timeout: Duration) -> Result<Slot, Error> {
-        let deadline = deadline_after(timeout);
-        let pool = &self.shared.pool;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(Error::Timeout(timeout));
-            }
-            let slice = left.min(P::SLICE);
-            if let Some(slot) = park.park(|| pool.wait(slice)) {
-                return Ok(slot);
-            }
-            if park.interrupted() {
-                return Err(Error::Timeout(timeout));
-            }
-        }
-    }
-
     #[cold]
     fn withdraw(&self, slot: Slot) -> Error {
         self.shared.counters.recorded.fetch_sub(1, Ordering::SeqCst);
         self.shared.pool.give_back(slot);
         Error::Closed
-    }
-
-    /// Overflow `Spill`: the queue is full, so the event goes to the store on this thread,
-    /// behind everything that waits outside the store (older than it).
-    #[cold]
-    fn spill<P: Park>(
-        &self,
-        park: &mut P,
-        encode: impl FnOnce(&mut Slot, usize) -> Result<(), Error>,
-    ) -> Result<(), Error> {
-        let mut event = Vec::with_capacity(self.initial_slot_bytes);
-        encode(&mut event, self.max_event_bytes)?;
-        finish(&mut event, &self.shared.wall_clock(), &mut Vec::new());
-        park.park(|| self.spill_encoded(&event))
-    }
-
-    fn spill_encoded(&self, event: &[u8]) -> Result<(), Error> {
-        if self.forked(true) {
-            return Err(Error::Forked);
-        }
-        let shared = &*self.shared;
-        let Some(mut store) = shared.lock_store() else {
-            return Err(Error::config("overflow", "\"spill\" needs a backing store"));
-        };
-        if store.is_closed() {
-            return Err(Error::Closed);
-        }
-        if shared.direct() {
-            // The store refused events while empty; they are being sent from memory, and
-            // this one must not get ahead of them.
-            return Err(Error::store(
-                "spill",
-                "the queue is full and the backing store is refusing events",
-            ));
-        }
-        move_into_store(shared, &mut **store, &self.queue_out, self.move_chunk)?;
-        store.append(&[event])?;
-        // Recorded before stored: a snapshot taken in between sees the event queued, which
-        // balances; the other way round it would be counted nowhere.
-        shared.counters.recorded.fetch_add(1, Ordering::SeqCst);
-        shared.counters.caller_stored.fetch_add(1, Ordering::SeqCst);
-        drop(store);
-        let _ = shared.wake.try_send(());
-        Ok(())
-    }
-
-    /// Sends everything recorded so far, and returns when it is delivered (or otherwise
-    /// settled) or when `timeout` has passed, whichever comes first. With a backing store
-    /// it also drains the store as far as the sink allows. While sending is on hold (a
-    /// back-off, the receiver's `Retry-After`) it waits for that to end, within `timeout`.
-    pub fn flush(&self, timeout: Duration) -> Report {
-        if self.forked(true) {
-            return self.report(false);
-        }
-        let deadline = deadline_after(timeout);
-        let (done_tx, done_rx) = bounded::<()>(0);
-        if self.commands.send(Command::Flush(done_tx)).is_err() {
-            return self.report(self.is_finished());
-        }
-        let completed = matches!(
-            done_rx.recv_deadline(deadline),
-            Err(RecvTimeoutError::Disconnected)
-        );
-        self.report(completed)
-    }
-
-    /// Stops taking events, sends what it can by `timeout`, keeps the rest in the backing
-    /// store (or, without one, drops it as `dropped.shutdown`) and stops the flush thread.
-    /// Always returns by the deadline, even if the sink hangs, and from then on the sink is
-    /// never called again (a call still running then may finish; `completed` is false).
-    /// Calling it again waits again.
-    pub fn close(&self, timeout: Duration) -> Report {
-        if self.forked(true) {
-            return self.report(false);
-        }
-        let deadline = deadline_after(timeout);
-        if !self.shared.closed.swap(true, Ordering::SeqCst) {
-            // The flush thread stops sending a little early, to keep what is left in the
-            // store before this call reports.
-            let reserve = (timeout / 10).min(Duration::from_millis(250));
-            let _ = self.commands.send(Command::Close(deadline_after(
-                timeout.saturating_sub(reserve),
-            )));
-        }
-        let completed = matches!(
-            self.finished.recv_deadline(deadline),
-            Err(RecvTimeoutError::Disconnected)
-        );
-        if completed {
-            if let Some(thread) = self.thread.lock().take() {
-                let _ = thread.join();
-            }
-        } else if self.shared.stop_sending() {
-            self.shared.note_error(
-                "close returned while the sink was still handling a batch; no further batch \
-                 will be sent"
-                    .to_owned(),
-            );
-        }
-        self.report(completed)
-    }
-
-    fn is_finished(&self) -> bool {
-        matches!(
-            self.finished.try_recv(),
-            Err(crossbeam_channel::TryRecvError::Disconnected)
-        )
-    }
-
-    fn report(&self, completed: bool) -> Report {
-        Report::new(self.stats(), completed)
     }
 
     /// A consistent snapshot of the counters.
@@ -733,29 +563,5 @@ impl Pipeline {
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
-    }
-}
-
-impl Drop for Pipeline {
-    fn drop(&mut self) {
-        if self.forked(true) {
-            // The flush thread does not exist here and the store is the parent's: touch
-            // nothing. Joining or detaching the parent's thread handle is not possible in a
-            // child, so it is forgotten.
-            if let Some(thread) = self.thread.get_mut().take() {
-                std::mem::forget(thread);
-            }
-            return;
-        }
-        let report = self.close(self.drop_timeout);
-        if !report.completed
-            && matches!(
-                self.finished.recv_timeout(DROP_JOIN_GRACE),
-                Err(RecvTimeoutError::Disconnected)
-            )
-            && let Some(thread) = self.thread.get_mut().take()
-        {
-            let _ = thread.join();
-        }
     }
 }

@@ -376,6 +376,9 @@ impl Worker {
     /// returns its length. An event that would break the byte limit goes back to the front
     /// of the backlog, first in the next batch.
     pub(crate) fn take_batch(&mut self, max: usize) -> usize {
+        // Timestamps are rendered below from the counter/wall-clock pair: after a long sink
+        // call or a drain, take a fresh one so a stepped wall clock shows within a second.
+        self.refresh_wall_clock();
         let cap = self.limits.max_events.min(max);
         let max_bytes = self.limits.max_bytes;
         let shared = Arc::clone(&self.shared);

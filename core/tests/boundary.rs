@@ -71,6 +71,20 @@ fn sizes_and_counts_have_a_ceiling() {
 }
 
 #[test]
+fn a_refused_configuration_leaves_no_store_behind() {
+    let dir = std::env::temp_dir().join(format!("auditbuf-refused-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (field, _) = config_error(Pipeline::new(
+        Config::default()
+            .queue_capacity(0)
+            .store(StoreConfig::File(FileStoreConfig::new(&dir))),
+        NullSink,
+    ));
+    assert_eq!(field, "queue_capacity");
+    assert!(!dir.exists(), "{} was created", dir.display());
+}
+
+#[test]
 fn every_field_is_checked_when_the_configuration_is_read() {
     for (text, field, reason) in [
         (

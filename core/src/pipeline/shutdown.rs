@@ -1,0 +1,104 @@
+//! Settling what was recorded: `flush` waits for it, `close` (and `Drop`) stops taking
+//! events and hands what is left to the store, always by the caller's deadline.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crossbeam_channel::{RecvTimeoutError, bounded};
+
+use super::{DROP_JOIN_GRACE, Pipeline};
+use crate::Report;
+use crate::worker::{Command, deadline_after};
+
+impl Pipeline {
+    /// Sends everything recorded so far, and returns when it is delivered (or otherwise
+    /// settled) or when `timeout` has passed, whichever comes first. With a backing store
+    /// it also drains the store as far as the sink allows. While sending is on hold (a
+    /// back-off, the receiver's `Retry-After`) it waits for that to end, within `timeout`.
+    pub fn flush(&self, timeout: Duration) -> Report {
+        if self.forked(true) {
+            return self.report(false);
+        }
+        let deadline = deadline_after(timeout);
+        let (done_tx, done_rx) = bounded::<()>(0);
+        if self.commands.send(Command::Flush(done_tx)).is_err() {
+            return self.report(self.is_finished());
+        }
+        let completed = matches!(
+            done_rx.recv_deadline(deadline),
+            Err(RecvTimeoutError::Disconnected)
+        );
+        self.report(completed)
+    }
+
+    /// Stops taking events, sends what it can by `timeout`, keeps the rest in the backing
+    /// store (or, without one, drops it as `dropped.shutdown`) and stops the flush thread.
+    /// Always returns by the deadline, even if the sink hangs, and from then on the sink is
+    /// never called again (a call still running then may finish; `completed` is false).
+    /// Calling it again waits again.
+    pub fn close(&self, timeout: Duration) -> Report {
+        if self.forked(true) {
+            return self.report(false);
+        }
+        let deadline = deadline_after(timeout);
+        if !self.shared.closed.swap(true, Ordering::SeqCst) {
+            // The flush thread stops sending a little early, to keep what is left in the
+            // store before this call reports.
+            let reserve = (timeout / 10).min(Duration::from_millis(250));
+            let _ = self.commands.send(Command::Close(deadline_after(
+                timeout.saturating_sub(reserve),
+            )));
+        }
+        let completed = matches!(
+            self.finished.recv_deadline(deadline),
+            Err(RecvTimeoutError::Disconnected)
+        );
+        if completed {
+            if let Some(thread) = self.thread.lock().take() {
+                let _ = thread.join();
+            }
+        } else if self.shared.stop_sending() {
+            self.shared.note_error(
+                "close returned while the sink was still handling a batch; no further batch \
+                 will be sent"
+                    .to_owned(),
+            );
+        }
+        self.report(completed)
+    }
+
+    pub(super) fn is_finished(&self) -> bool {
+        matches!(
+            self.finished.try_recv(),
+            Err(crossbeam_channel::TryRecvError::Disconnected)
+        )
+    }
+
+    pub(super) fn report(&self, completed: bool) -> Report {
+        Report::new(self.stats(), completed)
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        if self.forked(true) {
+            // The flush thread does not exist here and the store is the parent's: touch
+            // nothing. Joining or detaching the parent's thread handle is not possible in a
+            // child, so it is forgotten.
+            if let Some(thread) = self.thread.get_mut().take() {
+                std::mem::forget(thread);
+            }
+            return;
+        }
+        let report = self.close(self.drop_timeout);
+        if !report.completed
+            && matches!(
+                self.finished.recv_timeout(DROP_JOIN_GRACE),
+                Err(RecvTimeoutError::Disconnected)
+            )
+            && let Some(thread) = self.thread.get_mut().take()
+        {
+            let _ = thread.join();
+        }
+    }
+}
