@@ -53,9 +53,10 @@ const DROP_JOIN_GRACE: Duration = Duration::from_millis(100);
 ///
 /// After `close` returns — on time or not — the sink is never called again: the flush
 /// thread checks before every call and exits (a call already running when the deadline
-/// passed may finish; [`Report::completed`](crate::Report::completed) is false then). In a child process made by
-/// `fork()` the pipeline refuses everything with [`Error::Forked`] and its `flush`, `close`
-/// and drop return at once: the flush thread and the store belong to the parent.
+/// passed may finish; [`Report::completed`](crate::Report::completed) is false then). In a
+/// child process made by `fork()` the pipeline refuses everything with [`Error::Forked`] and
+/// its `flush`, `close` and drop return at once: the flush thread and the store belong to
+/// the parent.
 ///
 /// ```
 /// use auditbuf::{AuditEvent, Config, NullSink, Pipeline};
