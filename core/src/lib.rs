@@ -55,6 +55,10 @@
 //!   its own small runtime, driven from the flush thread.
 //! - `rabbitmq`: the RabbitMQ sink (`RabbitMqSink`, AMQP 0-9-1 with publisher confirms) on
 //!   `lapin`, driven from the flush thread by a small `block_on` (no tokio runtime).
+//! - `metrics-server`: `Pipeline::serve_metrics(addr)`, a thread answering `GET /metrics`
+//!   with the Prometheus text format (std `TcpListener`, no extra crate); without it,
+//!   `metrics_text()` and `register_metrics` serve the same counters through the
+//!   application's own server.
 //!
 //! ## Delivery
 //! At least once. 2xx (201 and 202) is delivered and never resent; 408, 429, 5xx and network

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use auditbuf::{
     CallbackSink, Config, DataStorageSink, Error, HttpConfig, HttpSink, MemoryStore,
-    MemoryStoreConfig, Outcome, Pipeline, RetryPolicy, Stats, Store, StoreSize, StoredBatch,
+    MemoryStoreConfig, Outcome, Overflow, Pipeline, RetryPolicy, Stats, Store, StoreSize,
+    StoredBatch,
 };
 use auditbuf_testkit::{Receiver, Reply, refused_url};
 
@@ -98,6 +99,17 @@ fn a_poison_event_among_good_ones_is_still_dead_lettered() {
 
 #[test]
 fn retry_after_is_obeyed_on_every_path_with_a_store() {
+    // The queue and the store drain; then with a queue of 4 and `Spill`, so most events
+    // reach the store on the caller's thread.
+    retry_after_is_obeyed(Config::default());
+    retry_after_is_obeyed(
+        Config::default()
+            .queue_capacity(4)
+            .overflow(Overflow::Spill),
+    );
+}
+
+fn retry_after_is_obeyed(config: Config) {
     // 429 with Retry-After: 2 for the first 4 s. The retry budget (1 s) is shorter than the
     // Retry-After, so the batch goes to the store at once; the store drain must wait too.
     let started = Instant::now();
@@ -108,13 +120,11 @@ fn retry_after_is_obeyed_on_every_path_with_a_store() {
             Reply::created()
         }
     });
-    let config = Config::default()
-        .flush_interval(Duration::from_millis(20))
-        .retry(
-            RetryPolicy::default()
-                .max_elapsed(Duration::from_secs(1))
-                .backoff(Duration::from_millis(20), Duration::from_millis(200)),
-        );
+    let config = config.flush_interval(Duration::from_millis(20)).retry(
+        RetryPolicy::default()
+            .max_elapsed(Duration::from_secs(1))
+            .backoff(Duration::from_millis(20), Duration::from_millis(200)),
+    );
     let store = MemoryStore::new(MemoryStoreConfig::default());
     let p = Pipeline::with_store(
         config,

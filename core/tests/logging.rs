@@ -1,0 +1,142 @@
+//! Issue 18's logging rules, through the `log` facade and a real receiver on 127.0.0.1:
+//! failures and drops are logged at most once per reason per interval, with the count
+//! since the last line; no line ever carries the bearer token or an event's body. Alone in
+//! its binary: the logger is process-wide.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use auditbuf::{Config, Error, HttpConfig, HttpSink, Pipeline, RetryPolicy};
+use auditbuf_testkit::{Receiver, Reply};
+
+static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if record.target().starts_with("auditbuf") {
+            let line = format!("{} {}", record.level(), record.args());
+            LINES.lock().unwrap().push(line);
+        }
+    }
+    fn flush(&self) {}
+}
+
+static CAPTURE: Capture = Capture;
+
+const TOKEN: &str = "tok-3f9a7c-SECRET";
+const SECRET: &str = "body-7d1e-SECRET";
+
+fn lines_with(needle: &str) -> Vec<String> {
+    let lines = LINES.lock().unwrap();
+    lines
+        .iter()
+        .filter(|l| l.contains(needle))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn logs_are_rate_limited_and_carry_neither_tokens_nor_events() {
+    log::set_logger(&CAPTURE).unwrap();
+    log::set_max_level(log::LevelFilter::Trace);
+
+    // The receiver fails every request for 2 s (503), refuses the events marked poison for
+    // good (400, with the event's text echoed in nothing we log), and takes the rest.
+    let started = Instant::now();
+    let receiver = Receiver::start(move |batch| {
+        if started.elapsed() < Duration::from_secs(2) {
+            Reply::status(503)
+        } else if batch.events.iter().any(|e| e["event_type"] == "poison") {
+            Reply::problem(400, "validation failed")
+        } else {
+            Reply::created()
+        }
+    });
+    let config = Config::default()
+        .queue_capacity(8)
+        .flush_interval(Duration::from_millis(10))
+        .retry(
+            RetryPolicy::default().backoff(Duration::from_millis(10), Duration::from_millis(50)),
+        );
+    let sink = HttpSink::new(receiver.url(), HttpConfig::default().bearer_token(TOKEN)).unwrap();
+    let p = Pipeline::new(config, sink).unwrap();
+
+    // Overload a queue of 8 for 3 s: thousands of calls turned away with `Full`.
+    let mut full = 0u64;
+    let mut taken = 0u64;
+    let until = Instant::now() + Duration::from_secs(3);
+    let mut i = 0u64;
+    while Instant::now() < until {
+        let kind = if i % 50 == 7 { "poison" } else { "login" };
+        let event = format!(r#"{{"event_type":"{kind}","n":{i},"secret":"{SECRET}"}}"#);
+        match p.record_json(event.as_bytes()) {
+            Ok(()) => taken += 1,
+            Err(Error::Full) => full += 1,
+            Err(e) => panic!("{e}"),
+        }
+        i += 1;
+        if i.is_multiple_of(64) {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+    let report = p.close(Duration::from_secs(10));
+    assert!(report.completed);
+    let stats = report.stats;
+    assert!(stats.is_consistent(), "{stats:?}");
+    assert_eq!(stats.rejected.queue_full, full);
+    assert_eq!(stats.recorded, taken);
+    assert_eq!(stats.delivered + stats.dead_lettered, taken, "{stats:?}");
+    assert!(
+        full > 1_000 && stats.dead_lettered > 0 && stats.retries > 0,
+        "{stats:?}"
+    );
+
+    let lines = LINES.lock().unwrap().clone();
+    eprintln!("{}", lines.join("\n"));
+    for line in &lines {
+        assert!(
+            !line.contains(TOKEN),
+            "a log line carries the token: {line}"
+        );
+        assert!(
+            !line.contains(SECRET),
+            "a log line carries an event: {line}"
+        );
+    }
+    // One line per reason per 10 s, each with the count since the last: over ~3 s, at most
+    // the first line and the one `close` forces.
+    let full_lines = lines_with("(queue_full)");
+    assert!(
+        (1..=2).contains(&full_lines.len()),
+        "queue_full lines: {full_lines:#?}"
+    );
+    let logged: u64 = full_lines
+        .iter()
+        .map(|l| l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert!(
+        logged >= 1 && logged <= full,
+        "{logged} logged of {full}: {full_lines:#?}"
+    );
+    let retry_lines = lines_with("being retried");
+    assert!(
+        (1..=2).contains(&retry_lines.len()),
+        "retry lines: {retry_lines:#?}"
+    );
+    let refused = lines_with("refused for good");
+    assert!(
+        (1..=2).contains(&refused.len()),
+        "dead-letter lines: {refused:#?}"
+    );
+    assert!(
+        lines.len() <= 12,
+        "{} log lines for 3 s of trouble:\n{}",
+        lines.len(),
+        lines.join("\n")
+    );
+}
