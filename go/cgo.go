@@ -5,9 +5,10 @@ package auditbuf
 //
 // Memory rules (cgocheck): Go memory is passed to C only for the duration of a call, and
 // only memory that holds no Go pointers — byte buffers, the flat event (integers only)
-// and its spans. The `noescape` annotations let that memory stay on the stack, and
-// `nocallback` marks the record calls, which never call back into Go on the calling
-// thread (the sink callback runs on the library's flush thread).
+// and its spans, the flat CADF event and its lists (integers only; the shim builds the
+// ABI's struct of views on the C side). The `noescape` annotations let that memory stay
+// on the stack, and `nocallback` marks the record calls, which never call back into Go on
+// the calling thread (the sink callback runs on the library's flush thread).
 
 /*
 #cgo CFLAGS: -I${SRCDIR}/../include -I${SRCDIR}
@@ -20,6 +21,8 @@ package auditbuf
 #cgo nocallback abgo_record_flat
 #cgo noescape abgo_record_flat_batch
 #cgo nocallback abgo_record_flat_batch
+#cgo noescape abgo_record_cadf
+#cgo nocallback abgo_record_cadf
 #cgo noescape auditbuf_pipeline_stats
 #cgo nocallback auditbuf_pipeline_stats
 #cgo noescape abgo_flush
@@ -46,6 +49,13 @@ func init() {
 		C.AUDITBUF_FLAT_VERSION != flatVersion || C.AUDITBUF_FLAT_STRINGS != flatStrings {
 		panic(fmt.Sprintf("auditbuf: flat event layout differs from auditbuf.h (%d/%d bytes)",
 			unsafe.Sizeof(flatEvent{}), C.sizeof_auditbuf_flat_event))
+	}
+	if unsafe.Sizeof(cadfFlatEvent{}) != uintptr(C.sizeof_abgo_cadf_event) ||
+		unsafe.Sizeof(cadfFlatResource{}) != uintptr(C.sizeof_abgo_cadf_resource) ||
+		unsafe.Sizeof(cadfFlatAddress{}) != uintptr(C.sizeof_abgo_cadf_address) ||
+		unsafe.Sizeof(cadfFlatAttachment{}) != uintptr(C.sizeof_abgo_cadf_attachment) {
+		panic(fmt.Sprintf("auditbuf: flat CADF event layout differs from shim.h (%d/%d bytes)",
+			unsafe.Sizeof(cadfFlatEvent{}), C.sizeof_abgo_cadf_event))
 	}
 }
 
@@ -126,6 +136,19 @@ func (n native) recordFlatBatch(evs []flatEvent, buf []byte) (int, uint32, strin
 		return int(taken), 0, ""
 	}
 	return int(taken), uint32(s), message(msg)
+}
+
+func (n native) recordCADF(ev *cadfFlatEvent, addresses []cadfFlatAddress,
+	attachments []cadfFlatAttachment, buf []byte) (uint32, string) {
+	var msg *C.char
+	s := C.abgo_record_cadf(n.p, (*C.abgo_cadf_event)(unsafe.Pointer(ev)),
+		(*C.abgo_cadf_address)(unsafe.Pointer(unsafe.SliceData(addresses))), C.size_t(len(addresses)),
+		(*C.abgo_cadf_attachment)(unsafe.Pointer(unsafe.SliceData(attachments))), C.size_t(len(attachments)),
+		bytesPtr(buf), C.size_t(len(buf)), &msg)
+	if s == 0 {
+		return 0, ""
+	}
+	return uint32(s), message(msg)
 }
 
 func (n native) flush(timeoutMs uint64) (Report, uint32, string) {

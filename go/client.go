@@ -57,7 +57,7 @@ func NewWithSink(cfg Config, fn func(events [][]byte) SinkOutcome) (*Client, err
 	if fn == nil {
 		return nil, configError("sink: the callback is nil")
 	}
-	if cfg.Sink.Type != "" || cfg.Sink.URL != "" {
+	if !cfg.Sink.isZero() {
 		return nil, configError("sink: set by Config.Sink; NewWithSink takes its sink as a callback")
 	}
 	return start(cfg, fn)

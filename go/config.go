@@ -52,7 +52,7 @@ type Config struct {
 	// performs (the finalizer's). Defaults to 1 s.
 	DropTimeout time.Duration
 	// GapMarkers, when true, has the client record one marker event (event_type
-	// "auditbuf.events_lost", counted in Stats.GapMarkers) after events were lost, at
+	// "auditbuf.events.lost", counted in Stats.GapMarkers) after events were lost, at
 	// most one a second. Defaults to off.
 	GapMarkers bool
 	// Categories are the only event_category values a typed event may have; others get
@@ -119,15 +119,25 @@ const (
 	SinkDataStorage SinkType = "datastorage"
 	// SinkHTTP posts batches to URL, as a JSON array or NDJSON (Format).
 	SinkHTTP SinkType = "http"
+	// SinkRabbitMQ publishes each event as one persistent message to a RabbitMQ queue
+	// (AMQP 0-9-1, URL amqp:// or amqps://) and counts it delivered only once the broker
+	// confirmed it (README "RabbitMQ and CADF"). Meant for CADF events (RecordCADF), whose
+	// id becomes the message id.
+	SinkRabbitMQ SinkType = "rabbitmq"
 	// SinkNull accepts everything (benchmarks).
 	SinkNull SinkType = "null"
 )
 
-// Sink configures a built-in sink. Zero fields keep the defaults.
+// Sink configures a built-in sink. Zero fields keep the defaults. Each type takes only
+// its own fields (the library refuses the others, naming them): the HTTP ones Format
+// (SinkHTTP only), Headers, BearerToken and TokenFile; SinkRabbitMQ Queue, Exchange,
+// RoutingKey and NoDeclare; all of them URL, ConnectTimeout, Timeout and CAFile.
 type Sink struct {
 	// Type is the sink; required.
 	Type SinkType
-	// URL is the DataStorage base URL or the HTTP endpoint; required for those.
+	// URL is the DataStorage base URL, the HTTP endpoint, or the RabbitMQ broker's
+	// amqp:// or amqps:// URL (amqp://user:password@host:5672/%2f; messages and logs
+	// never show the password); required for those.
 	URL string
 	// Format is "json_array" (default) or "ndjson"; SinkHTTP only.
 	Format string
@@ -137,11 +147,28 @@ type Sink struct {
 	BearerToken string
 	// TokenFile holds the bearer token; it is re-read when it changes and after a 401.
 	TokenFile string
-	// ConnectTimeout defaults to 5 s.
+	// Queue is the queue SinkRabbitMQ publishes to (wire name "queue"); required unless
+	// Exchange and RoutingKey are set.
+	Queue string
+	// Exchange is the exchange SinkRabbitMQ publishes to ("exchange"); it must exist (it
+	// is checked, never declared). Defaults to "", the default exchange, which routes by
+	// queue name.
+	Exchange string
+	// RoutingKey is the routing key of every message ("routing_key"); SinkRabbitMQ only.
+	// Defaults to the queue's name.
+	RoutingKey string
+	// NoDeclare makes SinkRabbitMQ only check that the queue exists, as it is, instead
+	// of declaring it durable on connecting (the document's "declare": false): for a
+	// queue its owner declared with other settings, such as a length limit.
+	NoDeclare bool
+	// ConnectTimeout bounds connecting (for SinkRabbitMQ also opening a channel and
+	// declaring or checking the queue). Defaults to 5 s.
 	ConnectTimeout time.Duration
-	// Timeout is the whole request's; defaults to 30 s.
+	// Timeout is the whole request's (for SinkRabbitMQ: publishing one batch and having
+	// every message confirmed). Defaults to 30 s.
 	Timeout time.Duration
-	// CAFile is an extra PEM CA trusted on top of the bundled roots.
+	// CAFile is a PEM file of CA certificates: for the HTTP sinks trusted on top of the
+	// bundled roots, for SinkRabbitMQ (amqps://) instead of them.
 	CAFile string
 }
 
@@ -150,6 +177,10 @@ func DataStorageSink(baseURL string) Sink { return Sink{Type: SinkDataStorage, U
 
 // HTTPSink posts JSON arrays of events to url.
 func HTTPSink(url string) Sink { return Sink{Type: SinkHTTP, URL: url} }
+
+// RabbitMQSink publishes to queue through the default exchange of the broker at url
+// (amqp://user:password@host:5672/%2f, or amqps://), declaring the queue durable.
+func RabbitMQSink(url, queue string) Sink { return Sink{Type: SinkRabbitMQ, URL: url, Queue: queue} }
 
 // NullSink accepts every batch and does nothing.
 func NullSink() Sink { return Sink{Type: SinkNull} }
@@ -211,6 +242,10 @@ type sinkDoc struct {
 	Headers          map[string]string `json:"headers,omitempty"`
 	BearerToken      string            `json:"bearer_token,omitempty"`
 	TokenFile        string            `json:"token_file,omitempty"`
+	Queue            string            `json:"queue,omitempty"`
+	Exchange         string            `json:"exchange,omitempty"`
+	RoutingKey       string            `json:"routing_key,omitempty"`
+	Declare          *bool             `json:"declare,omitempty"`
 	ConnectTimeoutMs uint64            `json:"connect_timeout_ms,omitempty"`
 	TimeoutMs        uint64            `json:"timeout_ms,omitempty"`
 	CAFile           string            `json:"ca_file,omitempty"`
@@ -275,13 +310,18 @@ func (c Config) document() (document, error) {
 			BackoffCapMs:  msField("retry.backoff_cap_ms", c.Retry.BackoffCap),
 		}
 	}
-	if c.Sink.Type != "" || c.Sink.URL != "" {
+	if !c.Sink.isZero() {
 		s := c.Sink
 		doc.Sink = &sinkDoc{
 			Type: s.Type, URL: s.URL, Format: s.Format, Headers: s.Headers,
 			BearerToken: s.BearerToken, TokenFile: s.TokenFile, CAFile: s.CAFile,
+			Queue: s.Queue, Exchange: s.Exchange, RoutingKey: s.RoutingKey,
 			ConnectTimeoutMs: msField("sink.connect_timeout_ms", s.ConnectTimeout),
 			TimeoutMs:        msField("sink.timeout_ms", s.Timeout),
+		}
+		if s.NoDeclare {
+			declare := false
+			doc.Sink.Declare = &declare
 		}
 	}
 	if c.Store != nil {
@@ -304,12 +344,21 @@ func (c Config) MarshalJSON() ([]byte, error) {
 }
 
 // ConfigFromEnv reads the configuration from the environment the way the Rust
-// Config::from_env does: ${prefix}_CONFIG holds pipeline settings (a document without
-// "sink" or "store", e.g. {"durability":"wal","queue_capacity":20000}) and
+// PipelineConfig::from_env does: ${prefix}_CONFIG holds pipeline settings (a document
+// without "sink" or "store", e.g. {"durability":"wal","queue_capacity":20000}) and
 // ${prefix}_BACKING_STORE the store ({"type":"file","params":{"path":"/var/lib/audit"}}).
 // Unset variables keep the defaults. Unknown or ill-typed fields, and trailing text, are
 // an error wrapping ErrConfig that names the variable; values out of range are caught by
-// New. The sink is not read from the environment: set Config.Sink (or use NewWithSink).
+// New.
+//
+// The only sink read from the environment is RabbitMQ's: ${prefix}_RABBITMQ_URL and
+// ${prefix}_RABBITMQ_QUEUE, or, as sapcc audittools names them,
+// ${prefix}_RABBITMQ_HOSTNAME ("localhost"), _PORT (5672), _USERNAME and _PASSWORD
+// ("guest") and _QUEUE_NAME. When any of them is set, Config.Sink is that SinkRabbitMQ
+// (pass the config to New); a queue missing or given twice, a URL given both whole and in
+// parts, a port that is not a number and a URL that is not amqp:// or amqps:// are errors
+// naming the variable, which never show the password. Without them Config.Sink is zero:
+// set it, or use NewWithSink.
 func ConfigFromEnv(prefix string) (Config, error) {
 	var c Config
 	if text, ok := os.LookupEnv(prefix + "_CONFIG"); ok {
@@ -328,6 +377,13 @@ func ConfigFromEnv(prefix string) (Config, error) {
 			return Config{}, configError("%s_BACKING_STORE: type: missing field", prefix)
 		}
 		c.Store = &Store{Type: doc.Type, Params: doc.Params}
+	}
+	sink, err := rabbitMQFromEnv(prefix, os.LookupEnv)
+	if err != nil {
+		return Config{}, err
+	}
+	if sink != nil {
+		c.Sink = *sink
 	}
 	return c, nil
 }

@@ -47,9 +47,10 @@
 //
 // Go memory is passed to C for the duration of a call only, and holds no Go pointers:
 // typed events go through the ABI's flat form (one byte buffer and a table of offsets),
-// so the package passes GODEBUG=cgocheck=1 and GOEXPERIMENT=cgocheck2. RecordJSON and
-// Record allocate nothing once warm; a callback sink gets each batch copied into Go
-// memory.
+// CADF events through a flat form of this package's (a byte buffer and tables of
+// integers, from which a C wrapper builds the ABI's struct of views), so the package
+// passes GODEBUG=cgocheck=1 and GOEXPERIMENT=cgocheck2. RecordJSON, Record and RecordCADF
+// allocate nothing once warm; a callback sink gets each batch copied into Go memory.
 //
 // # Subpackages
 //

@@ -369,6 +369,18 @@ impl Pipeline {
         self.submit(&mut NoPark, |slot, limit| encode_cadf(event, slot, limit))
     }
 
+    /// For bindings: [`record_cadf`](Self::record_cadf), waiting through `park` (see
+    /// [`record_with`](Self::record_with)).
+    #[doc(hidden)]
+    #[inline]
+    pub fn record_cadf_with<P: Park>(
+        &self,
+        park: &mut P,
+        event: &crate::CadfEvent<'_>,
+    ) -> Result<(), Error> {
+        self.submit(park, |slot, limit| encode_cadf(event, slot, limit))
+    }
+
     /// Records an event given as JSON text: one object, UTF-8, checked without allocating.
     /// `version` and `event_timestamp` are added when absent; line breaks between tokens
     /// become spaces, so every event stays on one line. The DataStorage field rules of

@@ -24,13 +24,14 @@
 //	audit_batches_failed_total            counter  batches whose retries ran out
 //	audit_retries_total                   counter  sends answered with a retryable failure
 //	audit_buffer_size                     gauge    events queued or in flight
+//	audit_backing_store_events            gauge    events waiting in the backing store
 //
 // Stats does not carry the write-duration histogram, the queue's capacity or the backing
 // store's bytes and age: for those, serve Client.MetricsText. auditbuf's extra series:
 //
 //	auditbuf_events_recovered_total, auditbuf_events_redelivered_total,
 //	auditbuf_sends_total, auditbuf_endpoint_refusals_total, auditbuf_events_queued,
-//	auditbuf_events_in_flight, auditbuf_events_stored.
+//	auditbuf_events_in_flight.
 package prometheus
 
 import (
@@ -110,7 +111,7 @@ var (
 			func(s *auditbuf.Stats) uint64 { return s.Queued }),
 		gauge("auditbuf_events_in_flight", "Events batched, being sent or waiting for a retry.",
 			func(s *auditbuf.Stats) uint64 { return s.InFlight }),
-		gauge("auditbuf_events_stored", "Events in the backing store.",
+		gauge("audit_backing_store_events", "Events waiting in the backing store.",
 			func(s *auditbuf.Stats) uint64 { return s.Stored }),
 	}
 	withReason = []reasonedMetric{

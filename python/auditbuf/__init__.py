@@ -2,8 +2,10 @@
 it promised to keep.
 
 ``Pipeline.record(event)`` encodes the event in Rust straight into a pooled buffer and
-queues it; one flush thread batches, sends, retries, splits and bisects, and keeps what it
-cannot send in a backing store. Every event is accounted for in ``Pipeline.stats()``.
+queues it (``record_event`` takes the DataStorage fields, ``record_cadf`` a CADF event, as
+the ``rabbitmq`` sink type publishes them); one flush thread batches, sends, retries,
+splits and bisects, and keeps what it cannot send in a backing store. Every event is
+accounted for in ``Pipeline.stats()``.
 
     import auditbuf
 
@@ -41,6 +43,7 @@ from ._auditbuf import (
     __version__,
     _close_all_at_exit,
 )
+from .cadf import CadfEvent
 
 
 class Outcome(enum.IntEnum):
@@ -65,6 +68,7 @@ atexit.register(_close_all_at_exit)
 
 __all__ = [
     "AuditbufError",
+    "CadfEvent",
     "Closed",
     "ConfigError",
     "DeadLetter",

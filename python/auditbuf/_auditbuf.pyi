@@ -4,6 +4,8 @@ import datetime
 import os
 from typing import Any, Callable, ClassVar, Dict, List, Literal, Mapping, Optional, Union
 
+from .cadf import CadfEvent
+
 __version__: str
 
 Seconds = Union[float, int, datetime.timedelta]
@@ -26,7 +28,10 @@ class Pipeline:
     times in seconds: ``batch_size`` is ``batch_max_events``, ``flush_interval`` is
     ``flush_interval_ms``, ``backing_store`` is the document's ``store``
     (``{"type": "file", "params": {"path": ...}}``); ``config`` takes any further field
-    (``retry``, ``dead_letter_capacity``, ``drop_timeout_ms``, even ``sink``). With
+    (``retry``, ``dead_letter_capacity``, ``drop_timeout_ms``, even ``sink``: a sink type of
+    the document — ``"datastorage"``, ``"http"``, ``"rabbitmq"`` (``{"type": "rabbitmq",
+    "url": "amqp://user:password@host:5672/%2f", "queue": ...}``, an event counts as
+    delivered once the broker confirmed it) or ``"null"`` — instead of ``url``/``sink``). With
     ``overflow="block"`` and no ``block_timeout`` a full queue waits as long as it takes.
     ``exit_timeout`` is the deadline of the close done at interpreter exit.
 
@@ -79,8 +84,11 @@ class Pipeline:
     ) -> "Pipeline":
         """A pipeline configured from ``{prefix}_CONFIG`` (the settings as a JSON object)
         and ``{prefix}_BACKING_STORE`` (``{"type": ..., "params": {...}}``), exactly as the
-        Rust ``Config::from_env`` reads them; unset variables keep the defaults. The sink
-        comes from ``url`` or ``sink``."""
+        Rust ``PipelineConfig::from_env`` reads them; unset variables keep the defaults. The
+        sink comes from ``url`` or ``sink``, or else from ``{prefix}_RABBITMQ_URL`` and
+        ``{prefix}_RABBITMQ_QUEUE`` (or audittools' ``{prefix}_RABBITMQ_HOSTNAME``, ``_PORT``,
+        ``_USERNAME``, ``_PASSWORD``, ``_QUEUE_NAME``): a RabbitMQ sink. Both is a
+        ``ConfigError`` (field ``"sink"``), neither one too (field ``"url"``)."""
     def record(self, event: Union[Dict[str, Any], JsonText]) -> None:
         """Records one event: a dict (encoded in Rust from str, int, float, bool, None,
         list, tuple, dict with str keys and datetime — RFC 3339 UTC, a naive one taken as
@@ -95,6 +103,30 @@ class Pipeline:
         failed fsync issues ``NotDurableWarning``: the event was accepted. A wait (overflow
         "block", the wal fsync) releases the GIL and ends with ``KeyboardInterrupt`` on
         Ctrl-C (counted as a block timeout)."""
+    def record_cadf(self, event: CadfEvent) -> None:
+        """Records a CADF event (for the RabbitMQ sink and Hermes): a dict with CADF's wire
+        names (``auditbuf.cadf.CadfEvent``), encoded in Rust into the queue's slot, keys in
+        the order of audittools' Go type. Left out, ``id`` is a new random UUID (version 4),
+        ``eventTime`` the time of the call, ``typeURI`` the CADF event schema and
+        ``eventType`` ``"activity"``. An attachment's ``content`` is text (a ``str``, sent as
+        a JSON string), JSON text (``bytes``, sent as written) or a dict or list (encoded as
+        JSON).
+
+        Raises ``InvalidEvent`` naming the field in ``.field`` (``outcome``,
+        ``initiator.id``, ``initiator.addresses.url``) and its place in the message
+        (``initiator.addresses[1].url``): name "missing_field" for ``action``,
+        ``outcome``, a resource, its ``typeURI`` or ``id``, an address's ``url``, an
+        attachment's ``typeURI`` or ``content``; "invalid_field" for an unknown key, a value
+        of the wrong type, a str that is not UTF-8, U+0000, an ``outcome`` other than
+        ``success|failure|pending|unknown``, an ``eventType`` other than
+        ``activity|monitor|control``, an ``eventTime`` that is not RFC 3339, an ``id`` over
+        255 bytes; "invalid_json" for JSON content that is not JSON. ``SerializeError`` for
+        content with no JSON form; then the errors of ``record``. Each is counted in
+        ``stats().rejected``. An event that is not a dict is a ``TypeError``, not counted.
+        ``eventTime`` may be a ``datetime`` (written in UTC, as ``record`` writes one).
+
+        Like ``record``, a wait (overflow "block", the wal fsync, a spill) releases the GIL
+        and ends with ``KeyboardInterrupt`` on Ctrl-C (counted as a block timeout)."""
     def record_event(
         self,
         *,

@@ -31,7 +31,9 @@ kubernaut's ``pkg/audit``:
 and auditbuf's own (as the Go package names them): ``auditbuf_events_recovered_total``,
 ``auditbuf_events_redelivered_total``, ``auditbuf_sends_total``,
 ``auditbuf_endpoint_refusals_total``, ``auditbuf_events_queued``,
-``auditbuf_events_in_flight``, ``auditbuf_events_stored``.
+``auditbuf_events_in_flight``; and ``audit_backing_store_events`` (events waiting in the
+backing store). The write-duration histogram, the queue's capacity and the store's bytes
+and age are in ``Pipeline.metrics_text()`` only.
 """
 
 from __future__ import annotations
@@ -181,4 +183,6 @@ class AuditbufCollector(Collector):
             "Events batched, being sent or waiting for a retry.",
             s.in_flight,
         )
-        yield gauge("auditbuf_events_stored", "Events in the backing store.", s.stored)
+        yield gauge(
+            "audit_backing_store_events", "Events waiting in the backing store.", s.stored
+        )

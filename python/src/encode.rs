@@ -8,8 +8,8 @@ use std::ffi::c_char;
 use std::fmt::Write as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use auditbuf::Encoded;
-use pyo3::exceptions::PyRuntimeError;
+use auditbuf::{Encoded, Error};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{
@@ -116,6 +116,45 @@ pub(crate) fn utf8<'a>(s: &'a Bound<'_, PyString>) -> PyResult<&'a [u8]> {
     Ok(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) })
 }
 
+/// A required typed field of `record_event`.
+pub(crate) fn text<'a>(field: &'static str, s: &'a Bound<'_, PyString>) -> Result<&'a [u8], Error> {
+    utf8(s).map_err(|_| Error::InvalidField {
+        field,
+        reason: "is not valid UTF-8",
+    })
+}
+
+/// An optional typed field.
+pub(crate) fn opt<'a>(
+    field: &'static str,
+    s: &'a Option<Bound<'_, PyString>>,
+) -> Result<Option<&'a [u8]>, Error> {
+    match s {
+        Some(s) => text(field, s).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// A timestamp field: a str as it is, or a datetime formatted into `buf`.
+pub(crate) fn time<'a>(
+    field: &'static str,
+    v: &'a Option<Bound<'_, PyAny>>,
+    buf: &'a mut [u8; 32],
+) -> PyResult<Result<Option<&'a [u8]>, Error>> {
+    let Some(v) = v else { return Ok(Ok(None)) };
+    if let Ok(dt) = v.cast::<PyDateTime>() {
+        let n = format_datetime(dt, buf)?;
+        return Ok(Ok(Some(&buf[..n])));
+    }
+    match v.cast::<PyString>() {
+        Ok(s) => Ok(text(field, s).map(Some)),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "{field} must be a str or a datetime, not {}",
+            v.get_type().name()?
+        ))),
+    }
+}
+
 thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
@@ -154,6 +193,26 @@ pub(crate) fn write_object(
         Ok(r) => r.map(|()| encoder.top),
         Err(_) => Err(Fail::Raised(PyRuntimeError::new_err(
             "the dict changed while it was being encoded",
+        ))),
+    }
+}
+
+/// Writes any value [`write_object`] takes inside a dict (a dict, list, tuple, str,
+/// number, …) as JSON, with the same guarantees.
+pub(crate) fn write_value(
+    v: &Bound<'_, PyAny>,
+    out: &mut Vec<u8>,
+    limit: usize,
+) -> Result<(), Fail> {
+    let mut encoder = Encoder {
+        out,
+        limit,
+        top: Encoded::default(),
+    };
+    match catch_unwind(AssertUnwindSafe(|| encoder.value(v, 0))) {
+        Ok(r) => r,
+        Err(_) => Err(Fail::Raised(PyRuntimeError::new_err(
+            "the value changed while it was being encoded",
         ))),
     }
 }
@@ -343,7 +402,7 @@ impl Encoder<'_> {
     }
 }
 
-fn type_name(v: &Bound<'_, PyAny>) -> String {
+pub(crate) fn type_name(v: &Bound<'_, PyAny>) -> String {
     v.get_type()
         .name()
         .map(|n| n.to_string())

@@ -3,6 +3,7 @@
 //! it; `_auditbuf.pyi` mirrors every signature with its documentation.
 //!
 //! - `pipeline`: `Pipeline`, its record calls, flush, close, and the close at exit;
+//! - `cadf`: `record_cadf`'s dict as the core's `CadfEvent`;
 //! - `encode`: dicts and other Python values to JSON, straight into the slot;
 //! - `document`: the constructor's arguments as the core's pipeline document;
 //! - `sink`: a Python callable as the sink;
@@ -15,6 +16,7 @@
 #![warn(missing_debug_implementations, unreachable_pub)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+mod cadf;
 mod document;
 mod encode;
 mod errors;

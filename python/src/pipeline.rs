@@ -3,14 +3,14 @@
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use auditbuf::{AuditEventBytes, Config, Error, Pipeline, PipelineConfig};
+use auditbuf::{AuditEventBytes, Error, Pipeline, PipelineConfig};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyDateTime, PyDict, PyMemoryView, PyString, PyType};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyString, PyType};
 use serde::ser::Error as _;
 
 use crate::document::{Document, HttpArgs, PipelineArgs, config_err};
-use crate::encode::{self, Fail};
+use crate::encode::{self, Fail, opt, text, time};
 use crate::errors::{to_py_err, to_py_err_with, warn_not_durable};
 use crate::sink::PySink;
 use crate::stats::{DeadLetter, Report, Stats};
@@ -69,7 +69,7 @@ fn register(pipeline: &Arc<Pipeline>, exit_timeout: Duration) {
 
 /// What a `record*` call ended with, turned into a return value, a warning or an
 /// exception.
-fn finish(
+pub(crate) fn finish(
     py: Python<'_>,
     result: Result<(), Error>,
     park: GilPark<'_>,
@@ -271,8 +271,9 @@ impl PyPipeline {
         )
     }
 
-    /// A pipeline configured from `{prefix}_CONFIG` and `{prefix}_BACKING_STORE`, as
-    /// `auditbuf::Config::from_env` reads them; the sink comes from the arguments.
+    /// A pipeline configured from the environment as `auditbuf::PipelineConfig::from_env`
+    /// reads it (`{prefix}_CONFIG`, `{prefix}_BACKING_STORE`, the RabbitMQ sink from
+    /// `{prefix}_RABBITMQ_URL` and `_QUEUE`), or with the sink of the arguments.
     #[classmethod]
     #[pyo3(signature = (
         prefix = "AUDIT", *, url = None, sink = None, datastorage = true, headers = None,
@@ -305,27 +306,46 @@ impl PyPipeline {
             connect_timeout,
             ca_file: ca_file.map(|p| p.to_string_lossy().into_owned()),
         };
-        let config = Config::from_env(prefix).map_err(|e| to_py_err(py, &e))?;
-        let sink: Box<dyn auditbuf::Sink> =
-            match Self::sink_choice(py, url.as_deref(), sink.as_ref(), datastorage, &http)? {
-                SinkChoice::Callable(s) => Box::new(s),
-                SinkChoice::Document(d) => {
-                    let doc = serde_json::json!({ "sink": d }).to_string();
-                    let parsed = PipelineConfig::from_json(&doc).map_err(|e| to_py_err(py, &e))?;
-                    let Some(sink) = parsed.sink().cloned() else {
-                        return Err(config_err(py, "url", "missing"));
-                    };
-                    sink.open().map_err(|e| to_py_err(py, &e))?
-                }
-                SinkChoice::None => {
-                    return Err(config_err(
-                        py,
-                        "url",
-                        "missing: give url= (the collector) or sink= (a callable)",
-                    ));
-                }
-            };
-        Self::start(py, move || Pipeline::new(config, sink), exit_timeout)
+        let parsed = PipelineConfig::from_env(prefix).map_err(|e| to_py_err(py, &e))?;
+        let choice = Self::sink_choice(py, url.as_deref(), sink.as_ref(), datastorage, &http)?;
+        match (&choice, parsed.sink().is_some()) {
+            (SinkChoice::None, false) => {
+                return Err(config_err(
+                    py,
+                    "url",
+                    &format!(
+                        "missing: give url= (the collector) or sink= (a callable), or set \
+                         {prefix}_RABBITMQ_URL and {prefix}_RABBITMQ_QUEUE"
+                    ),
+                ));
+            }
+            (SinkChoice::Callable(_) | SinkChoice::Document(_), true) => {
+                return Err(config_err(
+                    py,
+                    "sink",
+                    &format!("given both by {prefix}_RABBITMQ_* and as url= or sink="),
+                ));
+            }
+            _ => {}
+        }
+        let document_sink = match &choice {
+            SinkChoice::Document(d) => {
+                let doc = serde_json::json!({ "sink": d }).to_string();
+                let parsed = PipelineConfig::from_json(&doc).map_err(|e| to_py_err(py, &e))?;
+                parsed.sink().cloned()
+            }
+            _ => None,
+        };
+        Self::start(
+            py,
+            move || match (choice, document_sink) {
+                (SinkChoice::Callable(s), _) => parsed.build_with_sink(s),
+                (_, Some(sink)) => parsed.build_with_sink(sink.open()?),
+                // The sink of the environment.
+                _ => parsed.build(),
+            },
+            exit_timeout,
+        )
     }
 
     /// Records one event: a dict, or JSON text as bytes, bytearray, memoryview or str.
@@ -376,6 +396,11 @@ impl PyPipeline {
         };
         let result = p.record_with(&mut park, |out, limit| copy_json(&copy, out, limit));
         finish(py, result, park, None)
+    }
+
+    /// Records a CADF event: a dict with CADF's wire names (`cadf.rs`).
+    fn record_cadf(&self, py: Python<'_>, event: &Bound<'_, PyAny>) -> PyResult<()> {
+        crate::cadf::record(py, self.pipeline()?, event)
     }
 
     /// Records an event in the DataStorage shape (`AuditEventRequest`).
@@ -552,45 +577,6 @@ impl PyPipeline {
             "<auditbuf.Pipeline service={:?}>",
             self.pipeline()?.service()
         ))
-    }
-}
-
-/// A required typed field.
-fn text<'a>(field: &'static str, s: &'a Bound<'_, PyString>) -> Result<&'a [u8], Error> {
-    encode::utf8(s).map_err(|_| Error::InvalidField {
-        field,
-        reason: "is not valid UTF-8",
-    })
-}
-
-/// An optional typed field.
-fn opt<'a>(
-    field: &'static str,
-    s: &'a Option<Bound<'_, PyString>>,
-) -> Result<Option<&'a [u8]>, Error> {
-    match s {
-        Some(s) => text(field, s).map(Some),
-        None => Ok(None),
-    }
-}
-
-/// A timestamp field: a str as it is, or a datetime formatted into `buf`.
-fn time<'a>(
-    field: &'static str,
-    v: &'a Option<Bound<'_, PyAny>>,
-    buf: &'a mut [u8; 32],
-) -> PyResult<Result<Option<&'a [u8]>, Error>> {
-    let Some(v) = v else { return Ok(Ok(None)) };
-    if let Ok(dt) = v.cast::<PyDateTime>() {
-        let n = encode::format_datetime(dt, buf)?;
-        return Ok(Ok(Some(&buf[..n])));
-    }
-    match v.cast::<PyString>() {
-        Ok(s) => Ok(text(field, s).map(Some)),
-        Err(_) => Err(PyTypeError::new_err(format!(
-            "{field} must be a str or a datetime, not {}",
-            v.get_type().name()?
-        ))),
     }
 }
 

@@ -114,6 +114,11 @@ impl Drop for HangThread {
 /// frames through a `extern "C"` call. Called through a `C-unwind` declaration, the
 /// unwind stops here instead and the flush thread sleeps until the process is gone (as
 /// pyo3 does for `PyEval_RestoreThread`, and CPython 3.14 does itself).
+///
+/// The call goes through an opaque function pointer: pyo3 declares the same symbol
+/// `extern "C"` (`nounwind` to LLVM), and where both declarations meet in one codegen unit
+/// LLVM takes the call for one that cannot unwind and drops the guard's landing pad — then
+/// the process aborts at exit after all, depending on how the crate happens to be split.
 #[allow(unsafe_code)]
 fn call<'py>(
     callable: &Bound<'py, PyAny>,
@@ -124,8 +129,12 @@ fn call<'py>(
     let guard = HangThread;
     // Safety: `callable` and `args` are live objects and we are attached to the
     // interpreter; PyObject_Call returns a new reference or NULL with an exception set.
-    let result =
-        unsafe { PyObject_Call_unwind(callable.as_ptr(), args.as_ptr(), std::ptr::null_mut()) };
+    let call_unwind: unsafe extern "C-unwind" fn(
+        *mut ffi::PyObject,
+        *mut ffi::PyObject,
+        *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject = std::hint::black_box(PyObject_Call_unwind);
+    let result = unsafe { call_unwind(callable.as_ptr(), args.as_ptr(), std::ptr::null_mut()) };
     std::mem::forget(guard);
     // Safety: `result` is an owned reference (or NULL, turned into the pending error).
     unsafe { Bound::from_owned_ptr_or_err(py, result) }

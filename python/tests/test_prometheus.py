@@ -55,7 +55,7 @@ def test_metrics_follow_the_counters(collect: Collect) -> None:
         "auditbuf_events_redelivered_total",
         "auditbuf_endpoint_refusals_total",
         "auditbuf_events_recovered_total",
-        "auditbuf_events_stored",
+        "audit_backing_store_events",
     ]:
         assert value(name) == 0
     for reason in ["rejected", "too_large", "store"]:

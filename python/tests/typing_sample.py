@@ -36,6 +36,11 @@ def main() -> int:
         exit_timeout=0.5,
     )
     http.close(timeout=0.1)
+    amqp = auditbuf.Pipeline(
+        config={"sink": {"type": "rabbitmq", "url": "amqp://127.0.0.1:9/%2f", "queue": "audit"}},
+        exit_timeout=0.5,
+    )
+    amqp.close(timeout=0.1)
     with pipeline as audit:
         audit.record({"event_type": "user.login", "at": datetime.datetime.now(datetime.timezone.utc)})
         audit.record(b'{"event_type":"x"}')
@@ -50,6 +55,20 @@ def main() -> int:
             is_sensitive=False,
             event_data={"signal_name": "OOMKilled"},
         )
+        login: auditbuf.CadfEvent = {
+            "action": "authenticate",
+            "outcome": "success",
+            "initiator": {"typeURI": "service/security/account/user", "id": "u-1", "name": "ada",
+                          "addresses": [{"url": "10.0.0.7"}], "host": {"agent": "curl"}},
+            "target": {"typeURI": "service/security/account/user", "id": "u-1"},
+            "observer": {"typeURI": "service/identity", "id": "keystone-1"},
+            "reason": {"reasonType": "HTTP", "reasonCode": "201"},
+            "eventTime": datetime.datetime.now(datetime.timezone.utc),
+            "attachments": [{"typeURI": "mime:application/json", "content": {"scope": "project"}},
+                            {"name": "note", "typeURI": "xs:string", "content": "text"}],
+            "requestPath": "/v3/auth/tokens",
+        }
+        audit.record_cadf(login)
         try:
             audit.record({"bad": {1, 2}})
         except auditbuf.SerializeError as e:
