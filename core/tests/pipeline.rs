@@ -1,5 +1,8 @@
-//! The pipeline with in-process sinks: overload policies, concurrency, deadlines, bad
-//! input, flush and drop. Every test checks the accounting invariant.
+//! The pipeline with in-process sinks: overload policies, concurrency, batching, bad input
+//! and sink outcomes. Every test checks the accounting invariant. Flush, close and drop are
+//! in `flush_close.rs`.
+
+mod common;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -7,40 +10,9 @@ use std::time::{Duration, Instant};
 
 use auditbuf::{
     AuditEvent, CallbackSink, Config, Error, EventData, Outcome, Overflow, Pipeline, RetryPolicy,
-    Sink,
 };
-use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
-
-/// A sink that blocks every send until the test lets it go, reporting each batch it got.
-struct GatedSink {
-    gate: Receiver<()>,
-    seen: Sender<Vec<Vec<u8>>>,
-}
-
-impl Sink for GatedSink {
-    fn send(&mut self, batch: &[&[u8]]) -> Outcome {
-        let _ = self.gate.recv();
-        let _ = self.seen.send(batch.iter().map(|e| e.to_vec()).collect());
-        Outcome::Delivered
-    }
-}
-
-type Seen = Arc<Mutex<Vec<Vec<u8>>>>;
-
-/// A sink that collects every event it is given.
-fn collecting() -> (impl Sink, Seen) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = CallbackSink::new({
-        let seen = Arc::clone(&seen);
-        move |batch: &[&[u8]]| {
-            seen.lock()
-                .unwrap()
-                .extend(batch.iter().map(|e| e.to_vec()));
-            Outcome::Delivered
-        }
-    });
-    (sink, seen)
-}
+use common::sinks::{GatedSink, collecting};
+use crossbeam_channel::unbounded;
 
 fn json_id(event: &[u8]) -> String {
     let v: serde_json::Value = serde_json::from_slice(event).unwrap();
@@ -195,77 +167,6 @@ fn eight_producers_lose_nothing_and_duplicate_nothing() {
 }
 
 #[test]
-fn close_keeps_its_deadline_with_a_hanging_sink() {
-    let (_gate_tx, gate_rx) = bounded::<()>(0); // never opened
-    let (seen_tx, _seen_rx) = unbounded();
-    let p = Pipeline::new(
-        Config::default().batch_max_events(10),
-        GatedSink {
-            gate: gate_rx,
-            seen: seen_tx,
-        },
-    )
-    .unwrap();
-    for i in 0..50 {
-        p.record_json(format!(r#"{{"id":"{i}"}}"#).as_bytes())
-            .unwrap();
-    }
-    let started = Instant::now();
-    let deadline = Duration::from_millis(300);
-    let report = p.close(deadline);
-    let took = started.elapsed();
-    assert!(
-        took >= deadline && took < deadline + Duration::from_millis(500),
-        "close took {took:?}"
-    );
-    assert!(!report.completed);
-    assert_eq!(report.left, 50);
-    assert_eq!(report.stats.delivered, 0);
-    assert!(report.stats.is_consistent(), "{:?}", report.stats);
-    // A closed pipeline takes nothing more, and says so.
-    assert!(matches!(
-        p.record_json(br#"{"id":"x"}"#),
-        Err(Error::Closed)
-    ));
-    assert_eq!(p.stats().rejected.closed, 1);
-    // Dropping must not hang either.
-    let started = Instant::now();
-    drop(p);
-    assert!(started.elapsed() < Duration::from_secs(3));
-}
-
-#[test]
-fn events_left_at_the_close_deadline_are_counted_as_dropped() {
-    let (gate_tx, gate_rx) = unbounded();
-    let (seen_tx, seen_rx) = unbounded();
-    let p = Pipeline::new(
-        Config::default().batch_max_events(10),
-        GatedSink {
-            gate: gate_rx,
-            seen: seen_tx,
-        },
-    )
-    .unwrap();
-    for i in 0..50 {
-        p.record_json(format!(r#"{{"id":"{i}"}}"#).as_bytes())
-            .unwrap();
-    }
-    // One batch goes through, then the sink hangs past the deadline and is released later.
-    gate_tx.send(()).unwrap();
-    let report = p.close(Duration::from_millis(200));
-    assert!(!report.completed);
-    drop(gate_tx);
-    let report = p.close(Duration::from_secs(5));
-    assert!(report.completed);
-    let delivered: u64 = seen_rx.try_iter().map(|b| b.len() as u64).sum();
-    assert_eq!(report.stats.delivered, delivered);
-    assert_eq!(report.stats.delivered + report.stats.dropped.shutdown, 50);
-    assert!(report.stats.dropped.shutdown >= 30, "{:?}", report.stats);
-    assert_eq!(report.left, 0);
-    assert!(report.stats.is_consistent());
-}
-
-#[test]
 fn bad_input_is_rejected_by_reason_and_the_rest_is_delivered() {
     let (sink, seen) = collecting();
     let p = Pipeline::new(Config::default().max_event_bytes(1024), sink).unwrap();
@@ -334,29 +235,6 @@ fn bad_input_is_rejected_by_reason_and_the_rest_is_delivered() {
     let ids: Vec<String> = seen.lock().unwrap().iter().map(|e| json_id(e)).collect();
     assert_eq!(ids, ["good-0", "good-1"]);
     assert!(report.stats.is_consistent());
-}
-
-#[test]
-fn flush_returns_once_everything_recorded_is_delivered() {
-    let (sink, seen) = collecting();
-    let p = Pipeline::new(
-        Config::default().flush_interval(Duration::from_secs(3600)),
-        sink,
-    )
-    .unwrap();
-    for i in 0..10 {
-        p.record_json(format!(r#"{{"id":"{i}"}}"#).as_bytes())
-            .unwrap();
-    }
-    let report = p.flush(Duration::from_secs(10));
-    assert!(report.completed);
-    assert_eq!(report.stats.delivered, 10);
-    assert_eq!(report.left, 0);
-    assert_eq!(seen.lock().unwrap().len(), 10);
-    // The pipeline goes on after a flush.
-    p.record_json(br#"{"id":"after"}"#).unwrap();
-    assert_eq!(p.flush(Duration::from_secs(10)).stats.delivered, 11);
-    assert!(p.stats().is_consistent());
 }
 
 #[test]
@@ -453,22 +331,6 @@ fn a_panicking_sink_is_retried_then_fails_without_killing_the_pipeline() {
 }
 
 #[test]
-fn dropping_the_pipeline_delivers_what_it_holds() {
-    let (sink, seen) = collecting();
-    let p = Pipeline::new(
-        Config::default().flush_interval(Duration::from_secs(3600)),
-        sink,
-    )
-    .unwrap();
-    for i in 0..5 {
-        p.record_json(format!(r#"{{"id":"{i}"}}"#).as_bytes())
-            .unwrap();
-    }
-    drop(p);
-    assert_eq!(seen.lock().unwrap().len(), 5);
-}
-
-#[test]
 fn the_sinks_limits_override_the_pipelines() {
     let (tx, rx) = unbounded();
     let sink = CallbackSink::new(move |batch: &[&[u8]]| {
@@ -495,22 +357,6 @@ fn the_sinks_limits_override_the_pipelines() {
     });
     let err = Pipeline::new(Config::default(), tiny).unwrap_err();
     assert!(err.to_string().contains("max_event_bytes"), "{err}");
-}
-
-#[test]
-fn absurd_durations_do_not_panic() {
-    let (sink, seen) = collecting();
-    let config = Config::default()
-        .flush_interval(Duration::MAX)
-        .drop_timeout(Duration::MAX)
-        .retry(RetryPolicy::default().max_elapsed(Duration::MAX));
-    let p = Pipeline::new(config, sink).unwrap();
-    p.record_json(br#"{"id":"1"}"#).unwrap();
-    assert!(p.flush(Duration::MAX).completed);
-    let report = p.close(Duration::MAX);
-    assert!(report.completed);
-    assert!(report.stats.is_consistent(), "{:?}", report.stats);
-    assert_eq!(seen.lock().unwrap().len(), 1);
 }
 
 #[test]
@@ -560,42 +406,6 @@ fn a_queue_smaller_than_a_batch_still_sends_without_waiting_for_the_interval() {
     assert_eq!(report.stats.delivered, 1000);
     assert_eq!(seen.lock().unwrap().len(), 1000);
     assert!(report.stats.is_consistent());
-}
-
-#[test]
-fn a_flush_that_arrives_during_a_retry_waits_for_its_own_events() {
-    let (called_tx, called_rx) = unbounded();
-    let mut calls = 0;
-    let sink = CallbackSink::new(move |batch: &[&[u8]]| {
-        calls += 1;
-        let _ = called_tx.send(batch.len());
-        if calls == 1 {
-            Outcome::Retry {
-                after: Some(Duration::from_millis(300)),
-                reason: "busy".into(),
-            }
-        } else {
-            Outcome::Delivered
-        }
-    });
-    let retry = RetryPolicy::default().backoff(Duration::ZERO, Duration::ZERO);
-    let config = Config::default()
-        .flush_interval(Duration::from_secs(3600))
-        .retry(retry);
-    let p = Arc::new(Pipeline::new(config, sink).unwrap());
-    p.record_json(br#"{"id":"first"}"#).unwrap();
-    let first = {
-        let p = Arc::clone(&p);
-        std::thread::spawn(move || p.flush(Duration::from_secs(10)))
-    };
-    // The first flush's batch is now waiting out its retry.
-    assert_eq!(called_rx.recv_timeout(Duration::from_secs(5)).unwrap(), 1);
-    p.record_json(br#"{"id":"second"}"#).unwrap();
-    let second = p.flush(Duration::from_secs(10));
-    assert!(second.completed);
-    assert_eq!(second.stats.delivered, 2, "{:?}", second.stats);
-    assert!(first.join().unwrap().completed);
-    assert!(second.stats.is_consistent());
 }
 
 #[test]

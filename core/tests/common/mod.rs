@@ -2,5 +2,7 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod file_store;
 pub(crate) mod fork;
+pub(crate) mod sinks;
 pub(crate) mod store_contract;

@@ -4,19 +4,17 @@
 //! `scope` is a fresh directory per test (a store may use it, or derive a table name from
 //! it); opening the same scope again must reopen the same store. `max_bytes` is a cap on
 //! what the store holds, for the `StoreFull` case.
+//!
+//! `store_contract!(helpers)` defines only the helpers the contract tests use (`Scope`,
+//! `event`, `append_range`, `read`), for a store's other test files.
 
-/// Defines the contract tests for the store `open` opens.
+/// Defines the contract tests for the store `open` opens, or with `helpers` only their helpers.
 #[macro_export]
 macro_rules! store_contract {
-    (durable: $durable:expr, open: $open:expr) => {
-        use std::path::{Path, PathBuf};
+    (helpers) => {
+        use std::path::PathBuf;
 
-        use auditbuf::{Appended, Error, Store, StoredBatch};
-
-        fn open(scope: &Path, max_bytes: Option<u64>) -> Box<dyn Store> {
-            let f: &dyn Fn(&Path, Option<u64>) -> Box<dyn Store> = &$open;
-            f(scope, max_bytes)
-        }
+        use auditbuf::{Store, StoredBatch};
 
         /// A fresh scope directory, removed when dropped.
         struct Scope(PathBuf);
@@ -59,6 +57,18 @@ macro_rules! store_contract {
                 .read_oldest(max_events, max_bytes, &mut batch)
                 .unwrap();
             batch.iter().map(<[u8]>::to_vec).collect()
+        }
+    };
+    (durable: $durable:expr, open: $open:expr) => {
+        $crate::store_contract!(helpers);
+
+        use std::path::Path;
+
+        use auditbuf::{Appended, Error};
+
+        fn open(scope: &Path, max_bytes: Option<u64>) -> Box<dyn Store> {
+            let f: &dyn Fn(&Path, Option<u64>) -> Box<dyn Store> = &$open;
+            f(scope, max_bytes)
         }
 
         #[test]

@@ -1,0 +1,174 @@
+//! Flush, close and drop with in-process sinks: a flush waits for what was recorded before
+//! it, close keeps its deadline with a hanging sink and counts what it left, dropping the
+//! pipeline delivers what it holds. Every test checks the accounting invariant.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use auditbuf::{CallbackSink, Config, Error, Outcome, Pipeline, RetryPolicy};
+use common::sinks::{GatedSink, collecting};
+use crossbeam_channel::{bounded, unbounded};
+
+#[test]
+fn close_keeps_its_deadline_with_a_hanging_sink() {
+    let (_gate_tx, gate_rx) = bounded::<()>(0); // never opened
+    let (seen_tx, _seen_rx) = unbounded();
+    let p = Pipeline::new(
+        Config::default().batch_max_events(10),
+        GatedSink {
+            gate: gate_rx,
+            seen: seen_tx,
+        },
+    )
+    .unwrap();
+    for i in 0..50 {
+        p.record_json(format!(r#"{{"id":"{i}"}}"#).as_bytes())
+            .unwrap();
+    }
+    let started = Instant::now();
+    let deadline = Duration::from_millis(300);
+    let report = p.close(deadline);
+    let took = started.elapsed();
+    assert!(
+        took >= deadline && took < deadline + Duration::from_millis(500),
+        "close took {took:?}"
+    );
+    assert!(!report.completed);
+    assert_eq!(report.left, 50);
+    assert_eq!(report.stats.delivered, 0);
+    assert!(report.stats.is_consistent(), "{:?}", report.stats);
+    // A closed pipeline takes nothing more, and says so.
+    assert!(matches!(
+        p.record_json(br#"{"id":"x"}"#),
+        Err(Error::Closed)
+    ));
+    assert_eq!(p.stats().rejected.closed, 1);
+    // Dropping must not hang either.
+    let started = Instant::now();
+    drop(p);
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn events_left_at_the_close_deadline_are_counted_as_dropped() {
+    let (gate_tx, gate_rx) = unbounded();
+    let (seen_tx, seen_rx) = unbounded();
+    let p = Pipeline::new(
+        Config::default().batch_max_events(10),
+        GatedSink {
+            gate: gate_rx,
+            seen: seen_tx,
+        },
+    )
+    .unwrap();
+    for i in 0..50 {
+        p.record_json(format!(r#"{{"id":"{i}"}}"#).as_bytes())
+            .unwrap();
+    }
+    // One batch goes through, then the sink hangs past the deadline and is released later.
+    gate_tx.send(()).unwrap();
+    let report = p.close(Duration::from_millis(200));
+    assert!(!report.completed);
+    drop(gate_tx);
+    let report = p.close(Duration::from_secs(5));
+    assert!(report.completed);
+    let delivered: u64 = seen_rx.try_iter().map(|b| b.len() as u64).sum();
+    assert_eq!(report.stats.delivered, delivered);
+    assert_eq!(report.stats.delivered + report.stats.dropped.shutdown, 50);
+    assert!(report.stats.dropped.shutdown >= 30, "{:?}", report.stats);
+    assert_eq!(report.left, 0);
+    assert!(report.stats.is_consistent());
+}
+
+#[test]
+fn flush_returns_once_everything_recorded_is_delivered() {
+    let (sink, seen) = collecting();
+    let p = Pipeline::new(
+        Config::default().flush_interval(Duration::from_secs(3600)),
+        sink,
+    )
+    .unwrap();
+    for i in 0..10 {
+        p.record_json(format!(r#"{{"id":"{i}"}}"#).as_bytes())
+            .unwrap();
+    }
+    let report = p.flush(Duration::from_secs(10));
+    assert!(report.completed);
+    assert_eq!(report.stats.delivered, 10);
+    assert_eq!(report.left, 0);
+    assert_eq!(seen.lock().unwrap().len(), 10);
+    // The pipeline goes on after a flush.
+    p.record_json(br#"{"id":"after"}"#).unwrap();
+    assert_eq!(p.flush(Duration::from_secs(10)).stats.delivered, 11);
+    assert!(p.stats().is_consistent());
+}
+
+#[test]
+fn dropping_the_pipeline_delivers_what_it_holds() {
+    let (sink, seen) = collecting();
+    let p = Pipeline::new(
+        Config::default().flush_interval(Duration::from_secs(3600)),
+        sink,
+    )
+    .unwrap();
+    for i in 0..5 {
+        p.record_json(format!(r#"{{"id":"{i}"}}"#).as_bytes())
+            .unwrap();
+    }
+    drop(p);
+    assert_eq!(seen.lock().unwrap().len(), 5);
+}
+
+#[test]
+fn absurd_durations_do_not_panic() {
+    let (sink, seen) = collecting();
+    let config = Config::default()
+        .flush_interval(Duration::MAX)
+        .drop_timeout(Duration::MAX)
+        .retry(RetryPolicy::default().max_elapsed(Duration::MAX));
+    let p = Pipeline::new(config, sink).unwrap();
+    p.record_json(br#"{"id":"1"}"#).unwrap();
+    assert!(p.flush(Duration::MAX).completed);
+    let report = p.close(Duration::MAX);
+    assert!(report.completed);
+    assert!(report.stats.is_consistent(), "{:?}", report.stats);
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn a_flush_that_arrives_during_a_retry_waits_for_its_own_events() {
+    let (called_tx, called_rx) = unbounded();
+    let mut calls = 0;
+    let sink = CallbackSink::new(move |batch: &[&[u8]]| {
+        calls += 1;
+        let _ = called_tx.send(batch.len());
+        if calls == 1 {
+            Outcome::Retry {
+                after: Some(Duration::from_millis(300)),
+                reason: "busy".into(),
+            }
+        } else {
+            Outcome::Delivered
+        }
+    });
+    let retry = RetryPolicy::default().backoff(Duration::ZERO, Duration::ZERO);
+    let config = Config::default()
+        .flush_interval(Duration::from_secs(3600))
+        .retry(retry);
+    let p = Arc::new(Pipeline::new(config, sink).unwrap());
+    p.record_json(br#"{"id":"first"}"#).unwrap();
+    let first = {
+        let p = Arc::clone(&p);
+        std::thread::spawn(move || p.flush(Duration::from_secs(10)))
+    };
+    // The first flush's batch is now waiting out its retry.
+    assert_eq!(called_rx.recv_timeout(Duration::from_secs(5)).unwrap(), 1);
+    p.record_json(br#"{"id":"second"}"#).unwrap();
+    let second = p.flush(Duration::from_secs(10));
+    assert!(second.completed);
+    assert_eq!(second.stats.delivered, 2, "{:?}", second.stats);
+    assert!(first.join().unwrap().completed);
+    assert!(second.stats.is_consistent());
+}
