@@ -20,6 +20,7 @@
 //! | 26 | `is_sensitive` |
 //! | 27..107 | length of each of the 20 string fields, in the wire order below |
 //! | 107.. | the 20 fields' bytes, one after the other |
+//! | last 9 | with `event_data`: the [`Shape`] its scan found, so rendering need not scan it |
 //!
 //! String fields, in order: `version`, `event_type`, `event_timestamp`, `event_category`,
 //! `event_action`, `event_outcome`, `correlation_id`, `actor_type`, `actor_id`, `actor_ip`,
@@ -28,8 +29,8 @@
 //! ABI's flat event.
 
 use super::escape::{BadText, write_str_body};
-use super::event::{AuditEvent, encode_fields};
-use super::event_data::{DATA_DEPTH, Data, check_event_type, event_data_error};
+use super::event::{AuditEvent, encode_fields, render_fields};
+use super::event_data::{DATA_DEPTH, Data, Shape, check_event_type, event_data_error};
 use super::fields::{Fields, raw_size};
 use super::json::scan_object;
 use super::rules::{EventRules, check_fields, invalid};
@@ -58,7 +59,7 @@ pub(crate) fn is_captured(slot: &[u8]) -> bool {
 
 fn strings<'a>(f: &Fields<'a>) -> [Option<&'a [u8]>; STRINGS] {
     let data = match f.event_data {
-        Data::Json(text) => Some(text),
+        Data::Json(text) | Data::Scanned(text, _) => Some(text),
         Data::Empty | Data::Serialize(_) => None,
     };
     [
@@ -151,7 +152,9 @@ pub(crate) fn capture<const CHECK_UTF8: bool>(
         out.extend_from_slice(value);
     }
     if let Data::Json(text) = f.event_data {
-        check_event_data(text, f.event_type, out)?;
+        let shape = check_event_data(text, f.event_type, out)?;
+        // Offsets past 4 GiB cannot occur under the size limit; `render` would scan again.
+        out.extend_from_slice(&shape.map_or([0; Shape::BYTES], Shape::to_bytes));
     }
     Ok(true)
 }
@@ -200,10 +203,15 @@ pub(crate) fn capture_or_encode<const CHECK_UTF8: bool>(
 /// Checks `event_data` as the encoder would: one JSON object, nothing a receiver cannot
 /// store, and an `event_type` equal to the event's (compared with the event's encoded
 /// token, written for a moment past the end of `out`).
-fn check_event_data(text: &[u8], event_type: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+fn check_event_data(
+    text: &[u8],
+    event_type: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<Option<Shape>, Error> {
     let info = scan_object(text, DATA_DEPTH).map_err(event_data_error)?;
+    let shape = Shape::of(&info);
     if !info.has_event_type {
-        return Ok(());
+        return Ok(shape);
     }
     let end = out.len();
     out.push(b'"');
@@ -212,7 +220,7 @@ fn check_event_data(text: &[u8], event_type: &[u8], out: &mut Vec<u8>) -> Result
     out.push(b'"');
     let checked = check_event_type(text, &info, &out[end..]);
     out.truncate(end);
-    checked
+    checked.map(|()| shape)
 }
 
 /// Renders a captured slot into `out` (empty on entry): the JSON a synchronous `record`
@@ -272,10 +280,17 @@ pub(crate) fn render(slot: &[u8], wall: &WallClock, out: &mut Vec<u8>) -> Result
         error_message: fields[18],
         retention_days: (present & BIT_RETENTION != 0).then(|| u32_at(22)),
         is_sensitive: (present & BIT_SENSITIVE != 0).then_some(header[26] != 0),
-        event_data: fields[EVENT_DATA].map_or(Data::Empty, Data::Json),
+        event_data: match fields[EVENT_DATA] {
+            None => Data::Empty,
+            Some(text) => slot
+                .get(at..)
+                .and_then(|shape| Shape::from_bytes(shape, text))
+                .map_or(Data::Json(text), |shape| Data::Scanned(text, shape)),
+        },
     };
-    // Everything was checked at capture; the rules of the configuration too.
-    encode_fields::<false>(&f, &EventRules::default(), out, usize::MAX)
+    // Everything was checked at capture, the rules of the configuration too: written
+    // without checking again.
+    render_fields(&f, out)
 }
 
 /// Turns `slot` into JSON if it holds a captured event (rendering into `scratch` and
@@ -295,4 +310,62 @@ pub(crate) fn finish(slot: &mut Vec<u8>, wall: &WallClock, scratch: &mut Vec<u8>
     }
     std::mem::swap(slot, scratch);
     scratch.clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EventData;
+
+    /// What the flush thread renders from a capture is what a synchronous `record` writes,
+    /// for every shape of `event_data` the kept [`Shape`] describes.
+    #[test]
+    fn rendering_a_capture_writes_what_encoding_writes() {
+        let rules = EventRules::default();
+        for data in [
+            EventData::Empty,
+            EventData::Json("{}"),
+            EventData::Json(" \t{ }\n"),
+            EventData::Json(r#"{"k":"v","n":[1,{"a":null}]}"#),
+            EventData::Json("{\r\n  \"k\": \"line\\nbreak\",\n  \"x\": 1\n}"),
+            EventData::Json(r#"{"event_type":"a.b","k":1}"#),
+            EventData::Json(r#"  {"k":2,"event_type":"a\/b"}  "#),
+            EventData::Json(r#"{"zoë":"\u00e9\"q"}"#),
+        ] {
+            let ev = AuditEvent {
+                event_timestamp: Some("2026-11-30T10:15:30.123Z"),
+                actor_id: Some("ä\"\\\u{1}"),
+                event_data: data,
+                ..AuditEvent::new("a.b", "cat", "act", "success", "c-1")
+            };
+            let ev = if matches!(data, EventData::Json(t) if t.contains("a\\/b")) {
+                AuditEvent {
+                    event_type: "a/b",
+                    ..ev
+                }
+            } else {
+                ev
+            };
+            let mut want = Vec::new();
+            super::super::event::encode_event(&ev, &rules, &mut want, 1 << 20).unwrap();
+            let mut slot = Vec::new();
+            capture_event(&ev, &rules, &mut slot, 1 << 20).unwrap();
+            assert!(is_captured(&slot), "{data:?}");
+            let mut got = Vec::new();
+            render(&slot, &WallClock::now(), &mut got).unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want),
+                "{data:?}"
+            );
+            // A damaged shape is not trusted: the text is scanned again, same bytes.
+            let n = slot.len();
+            slot[n - Shape::BYTES..].fill(0xAB);
+            let mut again = Vec::new();
+            render(&slot, &WallClock::now(), &mut again).unwrap();
+            if !matches!(data, EventData::Empty) {
+                assert_eq!(again, want, "{data:?}");
+            }
+        }
+    }
 }

@@ -131,6 +131,22 @@ pub(crate) fn encode_fields<const CHECK_UTF8: bool>(
     limit: usize,
 ) -> Result<(), Error> {
     check_fields(f, rules)?;
+    write_fields::<CHECK_UTF8>(f, out, limit)
+}
+
+/// Writes a captured event's fields, checked when it was captured (see
+/// [`capture`](super::capture)): no rule is checked again, and `event_data` given as
+/// [`Data::Scanned`] is not scanned again.
+pub(crate) fn render_fields(f: &Fields<'_>, out: &mut Vec<u8>) -> Result<(), Error> {
+    write_fields::<false>(f, out, usize::MAX)
+}
+
+#[inline(always)]
+fn write_fields<const CHECK_UTF8: bool>(
+    f: &Fields<'_>,
+    out: &mut Vec<u8>,
+    limit: usize,
+) -> Result<(), Error> {
     let lower_bound = raw_size(f);
     if lower_bound > limit {
         return Err(Error::TooLarge {

@@ -50,7 +50,64 @@ impl<T: serde::Serialize + ?Sized> ToJson for T {
 pub(crate) enum Data<'a> {
     Empty,
     Json(&'a [u8]),
+    /// JSON checked already (at capture), with the shape its scan found: written without
+    /// being scanned again.
+    Scanned(&'a [u8], Shape),
     Serialize(&'a dyn ToJson),
+}
+
+/// What writing a checked `event_data` needs to know of it: where the object is, and
+/// whether it is empty, has its own `event_type` or holds line breaks. Kept in a captured
+/// slot ([`Shape::BYTES`] bytes) so the flush thread need not scan the JSON again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Shape {
+    open: u32,
+    close: u32,
+    flags: u8,
+}
+
+impl Shape {
+    pub(crate) const BYTES: usize = 9;
+    const EMPTY: u8 = 1;
+    const EVENT_TYPE: u8 = 2;
+    const LINE_BREAKS: u8 = 4;
+
+    /// `None` if the offsets do not fit in 32 bits (the text is then scanned again).
+    pub(crate) fn of(info: &ObjectInfo) -> Option<Shape> {
+        let flag = |on: bool, bit: u8| if on { bit } else { 0 };
+        let flags = flag(info.empty, Self::EMPTY)
+            | flag(info.has_event_type, Self::EVENT_TYPE)
+            | flag(info.has_line_breaks, Self::LINE_BREAKS);
+        Some(Shape {
+            open: u32::try_from(info.open).ok()?,
+            close: u32::try_from(info.close).ok()?,
+            flags,
+        })
+    }
+
+    pub(crate) fn to_bytes(self) -> [u8; Self::BYTES] {
+        let mut b = [0; Self::BYTES];
+        b[..4].copy_from_slice(&self.open.to_le_bytes());
+        b[4..8].copy_from_slice(&self.close.to_le_bytes());
+        b[8] = self.flags;
+        b
+    }
+
+    /// The shape in `b`, if it fits `text` (a damaged slot is scanned again instead).
+    pub(crate) fn from_bytes(b: &[u8], text: &[u8]) -> Option<Shape> {
+        let b: &[u8; Self::BYTES] = b.try_into().ok()?;
+        let open = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        let close = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+        let fits = open < close
+            && (close as usize) <= text.len()
+            && text[open as usize] == b'{'
+            && text[close as usize - 1] == b'}';
+        fits.then_some(Shape {
+            open,
+            close,
+            flags: b[8],
+        })
+    }
 }
 
 const EVENT_TYPE_KEY: &[u8] = b"\"event_type\":";
@@ -77,21 +134,28 @@ pub(crate) fn write_event_data(
         Data::Json(text) => {
             let info = scan_object(text, DATA_DEPTH).map_err(event_data_error)?;
             check_event_type(text, &info, &out[outer.clone()])?;
-            let start = out.len();
-            if info.has_event_type {
-                out.extend_from_slice(&text[info.open..info.close]);
-            } else {
-                out.push(b'{');
-                out.extend_from_slice(EVENT_TYPE_KEY);
-                out.extend_from_within(outer);
-                if !info.empty {
-                    out.push(b',');
-                }
-                out.extend_from_slice(&text[info.open + 1..info.close]);
-            }
-            if info.has_line_breaks {
-                flatten_line_breaks(&mut out[start..]);
-            }
+            write_shaped(
+                text,
+                (info.open, info.close),
+                (info.empty, info.has_event_type, info.has_line_breaks),
+                out,
+                outer,
+            );
+            Ok(())
+        }
+        Data::Scanned(text, shape) => {
+            let has = |flag| shape.flags & flag != 0;
+            write_shaped(
+                text,
+                (shape.open as usize, shape.close as usize),
+                (
+                    has(Shape::EMPTY),
+                    has(Shape::EVENT_TYPE),
+                    has(Shape::LINE_BREAKS),
+                ),
+                out,
+                outer,
+            );
             Ok(())
         }
         Data::Serialize(value) => {
@@ -158,6 +222,32 @@ pub(crate) fn event_data_error(e: Error) -> Error {
             reason: "is not valid UTF-8",
         },
         other => other,
+    }
+}
+
+/// Writes the checked object at `open..close` of `text` as `event_data`: as it is if it
+/// has its own `event_type`, else with the outer one (the token at `outer`) put first.
+fn write_shaped(
+    text: &[u8],
+    (open, close): (usize, usize),
+    (empty, has_event_type, has_line_breaks): (bool, bool, bool),
+    out: &mut Vec<u8>,
+    outer: std::ops::Range<usize>,
+) {
+    let start = out.len();
+    if has_event_type {
+        out.extend_from_slice(&text[open..close]);
+    } else {
+        out.push(b'{');
+        out.extend_from_slice(EVENT_TYPE_KEY);
+        out.extend_from_within(outer);
+        if !empty {
+            out.push(b',');
+        }
+        out.extend_from_slice(&text[open + 1..close]);
+    }
+    if has_line_breaks {
+        flatten_line_breaks(&mut out[start..]);
     }
 }
 

@@ -74,7 +74,7 @@ impl<'a> From<&AuditEvent<'a>> for Fields<'a> {
 pub(crate) fn raw_size(f: &Fields<'_>) -> usize {
     let opt = |v: Option<&[u8]>| v.map_or(0, <[u8]>::len);
     let data = match f.event_data {
-        Data::Json(text) => text.len(),
+        Data::Json(text) | Data::Scanned(text, _) => text.len(),
         Data::Empty | Data::Serialize(_) => 0,
     };
     f.event_type.len()
