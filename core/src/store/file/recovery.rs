@@ -108,23 +108,7 @@ impl FileStore {
             let len;
             if scan.damaged() || (scan.torn_at.is_some() && !is_last) {
                 len = salvage(&dir, &path, &data, &scan, durable, &mut recovery)?;
-                // Offsets before the first damage are unchanged; later ones moved.
-                let intact = scan
-                    .damage
-                    .first()
-                    .map(|d| d.0)
-                    .or(scan.torn_at)
-                    .unwrap_or(0) as u64;
-                let mut at = MAGIC.len() as u64;
-                valid_starts.clear();
-                for r in &scan.records {
-                    valid_starts.push(if (r.at as u64) < intact {
-                        r.at as u64
-                    } else {
-                        at
-                    });
-                    at += (r.end - r.at) as u64;
-                }
+                let intact = starts_after_salvage(&scan, &mut valid_starts);
                 if let Some(c) = cursor.filter(|c| c.segment == id && c.offset > intact) {
                     let _ = c;
                     cursor = Some(Position {
@@ -354,4 +338,27 @@ fn salvage(
     );
     recovery.corrupt_segments.push(corrupt);
     Ok(good.len() as u64)
+}
+
+/// Where the records of `scan` start once its segment was salvaged (damaged bytes cut out),
+/// into `starts`; returns the offset up to which the segment was intact. Offsets before the
+/// first damage are unchanged; later ones moved up.
+pub(super) fn starts_after_salvage(scan: &frame::Scan, starts: &mut Vec<u64>) -> u64 {
+    let intact = scan
+        .damage
+        .first()
+        .map(|d| d.0)
+        .or(scan.torn_at)
+        .unwrap_or(0) as u64;
+    let mut at = MAGIC.len() as u64;
+    starts.clear();
+    for r in &scan.records {
+        starts.push(if (r.at as u64) < intact {
+            r.at as u64
+        } else {
+            at
+        });
+        at += (r.end - r.at) as u64;
+    }
+    intact
 }

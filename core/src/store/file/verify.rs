@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::frame::{self, HEADER, MAGIC};
-use super::recovery::{list_segments, read_cursor};
+use super::recovery::{list_segments, read_cursor, starts_after_salvage};
 use super::{FileStore, Position, dir, replay, segment_name};
 use crate::Error;
 use crate::store::check::{PartCheck, StoreCheck};
@@ -132,23 +132,7 @@ impl FileStore {
                 check
                     .quarantined
                     .push(Path::new(&aside).display().to_string());
-                // Offsets before the first damage are unchanged; later ones moved.
-                let intact = scan
-                    .damage
-                    .first()
-                    .map(|d| d.0)
-                    .or(scan.torn_at)
-                    .unwrap_or(0) as u64;
-                let mut at = MAGIC.len() as u64;
-                valid_starts.clear();
-                for r in &scan.records {
-                    valid_starts.push(if (r.at as u64) < intact {
-                        r.at as u64
-                    } else {
-                        at
-                    });
-                    at += (r.end - r.at) as u64;
-                }
+                let intact = starts_after_salvage(&scan, &mut valid_starts);
                 if cursor.is_some_and(|c| c.segment == id && c.offset > intact) {
                     cursor = Some(Position {
                         segment: id,
