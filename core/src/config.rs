@@ -222,11 +222,20 @@ impl Config {
     }
 
     /// The backing store from its JSON form, `{"type":"file","params":{…}}`.
+    ///
+    /// # Errors
+    ///
+    /// As [`StoreConfig::from_json`]: [`Error::Config`] naming the field (`type`,
+    /// `params.path`, …) when the document is malformed or a parameter is out of range.
     pub fn store_json(self, text: &str) -> Result<Self, Error> {
         self.store_json_with(text, &StoreRegistry::new())
     }
 
     /// The backing store from its JSON form, knowing the types in `registry`.
+    ///
+    /// # Errors
+    ///
+    /// As [`StoreConfig::from_json_with`].
     pub fn store_json_with(self, text: &str, registry: &StoreRegistry) -> Result<Self, Error> {
         Ok(self.store(StoreConfig::from_json_with(text, registry)?))
     }

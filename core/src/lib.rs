@@ -72,6 +72,7 @@
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, unreachable_pub)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]
+#![warn(clippy::missing_errors_doc)]
 
 mod backlog;
 mod clock;

@@ -82,6 +82,13 @@ pub enum SinkConfig {
 
 impl PipelineConfig {
     /// Reads a configuration document; see the type's documentation for its fields.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the field (`(document)`, `queue_capacity`, `sink.url`,
+    /// `store.params.path`, …) when the text is not one JSON object, a field is
+    /// duplicated, or a part fails [`Config::from_json`], [`StoreConfig::from_json`] or
+    /// the sink's rules.
     pub fn from_json(text: &str) -> Result<Self, Error> {
         let members = serde_json::from_str::<Members>(text)
             .map_err(|e| Error::config("(document)", e.to_string()))?
@@ -179,9 +186,13 @@ impl PipelineConfig {
         self.sink.as_ref()
     }
 
-    /// Starts the pipeline with the sink the document names. Fails with
-    /// [`Error::Config`] (`sink`) when it names none, and with the sink's or the store's
-    /// errors (`sink.url`, a missing `token_file`, a locked store directory).
+    /// Starts the pipeline with the sink the document names.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] (`sink`) when the document names no sink; those of
+    /// [`SinkConfig::open`] (`sink.url`, a missing `token_file`) and of [`Pipeline::new`]
+    /// (a value out of range, a locked store directory, the flush thread not starting).
     pub fn build(self) -> Result<Pipeline, Error> {
         let Some(sink) = self.sink else {
             return Err(Error::config(
@@ -194,6 +205,11 @@ impl PipelineConfig {
 
     /// Starts the pipeline with `sink` (a callback, say). The document must not name a
     /// sink of its own.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] (`sink`) when the document names a sink; those of
+    /// [`Pipeline::new`].
     pub fn build_with_sink<S: Sink>(self, sink: S) -> Result<Pipeline, Error> {
         if self.sink.is_some() {
             return Err(Error::config(
@@ -246,6 +262,14 @@ impl SinkConfig {
     }
 
     /// Builds the sink: checks the URL and headers, reads the token and CA files.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the field (`sink.url`, `sink.headers`, `sink.token_file`,
+    /// `sink.ca_file`, …) as [`HttpSink::new`] or
+    /// [`RabbitMqSink::new`](crate::RabbitMqSink::new) find it, or `sink.type` for
+    /// `rabbitmq` without that feature; [`Error::Io`] naming a token or CA file that cannot
+    /// be read.
     pub fn open(self) -> Result<Box<dyn Sink>, Error> {
         Ok(match self {
             SinkConfig::DataStorage { url, http } => {

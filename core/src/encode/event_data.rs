@@ -35,6 +35,12 @@ impl fmt::Debug for EventData<'_> {
 /// [`EventData::Serialize`] can hold any of them behind a reference.
 pub trait ToJson {
     /// Writes `self` as compact JSON.
+    ///
+    /// # Errors
+    ///
+    /// A [`serde_json::Error`] when the value's `Serialize` fails (a map with keys that are
+    /// not strings, a custom error) or `out` refuses a write; the pipeline reports it as
+    /// [`Error::Serialize`], or [`Error::TooLarge`] when `out` was past `max_event_bytes`.
     fn write_json(&self, out: &mut dyn io::Write) -> serde_json::Result<()>;
 }
 

@@ -31,6 +31,11 @@ impl DataStorageSink {
     pub const PATH: &'static str = "/api/v1/audit/events/batch";
 
     /// A sink for the DataStorage service at `base_url`, with default HTTP settings.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] (`url`) when `base_url` is not `http://` or `https://` with a
+    /// host.
     pub fn new(base_url: &str) -> Result<Self, Error> {
         Self::with_config(base_url, HttpConfig::default())
     }
@@ -38,6 +43,12 @@ impl DataStorageSink {
     /// A sink for the DataStorage service at `base_url` with the given HTTP settings (token
     /// file, timeouts, CA). The body format and limits are the server's, whatever `config`
     /// says.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`HttpSink::new`]: [`Error::Config`] naming the field (`url`, `headers`,
+    /// `token_file`, `ca_file`, …), [`Error::Io`] naming a token or CA file it cannot
+    /// read.
     pub fn with_config(base_url: &str, config: HttpConfig) -> Result<Self, Error> {
         let url = format!("{}{}", base_url.trim_end_matches('/'), Self::PATH);
         let limits = Limits {

@@ -213,6 +213,14 @@ impl FileStamp {
 impl HttpSink {
     /// A sink posting to `url` (`http://` or `https://`). Reads the token and CA files now,
     /// so a missing file is an error here rather than at the first send.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the field: `url` not `http://` or `https://` with a host;
+    /// `headers` with an invalid name or value; `bearer_token`, or the `token_file`'s
+    /// content, empty or with control characters; both given (`token_file`); `ca_file`
+    /// holding no PEM certificate. [`Error::Io`] naming the token or CA file it cannot
+    /// read.
     pub fn new(url: impl Into<String>, config: HttpConfig) -> Result<Self, Error> {
         let url = url.into();
         check_url(&url)?;

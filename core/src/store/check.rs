@@ -123,8 +123,13 @@ impl PartCheck {
 
 impl StoreConfig {
     /// Checks the store this configuration names without changing it: see [`StoreCheck`].
-    /// Fails if it does not exist, if another process has it open (naming that process
-    /// when it can), or for a store that lives in memory.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the store does not exist, another process has it open (naming
+    /// that process when it can), a query fails, or it is a memory or registered store;
+    /// [`Error::Io`] naming a file that cannot be read; [`Error::Config`] naming a Postgres
+    /// setting out of range.
     pub fn verify(&self) -> Result<StoreCheck, Error> {
         match self {
             StoreConfig::File(c) => super::FileStore::verify(&c.path),
@@ -137,7 +142,10 @@ impl StoreConfig {
     }
 
     /// The dead letters the store keeps, oldest first, read without changing anything.
-    /// Fails like [`verify`](Self::verify).
+    ///
+    /// # Errors
+    ///
+    /// As [`verify`](Self::verify).
     pub fn read_dead_letters(&self) -> Result<Vec<DeadLetter>, Error> {
         match self {
             StoreConfig::File(c) => super::FileStore::read_dead_letters(&c.path),
@@ -153,9 +161,14 @@ impl StoreConfig {
     /// that a pipeline sends them again, and removes them from the dead-letter area in the
     /// same step: a crash leaves each one either still a dead letter or in the log, never
     /// both, so replaying again never duplicates. `select` may see a dead letter more than
-    /// once. Returns how many moved. Fails if the
-    /// store does not exist or another process has it open (a Postgres table is shared:
-    /// rows other replicas hold are not touched).
+    /// once. Returns how many moved. A Postgres table is shared: rows other replicas hold
+    /// are not touched.
+    ///
+    /// # Errors
+    ///
+    /// As [`verify`](Self::verify), and those of opening the store
+    /// ([`StoreConfig::open`]); [`Error::StoreFull`] (`max_total_bytes`) if the events
+    /// would take the store over that limit.
     pub fn replay_dead_letters(
         &self,
         select: impl FnMut(&DeadLetter) -> bool,

@@ -50,14 +50,25 @@ pub use sync::{Appended, PendingSync};
 /// [`read_oldest`](Store::read_oldest) and the matching [`commit`](Store::commit) the pipeline
 /// may [`append`](Store::append); appends never change what the last read returned.
 pub trait Store: Send + 'static {
-    /// Appends `events` at the tail, in order: all of them, or none and an error (such as
-    /// [`Error::StoreFull`]).
+    /// Appends `events` at the tail, in order: all of them, or none and an error.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::StoreFull`] naming the limit reached; [`Error::Store`] or [`Error::Io`]
+    /// naming the file, table or server when the write fails; [`Error::Forked`] from the
+    /// file and SQLite stores in a `fork()` child of the process that opened them.
     fn append(&mut self, events: &[&[u8]]) -> Result<(), Error>;
 
     /// Reads the oldest events without removing them, into `out` (emptied first): at most
     /// `max_events`, and no more than `max_bytes` counting each event plus one byte, except
     /// that a single event is always returned if the store is not empty. Reading again
     /// without a commit returns the same events.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] or [`Error::Io`] naming the file, table or server when reading
+    /// fails (damage the file store finds is skipped and reported by
+    /// [`take_lost`](Store::take_lost) instead).
     fn read_oldest(
         &mut self,
         max_events: usize,
@@ -66,11 +77,22 @@ pub trait Store: Send + 'static {
     ) -> Result<(), Error>;
 
     /// Removes the first `n` events of the last [`read_oldest`](Store::read_oldest).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] or [`Error::Io`] naming the file, table or server when the removal
+    /// or the new read position cannot be written; [`Error::Forked`] as for
+    /// [`append`](Store::append).
     fn commit(&mut self, n: usize) -> Result<(), Error>;
 
     /// Keeps `event` in the store's dead-letter area with `reason`. The event itself is
     /// removed from the log by the [`commit`](Store::commit) that covers it, if it came from
     /// the log.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] or [`Error::Io`] naming the file, table or server when the dead
+    /// letter cannot be written; [`Error::Forked`] as for [`append`](Store::append).
     fn dead_letter(&mut self, event: &[u8], reason: &str) -> Result<(), Error>;
 
     /// Events and bytes held.
@@ -81,6 +103,12 @@ pub trait Store: Send + 'static {
 
     /// Makes everything appended so far durable (for the file store, an `fdatasync`).
     /// Stores that cannot survive a crash return `Ok` at once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] naming the file or directory (file store) or [`Error::Store`] naming
+    /// the database (SQLite) that could not be synced; [`Error::Forked`] as for
+    /// [`append`](Store::append).
     fn sync(&mut self) -> Result<(), Error> {
         Ok(())
     }
@@ -94,6 +122,12 @@ pub trait Store: Send + 'static {
     ///
     /// Defaults to [`append`](Store::append) then [`sync`](Store::sync), both under the
     /// caller's lock.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`append`](Store::append), when nothing was appended. A sync that fails
+    /// after the events were appended is not an error here: it is [`Appended::NotDurable`],
+    /// or the error of running [`Appended::Pending`].
     fn append_durably(&mut self, events: &[&[u8]]) -> Result<Appended, Error> {
         self.append(events)?;
         Ok(match self.sync() {
@@ -115,6 +149,11 @@ pub trait Store: Send + 'static {
     }
 
     /// Periodic housekeeping (an interval fsync), called by the flush thread.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`sync`](Store::sync); [`Error::Store`] naming the table when a Postgres
+    /// store cannot renew its lease or refresh its counts.
     fn tick(&mut self) -> Result<(), Error> {
         Ok(())
     }
@@ -155,6 +194,11 @@ pub trait Store: Send + 'static {
     }
 
     /// Flushes and releases what the store holds open. The pipeline calls it once, last.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`sync`](Store::sync) (the default); [`Error::Store`] naming the database
+    /// or table when SQLite cannot checkpoint and close, or Postgres cannot hand rows back.
     fn close(&mut self) -> Result<(), Error> {
         self.sync()
     }

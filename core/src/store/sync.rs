@@ -87,8 +87,12 @@ impl PendingSync {
         self.steps.is_empty()
     }
 
-    /// Runs every step, in order, up to the first that fails, whose error it returns (an
-    /// I/O error names the file).
+    /// Runs every step, in order, up to the first that fails, whose error it returns.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] naming the file or directory whose sync failed, or whatever a step
+    /// added with [`then`](Self::then) returns.
     pub fn run(self) -> Result<(), Error> {
         crash_point("store.sync.run");
         for step in self.steps {

@@ -13,6 +13,10 @@ pub(super) const DEAD_LETTERS: &str = "dead-letters.log";
 
 impl FileStore {
     /// The dead letters kept in `dead-letters.log`, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] naming `dead-letters.log` when it exists but cannot be read.
     pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, Error> {
         let path = self.config.path.join(DEAD_LETTERS);
         let data = match fs::read(&path) {

@@ -40,7 +40,13 @@ pub struct Recovery {
 
 impl FileStore {
     /// Opens (or creates) the store, recovering from whatever a crash left: see [`Recovery`].
-    /// Fails if another process has it open.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the field (`path`, `max_total_bytes`, `segment_bytes`,
+    /// `fsync_interval_ms`) when it is out of range; [`Error::Store`] when `path` is not a
+    /// directory or another process has the store open (naming it from `LOCK`);
+    /// [`Error::Io`] naming the directory or file that cannot be created, read or written.
     pub fn open(config: FileStoreConfig) -> Result<Self, Error> {
         if let Some((field, reason)) = config.invalid() {
             return Err(Error::config(field, reason));

@@ -47,7 +47,11 @@ type Identity = [u8; HEADER];
 impl FileStore {
     /// The dead letters of the store in `dir`, oldest first (both generations of
     /// `dead-letters.log`), read without changing anything; damaged ones are skipped.
-    /// Fails like [`verify`](FileStore::verify).
+    ///
+    /// # Errors
+    ///
+    /// As [`verify`](FileStore::verify): [`Error::Store`] when `dir` is missing or holds no
+    /// file store, or a process has it open; [`Error::Io`] naming the file it cannot read.
     pub fn read_dead_letters(dir: impl AsRef<Path>) -> Result<Vec<DeadLetter>, Error> {
         let dir = dir.as_ref();
         existing_store(dir)?;
@@ -69,8 +73,14 @@ impl FileStore {
     ///
     /// Opens the store as a pipeline would (recovering it, and failing if another process
     /// has it open) unless no dead letter is picked; first finishes a replay a crash
-    /// interrupted. `select` may see a dead letter more than once. Fails with
-    /// [`Error::StoreFull`] if the events would take the store over `max_total_bytes`.
+    /// interrupted. `select` may see a dead letter more than once.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`read_dead_letters`](FileStore::read_dead_letters) and
+    /// [`open`](FileStore::open); [`Error::StoreFull`] (`max_total_bytes`) if the events
+    /// would take the store over it; [`Error::Store`] when an interrupted replay's
+    /// `replay.pending` is damaged; [`Error::Io`] naming a file that cannot be written.
     pub fn replay_dead_letters(
         config: &FileStoreConfig,
         mut select: impl FnMut(&DeadLetter) -> bool,

@@ -19,9 +19,12 @@ impl FileStore {
     /// without writing, renaming or cutting anything. It holds a shared lock on the
     /// directory meanwhile (so the store cannot be opened halfway through).
     ///
-    /// Fails if `dir` is missing or holds no file store, or if a process has the store
-    /// open (the message names it: `…/LOCK: the store is in use by another process (pid
-    /// 4242)`).
+    /// # Errors
+    ///
+    /// [`Error::Store`] when `dir` is missing, not a directory or holds no file store, or a
+    /// process has the store open (the message names it: `…/LOCK: the store is in use by
+    /// another process (pid 4242)`); [`Error::Io`] naming the directory or file that cannot
+    /// be read.
     pub fn verify(dir: impl AsRef<Path>) -> Result<StoreCheck, Error> {
         let dir = dir.as_ref();
         existing_store(dir)?;

@@ -24,8 +24,11 @@ impl PostgresStore {
     /// them to `<table>_dead`: quarantined), payloads that are not JSON objects (damaged),
     /// and the size counter against the table.
     ///
-    /// Fails on a configuration out of range, if the server cannot be reached, or if the
-    /// table does not exist.
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the field (`url`, `table`, `lease`, …) when it is out of
+    /// range; [`Error::Store`] naming the table when the server cannot be reached, the
+    /// table does not exist, or a query fails.
     pub fn verify(config: &PostgresStoreConfig) -> Result<StoreCheck, Error> {
         let (mut client, location) = connect(config)?;
         let fail = |what: String| error(config, what);
@@ -177,7 +180,11 @@ impl PostgresStore {
     }
 
     /// The dead letters in `<table>_dead`, oldest first, read without changing anything.
-    /// Fails like [`verify`](PostgresStore::verify).
+    ///
+    /// # Errors
+    ///
+    /// As [`verify`](PostgresStore::verify); [`Error::Store`] also when `<table>_dead` does
+    /// not exist.
     pub fn read_dead_letters(config: &PostgresStoreConfig) -> Result<Vec<DeadLetter>, Error> {
         let (mut client, _) = connect(config)?;
         let db = |e: postgres::Error| error(config, describe(&e));
@@ -199,9 +206,12 @@ impl PostgresStore {
     /// oldest first, after every row there, so that a pipeline sends them again. One
     /// statement deletes them from `<table>_dead` and inserts them, so a crash leaves each
     /// in one place only, and two replays at once never move one twice. Rows replicas hold
-    /// are not touched. Returns how many moved. Fails like
-    /// [`verify`](PostgresStore::verify), or with [`Error::StoreFull`] if the events would
-    /// take the table over `max_total_bytes`.
+    /// are not touched. Returns how many moved.
+    ///
+    /// # Errors
+    ///
+    /// As [`read_dead_letters`](PostgresStore::read_dead_letters); [`Error::StoreFull`]
+    /// (`max_total_bytes`) if the events would take the table over that limit.
     pub fn replay_dead_letters(
         config: &PostgresStoreConfig,
         mut select: impl FnMut(&DeadLetter) -> bool,

@@ -114,8 +114,13 @@ impl fmt::Debug for PostgresStore {
 
 impl PostgresStore {
     /// Connects, creates the table and `<table>_dead` if missing, and counts what the table
-    /// holds. Fails on a setting out of range ([`Error::Config`]) or if the server cannot be
-    /// reached ([`Error::Store`]).
+    /// holds.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the field (`url`, `table`, `lease`, `max_claims`,
+    /// `max_total_bytes`) when it is out of range; [`Error::Store`] naming the table when
+    /// the server cannot be reached or creating or counting the tables fails.
     pub fn open(config: PostgresStoreConfig) -> Result<Self, Error> {
         if let Some((field, reason)) = config.invalid() {
             return Err(Error::config(field, reason));

@@ -27,8 +27,12 @@ impl SqliteStore {
     /// holds and what is wrong; SQLite stores are not salvaged on open, so damage here means
     /// restoring the file or recovering it with `sqlite3 <path> .recover`.
     ///
-    /// Fails if there is no such file, it is no auditbuf store, or another process has it
-    /// open (naming it: `…: the store is in use by another process (pid 4242)`).
+    /// # Errors
+    ///
+    /// [`Error::Store`] naming the file when there is no such file, it is no auditbuf
+    /// store, or another process has it open (naming it: `…: the store is in use by
+    /// another process (pid 4242)`); [`Error::Io`] naming the temporary directory a WAL is
+    /// copied into.
     pub fn verify(path: impl AsRef<Path>) -> Result<StoreCheck, Error> {
         let path = path.as_ref();
         let snapshot = Snapshot::take(path)?;
@@ -114,7 +118,12 @@ impl SqliteStore {
     }
 
     /// The dead letters of the database at `path`, oldest first, read without changing
-    /// anything. Fails like [`verify`](SqliteStore::verify).
+    /// anything.
+    ///
+    /// # Errors
+    ///
+    /// As [`verify`](SqliteStore::verify), and [`Error::Store`] naming the file for a
+    /// database error (no `dead_letters` table, a row that cannot be read).
     pub fn read_dead_letters(path: impl AsRef<Path>) -> Result<Vec<DeadLetter>, Error> {
         let path = path.as_ref();
         let snapshot = Snapshot::take(path)?;
@@ -138,9 +147,14 @@ impl SqliteStore {
     /// Moves the dead letters `select` picks back into `events`, oldest first, after
     /// everything the store holds, so that a pipeline sends them again; one transaction
     /// inserts them and deletes them from `dead_letters`, so a crash leaves each in one
-    /// place only. Returns how many moved. Fails if there is no such database, another
-    /// process has it open, or the events would take it over `max_total_bytes`
-    /// ([`Error::StoreFull`]).
+    /// place only. Returns how many moved.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`verify`](SqliteStore::verify) and [`open`](SqliteStore::open) (no such
+    /// database, no auditbuf store, another process has it open, a database error);
+    /// [`Error::StoreFull`] (`max_total_bytes`) if the events would take it over that
+    /// limit.
     pub fn replay_dead_letters(
         config: &SqliteStoreConfig,
         mut select: impl FnMut(&DeadLetter) -> bool,

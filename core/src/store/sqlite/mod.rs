@@ -109,7 +109,13 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (or creates) the database and its tables. Fails if another process has it open.
+    /// Opens (or creates) the database and its tables.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the field (`path`, `max_total_bytes`, `fsync_interval_ms`)
+    /// when it is out of range; [`Error::Store`] naming the file when it cannot be created,
+    /// another process has it open, or SQLite fails (no WAL journal mode, a query).
     pub fn open(config: SqliteStoreConfig) -> Result<Self, Error> {
         if let Some((field, reason)) = config.invalid() {
             return Err(Error::config(field, reason));
@@ -197,6 +203,10 @@ impl SqliteStore {
     }
 
     /// The dead letters kept in the `dead_letters` table, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] naming the file when the store is closed or the query fails.
     pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, Error> {
         let path = self.config.path.as_path();
         let conn = self.conn.as_ref().ok_or_else(|| closed(path))?;
