@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use auditbuf::{
     CadfAddress, CadfAttachment, CadfContent, CadfEvent, CadfHost, CadfReason, CadfResource,
-    CallbackSink, Config, Error, Outcome, Pipeline, Stats,
+    CallbackSink, Config, Error, Outcome, Pipeline,
 };
 use serde_json::Value;
+
+mod common;
 
 const PLACEHOLDERS: [(&str, &[u8]); 2] = [
     ("<UUID>", b"hhhhhhhh-hhhh-4hhh-vhhh-hhhhhhhhhhhh"),
@@ -181,27 +183,6 @@ fn meaning(spec: &Value) -> Value {
     v
 }
 
-fn reason(e: &Error) -> &'static str {
-    match e {
-        Error::InvalidJson { .. } => "invalid_json",
-        Error::MissingField { .. } => "missing_field",
-        Error::InvalidField { .. } => "invalid_field",
-        Error::TooLarge { .. } => "too_large",
-        other => panic!("unexpected error {other}"),
-    }
-}
-
-fn rejected_by(stats: &Stats, reason: &str) -> u64 {
-    let r = stats.rejected;
-    match reason {
-        "invalid_json" => r.invalid_json,
-        "missing_field" => r.missing_field,
-        "invalid_field" => r.invalid_field,
-        "too_large" => r.too_large,
-        other => panic!("unknown reason {other}"),
-    }
-}
-
 fn collecting_pipeline() -> (Pipeline, Arc<Mutex<Vec<Vec<u8>>>>) {
     let seen = Arc::new(Mutex::new(Vec::<Vec<u8>>::new()));
     let sink = CallbackSink::new({
@@ -252,8 +233,12 @@ fn every_cadf_vector_produces_its_exact_wire_bytes() {
                 let want = std::fs::read_to_string(dir.join(format!("{name}.error")))
                     .unwrap_or_else(|_| panic!("{name}: neither .wire nor .error"));
                 let err = result.expect_err(&name);
-                assert_eq!(reason(&err), want.trim(), "{name}: {err}");
-                assert_eq!(rejected_by(&report.stats, want.trim()), 1, "{name}");
+                assert_eq!(err.name(), want.trim(), "{name}: {err}");
+                assert_eq!(
+                    common::rejected::rejected_by(&report.stats, want.trim()),
+                    1,
+                    "{name}"
+                );
                 assert_eq!(report.stats.recorded, 0, "{name}");
             }
         }

@@ -7,9 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use auditbuf::{
-    AuditEvent, AuditEventBytes, CallbackSink, Config, Error, EventData, Outcome, Pipeline, Stats,
+    AuditEvent, AuditEventBytes, CallbackSink, Config, Error, EventData, Outcome, Pipeline,
 };
 use serde_json::Value;
+
+mod common;
 
 const NOW: &[u8] = b"<NOW>";
 
@@ -34,31 +36,6 @@ fn vectors() -> Vec<(String, PathBuf)> {
         .collect();
     inputs.sort();
     inputs
-}
-
-fn reason(e: &Error) -> &'static str {
-    match e {
-        Error::InvalidJson { .. } => "invalid_json",
-        Error::InvalidUtf8 { .. } => "invalid_utf8",
-        Error::NotAnObject => "not_an_object",
-        Error::MissingField { .. } => "missing_field",
-        Error::InvalidField { .. } => "invalid_field",
-        Error::TooLarge { .. } => "too_large",
-        other => panic!("unexpected error {other}"),
-    }
-}
-
-fn rejected_by(stats: &Stats, reason: &str) -> u64 {
-    let r = stats.rejected;
-    match reason {
-        "invalid_json" => r.invalid_json,
-        "invalid_utf8" => r.invalid_utf8,
-        "not_an_object" => r.not_an_object,
-        "missing_field" => r.missing_field,
-        "invalid_field" => r.invalid_field,
-        "too_large" => r.too_large,
-        other => panic!("unknown reason {other}"),
-    }
 }
 
 fn record_typed(p: &Pipeline, spec: &Value) -> Result<(), Error> {
@@ -214,8 +191,12 @@ fn check_vector(name: &str, input: &Path, typed: bool, from_bytes: bool) {
             let want = std::fs::read_to_string(dir.join(format!("{stem}.error")))
                 .unwrap_or_else(|_| panic!("{name}: neither .wire nor .error"));
             let err = result.expect_err(name);
-            assert_eq!(reason(&err), want.trim(), "{name}: {err}");
-            assert_eq!(rejected_by(&report.stats, want.trim()), 1, "{name}");
+            assert_eq!(err.name(), want.trim(), "{name}: {err}");
+            assert_eq!(
+                common::rejected::rejected_by(&report.stats, want.trim()),
+                1,
+                "{name}"
+            );
             assert_eq!(report.stats.recorded, 0, "{name}");
         }
     }

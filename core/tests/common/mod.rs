@@ -4,5 +4,6 @@
 
 pub(crate) mod file_store;
 pub(crate) mod fork;
+pub(crate) mod rejected;
 pub(crate) mod sinks;
 pub(crate) mod store_contract;
