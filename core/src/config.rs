@@ -373,7 +373,7 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(super) fn field_of(text: &str) -> String {
@@ -383,17 +383,22 @@ mod tests {
         }
     }
 
+    /// An environment of `pairs` only, for `from_vars`.
+    pub(crate) fn fake_env(
+        pairs: &'static [(&'static str, &'static str)],
+    ) -> impl Fn(&str) -> Result<String, std::env::VarError> {
+        move |name: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+                .ok_or(std::env::VarError::NotPresent)
+        }
+    }
+
     #[test]
     fn environment_variables_are_read_and_errors_name_them() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |name: &str| {
-                pairs
-                    .iter()
-                    .find(|(n, _)| *n == name)
-                    .map(|(_, v)| (*v).to_owned())
-                    .ok_or(std::env::VarError::NotPresent)
-            }
-        };
+        let env = crate::config::tests::fake_env;
         let registry = StoreRegistry::new();
         let c = Config::from_vars("AUDIT", &registry, env(&[])).unwrap();
         assert_eq!(c, Config::default());

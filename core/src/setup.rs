@@ -514,15 +514,7 @@ mod tests {
 
     #[test]
     fn the_environment_names_the_rabbitmq_sink() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |name: &str| {
-                pairs
-                    .iter()
-                    .find(|(n, _)| *n == name)
-                    .map(|(_, v)| (*v).to_owned())
-                    .ok_or(std::env::VarError::NotPresent)
-            }
-        };
+        let env = crate::config::tests::fake_env;
         let registry = StoreRegistry::new();
         let c = PipelineConfig::from_vars("AUDIT", &registry, env(&[])).unwrap();
         assert_eq!(c.sink(), None);
