@@ -266,7 +266,9 @@ impl Encoder<'_> {
                     _ => {}
                 }
             }
-            write_str(self.out, k);
+            if write_str(self.out, k) {
+                return Err(Fail::unsupported(NUL));
+            }
             self.out.push(b':');
             self.value(&value, depth + 1)
                 .map_err(|f| f.at(|| Seg::Key(String::from_utf8_lossy(k).into_owned())))?;
@@ -367,7 +369,9 @@ impl Encoder<'_> {
                 "str is not valid UTF-8 (a lone surrogate)",
             ));
         };
-        write_str(self.out, bytes);
+        if write_str(self.out, bytes) {
+            return Err(Fail::unsupported(NUL));
+        }
         self.check_size()
     }
 
@@ -386,7 +390,12 @@ impl Encoder<'_> {
         // used).
         let digits = v.py().get_type::<PyInt>().call_method1("__repr__", (v,))?;
         let digits = digits.cast::<PyString>().map_err(PyErr::from)?;
-        self.out.extend_from_slice(utf8(digits)?);
+        let digits = utf8(digits)?;
+        // 10**308 has 309 digits: at that magnitude the receiver's doubles overflow.
+        if digits.strip_prefix(b"-").unwrap_or(digits).len() > 308 {
+            return Err(Fail::unsupported(MAGNITUDE));
+        }
+        self.out.extend_from_slice(digits);
         self.check_size()
     }
 
@@ -395,6 +404,9 @@ impl Encoder<'_> {
             return Err(Fail::unsupported(format!(
                 "{f} is not a JSON number (NaN and infinities are refused)"
             )));
+        }
+        if f.abs() >= 1e308 {
+            return Err(Fail::unsupported(MAGNITUDE));
         }
         self.out
             .extend_from_slice(ryu::Buffer::new().format_finite(f).as_bytes());
@@ -500,10 +512,18 @@ fn word_needs_escape(w: u64) -> bool {
     (below_space | quote | backslash) & HIGH != 0
 }
 
-/// Writes `s` (UTF-8) as a JSON string, quotes included. Runs of plain bytes are found
-/// eight at a time and copied whole.
+/// The rules every record path shares (see `record_json` in the core): what Postgres and
+/// the receiver's doubles cannot store is refused, not sent.
+const NUL: &str = "U+0000 in a string (Postgres cannot store it)";
+const MAGNITUDE: &str = "a number of magnitude 1e308 or more (beyond what a double holds)";
+
+/// Writes `s` (UTF-8) as a JSON string, quotes included; true if it holds U+0000 (written
+/// as `\u0000`, for the caller to refuse). Runs of plain bytes are found eight at a time
+/// and copied whole.
 #[inline]
-pub(crate) fn write_str(out: &mut Vec<u8>, s: &[u8]) {
+#[must_use]
+pub(crate) fn write_str(out: &mut Vec<u8>, s: &[u8]) -> bool {
+    let mut nul = false;
     out.reserve(s.len() + 2);
     out.push(b'"');
     let mut start = 0;
@@ -524,6 +544,7 @@ pub(crate) fn write_str(out: &mut Vec<u8>, s: &[u8]) {
             continue;
         }
         out.extend_from_slice(&s[start..i - 1]);
+        nul |= b == 0;
         if e == b'u' {
             const HEX: &[u8; 16] = b"0123456789abcdef";
             out.extend_from_slice(&[
@@ -541,4 +562,5 @@ pub(crate) fn write_str(out: &mut Vec<u8>, s: &[u8]) {
     }
     out.extend_from_slice(&s[start..]);
     out.push(b'"');
+    nul
 }

@@ -141,6 +141,12 @@ class TestEncoderErrors:
             ({"f": [float("inf")]}, "f[0]"),
             ({"k": {1: "int key"}}, "k"),
             ({"s": "lone \ud800 surrogate"}, "s"),
+            # What every record path refuses: U+0000 and magnitudes of 1e308 or more.
+            ({"s": "nul \x00 inside"}, "s"),
+            ({"n": {"k\x00": 1}}, "n"),
+            ({"i": 10**400}, "i"),
+            ({"i": [-(10**308)]}, "i[0]"),
+            ({"f": 1e308}, "f"),
         ],
     )
     def test_type_error_names_the_path(
@@ -156,6 +162,10 @@ class TestEncoderErrors:
         assert (e.value.code, e.value.name) == (20, "serialize")
         stats = p.close().stats
         assert stats.rejected.serialize == 1 and stats.recorded == 0
+
+    def test_large_numbers_a_double_holds_pass(self, collect: Collect) -> None:
+        got = one(collect, {"i": -(10**307), "f": 1.7e307})
+        assert got.endswith(b'"i":-1' + b"0" * 307 + b',"f":1.7e307}'), got
 
     def test_a_dict_containing_itself_stops(self, collect: Collect) -> None:
         loop: dict = {}
@@ -283,7 +293,9 @@ class TestEncoderRoundTrip:
     """The dict encoder's output is completed without being scanned again, so it must be
     valid JSON that reads back as what was given: checked on random nested values."""
 
-    ALPHABET = ['a', 'Z', '0', ' ', '"', '\\', '/', '\n', '\r', '\t', '\x00', '\x1f', '\x7f',
+    # No U+0000: it is refused (see TestEncoderErrors); '\x01' and '\x1f' stand for the
+    # control characters that are escaped.
+    ALPHABET = ['a', 'Z', '0', ' ', '"', '\\', '/', '\n', '\r', '\t', '\x01', '\x1f', '\x7f',
                 'é', 'ß', '日', '🎉', '\u2028', '\ufeff', 'x' * 9]
 
     def value(self, rng: Any, depth: int) -> Any:
