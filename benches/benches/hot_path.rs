@@ -7,7 +7,8 @@
 //! the tails), allocations from a counting allocator on the calling thread; then delivered
 //! events per second with 1, 2 and 4 producers.
 //!
-//! `cargo bench -p auditbuf-benches --bench hot_path` (1 000 000 calls, 11 rounds);
+//! `cargo bench -p auditbuf-benches --bench hot_path` (1 000 000 calls, 11 rounds; `HOT_PATH=200000,3`
+//! for fewer);
 //! `cargo test` runs it once with 20 000 calls as a smoke test.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -404,7 +405,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let (calls, rounds) = if full { (1_000_000, 11) } else { (20_000, 1) };
+    let (mut calls, mut rounds) = if full { (1_000_000, 11) } else { (20_000, 1) };
+    // `HOT_PATH=calls,rounds` for a quicker look while working on it.
+    if let Some((c, r)) = std::env::var("HOT_PATH").ok().as_deref().and_then(|v| v.split_once(',')) {
+        calls = c.parse().unwrap_or(calls);
+        rounds = r.parse().unwrap_or(rounds);
+    }
     let event = common::typed_bytes();
     let contenders: Vec<Arc<dyn Contender>> = vec![
         Arc::new(Floor::new(event.clone())),
@@ -414,6 +420,12 @@ fn main() {
         Arc::new(Auditbuf::new(Kind::Json)),
         Arc::new(Auditbuf::new(Kind::Json1K)),
     ];
+    // `HOT_PATH_ONLY=typed` keeps the contenders whose name has that in it (for profiling).
+    let only = std::env::var("HOT_PATH_ONLY").unwrap_or_default();
+    let contenders: Vec<_> = contenders
+        .into_iter()
+        .filter(|c| c.name().contains(only.as_str()))
+        .collect();
     // Per-call latency: every contender once per round, rounds interleaved.
     let mut results: Vec<Vec<Row>> = vec![Vec::new(); contenders.len()];
     for _ in 0..rounds {
@@ -437,6 +449,7 @@ fn main() {
         "", "mean", "p50", "p99", "p99.9", "max", "allocs"
     );
     let floor_mean = median(results[0].iter().map(|r| r.0).collect());
+    // (With HOT_PATH_ONLY, the first contender kept stands in for the floor.)
     for (i, c) in contenders.iter().enumerate() {
         let col = |f: fn(&Row) -> f64| median(results[i].iter().map(f).collect());
         let mean = col(|r| r.0);
@@ -453,7 +466,7 @@ fn main() {
         );
     }
     // Delivered events per second with 1, 2 and 4 producers.
-    let per = if full { 500_000 } else { 5_000 };
+    let per = if full { calls / 2 } else { 5_000 };
     println!(
         "\ndelivered events/s (until drained), {per} calls per producer, median of {rounds} rounds"
     );

@@ -5,6 +5,7 @@
 //! to do next from [`State`], [`deliver`](crate::deliver) sends one batch until every
 //! event in it is settled, and [`drain`](crate::drain) does the work with the backing store.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -17,7 +18,7 @@ use crate::deliver::Refusals;
 use crate::encode::capture::finish;
 use crate::losses::LossWatch;
 use crate::shared::Shared;
-use crate::slots::Slot;
+use crate::slots::{Slot, prefetch};
 use crate::stats::FlushCounts;
 use crate::store::StoredBatch;
 use crate::throttle::Throttle;
@@ -79,6 +80,9 @@ pub(crate) enum GiveUp {
 }
 
 /// How often the store gets its housekeeping (interval fsync), busy or idle.
+/// How many events `take_batch` asks the memory for at once.
+const AHEAD: usize = 8;
+
 pub(crate) const STORE_TICK: Duration = Duration::from_millis(100);
 
 /// How long without a new event before the pipeline counts as idle and frees its spare
@@ -167,6 +171,8 @@ pub(crate) struct Worker {
     pub(crate) wall: WallClock,
     /// Reused buffer captured events are rendered into.
     pub(crate) scratch: Vec<u8>,
+    /// The next few events `take_batch` will render, their bytes already asked for.
+    ahead: VecDeque<Slot>,
     /// A slot kept back from a sent batch for the gap marker that is due: under overload the
     /// producers take every slot that comes free, and the marker must not wait for ever.
     pub(crate) spare: Option<Slot>,
@@ -227,6 +233,7 @@ impl Worker {
             logs: Logs::default(),
             wall: WallClock::now(),
             scratch: Vec::new(),
+            ahead: VecDeque::with_capacity(AHEAD),
             spare: None,
         }
     }
@@ -385,17 +392,31 @@ impl Worker {
         let mut backlog = (shared.backlog.len() > 0).then(|| shared.backlog.lock());
         let mut bytes = 0;
         while self.batch.len() < cap {
-            let next = match backlog.as_mut().and_then(|b| b.pop_front()) {
-                Some(slot) => Some(slot),
-                None => self.queue.try_recv().ok(),
-            };
-            let Some(mut slot) = next else {
+            if self.ahead.is_empty() {
+                // A producer wrote these bytes on another CPU: asking for a few events' at
+                // once overlaps their cache misses, which otherwise cost the flush thread
+                // as much as rendering does.
+                while self.ahead.len() < AHEAD.min(cap - self.batch.len()) {
+                    let next = match backlog.as_mut().and_then(|b| b.pop_front()) {
+                        Some(slot) => Some(slot),
+                        None => self.queue.try_recv().ok(),
+                    };
+                    let Some(slot) = next else {
+                        break;
+                    };
+                    prefetch(&slot);
+                    self.ahead.push_back(slot);
+                }
+            }
+            let Some(mut slot) = self.ahead.pop_front() else {
                 break;
             };
             finish(&mut slot, &self.wall, &mut self.scratch);
             if !self.batch.is_empty() && bytes + slot.len() + 1 > max_bytes {
                 drop(backlog);
-                shared.backlog.put_front(std::iter::once(slot));
+                shared
+                    .backlog
+                    .put_front(std::iter::once(slot).chain(self.ahead.drain(..)));
                 break;
             }
             bytes += slot.len() + 1;
@@ -409,14 +430,13 @@ impl Worker {
 
     /// Gives a batch's slots back to the pool and keeps the (empty) vector for reuse.
     pub(crate) fn recycle(&mut self, mut batch: Vec<Slot>) {
-        for mut slot in batch.drain(..) {
-            if self.spare.is_none() && self.losses.marker_due() {
+        if self.spare.is_none() && self.losses.marker_due() {
+            if let Some(mut slot) = batch.pop() {
                 slot.clear();
                 self.spare = Some(slot);
-            } else {
-                self.shared.pool.give_back(slot);
             }
         }
+        self.shared.pool.give_back_all(batch.drain(..));
         self.batch = batch;
     }
 

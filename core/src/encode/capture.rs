@@ -293,8 +293,10 @@ pub(crate) fn render(slot: &[u8], wall: &WallClock, out: &mut Vec<u8>) -> Result
     render_fields(&f, out)
 }
 
-/// Turns `slot` into JSON if it holds a captured event (rendering into `scratch` and
-/// swapping the buffers, so neither allocates once both are large enough). Rendering a
+/// Turns `slot` into JSON if it holds a captured event (rendering into `scratch`, then
+/// copying back: the slot keeps its own capacity, where swapping would hand the pool the
+/// scratch buffer, grown by the encoder's generous reserve, and make every slot count
+/// against the pool's bound on grown slots). Rendering a
 /// captured event cannot fail — everything was checked at `record` — but if it ever did, the
 /// event becomes `{}` (the receiver's refusal then dead-letters it, visibly) and the error
 /// is logged.
@@ -308,7 +310,8 @@ pub(crate) fn finish(slot: &mut Vec<u8>, wall: &WallClock, scratch: &mut Vec<u8>
         scratch.clear();
         scratch.extend_from_slice(b"{}");
     }
-    std::mem::swap(slot, scratch);
+    slot.clear();
+    slot.extend_from_slice(scratch);
     scratch.clear();
 }
 
