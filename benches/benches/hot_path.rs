@@ -407,7 +407,11 @@ fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let (mut calls, mut rounds) = if full { (1_000_000, 11) } else { (20_000, 1) };
     // `HOT_PATH=calls,rounds` for a quicker look while working on it.
-    if let Some((c, r)) = std::env::var("HOT_PATH").ok().as_deref().and_then(|v| v.split_once(',')) {
+    if let Some((c, r)) = std::env::var("HOT_PATH")
+        .ok()
+        .as_deref()
+        .and_then(|v| v.split_once(','))
+    {
         calls = c.parse().unwrap_or(calls);
         rounds = r.parse().unwrap_or(rounds);
     }

@@ -430,11 +430,12 @@ impl Worker {
 
     /// Gives a batch's slots back to the pool and keeps the (empty) vector for reuse.
     pub(crate) fn recycle(&mut self, mut batch: Vec<Slot>) {
-        if self.spare.is_none() && self.losses.marker_due() {
-            if let Some(mut slot) = batch.pop() {
-                slot.clear();
-                self.spare = Some(slot);
-            }
+        if self.spare.is_none()
+            && self.losses.marker_due()
+            && let Some(mut slot) = batch.pop()
+        {
+            slot.clear();
+            self.spare = Some(slot);
         }
         self.shared.pool.give_back_all(batch.drain(..));
         self.batch = batch;
@@ -483,11 +484,12 @@ impl Worker {
     /// Looks at the loss counters now and then (`now`: at once, as `close` begins): logs
     /// what was lost, and puts a gap marker ahead of what waits to be sent if markers are on.
     pub(crate) fn watch_losses(&mut self, now: bool) {
-        if !now && !self.losses.due() {
-            return;
+        if now || self.losses.due() {
+            let stats = self.shared.counters.snapshot();
+            self.losses.check(&stats);
         }
-        let stats = self.shared.counters.snapshot();
-        self.losses.check(&stats);
+        // A marker that found no free slot tries again at the next turn of the loop (the
+        // slot a sent batch keeps back for it), not a whole check interval later.
         if !self.losses.marker_due() {
             return;
         }

@@ -209,7 +209,10 @@ fn gap_markers_never_make_an_open_pipeline_refuse_events_as_closed() {
     let closed: u64 = producers.into_iter().map(|t| t.join().unwrap()).sum();
     let stats = p.stats();
     assert_eq!(closed, 0, "{stats:?}");
-    assert!(stats.gap_markers >= 2, "{stats:?}");
+    // Losses are looked at once a second (at about 1, 2 and 3 s): each look's marker must
+    // go out at once, though producers take every free slot — it once waited for the next
+    // look when none was free, and only every other look made one.
+    assert!(stats.gap_markers >= 3, "{stats:?}");
     assert!(stats.is_consistent(), "{stats:?}");
 }
 

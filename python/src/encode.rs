@@ -16,9 +16,10 @@ use pyo3::types::{
     PyBool, PyDate, PyDateTime, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyTzInfo,
 };
 
-/// Deepest nesting written; the core refuses JSON nested deeper than 128, and a dict that
-/// contains itself must end somewhere.
-const MAX_DEPTH: usize = 100;
+/// Deepest nesting written, the event itself counted: the core's limit for every record
+/// path (126 levels), so a dict is refused exactly where its JSON text would be; a dict
+/// that contains itself must end somewhere too.
+const MAX_DEPTH: usize = 126;
 
 /// Why an object could not be encoded.
 #[derive(Debug)]

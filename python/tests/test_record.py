@@ -175,6 +175,25 @@ class TestEncoderErrors:
             p.record(loop)
         assert p.close().stats.rejected.serialize == 1
 
+    def test_nesting_is_refused_where_json_text_is(self, collect: Collect) -> None:
+        def nested(levels: int) -> dict:
+            d: dict = {}
+            for _ in range(levels - 1):
+                d = {"k": d}
+            return d
+
+        p = pipeline(collect)
+        # 126 levels, the event counted, pass both ways; 127 fail both ways.
+        p.record(nested(126))
+        p.record(json.dumps(nested(126)).encode())
+        with pytest.raises(auditbuf.SerializeError, match="nested deeper than 126"):
+            p.record(nested(127))
+        with pytest.raises(auditbuf.InvalidEvent, match="nest"):
+            p.record(json.dumps(nested(127)).encode())
+        stats = p.close().stats
+        assert stats.delivered == 2
+        assert (stats.rejected.serialize, stats.rejected.invalid_json) == (1, 1)
+
     def test_too_large_while_encoding(self, collect: Collect) -> None:
         p = pipeline(collect, max_event_bytes=1000)
         with pytest.raises(auditbuf.InvalidEvent) as e:

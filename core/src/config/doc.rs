@@ -20,12 +20,18 @@ pub(crate) fn parse_json<'de, T: Deserialize<'de>>(text: &'de str) -> Result<T, 
     let mut de = serde_json::Deserializer::from_str(text);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
-        // An empty key has an empty path: the reason names it (``unknown field ``, ...``).
-        let field = match path.as_str() {
-            "." | "?" | "" => "(document)".to_owned(),
-            _ => path,
-        };
         let reason = e.into_inner().to_string();
+        // A duplicate is reported at the object that holds it: name the key itself.
+        let duplicate = reason
+            .strip_prefix("duplicate field `")
+            .and_then(|rest| rest.split('`').next());
+        // An empty key has an empty path: the reason names it (``unknown field ``, ...``).
+        let field = match (path.as_str(), duplicate) {
+            ("." | "?" | "", Some(key)) => key.to_owned(),
+            (_, Some(key)) => format!("{path}.{key}"),
+            ("." | "?" | "", None) => "(document)".to_owned(),
+            (_, None) => path,
+        };
         Error::config(field, reason)
     })?;
     de.end().map_err(|e| {
@@ -35,16 +41,20 @@ pub(crate) fn parse_json<'de, T: Deserialize<'de>>(text: &'de str) -> Result<T, 
         )
     })?;
     scan_object(text.as_bytes(), MAX_DEPTH).map_err(|e| {
+        let mut field = "(document)";
         let reason = match e {
             Error::InvalidJson { offset, reason } if reason.starts_with("duplicate") => {
                 let key = text[offset + 1..].split('"').next().unwrap_or_default();
+                if !key.is_empty() && !key.contains('\\') {
+                    field = key;
+                }
                 format!("{reason}: \"{key}\" at byte {offset}")
             }
             Error::InvalidJson { offset, reason } => format!("{reason} at byte {offset}"),
             Error::NotAnObject => "must be a JSON object".to_owned(),
             other => other.to_string(),
         };
-        Error::config("(document)", reason)
+        Error::config(field, reason)
     })?;
     Ok(value)
 }
@@ -374,6 +384,15 @@ mod tests {
         assert!(e.to_string().contains("duplicate field"), "{e}");
         let e = Config::from_json(r#"{"retry":{"max_attempts":2,"max_attempts":3}}"#).unwrap_err();
         assert!(e.to_string().contains("duplicate field"), "{e}");
+        // The error names the key, where it sits, not the whole document.
+        assert_eq!(
+            field_of(r#"{"queue_capacity":5,"queue_capacity":0}"#),
+            "queue_capacity"
+        );
+        assert_eq!(
+            field_of(r#"{"retry":{"max_attempts":2,"max_attempts":3}}"#),
+            "retry.max_attempts"
+        );
     }
 
     #[test]

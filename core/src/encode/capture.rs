@@ -108,11 +108,6 @@ pub(crate) fn capture<const CHECK_UTF8: bool>(
         return Ok(false);
     }
     let fields = strings(f);
-    for (i, value) in fields.iter().enumerate().take(EVENT_DATA) {
-        if let Some(s) = value {
-            check_text::<CHECK_UTF8>(AuditEventBytes::FIELDS[i], s)?;
-        }
-    }
     out.reserve(DATA_AT + raw);
     out.push(TAG);
     let mut present = 0u32;
@@ -148,8 +143,22 @@ pub(crate) fn capture<const CHECK_UTF8: bool>(
         let len = value.map_or(0, <[u8]>::len) as u32;
         out.extend_from_slice(&len.to_le_bytes());
     }
-    for value in fields.iter().flatten() {
+    let mut text_end = DATA_AT;
+    for value in fields.iter().take(EVENT_DATA).flatten() {
         out.extend_from_slice(value);
+        text_end += value.len();
+    }
+    // The fields lie one after the other now: one look over all of them for U+0000 (and
+    // bad UTF-8) instead of one per field, and the field named only when one is found.
+    if !text_is_clean::<CHECK_UTF8>(&out[DATA_AT..text_end], &fields) {
+        for (i, value) in fields.iter().enumerate().take(EVENT_DATA) {
+            if let Some(s) = value {
+                check_text::<CHECK_UTF8>(AuditEventBytes::FIELDS[i], s)?;
+            }
+        }
+    }
+    if let Some(data) = fields[EVENT_DATA] {
+        out.extend_from_slice(data);
     }
     if let Data::Json(text) = f.event_data {
         let shape = check_event_data(text, f.event_type, out)?;
@@ -157,6 +166,33 @@ pub(crate) fn capture<const CHECK_UTF8: bool>(
         out.extend_from_slice(&shape.map_or([0; Shape::BYTES], Shape::to_bytes));
     }
     Ok(true)
+}
+
+/// Whether `text`, the first 19 `fields` one after the other, holds no U+0000 and, when
+/// checked, is UTF-8 in every field. A concatenation of UTF-8 strings is UTF-8, and a
+/// valid concatenation is valid field by field when every field starts on a character
+/// (not on a continuation byte `10xxxxxx`): then no character crosses from one into the
+/// next.
+#[inline]
+fn text_is_clean<const CHECK_UTF8: bool>(text: &[u8], fields: &[Option<&[u8]>]) -> bool {
+    if memchr::memchr(0, text).is_some() {
+        return false;
+    }
+    if CHECK_UTF8 {
+        if simdutf8::basic::from_utf8(text).is_err() {
+            return false;
+        }
+        let starts_inside_a_character = |s: &&[u8]| s.first().is_some_and(|&b| b & 0xC0 == 0x80);
+        if fields
+            .iter()
+            .take(EVENT_DATA)
+            .flatten()
+            .any(starts_inside_a_character)
+        {
+            return false;
+        }
+    }
+    true
 }
 
 /// Refuses what the encoder would refuse while escaping: U+0000, and, for bytes from C, Go

@@ -492,7 +492,7 @@ mod tests {
             ),
             (
                 r#""type":"file","params":{"path":"/a","path":"/b"}"#,
-                "(document)",
+                "path",
                 "duplicate key in an object: \"path\"",
             ),
             (r#""type":"file","params":null"#, "params", "is null"),
