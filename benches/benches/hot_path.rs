@@ -412,8 +412,8 @@ fn main() {
         .as_deref()
         .and_then(|v| v.split_once(','))
     {
-        calls = c.parse().unwrap_or(calls);
-        rounds = r.parse().unwrap_or(rounds);
+        calls = c.parse().unwrap_or(calls).max(1);
+        rounds = r.parse().unwrap_or(rounds).max(1);
     }
     let event = common::typed_bytes();
     let contenders: Vec<Arc<dyn Contender>> = vec![
@@ -430,6 +430,10 @@ fn main() {
         .into_iter()
         .filter(|c| c.name().contains(only.as_str()))
         .collect();
+    if contenders.is_empty() {
+        eprintln!("HOT_PATH_ONLY={only:?} matches no contender");
+        return;
+    }
     // Per-call latency: every contender once per round, rounds interleaved.
     let mut results: Vec<Vec<Row>> = vec![Vec::new(); contenders.len()];
     for _ in 0..rounds {

@@ -281,6 +281,17 @@ impl Worker {
         self.recycle(batch);
         let held = self.counts.in_flight;
         self.give_up(held as usize, GiveUp::Failed);
+        // Taken off the queue by `take_batch` but not yet in the batch.
+        if std::mem::take(&mut self.rendering) {
+            self.counts.taken += 1;
+            self.counts.failed += 1;
+        }
+        let ahead: Vec<_> = self.ahead.drain(..).collect();
+        for slot in ahead {
+            self.counts.taken += 1;
+            self.counts.failed += 1;
+            self.shared.pool.give_back(slot);
+        }
         loop {
             let backlog = self.shared.backlog.take_all();
             let queued = std::iter::from_fn(|| self.queue.try_recv().ok());

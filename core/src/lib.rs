@@ -66,8 +66,9 @@
 //! 401/403 re-read the token file and retry; 413 splits the batch in halves; other 4xx bisect
 //! it and dead-letter the events the receiver still refuses alone, with its reason.
 
-// Two `unsafe` calls in the whole crate, each in a file of its own: registering the fork
-// handler (`fork.rs`) and returning free memory to the system (`heap.rs`).
+// Three `unsafe` blocks in the whole crate, each in a file of its own: registering the fork
+// handler (`fork.rs`), returning free memory to the system (`heap.rs`) and a prefetch hint
+// (`slots.rs`).
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, unreachable_pub)]

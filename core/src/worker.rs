@@ -15,7 +15,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crate::clock::WallClock;
 use crate::config::Overflow;
 use crate::deliver::Refusals;
-use crate::encode::capture::finish;
+use crate::encode::capture::{finish, json_size_at_least};
 use crate::losses::LossWatch;
 use crate::shared::Shared;
 use crate::slots::{Slot, prefetch};
@@ -79,10 +79,10 @@ pub(crate) enum GiveUp {
     StoreFull,
 }
 
-/// How often the store gets its housekeeping (interval fsync), busy or idle.
 /// How many events `take_batch` asks the memory for at once.
 const AHEAD: usize = 8;
 
+/// How often the store gets its housekeeping (interval fsync), busy or idle.
 pub(crate) const STORE_TICK: Duration = Duration::from_millis(100);
 
 /// How long without a new event before the pipeline counts as idle and frees its spare
@@ -172,7 +172,9 @@ pub(crate) struct Worker {
     /// Reused buffer captured events are rendered into.
     pub(crate) scratch: Vec<u8>,
     /// The next few events `take_batch` will render, their bytes already asked for.
-    ahead: VecDeque<Slot>,
+    pub(crate) ahead: VecDeque<Slot>,
+    /// `take_batch` is rendering an event it holds in neither `ahead` nor the batch.
+    pub(crate) rendering: bool,
     /// A slot kept back from a sent batch for the gap marker that is due: under overload the
     /// producers take every slot that comes free, and the marker must not wait for ever.
     pub(crate) spare: Option<Slot>,
@@ -234,6 +236,7 @@ impl Worker {
             wall: WallClock::now(),
             scratch: Vec::new(),
             ahead: VecDeque::with_capacity(AHEAD),
+            rendering: false,
             spare: None,
         }
     }
@@ -396,7 +399,13 @@ impl Worker {
                 // A producer wrote these bytes on another CPU: asking for a few events' at
                 // once overlaps their cache misses, which otherwise cost the flush thread
                 // as much as rendering does.
-                while self.ahead.len() < AHEAD.min(cap - self.batch.len()) {
+                // Not past the byte limit either (by a lower bound of each event's JSON
+                // size): what does not fit goes back to the backlog, out of `DropOldest`'s
+                // reach, and was fetched for nothing.
+                let mut expected = bytes;
+                while self.ahead.len() < AHEAD.min(cap - self.batch.len())
+                    && ((self.batch.is_empty() && self.ahead.is_empty()) || expected <= max_bytes)
+                {
                     let next = match backlog.as_mut().and_then(|b| b.pop_front()) {
                         Some(slot) => Some(slot),
                         None => self.queue.try_recv().ok(),
@@ -405,13 +414,17 @@ impl Worker {
                         break;
                     };
                     prefetch(&slot);
+                    expected += json_size_at_least(&slot) + 1;
                     self.ahead.push_back(slot);
                 }
             }
             let Some(mut slot) = self.ahead.pop_front() else {
                 break;
             };
+            // Should rendering ever panic, `abandon` counts the slot in hand as failed.
+            self.rendering = true;
             finish(&mut slot, &self.wall, &mut self.scratch);
+            self.rendering = false;
             if !self.batch.is_empty() && bytes + slot.len() + 1 > max_bytes {
                 drop(backlog);
                 shared
@@ -527,6 +540,8 @@ impl Worker {
             return;
         }
         self.schedule.trimmed = true;
+        // The renderer's buffer keeps the size of the largest event it rendered.
+        self.scratch = Vec::new();
         // Keep one batch's worth, so a trickle of events does not allocate.
         let freed = self.shared.pool.trim(self.schedule.ready_at);
         self.batch.shrink_to(self.schedule.ready_at);

@@ -117,6 +117,13 @@ struct At<'a> {
     step: Step<'a>,
 }
 
+impl At<'_> {
+    /// The JSON containers around the value at this place: one per step before the last.
+    fn containers(&self) -> usize {
+        std::iter::successors(self.up, |at| at.up).count()
+    }
+}
+
 #[derive(Clone, Copy)]
 enum Step<'a> {
     /// The event itself.
@@ -459,7 +466,10 @@ fn content<'py>(
     if v.is_instance_of::<PyDict>() || v.is_instance_of::<PyList>() || v.is_instance_of::<PyTuple>()
     {
         let start = json.len();
-        return match encode::write_value(v, json, usize::MAX) {
+        // What is left below the containers it sits in (the event, its `attachments` array
+        // and the attachment; a resource's, one more).
+        let depth = encode::MAX_DEPTH.saturating_sub(at.containers());
+        return match encode::write_value(v, json, usize::MAX, depth) {
             Ok(()) => Ok(Some(Content::Encoded(start..json.len()))),
             Err(Fail::Raised(err)) => Err(Refusal::Raised(err)),
             Err(f) => Err(Refusal::Unsupported(f.message(&at.render(true)))),

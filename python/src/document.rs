@@ -70,7 +70,7 @@ pub(crate) fn to_json(field: &str, v: &Bound<'_, PyAny>) -> PyResult<Value> {
         )));
     };
     let mut out = Vec::new();
-    match encode::write_object(d, &mut out, usize::MAX) {
+    match encode::write_object(d, &mut out, usize::MAX, encode::MAX_DEPTH) {
         Ok(_) => {}
         Err(Fail::Raised(e)) => return Err(e),
         Err(f) => return Err(PyTypeError::new_err(f.message(field))),

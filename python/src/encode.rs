@@ -16,10 +16,11 @@ use pyo3::types::{
     PyBool, PyDate, PyDateTime, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyTzInfo,
 };
 
-/// Deepest nesting written, the event itself counted: the core's limit for every record
-/// path (126 levels), so a dict is refused exactly where its JSON text would be; a dict
-/// that contains itself must end somewhere too.
-const MAX_DEPTH: usize = 126;
+/// Deepest nesting of an event, the event itself counted: the core's limit for every record
+/// path (126 levels). A value written inside an event (`event_data`, a CADF attachment's
+/// content) gets what is left at its place, so a dict is refused exactly where its JSON text
+/// would be; a dict that contains itself must end somewhere too.
+pub(crate) const MAX_DEPTH: usize = 126;
 
 /// Why an object could not be encoded.
 #[derive(Debug)]
@@ -180,14 +181,17 @@ pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
 /// `Pipeline::record_encoded_with` relies on), and says whether it has top-level
 /// `version` and `event_timestamp` members. Python code that changes the dict while it is
 /// being written (a tzinfo's `utcoffset`, say) makes it fail instead of panicking.
+/// `max_depth` is the levels it may take, itself included ([`MAX_DEPTH`] for an event).
 pub(crate) fn write_object(
     d: &Bound<'_, PyDict>,
     out: &mut Vec<u8>,
     limit: usize,
+    max_depth: usize,
 ) -> Result<Encoded, Fail> {
     let mut encoder = Encoder {
         out,
         limit,
+        max_depth,
         top: Encoded::default(),
     };
     match catch_unwind(AssertUnwindSafe(|| encoder.dict(d, 0))) {
@@ -204,10 +208,12 @@ pub(crate) fn write_value(
     v: &Bound<'_, PyAny>,
     out: &mut Vec<u8>,
     limit: usize,
+    max_depth: usize,
 ) -> Result<(), Fail> {
     let mut encoder = Encoder {
         out,
         limit,
+        max_depth,
         top: Encoded::default(),
     };
     match catch_unwind(AssertUnwindSafe(|| encoder.value(v, 0))) {
@@ -221,6 +227,8 @@ pub(crate) fn write_value(
 struct Encoder<'o> {
     out: &'o mut Vec<u8>,
     limit: usize,
+    /// Levels the value may take, itself included.
+    max_depth: usize,
     /// The top-level members the core completes.
     top: Encoded,
 }
@@ -236,9 +244,9 @@ impl Encoder<'_> {
     }
 
     fn dict(&mut self, d: &Bound<'_, PyDict>, depth: usize) -> Result<(), Fail> {
-        if depth >= MAX_DEPTH {
+        if depth >= self.max_depth {
             return Err(Fail::unsupported(format!(
-                "nested deeper than {MAX_DEPTH} levels (does it contain itself?)"
+                "nested deeper than {MAX_DEPTH} levels in the event (does it contain itself?)"
             )));
         }
         self.out.push(b'{');
@@ -283,9 +291,9 @@ impl Encoder<'_> {
         items: impl Iterator<Item = Bound<'py, PyAny>>,
         depth: usize,
     ) -> Result<(), Fail> {
-        if depth >= MAX_DEPTH {
+        if depth >= self.max_depth {
             return Err(Fail::unsupported(format!(
-                "nested deeper than {MAX_DEPTH} levels (does it contain itself?)"
+                "nested deeper than {MAX_DEPTH} levels in the event (does it contain itself?)"
             )));
         }
         self.out.push(b'[');

@@ -355,7 +355,7 @@ impl PyPipeline {
         if let Ok(d) = event.cast::<PyDict>() {
             let mut failed = None;
             let result = p.record_encoded_with(&mut park, |out, limit| {
-                encode::write_object(d, out, limit).map_err(|f| {
+                encode::write_object(d, out, limit, encode::MAX_DEPTH).map_err(|f| {
                     let e = error_of(&f, limit, "");
                     failed = Some((f, ""));
                     e
@@ -456,7 +456,9 @@ impl PyPipeline {
                 Some(v) => {
                     if let Ok(d) = v.cast::<PyDict>() {
                         let limit = usize::MAX;
-                        if let Err(f) = encode::write_object(d, scratch, limit) {
+                        // Inside the event: one level fewer.
+                        let depth = encode::MAX_DEPTH - 1;
+                        if let Err(f) = encode::write_object(d, scratch, limit, depth) {
                             if let Fail::Raised(err) = f {
                                 p.count_rejected(&Error::Serialize(serde_json::Error::custom(
                                     err.to_string(),

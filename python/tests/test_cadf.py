@@ -244,6 +244,27 @@ class TestRefusals:
         assert stats.recorded == 1
         assert_accounted(stats, delivered=1)
 
+    def test_content_nesting_is_refused_where_the_core_refuses_it(
+        self, collect: Collect
+    ) -> None:
+        def nested(levels: int) -> Dict[str, Any]:
+            d: Dict[str, Any] = {}
+            for _ in range(levels - 1):
+                d = {"k": d}
+            return d
+
+        # The event, its attachments array and the attachment hold the content: 123 levels
+        # are left for it; a resource's attachment sits one level deeper (122).
+        p = auditbuf.Pipeline(sink=collect)
+        p.record_cadf(minimal(attachments=[{"typeURI": "t", "content": nested(123)}]))
+        p.record_cadf(with_initiator(attachments=[{"typeURI": "t", "content": nested(122)}]))
+        with pytest.raises(auditbuf.SerializeError, match="nested deeper"):
+            p.record_cadf(minimal(attachments=[{"typeURI": "t", "content": nested(124)}]))
+        with pytest.raises(auditbuf.SerializeError, match="nested deeper"):
+            p.record_cadf(with_initiator(attachments=[{"typeURI": "t", "content": nested(123)}]))
+        stats = p.close().stats
+        assert stats.delivered == 2 and stats.rejected.serialize == 2
+
     def test_content_with_no_json_form_is_a_serialize_error(self, collect: Collect) -> None:
         p = auditbuf.Pipeline(sink=collect)
         with pytest.raises(auditbuf.SerializeError) as e:

@@ -176,12 +176,6 @@ class TestEncoderErrors:
         assert p.close().stats.rejected.serialize == 1
 
     def test_nesting_is_refused_where_json_text_is(self, collect: Collect) -> None:
-        def nested(levels: int) -> dict:
-            d: dict = {}
-            for _ in range(levels - 1):
-                d = {"k": d}
-            return d
-
         p = pipeline(collect)
         # 126 levels, the event counted, pass both ways; 127 fail both ways.
         p.record(nested(126))
@@ -215,7 +209,34 @@ class TestEncoderErrors:
         assert p.close().stats.rejected.serialize == 1
 
 
+def nested(levels: int) -> dict:
+    """A dict of `levels` levels, itself counted."""
+    d: dict = {}
+    for _ in range(levels - 1):
+        d = {"k": d}
+    return d
+
+
 class TestRecordEvent:
+    def test_event_data_nesting_is_refused_where_the_core_refuses_it(
+        self, collect: Collect
+    ) -> None:
+        # event_data sits inside the event: 125 of the event's 126 levels are its own.
+        p = pipeline(collect)
+        base = dict(
+            event_type="t", event_category="c", event_action="a",
+            event_outcome="success", correlation_id="r",
+        )
+        p.record_event(**base, event_data=nested(125))
+        p.record_event(**base, event_data=json.dumps(nested(125)))
+        with pytest.raises(auditbuf.SerializeError, match="nested deeper than 126"):
+            p.record_event(**base, event_data=nested(126))
+        with pytest.raises(auditbuf.InvalidEvent):
+            p.record_event(**base, event_data=json.dumps(nested(126)))
+        stats = p.close().stats
+        assert stats.delivered == 2
+        assert (stats.rejected.serialize, stats.rejected.invalid_json) == (1, 1)
+
     def test_typed_event_with_a_dict_payload(self, collect: Collect) -> None:
         p = pipeline(collect)
         p.record_event(

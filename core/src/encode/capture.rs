@@ -51,6 +51,17 @@ const BIT_SENSITIVE: u32 = 1 << 22;
 /// Index of `event_data` among the string fields.
 const EVENT_DATA: usize = 19;
 
+/// A lower bound of the size of `slot`'s event as JSON: its length when it is JSON already;
+/// for a captured event, the bytes of its fields, all of which the JSON holds.
+#[inline]
+pub(crate) fn json_size_at_least(slot: &[u8]) -> usize {
+    if is_captured(slot) {
+        slot.len().saturating_sub(DATA_AT + Shape::BYTES)
+    } else {
+        slot.len()
+    }
+}
+
 /// Whether `slot` holds a captured event, not yet JSON.
 #[inline]
 pub(crate) fn is_captured(slot: &[u8]) -> bool {
