@@ -17,6 +17,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDateTime, PyDict, PyList, PyString, PyTuple};
 use serde::ser::Error as _;
 
+use crate::cadf_path::At;
 use crate::encode::{self, Fail, type_name};
 use crate::errors::{to_py_err, to_py_err_with};
 use crate::pipeline::finish;
@@ -111,99 +112,8 @@ enum Content<'py> {
     Encoded(Range<usize>),
 }
 
-/// Where a value sits, rendered only on failure: `initiator.addresses[1].url`.
-struct At<'a> {
-    up: Option<&'a At<'a>>,
-    step: Step<'a>,
-}
-
-impl At<'_> {
-    /// The JSON containers around the value at this place: one per step before the last.
-    fn containers(&self) -> usize {
-        std::iter::successors(self.up, |at| at.up).count()
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Step<'a> {
-    /// The event itself.
-    Event,
-    Key(&'a str),
-    Index(usize),
-}
-
-impl<'a> At<'a> {
-    const EVENT: At<'static> = At {
-        up: None,
-        step: Step::Event,
-    };
-
-    fn key(&'a self, key: &'a str) -> Self {
-        At {
-            up: Some(self),
-            step: Step::Key(key),
-        }
-    }
-
-    fn index(&'a self, index: usize) -> Self {
-        At {
-            up: Some(self),
-            step: Step::Index(index),
-        }
-    }
-
-    /// The path with list indices (`initiator.addresses[1].url`), or without them: the
-    /// field's name as the core's errors give it (`initiator.addresses.url`).
-    fn render(&self, indices: bool) -> String {
-        let mut steps = vec![self.step];
-        let mut up = self.up;
-        while let Some(at) = up {
-            steps.push(at.step);
-            up = at.up;
-        }
-        let mut out = String::new();
-        for step in steps.iter().rev() {
-            match step {
-                Step::Key(key) => {
-                    if !out.is_empty() {
-                        out.push('.');
-                    }
-                    out.push_str(key);
-                }
-                Step::Index(i) if indices => out.push_str(&format!("[{i}]")),
-                Step::Index(_) | Step::Event => {}
-            }
-        }
-        out
-    }
-
-    fn invalid(&self, reason: impl std::fmt::Display) -> Refusal {
-        Refusal::Field {
-            missing: false,
-            field: self.render(false),
-            message: format!("field {}: {reason}", self.render(true)),
-        }
-    }
-
-    fn missing(&self) -> Refusal {
-        Refusal::Field {
-            missing: true,
-            field: self.render(false),
-            message: format!("required field {} is missing", self.render(true)),
-        }
-    }
-
-    fn unknown(&self, key: &Bound<'_, PyAny>, of: &str) -> Refusal {
-        let key = match key.cast::<PyString>() {
-            Ok(k) => k.to_string_lossy().into_owned(),
-            Err(_) => key.repr().map(|r| r.to_string()).unwrap_or_default(),
-        };
-        self.key(&key).invalid(format!("unknown field of {of}"))
-    }
-}
-
 /// Why the binding turned an event away before the core saw it.
-enum Refusal {
+pub(crate) enum Refusal {
     /// A field missing, of the wrong type, or unknown: `InvalidEvent` (`missing_field` or
     /// `invalid_field`) whose `field` names it.
     Field {

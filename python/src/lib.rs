@@ -17,6 +17,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 mod cadf;
+mod cadf_path;
 mod document;
 mod encode;
 mod errors;
