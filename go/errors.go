@@ -27,7 +27,9 @@ var (
 	ErrForked = errors.New("auditbuf: created before fork")
 	// ErrInvalidUTF8 (14): a JSON event is not valid UTF-8 (the message gives the offset).
 	ErrInvalidUTF8 = errors.New("auditbuf: invalid UTF-8")
-	// ErrInvalidJSON (15): a JSON event, or a typed event's EventData, is not valid JSON.
+	// ErrInvalidJSON (15): a JSON event, or a typed event's EventData, is not valid JSON
+	// (for EventData and CADF attachment content the message names the field, and its
+	// byte offset counts from the start of that field).
 	ErrInvalidJSON = errors.New("auditbuf: invalid JSON")
 	// ErrNotAnObject (16): a JSON event is valid JSON but not an object.
 	ErrNotAnObject = errors.New("auditbuf: not a JSON object")

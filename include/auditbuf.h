@@ -801,8 +801,9 @@ typedef struct auditbuf_report {
 #define AUDITBUF_INVALID_UTF8 14
 
 /**
- * The JSON event (or a typed event's `event_data`) is not valid JSON. Counted in
- * `rejected_invalid_json`.
+ * The JSON event is not valid JSON, or JSON text given as a field is not (a typed event's
+ * `event_data`, a CADF attachment's content: the message then names the field, and its
+ * byte offset counts from the start of that field). Counted in `rejected_invalid_json`.
  */
 #define AUDITBUF_INVALID_JSON 15
 
@@ -823,8 +824,8 @@ typedef struct auditbuf_report {
 #define AUDITBUF_MISSING_FIELD 18
 
 /**
- * A typed event's field is not valid UTF-8, or has a value the receiver would reject.
- * Counted in `rejected_invalid_field`.
+ * A typed event's field is not valid UTF-8, or has a value the receiver would reject (an
+ * `event_data` that is not a JSON object included). Counted in `rejected_invalid_field`.
  */
 #define AUDITBUF_INVALID_FIELD 19
 

@@ -38,12 +38,16 @@ pub enum Error {
         /// Byte offset of the first invalid byte.
         offset: usize,
     },
-    /// The event is not valid JSON.
+    /// The event, or JSON text given as one of its fields, is not valid JSON.
     InvalidJson {
-        /// Byte offset where parsing failed.
+        /// Byte offset where parsing failed, in the event's text or, with `field`, in that
+        /// field's.
         offset: usize,
         /// What was expected or found there.
         reason: &'static str,
+        /// The field whose JSON text it is (`event_data`, a CADF attachment's `content`);
+        /// `None` when it is the event's own text.
+        field: Option<&'static str>,
     },
     /// The event is valid JSON but not an object (an array, string, number, …).
     NotAnObject,
@@ -272,9 +276,19 @@ impl fmt::Display for Error {
                 f.write_str("pipeline was created before fork(); this process must create its own")
             }
             Error::InvalidUtf8 { offset } => write!(f, "event is not valid UTF-8 at byte {offset}"),
-            Error::InvalidJson { offset, reason } => {
-                write!(f, "event is not valid JSON at byte {offset}: {reason}")
-            }
+            Error::InvalidJson {
+                offset,
+                reason,
+                field: None,
+            } => write!(f, "event is not valid JSON at byte {offset}: {reason}"),
+            Error::InvalidJson {
+                offset,
+                reason,
+                field: Some(field),
+            } => write!(
+                f,
+                "field {field}: not valid JSON at byte {offset} of its text: {reason}"
+            ),
             Error::NotAnObject => f.write_str("event is valid JSON but not an object"),
             Error::TooLarge { size, limit } => write!(
                 f,
@@ -347,6 +361,7 @@ mod tests {
             Error::InvalidJson {
                 offset: 0,
                 reason: "r",
+                field: None,
             },
             Error::NotAnObject,
             Error::TooLarge { size: 2, limit: 1 },

@@ -281,3 +281,65 @@ fn json_nobody_can_store_is_refused_on_every_path() {
         report.stats.rejected.total()
     );
 }
+
+#[test]
+fn bad_json_inside_a_field_names_the_field() {
+    let p = Pipeline::new(Config::default(), NullSink).unwrap();
+    let typed = AuditEvent {
+        event_data: EventData::Json(r#"{"a":"#),
+        ..AuditEvent::new("a.b", "cat", "act", "success", "c-1")
+    };
+    let bytes = AuditEventBytes {
+        event_data: Some(br#"{"a":1,"a":2}"#),
+        ..AuditEventBytes::new(b"a.b", b"cat", b"act", b"success", b"c-1")
+    };
+    let attachment = [auditbuf::CadfAttachment {
+        name: None,
+        type_uri: "t",
+        content: auditbuf::CadfContent::Json("[1,]"),
+    }];
+    let cadf = auditbuf::CadfEvent {
+        attachments: &attachment,
+        ..auditbuf::CadfEvent::new(
+            "create",
+            "success",
+            auditbuf::CadfResource::new("service/security/account/user", "u-1"),
+            auditbuf::CadfResource::new("compute/server", "s-1"),
+            auditbuf::CadfResource::new("service/compute", "nova"),
+        )
+    };
+    for (result, field, message) in [
+        (
+            p.record(&typed),
+            "event_data",
+            "field event_data: not valid JSON at byte 5 of its text: unexpected end of input",
+        ),
+        (
+            p.record_event_bytes(&bytes),
+            "event_data",
+            "field event_data: not valid JSON at byte 7 of its text: duplicate key in an object",
+        ),
+        (
+            p.record_cadf(&cadf),
+            "attachments.content",
+            "field attachments.content: not valid JSON at byte 3 of its text: expected a value",
+        ),
+    ] {
+        let e = result.unwrap_err();
+        assert!(
+            matches!(e, Error::InvalidJson { field: Some(f), .. } if f == field),
+            "{e:?}"
+        );
+        assert_eq!(e.to_string(), message);
+        assert_eq!(e.name(), "invalid_json");
+    }
+    // The event's own text names no field.
+    let e = p.record_json(br#"{"a":"#).unwrap_err();
+    assert!(matches!(e, Error::InvalidJson { field: None, .. }), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "event is not valid JSON at byte 5: unexpected end of input"
+    );
+    let stats = p.close(Duration::from_secs(5)).stats;
+    assert_eq!(stats.rejected.invalid_json, 4, "{stats:?}");
+}

@@ -28,8 +28,9 @@ pub const AUDITBUF_CLOSED: auditbuf_status = 12;
 pub const AUDITBUF_FORKED: auditbuf_status = 13;
 /// The JSON event is not valid UTF-8. Counted in `rejected_invalid_utf8`.
 pub const AUDITBUF_INVALID_UTF8: auditbuf_status = 14;
-/// The JSON event (or a typed event's `event_data`) is not valid JSON. Counted in
-/// `rejected_invalid_json`.
+/// The JSON event is not valid JSON, or JSON text given as a field is not (a typed event's
+/// `event_data`, a CADF attachment's content: the message then names the field, and its
+/// byte offset counts from the start of that field). Counted in `rejected_invalid_json`.
 pub const AUDITBUF_INVALID_JSON: auditbuf_status = 15;
 /// The JSON event is valid JSON but not an object. Counted in `rejected_not_an_object`.
 pub const AUDITBUF_NOT_AN_OBJECT: auditbuf_status = 16;
@@ -38,8 +39,8 @@ pub const AUDITBUF_TOO_LARGE: auditbuf_status = 17;
 /// A required field of a typed event is absent or empty. Counted in
 /// `rejected_missing_field`.
 pub const AUDITBUF_MISSING_FIELD: auditbuf_status = 18;
-/// A typed event's field is not valid UTF-8, or has a value the receiver would reject.
-/// Counted in `rejected_invalid_field`.
+/// A typed event's field is not valid UTF-8, or has a value the receiver would reject (an
+/// `event_data` that is not a JSON object included). Counted in `rejected_invalid_field`.
 pub const AUDITBUF_INVALID_FIELD: auditbuf_status = 19;
 /// A value could not be serialised (not returned by the C functions). Counted in
 /// `rejected_serialize`.

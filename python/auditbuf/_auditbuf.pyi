@@ -290,7 +290,9 @@ class Forked(Closed):
 class InvalidEvent(AuditbufError, ValueError):
     """The event itself was refused (codes 14–19: ``invalid_utf8``, ``invalid_json``,
     ``not_an_object``, ``too_large``, ``missing_field``, ``invalid_field``); ``field``
-    names the field for the last two."""
+    names the field for the last two, and for ``invalid_json`` in a field's own JSON text
+    (``event_data``, a CADF attachment's ``content``; the offset in the message is then
+    within that text)."""
 
     field: str
 

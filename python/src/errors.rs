@@ -232,7 +232,11 @@ fn build(py: Python<'_>, e: &Error, message: &str) -> PyResult<PyErr> {
     exc.setattr("code", e.code())?;
     exc.setattr("name", e.name())?;
     match e {
-        Error::MissingField { field } | Error::InvalidField { field, .. } => {
+        Error::MissingField { field }
+        | Error::InvalidField { field, .. }
+        | Error::InvalidJson {
+            field: Some(field), ..
+        } => {
             exc.setattr("field", *field)?;
         }
         Error::Config(c) => exc.setattr("field", c.field.as_str())?,

@@ -218,6 +218,23 @@ def nested(levels: int) -> dict:
 
 
 class TestRecordEvent:
+    def test_bad_event_data_json_names_the_field(self, collect: Collect) -> None:
+        p = pipeline(collect)
+        with pytest.raises(auditbuf.InvalidEvent) as e:
+            p.record_event(
+                event_type="t", event_category="c", event_action="a",
+                event_outcome="success", correlation_id="r", event_data='{"a":',
+            )
+        assert (e.value.name, e.value.field) == ("invalid_json", "event_data")
+        assert str(e.value) == (
+            "field event_data: not valid JSON at byte 5 of its text: unexpected end of input"
+        )
+        # JSON text that is the whole event has no field.
+        with pytest.raises(auditbuf.InvalidEvent) as e:
+            p.record(b'{"a":')
+        assert e.value.name == "invalid_json" and getattr(e.value, "field", None) is None
+        assert p.close().stats.rejected.invalid_json == 2
+
     def test_event_data_nesting_is_refused_where_the_core_refuses_it(
         self, collect: Collect
     ) -> None:

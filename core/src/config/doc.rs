@@ -43,14 +43,14 @@ pub(crate) fn parse_json<'de, T: Deserialize<'de>>(text: &'de str) -> Result<T, 
     scan_object(text.as_bytes(), MAX_DEPTH).map_err(|e| {
         let mut field = "(document)";
         let reason = match e {
-            Error::InvalidJson { offset, reason } if reason.starts_with("duplicate") => {
+            Error::InvalidJson { offset, reason, .. } if reason.starts_with("duplicate") => {
                 let key = text[offset + 1..].split('"').next().unwrap_or_default();
                 if !key.is_empty() && !key.contains('\\') {
                     field = key;
                 }
                 format!("{reason}: \"{key}\" at byte {offset}")
             }
-            Error::InvalidJson { offset, reason } => format!("{reason} at byte {offset}"),
+            Error::InvalidJson { offset, reason, .. } => format!("{reason} at byte {offset}"),
             Error::NotAnObject => "must be a JSON object".to_owned(),
             other => other.to_string(),
         };

@@ -415,7 +415,14 @@ fn write_attachments(
                 out.push(b'"');
             }
             CadfContent::Json(json) => {
-                check_json_value(json.as_bytes(), content_depth)?;
+                check_json_value(json.as_bytes(), content_depth).map_err(|e| match e {
+                    Error::InvalidJson { offset, reason, .. } => Error::InvalidJson {
+                        offset,
+                        reason,
+                        field: Some(n.content),
+                    },
+                    other => other,
+                })?;
                 let start = out.len();
                 out.extend_from_slice(json.trim_ascii().as_bytes());
                 // In checked JSON a raw line break can only be whitespace between tokens.

@@ -215,9 +215,14 @@ pub(crate) fn insert_gap(out: &mut Vec<u8>, at: usize, len: usize) {
 }
 
 /// What is wrong with `event_data` as a whole is an error of that field; an error inside
-/// it keeps its offset in it.
+/// it keeps its offset in it, and names the field.
 pub(crate) fn event_data_error(e: Error) -> Error {
     match e {
+        Error::InvalidJson { offset, reason, .. } => Error::InvalidJson {
+            offset,
+            reason,
+            field: Some("event_data"),
+        },
         Error::NotAnObject => Error::InvalidField {
             field: "event_data",
             reason: "must be a JSON object",

@@ -122,6 +122,7 @@ impl Scanner<'_> {
         Error::InvalidJson {
             offset: self.i,
             reason,
+            field: None,
         }
     }
 
@@ -283,7 +284,11 @@ impl Scanner<'_> {
                 b'\\' => {
                     escaped = true;
                     i = escape_end(b, i)
-                        .map_err(|reason| Error::InvalidJson { offset: i, reason })?;
+                        .map_err(|reason| Error::InvalidJson {
+                            offset: i,
+                            reason,
+                            field: None,
+                        })?;
                 }
                 0x00..=0x1f => {
                     self.i = i;

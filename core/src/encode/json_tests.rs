@@ -120,7 +120,7 @@ fn nesting_is_bounded() {
 
 fn rejected_at(s: &str) -> (usize, &'static str) {
     match invalid(s.as_bytes()) {
-        Error::InvalidJson { offset, reason } => (offset, reason),
+        Error::InvalidJson { offset, reason, .. } => (offset, reason),
         other => panic!("{s:?}: {other:?}"),
     }
 }

@@ -22,6 +22,7 @@ pub(crate) fn duplicate_at(offset: usize) -> Error {
     Error::InvalidJson {
         offset,
         reason: "duplicate key in an object",
+        field: None,
     }
 }
 
