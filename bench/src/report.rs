@@ -11,7 +11,7 @@ use crate::run::RunResult;
 use crate::target::{Accounting, Counts};
 
 /// The accounting invariant, as every part of the project writes it.
-pub const INVARIANT: &str = "recorded + recovered = delivered + dead_lettered + failed + dropped + in_flight + queued + stored";
+pub const INVARIANT: &str = "recorded (accepted) + recovered = delivered + dead_lettered + failed + dropped + in_flight + queued + stored";
 
 /// `5 000 000`: digits in groups of three.
 pub fn count(n: u64) -> String {

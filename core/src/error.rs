@@ -41,8 +41,9 @@ pub enum Error {
     /// The event, or JSON text given as one of its fields, is not valid JSON.
     InvalidJson {
         /// Byte offset where parsing failed, in the event's text or, with `field`, in that
-        /// field's.
-        offset: usize,
+        /// field's (`u32::MAX` for offsets beyond it: no event is that large; a 32-bit
+        /// offset keeps the error, returned by every `record`, within five words).
+        offset: u32,
         /// What was expected or found there.
         reason: &'static str,
         /// The field whose JSON text it is (`event_data`, a CADF attachment's `content`);
@@ -141,6 +142,15 @@ impl Error {
     }
 
     /// An I/O error on `path`.
+    /// [`InvalidJson`](Error::InvalidJson) at `offset` of the event's own text.
+    pub(crate) fn json_at(offset: usize, reason: &'static str) -> Self {
+        Error::InvalidJson {
+            offset: u32::try_from(offset).unwrap_or(u32::MAX),
+            reason,
+            field: None,
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
         Error::Io(Box::new(IoError {
             path: path.into(),
@@ -290,6 +300,11 @@ impl fmt::Display for Error {
                 "field {field}: not valid JSON at byte {offset} of its text: {reason}"
             ),
             Error::NotAnObject => f.write_str("event is valid JSON but not an object"),
+            // An encoder that stops at the limit knows only that the event is larger.
+            Error::TooLarge { size, limit } if *size <= limit.saturating_add(1) => write!(
+                f,
+                "event of more than {limit} bytes is over the max_event_bytes limit of {limit}"
+            ),
             Error::TooLarge { size, limit } => write!(
                 f,
                 "event of {size} bytes is over the max_event_bytes limit of {limit}"
@@ -413,6 +428,15 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "event of 70000 bytes is over the max_event_bytes limit of 65536"
+        );
+        // Encoding stopped at the limit: the size is not known, and not made up.
+        let e = Error::TooLarge {
+            size: 65_537,
+            limit: 65_536,
+        };
+        assert_eq!(
+            e.to_string(),
+            "event of more than 65536 bytes is over the max_event_bytes limit of 65536"
         );
         let e = Error::config("batch_max_events", "must be at least 1");
         assert_eq!(

@@ -44,7 +44,13 @@ pub(crate) fn parse_json<'de, T: Deserialize<'de>>(text: &'de str) -> Result<T, 
         let mut field = "(document)";
         let reason = match e {
             Error::InvalidJson { offset, reason, .. } if reason.starts_with("duplicate") => {
-                let key = text[offset + 1..].split('"').next().unwrap_or_default();
+                let at = (offset as usize).saturating_add(1);
+                let key = text
+                    .get(at..)
+                    .unwrap_or_default()
+                    .split('"')
+                    .next()
+                    .unwrap_or_default();
                 if !key.is_empty() && !key.contains('\\') {
                     field = key;
                 }

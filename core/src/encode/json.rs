@@ -119,11 +119,7 @@ impl Scanner<'_> {
     }
 
     fn err(&self, reason: &'static str) -> Error {
-        Error::InvalidJson {
-            offset: self.i,
-            reason,
-            field: None,
-        }
+        Error::json_at(self.i, reason)
     }
 
     /// An error at an unexpected byte: bad UTF-8 is reported as such, not as bad JSON.
@@ -283,12 +279,7 @@ impl Scanner<'_> {
                 }
                 b'\\' => {
                     escaped = true;
-                    i = escape_end(b, i)
-                        .map_err(|reason| Error::InvalidJson {
-                            offset: i,
-                            reason,
-                            field: None,
-                        })?;
+                    i = escape_end(b, i).map_err(|reason| Error::json_at(i, reason))?;
                 }
                 0x00..=0x1f => {
                     self.i = i;

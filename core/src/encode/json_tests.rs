@@ -75,7 +75,7 @@ fn rejects_invalid_json_with_an_offset() {
     ];
     for &(s, at) in cases {
         match invalid(s.as_bytes()) {
-            Error::InvalidJson { offset, .. } => assert_eq!(offset, at, "{s:?}"),
+            Error::InvalidJson { offset, .. } => assert_eq!(offset as usize, at, "{s:?}"),
             other => panic!("{s:?}: {other:?}"),
         }
     }
@@ -120,7 +120,7 @@ fn nesting_is_bounded() {
 
 fn rejected_at(s: &str) -> (usize, &'static str) {
     match invalid(s.as_bytes()) {
-        Error::InvalidJson { offset, reason, .. } => (offset, reason),
+        Error::InvalidJson { offset, reason, .. } => (offset as usize, reason),
         other => panic!("{s:?}: {other:?}"),
     }
 }

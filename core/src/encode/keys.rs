@@ -19,11 +19,7 @@ use crate::Error;
 
 /// The error for a duplicate key whose opening quote is at `offset`.
 pub(crate) fn duplicate_at(offset: usize) -> Error {
-    Error::InvalidJson {
-        offset,
-        reason: "duplicate key in an object",
-        field: None,
-    }
+    Error::json_at(offset, "duplicate key in an object")
 }
 
 /// Keys of the objects being scanned. A small object's keys are compared with each other
@@ -564,7 +560,7 @@ mod tests {
                 panic!("{e}")
             };
             assert!(
-                text[offset..].starts_with(&format!("\"k{of}\":")),
+                text[offset as usize..].starts_with(&format!("\"k{of}\":")),
                 "{at} {of}"
             );
         }
