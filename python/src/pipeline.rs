@@ -416,31 +416,75 @@ impl PyPipeline {
     fn record_event<'py>(
         &self,
         py: Python<'py>,
-        event_type: Bound<'py, PyString>,
-        event_category: Bound<'py, PyString>,
-        event_action: Bound<'py, PyString>,
-        event_outcome: Bound<'py, PyString>,
-        correlation_id: Bound<'py, PyString>,
+        event_type: Bound<'py, PyAny>,
+        event_category: Bound<'py, PyAny>,
+        event_action: Bound<'py, PyAny>,
+        event_outcome: Bound<'py, PyAny>,
+        correlation_id: Bound<'py, PyAny>,
         event_data: Option<Bound<'py, PyAny>>,
-        actor_type: Option<Bound<'py, PyString>>,
-        actor_id: Option<Bound<'py, PyString>>,
-        actor_ip: Option<Bound<'py, PyString>>,
-        resource_type: Option<Bound<'py, PyString>>,
-        resource_id: Option<Bound<'py, PyString>>,
-        parent_event_id: Option<Bound<'py, PyString>>,
+        actor_type: Option<Bound<'py, PyAny>>,
+        actor_id: Option<Bound<'py, PyAny>>,
+        actor_ip: Option<Bound<'py, PyAny>>,
+        resource_type: Option<Bound<'py, PyAny>>,
+        resource_id: Option<Bound<'py, PyAny>>,
+        parent_event_id: Option<Bound<'py, PyAny>>,
         parent_event_date: Option<Bound<'py, PyAny>>,
-        namespace: Option<Bound<'py, PyString>>,
-        cluster_id: Option<Bound<'py, PyString>>,
-        severity: Option<Bound<'py, PyString>>,
-        duration_ms: Option<u64>,
-        error_code: Option<Bound<'py, PyString>>,
-        error_message: Option<Bound<'py, PyString>>,
-        retention_days: Option<u32>,
-        is_sensitive: Option<bool>,
+        namespace: Option<Bound<'py, PyAny>>,
+        cluster_id: Option<Bound<'py, PyAny>>,
+        severity: Option<Bound<'py, PyAny>>,
+        duration_ms: Option<Bound<'py, PyAny>>,
+        error_code: Option<Bound<'py, PyAny>>,
+        error_message: Option<Bound<'py, PyAny>>,
+        retention_days: Option<Bound<'py, PyAny>>,
+        is_sensitive: Option<Bound<'py, PyAny>>,
         event_timestamp: Option<Bound<'py, PyAny>>,
-        version: Option<Bound<'py, PyString>>,
+        version: Option<Bound<'py, PyAny>>,
     ) -> PyResult<()> {
         let p = self.pipeline()?;
+        // A value of the wrong type is a TypeError (or OverflowError) naming the argument.
+        let str_of = |name: &str, v: Bound<'py, PyAny>| {
+            named(py, name, v.cast_into::<PyString>().map_err(PyErr::from))
+        };
+        let opt_str_of = |name: &str, v: Option<Bound<'py, PyAny>>| {
+            v.filter(|v| !v.is_none())
+                .map(|v| str_of(name, v))
+                .transpose()
+        };
+        let (event_type, event_category, event_action, event_outcome, correlation_id) = (
+            str_of("event_type", event_type)?,
+            str_of("event_category", event_category)?,
+            str_of("event_action", event_action)?,
+            str_of("event_outcome", event_outcome)?,
+            str_of("correlation_id", correlation_id)?,
+        );
+        let (version, actor_type, actor_id, actor_ip) = (
+            opt_str_of("version", version)?,
+            opt_str_of("actor_type", actor_type)?,
+            opt_str_of("actor_id", actor_id)?,
+            opt_str_of("actor_ip", actor_ip)?,
+        );
+        let (resource_type, resource_id, parent_event_id) = (
+            opt_str_of("resource_type", resource_type)?,
+            opt_str_of("resource_id", resource_id)?,
+            opt_str_of("parent_event_id", parent_event_id)?,
+        );
+        let (namespace, cluster_id, severity, error_code, error_message) = (
+            opt_str_of("namespace", namespace)?,
+            opt_str_of("cluster_id", cluster_id)?,
+            opt_str_of("severity", severity)?,
+            opt_str_of("error_code", error_code)?,
+            opt_str_of("error_message", error_message)?,
+        );
+        let some = |v: Option<Bound<'py, PyAny>>| v.filter(|v| !v.is_none());
+        let duration_ms = some(duration_ms)
+            .map(|v| named(py, "duration_ms", v.extract::<u64>()))
+            .transpose()?;
+        let retention_days = some(retention_days)
+            .map(|v| named(py, "retention_days", v.extract::<u32>()))
+            .transpose()?;
+        let is_sensitive = some(is_sensitive)
+            .map(|v| named(py, "is_sensitive", v.extract::<bool>()))
+            .transpose()?;
         // Fields checked here are counted like the core's own rejections.
         let refuse = |e: Error| -> PyErr {
             p.count_rejected(&e);
@@ -593,4 +637,9 @@ fn deadline(py: Python<'_>, field: &str, timeout: Option<f64>) -> PyResult<Durat
             "must be a finite number of seconds, 0 or more",
         )),
     }
+}
+
+/// `result`'s error, of the same type, with the argument's name in front of its message.
+fn named<T>(py: Python<'_>, name: &str, result: PyResult<T>) -> PyResult<T> {
+    result.map_err(|e| PyErr::from_type(e.get_type(py), format!("{name}: {}", e.value(py))))
 }

@@ -8,7 +8,7 @@ import enum
 import json
 import re
 from collections import OrderedDict
-from typing import Any, List
+from typing import Any, Dict, List
 
 import pytest
 
@@ -218,6 +218,26 @@ def nested(levels: int) -> dict:
 
 
 class TestRecordEvent:
+    def test_an_argument_of_the_wrong_type_is_named(self, collect: Collect) -> None:
+        p = pipeline(collect)
+        base: Dict[str, Any] = dict(
+            event_type="t", event_category="c", event_action="a",
+            event_outcome="success", correlation_id="r",
+        )
+        for bad, kind, start in [
+            ({"actor_id": 5}, TypeError, "actor_id: "),
+            ({"event_type": 3}, TypeError, "event_type: "),
+            ({"duration_ms": "x"}, TypeError, "duration_ms: "),
+            ({"retention_days": -1}, OverflowError, "retention_days: "),
+            ({"is_sensitive": 1}, TypeError, "is_sensitive: "),
+        ]:
+            with pytest.raises(kind) as e:
+                p.record_event(**{**base, **bad})
+            assert str(e.value).startswith(start), str(e.value)
+        # None is absent, as before.
+        p.record_event(**base, actor_id=None, duration_ms=None, is_sensitive=None)
+        assert p.close().stats.delivered == 1
+
     def test_bad_event_data_json_names_the_field(self, collect: Collect) -> None:
         p = pipeline(collect)
         with pytest.raises(auditbuf.InvalidEvent) as e:
