@@ -50,6 +50,8 @@ impl DataStorageSink {
     /// `token_file`, `ca_file`, …), [`Error::Io`] naming a token or CA file it cannot
     /// read.
     pub fn with_config(base_url: &str, config: HttpConfig) -> Result<Self, Error> {
+        // Checked as given, so an error shows the user's URL, not one with the path added.
+        super::http::check_url(base_url)?;
         let url = format!("{}{}", base_url.trim_end_matches('/'), Self::PATH);
         let limits = Limits {
             max_events: config.limits.max_events.min(Self::MAX_EVENTS),
@@ -76,5 +78,20 @@ impl Sink for DataStorageSink {
 
     fn limits(&self) -> Limits {
         self.http.limits()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_base_url_is_shown_as_given() {
+        let Err(Error::Config(c)) = DataStorageSink::new("not a url") else {
+            panic!("a bad URL was taken");
+        };
+        assert_eq!(c.field, "url");
+        assert!(c.reason.starts_with("\"not a url\" "), "{}", c.reason);
+        assert!(!c.reason.contains(DataStorageSink::PATH), "{}", c.reason);
     }
 }

@@ -384,7 +384,7 @@ impl fmt::Debug for HttpSink {
     }
 }
 
-fn check_url(url: &str) -> Result<(), Error> {
+pub(crate) fn check_url(url: &str) -> Result<(), Error> {
     let uri: ureq::http::Uri = url
         .parse()
         .map_err(|e| Error::config("url", format!("{url:?} is not a URL: {e}")))?;
