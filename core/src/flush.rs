@@ -286,16 +286,15 @@ impl Worker {
             self.counts.taken += 1;
             self.counts.failed += 1;
         }
-        let ahead: Vec<_> = self.ahead.drain(..).collect();
-        for slot in ahead {
-            self.counts.taken += 1;
-            self.counts.failed += 1;
-            self.shared.pool.give_back(slot);
-        }
+        let mut ahead: Vec<_> = self.ahead.drain(..).collect();
         loop {
             let backlog = self.shared.backlog.take_all();
             let queued = std::iter::from_fn(|| self.queue.try_recv().ok());
-            for slot in backlog.into_iter().chain(queued).collect::<Vec<_>>() {
+            let held = std::mem::take(&mut ahead)
+                .into_iter()
+                .chain(backlog)
+                .chain(queued);
+            for slot in held.collect::<Vec<_>>() {
                 self.counts.taken += 1;
                 self.counts.failed += 1;
                 self.shared.pool.give_back(slot);

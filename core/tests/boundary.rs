@@ -341,5 +341,7 @@ fn bad_json_inside_a_field_names_the_field() {
         "event is not valid JSON at byte 5: unexpected end of input"
     );
     let stats = p.close(Duration::from_secs(5)).stats;
+    assert!(stats.is_consistent(), "{stats:?}");
     assert_eq!(stats.rejected.invalid_json, 4, "{stats:?}");
+    assert_eq!(stats.recorded, 0, "{stats:?}");
 }

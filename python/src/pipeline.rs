@@ -445,37 +445,27 @@ impl PyPipeline {
         let str_of = |name: &str, v: Bound<'py, PyAny>| {
             named(py, name, v.cast_into::<PyString>().map_err(PyErr::from))
         };
-        let opt_str_of = |name: &str, v: Option<Bound<'py, PyAny>>| {
-            v.filter(|v| !v.is_none())
-                .map(|v| str_of(name, v))
-                .transpose()
-        };
-        let (event_type, event_category, event_action, event_outcome, correlation_id) = (
-            str_of("event_type", event_type)?,
-            str_of("event_category", event_category)?,
-            str_of("event_action", event_action)?,
-            str_of("event_outcome", event_outcome)?,
-            str_of("correlation_id", correlation_id)?,
-        );
-        let (version, actor_type, actor_id, actor_ip) = (
-            opt_str_of("version", version)?,
-            opt_str_of("actor_type", actor_type)?,
-            opt_str_of("actor_id", actor_id)?,
-            opt_str_of("actor_ip", actor_ip)?,
-        );
-        let (resource_type, resource_id, parent_event_id) = (
-            opt_str_of("resource_type", resource_type)?,
-            opt_str_of("resource_id", resource_id)?,
-            opt_str_of("parent_event_id", parent_event_id)?,
-        );
-        let (namespace, cluster_id, severity, error_code, error_message) = (
-            opt_str_of("namespace", namespace)?,
-            opt_str_of("cluster_id", cluster_id)?,
-            opt_str_of("severity", severity)?,
-            opt_str_of("error_code", error_code)?,
-            opt_str_of("error_message", error_message)?,
-        );
+        // None is the same as absent.
         let some = |v: Option<Bound<'py, PyAny>>| v.filter(|v| !v.is_none());
+        let opt_str_of =
+            |name: &str, v: Option<Bound<'py, PyAny>>| some(v).map(|v| str_of(name, v)).transpose();
+        let event_type = str_of("event_type", event_type)?;
+        let event_category = str_of("event_category", event_category)?;
+        let event_action = str_of("event_action", event_action)?;
+        let event_outcome = str_of("event_outcome", event_outcome)?;
+        let correlation_id = str_of("correlation_id", correlation_id)?;
+        let version = opt_str_of("version", version)?;
+        let actor_type = opt_str_of("actor_type", actor_type)?;
+        let actor_id = opt_str_of("actor_id", actor_id)?;
+        let actor_ip = opt_str_of("actor_ip", actor_ip)?;
+        let resource_type = opt_str_of("resource_type", resource_type)?;
+        let resource_id = opt_str_of("resource_id", resource_id)?;
+        let parent_event_id = opt_str_of("parent_event_id", parent_event_id)?;
+        let namespace = opt_str_of("namespace", namespace)?;
+        let cluster_id = opt_str_of("cluster_id", cluster_id)?;
+        let severity = opt_str_of("severity", severity)?;
+        let error_code = opt_str_of("error_code", error_code)?;
+        let error_message = opt_str_of("error_message", error_message)?;
         let duration_ms = some(duration_ms)
             .map(|v| named(py, "duration_ms", v.extract::<u64>()))
             .transpose()?;
