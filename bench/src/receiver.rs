@@ -243,33 +243,85 @@ fn chance(seed: u64, index: u64, salt: u64) -> f64 {
 }
 
 /// Counts the objects directly inside a JSON array (`[{…},{…}]`) without parsing them:
-/// objects that open at depth one, outside strings.
+/// objects that open outside every other object, outside strings. Brackets are not tracked:
+/// the body is an array of objects, so an object at brace depth 0 is one of its elements.
+///
+/// The receiver stands in for a collector on another machine, so its CPU time here is the
+/// bench's, not the library's, and it competes with the producers for the same two vCPUs:
+/// this looks at 64 bytes at a time (simdjson's stage-one bit tricks in plain 64-bit
+/// arithmetic), 0.7 ns per byte against 1.7–2.0 for a byte-at-a-time loop, which was most of
+/// the receiver's CPU time.
 pub fn count_events(body: &[u8]) -> u64 {
-    let (mut depth, mut in_string, mut escaped, mut n) = (0u32, false, false, 0u64);
-    for &b in body {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
+    let (mut depth, mut n) = (0u32, 0u64);
+    // Carried from block to block: whether the next byte is escaped, whether inside a string.
+    let (mut escape_carry, mut in_string_carry) = (0u64, 0u64);
+    const ODD: u64 = 0xaaaa_aaaa_aaaa_aaaa;
+    let mut tail = [b' '; 64];
+    for block in body.chunks(64) {
+        let block: &[u8; 64] = match block.try_into() {
+            Ok(full) => full,
+            Err(_) => {
+                tail[..block.len()].copy_from_slice(block);
+                &tail
             }
-            continue;
+        };
+        let (mut quotes, mut backslashes, mut opens, mut closes) = (0u64, 0u64, 0u64, 0u64);
+        for (k, word) in block.as_chunks::<8>().0.iter().enumerate() {
+            let w = u64::from_le_bytes(*word);
+            let shift = 8 * k as u32;
+            quotes |= gather(byte_is(w, b'"')) << shift;
+            backslashes |= gather(byte_is(w, b'\\')) << shift;
+            opens |= gather(byte_is(w, b'{')) << shift;
+            closes |= gather(byte_is(w, b'}')) << shift;
         }
-        match b {
-            b'"' => in_string = true,
-            b'{' => {
-                if depth == 1 {
-                    n += 1;
-                }
+        // The bytes a backslash escapes: the one after each odd-numbered backslash of a run,
+        // runs that start on odd and on even bits told apart by a carrying subtraction
+        // (simdjson's `json_escape_scanner`).
+        let potential = backslashes & !escape_carry;
+        let maybe_escaped = (potential << 1) | ODD;
+        let escape_and_terminal = maybe_escaped.wrapping_sub(potential) ^ ODD;
+        let escaped = escape_and_terminal ^ (backslashes | escape_carry);
+        escape_carry = (escape_and_terminal & backslashes) >> 63;
+        // Unescaped quotes open and close strings: the bits between are inside one.
+        let in_string = prefix_xor(quotes & !escaped) ^ in_string_carry;
+        in_string_carry = ((in_string as i64) >> 63) as u64;
+        let opens = opens & !in_string;
+        let mut braces = (opens | closes) & !in_string;
+        while braces != 0 {
+            let bit = braces & braces.wrapping_neg();
+            braces ^= bit;
+            if opens & bit != 0 {
+                n += u64::from(depth == 0);
                 depth += 1;
+            } else {
+                depth = depth.saturating_sub(1);
             }
-            b'[' => depth += 1,
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
         }
     }
     n
+}
+
+/// 0x80 in each byte of `w` equal to `c`, 0 in the others (exact: no borrow between bytes).
+fn byte_is(w: u64, c: u8) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let x = w ^ (u64::from(c) * 0x0101_0101_0101_0101);
+    !((((x & LOW7) + LOW7) | x) | LOW7)
+}
+
+/// The high bits of `m`'s bytes (its other bits zero) as 8 bits, byte 0's lowest.
+fn gather(m: u64) -> u64 {
+    (m >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56
+}
+
+/// Bit i is the XOR of bits 0..=i: set between an opening quote and its closing one.
+fn prefix_xor(mut x: u64) -> u64 {
+    x ^= x << 1;
+    x ^= x << 2;
+    x ^= x << 4;
+    x ^= x << 8;
+    x ^= x << 16;
+    x ^= x << 32;
+    x
 }
 
 struct Head {
@@ -392,6 +444,90 @@ mod tests {
             count_events(br#"[{"a":{"b":[{"c":1}]}},{"s":"}{[\"{"},{}]"#),
             3
         );
+    }
+
+    /// The byte-at-a-time count this replaced, tracking brackets too.
+    fn count_bytewise(body: &[u8]) -> u64 {
+        let (mut depth, mut in_string, mut escaped, mut n) = (0u32, false, false, 0u64);
+        for &b in body {
+            if in_string {
+                match b {
+                    _ if escaped => escaped = false,
+                    b'\\' => escaped = true,
+                    b'"' => in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_string = true,
+                b'{' => {
+                    n += u64::from(depth == 1);
+                    depth += 1;
+                }
+                b'[' => depth += 1,
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        n
+    }
+
+    #[test]
+    fn the_block_count_agrees_with_a_byte_at_a_time_one() {
+        // Arrays of objects whose strings hold braces, quotes and escapes at every offset
+        // within a word, an escape split across two words included.
+        let pieces: [&[u8]; 9] = [
+            br#"{"a":1}"#,
+            br#"{"s":"}{[\"{"}"#,
+            br#"{"k":{"n":[{"c":1},{}]}}"#,
+            br#"{"e":"\\"}"#,
+            br#"{"e":"x\\\"}{"}"#,
+            br#"{}"#,
+            br#"{"u":"\u007b\\","v":[[],[{}]]}"#,
+            br#"{"p":"       \"       "}"#,
+            br#"{"z":"{{{{{{{{"}"#,
+        ];
+        // Runs of backslashes that cross 64-byte blocks: an even run, and an odd one whose
+        // last backslash escapes a quote.
+        let even_run = format!(r#"{{"q":"{}"}}"#, "\\".repeat(124));
+        let odd_run = format!(r#"{{"q":"{}"x"}}"#, "\\".repeat(63));
+        let mut pieces = pieces.to_vec();
+        pieces.extend([even_run.as_bytes(), odd_run.as_bytes()]);
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..5_000 {
+            let mut body = b"[".to_vec();
+            body.extend(std::iter::repeat_n(b' ', rng.usize(..70)));
+            let events = rng.usize(..30);
+            for i in 0..events {
+                if i > 0 {
+                    body.push(b',');
+                    body.extend(std::iter::repeat_n(b' ', rng.usize(..3)));
+                }
+                body.extend_from_slice(pieces[rng.usize(..pieces.len())]);
+            }
+            body.push(b']');
+            assert_eq!(count_bytewise(&body), events as u64);
+            assert_eq!(
+                count_events(&body),
+                events as u64,
+                "{}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+    }
+
+    #[test]
+    fn gather_is_a_movemask() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        for _ in 0..10_000 {
+            let m = rng.u64(..) & 0x8080_8080_8080_8080;
+            let want = (0..8)
+                .filter(|k| m >> (8 * k + 7) & 1 == 1)
+                .map(|k| 1 << k)
+                .sum::<u64>();
+            assert_eq!(gather(m), want, "{m:#x}");
+        }
     }
 
     #[test]

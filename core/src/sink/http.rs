@@ -9,7 +9,9 @@ use std::time::{Duration, SystemTime};
 
 use ureq::Agent;
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+use ureq::unversioned::transport::DefaultConnector;
 
+use super::resolve::SinkResolver;
 use super::{Limits, Outcome, Sink};
 use crate::Error;
 use crate::retry::parse_retry_after;
@@ -243,15 +245,19 @@ impl HttpSink {
         if let Some(path) = &config.ca_file {
             tls = tls.root_certs(roots_with(path)?);
         }
-        let agent = Agent::config_builder()
+        let agent_config = Agent::config_builder()
             .timeout_connect(Some(config.connect_timeout))
             .timeout_global(Some(config.timeout))
             .http_status_as_error(false)
             .max_redirects(0)
             .user_agent(config.user_agent.as_str())
             .tls_config(tls.build())
-            .build()
-            .new_agent();
+            .build();
+        let agent = Agent::with_parts(
+            agent_config,
+            DefaultConnector::default(),
+            SinkResolver::default(),
+        );
         Ok(HttpSink {
             agent,
             url,

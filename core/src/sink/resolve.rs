@@ -1,0 +1,116 @@
+//! Name resolution for the HTTP sink's agent: no lookup for an address written in the URL,
+//! and a host name's addresses reused for a few seconds.
+//!
+//! ureq resolves the URL's host before every request, even one that goes out on a pooled
+//! keep-alive connection and never uses the addresses. With a timeout set (the sink always
+//! sets one) its default resolver does each lookup on a new thread, so that it can give up
+//! on it: a thread created and destroyed per batch, and for a host name a DNS query per
+//! batch (in Kubernetes, one to the cluster's DNS service for each request). Only a new
+//! connection uses the addresses, so reusing them for [`REUSE_FOR`] changes where no batch
+//! goes, except that a host moved to a new address is reached at most that much later.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use ureq::config::Config;
+use ureq::http::Uri;
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::NextTimeout;
+
+/// How long a host name's addresses are reused.
+pub(crate) const REUSE_FOR: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Default)]
+pub(crate) struct SinkResolver {
+    lookup: DefaultResolver,
+    /// The last host name looked up (`host:port`), its addresses and when.
+    last: Mutex<Option<(String, Instant, ResolvedSocketAddrs)>>,
+}
+
+impl Resolver for SinkResolver {
+    fn resolve(
+        &self,
+        uri: &Uri,
+        config: &Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let Some(authority) = uri.authority() else {
+            return self.lookup.resolve(uri, config, timeout);
+        };
+        let port = authority.port_u16().or_else(|| match uri.scheme_str() {
+            Some("https") => Some(443),
+            Some("http") => Some(80),
+            _ => None,
+        });
+        let host = authority.host();
+        let literal = host.trim_start_matches('[').trim_end_matches(']');
+        if let (Ok(ip), Some(port)) = (literal.parse::<IpAddr>(), port) {
+            let mut addrs = self.empty();
+            addrs.push(SocketAddr::new(ip, port));
+            return Ok(addrs);
+        }
+        let key = authority.as_str();
+        if let Some((name, at, addrs)) = &*self.last.lock()
+            && name == key
+            && at.elapsed() < REUSE_FOR
+        {
+            return Ok(addrs.clone());
+        }
+        let addrs = self.lookup.resolve(uri, config, timeout)?;
+        *self.last.lock() = Some((key.to_owned(), Instant::now(), addrs.clone()));
+        Ok(addrs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(r: &SinkResolver, url: &str) -> Vec<SocketAddr> {
+        let uri: Uri = url.parse().unwrap();
+        let config = Config::default();
+        r.resolve(&uri, &config, NextTimeout::default())
+            .unwrap()
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    #[test]
+    fn addresses_in_the_url_are_taken_as_written() {
+        let r = SinkResolver::default();
+        assert_eq!(
+            resolve(&r, "http://127.0.0.1:8080/api"),
+            ["127.0.0.1:8080".parse().unwrap()]
+        );
+        assert_eq!(
+            resolve(&r, "https://[::1]/x"),
+            ["[::1]:443".parse().unwrap()]
+        );
+        assert_eq!(
+            resolve(&r, "http://10.0.0.7/"),
+            ["10.0.0.7:80".parse().unwrap()]
+        );
+        // Nothing was looked up, so nothing is kept.
+        assert!(r.last.lock().is_none());
+    }
+
+    #[test]
+    fn a_host_name_is_looked_up_then_reused() {
+        let r = SinkResolver::default();
+        let first = resolve(&r, "http://localhost:9/");
+        assert!(
+            !first.is_empty() && first.iter().all(|a| a.port() == 9),
+            "{first:?}"
+        );
+        let kept = r.last.lock().clone().unwrap();
+        assert_eq!(kept.0, "localhost:9");
+        assert_eq!(resolve(&r, "http://localhost:9/"), first);
+        // Still the first lookup's entry: reused, not looked up again.
+        assert_eq!(r.last.lock().as_ref().unwrap().1, kept.1);
+        // Another port is another entry.
+        resolve(&r, "http://localhost:10/");
+        assert_eq!(r.last.lock().as_ref().unwrap().0, "localhost:10");
+    }
+}
