@@ -518,6 +518,32 @@ mod tests {
     }
 
     #[test]
+    fn an_escape_on_a_block_boundary_carries_into_the_next_block() {
+        // The string's backslashes end at byte 63, the last of the first block: with an
+        // odd run the quote at byte 64 is escaped and the string goes on; with an even run
+        // it closes the string.
+        for run in [1, 2, 3, 4, 5] {
+            let mut body = b"[{\"k\":\"".to_vec();
+            body.resize(64 - run, b'x');
+            body.extend(std::iter::repeat_n(b'\\', run));
+            assert_eq!(body.len(), 64);
+            if run % 2 == 1 {
+                // The escaped quote, then `}{` still inside the string, then its end.
+                body.extend_from_slice(br#""}{"},{}]"#);
+            } else {
+                body.extend_from_slice(br#""},{}]"#);
+            }
+            assert_eq!(
+                count_bytewise(&body),
+                2,
+                "{}",
+                String::from_utf8_lossy(&body)
+            );
+            assert_eq!(count_events(&body), 2, "{}", String::from_utf8_lossy(&body));
+        }
+    }
+
+    #[test]
     fn gather_is_a_movemask() {
         let mut rng = fastrand::Rng::with_seed(3);
         for _ in 0..10_000 {

@@ -166,8 +166,10 @@ impl fmt::Debug for HttpConfig {
 /// `detail` of an `application/problem+json` answer as the reason.
 ///
 /// One keep-alive connection is reused across batches. An IP address in the URL is used as
-/// written; a host name is looked up when a connection is opened, its addresses reused for
-/// 5 s (so a host that moved is reached at most 5 s later), never once per batch.
+/// written, never looked up. A host name is looked up at most once every 5 s (on a
+/// short-lived thread, so that the lookup can be given up at the request's timeout): a batch
+/// sent more than 5 s after the last lookup does one, the batches in between reuse its
+/// addresses, and a host that moved is reached at most 5 s later.
 ///
 /// ```no_run
 /// use auditbuf::{Config, HttpConfig, HttpSink, Pipeline};

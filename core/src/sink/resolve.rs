@@ -9,7 +9,7 @@
 //! connection uses the addresses, so reusing them for [`REUSE_FOR`] changes where no batch
 //! goes, except that a host moved to a new address is reached at most that much later.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -21,6 +21,9 @@ use ureq::unversioned::transport::NextTimeout;
 /// How long a host name's addresses are reused.
 pub(crate) const REUSE_FOR: Duration = Duration::from_secs(5);
 
+/// Only a lookup that is due runs ureq's own resolver (on a short-lived thread, so that it
+/// can be given up at the request's timeout): at most one per host name per [`REUSE_FOR`],
+/// and a batch sent longer than that after the last one does one.
 #[derive(Debug, Default)]
 pub(crate) struct SinkResolver {
     lookup: DefaultResolver,
@@ -43,22 +46,31 @@ impl Resolver for SinkResolver {
             Some("http") => Some(80),
             _ => None,
         });
+        let Some(port) = port else {
+            return self.lookup.resolve(uri, config, timeout);
+        };
         let host = authority.host();
-        let literal = host.trim_start_matches('[').trim_end_matches(']');
-        if let (Ok(ip), Some(port)) = (literal.parse::<IpAddr>(), port) {
+        // `[v6]` only in brackets, v4 only without: `[127.0.0.1]` is looked up (and fails)
+        // as ureq's own resolver would.
+        let literal = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            Some(v6) => v6.parse::<Ipv6Addr>().ok().map(IpAddr::V6),
+            None => host.parse::<Ipv4Addr>().ok().map(IpAddr::V4),
+        };
+        if let Some(ip) = literal {
             let mut addrs = self.empty();
             addrs.push(SocketAddr::new(ip, port));
             return Ok(addrs);
         }
-        let key = authority.as_str();
+        // Not the authority as written: it may hold credentials (a proxy's URL comes here too).
+        let key = format!("{host}:{port}");
         if let Some((name, at, addrs)) = &*self.last.lock()
-            && name == key
+            && *name == key
             && at.elapsed() < REUSE_FOR
         {
             return Ok(addrs.clone());
         }
         let addrs = self.lookup.resolve(uri, config, timeout)?;
-        *self.last.lock() = Some((key.to_owned(), Instant::now(), addrs.clone()));
+        *self.last.lock() = Some((key, Instant::now(), addrs.clone()));
         Ok(addrs)
     }
 }
@@ -109,8 +121,11 @@ mod tests {
         assert_eq!(resolve(&r, "http://localhost:9/"), first);
         // Still the first lookup's entry: reused, not looked up again.
         assert_eq!(r.last.lock().as_ref().unwrap().1, kept.1);
-        // Another port is another entry.
-        resolve(&r, "http://localhost:10/");
+        // Another port is another entry; credentials are not part of it, and a default
+        // port is written out.
+        resolve(&r, "http://user:secret@localhost:10/");
         assert_eq!(r.last.lock().as_ref().unwrap().0, "localhost:10");
+        resolve(&r, "http://localhost/");
+        assert_eq!(r.last.lock().as_ref().unwrap().0, "localhost:80");
     }
 }
