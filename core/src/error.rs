@@ -141,7 +141,6 @@ impl Error {
         }))
     }
 
-    /// An I/O error on `path`.
     /// [`InvalidJson`](Error::InvalidJson) at `offset` of the event's own text.
     pub(crate) fn json_at(offset: usize, reason: &'static str) -> Self {
         Error::InvalidJson {
@@ -151,6 +150,7 @@ impl Error {
         }
     }
 
+    /// An I/O error on `path`.
     pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
         Error::Io(Box::new(IoError {
             path: path.into(),
