@@ -166,10 +166,11 @@ impl fmt::Debug for HttpConfig {
 /// `detail` of an `application/problem+json` answer as the reason.
 ///
 /// One keep-alive connection is reused across batches. An IP address in the URL is used as
-/// written, never looked up. A host name is looked up at most once every 5 s (on a
-/// short-lived thread, so that the lookup can be given up at the request's timeout): a batch
-/// sent more than 5 s after the last lookup does one, the batches in between reuse its
-/// addresses, and a host that moved is reached at most 5 s later.
+/// written, never looked up. A host name is looked up at most once every 5 s while lookups
+/// succeed (on a short-lived thread, so that the lookup can be given up at the request's
+/// timeout; a failed lookup is not kept, so the next request tries again). Only a new
+/// connection uses the addresses: an open connection stays where it is until it breaks, and
+/// a connection opened after a host moved may use its old address for up to 5 s.
 ///
 /// ```no_run
 /// use auditbuf::{Config, HttpConfig, HttpSink, Pipeline};
