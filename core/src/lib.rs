@@ -101,6 +101,7 @@ mod slots;
 mod stats;
 mod store;
 mod throttle;
+mod wake;
 mod worker;
 
 pub use config::{Config, Durability, Overflow};

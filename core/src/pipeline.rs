@@ -499,7 +499,9 @@ impl Pipeline {
         }
         // The flush thread schedules itself from the arrival rate; only a batch that fills
         // before it comes makes one producer wake it. The others pay one load.
-        shared.wake_if_due(recorded);
+        shared.wake.if_due(recorded, || {
+            self.queue.len() * 2 > self.queue.capacity().unwrap_or(0)
+        });
         Ok(())
     }
 

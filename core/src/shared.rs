@@ -14,6 +14,7 @@ use crate::dead_letter::DeadLetters;
 use crate::metrics::{StoreGauges, WriteDurations};
 use crate::slots::SlotPool;
 use crate::stats::Counters;
+use crate::wake::FlushWake;
 
 pub(crate) struct Shared {
     pub(crate) counters: Counters,
@@ -22,11 +23,8 @@ pub(crate) struct Shared {
     /// the flush thread waits for every accepted event, so none can slip in unseen.
     pub(crate) closed: CachePadded<AtomicBool>,
     pub(crate) dead_letters: DeadLetters,
-    /// The `recorded` count at which a producer must wake the flush thread: a full batch
-    /// is queued and the thread has not come for it. The flush thread re-arms it after each
-    /// round; `u64::MAX` while disarmed.
-    pub(crate) next_wake: CachePadded<AtomicU64>,
-    pub(crate) wake: Sender<()>,
+    /// How producers wake the flush thread.
+    pub(crate) wake: FlushWake,
     pub(crate) store: Option<Mutex<Box<dyn Store>>>,
     /// The store's event count after its last change, readable without its lock.
     store_events: AtomicU64,
@@ -83,8 +81,7 @@ impl Shared {
             pool,
             closed: CachePadded::new(AtomicBool::new(false)),
             dead_letters,
-            next_wake: CachePadded::new(AtomicU64::new(first_wake)),
-            wake,
+            wake: FlushWake::new(first_wake, wake),
             store: store.map(Mutex::new),
             store_events: AtomicU64::new(store_events),
             store_closed: AtomicBool::new(false),
@@ -166,19 +163,6 @@ impl Shared {
         let result = (!self.stop.load(Ordering::SeqCst)).then(send);
         self.sending.store(false, Ordering::SeqCst);
         result
-    }
-
-    /// Wakes the flush thread if `recorded` reached the mark it left; one caller does.
-    pub(crate) fn wake_if_due(&self, recorded: u64) {
-        let due = self.next_wake.load(Ordering::Relaxed);
-        if recorded >= due
-            && self
-                .next_wake
-                .compare_exchange(due, u64::MAX, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            let _ = self.wake.try_send(());
-        }
     }
 }
 

@@ -105,6 +105,9 @@ pub(crate) struct Schedule {
     pub(crate) ready_at: usize,
     /// When `recorded` was last read, and its value: the arrival rate since.
     pub(crate) rate_mark: (Instant, u64),
+    /// Time between arrivals as last measured: kept across looks that saw none, since
+    /// producers call in bursts.
+    pub(crate) per_event: Option<Duration>,
     pub(crate) interval: Duration,
     /// Most batches sent per wake-up before the control channel is looked at again.
     pub(crate) batches_per_wake: usize,
@@ -213,6 +216,7 @@ impl Worker {
             schedule: Schedule {
                 ready_at,
                 rate_mark: (now, 0),
+                per_event: None,
                 interval: config.flush_interval,
                 batches_per_wake: config.queue_capacity / limits.max_events + 1,
                 last_arrival: (now, 0),

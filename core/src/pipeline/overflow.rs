@@ -121,7 +121,7 @@ impl Pipeline {
         shared.counters.recorded.fetch_add(1, Ordering::SeqCst);
         shared.counters.caller_stored.fetch_add(1, Ordering::SeqCst);
         drop(store);
-        let _ = shared.wake.try_send(());
+        shared.wake.now();
         Ok(())
     }
 }
