@@ -20,10 +20,17 @@ chart of it.";
 
 /// `auditbuf-bench`'s flags.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "auditbuf-bench", version, about = ABOUT, long_about = LONG_ABOUT)]
+// Negative numbers reach the parsers, which say the range, instead of reading as flags.
+#[command(
+    name = "auditbuf-bench",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    allow_negative_numbers = true
+)]
 pub struct Args {
     /// Producer threads recording events [1 to 256].
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=256))]
+    #[arg(long, default_value = "2", value_parser = parse_producers)]
     pub producers: u32,
 
     /// Events per second each producer offers [1 to 100000000], or `unthrottled` (as fast as
@@ -33,11 +40,11 @@ pub struct Args {
 
     /// Size of each event on the wire, in bytes [336, the event unpadded, to 65536]: the typed
     /// DataStorage event, its event_data padded to this size.
-    #[arg(long, value_name = "BYTES", default_value_t = 340, value_parser = clap::value_parser!(u32).range(64..=65_536))]
+    #[arg(long, value_name = "BYTES", default_value = "340", value_parser = parse_event_bytes)]
     pub event_bytes: u32,
 
     /// Events the queue holds before the overflow policy applies [1 to 16777216].
-    #[arg(long, value_name = "EVENTS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=16_777_216))]
+    #[arg(long, value_name = "EVENTS", default_value = "10000", value_parser = parse_queue_capacity)]
     pub queue_capacity: u32,
 
     /// The overflow policy. (The help text is set apart: it shows brackets that rustdoc
@@ -279,33 +286,58 @@ fn parse_rate(s: &str) -> Result<Rate, String> {
     if s.eq_ignore_ascii_case("unthrottled") {
         return Ok(Rate::Unthrottled);
     }
-    parse_count(s, 1, 100_000_000, "events per second").map(Rate::PerSecond)
+    parse_count(s, 1, 100_000_000, "events per second")
+        .map(Rate::PerSecond)
+        .map_err(|e| format!("{e}, or unthrottled"))
 }
 
 fn parse_sink_rate(s: &str) -> Result<SinkRate, String> {
     if s.eq_ignore_ascii_case("unlimited") {
         return Ok(SinkRate::Unlimited);
     }
-    parse_count(s, 1, 100_000_000, "events per second").map(SinkRate::PerSecond)
+    parse_count(s, 1, 100_000_000, "events per second")
+        .map(SinkRate::PerSecond)
+        .map_err(|e| format!("{e}, or unlimited"))
+}
+
+fn parse_producers(s: &str) -> Result<u32, String> {
+    parse_u32(s, 1, 256, "producers")
+}
+
+fn parse_event_bytes(s: &str) -> Result<u32, String> {
+    // A size below the unpadded event's (336) is refused later, naming that size.
+    parse_u32(s, 64, 65_536, "bytes")
+}
+
+fn parse_queue_capacity(s: &str) -> Result<u32, String> {
+    parse_u32(s, 1, 16_777_216, "events")
+}
+
+fn parse_u32(s: &str, min: u32, max: u32, what: &str) -> Result<u32, String> {
+    parse_count(s, min.into(), max.into(), what).map(|n| n as u32)
 }
 
 /// A whole number in `min..=max`; `_` may separate thousands (`250_000`).
 fn parse_count(s: &str, min: u64, max: u64, what: &str) -> Result<u64, String> {
-    let n: u64 = s
+    let n: i128 = s
         .replace('_', "")
         .parse()
         .map_err(|_| format!("{s:?} is not a whole number of {what}"))?;
-    if n < min || n > max {
-        return Err(format!("{n} is out of range: {min} to {max} {what}"));
+    match u64::try_from(n) {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!("{n} is out of range: {min} to {max} {what}")),
     }
-    Ok(n)
 }
 
 /// Seconds, with decimals allowed (`0.5`), or with a unit (`500ms`, `2s`).
 fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let out_of_range = || format!("{s} is out of range: 0.1 to 3600 seconds");
+    if s.trim_start().starts_with('-') {
+        return Err(out_of_range());
+    }
     let d = parse_duration(s, Unit::Seconds)?;
     if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
-        return Err(format!("{s} is out of range: 0.1 to 3600 seconds"));
+        return Err(out_of_range());
     }
     Ok(d)
 }
@@ -455,6 +487,50 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn errors_name_the_range_and_the_words_accepted() {
+        for (args, expected) in [
+            (
+                &["--sink-rate", "-1"][..],
+                "-1 is out of range: 1 to 100000000 events per second, or unlimited",
+            ),
+            (
+                &["--rate", "fast"],
+                "\"fast\" is not a whole number of events per second, or unthrottled",
+            ),
+            (
+                &["--producers", "0"],
+                "0 is out of range: 1 to 256 producers",
+            ),
+            (
+                &["--producers", "-3"],
+                "-3 is out of range: 1 to 256 producers",
+            ),
+            (
+                &["--queue-capacity", "16777217"],
+                "16777217 is out of range: 1 to 16777216 events",
+            ),
+            (
+                &["--event-bytes", "63"],
+                "63 is out of range: 64 to 65536 bytes",
+            ),
+            (
+                &["--duration", "-1"],
+                "-1 is out of range: 0.1 to 3600 seconds",
+            ),
+        ] {
+            let err = parse(args).unwrap_err();
+            assert!(err.contains(expected), "{args:?}: {err}");
+        }
+        assert_eq!(parse(&["--producers", "4"]).unwrap().producers, 4);
+        assert_eq!(
+            parse(&["--queue-capacity", "1_000"])
+                .unwrap()
+                .queue_capacity,
+            1000
+        );
     }
 
     #[test]

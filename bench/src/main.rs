@@ -18,6 +18,7 @@ mod receiver;
 mod report;
 mod run;
 mod series;
+mod stalls;
 mod target;
 
 use std::process::ExitCode;
@@ -58,6 +59,8 @@ fn bench(args: &Args) -> Result<bool, String> {
         series::write_file(path, b"")?;
     }
     let load_before = load_average();
+    // Before the producers start, so it measures the machine and not the run.
+    let stalls = stalls::probe(STALL_PROBE);
     out(&report::scenario(args, ""));
     let capacity = args.queue_capacity as usize;
     let mut results = vec![run::run(args, |url| Auditbuf::new(args, url, pad))?];
@@ -104,6 +107,15 @@ fn bench(args: &Args) -> Result<bool, String> {
         );
     }
     tail += &format!(
+        "machine stalls: a thread spinning alone for {} before the run lost {} or more {} times \
+         a second (longest {}): one begins in about {:.2} % of 1 µs calls, whatever they do\n",
+        report::duration(stalls.span),
+        report::nanos(stalls::STALL.as_nanos() as u64),
+        report::count(stalls.per_second.round() as u64),
+        report::nanos(stalls.longest.as_nanos() as u64),
+        100.0 * stalls.share_of_calls(std::time::Duration::from_micros(1)),
+    );
+    tail += &format!(
         "time series: {}\nchart:       {}\n",
         args.csv.display(),
         args.png.display()
@@ -138,6 +150,9 @@ fn short_scenario(args: &Args) -> String {
         args.sink.describe()
     )
 }
+
+/// How long the machine's stalls are counted before the run.
+const STALL_PROBE: std::time::Duration = std::time::Duration::from_millis(500);
 
 fn load_average() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg")

@@ -11,7 +11,7 @@ use ureq::Agent;
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 use ureq::unversioned::transport::DefaultConnector;
 
-use super::resolve::SinkResolver;
+use super::resolve::{Lookups, SinkResolver};
 use super::{Limits, Outcome, Sink};
 use crate::Error;
 use crate::retry::parse_retry_after;
@@ -169,8 +169,9 @@ impl fmt::Debug for HttpConfig {
 /// written, never looked up. A host name is looked up at most once every 5 s while lookups
 /// succeed (on a short-lived thread, so that the lookup can be given up at the request's
 /// timeout; a failed lookup is not kept, so the next request tries again). Only a new
-/// connection uses the addresses: an open connection stays where it is until it breaks, and
-/// a connection opened after a host moved may use its old address for up to 5 s.
+/// connection uses the addresses: an open connection stays where it is until it breaks. A
+/// request that fails (refused, timed out, reset) forgets the addresses, so a host that
+/// moved is looked up again by the retry; one that succeeds keeps them.
 ///
 /// ```no_run
 /// use auditbuf::{Config, HttpConfig, HttpSink, Pipeline};
@@ -187,6 +188,8 @@ pub struct HttpSink {
     /// What the token file looked like when it was last read; `None` without one.
     token_seen: Option<FileStamp>,
     body: Vec<u8>,
+    /// The agent's resolver's addresses, forgotten when a request fails.
+    lookups: Lookups,
 }
 
 /// Bodies this large are sent with `Expect: 100-continue`: a server that refuses them
@@ -260,10 +263,11 @@ impl HttpSink {
             .user_agent(config.user_agent.as_str())
             .tls_config(tls.build())
             .build();
+        let lookups = Lookups::default();
         let agent = Agent::with_parts(
             agent_config,
             DefaultConnector::default(),
-            SinkResolver::default(),
+            SinkResolver::new(lookups.clone()),
         );
         Ok(HttpSink {
             agent,
@@ -272,12 +276,18 @@ impl HttpSink {
             authorization,
             token_seen,
             body: Vec::new(),
+            lookups,
         })
     }
 
     /// The URL batches are posted to.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    #[cfg(test)]
+    pub(crate) fn lookups(&self) -> &Lookups {
+        &self.lookups
     }
 
     fn fill_body(&mut self, batch: &[&[u8]]) {
@@ -346,7 +356,10 @@ impl Sink for HttpSink {
         }
         let mut response = match request.send(&self.body[..]) {
             Ok(response) => response,
-            Err(e) => return Outcome::retry(format!("POST {}: {e}", self.url)),
+            Err(e) => {
+                self.lookups.forget();
+                return Outcome::retry(format!("POST {}: {e}", self.url));
+            }
         };
         if let Some(problem) = token_problem {
             log::warn!("token file changed but could not be read again: {problem}");

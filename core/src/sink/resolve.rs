@@ -7,9 +7,12 @@
 //! on it: a thread created and destroyed per batch, and for a host name a DNS query per
 //! batch (in Kubernetes, one to the cluster's DNS service for each request). Only a new
 //! connection uses the addresses, so reusing them for [`REUSE_FOR`] changes where no batch
-//! goes, except that a host moved to a new address is reached at most that much later.
+//! goes, except that a host moved to a new address is reached at most that much later —
+//! and no later than the next attempt after a failed request, which forgets them
+//! ([`Lookups::forget`]).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -27,8 +30,30 @@ pub(crate) const REUSE_FOR: Duration = Duration::from_secs(5);
 #[derive(Debug, Default)]
 pub(crate) struct SinkResolver {
     lookup: DefaultResolver,
-    /// The last host name looked up (`host:port`), its addresses and when.
-    last: Mutex<Option<(String, Instant, ResolvedSocketAddrs)>>,
+    last: Lookups,
+}
+
+/// The last host name looked up (`host:port`), its addresses and when; shared by the
+/// resolver inside the agent and the sink that owns the agent.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Lookups(Arc<Mutex<Option<(String, Instant, ResolvedSocketAddrs)>>>);
+
+impl Lookups {
+    /// Forgets the addresses kept: the next new connection looks the name up again. Called
+    /// when a request failed, which may be because the host moved.
+    pub(crate) fn forget(&self) {
+        *self.0.lock() = None;
+    }
+}
+
+impl SinkResolver {
+    /// A resolver keeping its lookups in `last`.
+    pub(crate) fn new(last: Lookups) -> Self {
+        SinkResolver {
+            lookup: DefaultResolver::default(),
+            last,
+        }
+    }
 }
 
 impl Resolver for SinkResolver {
@@ -63,14 +88,14 @@ impl Resolver for SinkResolver {
         }
         // Not the authority as written: it may hold credentials (a proxy's URL comes here too).
         let key = format!("{host}:{port}");
-        if let Some((name, at, addrs)) = &*self.last.lock()
+        if let Some((name, at, addrs)) = &*self.last.0.lock()
             && *name == key
             && at.elapsed() < REUSE_FOR
         {
             return Ok(addrs.clone());
         }
         let addrs = self.lookup.resolve(uri, config, timeout)?;
-        *self.last.lock() = Some((key, Instant::now(), addrs.clone()));
+        *self.last.0.lock() = Some((key, Instant::now(), addrs.clone()));
         Ok(addrs)
     }
 }
@@ -105,7 +130,7 @@ mod tests {
             ["10.0.0.7:80".parse().unwrap()]
         );
         // Nothing was looked up, so nothing is kept.
-        assert!(r.last.lock().is_none());
+        assert!(r.last.0.lock().is_none());
     }
 
     #[test]
@@ -116,16 +141,38 @@ mod tests {
             !first.is_empty() && first.iter().all(|a| a.port() == 9),
             "{first:?}"
         );
-        let kept = r.last.lock().clone().unwrap();
+        let kept = r.last.0.lock().clone().unwrap();
         assert_eq!(kept.0, "localhost:9");
         assert_eq!(resolve(&r, "http://localhost:9/"), first);
         // Still the first lookup's entry: reused, not looked up again.
-        assert_eq!(r.last.lock().as_ref().unwrap().1, kept.1);
+        assert_eq!(r.last.0.lock().as_ref().unwrap().1, kept.1);
         // Another port is another entry; credentials are not part of it, and a default
         // port is written out.
         resolve(&r, "http://user:secret@localhost:10/");
-        assert_eq!(r.last.lock().as_ref().unwrap().0, "localhost:10");
+        assert_eq!(r.last.0.lock().as_ref().unwrap().0, "localhost:10");
         resolve(&r, "http://localhost/");
-        assert_eq!(r.last.lock().as_ref().unwrap().0, "localhost:80");
+        assert_eq!(r.last.0.lock().as_ref().unwrap().0, "localhost:80");
+    }
+
+    #[test]
+    fn a_failed_request_forgets_the_addresses() {
+        use crate::{HttpConfig, HttpSink, Outcome, Sink};
+        // A port nothing listens on: the connection is refused.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let mut sink =
+            HttpSink::new(format!("http://localhost:{port}/"), HttpConfig::default()).unwrap();
+        let lookups = sink.lookups().clone();
+        // As if an earlier request had looked the name up.
+        resolve(
+            &SinkResolver::new(lookups.clone()),
+            &format!("http://localhost:{port}/"),
+        );
+        assert!(lookups.0.lock().is_some());
+        let outcome = sink.send(&[b"{}"]);
+        assert!(matches!(outcome, Outcome::Retry { .. }), "{outcome:?}");
+        assert!(lookups.0.lock().is_none(), "the addresses were kept");
     }
 }
