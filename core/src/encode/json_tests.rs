@@ -170,6 +170,26 @@ fn objects_of_a_dozen_keys_are_checked_through_the_table() {
 }
 
 #[test]
+fn a_scan_starts_clean_after_one_that_stopped_midway() {
+    // The key set and stacks are kept per thread: a scan that built the key table and
+    // stopped at an error, deep inside objects, must leave nothing the next scan sees.
+    let mut wide = String::from(r#"{"o":{"p":{"#);
+    for i in 0..40 {
+        wide.push_str(&format!(r#""k{i}":1,"#));
+    }
+    wide.push_str(r#""k7":2}}}"#);
+    assert_eq!(rejected_at(&wide).1, "duplicate key in an object");
+    ok(r#"{"k1":1,"k2":{"k1":2},"o":{"p":{}}}"#);
+    assert_eq!(
+        rejected_at(r#"{"a":1,"a":2}"#),
+        (7, "duplicate key in an object")
+    );
+    let truncated = &wide.as_bytes()[..wide.len() / 2];
+    invalid(truncated);
+    ok(r#"{"k0":[{"k0":0}],"k1":1}"#);
+}
+
+#[test]
 fn events_with_many_keys_are_checked_exactly() {
     let wide = |n: usize, dup: Option<usize>| {
         let mut s = String::from(r#"{"data":{"#);

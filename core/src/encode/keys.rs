@@ -67,13 +67,19 @@ pub(crate) struct Key {
 impl<const SLOTS: usize, const LIVE: usize> KeySet<SLOTS, LIVE> {
     const MASK: usize = SLOTS - 1;
 
-    pub(crate) fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         const { assert!(SLOTS.is_power_of_two() && LIVE * 2 <= SLOTS && SLOTS <= 1 << 16) };
         KeySet {
             entries: [0; LIVE],
             len: 0,
             table: None,
         }
+    }
+
+    /// Empty again, for another document; the entries' old values are never read.
+    pub(crate) fn clear(&mut self) {
+        self.len = 0;
+        self.table = None;
     }
 
     /// Entries kept; what [`truncate`](Self::truncate) returns to when an object closes.
