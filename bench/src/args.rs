@@ -304,9 +304,12 @@ fn parse_producers(s: &str) -> Result<u32, String> {
     parse_u32(s, 1, 256, "producers")
 }
 
+/// The bench's event with no padding, in bytes: the smallest `--event-bytes` (checked
+/// against the encoder by `event`'s tests).
+pub const SMALLEST_EVENT_BYTES: u32 = 336;
+
 fn parse_event_bytes(s: &str) -> Result<u32, String> {
-    // A size below the unpadded event's (336) is refused later, naming that size.
-    parse_u32(s, 64, 65_536, "bytes")
+    parse_u32(s, SMALLEST_EVENT_BYTES, 65_536, "bytes")
 }
 
 fn parse_queue_capacity(s: &str) -> Result<u32, String> {
@@ -325,7 +328,7 @@ fn parse_count(s: &str, min: u64, max: u64, what: &str) -> Result<u64, String> {
         .map_err(|_| format!("{s:?} is not a whole number of {what}"))?;
     match u64::try_from(n) {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(format!("{n} is out of range: {min} to {max} {what}")),
+        _ => Err(format!("{s} is out of range: {min} to {max} {what}")),
     }
 }
 
@@ -513,8 +516,12 @@ mod tests {
                 "16777217 is out of range: 1 to 16777216 events",
             ),
             (
-                &["--event-bytes", "63"],
-                "63 is out of range: 64 to 65536 bytes",
+                &["--queue-capacity", "20_000_000"],
+                "20_000_000 is out of range: 1 to 16777216 events",
+            ),
+            (
+                &["--event-bytes", "335"],
+                "335 is out of range: 336 to 65536 bytes",
             ),
             (
                 &["--duration", "-1"],

@@ -95,5 +95,11 @@ mod tests {
             }
         }
         assert!(padding_for(100).unwrap_err().contains("at least"));
+        let smallest = crate::args::SMALLEST_EVENT_BYTES as usize;
+        assert_eq!(
+            padding_for(smallest),
+            Ok(0),
+            "--event-bytes' lower bound is not the event's size"
+        );
     }
 }

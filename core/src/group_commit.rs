@@ -174,7 +174,7 @@ fn append_and_sync(group: &[Slot], shared: &Shared, appended: &mut bool) -> Resu
         let recorded = shared.counters.recorded.fetch_add(n, Ordering::SeqCst) + n;
         shared.counters.caller_stored.fetch_add(n, Ordering::SeqCst);
         // The events wait in the store, not in slots: no queue fills meanwhile.
-        shared.wake.if_due(recorded, || false);
+        shared.wake.if_due(recorded, || u64::MAX);
         pending
     };
     // The events are in the store and will be sent even if the sync fails; their callers

@@ -500,7 +500,8 @@ impl Pipeline {
         // The flush thread schedules itself from the arrival rate; only a batch that fills
         // before it comes makes one producer wake it. The others pay one load.
         shared.wake.if_due(recorded, || {
-            self.queue.len() * 2 > self.queue.capacity().unwrap_or(0)
+            let over_half = self.queue.capacity().unwrap_or(0) / 2 + 1;
+            over_half.saturating_sub(self.queue.len()) as u64
         });
         Ok(())
     }

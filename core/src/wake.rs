@@ -5,11 +5,13 @@
 //! thread is a `futex` call that costs the caller tens of microseconds on a virtual machine
 //! whose other vCPU is idle: in a 3 s `auditbuf-bench --rate 25000 --sink-rate unlimited`
 //! run (50 000 events/s, a batch every 10 ms) producers woke the flush thread for 297 of its
-//! 300 batches, 269 of those calls took over 5 µs and they averaged 50 µs — the run's whole
-//! p99.9. So a producer also leaves the flush thread parked when its own timer fires within
-//! [`WAKE_SLACK`] and the queue is at most half full: a full batch then waits at most that
-//! much longer, and no caller pays. (Most of those wake-ups came from the flush thread
-//! parking for its whole interval after a look between two bursts; see `next_look`.)
+//! 300 batches, 269 of those calls took over 5 µs and they averaged 50 µs, a large part of
+//! the run's slowest calls. So a producer also leaves the flush thread parked when its own timer fires within
+//! [`WAKE_SLACK`] and the queue is at most half full: a full batch then usually waits no
+//! more than that (the timer may fire a little late, as any timer does), and no caller
+//! pays. The mark moves to where the queue passes half full, so a burst that fills the
+//! queue meanwhile still wakes the thread. (Most of those wake-ups came from the flush
+//! thread parking for its whole interval after a look between two bursts; see `next_look`.)
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -50,20 +52,31 @@ impl FlushWake {
         }
     }
 
-    /// Wakes the flush thread if `recorded` reached the mark it left, unless it is due
-    /// within [`WAKE_SLACK`] and `half_full` says the queue has room to wait for it; of
-    /// the callers that reach the mark, one decides.
+    /// Wakes the flush thread if `recorded` reached the mark it left; of the callers that
+    /// reach the mark, one decides. `room` is how many more events the queue takes before
+    /// it is over half full (0: it is already). If the thread is due within [`WAKE_SLACK`]
+    /// and the queue has room, it is left parked and the mark moves to where the queue
+    /// passes half full (`u64::MAX`: no such point, as when events wait in a store).
     #[inline]
-    pub(crate) fn if_due(&self, recorded: u64, half_full: impl FnOnce() -> bool) {
+    pub(crate) fn if_due(&self, recorded: u64, room: impl FnOnce() -> u64) {
         let due = self.next.load(Ordering::Relaxed);
-        if recorded >= due
-            && self
+        if recorded < due
+            || self
                 .next
-                .compare_exchange(due, DISARMED, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-            && (half_full() || !self.comes_soon())
+                .compare_exchange(due, DISARMED, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
         {
+            return;
+        }
+        let room = room();
+        if room == 0 || !self.comes_soon() {
             self.now();
+        } else {
+            // Unless the flush thread has re-armed the mark meanwhile.
+            let later = recorded.saturating_add(room);
+            let _ =
+                self.next
+                    .compare_exchange(DISARMED, later, Ordering::Relaxed, Ordering::Relaxed);
         }
     }
 
@@ -86,7 +99,8 @@ impl FlushWake {
 
     /// Asks producers to wake the flush thread once `recorded` reaches `at`.
     pub(crate) fn arm(&self, at: u64) {
-        self.next.store(at, Ordering::Relaxed);
+        // Release: the producer that takes the mark sees the flush thread's round as done.
+        self.next.store(at, Ordering::Release);
     }
 
     /// The flush thread is about to park until `until` (or a wake-up).
@@ -118,14 +132,14 @@ mod tests {
     #[test]
     fn a_producer_wakes_the_flush_thread_at_the_mark_once() {
         let (wake, rx) = armed_at(10);
-        wake.if_due(9, || false);
+        wake.if_due(9, || 100);
         assert!(rx.try_recv().is_err(), "woken before the mark");
-        wake.if_due(10, || false);
+        wake.if_due(10, || 100);
         assert!(rx.try_recv().is_ok());
-        wake.if_due(11, || false);
+        wake.if_due(11, || 100);
         assert!(rx.try_recv().is_err(), "woken twice for one mark");
         wake.arm(20);
-        wake.if_due(25, || false);
+        wake.if_due(25, || 100);
         assert!(rx.try_recv().is_ok(), "the re-armed mark did not wake");
     }
 
@@ -133,15 +147,52 @@ mod tests {
     fn a_flush_thread_due_within_the_slack_is_left_parked() {
         let (wake, rx) = armed_at(1);
         wake.parking(Instant::now() + WAKE_SLACK / 2);
-        wake.if_due(1, || false);
+        wake.if_due(1, || 5);
         assert!(
             rx.try_recv().is_err(),
             "woken though its timer fires within the slack"
         );
-        // The mark stays disarmed until the flush thread re-arms it after its round.
+        // The mark moved to where the queue passes half full: nothing wakes before it.
+        wake.if_due(5, || 1);
+        assert!(
+            rx.try_recv().is_err(),
+            "woken before the queue was half full"
+        );
+        // A burst that fills the queue before the timer fires wakes the thread.
+        wake.if_due(6, || 0);
+        assert!(rx.try_recv().is_ok(), "a half-full queue did not wake it");
+    }
+
+    #[test]
+    fn a_mark_the_flush_thread_set_meanwhile_is_kept() {
+        let (wake, rx) = armed_at(1);
+        wake.parking(Instant::now() + WAKE_SLACK / 2);
+        wake.if_due(1, || {
+            // The flush thread came and re-armed while this producer looked.
+            wake.arm(50);
+            5
+        });
+        wake.if_due(6, || 0);
+        assert!(
+            rx.try_recv().is_err(),
+            "the flush thread's mark was overwritten"
+        );
         wake.unparked();
-        wake.if_due(2, || false);
+        wake.if_due(50, || 100);
+        assert!(rx.try_recv().is_ok());
+    }
+
+    #[test]
+    fn without_a_queue_to_fill_the_mark_waits_for_the_flush_thread() {
+        let (wake, rx) = armed_at(1);
+        wake.parking(Instant::now() + WAKE_SLACK / 2);
+        wake.if_due(1, || u64::MAX);
+        wake.if_due(u64::MAX - 1, || 0);
         assert!(rx.try_recv().is_err());
+        wake.arm(2);
+        wake.unparked();
+        wake.if_due(2, || u64::MAX);
+        assert!(rx.try_recv().is_ok(), "the re-armed mark did not wake");
     }
 
     #[test]
@@ -152,7 +203,7 @@ mod tests {
         ] {
             let (wake, rx) = armed_at(1);
             wake.parking(until);
-            wake.if_due(1, || false);
+            wake.if_due(1, || 100);
             assert!(rx.try_recv().is_ok(), "not woken");
         }
     }
@@ -162,7 +213,7 @@ mod tests {
         let (wake, rx) = armed_at(1);
         wake.parking(Instant::now() + WAKE_SLACK / 2);
         wake.unparked();
-        wake.if_due(1, || false);
+        wake.if_due(1, || 100);
         assert!(rx.try_recv().is_ok());
     }
 
@@ -170,7 +221,7 @@ mod tests {
     fn a_half_full_queue_wakes_a_flush_thread_due_soon() {
         let (wake, rx) = armed_at(1);
         wake.parking(Instant::now() + WAKE_SLACK / 2);
-        wake.if_due(1, || true);
+        wake.if_due(1, || 0);
         assert!(rx.try_recv().is_ok());
     }
 }

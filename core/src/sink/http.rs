@@ -170,8 +170,9 @@ impl fmt::Debug for HttpConfig {
 /// succeed (on a short-lived thread, so that the lookup can be given up at the request's
 /// timeout; a failed lookup is not kept, so the next request tries again). Only a new
 /// connection uses the addresses: an open connection stays where it is until it breaks. A
-/// request that fails (refused, timed out, reset) forgets the addresses, so a host that
-/// moved is looked up again by the retry; one that succeeds keeps them.
+/// request that fails in transport (refused, timed out, reset; not an HTTP error status)
+/// forgets the addresses, so a host that moved is looked up again by the retry; one that
+/// gets an answer keeps them.
 ///
 /// ```no_run
 /// use auditbuf::{Config, HttpConfig, HttpSink, Pipeline};

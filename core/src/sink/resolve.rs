@@ -8,7 +8,8 @@
 //! batch (in Kubernetes, one to the cluster's DNS service for each request). Only a new
 //! connection uses the addresses, so reusing them for [`REUSE_FOR`] changes where no batch
 //! goes, except that a host moved to a new address is reached at most that much later —
-//! and no later than the next attempt after a failed request, which forgets them
+//! and no later than the next attempt after a request that failed in transport (refused,
+//! reset, timed out; an HTTP error status does not count), which forgets them
 //! ([`Lookups::forget`]).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -40,7 +41,8 @@ pub(crate) struct Lookups(Arc<Mutex<Option<(String, Instant, ResolvedSocketAddrs
 
 impl Lookups {
     /// Forgets the addresses kept: the next new connection looks the name up again. Called
-    /// when a request failed, which may be because the host moved.
+    /// when a request failed in transport (no HTTP response), which may be because the
+    /// host moved.
     pub(crate) fn forget(&self) {
         *self.0.lock() = None;
     }
@@ -157,20 +159,41 @@ mod tests {
     #[test]
     fn a_failed_request_forgets_the_addresses() {
         use crate::{HttpConfig, HttpSink, Outcome, Sink};
-        // A port nothing listens on: the connection is refused.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // One answer, then the connection and the listener close: the next request opens a
+        // new connection, which resolves the name and is refused.
+        let answer = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let line = line.trim_end().to_ascii_lowercase();
+                if line.is_empty() {
+                    break;
+                }
+                if let Some(n) = line.strip_prefix("content-length:") {
+                    length = n.trim().parse().unwrap();
+                }
+            }
+            reader.read_exact(&mut vec![0; length]).unwrap();
+            let mut stream = reader.into_inner();
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .unwrap();
+        });
         let mut sink =
             HttpSink::new(format!("http://localhost:{port}/"), HttpConfig::default()).unwrap();
         let lookups = sink.lookups().clone();
-        // As if an earlier request had looked the name up.
-        resolve(
-            &SinkResolver::new(lookups.clone()),
-            &format!("http://localhost:{port}/"),
+        assert_eq!(sink.send(&[b"{}"]), Outcome::Delivered);
+        answer.join().unwrap();
+        assert!(
+            lookups.0.lock().is_some(),
+            "the sink's agent did not keep its lookup"
         );
-        assert!(lookups.0.lock().is_some());
         let outcome = sink.send(&[b"{}"]);
         assert!(matches!(outcome, Outcome::Retry { .. }), "{outcome:?}");
         assert!(lookups.0.lock().is_none(), "the addresses were kept");
