@@ -75,7 +75,9 @@ type Overflow string
 
 // The overflow policies.
 const (
-	// OverflowDropNewest returns ErrFull at once and counts it.
+	// OverflowDropNewest returns ErrFull without waiting for a slot and counts it (a
+	// thread refused again and again yields its CPU once every 64 refusals while the flush
+	// thread runs, so that it can make room).
 	OverflowDropNewest Overflow = "drop_newest"
 	// OverflowDropOldest evicts the oldest queued event (Stats.Dropped.Oldest) to take
 	// the new one: the newest events survive an overload.

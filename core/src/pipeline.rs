@@ -463,7 +463,10 @@ impl Pipeline {
                 Overflow::DropOldest if self.group.is_none() => {
                     return self.replace_oldest(encode);
                 }
-                _ => return Err(Error::Full),
+                _ => {
+                    shared.wake.turned_away();
+                    return Err(Error::Full);
+                }
             },
         };
         if let Err(e) = encode(&mut slot, self.max_event_bytes) {
