@@ -19,8 +19,11 @@ const DefaultTimeout = 30 * time.Second
 
 // Client records audit events into an auditbuf pipeline: a bounded queue, one flush
 // thread (in the library, not a goroutine) and a sink. All methods are safe for
-// concurrent use, Close included. Record calls never block (unless Config.Overflow is
-// OverflowBlock) and never do I/O on the caller's goroutine.
+// concurrent use, Close included. Record calls never wait for a slot (unless
+// Config.Overflow is OverflowBlock) and never do I/O on the caller's goroutine; a thread
+// turned away with ErrFull again and again yields its CPU (sched_yield) once every 64
+// refusals while the flush thread works, so that it can make room — counted per OS
+// thread, not per goroutine.
 type Client struct {
 	n native
 	// state counts the calls using the handle; freeing is set once Close is about to

@@ -20,6 +20,15 @@ pub trait Park {
     /// Asked between slices of a wait for a free slot: `true` gives up, and the call fails
     /// with [`Error::Timeout`](crate::Error::Timeout), counted as a block timeout.
     fn interrupted(&mut self) -> bool;
+
+    /// Gives the CPU to other threads for a moment: a caller turned away again and again
+    /// does so now and then, so that the flush thread can make room (see
+    /// [`Overflow::DropNewest`](crate::Overflow::DropNewest)). A binding whose callers
+    /// already share one CPU through their own lock (Python's GIL) may do nothing.
+    #[inline]
+    fn cede(&mut self) {
+        std::thread::yield_now();
+    }
 }
 
 /// The Rust API's waits: in place, in one piece.

@@ -463,10 +463,13 @@ impl Pipeline {
                 Overflow::DropOldest if self.group.is_none() => {
                     return self.replace_oldest(encode);
                 }
-                _ => {
-                    shared.wake.turned_away();
+                Overflow::DropNewest => {
+                    shared.wake.turned_away(|| park.cede());
                     return Err(Error::Full);
                 }
+                // Under `wal` the slots are held by callers waiting for an fsync, not by the
+                // flush thread: yielding to it would not make room.
+                _ => return Err(Error::Full),
             },
         };
         if let Err(e) = encode(&mut slot, self.max_event_bytes) {

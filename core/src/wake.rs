@@ -25,9 +25,9 @@ use crossbeam_utils::CachePadded;
 pub(crate) const WAKE_SLACK: Duration = Duration::from_millis(2);
 
 /// How often a thread that is turned away yields its CPU (see [`FlushWake::turned_away`]).
-/// 1 in 64 keeps the median refusal at ~60 ns and costs its p99 about 16 µs when the CPU
-/// is contended (when it is not, a yield returns at once); 1 in 128 let four producers
-/// deliver 5.1–7.0 M events in 5 s against 6.9–7.0 M at 1 in 64 or 32.
+/// One in 64 keeps the median refusal at ~60 ns and costs its p99 about 16 µs when the CPU
+/// is contended (when it is not, a yield returns at once); one in 128 kept the p99 under
+/// 0.3 µs, in too few runs to tell its throughput from one in 64's.
 pub(crate) const CEDE_EVERY: u32 = 64;
 
 thread_local! {
@@ -122,31 +122,35 @@ impl FlushWake {
         self.parked_until.store(at, Ordering::Relaxed);
     }
 
-    /// A caller was turned away (`Error::Full`): every [`CEDE_EVERY`]th time on a thread,
-    /// while the flush thread is not parked, the caller yields its CPU (`sched_yield`);
-    /// says whether it did.
+    /// A caller was turned away (`Error::Full` under `DropNewest`): every [`CEDE_EVERY`]th
+    /// time on a thread, while the flush thread is not parked (it is rendering, sending or
+    /// waiting for an answer; not between rounds, nor in a retry's pause), the caller runs
+    /// `cede` — `sched_yield`, except where a binding says otherwise ([`Park::cede`]); says
+    /// whether it did.
     ///
     /// A full queue means callers are ahead of the flush thread, and callers that call
     /// again at once take the CPU it needs to catch up: the scheduler gives every runnable
     /// thread the same share, so on 2 vCPUs four such producers left the flush thread (and
-    /// the receiver it waits for) a fifth of the time, and delivered 1.9–2.7 M events in
-    /// 5 s against 6.6–7.0 M for one producer. Yielding now and then hands that time back:
-    /// four then deliver 6.1–7.0 M. A flush thread that is parked (a retry's pause, an
-    /// outage) has no use for the CPU, so then nobody yields and a refusal stays cheap.
+    /// the receiver it waits for) about a fifth of the time. Yielding now and then hands
+    /// that time back (see README, "Overload from one and from four producers": four
+    /// producers delivered 2.6× more). A flush thread that is parked has no use for the
+    /// CPU, so then nobody yields and a refusal stays cheap.
+    ///
+    /// [`Park::cede`]: crate::Park::cede
     #[inline]
-    pub(crate) fn turned_away(&self) -> bool {
-        TURNED_AWAY
+    pub(crate) fn turned_away(&self, cede: impl FnOnce()) -> bool {
+        let due = TURNED_AWAY
             .try_with(|n| {
                 let k = n.get().wrapping_add(1);
                 n.set(k);
-                k % CEDE_EVERY == 0 && self.parked_until.load(Ordering::Relaxed) == AWAKE
+                k % CEDE_EVERY == 0
             })
-            .is_ok_and(|cede| {
-                if cede {
-                    std::thread::yield_now();
-                }
-                cede
-            })
+            .unwrap_or(false);
+        let ceding = due && self.parked_until.load(Ordering::Relaxed) == AWAKE;
+        if ceding {
+            cede();
+        }
+        ceding
     }
 
     /// The flush thread is running again.
@@ -269,7 +273,20 @@ mod tests {
     fn a_caller_turned_away_often_yields_while_the_flush_thread_runs() {
         std::thread::spawn(|| {
             let (wake, _rx) = armed_at(1);
-            let ceded = |n: u32| (0..n).filter(|_| wake.turned_away()).count();
+            let yields = std::cell::Cell::new(0);
+            let ceded = |n: u32| {
+                let before = yields.get();
+                let said = (0..n)
+                    .filter(|_| wake.turned_away(|| yields.set(yields.get() + 1)))
+                    .count();
+                assert_eq!(
+                    yields.get() - before,
+                    said,
+                    "cede ran {} times",
+                    yields.get()
+                );
+                said
+            };
             assert_eq!(ceded(CEDE_EVERY * 3), 3);
             // Parked (a retry's pause): nobody yields.
             wake.parking(Instant::now() + Duration::from_secs(1));

@@ -349,6 +349,15 @@ impl Worker {
     /// Like [`pause`](Self::pause), until `until`. Gives up at once when `close`'s deadline
     /// comes first: whatever was to happen after the pause cannot happen in time.
     pub(crate) fn pause_until(&mut self, until: Instant) -> bool {
+        // Parked as between rounds: callers turned away meanwhile do not yield their CPU to
+        // this thread, which has no use for it (`FlushWake::turned_away`).
+        self.shared.wake.parking(until);
+        let resumed = self.sit_out(until);
+        self.shared.wake.unparked();
+        resumed
+    }
+
+    fn sit_out(&mut self, until: Instant) -> bool {
         loop {
             self.maybe_tick_store();
             if self.past_close_deadline() || self.close_by.is_some_and(|by| until >= by) {

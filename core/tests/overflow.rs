@@ -250,3 +250,96 @@ fn under_drop_oldest_bad_input_evicts_nothing() {
     assert_eq!(report.stats.delivered + report.stats.dropped.oldest, 5);
     assert_eq!(report.stats.rejected.invalid_json, 1);
 }
+
+/// Counts the yields of a caller turned away instead of yielding.
+struct CountingPark(usize);
+
+impl auditbuf::Park for CountingPark {
+    const SLICE: Duration = Duration::MAX;
+
+    fn park<R: Send>(&mut self, wait: impl FnOnce() -> R + Send) -> R {
+        wait()
+    }
+
+    fn interrupted(&mut self) -> bool {
+        false
+    }
+
+    fn cede(&mut self) {
+        self.0 += 1;
+    }
+}
+
+#[test]
+fn callers_turned_away_yield_only_while_the_flush_thread_works() {
+    // The sink holds the first batch until `go`, then asks for a retry in 20 s: first the
+    // flush thread is at work (in the sink), then it pauses.
+    let (sending, go) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let (in_sink, release) = (Arc::clone(&sending), Arc::clone(&go));
+    let sink = CallbackSink::new(move |_batch: &[&[u8]]| {
+        in_sink.store(true, Ordering::SeqCst);
+        while !release.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Outcome::Retry {
+            after: Some(Duration::from_secs(20)),
+            reason: "try later".into(),
+        }
+    });
+    let config = Config::default()
+        .queue_capacity(4)
+        .batch_max_events(4)
+        .flush_interval(Duration::from_millis(1))
+        .overflow(Overflow::DropNewest);
+    let p = Arc::new(Pipeline::new(config, sink).unwrap());
+    let turn_away = |p: &Pipeline, park: &mut CountingPark, calls: usize| {
+        for _ in 0..calls {
+            let refused = p.record_with(park, |slot, _| {
+                slot.extend_from_slice(br#"{"event_type":"t"}"#);
+                Ok(())
+            });
+            assert!(matches!(refused, Err(auditbuf::Error::Full)), "{refused:?}");
+        }
+        park.0
+    };
+    // A thread of its own: the count of refusals is kept per thread.
+    let caller = std::thread::spawn({
+        let p = Arc::clone(&p);
+        move || {
+            for n in 0..4 {
+                p.record_json(format!(r#"{{"event_type":"t","n":{n}}}"#).as_bytes())
+                    .unwrap();
+            }
+            while !sending.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let mut park = CountingPark(0);
+            let at_work = turn_away(&p, &mut park, 128);
+            go.store(true, Ordering::SeqCst);
+            while p.stats().retries == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // The retry's pause has begun: the flush thread has no use for a CPU.
+            std::thread::sleep(Duration::from_millis(50));
+            let pausing = turn_away(&p, &mut CountingPark(0), 192);
+            (at_work, pausing)
+        }
+    });
+    let (at_work, pausing) = caller.join().unwrap();
+    assert_eq!(
+        at_work, 2,
+        "one yield per 64 refusals while the flush thread works"
+    );
+    assert_eq!(
+        pausing, 0,
+        "a caller yielded to a flush thread in a retry's pause"
+    );
+    let p = Arc::try_unwrap(p).ok().unwrap();
+    let s = p.close(Duration::from_millis(200)).stats;
+    assert!(s.is_consistent(), "{s:?}");
+    assert_eq!((s.recorded, s.rejected.queue_full), (4, 320), "{s:?}");
+    assert_eq!(s.delivered, 0, "{s:?}");
+}

@@ -276,7 +276,7 @@ class AuditbufError(Exception):
     name: str
 
 class Full(AuditbufError):
-    """Queue full, overflow "drop_newest" (code 10)."""
+    """Queue full, overflow "drop_newest" (code 10). Raised without waiting for a slot."""
 
 class Timeout(AuditbufError, TimeoutError):
     """No slot within ``block_timeout``, overflow "block" (code 11)."""

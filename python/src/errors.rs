@@ -92,7 +92,9 @@ fn make(py: Python<'_>) -> PyResult<Classes> {
             std::slice::from_ref(&b),
             Some(10),
             "The queue is full (overflow \"drop_newest\"): the event was not taken. Counted in \
-             `stats().rejected.queue_full`.",
+             `stats().rejected.queue_full`. Returned without waiting (from Python, without \
+             the yield other languages' callers make now and then: the GIL already leaves \
+             the flush thread a CPU).",
         )?,
         timeout: class(
             py,

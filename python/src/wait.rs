@@ -39,6 +39,10 @@ impl Park for GilPark<'_> {
         self.py.detach(wait)
     }
 
+    /// Nothing: Python threads holding the GIL run one at a time, so they leave the flush
+    /// thread a CPU without yielding, and a yield with the GIL held would stall the others.
+    fn cede(&mut self) {}
+
     fn interrupted(&mut self) -> bool {
         match self.py.check_signals() {
             Ok(()) => false,

@@ -120,7 +120,6 @@ pub(crate) fn capture<const CHECK_UTF8: bool>(
     }
     let fields = strings(f);
     out.reserve(DATA_AT + raw);
-    out.push(TAG);
     let mut present = 0u32;
     for (i, value) in fields.iter().enumerate() {
         if value.is_some() {
@@ -134,7 +133,6 @@ pub(crate) fn capture<const CHECK_UTF8: bool>(
     } else {
         0
     };
-    out.push(flags);
     if f.duration_ms.is_some() {
         present |= BIT_DURATION;
     }
@@ -144,16 +142,22 @@ pub(crate) fn capture<const CHECK_UTF8: bool>(
     if f.is_sensitive.is_some() {
         present |= BIT_SENSITIVE;
     }
-    out.extend_from_slice(&present.to_le_bytes());
-    out.extend_from_slice(&stamp.to_le_bytes());
-    out.extend_from_slice(&f.duration_ms.unwrap_or(0).to_le_bytes());
-    out.extend_from_slice(&f.retention_days.unwrap_or(0).to_le_bytes());
-    out.push(u8::from(f.is_sensitive.unwrap_or(false)));
-    for value in &fields {
+    // The header is built on the stack and appended in one copy: 27 appends to `out`, each
+    // checking its capacity, cost more than the fields' bytes.
+    let mut head = [0u8; DATA_AT];
+    head[0] = TAG;
+    head[1] = flags;
+    head[2..6].copy_from_slice(&present.to_le_bytes());
+    head[6..14].copy_from_slice(&stamp.to_le_bytes());
+    head[14..22].copy_from_slice(&f.duration_ms.unwrap_or(0).to_le_bytes());
+    head[22..26].copy_from_slice(&f.retention_days.unwrap_or(0).to_le_bytes());
+    head[26] = u8::from(f.is_sensitive.unwrap_or(false));
+    for (len_at, value) in head[LENS_AT..].chunks_exact_mut(4).zip(&fields) {
         // Under the size limit checked above, so within u32.
         let len = value.map_or(0, <[u8]>::len) as u32;
-        out.extend_from_slice(&len.to_le_bytes());
+        len_at.copy_from_slice(&len.to_le_bytes());
     }
+    out.extend_from_slice(&head);
     let mut text_end = DATA_AT;
     for value in fields.iter().take(EVENT_DATA).flatten() {
         out.extend_from_slice(value);
