@@ -463,7 +463,7 @@ impl Pipeline {
                 Overflow::DropOldest if self.group.is_none() => {
                     return self.replace_oldest(encode);
                 }
-                Overflow::DropNewest => {
+                Overflow::DropNewest if self.group.is_none() => {
                     shared.wake.turned_away(|| park.cede());
                     return Err(Error::Full);
                 }

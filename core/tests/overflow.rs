@@ -319,16 +319,24 @@ fn callers_turned_away_yield_only_while_the_flush_thread_works() {
             let mut park = CountingPark(0);
             let at_work = turn_away(&p, &mut park, 128);
             go.store(true, Ordering::SeqCst);
-            while p.stats().retries == 0 {
+            // The sink answered; the 20 s pause begins once the flush thread gets to it
+            // (on a loaded machine, perhaps only after a while): then a whole round of
+            // refusals passes without a yield.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            let mut waiting = 0;
+            while turn_away(&p, &mut CountingPark(0), 64) != 0 {
+                waiting += 64;
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the pause never began"
+                );
                 std::thread::sleep(Duration::from_millis(1));
             }
-            // The retry's pause has begun: the flush thread has no use for a CPU.
-            std::thread::sleep(Duration::from_millis(50));
             let pausing = turn_away(&p, &mut CountingPark(0), 192);
-            (at_work, pausing)
+            (at_work, pausing, 128 + waiting + 64 + 192)
         }
     });
-    let (at_work, pausing) = caller.join().unwrap();
+    let (at_work, pausing, refused) = caller.join().unwrap();
     assert_eq!(
         at_work, 2,
         "one yield per 64 refusals while the flush thread works"
@@ -340,6 +348,11 @@ fn callers_turned_away_yield_only_while_the_flush_thread_works() {
     let p = Arc::try_unwrap(p).ok().unwrap();
     let s = p.close(Duration::from_millis(200)).stats;
     assert!(s.is_consistent(), "{s:?}");
-    assert_eq!((s.recorded, s.rejected.queue_full), (4, 320), "{s:?}");
+    assert_eq!((s.recorded, s.rejected.queue_full), (4, refused), "{s:?}");
     assert_eq!(s.delivered, 0, "{s:?}");
+    assert_eq!(
+        s.failed + s.dropped.total() + s.in_flight + s.queued,
+        4,
+        "{s:?}"
+    );
 }

@@ -93,8 +93,8 @@ fn make(py: Python<'_>) -> PyResult<Classes> {
             Some(10),
             "The queue is full (overflow \"drop_newest\"): the event was not taken. Counted in \
              `stats().rejected.queue_full`. Returned without waiting (from Python, without \
-             the yield other languages' callers make now and then: the GIL already leaves \
-             the flush thread a CPU).",
+             the yield other languages' callers make now and then: the GIL already runs \
+             Python threads one at a time).",
         )?,
         timeout: class(
             py,

@@ -39,8 +39,10 @@ impl Park for GilPark<'_> {
         self.py.detach(wait)
     }
 
-    /// Nothing: Python threads holding the GIL run one at a time, so they leave the flush
-    /// thread a CPU without yielding, and a yield with the GIL held would stall the others.
+    /// Nothing: Python threads holding the GIL run one at a time, so they leave a Rust
+    /// sink's flush thread a CPU without yielding, and a yield with the GIL held would stall
+    /// the others. (A Python sink's flush thread waits for the GIL like any other thread,
+    /// and gets it at the interpreter's switch interval.)
     fn cede(&mut self) {}
 
     fn interrupted(&mut self) -> bool {
