@@ -25,10 +25,11 @@ use crossbeam_utils::CachePadded;
 pub(crate) const WAKE_SLACK: Duration = Duration::from_millis(2);
 
 /// How often a thread that is turned away yields its CPU (see [`FlushWake::turned_away`]).
-/// One in 64 keeps the median refusal at ~50 ns and costs its p99 about 15 µs when the CPU
-/// is contended (when it is not, a yield returns at once); one in 128 kept the p99 under
-/// 0.3 µs, in too few runs to tell its throughput from one in 64's.
-pub(crate) const CEDE_EVERY: u32 = 64;
+/// In interleaved runs with four producers calling again at once (README, "Overload from
+/// one and from four producers"), one in 128 delivered as much as one in 64 and kept the
+/// refusals' p99 at ~200 ns, below the accepted calls' (one in 64: ~15 µs, as more than
+/// 1 % of refusals yield); one in 256 delivered a little less and one in 1 024 about 0.65×.
+pub(crate) const CEDE_EVERY: u32 = 128;
 
 thread_local! {
     /// Refusals on this thread, for [`CEDE_EVERY`].

@@ -317,29 +317,29 @@ fn callers_turned_away_yield_only_while_the_flush_thread_works() {
                 std::thread::sleep(Duration::from_millis(1));
             }
             let mut park = CountingPark(0);
-            let at_work = turn_away(&p, &mut park, 128);
+            let at_work = turn_away(&p, &mut park, 256);
             go.store(true, Ordering::SeqCst);
             // The sink answered; the 20 s pause begins once the flush thread gets to it
             // (on a loaded machine, perhaps only after a while): then a whole round of
             // refusals passes without a yield.
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
             let mut waiting = 0;
-            while turn_away(&p, &mut CountingPark(0), 64) != 0 {
-                waiting += 64;
+            while turn_away(&p, &mut CountingPark(0), 128) != 0 {
+                waiting += 128;
                 assert!(
                     std::time::Instant::now() < deadline,
                     "the pause never began"
                 );
                 std::thread::sleep(Duration::from_millis(1));
             }
-            let pausing = turn_away(&p, &mut CountingPark(0), 192);
-            (at_work, pausing, 128 + waiting + 64 + 192)
+            let pausing = turn_away(&p, &mut CountingPark(0), 384);
+            (at_work, pausing, 256 + waiting + 128 + 384)
         }
     });
     let (at_work, pausing, refused) = caller.join().unwrap();
     assert_eq!(
         at_work, 2,
-        "one yield per 64 refusals while the flush thread works"
+        "one yield per 128 refusals while the flush thread works"
     );
     assert_eq!(
         pausing, 0,
