@@ -73,6 +73,12 @@ impl FlushWake {
     /// passes half full (`u64::MAX`: no such point, as when events wait in a store).
     #[inline]
     pub(crate) fn if_due(&self, recorded: u64, room: impl FnOnce() -> u64) {
+        self.if_due_at(recorded, room, Instant::now);
+    }
+
+    /// [`if_due`](Self::if_due) with the clock given (read only if the thread is parked).
+    #[inline]
+    fn if_due_at(&self, recorded: u64, room: impl FnOnce() -> u64, now: impl FnOnce() -> Instant) {
         let due = self.next.load(Ordering::Relaxed);
         if recorded < due
             || self
@@ -83,7 +89,7 @@ impl FlushWake {
             return;
         }
         let room = room();
-        if room == 0 || !self.comes_soon() {
+        if room == 0 || !self.comes_soon(now) {
             self.now();
         } else {
             // Unless the flush thread has re-armed the mark meanwhile.
@@ -102,12 +108,12 @@ impl FlushWake {
     /// Whether the flush thread is parked with a timer that fires within [`WAKE_SLACK`]. A
     /// deadline already past is not trusted: the value may be from an earlier park.
     #[cold]
-    fn comes_soon(&self) -> bool {
+    fn comes_soon(&self, now: impl FnOnce() -> Instant) -> bool {
         let until = self.parked_until.load(Ordering::Relaxed);
         if until == AWAKE {
             return false;
         }
-        let now = self.nanos(Instant::now());
+        let now = self.nanos(now());
         now <= until && until - now <= WAKE_SLACK.as_nanos() as u64
     }
 
@@ -194,52 +200,62 @@ mod tests {
     #[test]
     fn a_flush_thread_due_within_the_slack_is_left_parked() {
         let (wake, rx) = armed_at(1);
-        wake.parking(Instant::now() + WAKE_SLACK / 2);
-        wake.if_due(1, || 5);
+        // The clock is given, so a slow test thread cannot see the deadline pass.
+        let t0 = Instant::now();
+        wake.parking(t0 + WAKE_SLACK / 2);
+        wake.if_due_at(1, || 5, || t0);
         assert!(
             rx.try_recv().is_err(),
             "woken though its timer fires within the slack"
         );
         // The mark moved to where the queue passes half full: nothing wakes before it.
-        wake.if_due(5, || 1);
+        wake.if_due_at(5, || 1, || t0);
         assert!(
             rx.try_recv().is_err(),
             "woken before the queue was half full"
         );
         // A burst that fills the queue before the timer fires wakes the thread.
-        wake.if_due(6, || 0);
+        wake.if_due_at(6, || 0, || t0);
         assert!(rx.try_recv().is_ok(), "a half-full queue did not wake it");
     }
 
     #[test]
     fn a_mark_the_flush_thread_set_meanwhile_is_kept() {
         let (wake, rx) = armed_at(1);
-        wake.parking(Instant::now() + WAKE_SLACK / 2);
-        wake.if_due(1, || {
-            // The flush thread came and re-armed while this producer looked.
-            wake.arm(50);
-            5
-        });
-        wake.if_due(6, || 0);
+        // The clock is given, so a slow test thread cannot see the deadline pass.
+        let t0 = Instant::now();
+        wake.parking(t0 + WAKE_SLACK / 2);
+        wake.if_due_at(
+            1,
+            || {
+                // The flush thread came and re-armed while this producer looked.
+                wake.arm(50);
+                5
+            },
+            || t0,
+        );
+        wake.if_due_at(6, || 0, || t0);
         assert!(
             rx.try_recv().is_err(),
             "the flush thread's mark was overwritten"
         );
         wake.unparked();
-        wake.if_due(50, || 100);
+        wake.if_due_at(50, || 100, || t0);
         assert!(rx.try_recv().is_ok());
     }
 
     #[test]
     fn without_a_queue_to_fill_the_mark_waits_for_the_flush_thread() {
         let (wake, rx) = armed_at(1);
-        wake.parking(Instant::now() + WAKE_SLACK / 2);
-        wake.if_due(1, || u64::MAX);
-        wake.if_due(u64::MAX - 1, || 0);
+        // The clock is given, so a slow test thread cannot see the deadline pass.
+        let t0 = Instant::now();
+        wake.parking(t0 + WAKE_SLACK / 2);
+        wake.if_due_at(1, || u64::MAX, || t0);
+        wake.if_due_at(u64::MAX - 1, || 0, || t0);
         assert!(rx.try_recv().is_err());
         wake.arm(2);
         wake.unparked();
-        wake.if_due(2, || u64::MAX);
+        wake.if_due_at(2, || u64::MAX, || t0);
         assert!(rx.try_recv().is_ok(), "the re-armed mark did not wake");
     }
 
@@ -259,7 +275,9 @@ mod tests {
     #[test]
     fn a_running_flush_thread_gets_a_token() {
         let (wake, rx) = armed_at(1);
-        wake.parking(Instant::now() + WAKE_SLACK / 2);
+        // The clock is given, so a slow test thread cannot see the deadline pass.
+        let t0 = Instant::now();
+        wake.parking(t0 + WAKE_SLACK / 2);
         wake.unparked();
         wake.if_due(1, || 100);
         assert!(rx.try_recv().is_ok());
@@ -268,7 +286,9 @@ mod tests {
     #[test]
     fn a_half_full_queue_wakes_a_flush_thread_due_soon() {
         let (wake, rx) = armed_at(1);
-        wake.parking(Instant::now() + WAKE_SLACK / 2);
+        // The clock is given, so a slow test thread cannot see the deadline pass.
+        let t0 = Instant::now();
+        wake.parking(t0 + WAKE_SLACK / 2);
         wake.if_due(1, || 0);
         assert!(rx.try_recv().is_ok());
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use auditbuf::{CallbackSink, Config, Outcome, Overflow, Pipeline};
+use auditbuf::{CallbackSink, Config, Outcome, Overflow, Pipeline, RetryPolicy};
 use parking_lot_free::Seen;
 
 mod parking_lot_free {
@@ -293,6 +293,9 @@ fn callers_turned_away_yield_only_while_the_flush_thread_works() {
         .queue_capacity(4)
         .batch_max_events(4)
         .flush_interval(Duration::from_millis(1))
+        // The 20 s pause must be one pause: a budget shorter than it would end the retries
+        // into a back-off that looks again every few ms.
+        .retry(RetryPolicy::default().max_elapsed(Duration::from_secs(120)))
         .overflow(Overflow::DropNewest);
     let p = Arc::new(Pipeline::new(config, sink).unwrap());
     let turn_away = |p: &Pipeline, park: &mut CountingPark, calls: usize| {
