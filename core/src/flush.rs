@@ -75,7 +75,9 @@ impl Worker {
                 }
             }
             recv(self.commands) -> command => self.on_command(command.ok()),
-            default(until.saturating_duration_since(now)) => {}
+            // From now, not from `now`: `parked_until` must be when the timer fires, or a
+            // producer that finds it just past would skip a thread that has not parked yet.
+            default(until.saturating_duration_since(Instant::now())) => {}
         }
         self.shared.wake.unparked();
     }
