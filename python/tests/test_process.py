@@ -9,12 +9,10 @@ import subprocess
 import sys
 import textwrap
 import time
-from typing import List
 
 import pytest
 
 import auditbuf
-from conftest import Collect, assert_accounted
 
 
 def run(script: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -26,60 +24,72 @@ def run(script: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     )
 
 
-def wait_child(pid: int, timeout: float = 20) -> int:
+FORK_SCRIPT = """
+import os, sys, time, json, auditbuf
+from typing import List
+
+def wait_child(pid, timeout=20):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
             return os.waitstatus_to_exitcode(status)
         time.sleep(0.01)
-    os.kill(pid, signal.SIGKILL)
+    os.kill(pid, 9)
     os.waitpid(pid, 0)
-    raise AssertionError("the fork() child hung")
+    return "hung"
+
+seen: List[bytes] = []
+p = auditbuf.Pipeline(sink=seen.extend, flush_interval=0.001)
+p.record({"event_type": "before"})
+p.flush()
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:  # the child: report through the pipe, never return into the script
+    code = 0
+    try:
+        try:
+            p.record({"event_type": "child"})
+            code = 1
+        except auditbuf.Forked as e:
+            if not (isinstance(e, auditbuf.Closed) and e.code == 13):
+                code = 2
+        started = time.monotonic()
+        flushed = p.flush(timeout=10)
+        closed = p.close(timeout=10)
+        if time.monotonic() - started > 2 or flushed.completed or closed.completed:
+            code = 3
+        got: List[bytes] = []
+        fresh = auditbuf.Pipeline(sink=got.extend)
+        fresh.record({"event_type": "fresh"})
+        if not fresh.close().completed or len(got) != 1:
+            code = 4
+        del p  # dropped in the child: returns at once
+    except BaseException:
+        code = 5
+    finally:
+        os.write(write, bytes([code]))
+        os._exit(0)
+os.close(write)
+print("child", wait_child(pid), os.read(read, 1))
+# The parent's pipeline is untouched.
+p.record({"event_type": "after"})
+stats = p.close().stats
+print("parent", stats.delivered, stats.recorded, stats.rejected.closed, stats.is_consistent(),
+      [json.loads(e)["event_type"] for e in seen])
+"""
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
-def test_fork_child_gets_forked_and_never_hangs(collect: Collect) -> None:
-    p = auditbuf.Pipeline(sink=collect, flush_interval=0.001)
-    p.record({"event_type": "before"})
-    p.flush()
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: report through the pipe, never return into pytest
-        code = 0
-        try:
-            try:
-                p.record({"event_type": "child"})
-                code = 1
-            except auditbuf.Forked as e:
-                if not (isinstance(e, auditbuf.Closed) and e.code == 13):
-                    code = 2
-            started = time.monotonic()
-            flushed = p.flush(timeout=10)
-            closed = p.close(timeout=10)
-            if time.monotonic() - started > 2 or flushed.completed or closed.completed:
-                code = 3
-            got: List[bytes] = []
-            fresh = auditbuf.Pipeline(sink=got.extend)
-            fresh.record({"event_type": "fresh"})
-            if not fresh.close().completed or len(got) != 1:
-                code = 4
-            del p  # dropped in the child: returns at once
-        except BaseException:
-            code = 5
-        finally:
-            os.write(write, bytes([code]))
-            os._exit(0)
-    os.close(write)
-    assert wait_child(pid) == 0
-    assert os.read(read, 1) == bytes([0])
-    os.close(read)
-    # The parent's pipeline is untouched.
-    p.record({"event_type": "after"})
-    stats = p.close().stats
-    assert_accounted(stats, delivered=2)
-    assert stats.rejected.closed == 0
-    assert [e["event_type"] for e in collect.json()] == ["before", "after"]
+def test_fork_child_gets_forked_and_never_hangs() -> None:
+    # In a process of its own: CPython 3.11 can hang a fork() child in its own after-fork
+    # code when another thread was creating or deleting a thread state at that moment (a
+    # Python sink's flush thread attaching, say), which other tests' pipelines may be
+    # doing in this one.
+    r = run(FORK_SCRIPT, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "child 0 b'\\x00'" in r.stdout, r.stdout
+    assert "parent 2 2 0 True ['before', 'after']" in r.stdout, r.stdout
 
 
 def test_a_fork_child_that_exits_normally_does_not_hang() -> None:

@@ -102,7 +102,8 @@ fn scan_with(b: &[u8], max_depth: u32, scratch: &mut Scratch) -> Result<ObjectIn
         wide: false,
         max_depth: max_depth.min(MAX_DEPTH),
         // Invalid input is scanned byte by byte as before, so its first error is the same.
-        utf8: simdutf8::basic::from_utf8(b).is_ok(),
+        // ASCII first: `simdutf8` falls back to the standard check below 64 bytes.
+        utf8: b.is_ascii() || simdutf8::basic::from_utf8(b).is_ok(),
     };
     s.ws();
     let open = s.i;
