@@ -199,6 +199,15 @@ mod tests {
         (FlushWake::new(n, tx), rx)
     }
 
+    /// Armed at 1, the flush thread parked with a timer due within the slack; the clock is
+    /// `t0`, given to `if_due_at`, so a slow test thread cannot see the deadline pass.
+    fn parked_due_soon() -> (FlushWake, Receiver<()>, Instant) {
+        let (wake, rx) = armed_at(1);
+        let t0 = Instant::now();
+        wake.parking(t0 + WAKE_SLACK / 2);
+        (wake, rx, t0)
+    }
+
     #[test]
     fn a_producer_wakes_the_flush_thread_at_the_mark_once() {
         let (wake, rx) = armed_at(10);
@@ -215,10 +224,7 @@ mod tests {
 
     #[test]
     fn a_flush_thread_due_within_the_slack_is_left_parked() {
-        let (wake, rx) = armed_at(1);
-        // The clock is given, so a slow test thread cannot see the deadline pass.
-        let t0 = Instant::now();
-        wake.parking(t0 + WAKE_SLACK / 2);
+        let (wake, rx, t0) = parked_due_soon();
         wake.if_due_at(1, || 5, || t0);
         assert!(
             rx.try_recv().is_err(),
@@ -237,10 +243,7 @@ mod tests {
 
     #[test]
     fn a_mark_the_flush_thread_set_meanwhile_is_kept() {
-        let (wake, rx) = armed_at(1);
-        // The clock is given, so a slow test thread cannot see the deadline pass.
-        let t0 = Instant::now();
-        wake.parking(t0 + WAKE_SLACK / 2);
+        let (wake, rx, t0) = parked_due_soon();
         wake.if_due_at(
             1,
             || {
@@ -262,10 +265,7 @@ mod tests {
 
     #[test]
     fn without_a_queue_to_fill_the_mark_waits_for_the_flush_thread() {
-        let (wake, rx) = armed_at(1);
-        // The clock is given, so a slow test thread cannot see the deadline pass.
-        let t0 = Instant::now();
-        wake.parking(t0 + WAKE_SLACK / 2);
+        let (wake, rx, t0) = parked_due_soon();
         wake.if_due_at(1, || u64::MAX, || t0);
         wake.if_due_at(u64::MAX - 1, || 0, || t0);
         assert!(rx.try_recv().is_err());
@@ -303,9 +303,7 @@ mod tests {
 
     #[test]
     fn a_running_flush_thread_gets_a_token() {
-        let (wake, rx) = armed_at(1);
-        let t0 = Instant::now();
-        wake.parking(t0 + WAKE_SLACK / 2);
+        let (wake, rx, t0) = parked_due_soon();
         wake.unparked();
         wake.if_due_at(1, || 100, || t0);
         assert!(rx.try_recv().is_ok());
@@ -313,9 +311,7 @@ mod tests {
 
     #[test]
     fn a_half_full_queue_wakes_a_flush_thread_due_soon() {
-        let (wake, rx) = armed_at(1);
-        let t0 = Instant::now();
-        wake.parking(t0 + WAKE_SLACK / 2);
+        let (wake, rx, t0) = parked_due_soon();
         wake.if_due_at(1, || 0, || t0);
         assert!(rx.try_recv().is_ok());
     }
