@@ -53,6 +53,12 @@ impl WallClock {
         Duration::from_nanos(clock().delta_as_nanos(self.ticks, ticks()))
     }
 
+    /// Whether the pair is old enough to read again: a second, so that a step of the wall
+    /// clock shows within one.
+    pub(crate) fn is_stale(&self) -> bool {
+        self.age() >= Duration::from_secs(1)
+    }
+
     /// The wall-clock time of `ticks`, since the Unix epoch.
     pub(crate) fn unix(&self, ticks: u64) -> Duration {
         let c = clock();

@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use crate::config::{Durability, Overflow};
 use crate::dead_letter::DeadLetters;
 use crate::encode::cadf::encode_cadf;
-use crate::encode::capture::{capture_event, finish};
+use crate::encode::capture::{capture_event, finish, finish_here, is_captured, ready_scratch};
 use crate::encode::event_bytes::capture_event_bytes;
 use crate::encode::raw::{
     Encoded, complete_encoded, complete_json_in_place, encode_json, encode_serialize,
@@ -31,6 +31,9 @@ use crate::worker::{Command, Inbox, Worker};
 
 mod overflow;
 mod shutdown;
+
+#[cfg(test)]
+mod behind_tests;
 use crate::{
     AuditEvent, AuditEventBytes, Config, DeadLetter, Error, Limits, Recovery, Sink, Stats, Store,
 };
@@ -457,20 +460,23 @@ impl Pipeline {
         }
         let mut slot = match shared.pool.try_take() {
             Some(slot) => slot,
-            None => match self.overflow {
-                Overflow::Block { timeout } => self.wait_for_slot(park, timeout)?,
-                Overflow::Spill if self.group.is_none() => return self.spill(park, encode),
-                Overflow::DropOldest if self.group.is_none() => {
-                    return self.replace_oldest(encode);
+            None => {
+                ready_scratch();
+                match self.overflow {
+                    Overflow::Block { timeout } => self.wait_for_slot(park, timeout)?,
+                    Overflow::Spill if self.group.is_none() => return self.spill(park, encode),
+                    Overflow::DropOldest if self.group.is_none() => {
+                        return self.replace_oldest(encode);
+                    }
+                    Overflow::DropNewest if self.group.is_none() => {
+                        shared.wake.turned_away(|| park.cede());
+                        return Err(Error::Full);
+                    }
+                    // Under `wal` the slots are held by callers waiting for an fsync, not by
+                    // the flush thread: yielding to it would not make room.
+                    _ => return Err(Error::Full),
                 }
-                Overflow::DropNewest if self.group.is_none() => {
-                    shared.wake.turned_away(|| park.cede());
-                    return Err(Error::Full);
-                }
-                // Under `wal` the slots are held by callers waiting for an fsync, not by the
-                // flush thread: yielding to it would not make room.
-                _ => return Err(Error::Full),
-            },
+            }
         };
         if let Err(e) = encode(&mut slot, self.max_event_bytes) {
             shared.pool.give_back(slot);
@@ -485,6 +491,12 @@ impl Pipeline {
             // here (this path waits for an fsync; a render and an allocation do not show).
             finish(&mut slot, &shared.wall_clock(), &mut Vec::new());
             return park.park(|| group.commit(slot, shared));
+        }
+        // The flush thread renders what callers capture; when it falls behind, rendering is
+        // what holds it up, and the callers, about to wait for a slot or be turned away, do
+        // it themselves: more producers then deliver more, not less.
+        if shared.behind.load(Ordering::Relaxed) && is_captured(&slot) {
+            finish_here(&mut slot, &shared.wall_clock());
         }
         self.push(slot)
     }

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crossbeam_channel::Sender;
 use crossbeam_utils::CachePadded;
+use crossbeam_utils::atomic::AtomicCell;
 use parking_lot::Mutex;
 
 use crate::Store;
@@ -53,8 +54,13 @@ pub(crate) struct Shared {
     /// Metrics registered once already (a second registration is an error).
     pub(crate) metrics_registered: AtomicBool,
     /// The flush thread's latest counter/wall-clock pair, for callers that render captured
-    /// events themselves (spill, write-ahead, moves into the store).
-    wall: Mutex<WallClock>,
+    /// events themselves (spill, write-ahead, moves into the store, and every caller while
+    /// the flush thread is behind). Read without a lock: a seqlock, which readers never write.
+    wall: AtomicCell<WallClock>,
+    /// Set by the flush thread while it finds the queue over half full when it takes a
+    /// batch: then callers render their events themselves (see `Pipeline::push`). Read by
+    /// every `record`, written only when it changes, so on a line of its own.
+    pub(crate) behind: CachePadded<AtomicBool>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -93,7 +99,8 @@ impl Shared {
             write_durations: WriteDurations::default(),
             store_gauges: StoreGauges::default(),
             metrics_registered: AtomicBool::new(false),
-            wall: Mutex::new(WallClock::now()),
+            wall: AtomicCell::new(WallClock::now()),
+            behind: CachePadded::new(AtomicBool::new(false)),
         }
     }
 
@@ -135,14 +142,21 @@ impl Shared {
         self.store_events.load(Ordering::Relaxed)
     }
 
-    /// The latest counter/wall-clock pair.
+    /// The latest counter/wall-clock pair, read afresh if it is stale: the flush thread
+    /// refreshes it between batches, but may be inside a long sink call meanwhile.
     pub(crate) fn wall_clock(&self) -> WallClock {
-        *self.wall.lock()
+        let wall = self.wall.load();
+        if !wall.is_stale() {
+            return wall;
+        }
+        let wall = WallClock::now();
+        self.wall.store(wall);
+        wall
     }
 
     /// Publishes a fresh pair (the flush thread, once a second).
     pub(crate) fn set_wall_clock(&self, wall: WallClock) {
-        *self.wall.lock() = wall;
+        self.wall.store(wall);
     }
 
     /// Stops sink calls for good (`close` returned); true if one is running right now.

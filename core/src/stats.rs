@@ -425,11 +425,17 @@ mod tests {
     #[test]
     fn snapshots_are_consistent_while_the_writer_moves_events() {
         let counters = Arc::new(Counters::default());
+        // The writer goes on until the reader has taken its snapshots: on a busy machine the
+        // writer could otherwise finish before the reader first runs, and test nothing.
+        let enough = Arc::new(AtomicBool::new(false));
         let writer = {
             let c = Arc::clone(&counters);
+            let enough = Arc::clone(&enough);
             std::thread::spawn(move || {
                 let mut f = FlushCounts::default();
-                for _ in 0..200_000 {
+                let mut rounds = 0;
+                while rounds < 200_000 || !enough.load(Ordering::Relaxed) {
+                    rounds += 1;
                     c.recorded.fetch_add(3, Ordering::SeqCst);
                     f.taken += 3;
                     f.in_flight += 3;
@@ -446,10 +452,13 @@ mod tests {
             let s = counters.snapshot();
             assert!(s.is_consistent(), "{s:?}");
             seen += 1;
+            if seen == 10_000 {
+                enough.store(true, Ordering::Relaxed);
+            }
         }
         writer.join().unwrap();
         assert!(counters.snapshot().is_consistent());
-        assert!(seen > 0);
+        assert!(seen >= 10_000);
     }
 
     #[test]

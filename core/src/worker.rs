@@ -402,6 +402,7 @@ impl Worker {
         // Timestamps are rendered below from the counter/wall-clock pair: after a long sink
         // call or a drain, take a fresh one so a stepped wall clock shows within a second.
         self.refresh_wall_clock();
+        self.note_behind();
         let cap = self.limits.max_events.min(max);
         let max_bytes = self.limits.max_bytes;
         let shared = Arc::clone(&self.shared);
@@ -500,8 +501,17 @@ impl Worker {
     }
 
     /// Takes a fresh counter/wall-clock pair once a second (see [`crate::clock`]).
+    /// Tells callers whether to render their events themselves: while the queue is over
+    /// half full when a batch is taken, the flush thread is not keeping up.
+    fn note_behind(&self) {
+        let behind = self.queue.len() > self.queue.capacity().unwrap_or(usize::MAX) / 2;
+        if self.shared.behind.load(Ordering::Relaxed) != behind {
+            self.shared.behind.store(behind, Ordering::Relaxed);
+        }
+    }
+
     pub(crate) fn refresh_wall_clock(&mut self) {
-        if self.wall.age() >= Duration::from_secs(1) {
+        if self.wall.is_stale() {
             self.wall = WallClock::now();
             self.shared.set_wall_clock(self.wall);
         }

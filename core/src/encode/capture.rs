@@ -37,6 +37,7 @@ use super::rules::{EventRules, check_fields, invalid};
 use super::time;
 use crate::clock::{WallClock, ticks};
 use crate::{AuditEventBytes, Error};
+use std::cell::RefCell;
 
 /// The first byte of a captured slot.
 pub(crate) const TAG: u8 = 0xFF;
@@ -369,6 +370,81 @@ pub(crate) fn finish(slot: &mut Vec<u8>, wall: &WallClock, scratch: &mut Vec<u8>
     scratch.clear();
 }
 
+/// A caller's buffer for rendering its own events ([`finish_here`]).
+struct CallerScratch {
+    buf: Vec<u8>,
+    /// The room it should have: raised by an event it had too little for.
+    wanted: usize,
+}
+
+/// The room a caller's scratch is first given: enough for any event of up to ~500 bytes of
+/// fields, a DataStorage event of ~300 included.
+const SCRATCH_BYTES: usize = 4096;
+
+/// Events that could need more room than this are left to the flush thread, so a thread
+/// keeps at most this much.
+const SCRATCH_MAX: usize = 64 * 1024;
+
+thread_local! {
+    static SCRATCH: RefCell<CallerScratch> = const {
+        RefCell::new(CallerScratch { buf: Vec::new(), wanted: SCRATCH_BYTES })
+    };
+}
+
+/// The most room rendering `slot`'s captured event can take: the bound [`capture`] checked.
+fn render_room(slot: &[u8]) -> usize {
+    slot.len()
+        .saturating_sub(DATA_AT)
+        .saturating_mul(6)
+        .saturating_add(1024)
+}
+
+/// Gives this thread's scratch the room it wants. Called where a caller finds no free slot:
+/// a slow path already (it waits, is turned away or evicts), and where the flush thread is
+/// behind, which is when a caller renders its own events — so the allocation does not land
+/// on a fast call.
+#[cold]
+pub(crate) fn ready_scratch() {
+    let _ = SCRATCH.try_with(|scratch| {
+        if let Ok(mut scratch) = scratch.try_borrow_mut() {
+            let wanted = scratch.wanted;
+            if scratch.buf.capacity() < wanted {
+                scratch.buf.reserve_exact(wanted);
+            }
+        }
+    });
+}
+
+/// [`finish`] on the caller's thread, allocating nothing: through a scratch buffer of the
+/// thread's own, which never grows here, into a slot that does not grow either. An event
+/// the scratch has too little room for (up to the bound [`capture`] checked, so escaping
+/// cannot make it grow) stays captured for the flush thread, and the room is given at the
+/// thread's next slow call ([`ready_scratch`]); so does one whose JSON is longer than its
+/// slot (the flush thread grows the slot, which the pool then keeps grown), and one during
+/// the thread's teardown, or if re-entered.
+pub(crate) fn finish_here(slot: &mut Vec<u8>, wall: &WallClock) {
+    let _ = SCRATCH.try_with(|scratch| {
+        let Ok(mut scratch) = scratch.try_borrow_mut() else {
+            return;
+        };
+        let room = render_room(slot);
+        if room > scratch.buf.capacity() {
+            if room <= SCRATCH_MAX {
+                scratch.wanted = scratch.wanted.max(room);
+            }
+            return;
+        }
+        let json = &mut scratch.buf;
+        json.clear();
+        // An event that fails to render is left to the flush thread, which reports it.
+        if render(slot, wall, json).is_ok() && json.len() <= slot.capacity() {
+            slot.clear();
+            slot.extend_from_slice(json);
+        }
+        json.clear();
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,5 +500,62 @@ mod tests {
                 assert_eq!(again, want, "{data:?}");
             }
         }
+    }
+    /// A caller renders into its own scratch only once the scratch has room, and never into
+    /// a slot too small for the JSON: either way the slot stays captured, for the flush
+    /// thread.
+    #[test]
+    fn a_caller_renders_only_with_room_and_into_a_slot_that_fits() {
+        let rules = EventRules::default();
+        let ev = AuditEvent {
+            event_timestamp: Some("2026-11-30T10:15:30.123Z"),
+            event_data: EventData::Json(r#"{"k":"v"}"#),
+            ..AuditEvent::new("a.b", "cat", "act", "success", "c-1")
+        };
+        let mut want = Vec::new();
+        super::super::event::encode_event(&ev, &rules, &mut want, 1 << 20).unwrap();
+        let captured = || {
+            let mut slot = Vec::with_capacity(512);
+            capture_event(&ev, &rules, &mut slot, 1 << 20).unwrap();
+            slot
+        };
+        let wall = WallClock::now();
+
+        // This test's thread has no scratch yet.
+        let mut slot = captured();
+        finish_here(&mut slot, &wall);
+        assert!(is_captured(&slot));
+
+        ready_scratch();
+        finish_here(&mut slot, &wall);
+        assert_eq!(slot, want);
+
+        // A slot that would have to grow keeps its capture.
+        let mut small = captured();
+        small.shrink_to_fit();
+        assert!(small.capacity() < want.len());
+        finish_here(&mut small, &wall);
+        assert!(is_captured(&small));
+
+        // An event that needs more room than the scratch has asks for it at the next slow
+        // call.
+        let big_data = format!(r#"{{"k":"{}"}}"#, "x".repeat(SCRATCH_BYTES));
+        let big = AuditEvent {
+            event_data: EventData::Json(&big_data),
+            ..ev
+        };
+        let mut slot = Vec::new();
+        capture_event(&big, &rules, &mut slot, 1 << 20).unwrap();
+        slot.reserve(2 * SCRATCH_BYTES);
+        finish_here(&mut slot, &wall);
+        assert!(is_captured(&slot));
+        ready_scratch();
+        finish_here(&mut slot, &wall);
+        assert!(!is_captured(&slot));
+        let json: serde_json::Value = serde_json::from_slice(&slot).unwrap();
+        assert_eq!(
+            json["event_data"]["k"].as_str().map(str::len),
+            Some(SCRATCH_BYTES)
+        );
     }
 }
