@@ -6,6 +6,9 @@
 //! are into the slot behind a small header. The flush thread turns that into the JSON the
 //! sink gets ([`render`]) — escaping, the RFC 3339 timestamp, the completed `event_data` —
 //! with the very encoder a synchronous `record` uses, so the bytes on the wire are the same.
+//! While the flush thread is behind, the caller renders its own event at once instead
+//! ([`finish_here`]): rendering is then what holds the flush thread up, and the caller would
+//! otherwise wait for a slot or be turned away.
 //!
 //! Layout of a captured slot (all integers little-endian):
 //!
