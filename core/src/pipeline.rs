@@ -461,9 +461,11 @@ impl Pipeline {
         let mut slot = match shared.pool.try_take() {
             Some(slot) => slot,
             None => {
-                ready_scratch();
                 match self.overflow {
-                    Overflow::Block { timeout } => self.wait_for_slot(park, timeout)?,
+                    Overflow::Block { timeout } => {
+                        ready_scratch();
+                        self.wait_for_slot(park, timeout)?
+                    }
                     Overflow::Spill if self.group.is_none() => return self.spill(park, encode),
                     Overflow::DropOldest if self.group.is_none() => {
                         return self.replace_oldest(encode);
@@ -493,9 +495,15 @@ impl Pipeline {
             return park.park(|| group.commit(slot, shared));
         }
         // The flush thread renders what callers capture; when it falls behind, rendering is
-        // what holds it up, and the callers, about to wait for a slot or be turned away, do
-        // it themselves: more producers then deliver more, not less.
-        if shared.behind.load(Ordering::Relaxed) && is_captured(&slot) {
+        // what holds it up. Under `Block` a caller would wait for it anyway, so it renders its
+        // own event instead: more producers then deliver more, not less. Under the drop
+        // policies a fast call is what the caller chose, and refusals are the back-pressure
+        // (rendering there made four producers' accepted calls slower, their p99.9 up to
+        // 89 µs, and delivered no more).
+        if matches!(self.overflow, Overflow::Block { .. })
+            && shared.behind.load(Ordering::Relaxed)
+            && is_captured(&slot)
+        {
             finish_here(&mut slot, &shared.wall_clock());
         }
         self.push(slot)

@@ -6,9 +6,9 @@
 //! are into the slot behind a small header. The flush thread turns that into the JSON the
 //! sink gets ([`render`]) — escaping, the RFC 3339 timestamp, the completed `event_data` —
 //! with the very encoder a synchronous `record` uses, so the bytes on the wire are the same.
-//! While the flush thread is behind, the caller renders its own event at once instead
-//! ([`finish_here`]): rendering is then what holds the flush thread up, and the caller would
-//! otherwise wait for a slot or be turned away.
+//! While the flush thread is behind, a caller under `Block` renders its own event at once
+//! instead ([`finish_here`]): rendering is then what holds the flush thread up, and the
+//! caller would otherwise wait for it.
 //!
 //! Layout of a captured slot (all integers little-endian):
 //!
@@ -402,10 +402,10 @@ fn render_room(slot: &[u8]) -> usize {
         .saturating_add(1024)
 }
 
-/// Gives this thread's scratch the room it wants. Called where a caller finds no free slot:
-/// a slow path already (it waits, is turned away or evicts), and where the flush thread is
-/// behind, which is when a caller renders its own events — so the allocation does not land
-/// on a fast call.
+/// Gives this thread's scratch the room it wants. Called where a caller under `Block` finds
+/// no free slot and is about to wait: a slow call already, and one behind a flush thread that
+/// is behind, which is when a caller renders its own events — so the allocation does not
+/// land on a fast call.
 #[cold]
 pub(crate) fn ready_scratch() {
     let _ = SCRATCH.try_with(|scratch| {

@@ -1,4 +1,5 @@
-//! Callers render their own events while the flush thread is behind.
+//! Callers under `Block` render their own events while the flush thread is behind; callers
+//! under the drop policies never do.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -13,7 +14,24 @@ use crate::{AuditEvent, CallbackSink, Config, Error, Outcome, Overflow};
 const WAIT: Duration = Duration::from_secs(30);
 
 #[test]
-fn a_caller_renders_its_event_while_the_flush_thread_is_behind() {
+fn a_caller_under_block_renders_its_event_while_the_flush_thread_is_behind() {
+    fill_then_record_behind(
+        Overflow::Block {
+            timeout: Duration::from_millis(10),
+        },
+        true,
+    );
+}
+
+#[test]
+fn a_caller_under_drop_newest_leaves_rendering_to_the_flush_thread() {
+    fill_then_record_behind(Overflow::DropNewest, false);
+}
+
+/// Holds the flush thread in the sink while the queue fills, lets it take one more batch
+/// (with the queue over half full) and holds it again; records one event then, and checks
+/// whether the caller rendered it, and that everything arrives as the same bytes.
+fn fill_then_record_behind(overflow: Overflow, rendered_by_caller: bool) {
     // The sink tells when a call starts and waits for the test's word (or its hanging up).
     let (entered_tx, entered) = bounded::<()>(16);
     let (open, gate) = bounded::<()>(16);
@@ -29,7 +47,7 @@ fn a_caller_renders_its_event_while_the_flush_thread_is_behind() {
     let config = Config::default()
         .queue_capacity(16)
         .batch_max_events(8)
-        .overflow(Overflow::DropNewest)
+        .overflow(overflow)
         .flush_interval(Duration::from_millis(1));
     let p = Pipeline::new(config, sink).unwrap();
     // A given timestamp makes the JSON independent of when and where it is rendered.
@@ -46,7 +64,7 @@ fn a_caller_renders_its_event_while_the_flush_thread_is_behind() {
     loop {
         match p.record(&event("same")) {
             Ok(()) => queued += 1,
-            Err(Error::Full) => break,
+            Err(Error::Timeout(_) | Error::Full) => break,
             Err(e) => panic!("{e}"),
         }
     }
@@ -58,12 +76,12 @@ fn a_caller_renders_its_event_while_the_flush_thread_is_behind() {
     entered.recv_timeout(WAIT).unwrap();
     assert!(p.shared.behind.load(Ordering::Relaxed));
 
-    // The slot the first batch gave back takes an event rendered right here.
+    // The slot the first batch gave back takes the event: rendered right here or not.
     p.record(&event("same")).unwrap();
     let slots: Vec<Slot> = p.queue_out.try_iter().collect();
     assert_eq!(slots.len(), 8);
     assert!(slots[..7].iter().all(|s| is_captured(s)));
-    assert!(!is_captured(&slots[7]));
+    assert_eq!(!is_captured(&slots[7]), rendered_by_caller);
     for slot in slots {
         p.queue.try_send(slot).unwrap();
     }
@@ -73,7 +91,8 @@ fn a_caller_renders_its_event_while_the_flush_thread_is_behind() {
     assert!(report.completed);
     assert!(report.stats.is_consistent(), "{:?}", report.stats);
     assert_eq!(report.stats.delivered, 17, "{:?}", report.stats);
-    assert_eq!(report.stats.rejected.queue_full, 1, "{:?}", report.stats);
+    let turned_away = report.stats.rejected.block_timeout + report.stats.rejected.queue_full;
+    assert_eq!(turned_away, 1, "{:?}", report.stats);
     // The caller wrote the bytes the flush thread writes for the same event.
     let lines: Vec<Vec<u8>> = seen.try_iter().collect();
     assert_eq!(lines.len(), 17);
