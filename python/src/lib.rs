@@ -11,7 +11,8 @@
 //! - `stats`: `Stats`, `Report`, `DeadLetter`;
 //! - `wait`: waiting without the GIL, interruptible by Ctrl-C.
 
-// One `unsafe` block pair in the crate: reading a str's UTF-8 without a copy (encode.rs).
+// `unsafe` only where allowed item by item: reading a str's UTF-8 without a copy
+// (encode.rs), and the sink's calls into CPython's C API (sink.rs).
 #![deny(unsafe_code)]
 #![warn(missing_debug_implementations, unreachable_pub)]
 #![warn(clippy::unwrap_used, clippy::expect_used)]

@@ -43,6 +43,8 @@ static LIVE: Mutex<Vec<(Weak<Pipeline>, Duration)>> = Mutex::new(Vec::new());
 /// the GIL. The package registers it with `atexit`.
 #[pyfunction(name = "_close_all_at_exit")]
 pub(crate) fn close_all_at_exit(py: Python<'_>) {
+    // Before any close: flush threads ending from here on leave their thread state alone.
+    crate::sink::interpreter_exiting();
     // try_lock: in a fork() child the lock may have been held by a parent's thread.
     let live: Vec<(Arc<Pipeline>, Duration)> = match LIVE.try_lock() {
         Ok(mut live) => live

@@ -1,6 +1,16 @@
 //! A Python callable as the pipeline's sink. The flush thread attaches to the interpreter
 //! (takes the GIL) only for the call: the batch is copied into a list of `bytes`, and the
 //! return value or exception becomes an `Outcome`.
+//!
+//! The flush thread keeps one Python thread state from its first call to its end. Without
+//! it every call would create one and delete it after, and creating one takes the
+//! runtime's HEAD_LOCK without the GIL: on CPython 3.11 a `fork()` of another thread at
+//! that moment leaves the lock held in the child, which then hangs in its after-fork code.
+//! Kept, the state is created once per flush thread, at its first call, instead of at
+//! every call (deleting it happens with the GIL held, when `os.fork()` cannot run).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::ThreadId;
 
 use auditbuf::{Outcome, Sink};
 use pyo3::ffi;
@@ -13,9 +23,42 @@ const RETRY: i64 = 1;
 const REJECTED: i64 = 2;
 const TOO_LARGE: i64 = 3;
 
+/// Set when the interpreter begins to exit (the package's `atexit` hook). From then on it
+/// may finalize at any moment, which frees every other thread's state: a flush thread that
+/// ends afterwards must not touch its own, so it leaves it (a state left at exit is
+/// harmless; taking the GIL then would park the thread, or worse, read freed memory).
+static EXITING: AtomicBool = AtomicBool::new(false);
+
+/// Called first thing at exit, before the pipelines are closed.
+pub(crate) fn interpreter_exiting() {
+    EXITING.store(true, Ordering::SeqCst);
+}
+
 /// Calls `callable(batch)` with each batch.
 pub(crate) struct PySink {
     callable: Py<PyAny>,
+    /// The flush thread's nesting level on its own thread state, from its first call.
+    kept: Option<KeptThreadState>,
+}
+
+/// One `PyGILState_Ensure` level, held so that the thread state outlives each call: later
+/// attaches on that thread find it and only take and give back the GIL.
+struct KeptThreadState {
+    thread: ThreadId,
+    state: ffi::PyGILState_STATE,
+}
+
+impl KeptThreadState {
+    #[allow(unsafe_code)]
+    fn keep(_attached: Python<'_>) -> Self {
+        // Safety: attached (the token), so this thread's state exists and is current: the
+        // call only counts one more level on it, never creates a state or waits for the GIL.
+        let state = unsafe { ffi::PyGILState_Ensure() };
+        KeptThreadState {
+            thread: std::thread::current().id(),
+            state,
+        }
+    }
 }
 
 impl std::fmt::Debug for PySink {
@@ -26,21 +69,54 @@ impl std::fmt::Debug for PySink {
 
 impl PySink {
     pub(crate) fn new(callable: Py<PyAny>) -> Self {
-        PySink { callable }
+        PySink {
+            callable,
+            kept: None,
+        }
+    }
+}
+
+impl Drop for PySink {
+    /// Deletes the kept thread state: dropped with the worker at the end of the flush thread,
+    /// so that closing pipelines one after another does not pile up states. Left alone on
+    /// any other thread (a state belongs to its thread) and once the interpreter is exiting.
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        let Some(kept) = self.kept.take() else {
+            return;
+        };
+        if kept.thread != std::thread::current().id() || EXITING.load(Ordering::SeqCst) {
+            return;
+        }
+        // The interpreter cannot start finalizing between the check and the attach unless
+        // this thread stalls there past exit_timeout: the hook closes this pipeline, which
+        // waits for this thread to end.
+        let _ = Python::try_attach(|_py| {
+            // Safety: on the thread that took `kept`, attached, so its state is current and
+            // holds two levels: this one, taken attached (LOCKED: only a count goes), and
+            // the attach's own, whose release then deletes the state and lets go of the GIL.
+            unsafe { ffi::PyGILState_Release(kept.state) }
+        });
     }
 }
 
 impl Sink for PySink {
     fn send(&mut self, batch: &[&[u8]]) -> Outcome {
-        // `try_attach` refuses once the interpreter is finalizing: the batch stays with the
-        // pipeline (kept in its store, or counted at close) instead of the thread hanging.
+        let kept = &mut self.kept;
+        let callable = &self.callable;
+        // Once the interpreter is finalizing, taking the GIL parks this thread for good
+        // (pyo3's guard before CPython 3.14, CPython itself after) instead of crashing; by
+        // then `close` has returned at its deadline.
         Python::try_attach(|py| {
+            if kept.is_none() {
+                *kept = Some(KeptThreadState::keep(py));
+            }
             let events = batch.iter().map(|e| PyBytes::new(py, e));
             let list = match PyList::new(py, events) {
                 Ok(list) => list,
                 Err(e) => return Outcome::retry(format!("could not build the batch: {e}")),
             };
-            match call(self.callable.bind(py), list) {
+            match call(callable.bind(py), list) {
                 Ok(value) => outcome_of(&value),
                 Err(e) => Outcome::retry(format!(
                     "the Python sink raised {}: {}",

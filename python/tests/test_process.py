@@ -83,9 +83,9 @@ print("parent", stats.delivered, stats.recorded, stats.rejected.closed, stats.is
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 def test_fork_child_gets_forked_and_never_hangs() -> None:
     # In a process of its own: CPython 3.11 can hang a fork() child in its own after-fork
-    # code when another thread was creating or deleting a thread state at that moment (a
-    # Python sink's flush thread attaching, say), which other tests' pipelines may be
-    # doing in this one.
+    # code when another thread was making a thread state at that moment (a Python sink's
+    # flush thread at its first batch, say), which other tests' pipelines may be doing in
+    # this one.
     r = run(FORK_SCRIPT, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "child 0 b'\\x00'" in r.stdout, r.stdout
@@ -107,6 +107,54 @@ def test_a_fork_child_that_exits_normally_does_not_hang() -> None:
     )
     assert r.returncode == 0, r.stderr
     assert "child 0" in r.stdout
+
+
+THREAD_STATE_SCRIPT = """
+import threading, weakref, auditbuf
+
+local = threading.local()  # its data lives in the calling thread's Python thread state
+class Marker:
+    pass
+refs = []
+calls = []
+
+def sink(batch):
+    if not hasattr(local, "calls"):  # a thread state this sink has not seen yet
+        local.calls = 0
+        local.marker = Marker()
+        refs.append(weakref.ref(local.marker))
+    local.calls += 1
+    calls.append((threading.get_ident(), local.calls))
+
+p = auditbuf.Pipeline(sink=sink, flush_interval=60)
+alive = []
+for i in range(5):
+    p.record({"event_type": "x", "i": i})
+    assert p.flush(timeout=10).completed
+    alive.append(refs[0]() is not None)
+print("calls", [n for _, n in calls], "threads", len({t for t, _ in calls}), "alive", alive)
+assert p.close(timeout=10).completed
+print("after close", refs[0]() is None)
+for i in range(200):
+    q = auditbuf.Pipeline(sink=sink, flush_interval=60)
+    q.record({"event_type": "x"})
+    assert q.close(timeout=10).completed
+print("states", len(refs), "left", sum(r() is not None for r in refs))
+"""
+
+
+def test_a_python_sinks_flush_thread_keeps_one_thread_state() -> None:
+    # A flush thread that made a thread state for each batch took CPython's HEAD_LOCK each
+    # time without the GIL, and a fork() in that instant hung the child (3.11): it keeps
+    # one for its whole life instead, so a threading.local() persists between batches...
+    r = run(THREAD_STATE_SCRIPT)
+    assert r.returncode == 0, r.stderr
+    kept = "calls [1, 2, 3, 4, 5] threads 1 alive [True, True, True, True, True]"
+    assert kept in r.stdout, r.stdout
+    # ...and deletes it as it ends on close: pipelines made and closed one after another
+    # leave no thread state (with its thread-local data) behind.
+    assert "after close True" in r.stdout, r.stdout
+    assert "states 201 left 0" in r.stdout, r.stdout
 
 
 EXIT_SCRIPT = """
