@@ -489,11 +489,18 @@ fn main() {
     println!(
         "\ndelivered events/s (until drained), {per} calls per producer, median of {rounds} rounds"
     );
+    // `HOT_PATH_PRODUCERS=4` measures only that column (for profiling); 0 marks the others.
+    let only_producers: Option<usize> = std::env::var("HOT_PATH_PRODUCERS")
+        .ok()
+        .and_then(|v| v.parse().ok());
     println!("{:<48} {:>12} {:>12} {:>12}", "", "1", "2", "4");
     for c in &contenders {
         let cols: Vec<f64> = [1, 2, 4]
             .iter()
-            .map(|&n| median((0..rounds).map(|_| throughput(c, n, per)).collect()))
+            .map(|&n| match only_producers {
+                Some(only) if only != n => 0.0,
+                _ => median((0..rounds).map(|_| throughput(c, n, per)).collect()),
+            })
             .collect();
         println!(
             "{:<48} {:>12.0} {:>12.0} {:>12.0}",
