@@ -1,10 +1,11 @@
 //! The caller's clock: a cycle-counter reading (`quanta`, the TSC where it is invariant,
 //! else the monotonic clock) taken by `record` in a few nanoseconds, and turned into
-//! wall-clock time by the flush thread when it renders the event.
+//! wall-clock time by whoever renders the event (the flush thread; a caller under `Block`
+//! while the flush thread is behind, or one that spills or writes ahead).
 //!
 //! Reading the wall clock costs `record` ~25–40 ns on the development machine (and formatting
 //! it as RFC 3339 as much again); the counter costs a few. The conversion uses a pair
-//! (counter, wall clock) read together and refreshed by the flush thread every second, so a
+//! (counter, wall clock) read together and refreshed every second, so a
 //! timestamp is off by at most the drift between the two clocks since the last pair —
 //! NTP slews the wall clock by at most 500 ppm, 0.5 ms a second — and steps of the wall
 //! clock (a manual `date -s`) are followed within a second. `core/tests/clock.rs` checks the
@@ -25,6 +26,9 @@ pub(crate) fn ticks() -> u64 {
     clock().raw()
 }
 
+/// How close together a pair's two clocks must be read (see [`WallClock::now`]).
+const PAIR_WITHIN: Duration = Duration::from_micros(20);
+
 /// Turns ticks into time since the Unix epoch.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct WallClock {
@@ -40,12 +44,37 @@ impl Default for WallClock {
 
 impl WallClock {
     /// A pair read now.
+    ///
+    /// The two clocks are read between two counter readings, again if those lie more than
+    /// [`PAIR_WITHIN`] apart: a thread descheduled between the reads would otherwise pair
+    /// them milliseconds off (callers make pairs too, and they may outnumber the CPUs), and
+    /// every timestamp rendered from the pair would carry that error for a second.
     pub(crate) fn now() -> Self {
-        let ticks = ticks();
-        let unix = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        WallClock { ticks, unix }
+        let c = clock();
+        let read = || {
+            let before = ticks();
+            let unix = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            let after = ticks();
+            let pair = WallClock {
+                ticks: before.wrapping_add(after.wrapping_sub(before) / 2),
+                unix,
+            };
+            (c.delta_as_nanos(before, after), pair)
+        };
+        let within = u64::try_from(PAIR_WITHIN.as_nanos()).unwrap_or(u64::MAX);
+        let mut best = read();
+        for _ in 0..3 {
+            if best.0 <= within {
+                break;
+            }
+            let next = read();
+            if next.0 < best.0 {
+                best = next;
+            }
+        }
+        best.1
     }
 
     /// How long ago this pair was read.

@@ -4,7 +4,8 @@
 //! program, and without losing what it promised to keep.
 //!
 //! `record` checks an event and copies it into a pre-allocated slot — a typed event as its
-//! fields and a cycle-counter timestamp, rendered as JSON later by the flush thread — and
+//! fields and a cycle-counter timestamp, rendered as JSON later by the flush thread (or by
+//! a caller under `Block` that would otherwise wait for it) — and
 //! pushes it on a bounded queue: no allocation, no lock, no I/O on the caller's thread. One flush thread batches by
 //! count, bytes and time, sends through a [`Sink`], retries with backoff, splits batches the
 //! receiver finds too large and bisects those it rejects, so one bad event never costs the

@@ -53,13 +53,16 @@ pub(crate) struct Shared {
     pub(crate) store_gauges: StoreGauges,
     /// Metrics registered once already (a second registration is an error).
     pub(crate) metrics_registered: AtomicBool,
-    /// The flush thread's latest counter/wall-clock pair, for callers that render captured
-    /// events themselves (spill, write-ahead, moves into the store, and every caller while
-    /// the flush thread is behind). Read without a lock: a seqlock, which readers never write.
+    /// The latest counter/wall-clock pair, for callers that render captured events
+    /// themselves (spill, write-ahead, moves into the store, and callers under `Block` while
+    /// the flush thread is behind). Read under a seqlock (`AtomicCell`: a reader retries, or
+    /// waits out a store, instead of taking a lock that every reader writes); stored by the
+    /// flush thread, or by a caller that finds it stale.
     wall: AtomicCell<WallClock>,
     /// Set by the flush thread while it finds the queue over half full when it takes a
-    /// batch: then callers render their events themselves (see `Pipeline::push`). Read by
-    /// every `record`, written only when it changes, so on a line of its own.
+    /// batch: then callers under `Block` render their events themselves (see
+    /// `Pipeline::try_submit`). Read by each such `record`, written only when it changes, so
+    /// on a line of its own.
     pub(crate) behind: CachePadded<AtomicBool>,
 }
 

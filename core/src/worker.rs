@@ -500,9 +500,8 @@ impl Worker {
         self.counts.taken + elsewhere >= c.recorded.load(Ordering::SeqCst)
     }
 
-    /// Takes a fresh counter/wall-clock pair once a second (see [`crate::clock`]).
-    /// Tells callers whether to render their events themselves: while the queue is over
-    /// half full when a batch is taken, the flush thread is not keeping up.
+    /// Tells callers under `Block` whether to render their events themselves: while the
+    /// queue is over half full when a batch is taken, the flush thread is not keeping up.
     fn note_behind(&self) {
         let behind = self.queue.len() > self.queue.capacity().unwrap_or(usize::MAX) / 2;
         if self.shared.behind.load(Ordering::Relaxed) != behind {
@@ -510,6 +509,7 @@ impl Worker {
         }
     }
 
+    /// Takes a fresh counter/wall-clock pair once a second (see [`crate::clock`]).
     pub(crate) fn refresh_wall_clock(&mut self) {
         if self.wall.is_stale() {
             self.wall = WallClock::now();

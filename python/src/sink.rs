@@ -88,9 +88,11 @@ impl Drop for PySink {
         if kept.thread != std::thread::current().id() || EXITING.load(Ordering::SeqCst) {
             return;
         }
-        // The interpreter cannot start finalizing between the check and the attach unless
-        // this thread stalls there past exit_timeout: the hook closes this pipeline, which
-        // waits for this thread to end.
+        // The interpreter can start finalizing between the check and the attach only if this
+        // thread stalls there: the exit hook closes the pipelines still open and waits for
+        // their flush threads (up to exit_timeout), and one whose close or drop already gave
+        // up is then rarely still this far. Should it happen, the attach parks this thread
+        // (pyo3's guard) rather than crash.
         let _ = Python::try_attach(|_py| {
             // Safety: on the thread that took `kept`, attached, so its state is current and
             // holds two levels: this one, taken attached (LOCKED: only a count goes), and

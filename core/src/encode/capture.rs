@@ -40,7 +40,7 @@ use super::rules::{EventRules, check_fields, invalid};
 use super::time;
 use crate::clock::{WallClock, ticks};
 use crate::{AuditEventBytes, Error};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 /// The first byte of a captured slot.
 pub(crate) const TAG: u8 = 0xFF;
@@ -392,6 +392,10 @@ thread_local! {
     static SCRATCH: RefCell<CallerScratch> = const {
         RefCell::new(CallerScratch { buf: Vec::new(), wanted: SCRATCH_BYTES })
     };
+    /// Set once [`ready_scratch`] has run on this thread. Until then [`finish_here`] leaves
+    /// `SCRATCH` alone: its first use registers its destructor, which allocates, and must
+    /// happen on a slow call.
+    static READY: Cell<bool> = const { Cell::new(false) };
 }
 
 /// The most room rendering `slot`'s captured event can take: the bound [`capture`] checked.
@@ -414,6 +418,7 @@ pub(crate) fn ready_scratch() {
             if scratch.buf.capacity() < wanted {
                 scratch.buf.reserve_exact(wanted);
             }
+            let _ = READY.try_with(|ready| ready.set(true));
         }
     });
 }
@@ -426,6 +431,9 @@ pub(crate) fn ready_scratch() {
 /// slot (the flush thread grows the slot, which the pool then keeps grown), and one during
 /// the thread's teardown, or if re-entered.
 pub(crate) fn finish_here(slot: &mut Vec<u8>, wall: &WallClock) {
+    if !READY.try_with(Cell::get).unwrap_or(false) {
+        return;
+    }
     let _ = SCRATCH.try_with(|scratch| {
         let Ok(mut scratch) = scratch.try_borrow_mut() else {
             return;
@@ -504,6 +512,32 @@ mod tests {
             }
         }
     }
+    /// A caller's rendering of a counter timestamp (no `event_timestamp` given) is the wall
+    /// clock's time of the call.
+    #[test]
+    fn a_caller_renders_the_time_of_the_call() {
+        let ev = AuditEvent::new("a.b", "cat", "act", "success", "c-1");
+        let mut slot = Vec::with_capacity(512);
+        capture_event(&ev, &EventRules::default(), &mut slot, 1 << 20).unwrap();
+        let stamp_of = |t: std::time::SystemTime| {
+            let d = t.duration_since(std::time::UNIX_EPOCH).unwrap();
+            String::from_utf8(time::at(d.as_secs(), d.subsec_millis()).to_vec()).unwrap()
+        };
+        let slack = std::time::Duration::from_millis(5);
+        let earliest = stamp_of(std::time::SystemTime::now() - slack);
+        ready_scratch();
+        finish_here(&mut slot, &WallClock::now());
+        let latest = stamp_of(std::time::SystemTime::now() + slack);
+        assert!(!is_captured(&slot));
+        let json: serde_json::Value = serde_json::from_slice(&slot).unwrap();
+        // One format, one length: the strings order as the times do.
+        let stamp = json["event_timestamp"].as_str().unwrap();
+        assert!(
+            earliest.as_str() <= stamp && stamp <= latest.as_str(),
+            "{earliest} {stamp} {latest}"
+        );
+    }
+
     /// A caller renders into its own scratch only once the scratch has room, and never into
     /// a slot too small for the JSON: either way the slot stays captured, for the flush
     /// thread.

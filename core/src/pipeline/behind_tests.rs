@@ -32,6 +32,8 @@ fn a_caller_under_drop_newest_leaves_rendering_to_the_flush_thread() {
 /// (with the queue over half full) and holds it again; records one event then, and checks
 /// whether the caller rendered it, and that everything arrives as the same bytes.
 fn fill_then_record_behind(overflow: Overflow, rendered_by_caller: bool) {
+    // Room to render in, whatever the policy: only the policy decides.
+    crate::encode::capture::ready_scratch();
     // The sink tells when a call starts and waits for the test's word (or its hanging up).
     let (entered_tx, entered) = bounded::<()>(16);
     let (open, gate) = bounded::<()>(16);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::Pipeline;
 use crate::Error;
 use crate::backlog::move_into_store;
-use crate::encode::capture::finish;
+use crate::encode::capture::{finish, ready_scratch};
 use crate::park::Park;
 use crate::slots::Slot;
 use crate::worker::deadline_after;
@@ -23,6 +23,8 @@ impl Pipeline {
         &self,
         encode: impl FnOnce(&mut Slot, usize) -> Result<(), Error>,
     ) -> Result<(), Error> {
+        // Not `capture.rs`'s scratch: that one renders with a fixed room and never grows;
+        // this one holds a captured event of any size.
         thread_local! {
             static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
@@ -64,6 +66,9 @@ impl Pipeline {
         park: &mut P,
         timeout: Duration,
     ) -> Result<Slot, Error> {
+        // A caller that waits is one its flush thread is behind: it may render its next
+        // events itself, and gets the room for that now, off the fast path.
+        ready_scratch();
         let deadline = deadline_after(timeout);
         let pool = &self.shared.pool;
         loop {
