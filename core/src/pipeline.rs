@@ -460,22 +460,20 @@ impl Pipeline {
         }
         let mut slot = match shared.pool.try_take() {
             Some(slot) => slot,
-            None => {
-                match self.overflow {
-                    Overflow::Block { timeout } => self.wait_for_slot(park, timeout)?,
-                    Overflow::Spill if self.group.is_none() => return self.spill(park, encode),
-                    Overflow::DropOldest if self.group.is_none() => {
-                        return self.replace_oldest(encode);
-                    }
-                    Overflow::DropNewest if self.group.is_none() => {
-                        shared.wake.turned_away(|| park.cede());
-                        return Err(Error::Full);
-                    }
-                    // Under `wal` the slots are held by callers waiting for an fsync, not by
-                    // the flush thread: yielding to it would not make room.
-                    _ => return Err(Error::Full),
+            None => match self.overflow {
+                Overflow::Block { timeout } => self.wait_for_slot(park, timeout)?,
+                Overflow::Spill if self.group.is_none() => return self.spill(park, encode),
+                Overflow::DropOldest if self.group.is_none() => {
+                    return self.replace_oldest(encode);
                 }
-            }
+                Overflow::DropNewest if self.group.is_none() => {
+                    shared.wake.turned_away(|| park.cede());
+                    return Err(Error::Full);
+                }
+                // Under `wal` the slots are held by callers waiting for an fsync, not by the
+                // flush thread: yielding to it would not make room.
+                _ => return Err(Error::Full),
+            },
         };
         if let Err(e) = encode(&mut slot, self.max_event_bytes) {
             shared.pool.give_back(slot);
@@ -497,9 +495,9 @@ impl Pipeline {
         // producer's p99.9 in `hot_path` fell from 15-37 µs to 0.2-0.6 µs, and one or two
         // deliver more), at a risk where producers outnumber the CPUs: four on 2 vCPUs
         // delivered ~25 % less in some A/B sessions, 7-10 % more in others (README, "The
-        // caller's cost"). Under the drop policies a fast
-        // call is what the caller chose, and refusals are the back-pressure (rendering there
-        // made four producers' accepted calls slower, their p99.9 up to 89 µs).
+        // caller's cost"). Under the drop policies a fast call is what the caller chose, and
+        // refusals are the back-pressure (rendering there made four producers' accepted calls
+        // slower, their p99.9 up to 89 µs).
         if matches!(self.overflow, Overflow::Block { .. })
             && shared.behind.load(Ordering::Relaxed)
             && is_captured(&slot)

@@ -512,6 +512,7 @@ mod tests {
             }
         }
     }
+
     /// A caller's rendering of a counter timestamp (no `event_timestamp` given) is the wall
     /// clock's time of the call.
     #[test]
