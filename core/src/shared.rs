@@ -55,9 +55,9 @@ pub(crate) struct Shared {
     pub(crate) metrics_registered: AtomicBool,
     /// The latest counter/wall-clock pair, for callers that render captured events
     /// themselves (spill, write-ahead, moves into the store, and callers under `Block` while
-    /// the flush thread is behind). Read under a seqlock (`AtomicCell`: a reader retries, or
-    /// waits out a store, instead of taking a lock that every reader writes); stored by the
-    /// flush thread, or by a caller that finds it stale.
+    /// the flush thread is behind), and for the flush thread. Read under a seqlock
+    /// (`AtomicCell`: a reader retries, or waits out a store, instead of taking a lock that
+    /// every reader writes); stored by whichever thread finds it stale.
     wall: AtomicCell<WallClock>,
     /// Set by the flush thread while it finds the queue over half full when it takes a
     /// batch: then callers under `Block` render their events themselves (see
@@ -145,8 +145,8 @@ impl Shared {
         self.store_events.load(Ordering::Relaxed)
     }
 
-    /// The latest counter/wall-clock pair, read afresh if it is stale: the flush thread
-    /// refreshes it between batches, but may be inside a long sink call meanwhile.
+    /// The latest counter/wall-clock pair, read afresh if it is stale: by the flush thread
+    /// between batches, or by a caller while the flush thread is inside a long sink call.
     pub(crate) fn wall_clock(&self) -> WallClock {
         let wall = self.wall.load();
         if !wall.is_stale() {
@@ -155,11 +155,6 @@ impl Shared {
         let wall = WallClock::now();
         self.wall.store(wall);
         wall
-    }
-
-    /// Publishes a fresh pair (the flush thread, once a second).
-    pub(crate) fn set_wall_clock(&self, wall: WallClock) {
-        self.wall.store(wall);
     }
 
     /// Stops sink calls for good (`close` returned); true if one is running right now.

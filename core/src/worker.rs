@@ -169,8 +169,8 @@ pub(crate) struct Worker {
     pub(crate) redelivery: Redelivery,
     pub(crate) losses: LossWatch,
     pub(crate) logs: Logs,
-    /// Turns the counter ticks of captured events into wall-clock time; refreshed (and
-    /// shared with callers) once a second.
+    /// Turns the counter ticks of captured events into wall-clock time: the shared pair,
+    /// taken again before each batch.
     pub(crate) wall: WallClock,
     /// Reused buffer captured events are rendered into.
     pub(crate) scratch: Vec<u8>,
@@ -509,12 +509,10 @@ impl Worker {
         }
     }
 
-    /// Takes a fresh counter/wall-clock pair once a second (see [`crate::clock`]).
+    /// Takes the shared counter/wall-clock pair, which is read afresh once a second (see
+    /// [`crate::clock`]), by whichever thread finds it stale first.
     pub(crate) fn refresh_wall_clock(&mut self) {
-        if self.wall.is_stale() {
-            self.wall = WallClock::now();
-            self.shared.set_wall_clock(self.wall);
-        }
+        self.wall = self.shared.wall_clock();
     }
 
     /// Looks at the loss counters now and then (`now`: at once, as `close` begins): logs
