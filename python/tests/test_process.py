@@ -133,13 +133,18 @@ for i in range(5):
     assert p.flush(timeout=10).completed
     alive.append(refs[0]() is not None)
 print("calls", [n for _, n in calls], "threads", len({t for t, _ in calls}), "alive", alive)
-assert p.close(timeout=10).completed
+report = p.close(timeout=10)
+assert report.completed
 print("after close", refs[0]() is None)
+consistent = report.stats.is_consistent() and report.stats.delivered == 5
 for i in range(200):
     q = auditbuf.Pipeline(sink=sink, flush_interval=60)
     q.record({"event_type": "x"})
-    assert q.close(timeout=10).completed
+    closed = q.close(timeout=10)
+    assert closed.completed
+    consistent = consistent and closed.stats.is_consistent() and closed.stats.delivered == 1
 print("states", len(refs), "left", sum(r() is not None for r in refs))
+print("accounting", consistent)
 """
 
 
@@ -155,6 +160,7 @@ def test_a_python_sinks_flush_thread_keeps_one_thread_state() -> None:
     # leave no thread state (with its thread-local data) behind.
     assert "after close True" in r.stdout, r.stdout
     assert "states 201 left 0" in r.stdout, r.stdout
+    assert "accounting True" in r.stdout, r.stdout
 
 
 EXIT_SCRIPT = """
