@@ -5,7 +5,7 @@
 //! queue waits, it does not turn the event away — so a fast call is a call that did the
 //! work. Percentiles come from an HDR histogram over every call (criterion's means hide
 //! the tails), allocations from a counting allocator on the calling thread; then delivered
-//! events per second with 1, 2 and 4 producers.
+//! events per second with 1, 2 and 4 producers; first, the JSON check alone, in ns per byte.
 //!
 //! `cargo bench -p auditbuf-benches --bench hot_path` (1 000 000 calls, 11 rounds; `HOT_PATH=200000,3`
 //! for fewer);
@@ -406,6 +406,58 @@ fn throughput(c: &Arc<dyn Contender>, producers: usize, per: u64) -> f64 {
     (after - before) as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Nanoseconds per call of `check`, over `calls` calls on `json`.
+fn time_check(json: &[u8], calls: u64, check: fn(&[u8]) -> bool) -> f64 {
+    let started = Instant::now();
+    for _ in 0..calls {
+        assert!(
+            check(std::hint::black_box(json)),
+            "the benchmark's JSON was refused"
+        );
+    }
+    started.elapsed().as_nanos() as f64 / calls as f64
+}
+
+/// The JSON check alone (what `record_json` and a typed event's `event_data` go through:
+/// grammar, UTF-8, duplicate keys, number range), beside serde_json reading the same bytes
+/// into nothing (`IgnoredAny`: the grammar and UTF-8 only), in interleaved rounds.
+fn validation(calls: u64, rounds: usize) {
+    let serde_json = |b: &[u8]| serde_json::from_slice::<serde::de::IgnoredAny>(b).is_ok();
+    let inputs = [
+        (
+            "typed event's event_data",
+            common::PAYLOAD.as_bytes().to_vec(),
+        ),
+        ("record_json's 1 KiB event", common::raw_1k()),
+    ];
+    println!("\nJSON check alone, {calls} calls, median of {rounds} rounds (ns per call; ns/byte)");
+    println!(
+        "{:<32} {:>6} {:>10} {:>8} {:>22}",
+        "", "bytes", "auditbuf", "ns/B", "serde_json IgnoredAny"
+    );
+    for (name, json) in &inputs {
+        let mut ours = Vec::new();
+        let mut peer = Vec::new();
+        for _ in 0..rounds {
+            ours.push(time_check(
+                json,
+                calls,
+                auditbuf::__bench::is_accepted_object,
+            ));
+            peer.push(time_check(json, calls, serde_json));
+        }
+        let ours = median(ours);
+        println!(
+            "{:<32} {:>6} {:>10.1} {:>8.3} {:>22.1}",
+            name,
+            json.len(),
+            ours,
+            ours / json.len() as f64,
+            median(peer)
+        );
+    }
+}
+
 /// Mean, p50, p99, p99.9 and max (ns), and allocations per call, of one round.
 type Row = (f64, f64, f64, f64, f64, f64);
 
@@ -426,6 +478,11 @@ fn main() {
         calls = c.parse().unwrap_or(calls).max(1);
         rounds = r.parse().unwrap_or(rounds).max(1);
     }
+    // `HOT_PATH_ONLY=validation`: the JSON check alone.
+    let only = std::env::var("HOT_PATH_ONLY").unwrap_or_default();
+    if only.is_empty() || "validation".contains(only.as_str()) {
+        validation(calls, rounds);
+    }
     let event = common::typed_bytes();
     let contenders: Vec<Arc<dyn Contender>> = vec![
         Arc::new(Floor::new(event.clone())),
@@ -436,13 +493,14 @@ fn main() {
         Arc::new(Auditbuf::new(Kind::Json1K)),
     ];
     // `HOT_PATH_ONLY=typed` keeps the contenders whose name has that in it (for profiling).
-    let only = std::env::var("HOT_PATH_ONLY").unwrap_or_default();
     let contenders: Vec<_> = contenders
         .into_iter()
         .filter(|c| c.name().contains(only.as_str()))
         .collect();
     if contenders.is_empty() {
-        eprintln!("HOT_PATH_ONLY={only:?} matches no contender");
+        if !"validation".contains(only.as_str()) {
+            eprintln!("HOT_PATH_ONLY={only:?} matches no contender");
+        }
         return;
     }
     // Per-call latency: every contender once per round, rounds interleaved.

@@ -8,6 +8,7 @@
 //! it: serde_json refuses some values below it), `\u0000` (Postgres `jsonb` and `text`
 //! refuse it), and nesting deeper than [`MAX_DEPTH`].
 
+use super::flat;
 use super::keys::{Insert, Key, KeySet, check_all_objects, duplicate_at, hex4};
 use super::swar::{find, needs_escape, string_special};
 use std::cell::RefCell;
@@ -52,6 +53,18 @@ const LIVE_KEYS: usize = 64;
 /// Top-level keys are recognised as written: a key spelled with escapes
 /// (`"versio\u006e"`) is not taken for `version` (but is a duplicate of it).
 pub(crate) fn scan_object(b: &[u8], max_depth: u32) -> Result<ObjectInfo, Error> {
+    // A typical `event_data` is small and flat: the general scan's setup costs more than
+    // checking it does (18 of 40 ns for a 53-byte one).
+    if max_depth >= 1
+        && let Some(info) = flat::scan(b)
+    {
+        return Ok(info);
+    }
+    scan_with_stacks(b, max_depth)
+}
+
+/// [`scan_object`] without its shortcut for small flat objects.
+pub(crate) fn scan_with_stacks(b: &[u8], max_depth: u32) -> Result<ObjectInfo, Error> {
     // The scanner's 1 KiB of stacks and key set, zeroed and moved into place on every call,
     // cost more than a small event's scan (75 of 185 ns for a 53-byte `event_data`); the
     // thread's own copy is only reset. A nested call (none today) or one during the
