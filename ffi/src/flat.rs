@@ -227,21 +227,16 @@ fn to_event<'a>(
         ));
     }
     let has = |field: u32| ev.present & (1 << field) != 0;
-    let fits =
-        |span: &auditbuf_span| u64::from(span.offset) + u64::from(span.len) <= buf.len() as u64;
-    let all_fit = ev
-        .spans
-        .iter()
-        .enumerate()
-        .all(|(i, span)| !has(i as u32) || fits(span));
-    if !all_fit {
-        return Err(span_past_buffer(ev, buf.len(), index));
-    }
     let mut strings: [Option<&[u8]>; AUDITBUF_FLAT_STRINGS] = [None; AUDITBUF_FLAT_STRINGS];
     for (i, (slot, span)) in strings.iter_mut().zip(&ev.spans).enumerate() {
         if has(i as u32) {
             let start = span.offset as usize;
-            *slot = buf.get(start..start + span.len as usize);
+            *slot = start
+                .checked_add(span.len as usize)
+                .and_then(|end| buf.get(start..end));
+            if slot.is_none() {
+                return Err(span_past_buffer(ev, buf.len(), index));
+            }
         }
     }
     let s = |field: u32| strings[field as usize];
