@@ -155,7 +155,8 @@ pub mod __rabbitmq_testing {
 /// `hot_path` benchmark's validation figure; not part of the API.
 #[doc(hidden)]
 pub mod __bench {
-    /// Whether `json` is one JSON object that `record_json` would accept.
+    /// Whether `json` passes `record_json`'s JSON check (one object; UTF-8, escapes,
+    /// duplicate keys, number range, nesting), the size limit aside.
     pub fn is_accepted_object(json: &[u8]) -> bool {
         use crate::encode::json::{MAX_DEPTH, scan_object};
         scan_object(json, MAX_DEPTH).is_ok()

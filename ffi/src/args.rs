@@ -21,6 +21,19 @@ pub(crate) unsafe fn bytes<'a>(
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
+/// The buffer a batch or a flat event's spans point into: like [`bytes`], except that NULL
+/// with a length of 0 is an empty buffer (a batch of no events, an event of no strings).
+///
+/// # Safety
+/// `ptr` must be NULL or valid for reads of `len` bytes for `'a`.
+pub(crate) unsafe fn buffer<'a>(ptr: *const u8, len: usize) -> Result<&'a [u8], auditbuf_status> {
+    if ptr.is_null() && len == 0 {
+        return Ok(&[]);
+    }
+    // Safety: as this function's.
+    unsafe { bytes(ptr, len, "buf") }
+}
+
 /// `n` elements at `ptr`. NULL is `AUDITBUF_NULL_PARAMETER` unless `n` is 0.
 ///
 /// # Safety

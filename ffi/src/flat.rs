@@ -74,6 +74,15 @@ pub struct auditbuf_span {
     pub len: u32,
 }
 
+impl auditbuf_span {
+    /// Its bytes in `buf`; `None` if it ends past `buf` (or past the address space, on a
+    /// 32-bit target).
+    pub(crate) fn of(self, buf: &[u8]) -> Option<&[u8]> {
+        let start = self.offset as usize;
+        buf.get(start..start.checked_add(self.len as usize)?)
+    }
+}
+
 /// A typed event (the fields of `auditbuf_event`) in flat form: integers only, its strings
 /// in one byte buffer passed beside it. Made for callers that cannot hand over structs of
 /// pointers (cgo: Go memory passed to C must not contain Go pointers) and as the compact
@@ -130,7 +139,7 @@ pub unsafe extern "C" fn auditbuf_record_flat(
             // Safety: as this function's.
             let ev = unsafe { args::reference(ev, "ev") }?;
             // Safety: as this function's.
-            let buf = unsafe { buffer(buf, buf_len) }?;
+            let buf = unsafe { args::buffer(buf, buf_len) }?;
             let event = to_event(ev, buf, None)?;
             Ok(status(handle.pipeline.record_event_bytes(&event)))
         };
@@ -168,7 +177,7 @@ pub unsafe extern "C" fn auditbuf_record_flat_batch(
             // Safety: as this function's.
             let events = unsafe { args::array(events, n, "events") }?;
             // Safety: as this function's.
-            let buf = unsafe { buffer(buf, buf_len) }?;
+            let buf = unsafe { args::buffer(buf, buf_len) }?;
             let mut result = AUDITBUF_OK;
             for (i, ev) in events.iter().enumerate() {
                 let event = to_event(ev, buf, Some(i))?;
@@ -183,16 +192,6 @@ pub unsafe extern "C" fn auditbuf_record_flat_batch(
         };
         record().unwrap_or_else(|s| s)
     })
-}
-
-/// # Safety
-/// `buf` must be NULL or readable for `len` bytes.
-unsafe fn buffer<'a>(buf: *const u8, len: usize) -> Result<&'a [u8], auditbuf_status> {
-    if buf.is_null() && len == 0 {
-        return Ok(&[]);
-    }
-    // Safety: as this function's.
-    unsafe { args::bytes(buf, len, "buf") }
 }
 
 /// The core's view of a flat event.
@@ -230,10 +229,7 @@ fn to_event<'a>(
     let mut strings: [Option<&[u8]>; AUDITBUF_FLAT_STRINGS] = [None; AUDITBUF_FLAT_STRINGS];
     for (i, (slot, span)) in strings.iter_mut().zip(&ev.spans).enumerate() {
         if has(i as u32) {
-            let start = span.offset as usize;
-            *slot = start
-                .checked_add(span.len as usize)
-                .and_then(|end| buf.get(start..end));
+            *slot = span.of(buf);
             if slot.is_none() {
                 return Err(span_past_buffer(ev, buf.len(), index));
             }

@@ -72,20 +72,17 @@ pub unsafe extern "C" fn auditbuf_record_json_batch(
             let handle = unsafe { handle(pipeline) }?;
             // Safety: as this function's.
             let spans = unsafe { args::array(spans, n, "spans") }?;
-            let buf = if buf.is_null() && buf_len == 0 {
-                &[][..]
-            } else {
-                // Safety: as this function's.
-                unsafe { args::bytes(buf, buf_len, "buf") }?
-            };
+            // Safety: as this function's.
+            let buf = unsafe { args::buffer(buf, buf_len) }?;
             let mut result = AUDITBUF_OK;
             for (i, span) in spans.iter().enumerate() {
-                let (start, len) = (span.offset as usize, span.len as usize);
-                let Some(json) = buf.get(start..start + len) else {
+                let Some(json) = span.of(buf) else {
                     return Err(fail(
                         AUDITBUF_INVALID_PARAMETER,
                         format_args!(
-                            "spans[{i}]: {{offset {start}, len {len}}} ends past the buffer of {} bytes",
+                            "spans[{i}]: {{offset {}, len {}}} ends past the buffer of {} bytes",
+                            span.offset,
+                            span.len,
                             buf.len()
                         ),
                     ));

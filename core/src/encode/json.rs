@@ -43,6 +43,26 @@ pub(crate) struct ObjectInfo {
     pub(crate) has_line_breaks: bool,
 }
 
+impl ObjectInfo {
+    /// Notes `key` (as written) if it is a top-level key the encoder completes or compares;
+    /// says whether it is `event_type`, whose value's span the scan records if it is a
+    /// string.
+    #[inline]
+    pub(crate) fn note_key(&mut self, key: &[u8]) -> bool {
+        match key {
+            b"version" => self.has_version = true,
+            b"event_timestamp" => self.has_timestamp = true,
+            b"event_type" => {
+                self.has_event_type = true;
+                self.event_type = None;
+                return true;
+            }
+            _ => {}
+        }
+        false
+    }
+}
+
 /// Keys the scanner keeps at once, over all the objects it is inside; an event with more
 /// is checked for duplicates by a second, slower pass.
 const LIVE_KEYS: usize = 64;
@@ -61,10 +81,11 @@ pub(crate) fn scan_object(b: &[u8], max_depth: u32) -> Result<ObjectInfo, Error>
     scan_with_stacks(b, max_depth)
 }
 
-/// [`scan_object`] without its shortcut for small flat objects.
+/// [`scan_object`] without its shortcut for compact, shallow objects.
 pub(crate) fn scan_with_stacks(b: &[u8], max_depth: u32) -> Result<ObjectInfo, Error> {
     // The scanner's 1 KiB of stacks and key set, zeroed and moved into place on every call,
-    // cost more than a small event's scan (75 of 185 ns for a 53-byte `event_data`); the
+    // cost more than a small event's scan (75 of 185 ns for a 53-byte `event_data` on
+    // 2026-11-30's host, before the shortcut above took such objects); the
     // thread's own copy is only reset. A nested call (none today) or one during the
     // thread's teardown gets a fresh copy.
     SCRATCH
@@ -296,17 +317,8 @@ impl Scanner<'_> {
         }
         self.i += 1;
         self.ws();
-        if depth == 1 {
-            match &self.b[key.start..key.end] {
-                b"version" => self.info.has_version = true,
-                b"event_timestamp" => self.info.has_timestamp = true,
-                b"event_type" => {
-                    self.info.has_event_type = true;
-                    self.info.event_type = None;
-                    self.capture_event_type_at = self.i;
-                }
-                _ => {}
-            }
+        if depth == 1 && self.info.note_key(&self.b[key.start..key.end]) {
+            self.capture_event_type_at = self.i;
         }
         Ok(())
     }
@@ -350,70 +362,82 @@ impl Scanner<'_> {
     }
 
     fn literal(&mut self, word: &'static [u8]) -> Result<(), Error> {
-        if self.b[self.i..].starts_with(word) {
-            self.i += word.len();
-            Ok(())
-        } else {
-            Err(self.unexpected("invalid literal"))
+        match literal_end(self.b, self.i, word) {
+            Some(end) => {
+                self.i = end;
+                Ok(())
+            }
+            None => Err(self.unexpected("invalid literal")),
         }
     }
 
     fn number(&mut self) -> Result<(), Error> {
-        let b = self.b;
-        let start = self.i;
-        let mut i = self.i;
-        let digits = |mut i: usize| {
-            while b.get(i).is_some_and(u8::is_ascii_digit) {
-                i += 1;
-            }
-            i
-        };
-        if b.get(i) == Some(&b'-') {
-            i += 1;
-        }
-        let int_start = i;
-        match b.get(i) {
-            Some(b'0') => i += 1,
-            Some(b'1'..=b'9') => i = digits(i + 1),
-            _ => {
-                self.i = i;
-                return Err(self.err("invalid number"));
-            }
-        }
-        let int = &b[int_start..i];
-        let mut frac: &[u8] = &[];
-        if b.get(i) == Some(&b'.') {
-            let end = digits(i + 1);
-            if end == i + 1 {
+        match number_end(self.b, self.i) {
+            Ok(end) => {
                 self.i = end;
-                return Err(self.err("expected a digit after the decimal point"));
+                Ok(())
             }
-            frac = &b[i + 1..end];
-            i = end;
-        }
-        let mut exp: Option<(bool, &[u8])> = None;
-        if matches!(b.get(i), Some(b'e' | b'E')) {
-            i += 1;
-            let negative = b.get(i) == Some(&b'-');
-            if matches!(b.get(i), Some(b'+' | b'-')) {
-                i += 1;
+            Err((at, reason)) => {
+                self.i = at;
+                Err(self.err(reason))
             }
-            let end = digits(i);
-            if end == i {
-                self.i = end;
-                return Err(self.err("expected a digit in the exponent"));
-            }
-            exp = Some((negative, &b[i..end]));
-            i = end;
         }
-        self.i = i;
-        // Integers of up to 308 digits are below 1e308: the usual case needs no more.
-        if (exp.is_some() || int.len() > 308) && too_large(int, frac, exp) {
-            self.i = start;
-            return Err(self.err("number of magnitude 1e308 or more"));
-        }
-        Ok(())
     }
+}
+
+/// Just past `word` at `i`, if it is there.
+#[inline]
+pub(crate) fn literal_end(b: &[u8], i: usize, word: &[u8]) -> Option<usize> {
+    b.get(i..)?.starts_with(word).then_some(i + word.len())
+}
+
+/// Just past the number at `start`; or where it goes wrong, and why.
+pub(crate) fn number_end(b: &[u8], start: usize) -> Result<usize, (usize, &'static str)> {
+    let mut i = start;
+    let digits = |mut i: usize| {
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        i
+    };
+    if b.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    let int_start = i;
+    match b.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => i = digits(i + 1),
+        _ => return Err((i, "invalid number")),
+    }
+    let int = &b[int_start..i];
+    let mut frac: &[u8] = &[];
+    if b.get(i) == Some(&b'.') {
+        let end = digits(i + 1);
+        if end == i + 1 {
+            return Err((end, "expected a digit after the decimal point"));
+        }
+        frac = &b[i + 1..end];
+        i = end;
+    }
+    let mut exp: Option<(bool, &[u8])> = None;
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        let negative = b.get(i) == Some(&b'-');
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let end = digits(i);
+        if end == i {
+            return Err((end, "expected a digit in the exponent"));
+        }
+        exp = Some((negative, &b[i..end]));
+        i = end;
+    }
+    // Integers of up to 308 digits are below 1e308: the usual case needs no more.
+    if (exp.is_some() || int.len() > 308) && too_large(int, frac, exp) {
+        return Err((start, "number of magnitude 1e308 or more"));
+    }
+    Ok(i)
 }
 
 /// Whether the number with these digits has a magnitude of at least 1e308.
@@ -438,7 +462,7 @@ fn too_large(int: &[u8], frac: &[u8], exp: Option<(bool, &[u8])>) -> bool {
 }
 
 /// End of the escape sequence starting with the backslash at `i`.
-fn escape_end(b: &[u8], i: usize) -> Result<usize, &'static str> {
+pub(crate) fn escape_end(b: &[u8], i: usize) -> Result<usize, &'static str> {
     match b.get(i + 1) {
         Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(i + 2),
         Some(b'u') => {

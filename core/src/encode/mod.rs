@@ -12,11 +12,11 @@
 //! - [`rules`]: what DataStorage requires of a typed event's fields;
 //! - [`json`]: the allocation-free check that bytes are exactly one JSON object that every
 //!   receiver reads alike;
-//! - [`flat`]: its shortcut for the common compact, shallow event or `event_data`;
 //! - [`keys`]: finding duplicate keys for it, in bounded memory and time;
+//! - [`flat`]: its shortcut for the common compact, shallow event or `event_data`;
 //! - [`escape`]: writing text as a JSON string, checking UTF-8 on the way when asked;
 //! - [`time`]: RFC 3339 timestamps written into a fixed buffer;
-//! - [`swar`]: eight-bytes-at-a-time scans shared by the two above.
+//! - [`swar`]: eight-bytes-at-a-time scans shared by the checks and the escaping above.
 
 pub(crate) mod cadf;
 pub(crate) mod cadf_defaults;
