@@ -29,19 +29,37 @@ const MAX_BYTES: usize = 2048;
 const _: () = assert!(MAX_BYTES <= u16::MAX as usize);
 
 /// What the general scanner, allowed `max_depth` levels, would return for `b`, if `b` is a
-/// compact object of at most 2 KiB, nested at most 4 levels, whose objects have at most 16
-/// members with plain ASCII keys; `None` if it is anything else.
+/// compact object (whitespace only around it) of at most 2 KiB, nested at most 4 levels,
+/// whose objects have at most 16 members with plain ASCII keys; `None` if it is anything
+/// else.
 #[inline]
 pub(crate) fn scan(b: &[u8], max_depth: u32) -> Option<ObjectInfo> {
-    if b.first() != Some(&b'{') || b.len() > MAX_BYTES || max_depth == 0 {
+    if b.len() > MAX_BYTES || max_depth == 0 {
+        return None;
+    }
+    // Whitespace around the object, as in a JSON line ending in `\n`: the scanner allows
+    // it, and giving up only at the end would cost a whole second scan.
+    let open = b.iter().position(|&c| !is_space(c))?;
+    let close = b.iter().rposition(|&c| !is_space(c))? + 1;
+    if b[open] != b'{' {
         return None;
     }
     let mut info = ObjectInfo {
-        close: b.len(),
+        open,
+        close,
+        has_line_breaks: b[..open]
+            .iter()
+            .chain(&b[close..])
+            .any(|&c| c == b'\n' || c == b'\r'),
         ..ObjectInfo::default()
     };
-    let end = object_end::<true>(b, 0, max_depth.min(LEVELS), &mut info)?;
-    (end == b.len()).then_some(info)
+    let end = object_end::<true>(b, open, max_depth.min(LEVELS), &mut info)?;
+    (end == close).then_some(info)
+}
+
+/// JSON's whitespace (RFC 8259, section 2).
+fn is_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | b'\r')
 }
 
 /// Just past the value at `i`, which may open containers `levels` deep.
@@ -158,6 +176,8 @@ mod tests {
 
     #[test]
     fn common_events_are_taken_here_with_the_scanners_answer() {
+        let sixteen: Vec<String> = (0..16).map(|n| format!(r#""k{n}":{n}"#)).collect();
+        let sixteen = format!("{{{}}}", sixteen.join(","));
         let line = r#"{"version":"1.0","event_type":"gateway.signal.received","event_timestamp":"2026-11-30T10:00:00.000Z","event_category":"gateway","event_action":"received","event_outcome":"success","correlation_id":"rr-2026-001","actor_id":"gateway","duration_ms":42,"event_data":{"event_type":"gateway.signal.received","signal_name":"OOMKilled","fingerprint":"fp-abc123"}}"#;
         for s in [
             r#"{}"#,
@@ -172,6 +192,11 @@ mod tests {
             r#"{"a":[1],"b":[],"c":{"d":{}},"e":{"f":[]},"g":[[[]]],"h":[{"i":[1,"x",null]},{}]}"#,
             r#"{"changes":[{"field":"a","old":"v \"1\"","new":"w"},{"field":"b","old":"","new":"x"}]}"#,
             line,
+            " {}",
+            "{}\n",
+            "\r\n {\"a\":1}\t \n",
+            &sixteen,
+            r#"{"a":[{"b":[1]}],"c":{"d":{"e":[]}}}"#,
         ] {
             let b = s.as_bytes();
             assert!(scan(b, MAX_DEPTH).is_some(), "{s}");
@@ -184,8 +209,10 @@ mod tests {
         let seventeen: Vec<String> = (0..17).map(|n| format!(r#""k{n}":{n}"#)).collect();
         let seventeen = format!("{{{}}}", seventeen.join(","));
         for s in [
-            " {}",
-            "{} ",
+            " ",
+            " x{}",
+            "{}x",
+            "{} \u{b}",
             r#"{"a": 1}"#,
             r#"{"a":[[[[]]]]}"#,
             r#"{"a":{"b":{"c":{"d":{}}}}}"#,
@@ -234,6 +261,12 @@ mod tests {
             scan(below.as_bytes(), MAX_DEPTH),
             full(below.as_bytes(), MAX_DEPTH)
         );
+        // Four levels exactly, at the scanner's limit and past it.
+        let four = br#"{"a":[{"b":[]}]}"#;
+        assert_eq!(scan(four, 4), full(four, 4));
+        assert!(scan(four, 4).is_some());
+        assert_eq!(scan(four, 3), None);
+        assert_eq!(full(four, 3), None);
         let deep = br#"{"a":[[1]]}"#;
         assert_eq!(scan(deep, 2), None);
         assert_eq!(full(deep, 2), None);
@@ -310,7 +343,13 @@ mod tests {
                 object(prop::collection::vec((key(), inner), 0..18)),
             ]
         });
-        object(prop::collection::vec((key(), value), 0..18)).prop_map(String::into_bytes)
+        let space = || prop::sample::select(vec!["", "", " ", "\n", "\r\n\t"]);
+        (
+            space(),
+            object(prop::collection::vec((key(), value), 0..18)),
+            space(),
+        )
+            .prop_map(|(before, event, after)| format!("{before}{event}{after}").into_bytes())
     }
 
     proptest! {
