@@ -429,12 +429,15 @@ fn validation(calls: u64, rounds: usize) {
             "typed event's event_data",
             common::PAYLOAD.as_bytes().to_vec(),
         ),
-        ("record_json's 300 B event", common::typed_bytes()),
+        (
+            "record_json's 300 B DataStorage line",
+            common::typed_bytes(),
+        ),
         ("record_json's 1 KiB event", common::raw_1k()),
     ];
     println!("\nJSON check alone, {calls} calls, median of {rounds} rounds (ns per call; ns/byte)");
     println!(
-        "{:<32} {:>6} {:>10} {:>8} {:>22}",
+        "{:<38} {:>6} {:>10} {:>8} {:>22}",
         "", "bytes", "auditbuf", "ns/B", "serde_json IgnoredAny"
     );
     for (name, json) in &inputs {
@@ -450,7 +453,7 @@ fn validation(calls: u64, rounds: usize) {
         }
         let ours = median(ours);
         println!(
-            "{:<32} {:>6} {:>10.1} {:>8.3} {:>22.1}",
+            "{:<38} {:>6} {:>10.1} {:>8.3} {:>22.1}",
             name,
             json.len(),
             ours,
