@@ -8,6 +8,7 @@ use crate::status::{AUDITBUF_INVALID_PARAMETER, AUDITBUF_NULL_PARAMETER, auditbu
 ///
 /// # Safety
 /// `ptr` must be NULL or valid for reads of `len` bytes for `'a`.
+#[inline]
 pub(crate) unsafe fn bytes<'a>(
     ptr: *const u8,
     len: usize,
@@ -26,6 +27,7 @@ pub(crate) unsafe fn bytes<'a>(
 ///
 /// # Safety
 /// `ptr` must be NULL or valid for reads of `len` bytes for `'a`.
+#[inline]
 pub(crate) unsafe fn buffer<'a>(ptr: *const u8, len: usize) -> Result<&'a [u8], auditbuf_status> {
     if ptr.is_null() && len == 0 {
         return Ok(&[]);
