@@ -428,7 +428,7 @@ impl Worker {
                         break;
                     };
                     prefetch(&slot);
-                    expected += json_size_at_least(&slot) + 1;
+                    expected += json_size_at_least(slot.len()) + 1;
                     self.ahead.push_back(slot);
                 }
             }
