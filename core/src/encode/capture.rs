@@ -179,8 +179,7 @@ pub(crate) fn capture<const CHECK_UTF8: bool>(
         out.extend_from_slice(data);
     }
     if let Data::Json(text) = f.event_data {
-        let shape = check_event_data(text, f.event_type, out)?;
-        out.extend_from_slice(&shape);
+        check_event_data(text, f.event_type, out)?;
     }
     Ok(true)
 }
@@ -258,29 +257,27 @@ pub(crate) fn capture_or_encode<const CHECK_UTF8: bool>(
 
 /// Checks `event_data` as the encoder would: one JSON object, nothing a receiver cannot
 /// store, and an `event_type` equal to the event's (compared with the event's encoded
-/// token, written for a moment past the end of `out`). Returns the [`Shape`] its scan
-/// found as the bytes a captured slot keeps: zeros when there is none to keep.
-fn check_event_data(
-    text: &[u8],
-    event_type: &[u8],
-    out: &mut Vec<u8>,
-) -> Result<[u8; Shape::BYTES], Error> {
+/// token, written for a moment past the end of `out`); then appends to `out` the
+/// [`Shape`] its scan found, as the bytes a captured slot keeps (zeros when there is none
+/// to keep).
+fn check_event_data(text: &[u8], event_type: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
     let info = scan_object(text, DATA_DEPTH).map_err(event_data_error)?;
-    // Offsets past 4 GiB cannot occur under the size limit; `render` would scan again.
-    // Made bytes here, not handed back as an `Option`: its one-byte tag, stored and then
-    // read back as a word, stalled the caller (store forwarding fails), ~4 ns a call.
-    let shape = Shape::of(&info).map_or([0; Shape::BYTES], Shape::to_bytes);
-    if !info.has_event_type {
-        return Ok(shape);
+    if info.has_event_type {
+        let end = out.len();
+        out.push(b'"');
+        // The event type was checked above: UTF-8, no U+0000.
+        let _ = write_str_body(out, event_type, false);
+        out.push(b'"');
+        let checked = check_event_type(text, &info, &out[end..]);
+        out.truncate(end);
+        checked?;
     }
-    let end = out.len();
-    out.push(b'"');
-    // The event type was checked above: UTF-8, no U+0000.
-    let _ = write_str_body(out, event_type, false);
-    out.push(b'"');
-    let checked = check_event_type(text, &info, &out[end..]);
-    out.truncate(end);
-    checked.map(|()| shape)
+    // Offsets past 4 GiB cannot occur under the size limit; `render` would scan again.
+    // Written here rather than handed back: a returned shape came back through memory,
+    // and the caller's read of it stalled (store forwarding fails on a load wider than
+    // the stores that wrote it): 3-5 ns a call when it was an `Option`.
+    out.extend_from_slice(&Shape::of(&info).map_or([0; Shape::BYTES], Shape::to_bytes));
+    Ok(())
 }
 
 /// Renders a captured slot into `out` (empty on entry): the JSON a synchronous `record`

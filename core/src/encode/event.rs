@@ -190,47 +190,60 @@ fn write_fields<const CHECK_UTF8: bool>(
     put(out, "correlation_id", f.correlation_id)?;
     out.push(b'"');
 
-    let optional_strings = [
-        (&b",\"actor_type\":\""[..], "actor_type", f.actor_type),
-        (b",\"actor_id\":\"", "actor_id", f.actor_id),
-        (b",\"actor_ip\":\"", "actor_ip", f.actor_ip),
-        (b",\"resource_type\":\"", "resource_type", f.resource_type),
-        (b",\"resource_id\":\"", "resource_id", f.resource_id),
-        (
-            b",\"parent_event_id\":\"",
-            "parent_event_id",
-            f.parent_event_id,
-        ),
-        (
-            b",\"parent_event_date\":\"",
-            "parent_event_date",
-            f.parent_event_date,
-        ),
-        (b",\"namespace\":\"", "namespace", f.namespace),
-        (b",\"cluster_id\":\"", "cluster_id", f.cluster_id),
-        (b",\"severity\":\"", "severity", f.severity),
-    ];
-    for (key, field, value) in optional_strings {
+    // One call per field, not a loop over an array of them: the array of 10 keys, names
+    // and values, rebuilt on the stack for every event, cost the flush thread a third of
+    // this function's time (stores stalled behind one another).
+    #[inline(always)]
+    fn optional<const CHECK: bool>(
+        out: &mut Vec<u8>,
+        key: &[u8],
+        field: &'static str,
+        value: Option<&[u8]>,
+    ) -> Result<(), Error> {
         if let Some(v) = value {
             out.extend_from_slice(key);
-            put(out, field, v)?;
+            write_str_body(out, v, CHECK).map_err(|bad| invalid(field, bad.reason()))?;
             out.push(b'"');
         }
+        Ok(())
     }
+    let optional = optional::<CHECK_UTF8>;
+    optional(out, b",\"actor_type\":\"", "actor_type", f.actor_type)?;
+    optional(out, b",\"actor_id\":\"", "actor_id", f.actor_id)?;
+    optional(out, b",\"actor_ip\":\"", "actor_ip", f.actor_ip)?;
+    optional(
+        out,
+        b",\"resource_type\":\"",
+        "resource_type",
+        f.resource_type,
+    )?;
+    optional(out, b",\"resource_id\":\"", "resource_id", f.resource_id)?;
+    optional(
+        out,
+        b",\"parent_event_id\":\"",
+        "parent_event_id",
+        f.parent_event_id,
+    )?;
+    optional(
+        out,
+        b",\"parent_event_date\":\"",
+        "parent_event_date",
+        f.parent_event_date,
+    )?;
+    optional(out, b",\"namespace\":\"", "namespace", f.namespace)?;
+    optional(out, b",\"cluster_id\":\"", "cluster_id", f.cluster_id)?;
+    optional(out, b",\"severity\":\"", "severity", f.severity)?;
     if let Some(ms) = f.duration_ms {
         out.extend_from_slice(b",\"duration_ms\":");
         out.extend_from_slice(itoa::Buffer::new().format(ms).as_bytes());
     }
-    for (key, field, value) in [
-        (&b",\"error_code\":\""[..], "error_code", f.error_code),
-        (b",\"error_message\":\"", "error_message", f.error_message),
-    ] {
-        if let Some(v) = value {
-            out.extend_from_slice(key);
-            put(out, field, v)?;
-            out.push(b'"');
-        }
-    }
+    optional(out, b",\"error_code\":\"", "error_code", f.error_code)?;
+    optional(
+        out,
+        b",\"error_message\":\"",
+        "error_message",
+        f.error_message,
+    )?;
     if let Some(days) = f.retention_days {
         out.extend_from_slice(b",\"retention_days\":");
         out.extend_from_slice(itoa::Buffer::new().format(days).as_bytes());
