@@ -69,8 +69,12 @@ trait Contender: Send + Sync {
 }
 
 /// The floor: a slot from a free list, 300 B copied in, pushed on a bounded queue; the
-/// consumer takes batches and gives the slots back.
+/// consumer takes batches and gives the slots back — without reading them, or, in the
+/// second form, copying each slot's bytes out first, as any consumer that does something
+/// with the events does (auditbuf's flush thread renders them), so that they cross from the
+/// producer's CPU to the consumer's.
 struct Floor {
+    name: &'static str,
     free: Receiver<Vec<u8>>,
     free_tx: Sender<Vec<u8>>,
     queue: Sender<Vec<u8>>,
@@ -81,7 +85,7 @@ struct Floor {
 }
 
 impl Floor {
-    fn new(event: Vec<u8>) -> Self {
+    fn new(event: Vec<u8>, reading: bool) -> Self {
         let (free_tx, free) = bounded(QUEUE);
         let (queue, rx) = bounded::<Vec<u8>>(QUEUE);
         for _ in 0..QUEUE {
@@ -93,6 +97,7 @@ impl Floor {
             let (free_tx, consumed, stop) = (free_tx.clone(), consumed.clone(), stop.clone());
             std::thread::spawn(move || {
                 let mut batch = Vec::with_capacity(BATCH);
+                let mut copy: Vec<u8> = Vec::with_capacity(1024);
                 while !stop.load(Ordering::Relaxed) {
                     while batch.len() < BATCH {
                         match rx.try_recv() {
@@ -106,6 +111,11 @@ impl Floor {
                     }
                     consumed.fetch_add(batch.len() as u64, Ordering::Relaxed);
                     for mut slot in batch.drain(..) {
+                        if reading {
+                            copy.clear();
+                            copy.extend_from_slice(&slot);
+                            std::hint::black_box(&copy);
+                        }
                         slot.clear();
                         let _ = free_tx.send(slot);
                     }
@@ -113,6 +123,11 @@ impl Floor {
             });
         }
         Floor {
+            name: if reading {
+                "floor, its consumer reading the bytes"
+            } else {
+                "floor: copy 300 B into a pooled slot + queue"
+            },
             free,
             free_tx,
             queue,
@@ -126,7 +141,7 @@ impl Floor {
 
 impl Contender for Floor {
     fn name(&self) -> &'static str {
-        "floor: copy 300 B into a pooled slot + queue"
+        self.name
     }
     fn call(&self) {
         let mut slot = match self.free.recv() {
@@ -220,9 +235,34 @@ impl Drop for Naive {
     }
 }
 
-/// A writer that counts the bytes `tracing-appender`'s worker hands it.
+/// A writer that counts the bytes `tracing-appender`'s worker hands it, without reading
+/// them.
 #[derive(Clone)]
 struct CountingSink(Arc<AtomicU64>);
+
+/// A writer that reads what it is handed, as a file's or a socket's `write` does (the
+/// kernel copies the bytes): into a reused buffer, cleared every 64 KiB. Beside
+/// [`CountingSink`] it shows what the peer's throughput owes to a worker that never touches
+/// an event's bytes — auditbuf's flush thread reads every byte of every event (it renders
+/// the captured record), so each event's bytes cross from the producer's CPU to its own.
+struct ReadingSink {
+    bytes: Arc<AtomicU64>,
+    buffer: Vec<u8>,
+}
+
+impl Write for ReadingSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.buffer.len() + buf.len() > 64 * 1024 {
+            self.buffer.clear();
+        }
+        self.buffer.extend_from_slice(buf);
+        self.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 impl Write for CountingSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -237,6 +277,7 @@ impl Write for CountingSink {
 /// `tracing-appender::non_blocking`, lossless (a full channel waits), the same bytes
 /// already encoded.
 struct Appender {
+    name: &'static str,
     writer: Mutex<Option<tracing_appender::non_blocking::NonBlocking>>,
     _guard: tracing_appender::non_blocking::WorkerGuard,
     bytes: Arc<AtomicU64>,
@@ -245,13 +286,26 @@ struct Appender {
 }
 
 impl Appender {
-    fn new(event: Vec<u8>) -> Self {
+    /// Writing into a [`CountingSink`], or, if `reading`, a [`ReadingSink`].
+    fn new(event: Vec<u8>, reading: bool) -> Self {
         let bytes = Arc::new(AtomicU64::new(0));
-        let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        let builder = tracing_appender::non_blocking::NonBlockingBuilder::default()
             .lossy(false)
-            .buffered_lines_limit(QUEUE)
-            .finish(CountingSink(bytes.clone()));
+            .buffered_lines_limit(QUEUE);
+        let (writer, guard) = if reading {
+            builder.finish(ReadingSink {
+                bytes: bytes.clone(),
+                buffer: Vec::with_capacity(64 * 1024),
+            })
+        } else {
+            builder.finish(CountingSink(bytes.clone()))
+        };
         Appender {
+            name: if reading {
+                "tracing-appender, its writer reading the bytes"
+            } else {
+                "tracing-appender non_blocking, lossless"
+            },
             writer: Mutex::new(Some(writer)),
             _guard: guard,
             bytes,
@@ -262,25 +316,29 @@ impl Appender {
 }
 
 thread_local! {
-    static APPENDER: std::cell::RefCell<Option<tracing_appender::non_blocking::NonBlocking>> =
+    /// This thread's clone of an `Appender`'s writer, and which `Appender` it is of (two
+    /// take turns on one thread).
+    static APPENDER: std::cell::RefCell<Option<(usize, tracing_appender::non_blocking::NonBlocking)>> =
         const { std::cell::RefCell::new(None) };
 }
 
 impl Contender for Appender {
     fn name(&self) -> &'static str {
-        "tracing-appender non_blocking, lossless"
+        self.name
     }
     fn call(&self) {
+        let me = self as *const Self as usize;
         APPENDER.with(|w| {
             let mut w = w.borrow_mut();
-            if w.is_none() {
-                *w = self
+            if w.as_ref().is_none_or(|(of, _)| *of != me) {
+                let writer = self
                     .writer
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .clone();
+                *w = writer.map(|writer| (me, writer));
             }
-            if let Some(writer) = w.as_mut() {
+            if let Some((_, writer)) = w.as_mut() {
                 let _ = writer.write_all(&self.event);
             }
         });
@@ -490,9 +548,11 @@ fn main() {
     }
     let event = common::typed_bytes();
     let contenders: Vec<Arc<dyn Contender>> = vec![
-        Arc::new(Floor::new(event.clone())),
+        Arc::new(Floor::new(event.clone(), false)),
+        Arc::new(Floor::new(event.clone(), true)),
         Arc::new(Naive::new(event.clone())),
-        Arc::new(Appender::new(event.clone())),
+        Arc::new(Appender::new(event.clone(), false)),
+        Arc::new(Appender::new(event.clone(), true)),
         Arc::new(Auditbuf::new(Kind::Typed)),
         Arc::new(Auditbuf::new(Kind::Json)),
         Arc::new(Auditbuf::new(Kind::Json1K)),

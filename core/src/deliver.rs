@@ -101,8 +101,8 @@ impl Worker {
             }
             // While the receiver seems to refuse everything, or several events in a row were
             // refused alone, try one event at a time: a receiver that refuses everything
-            // costs one request per back-off, and a run of poison events is walked, not
-            // bisected again and again.
+            // costs `ENDPOINT_REFUSAL_RUN` requests per back-off (a fresh run of distinct
+            // events), and a run of poison events is walked, not bisected again and again.
             let walking =
                 suspects.range.as_ref().is_some_and(|s| s.len() >= 2) || self.refusals.probing;
             if range.len() > 1 && walking {
