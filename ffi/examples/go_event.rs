@@ -8,18 +8,12 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use auditbuf::{AuditEventBytes, Error, Pipeline, PipelineConfig};
+use auditbuf::{AuditEventBytes, Error};
 
-const CONFIG: &str = r#"{"queue_capacity":10000,"overflow":"block","block_timeout_ms":10000,"sink":{"type":"null"}}"#;
+mod common;
+
 /// `benchData` in `go/bench_test.go`.
 const DATA: &str = r#"{"event_type":"gateway.signal.received","signal_type":"alert","signal_name":"HighMemoryUsage","namespace":"payment","fingerprint":"fp-abc123"}"#;
-
-fn pipeline() -> Pipeline {
-    match PipelineConfig::from_json(CONFIG).and_then(PipelineConfig::build) {
-        Ok(p) => p,
-        Err(e) => panic!("{e}"),
-    }
-}
 
 fn main() {
     let mut args = std::env::args().skip(1).map(|a| a.parse::<u64>().ok());
@@ -35,16 +29,10 @@ fn main() {
         severity: Some(b"warning"),
         duration_ms: Some(42),
         event_data: Some(DATA.as_bytes()),
-        ..AuditEventBytes::new(
-            b"gateway.signal.received",
-            b"gateway",
-            b"received",
-            b"success",
-            b"rr-2026-001",
-        )
+        ..common::required_bytes()
     };
     for _ in 0..rounds {
-        let p = pipeline();
+        let p = common::pipeline();
         let started = Instant::now();
         let mut rejected = 0u64;
         for _ in 0..events {

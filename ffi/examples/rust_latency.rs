@@ -5,17 +5,14 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use auditbuf::{AuditEvent, AuditEventBytes, EventData, Pipeline, PipelineConfig};
+use auditbuf::{AuditEvent, AuditEventBytes, EventData, Pipeline};
 
-const CONFIG: &str = r#"{"queue_capacity":10000,"overflow":"block","block_timeout_ms":10000,"sink":{"type":"null"}}"#;
+mod common;
 const PAYLOAD: &str = r#"{"signal_name":"OOMKilled","fingerprint":"fp-abc123"}"#;
 const LINE: &str = r#"{"version":"1.0","event_type":"gateway.signal.received","event_timestamp":"2026-11-30T10:00:00.000Z","event_category":"gateway","event_action":"received","event_outcome":"success","correlation_id":"rr-2026-001","actor_id":"gateway","event_data":{"event_type":"gateway.signal.received","signal_name":"OOMKilled","fingerprint":"fp-abc123"}}"#;
 
 fn run(name: &str, calls: usize, record: impl Fn(&Pipeline) -> bool) {
-    let pipeline = match PipelineConfig::from_json(CONFIG).and_then(PipelineConfig::build) {
-        Ok(p) => p,
-        Err(e) => panic!("{e}"),
-    };
+    let pipeline = common::pipeline();
     let warmup = calls / 10;
     let mut lat = Vec::with_capacity(calls);
     let mut rejected = 0;
@@ -66,13 +63,7 @@ fn main() {
     let bytes = AuditEventBytes {
         actor_id: Some(b"gateway"),
         event_data: Some(PAYLOAD.as_bytes()),
-        ..AuditEventBytes::new(
-            b"gateway.signal.received",
-            b"gateway",
-            b"received",
-            b"success",
-            b"rr-2026-001",
-        )
+        ..common::required_bytes()
     };
     run("Rust Pipeline::record_event_bytes", calls, |p| {
         p.record_event_bytes(black_box(&bytes)).is_ok()
