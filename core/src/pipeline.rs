@@ -495,9 +495,9 @@ impl Pipeline {
         // producer's p99.9 in `hot_path` fell from 15-37 µs to 0.2-0.6 µs, and one or two
         // deliver more), at a risk where producers outnumber the CPUs: four on 2 vCPUs
         // delivered ~25 % less in some A/B sessions, 7-10 % more in others
-        // (docs/performance-history.md). Under the drop policies a fast call is what the caller chose, and
-        // refusals are the back-pressure (rendering there made four producers' accepted calls
-        // slower, their p99.9 up to 89 µs).
+        // (docs/performance-history.md). Under the drop policies a fast call is what the
+        // caller chose, and refusals are the back-pressure (rendering there made four
+        // producers' accepted calls slower, their p99.9 up to 89 µs).
         if matches!(self.overflow, Overflow::Block { .. })
             && shared.behind.load(Ordering::Relaxed)
             && is_captured(&slot)
