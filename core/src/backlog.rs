@@ -8,7 +8,6 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crossbeam_channel::Receiver;
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::encode::capture::finish;
@@ -68,8 +67,9 @@ impl Drop for BacklogGuard<'_> {
 }
 
 /// Moves what waits outside the store into it, oldest first: the backlog, then what the
-/// queue holds when the move starts — not what producers add meanwhile, so a move under
-/// load ends. `store` is the locked store, so nothing can be appended between two chunks.
+/// queue holds when the move starts, lane by lane (each lane's events in order) — not what
+/// producers add meanwhile, so a move under load ends. `store` is the locked store, so
+/// nothing can be appended between two chunks.
 ///
 /// A chunk the store refuses is halved down to one event; what it still refuses goes back
 /// to the front of the backlog, in order, and the refusal is returned. Counted in `moved`
@@ -78,25 +78,31 @@ impl Drop for BacklogGuard<'_> {
 pub(crate) fn move_into_store(
     shared: &Shared,
     store: &mut dyn Store,
-    queue: &Receiver<Slot>,
     max_chunk: usize,
 ) -> Result<u64, Error> {
     let max_chunk = max_chunk.max(1);
     let wall = shared.wall_clock();
     let mut scratch = Vec::new();
     let mut earlier = shared.backlog.take_all();
-    let mut queued = queue.len();
+    let queue = &shared.queue;
+    let mut queued: Vec<usize> = queue.lens().collect();
+    let mut lane = 0;
     let mut chunk: Vec<Slot> = Vec::new();
     let mut total = 0u64;
     loop {
         while chunk.len() < max_chunk {
             let next = match earlier.pop_front() {
                 Some(slot) => Some(slot),
-                None if queued > 0 => {
-                    queued -= 1;
-                    queue.try_recv().ok()
-                }
-                None => None,
+                None => loop {
+                    match queued.get_mut(lane) {
+                        None => break None,
+                        Some(0) => lane += 1,
+                        Some(left) => {
+                            *left -= 1;
+                            break queue.pop_from(lane);
+                        }
+                    }
+                },
             };
             match next {
                 Some(slot) => chunk.push(slot),
@@ -114,7 +120,7 @@ pub(crate) fn move_into_store(
         let mut refusal = None;
         while done < chunk.len() {
             let end = (done + piece).min(chunk.len());
-            let events: Vec<&[u8]> = chunk[done..end].iter().map(Vec::as_slice).collect();
+            let events: Vec<&[u8]> = chunk[done..end].iter().map(|s| s.as_slice()).collect();
             match store.append(&events) {
                 Ok(()) => {
                     let n = (end - done) as u64;
@@ -147,15 +153,18 @@ mod tests {
     #[test]
     fn put_back_events_come_first_and_in_order() {
         let backlog = Backlog::default();
-        backlog.put_front(vec![b"c".to_vec(), b"d".to_vec()].into_iter());
-        backlog.put_front(vec![b"a".to_vec(), b"b".to_vec()].into_iter());
+        backlog.put_front([b"c", b"d"].map(|e| Slot::from(&e[..])).into_iter());
+        backlog.put_front([b"a", b"b"].map(|e| Slot::from(&e[..])).into_iter());
         assert_eq!(backlog.len(), 4);
         let mut guard = backlog.lock();
-        assert_eq!(guard.pop_front().as_deref(), Some(&b"a"[..]));
+        assert_eq!(
+            guard.pop_front().as_deref().map(Vec::as_slice),
+            Some(&b"a"[..])
+        );
         drop(guard);
         assert_eq!(backlog.len(), 3);
-        let rest: Vec<Slot> = backlog.take_all().into();
-        assert_eq!(rest, vec![b"b".to_vec(), b"c".to_vec(), b"d".to_vec()]);
+        let rest: Vec<Vec<u8>> = backlog.take_all().iter().map(|s| s.to_vec()).collect();
+        assert_eq!(rest, [b"b", b"c", b"d"]);
         assert_eq!(backlog.len(), 0);
     }
 }

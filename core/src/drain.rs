@@ -81,7 +81,7 @@ impl Worker {
         let Some(mut store) = shared.lock_store() else {
             return Moved::All;
         };
-        match move_into_store(&shared, &mut **store, &self.queue, self.limits.max_events) {
+        match move_into_store(&shared, &mut **store, self.limits.max_events) {
             Ok(moved) => {
                 if moved > 0 && shared.direct() {
                     shared.set_direct(false);

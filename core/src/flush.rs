@@ -52,6 +52,7 @@ impl Worker {
                 }
             }
             self.answer_flushes();
+            self.note_idle_lanes();
             self.arm_wake();
             self.trim_when_idle();
             self.watch_losses(false);
@@ -96,7 +97,7 @@ impl Worker {
         if self.store_pending() {
             return now;
         }
-        let recorded = self.shared.counters.recorded.load(Ordering::Relaxed);
+        let recorded = self.shared.counters.recorded.sum();
         let (then, before) = self.schedule.rate_mark;
         let arrived = recorded.saturating_sub(before);
         let since = now.saturating_duration_since(then);
@@ -127,7 +128,7 @@ impl Worker {
 
     /// Asks producers to wake this thread once a full batch waits.
     fn arm_wake(&self) {
-        let recorded = self.shared.counters.recorded.load(Ordering::Relaxed);
+        let recorded = self.shared.counters.recorded.sum();
         let missing = self.schedule.ready_at.saturating_sub(self.ready()) as u64;
         self.shared.wake.arm(recorded + missing.max(1));
     }
@@ -226,7 +227,7 @@ impl Worker {
     fn deliver_batch(&mut self) {
         let batch = std::mem::take(&mut self.batch);
         {
-            let events: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+            let events: Vec<&[u8]> = batch.iter().map(|s| s.as_slice()).collect();
             match self.deliver(&events, Source::Memory) {
                 Ok(()) => self.recovered(),
                 Err((settled, Stop::Exhausted)) => {
@@ -308,7 +309,9 @@ impl Worker {
         let mut ahead: Vec<_> = self.ahead.drain(..).collect();
         loop {
             let backlog = self.shared.backlog.take_all();
-            let queued = std::iter::from_fn(|| self.queue.try_recv().ok());
+            let queue = &self.shared.queue;
+            let lane = &mut self.lane;
+            let queued = std::iter::from_fn(|| queue.pop(lane));
             let held = std::mem::take(&mut ahead)
                 .into_iter()
                 .chain(backlog)

@@ -151,7 +151,7 @@ impl GroupCommit {
 /// the flush thread reads and commits meanwhile (it may even send events whose sync is
 /// still running: their callers are told only once it ends).
 fn append_and_sync(group: &[Slot], shared: &Shared, appended: &mut bool) -> Result<(), Outcome> {
-    let events: Vec<&[u8]> = group.iter().map(Vec::as_slice).collect();
+    let events: Vec<&[u8]> = group.iter().map(|s| s.as_slice()).collect();
     let n = events.len() as u64;
     let pending = {
         let Some(mut store) = shared.lock_store() else {
@@ -171,7 +171,8 @@ fn append_and_sync(group: &[Slot], shared: &Shared, appended: &mut bool) -> Resu
         *appended = true;
         // Recorded before stored: a snapshot in between sees the events queued, which
         // balances.
-        let recorded = shared.counters.recorded.fetch_add(n, Ordering::SeqCst) + n;
+        shared.counters.recorded.add(crate::lanes::this_thread(), n);
+        let recorded = shared.counters.recorded.sum();
         shared.counters.caller_stored.fetch_add(n, Ordering::SeqCst);
         // The events wait in the store, not in slots: no queue fills meanwhile.
         shared.wake.if_due(recorded, || u64::MAX);

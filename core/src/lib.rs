@@ -88,6 +88,7 @@ mod flush;
 mod fork;
 mod group_commit;
 mod heap;
+mod lanes;
 mod losses;
 mod metrics;
 #[cfg(feature = "metrics-server")]

@@ -23,6 +23,7 @@ use crate::encode::raw::{
 use crate::encode::rules::EventRules;
 use crate::fork;
 use crate::group_commit::GroupCommit;
+use crate::lanes::{self, Queue, lanes_for};
 use crate::park::{NoPark, Park};
 use crate::shared::Shared;
 use crate::slots::{Slot, SlotPool};
@@ -78,10 +79,6 @@ const DROP_JOIN_GRACE: Duration = Duration::from_millis(100);
 #[derive(Debug)]
 pub struct Pipeline {
     shared: Arc<Shared>,
-    queue: Sender<Slot>,
-    /// The queue's other end, for callers that spill: they move what it holds into the
-    /// store before their own event, so the store keeps the order.
-    queue_out: Receiver<Slot>,
     commands: Sender<Command>,
     /// Disconnected when the flush thread exits.
     finished: Receiver<()>,
@@ -90,6 +87,11 @@ pub struct Pipeline {
     group: Option<GroupCommit>,
     overflow: Overflow,
     max_event_bytes: usize,
+    /// A caller looks whether to wake the flush thread when its lane's count of recorded
+    /// events is a multiple of this plus one (a power of two, less one): with lanes, the
+    /// total is a sum of their lines. At most `lanes × (wake_check + 1)` events, ~1 % of
+    /// the queue, arrive past the mark before a caller looks.
+    wake_check: u64,
     initial_slot_bytes: usize,
     move_chunk: usize,
     drop_timeout: Duration,
@@ -181,7 +183,7 @@ impl Pipeline {
                 ),
             ));
         }
-        let (queue_tx, queue_rx) = bounded(config.queue_capacity);
+        let lanes = lanes_for(config.queue_capacity);
         let (wake_tx, wake_rx) = bounded(1);
         let (commands_tx, commands_rx) = unbounded();
         let (finished_tx, finished_rx) = bounded::<()>(0);
@@ -208,7 +210,9 @@ impl Pipeline {
                 config.initial_slot_bytes,
                 config.retained_slot_bytes,
                 RETAINED_TOTAL_BYTES,
+                lanes,
             ),
+            Queue::new(config.queue_capacity, lanes),
             DeadLetters::new(config.dead_letter_capacity),
             first_wake,
             wake_tx,
@@ -226,7 +230,6 @@ impl Pipeline {
         };
         shared.counters.publish(&counts);
         let inbox = Inbox {
-            queue: queue_rx.clone(),
             wake: wake_rx,
             commands: commands_rx,
         };
@@ -240,14 +243,13 @@ impl Pipeline {
             .map_err(Error::Spawn)?;
         Ok(Pipeline {
             shared,
-            queue: queue_tx,
-            queue_out: queue_rx,
             commands: commands_tx,
             finished: finished_rx,
             thread: Mutex::new(Some(thread)),
             group: wal.then(GroupCommit::default),
             overflow: config.overflow,
             max_event_bytes: config.max_event_bytes,
+            wake_check: wake_check(config.queue_capacity, lanes),
             initial_slot_bytes: config.initial_slot_bytes,
             move_chunk: limits.max_events,
             drop_timeout: config.drop_timeout,
@@ -434,7 +436,7 @@ impl Pipeline {
     fn submit<P: Park>(
         &self,
         park: &mut P,
-        encode: impl FnOnce(&mut Slot, usize) -> Result<(), Error>,
+        encode: impl FnOnce(&mut Vec<u8>, usize) -> Result<(), Error>,
     ) -> Result<(), Error> {
         let result = self.try_submit(park, encode);
         match &result {
@@ -449,7 +451,7 @@ impl Pipeline {
     fn try_submit<P: Park>(
         &self,
         park: &mut P,
-        encode: impl FnOnce(&mut Slot, usize) -> Result<(), Error>,
+        encode: impl FnOnce(&mut Vec<u8>, usize) -> Result<(), Error>,
     ) -> Result<(), Error> {
         let shared = &*self.shared;
         if self.forked(false) {
@@ -458,13 +460,14 @@ impl Pipeline {
         if shared.closed.load(Ordering::Relaxed) {
             return Err(Error::Closed);
         }
-        let mut slot = match shared.pool.try_take() {
+        let lane = lanes::this_thread();
+        let mut slot = match shared.take_slot(lane) {
             Some(slot) => slot,
             None => match self.overflow {
-                Overflow::Block { timeout } => self.wait_for_slot(park, timeout)?,
+                Overflow::Block { timeout } => self.wait_for_slot(park, lane, timeout)?,
                 Overflow::Spill if self.group.is_none() => return self.spill(park, encode),
                 Overflow::DropOldest if self.group.is_none() => {
-                    return self.replace_oldest(encode);
+                    return self.replace_oldest(lane, encode);
                 }
                 Overflow::DropNewest if self.group.is_none() => {
                     shared.wake.turned_away(|| park.cede());
@@ -504,29 +507,33 @@ impl Pipeline {
         {
             finish_here(&mut slot, &shared.wall_clock());
         }
-        self.push(slot)
+        self.push(lane, slot)
     }
 
-    /// Counts the event in `slot` as recorded and queues it.
+    /// Counts the event in `slot` as recorded and queues it, on `lane` (the caller's).
     #[inline]
-    fn push(&self, slot: Slot) -> Result<(), Error> {
+    fn push(&self, lane: usize, slot: Slot) -> Result<(), Error> {
         let shared = &*self.shared;
         // Count first, then look at `closed` (both SeqCst): either close sees this event
         // and waits for it, or this call sees close and withdraws it.
-        let recorded = shared.counters.recorded.fetch_add(1, Ordering::SeqCst) + 1;
+        let on_lane = shared.counters.recorded.add(lane, 1);
         if shared.closed.load(Ordering::SeqCst) {
-            return Err(self.withdraw(slot));
+            return Err(self.withdraw(lane, slot));
         }
-        if let Err(e) = self.queue.try_send(slot) {
-            // Cannot be full (there are no more slots than places); the flush thread died.
-            return Err(self.withdraw(e.into_inner()));
+        if let Err(slot) = shared.queue.push(lane, slot) {
+            // Cannot be full: a lane's ring has a place for every slot.
+            return Err(self.withdraw(lane, slot));
         }
         // The flush thread schedules itself from the arrival rate; only a batch that fills
-        // before it comes makes one producer wake it. The others pay one load.
-        shared.wake.if_due(recorded, || {
-            let over_half = self.queue.capacity().unwrap_or(0) / 2 + 1;
-            over_half.saturating_sub(self.queue.len()) as u64
-        });
+        // before it comes makes one producer wake it. The others pay one load, every
+        // `wake_check` events on their lane: the total is a sum over the lanes' lines.
+        if on_lane & self.wake_check == 0 {
+            let queue = &shared.queue;
+            shared.wake.if_due(shared.counters.recorded.sum(), || {
+                let over_half = queue.capacity() / 2 + 1;
+                over_half.saturating_sub(queue.len()) as u64
+            });
+        }
         Ok(())
     }
 
@@ -557,8 +564,8 @@ impl Pipeline {
     }
 
     #[cold]
-    fn withdraw(&self, slot: Slot) -> Error {
-        self.shared.counters.recorded.fetch_sub(1, Ordering::SeqCst);
+    fn withdraw(&self, lane: usize, slot: Slot) -> Error {
+        self.shared.counters.recorded.sub(lane, 1);
         self.shared.pool.give_back(slot);
         Error::Closed
     }
@@ -598,10 +605,20 @@ impl Pipeline {
 
     /// Events the queue holds before the overflow policy applies.
     pub fn capacity(&self) -> usize {
-        self.queue.capacity().unwrap_or(usize::MAX)
+        self.shared.queue.capacity()
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
+}
+
+/// See `Pipeline::wake_check`: every event with one lane; else up to every 16th on a lane,
+/// so that all lanes together pass the mark by at most ~1/64 of the queue.
+fn wake_check(capacity: usize, lanes: usize) -> u64 {
+    if lanes <= 1 {
+        return 0;
+    }
+    let every = (capacity / (64 * lanes)).clamp(1, 16);
+    (1u64 << every.ilog2()) - 1
 }

@@ -12,14 +12,17 @@ use crate::Store;
 use crate::backlog::Backlog;
 use crate::clock::WallClock;
 use crate::dead_letter::DeadLetters;
+use crate::lanes::Queue;
 use crate::metrics::{StoreGauges, WriteDurations};
-use crate::slots::SlotPool;
+use crate::slots::{Slot, SlotPool};
 use crate::stats::Counters;
 use crate::wake::FlushWake;
 
 pub(crate) struct Shared {
     pub(crate) counters: Counters,
     pub(crate) pool: SlotPool,
+    /// The queue from callers to the flush thread.
+    pub(crate) queue: Queue,
     /// Set once by `close`; `record` checks it after counting an event as accepted, and
     /// the flush thread waits for every accepted event, so none can slip in unseen.
     pub(crate) closed: CachePadded<AtomicBool>,
@@ -77,8 +80,28 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
+    /// A slot for a caller on `lane`: one the pool gives its lane ([`SlotPool::try_take`]),
+    /// or, while the queue is less than half full, any free slot: free slots are then
+    /// plentiful, and those a lane at its share keeps (its threads stopped recording less
+    /// than `LANE_IDLE_AFTER` ago, or the flush thread has not counted a new lane yet) must
+    /// not turn an event away. Past half full the queue is busy, and callers reaching into
+    /// every lane's list is what lanes avoid.
+    #[inline]
+    pub(crate) fn take_slot(&self, lane: usize) -> Option<Slot> {
+        self.pool.try_take(lane).or_else(|| self.take_any_slot())
+    }
+
+    #[cold]
+    fn take_any_slot(&self) -> Option<Slot> {
+        if self.queue.len() >= self.queue.capacity() / 2 {
+            return None;
+        }
+        self.pool.try_take_any()
+    }
+
     pub(crate) fn new(
         pool: SlotPool,
+        queue: Queue,
         dead_letters: DeadLetters,
         first_wake: u64,
         wake: Sender<()>,
@@ -86,8 +109,9 @@ impl Shared {
     ) -> Self {
         let store_events = store.as_ref().map_or(0, |s| s.size().events);
         Shared {
-            counters: Counters::default(),
+            counters: Counters::with_lanes(queue.lanes()),
             pool,
+            queue,
             closed: CachePadded::new(AtomicBool::new(false)),
             dead_letters,
             wake: FlushWake::new(first_wake, wake),

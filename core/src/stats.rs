@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
 use crossbeam_utils::CachePadded;
 
 use crate::Error;
+use crate::lanes::Striped;
 
 /// Why calls to `record` were turned away. None of these events entered the pipeline.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -280,9 +281,9 @@ const REJECT_REASONS: usize = 12;
 /// The shared counters. Producers and the flush thread write different cache lines.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    /// Accepted events. Incremented before the event is pushed, so the flush thread can
-    /// never have taken more than this.
-    pub(crate) recorded: CachePadded<AtomicU64>,
+    /// Accepted events, counted per lane ([`Striped`]). Incremented before the event is
+    /// pushed, so the flush thread can never have taken more than this.
+    pub(crate) recorded: Striped,
     /// Events callers appended to the store themselves (overflow `Spill`, durability `wal`).
     /// Changes under the store's lock, so the flush thread never drains an event this does
     /// not count yet.
@@ -303,6 +304,14 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    /// Counters for a pipeline of `lanes` lanes.
+    pub(crate) fn with_lanes(lanes: usize) -> Self {
+        Counters {
+            recorded: Striped::new(lanes),
+            ..Counters::default()
+        }
+    }
+
     /// Counts a rejected `record` call by the reason its error gives.
     pub(crate) fn reject(&self, e: &Error) {
         let i = match e {
@@ -361,7 +370,7 @@ impl Counters {
         let caller_stored = self.caller_stored.load(Ordering::SeqCst);
         let moved = self.moved.load(Ordering::SeqCst);
         let evicted = self.evicted.load(Ordering::SeqCst);
-        let recorded = self.recorded.load(Ordering::SeqCst);
+        let recorded = self.recorded.sum();
         let r = |i: usize| self.rejected[i].load(Ordering::Relaxed);
         // What this pipeline put in the store and has not taken out. Negative only for a
         // store shared with other pipelines (it drained more than it put there); for any
@@ -436,7 +445,7 @@ mod tests {
                 let mut rounds = 0;
                 while rounds < 200_000 || !enough.load(Ordering::Relaxed) {
                     rounds += 1;
-                    c.recorded.fetch_add(3, Ordering::SeqCst);
+                    c.recorded.add(0, 3);
                     f.taken += 3;
                     f.in_flight += 3;
                     c.publish(&f);
@@ -464,7 +473,7 @@ mod tests {
     #[test]
     fn the_invariant_fails_when_a_counter_is_wrong() {
         let c = Counters::default();
-        c.recorded.fetch_add(10, Ordering::SeqCst);
+        c.recorded.add(0, 10);
         let mut f = FlushCounts {
             taken: 10,
             delivered: 6,

@@ -16,9 +16,10 @@ use crate::clock::WallClock;
 use crate::config::Overflow;
 use crate::deliver::Refusals;
 use crate::encode::capture::{finish, json_size_at_least};
+use crate::lanes::MAX_LANES;
 use crate::losses::LossWatch;
 use crate::shared::Shared;
-use crate::slots::{Slot, prefetch};
+use crate::slots::{LANE_IDLE_AFTER, Slot, prefetch};
 use crate::stats::FlushCounts;
 use crate::store::StoredBatch;
 use crate::throttle::Throttle;
@@ -131,14 +132,18 @@ pub(crate) struct Redelivery {
 /// The channels the flush thread reads.
 #[derive(Debug)]
 pub(crate) struct Inbox {
-    pub(crate) queue: Receiver<Slot>,
     pub(crate) wake: Receiver<()>,
     pub(crate) commands: Receiver<Command>,
 }
 
 pub(crate) struct Worker {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) queue: Receiver<Slot>,
+    /// The queue's lane to take events from next (`Queue::pop`).
+    pub(crate) lane: usize,
+    /// Per lane, when it last had events queued or taken (see `SlotPool::mark_idle`).
+    pub(crate) lane_busy_at: [Instant; MAX_LANES],
+    /// The lanes whose events were taken since `note_idle_lanes` last looked, a bit each.
+    pub(crate) lanes_taken: u64,
     pub(crate) wake: Receiver<()>,
     pub(crate) commands: Receiver<Command>,
     pub(crate) sink: Box<dyn Sink>,
@@ -206,7 +211,9 @@ impl Worker {
         let now = Instant::now();
         Worker {
             shared,
-            queue: inbox.queue,
+            lane: 0,
+            lane_busy_at: [Instant::now(); MAX_LANES],
+            lanes_taken: 0,
             wake: inbox.wake,
             commands: inbox.commands,
             sink,
@@ -273,7 +280,7 @@ impl Worker {
 
     /// Events waiting to be taken: the backlog, then the queue.
     pub(crate) fn ready(&self) -> usize {
-        self.queue.len() + self.shared.backlog.len()
+        self.shared.queue.len() + self.shared.backlog.len()
     }
 
     /// Events wait in the store: they go before the queue.
@@ -360,6 +367,8 @@ impl Worker {
     fn sit_out(&mut self, until: Instant) -> bool {
         loop {
             self.maybe_tick_store();
+            // Lanes whose callers stopped are found idle during an outage too.
+            self.note_idle_lanes();
             if self.past_close_deadline() || self.close_by.is_some_and(|by| until >= by) {
                 return false;
             }
@@ -367,7 +376,7 @@ impl Worker {
             if now >= until {
                 return true;
             }
-            let mut wait = until - now;
+            let mut wait = (until - now).min(LANE_IDLE_AFTER);
             if self.shared.store.is_some() || self.shared.closed.load(Ordering::Relaxed) {
                 // Look at the store's housekeeping and at `close` now and then.
                 wait = wait.min(STORE_TICK);
@@ -403,6 +412,9 @@ impl Worker {
         // call or a drain, take a fresh one so a stepped wall clock shows within a second.
         self.refresh_wall_clock();
         self.note_behind();
+        // Each batch starts at the next lane: a lane that always has events to take would
+        // otherwise hold the others back.
+        self.lane = self.lane.wrapping_add(1);
         let cap = self.limits.max_events.min(max);
         let max_bytes = self.limits.max_bytes;
         let shared = Arc::clone(&self.shared);
@@ -422,7 +434,7 @@ impl Worker {
                 {
                     let next = match backlog.as_mut().and_then(|b| b.pop_front()) {
                         Some(slot) => Some(slot),
-                        None => self.queue.try_recv().ok(),
+                        None => shared.queue.pop(&mut self.lane),
                     };
                     let Some(slot) = next else {
                         break;
@@ -447,12 +459,38 @@ impl Worker {
                 break;
             }
             bytes += slot.len() + 1;
+            self.lanes_taken |= 1 << (slot.lane() % MAX_LANES);
             self.counts.taken += 1;
             self.counts.in_flight += 1;
             self.batch.push(slot);
         }
         self.publish();
         self.batch.len()
+    }
+
+    /// Marks idle the lanes with nothing queued and none of whose events were taken for
+    /// `LANE_IDLE_AFTER`: their free slots are then for any caller's taking.
+    pub(crate) fn note_idle_lanes(&mut self) {
+        let queue = &self.shared.queue;
+        if queue.lanes() == 1 {
+            return;
+        }
+        let mut busy = std::mem::take(&mut self.lanes_taken);
+        for (lane, queued) in queue.lens().enumerate() {
+            if queued > 0 {
+                busy |= 1 << lane;
+            }
+        }
+        let now = Instant::now();
+        let mut idle = 0u64;
+        for (lane, at) in self.lane_busy_at.iter_mut().enumerate().take(queue.lanes()) {
+            if busy & (1 << lane) != 0 {
+                *at = now;
+            } else if now.saturating_duration_since(*at) >= LANE_IDLE_AFTER {
+                idle |= 1 << lane;
+            }
+        }
+        self.shared.pool.mark_idle(idle);
     }
 
     /// Gives a batch's slots back to the pool and keeps the (empty) vector for reuse.
@@ -497,13 +535,14 @@ impl Worker {
         let elsewhere = c.caller_stored.load(Ordering::SeqCst)
             + c.moved.load(Ordering::SeqCst)
             + c.evicted.load(Ordering::SeqCst);
-        self.counts.taken + elsewhere >= c.recorded.load(Ordering::SeqCst)
+        self.counts.taken + elsewhere >= c.recorded.sum()
     }
 
     /// Tells callers under `Block` whether to render their events themselves: while the
     /// queue is over half full when a batch is taken, the flush thread is not keeping up.
     fn note_behind(&self) {
-        let behind = self.queue.len() > self.queue.capacity().unwrap_or(usize::MAX) / 2;
+        let queue = &self.shared.queue;
+        let behind = queue.len() > queue.capacity() / 2;
         if self.shared.behind.load(Ordering::Relaxed) != behind {
             self.shared.behind.store(behind, Ordering::Relaxed);
         }
@@ -530,7 +569,11 @@ impl Worker {
         // The marker takes a slot of the pool like any event (a buffer of its own would let
         // more events wait than the queue has places); none free now, it waits for the next
         // look, its losses kept.
-        let Some(mut slot) = self.spare.take().or_else(|| self.shared.pool.try_take()) else {
+        let Some(mut slot) = self
+            .spare
+            .take()
+            .or_else(|| self.shared.pool.try_take_any())
+        else {
             return;
         };
         if !self.losses.marker(&mut slot) {
@@ -538,7 +581,7 @@ impl Worker {
             return;
         }
         // Recorded first, then queued (the backlog counts as queued): every snapshot balances.
-        self.shared.counters.recorded.fetch_add(1, Ordering::SeqCst);
+        self.shared.counters.recorded.add_unlaned(1);
         self.counts.gap_markers += 1;
         self.publish();
         self.shared.backlog.put_front(std::iter::once(slot));
@@ -547,7 +590,7 @@ impl Worker {
     /// Frees spare slots once nothing was recorded for a while, so an idle pipeline gives
     /// back what a burst made it allocate.
     pub(crate) fn trim_when_idle(&mut self) {
-        let recorded = self.shared.counters.recorded.load(Ordering::Relaxed);
+        let recorded = self.shared.counters.recorded.sum();
         let now = Instant::now();
         if recorded != self.schedule.last_arrival.1 {
             self.schedule.last_arrival = (now, recorded);

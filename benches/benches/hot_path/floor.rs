@@ -6,7 +6,7 @@
 use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 use crossbeam_utils::CachePadded;
@@ -43,6 +43,7 @@ impl Floor {
             std::thread::spawn(move || {
                 let mut batch = Vec::with_capacity(BATCH);
                 let mut copy: Vec<u8> = Vec::with_capacity(1024);
+                let mut busy_at = Instant::now();
                 while !stop.load(Ordering::Relaxed) {
                     while batch.len() < BATCH {
                         match rx.try_recv() {
@@ -51,9 +52,10 @@ impl Floor {
                         }
                     }
                     if batch.is_empty() {
-                        std::thread::sleep(Duration::from_micros(50));
+                        crate::idle_wait(busy_at);
                         continue;
                     }
+                    busy_at = Instant::now();
                     consumed.fetch_add(batch.len() as u64, Ordering::Relaxed);
                     for mut slot in batch.drain(..) {
                         if reading {
@@ -165,6 +167,7 @@ impl Lanes {
         {
             let (consumed, stop) = (consumed.clone(), stop.clone());
             std::thread::spawn(move || {
+                let mut busy_at = Instant::now();
                 while !stop.load(Ordering::Relaxed) {
                     let mut got = 0;
                     for _ in 0..BATCH {
@@ -184,9 +187,10 @@ impl Lanes {
                         }
                     }
                     if got == 0 {
-                        std::thread::sleep(Duration::from_micros(50));
+                        crate::idle_wait(busy_at);
                         continue;
                     }
+                    busy_at = Instant::now();
                     consumed.fetch_add(got, Ordering::Relaxed);
                 }
             });

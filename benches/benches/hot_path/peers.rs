@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::{Contender, QUEUE};
 
@@ -27,15 +27,17 @@ impl Naive {
             let (queue, consumed, stop) = (queue.clone(), consumed.clone(), stop.clone());
             std::thread::spawn(move || {
                 let mut out = Vec::new();
+                let mut busy_at = Instant::now();
                 while !stop.load(Ordering::Relaxed) {
                     {
                         let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
                         out.extend(q.drain(..));
                     }
                     if out.is_empty() {
-                        std::thread::sleep(Duration::from_micros(50));
+                        crate::idle_wait(busy_at);
                         continue;
                     }
+                    busy_at = Instant::now();
                     consumed.fetch_add(out.len() as u64, Ordering::Relaxed);
                     out.clear();
                 }

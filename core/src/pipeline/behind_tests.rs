@@ -80,12 +80,16 @@ fn fill_then_record_behind(overflow: Overflow, rendered_by_caller: bool) {
 
     // The slot the first batch gave back takes the event: rendered right here or not.
     p.record(&event("same")).unwrap();
-    let slots: Vec<Slot> = p.queue_out.try_iter().collect();
+    let mut lane = 0;
+    let slots: Vec<Slot> = std::iter::from_fn(|| p.shared.queue.pop(&mut lane)).collect();
     assert_eq!(slots.len(), 8);
     assert!(slots[..7].iter().all(|s| is_captured(s)));
     assert_eq!(!is_captured(&slots[7]), rendered_by_caller);
     for slot in slots {
-        p.queue.try_send(slot).unwrap();
+        p.shared
+            .queue
+            .push(crate::lanes::this_thread(), slot)
+            .unwrap();
     }
 
     drop(open);

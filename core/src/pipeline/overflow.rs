@@ -21,7 +21,8 @@ impl Pipeline {
     #[cold]
     pub(super) fn replace_oldest(
         &self,
-        encode: impl FnOnce(&mut Slot, usize) -> Result<(), Error>,
+        lane: usize,
+        encode: impl FnOnce(&mut Vec<u8>, usize) -> Result<(), Error>,
     ) -> Result<(), Error> {
         // Not `capture.rs`'s scratch: that one renders with a fixed room and never grows;
         // this one holds a captured event of any size.
@@ -38,20 +39,21 @@ impl Pipeline {
             };
             event.clear();
             encode(event, self.max_event_bytes)?;
-            let mut slot = match self.shared.pool.try_take() {
+            let mut slot = match self.shared.take_slot(lane) {
                 Some(slot) => slot,
                 None => self.evict_oldest().ok_or(Error::Full)?,
             };
             slot.extend_from_slice(event);
-            self.push(slot)
+            self.push(lane, slot)
         })
     }
 
-    /// Takes the oldest queued event's slot for a new one. `None` if the queue is empty
-    /// after all (every slot is being encoded into or sent).
+    /// Takes the oldest queued event's slot for a new one: the oldest of this thread's
+    /// lane, or of another lane if this one has none. `None` if the queue is empty after
+    /// all (every slot is being encoded into or sent).
     #[cold]
     fn evict_oldest(&self) -> Option<Slot> {
-        let mut slot = self.queue_out.try_recv().ok()?;
+        let mut slot = self.shared.queue.pop_oldest()?;
         // Counted before the new event is: a snapshot in between sees one event fewer
         // queued and one more dropped, which balances.
         self.shared.counters.evicted.fetch_add(1, Ordering::SeqCst);
@@ -64,6 +66,7 @@ impl Pipeline {
     pub(super) fn wait_for_slot<P: Park>(
         &self,
         park: &mut P,
+        lane: usize,
         timeout: Duration,
     ) -> Result<Slot, Error> {
         // A caller that waits is one its flush thread is behind: it may render its next
@@ -77,7 +80,7 @@ impl Pipeline {
                 return Err(Error::Timeout(timeout));
             }
             let slice = left.min(P::SLICE);
-            if let Some(slot) = park.park(|| pool.wait(slice)) {
+            if let Some(slot) = park.park(|| pool.wait(slice, || self.shared.take_slot(lane))) {
                 return Ok(slot);
             }
             if park.interrupted() {
@@ -92,7 +95,7 @@ impl Pipeline {
     pub(super) fn spill<P: Park>(
         &self,
         park: &mut P,
-        encode: impl FnOnce(&mut Slot, usize) -> Result<(), Error>,
+        encode: impl FnOnce(&mut Vec<u8>, usize) -> Result<(), Error>,
     ) -> Result<(), Error> {
         let mut event = Vec::with_capacity(self.initial_slot_bytes);
         encode(&mut event, self.max_event_bytes)?;
@@ -119,11 +122,11 @@ impl Pipeline {
                 "the queue is full and the backing store is refusing events",
             ));
         }
-        move_into_store(shared, &mut **store, &self.queue_out, self.move_chunk)?;
+        move_into_store(shared, &mut **store, self.move_chunk)?;
         store.append(&[event])?;
         // Recorded before stored: a snapshot taken in between sees the event queued, which
         // balances; the other way round it would be counted nowhere.
-        shared.counters.recorded.fetch_add(1, Ordering::SeqCst);
+        shared.counters.recorded.add(crate::lanes::this_thread(), 1);
         shared.counters.caller_stored.fetch_add(1, Ordering::SeqCst);
         drop(store);
         shared.wake.now();
