@@ -97,10 +97,14 @@ pub(crate) fn move_into_store(
                     match queued.get_mut(lane) {
                         None => break None,
                         Some(0) => lane += 1,
-                        Some(left) => {
-                            *left -= 1;
-                            break queue.pop_from(lane);
-                        }
+                        Some(left) => match queue.pop_from(lane) {
+                            // The flush thread took the rest of this lane meanwhile.
+                            None => *left = 0,
+                            Some(slot) => {
+                                *left -= 1;
+                                break Some(slot);
+                            }
+                        },
                     }
                 },
             };

@@ -24,8 +24,9 @@ pub enum Overflow {
     /// would make room.
     #[default]
     DropNewest,
-    /// Make room by evicting the oldest queued event (counted as `dropped.oldest`) and take
-    /// the new one: the newest events are the ones kept. If nothing can be evicted (every
+    /// Make room by evicting the oldest queued event — the calling thread's own oldest if it
+    /// has one queued, else another thread's — (counted as `dropped.oldest`) and take the
+    /// new one: the newest events are the ones kept. If nothing can be evicted (every
     /// slot is being encoded into or sent), the new event is turned away with
     /// [`Error::Full`] after all. Never waits, never allocates.
     DropOldest,
@@ -134,6 +135,12 @@ impl Config {
     /// 16 777 216 (2²⁴). A full queue of the largest events takes
     /// `queue_capacity × max_event_bytes` of memory (or `× initial_slot_bytes`, if that is
     /// larger), which may not exceed 64 GiB. Defaults to 10 000.
+    ///
+    /// The queue has a lane for each recording thread, up to 8 (fewer for large queues):
+    /// each adds 80 bytes a place, at most 8 MiB in all. With several threads recording,
+    /// each lane has a share of the queue, and the policy can apply once the queue is over
+    /// half full and the caller's lane holds its share (the README's "When the queue is
+    /// full").
     pub fn queue_capacity(mut self, events: usize) -> Self {
         self.queue_capacity = events;
         self

@@ -154,7 +154,7 @@ impl Striped {
         self.lanes[0].fetch_add(n, Ordering::SeqCst);
     }
 
-    /// Takes `n` back on `lane` (a lane may go below zero; the sum does not).
+    /// Takes back `n` that [`add`](Self::add) added on `lane` (an event withdrawn).
     pub(crate) fn sub(&self, lane: usize, n: u64) {
         let lane = &self.lanes[lane & (self.lanes.len() - 1)];
         lane.fetch_sub(n, Ordering::SeqCst);

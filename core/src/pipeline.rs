@@ -89,8 +89,8 @@ pub struct Pipeline {
     max_event_bytes: usize,
     /// A caller looks whether to wake the flush thread when its lane's count of recorded
     /// events is a multiple of this plus one (a power of two, less one): with lanes, the
-    /// total is a sum of their lines. At most `lanes × (wake_check + 1)` events, ~1 % of
-    /// the queue, arrive past the mark before a caller looks.
+    /// total is a sum of their lines. At most `lanes × (wake_check + 1)` events arrive past
+    /// the mark before a caller looks: at most 1/64 of the queue and half a batch.
     wake_check: u64,
     initial_slot_bytes: usize,
     move_chunk: usize,
@@ -249,7 +249,7 @@ impl Pipeline {
             group: wal.then(GroupCommit::default),
             overflow: config.overflow,
             max_event_bytes: config.max_event_bytes,
-            wake_check: wake_check(config.queue_capacity, lanes),
+            wake_check: wake_check(config.queue_capacity, lanes, limits.max_events),
             initial_slot_bytes: config.initial_slot_bytes,
             move_chunk: limits.max_events,
             drop_timeout: config.drop_timeout,
@@ -603,7 +603,9 @@ impl Pipeline {
         &self.service
     }
 
-    /// Events the queue holds before the overflow policy applies.
+    /// Events the queue holds before the overflow policy applies (with several threads
+    /// recording, it can apply once the queue is over half full: see
+    /// [`Config::queue_capacity`]).
     pub fn capacity(&self) -> usize {
         self.shared.queue.capacity()
     }
@@ -614,11 +616,14 @@ impl Pipeline {
 }
 
 /// See `Pipeline::wake_check`: every event with one lane; else up to every 16th on a lane,
-/// so that all lanes together pass the mark by at most ~1/64 of the queue.
-fn wake_check(capacity: usize, lanes: usize) -> u64 {
+/// so that all lanes together pass the mark by at most 1/64 of the queue and half a batch
+/// of `batch` events.
+fn wake_check(capacity: usize, lanes: usize, batch: usize) -> u64 {
     if lanes <= 1 {
         return 0;
     }
-    let every = (capacity / (64 * lanes)).clamp(1, 16);
+    let every = (capacity / (64 * lanes))
+        .min(batch / (2 * lanes))
+        .clamp(1, 16);
     (1u64 << every.ilog2()) - 1
 }

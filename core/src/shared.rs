@@ -88,15 +88,18 @@ impl Shared {
     /// every lane's list is what lanes avoid.
     #[inline]
     pub(crate) fn take_slot(&self, lane: usize) -> Option<Slot> {
-        self.pool.try_take(lane).or_else(|| self.take_any_slot())
+        self.pool
+            .try_take(lane)
+            .or_else(|| self.take_any_slot(lane))
     }
 
     #[cold]
-    fn take_any_slot(&self) -> Option<Slot> {
+    fn take_any_slot(&self, lane: usize) -> Option<Slot> {
         if self.queue.len() >= self.queue.capacity() / 2 {
             return None;
         }
-        self.pool.try_take_any()
+        // Ownership moves to the caller's lane: it would otherwise come back for more.
+        self.pool.try_take_any(Some(lane))
     }
 
     pub(crate) fn new(

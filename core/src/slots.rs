@@ -22,7 +22,7 @@
 //! Slots change lanes only while the shares settle: had callers taken whatever slot was
 //! free anywhere, every caller of a busy pipeline would reach into every other lane's list,
 //! which is what lanes are for avoiding (four producers on 2 vCPUs doing so spent as much
-//! CPU an event, ~360 ns, as with one shared list; with shares, ~220). So with callers on
+//! CPU an event, ~360 ns, as with one shared list; with shares, 246–272). So with callers on
 //! several threads, the overflow policy can apply once the queue is over half full and the
 //! caller's lane holds its share, while other lanes keep free slots of theirs.
 
@@ -66,6 +66,7 @@ impl Slot {
     }
 
     /// The lane whose free list the slot goes back to.
+    #[cfg(test)]
     pub(crate) fn lane(&self) -> usize {
         usize::from(self.lane)
     }
@@ -103,6 +104,10 @@ pub(crate) struct SlotPool {
     /// A recording lane under its share, which slots of lanes over theirs go to when they
     /// come back (`usize::MAX`: none).
     needy: AtomicUsize,
+    /// Lanes a caller of which found no slot since the flush thread last looked, a bit
+    /// each: they count as recording, so that a thread new to a busy pipeline gets a share
+    /// (else, with the queue over half full, a lane recording nothing yet would get none).
+    wanting: CachePadded<AtomicU64>,
     /// The lanes the flush thread found idle, a bit each: written only when it changes,
     /// read by callers that found no free slot of their own.
     idle: CachePadded<AtomicU64>,
@@ -135,6 +140,7 @@ impl SlotPool {
                 .collect(),
             share: CachePadded::new(AtomicUsize::new(capacity.max(1))),
             needy: AtomicUsize::new(usize::MAX),
+            wanting: CachePadded::new(AtomicU64::new(0)),
             idle: CachePadded::new(AtomicU64::new(0)),
             created: AtomicUsize::new(0),
             capacity: capacity.max(1),
@@ -188,15 +194,27 @@ impl SlotPool {
     fn more(&self, lane: usize) -> Option<Slot> {
         let share = self.share.load(Ordering::Relaxed);
         let idle = self.idle.load(Ordering::Relaxed);
-        if self.free[lane].owned.load(Ordering::Relaxed) < share {
-            if let Some(slot) = self.create(lane) {
-                return Some(slot);
-            }
-            return self.steal(lane, |victim, owned| {
-                idle & (1 << victim) != 0 || owned > share
-            });
+        let slot = if self.free[lane].owned.load(Ordering::Relaxed) < share {
+            self.create(lane).or_else(|| {
+                self.steal(lane, |victim, owned| {
+                    idle & (1 << victim) != 0 || owned > share
+                })
+            })
+        } else {
+            self.steal(lane, |victim, _| idle & (1 << victim) != 0)
+        };
+        if slot.is_none() && self.wanting.load(Ordering::Relaxed) & (1 << lane) == 0 {
+            self.wanting.fetch_or(1 << lane, Ordering::Relaxed);
         }
-        self.steal(lane, |victim, _| idle & (1 << victim) != 0)
+        slot
+    }
+
+    /// The lanes a caller of which found no slot since the last call (the flush thread's).
+    pub(crate) fn take_wanting(&self) -> u64 {
+        if self.wanting.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
+        self.wanting.swap(0, Ordering::Relaxed)
     }
 
     /// A new slot of `lane` while fewer than `capacity` exist.
@@ -237,14 +255,26 @@ impl SlotPool {
         })
     }
 
-    /// Any free slot, of whichever lane, which it stays (the flush thread's gap marker,
-    /// off the hot path; the flush thread holds no lane of its own).
-    pub(crate) fn try_take_any(&self) -> Option<Slot> {
-        self.free
-            .iter()
-            .find_map(|free| free.ring.get()?.1.try_recv().ok())
-            .map(|slot| self.taken(slot))
-            .or_else(|| self.create(0))
+    /// Any free slot, of whichever lane, off the hot path: it becomes `to`'s (a caller's
+    /// lane), or, with `None` (the flush thread's gap marker: it holds no lane), stays
+    /// where it was. A new one, if fewer than `capacity` exist, is `to`'s or the first
+    /// lane's.
+    pub(crate) fn try_take_any(&self, to: Option<usize>) -> Option<Slot> {
+        let found = self.free.iter().enumerate().find_map(|(lane, free)| {
+            let slot = free.ring.get()?.1.try_recv().ok()?;
+            Some((lane, slot))
+        });
+        let Some((from, mut slot)) = found else {
+            return self.create(to.map_or(0, |to| to & (self.free.len() - 1)));
+        };
+        if let Some(to) = to.map(|to| to & (self.free.len() - 1))
+            && to != from
+        {
+            self.free[from].owned.fetch_sub(1, Ordering::Relaxed);
+            self.free[to].owned.fetch_add(1, Ordering::Relaxed);
+            slot.lane = to as u8;
+        }
+        Some(self.taken(slot))
     }
 
     /// The flush thread's account of the lanes: which are idle, a bit each (see
@@ -323,7 +353,8 @@ impl SlotPool {
         self.put_back(slot);
         if self.waiters.load(Ordering::SeqCst) > 0 {
             let _guard = self.waiting.lock();
-            self.came_back.notify_one();
+            // Every waiter: only those of the slot's lane, or one allowed to take any, can use it.
+            self.came_back.notify_all();
         }
     }
 

@@ -434,7 +434,14 @@ impl Worker {
                 {
                     let next = match backlog.as_mut().and_then(|b| b.pop_front()) {
                         Some(slot) => Some(slot),
-                        None => shared.queue.pop(&mut self.lane),
+                        None => {
+                            let slot = shared.queue.pop(&mut self.lane);
+                            if slot.is_some() {
+                                // The lane it was queued on (a slot may belong to another).
+                                self.lanes_taken |= 1 << (self.lane % MAX_LANES);
+                            }
+                            slot
+                        }
                     };
                     let Some(slot) = next else {
                         break;
@@ -459,7 +466,6 @@ impl Worker {
                 break;
             }
             bytes += slot.len() + 1;
-            self.lanes_taken |= 1 << (slot.lane() % MAX_LANES);
             self.counts.taken += 1;
             self.counts.in_flight += 1;
             self.batch.push(slot);
@@ -475,7 +481,8 @@ impl Worker {
         if queue.lanes() == 1 {
             return;
         }
-        let mut busy = std::mem::take(&mut self.lanes_taken);
+        // Busy: events of it taken or queued, or a caller of it found no slot.
+        let mut busy = std::mem::take(&mut self.lanes_taken) | self.shared.pool.take_wanting();
         for (lane, queued) in queue.lens().enumerate() {
             if queued > 0 {
                 busy |= 1 << lane;
@@ -572,7 +579,7 @@ impl Worker {
         let Some(mut slot) = self
             .spare
             .take()
-            .or_else(|| self.shared.pool.try_take_any())
+            .or_else(|| self.shared.pool.try_take_any(None))
         else {
             return;
         };

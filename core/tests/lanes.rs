@@ -123,3 +123,47 @@ fn each_threads_events_arrive_in_order_under_block() {
     }
     assert_eq!(next, [2_000; 6]);
 }
+
+#[test]
+fn a_thread_new_to_a_busy_pipeline_gets_its_share() {
+    // A slow receiver: 10 events a millisecond.
+    let sink = CallbackSink::new(|_: &[&[u8]]| {
+        std::thread::sleep(Duration::from_millis(1));
+        Outcome::Delivered
+    });
+    let config = Config::default()
+        .queue_capacity(1_000)
+        .batch_max_events(10)
+        .overflow(Overflow::Block {
+            timeout: Duration::from_secs(20),
+        });
+    let p = Arc::new(Pipeline::new(config, sink).unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    // One thread keeps the queue full and owns every slot.
+    let busy = {
+        let (p, stop) = (Arc::clone(&p), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                p.record_json(&event(0, n)).unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(p.stats().queued > 900, "{:?}", p.stats());
+    // A second thread's events must not wait for the first to stop.
+    let newcomer = {
+        let p = Arc::clone(&p);
+        std::thread::spawn(move || (0..200).all(|n| p.record_json(&event(1, n)).is_ok()))
+    };
+    assert!(newcomer.join().unwrap(), "a call timed out");
+    stop.store(true, Ordering::SeqCst);
+    let recorded_by_busy = busy.join().unwrap();
+    let report = p.close(Duration::from_secs(30));
+    assert!(report.completed);
+    let s = report.stats;
+    assert!(s.is_consistent(), "{s:?}");
+    assert_eq!(s.delivered, recorded_by_busy + 200, "{s:?}");
+}
