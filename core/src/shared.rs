@@ -86,11 +86,12 @@ impl Shared {
     /// than `LANE_IDLE_AFTER` ago, or the flush thread has not counted a new lane yet) must
     /// not turn an event away. Past half full the queue is busy, and callers reaching into
     /// every lane's list is what lanes avoid.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn take_slot(&self, lane: usize) -> Option<Slot> {
-        self.pool
-            .try_take(lane)
-            .or_else(|| self.take_any_slot(lane))
+        match self.pool.try_take(lane) {
+            Some(slot) => Some(slot),
+            None => self.take_any_slot(lane),
+        }
     }
 
     #[cold]

@@ -179,7 +179,7 @@ impl SlotPool {
 
     /// A free slot of `lane` (a thread's, see [`crate::lanes::this_thread`]), or else (see
     /// the module's notes) a new one or one from another lane; never waits.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn try_take(&self, lane: usize) -> Option<Slot> {
         let lane = lane & (self.free.len() - 1);
         if let Ok(slot) = self.ring(lane).1.try_recv() {
@@ -207,6 +207,11 @@ impl SlotPool {
             self.wanting.fetch_or(1 << lane, Ordering::Relaxed);
         }
         slot
+    }
+
+    /// Whether a caller found no slot since the flush thread last looked.
+    pub(crate) fn wanting(&self) -> bool {
+        self.wanting.load(Ordering::Relaxed) != 0
     }
 
     /// The lanes a caller of which found no slot since the last call (the flush thread's).

@@ -90,6 +90,9 @@ pub(crate) const STORE_TICK: Duration = Duration::from_millis(100);
 /// slots.
 pub(crate) const IDLE_AFTER: Duration = Duration::from_secs(3);
 
+/// How often the flush thread looks at which lanes are idle (`note_idle_lanes`).
+const LANES_LOOK_EVERY: Duration = Duration::from_millis(5);
+
 /// `now + timeout`, with absurd timeouts (`Duration::MAX`) capped at a year so the
 /// addition cannot overflow.
 pub(crate) fn deadline_after(timeout: Duration) -> Instant {
@@ -144,6 +147,8 @@ pub(crate) struct Worker {
     pub(crate) lane_busy_at: [Instant; MAX_LANES],
     /// The lanes whose events were taken since `note_idle_lanes` last looked, a bit each.
     pub(crate) lanes_taken: u64,
+    /// When `note_idle_lanes` last looked.
+    pub(crate) lanes_looked_at: Instant,
     pub(crate) wake: Receiver<()>,
     pub(crate) commands: Receiver<Command>,
     pub(crate) sink: Box<dyn Sink>,
@@ -214,6 +219,7 @@ impl Worker {
             lane: 0,
             lane_busy_at: [Instant::now(); MAX_LANES],
             lanes_taken: 0,
+            lanes_looked_at: Instant::now(),
             wake: inbox.wake,
             commands: inbox.commands,
             sink,
@@ -481,6 +487,15 @@ impl Worker {
         if queue.lanes() == 1 {
             return;
         }
+        // A look every few milliseconds is enough for a 100 ms rule; a caller that found no
+        // slot is answered at once.
+        let now = Instant::now();
+        if now.saturating_duration_since(self.lanes_looked_at) < LANES_LOOK_EVERY
+            && !self.shared.pool.wanting()
+        {
+            return;
+        }
+        self.lanes_looked_at = now;
         // Busy: events of it taken or queued, or a caller of it found no slot.
         let mut busy = std::mem::take(&mut self.lanes_taken) | self.shared.pool.take_wanting();
         for (lane, queued) in queue.lens().enumerate() {
@@ -488,7 +503,6 @@ impl Worker {
                 busy |= 1 << lane;
             }
         }
-        let now = Instant::now();
         let mut idle = 0u64;
         for (lane, at) in self.lane_busy_at.iter_mut().enumerate().take(queue.lanes()) {
             if busy & (1 << lane) != 0 {
