@@ -140,9 +140,7 @@ pub(crate) fn move_into_store(
             }
         }
         let rest = chunk.split_off(done);
-        for slot in chunk.drain(..) {
-            shared.pool.give_back(slot);
-        }
+        shared.pool.give_back_all(chunk.drain(..));
         if let Some(e) = refusal {
             shared.backlog.put_front(rest.into_iter().chain(earlier));
             return Err(e);

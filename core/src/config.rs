@@ -13,7 +13,8 @@ pub(crate) use doc::{in_range, parse_json, present};
 use crate::encode::rules::EventRules;
 use crate::{Error, RetryPolicy, StoreConfig, StoreRegistry};
 
-/// What `record` does when every slot is taken (the queue is full).
+/// What `record` does when it finds no slot: the queue is full (or, with several threads
+/// recording, see [`Config::queue_capacity`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Overflow {
@@ -137,10 +138,11 @@ impl Config {
     /// larger), which may not exceed 64 GiB. Defaults to 10 000.
     ///
     /// The queue has a lane for each recording thread, up to 8 (fewer for large queues):
-    /// each adds 80 bytes a place, at most 8 MiB in all. With several threads recording,
-    /// each lane has a share of the queue, and the policy can apply once the queue is over
-    /// half full and the caller's lane holds its share (the README's "When the queue is
-    /// full").
+    /// each adds 80 bytes a place, at most 8 MiB in all (a queue of 104 858 places or more
+    /// has one lane, of 80 bytes a place). With several threads recording, each lane has a
+    /// share of the queue, and the policy can apply once the queue is over half full and
+    /// the caller's lane holds about its share, or its thread is new and not yet counted
+    /// (the README's "When the queue is full").
     pub fn queue_capacity(mut self, events: usize) -> Self {
         self.queue_capacity = events;
         self

@@ -316,11 +316,10 @@ impl Worker {
                 .into_iter()
                 .chain(backlog)
                 .chain(queued);
-            for slot in held.collect::<Vec<_>>() {
-                self.counts.taken += 1;
-                self.counts.failed += 1;
-                self.shared.pool.give_back(slot);
-            }
+            let held: Vec<_> = held.collect();
+            self.counts.taken += held.len() as u64;
+            self.counts.failed += held.len() as u64;
+            self.shared.pool.give_back_all(held.into_iter());
             self.publish();
             if self.all_accepted_taken() {
                 return;

@@ -89,8 +89,9 @@ pub struct Pipeline {
     max_event_bytes: usize,
     /// A caller looks whether to wake the flush thread when its lane's count of recorded
     /// events is a multiple of this plus one (a power of two, less one): with lanes, the
-    /// total is a sum of their lines. At most `lanes × (wake_check + 1)` events arrive past
-    /// the mark before a caller looks: at most 1/64 of the queue and half a batch.
+    /// total is a sum of their lines. At most `lanes × wake_check` events arrive past the
+    /// mark before a caller looks: at most 1/64 of the queue (for queues of 512 and more)
+    /// and half a batch.
     wake_check: u64,
     initial_slot_bytes: usize,
     move_chunk: usize,

@@ -22,7 +22,7 @@
 //! Slots change lanes only while the shares settle: had callers taken whatever slot was
 //! free anywhere, every caller of a busy pipeline would reach into every other lane's list,
 //! which is what lanes are for avoiding (four producers on 2 vCPUs doing so spent as much
-//! CPU an event, ~360 ns, as with one shared list; with shares, 246–272). So with callers on
+//! CPU an event, ~360 ns, as with one shared list; with shares, 250–300). So with callers on
 //! several threads, the overflow policy can apply once the queue is over half full and the
 //! caller's lane holds its share, while other lanes keep free slots of theirs.
 
@@ -209,9 +209,9 @@ impl SlotPool {
         slot
     }
 
-    /// Whether a caller found no slot since the flush thread last looked.
-    pub(crate) fn wanting(&self) -> bool {
-        self.wanting.load(Ordering::Relaxed) != 0
+    /// The lanes a caller of which found no slot since the flush thread last looked.
+    pub(crate) fn wanting(&self) -> u64 {
+        self.wanting.load(Ordering::Relaxed)
     }
 
     /// The lanes a caller of which found no slot since the last call (the flush thread's).
@@ -309,7 +309,9 @@ impl SlotPool {
         if self.needy.load(Ordering::Relaxed) != needy {
             self.needy.store(needy, Ordering::Relaxed);
         }
-        // A caller waiting for a slot may now take one from another lane.
+        // A caller waiting for a slot may now take one from another lane. (SeqCst, as the
+        // waiter's registration: either it sees the new share, or this sees it waiting.)
+        std::sync::atomic::fence(Ordering::SeqCst);
         if changed && self.waiters.load(Ordering::SeqCst) > 0 {
             let _guard = self.waiting.lock();
             self.came_back.notify_all();

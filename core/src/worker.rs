@@ -147,8 +147,11 @@ pub(crate) struct Worker {
     pub(crate) lane_busy_at: [Instant; MAX_LANES],
     /// The lanes whose events were taken since `note_idle_lanes` last looked, a bit each.
     pub(crate) lanes_taken: u64,
-    /// When `note_idle_lanes` last looked.
+    /// When `note_idle_lanes` last looked, each lane's `recorded` count then, and the
+    /// lanes it found busy.
     pub(crate) lanes_looked_at: Instant,
+    pub(crate) lanes_recorded: [u64; MAX_LANES],
+    pub(crate) lanes_busy: u64,
     pub(crate) wake: Receiver<()>,
     pub(crate) commands: Receiver<Command>,
     pub(crate) sink: Box<dyn Sink>,
@@ -220,6 +223,8 @@ impl Worker {
             lane_busy_at: [Instant::now(); MAX_LANES],
             lanes_taken: 0,
             lanes_looked_at: Instant::now(),
+            lanes_recorded: [0; MAX_LANES],
+            lanes_busy: 0,
             wake: inbox.wake,
             commands: inbox.commands,
             sink,
@@ -487,22 +492,38 @@ impl Worker {
         if queue.lanes() == 1 {
             return;
         }
-        // A look every few milliseconds is enough for a 100 ms rule; a caller that found no
-        // slot is answered at once.
+        // A look every few milliseconds is enough for a 100 ms rule; a caller of a lane not
+        // counted busy that found no slot is answered at the next turn of the loop.
         let now = Instant::now();
         if now.saturating_duration_since(self.lanes_looked_at) < LANES_LOOK_EVERY
-            && !self.shared.pool.wanting()
+            && self.shared.pool.wanting() & !self.lanes_busy == 0
         {
             return;
         }
         self.lanes_looked_at = now;
-        // Busy: events of it taken or queued, or a caller of it found no slot.
+        // Busy: events of it recorded, taken or queued, or a caller of it found no slot.
+        // (Recorded counts too: events leave the queue by other ways than batches — moved
+        // into the store, evicted.)
         let mut busy = std::mem::take(&mut self.lanes_taken) | self.shared.pool.take_wanting();
+        for (lane, (count, seen)) in self
+            .shared
+            .counters
+            .recorded
+            .lanes()
+            .zip(self.lanes_recorded.iter_mut())
+            .enumerate()
+        {
+            if count != *seen {
+                *seen = count;
+                busy |= 1 << lane;
+            }
+        }
         for (lane, queued) in queue.lens().enumerate() {
             if queued > 0 {
                 busy |= 1 << lane;
             }
         }
+        self.lanes_busy = busy;
         let mut idle = 0u64;
         for (lane, at) in self.lane_busy_at.iter_mut().enumerate().take(queue.lanes()) {
             if busy & (1 << lane) != 0 {

@@ -1,5 +1,5 @@
-//! What `record` does when every slot is taken, by [`Overflow`](crate::Overflow) policy:
-//! `Block` waits for a slot, `DropOldest` evicts the oldest queued event, `Spill` appends
+//! What `record` does when it finds no slot (the queue is full), by
+//! [`Overflow`](crate::Overflow) policy: `Block` waits for a slot, `DropOldest` evicts the oldest queued event, `Spill` appends
 //! to the backing store on the caller's thread. `DropNewest` needs nothing here: the call
 //! returns [`Error::Full`](crate::Error::Full). All of it is off the hot path (`#[cold]`).
 
