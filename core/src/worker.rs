@@ -90,9 +90,6 @@ pub(crate) const STORE_TICK: Duration = Duration::from_millis(100);
 /// slots.
 pub(crate) const IDLE_AFTER: Duration = Duration::from_secs(3);
 
-/// How often the flush thread looks at which lanes are idle (`note_idle_lanes`).
-const LANES_LOOK_EVERY: Duration = Duration::from_millis(5);
-
 /// `now + timeout`, with absurd timeouts (`Duration::MAX`) capped at a year so the
 /// addition cannot overflow.
 pub(crate) fn deadline_after(timeout: Duration) -> Instant {
@@ -483,56 +480,6 @@ impl Worker {
         }
         self.publish();
         self.batch.len()
-    }
-
-    /// Marks idle the lanes with nothing queued and none of whose events were taken for
-    /// `LANE_IDLE_AFTER`: their free slots are then for any caller's taking.
-    pub(crate) fn note_idle_lanes(&mut self) {
-        let queue = &self.shared.queue;
-        if queue.lanes() == 1 {
-            return;
-        }
-        // A look every few milliseconds is enough for a 100 ms rule; a caller of a lane not
-        // counted busy that found no slot is answered at the next turn of the loop.
-        let now = Instant::now();
-        if now.saturating_duration_since(self.lanes_looked_at) < LANES_LOOK_EVERY
-            && self.shared.pool.wanting() & !self.lanes_busy == 0
-        {
-            return;
-        }
-        self.lanes_looked_at = now;
-        // Busy: events of it recorded, taken or queued, or a caller of it found no slot.
-        // (Recorded counts too: events leave the queue by other ways than batches — moved
-        // into the store, evicted.)
-        let mut busy = std::mem::take(&mut self.lanes_taken) | self.shared.pool.take_wanting();
-        for (lane, (count, seen)) in self
-            .shared
-            .counters
-            .recorded
-            .lanes()
-            .zip(self.lanes_recorded.iter_mut())
-            .enumerate()
-        {
-            if count != *seen {
-                *seen = count;
-                busy |= 1 << lane;
-            }
-        }
-        for (lane, queued) in queue.lens().enumerate() {
-            if queued > 0 {
-                busy |= 1 << lane;
-            }
-        }
-        self.lanes_busy = busy;
-        let mut idle = 0u64;
-        for (lane, at) in self.lane_busy_at.iter_mut().enumerate().take(queue.lanes()) {
-            if busy & (1 << lane) != 0 {
-                *at = now;
-            } else if now.saturating_duration_since(*at) >= LANE_IDLE_AFTER {
-                idle |= 1 << lane;
-            }
-        }
-        self.shared.pool.mark_idle(idle);
     }
 
     /// Gives a batch's slots back to the pool and keeps the (empty) vector for reuse.
