@@ -194,19 +194,26 @@ impl SlotPool {
     fn more(&self, lane: usize) -> Option<Slot> {
         let share = self.share.load(Ordering::Relaxed);
         let idle = self.idle.load(Ordering::Relaxed);
-        let slot = if self.free[lane].owned.load(Ordering::Relaxed) < share {
-            self.create(lane).or_else(|| {
-                self.steal(lane, |victim, owned| {
-                    idle & (1 << victim) != 0 || owned > share
-                })
+        if !self.under_share(lane) {
+            // At its share, under overload the common case: a refusal must stay cheap.
+            return self.steal(lane, |victim, _| idle & (1 << victim) != 0);
+        }
+        let slot = self.create(lane).or_else(|| {
+            self.steal(lane, |victim, owned| {
+                idle & (1 << victim) != 0 || owned > share
             })
-        } else {
-            self.steal(lane, |victim, _| idle & (1 << victim) != 0)
-        };
+        });
         if slot.is_none() && self.wanting.load(Ordering::Relaxed) & (1 << lane) == 0 {
             self.wanting.fetch_or(1 << lane, Ordering::Relaxed);
         }
         slot
+    }
+
+    /// Whether `lane` owns fewer slots than its share.
+    #[inline]
+    pub(crate) fn under_share(&self, lane: usize) -> bool {
+        let lane = lane & (self.free.len() - 1);
+        self.free[lane].owned.load(Ordering::Relaxed) < self.share.load(Ordering::Relaxed)
     }
 
     /// The lanes a caller of which found no slot since the flush thread last looked.
