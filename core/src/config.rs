@@ -140,8 +140,8 @@ impl Config {
     /// The queue has a lane for each recording thread, up to 8 (fewer for large queues):
     /// each adds 80 bytes a place, at most 8 MiB in all (a queue of 104 858 places or more
     /// has one lane, of 80 bytes a place). With several threads recording, each lane has a
-    /// share of the queue, and the policy can apply once the queue is over half full and
-    /// the caller's lane holds about its share, or its thread is new and not yet counted
+    /// share of the queue, and the policy can apply once the caller's lane holds about its
+    /// share (or the queue is over half full), or its thread is new and not yet counted
     /// (the README's "When the queue is full").
     pub fn queue_capacity(mut self, events: usize) -> Self {
         self.queue_capacity = events;
