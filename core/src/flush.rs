@@ -334,8 +334,8 @@ impl Worker {
 const LANES_LOOK_EVERY: Duration = Duration::from_millis(5);
 
 impl Worker {
-    /// Marks idle the lanes with nothing queued and none of whose events were taken for
-    /// `LANE_IDLE_AFTER`: their free slots are then for any caller's taking.
+    /// Marks idle the lanes with nothing queued and nothing recorded for `LANE_IDLE_AFTER`:
+    /// their free slots are then for any caller's taking.
     pub(crate) fn note_idle_lanes(&mut self) {
         let queue = &self.shared.queue;
         if queue.lanes() == 1 {
@@ -350,10 +350,11 @@ impl Worker {
             return;
         }
         self.lanes_looked_at = now;
-        // Busy: events of it recorded, taken or queued, or a caller of it found no slot.
-        // (Recorded counts too: events leave the queue by other ways than batches — moved
-        // into the store, evicted.)
-        let mut busy = std::mem::take(&mut self.lanes_taken) | self.shared.pool.take_wanting();
+        // Busy: events of it recorded since the last look or queued now, or a caller of it
+        // found no slot. (An event taken since was either queued at the last look or
+        // recorded after it; and events leave the queue by other ways than batches — moved
+        // into the store, evicted — so what is taken would not be enough.)
+        let mut busy = self.shared.pool.take_wanting();
         for (lane, (count, seen)) in self
             .shared
             .counters

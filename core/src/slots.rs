@@ -14,7 +14,7 @@
 //! the slots, `capacity` divided among them (all of it while one thread records). A caller
 //! whose list is empty creates a slot while its lane is under its share and fewer than
 //! `capacity` exist; else it takes a free slot from a lane over its share or one the flush
-//! thread found idle (nothing queued on it and none of its events taken for
+//! thread found idle (nothing queued on it and nothing recorded on it for
 //! [`LANE_IDLE_AFTER`]), and the slot becomes its lane's; and the flush thread hands slots
 //! coming back to a lane over its share to one under it. Past that, a caller of a lane
 //! under its share takes any free slot while the queue is less than half full
@@ -47,7 +47,7 @@ struct FreeList {
     owned: AtomicUsize,
 }
 
-/// How long a lane has nothing queued and none of its events taken before the flush thread
+/// How long a lane has nothing queued and nothing recorded before the flush thread
 /// marks it idle: longer than a caller waits for a CPU (with four producers on 2 vCPUs,
 /// lanes taken for idle after two batches, ~0.3 ms, while their callers waited to run
 /// changed their slots' lanes 800 000 times in 8 M events, and cost as much as no lanes).

@@ -140,10 +140,8 @@ pub(crate) struct Worker {
     pub(crate) shared: Arc<Shared>,
     /// The queue's lane to take events from next (`Queue::pop`).
     pub(crate) lane: usize,
-    /// Per lane, when it last had events queued or taken (see `SlotPool::mark_idle`).
+    /// Per lane, when it last had events recorded or queued (see `SlotPool::mark_idle`).
     pub(crate) lane_busy_at: [Instant; MAX_LANES],
-    /// The lanes whose events were taken since `note_idle_lanes` last looked, a bit each.
-    pub(crate) lanes_taken: u64,
     /// When `note_idle_lanes` last looked, each lane's `recorded` count then, and the
     /// lanes it found busy.
     pub(crate) lanes_looked_at: Instant,
@@ -218,7 +216,6 @@ impl Worker {
             shared,
             lane: 0,
             lane_busy_at: [Instant::now(); MAX_LANES],
-            lanes_taken: 0,
             lanes_looked_at: Instant::now(),
             lanes_recorded: [0; MAX_LANES],
             lanes_busy: 0,
@@ -442,14 +439,7 @@ impl Worker {
                 {
                     let next = match backlog.as_mut().and_then(|b| b.pop_front()) {
                         Some(slot) => Some(slot),
-                        None => {
-                            let slot = shared.queue.pop(&mut self.lane);
-                            if slot.is_some() {
-                                // The lane it was queued on (a slot may belong to another).
-                                self.lanes_taken |= 1 << (self.lane % MAX_LANES);
-                            }
-                            slot
-                        }
+                        None => shared.queue.pop(&mut self.lane),
                     };
                     let Some(slot) = next else {
                         break;
