@@ -21,7 +21,7 @@ const DefaultTimeout = 30 * time.Second
 // thread (in the library, not a goroutine) and a sink. All methods are safe for
 // concurrent use, Close included. Record calls never wait for a slot (unless
 // Config.Overflow is OverflowBlock) and never do I/O on the caller's goroutine; a thread
-// turned away with ErrFull again and again yields its CPU (sched_yield) once every 128
+// turned away with ErrFull again and again yields its CPU (sched_yield) once every 32
 // refusals while the flush thread works, so that it can make room — counted per OS
 // thread, not per goroutine.
 type Client struct {

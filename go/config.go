@@ -76,7 +76,7 @@ type Overflow string
 // The overflow policies.
 const (
 	// OverflowDropNewest returns ErrFull without waiting for a slot and counts it (a
-	// thread refused again and again yields its CPU once every 128 refusals while the flush
+	// thread refused again and again yields its CPU once every 32 refusals while the flush
 	// thread runs, so that it can make room).
 	OverflowDropNewest Overflow = "drop_newest"
 	// OverflowDropOldest evicts the oldest queued event (Stats.Dropped.Oldest) to take

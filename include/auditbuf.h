@@ -774,7 +774,7 @@ typedef struct auditbuf_report {
 /**
  * The queue is full (overflow `drop_newest`): the event was not taken. Counted in
  * `rejected_queue_full`. A thread turned away again and again yields its CPU
- * (`sched_yield`) once every 128 refusals while the flush thread works, so that the flush
+ * (`sched_yield`) once every 32 refusals while the flush thread works, so that the flush
  * thread can make room (a thread at a real-time priority gains nothing from it).
  */
 #define AUDITBUF_FULL 10

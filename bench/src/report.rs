@@ -365,7 +365,7 @@ pub fn notes(args: &Args, results: &[RunResult]) -> String {
         out.push('\n');
     };
     line(match args.overflow {
-        OverflowArg::DropNewest => "drop-newest: a call that found the queue full returned without waiting for a slot (auditbuf: Error::Full, yielding the CPU once every 128 refusals while its flush thread runs); the caller was told".to_owned(),
+        OverflowArg::DropNewest => "drop-newest: a call that found the queue full returned without waiting for a slot (auditbuf: Error::Full, yielding the CPU once every 32 refusals while its flush thread runs); the caller was told".to_owned(),
         OverflowArg::DropOldest => "drop-oldest: a call that found the queue full evicted the oldest queued event and took its place; nothing waited".to_owned(),
         OverflowArg::Block(t) => format!("block: a call that found the queue full waited up to {} for room, then gave up (auditbuf: Error::Timeout); accepted calls' times include their waits", duration(t)),
         OverflowArg::Spill => "spill: a call that found the queue full wrote the event to the store on the caller's thread".to_owned(),

@@ -17,8 +17,9 @@ static REGISTER: Once = Once::new();
 
 #[cfg(unix)]
 extern "C" fn in_child() {
-    // Async-signal-safe: a lock-free atomic add and nothing else.
+    // Async-signal-safe: lock-free atomics and plain thread-locals, nothing else.
     GENERATION.fetch_add(1, Ordering::Relaxed);
+    crate::lanes::after_fork();
 }
 
 /// The fork generation of this process, registering the child handler on first use.
@@ -27,7 +28,8 @@ pub(crate) fn generation() -> u64 {
         #[cfg(unix)]
         #[allow(unsafe_code)]
         // Safety: `in_child` is a plain `extern "C" fn` that lives as long as the program
-        // and only does an atomic add, which POSIX allows in a child after fork(). The
+        // and only does atomic stores and reads of const-initialised thread-locals, which
+        // POSIX allows in a child after fork(). The
         // return value only says whether the handler could be registered; without it,
         // `flush`, `close` and the store paths still compare process ids.
         unsafe {

@@ -88,6 +88,9 @@ thread_local! {
     /// This thread's lane once claimed (`usize::MAX` before): read on every call, so a
     /// plain value without a destructor, which the compiler reads in one instruction.
     static LANE: Cell<usize> = const { Cell::new(usize::MAX) };
+    /// Whether this thread holds `LANE` (not one shared in turn), for [`after_fork`]: a
+    /// plain value, which a `fork()` child handler may read.
+    static HOLDS_LANE: Cell<bool> = const { Cell::new(false) };
     /// Holds the lane and gives it back when the thread exits.
     static HOLDER: Lane = Lane::claim();
 }
@@ -120,9 +123,32 @@ pub(crate) fn this_thread() -> usize {
 fn claim_for_this_thread() -> usize {
     // A thread-local destroyed already (a record from another thread-local's destructor):
     // lane 0, unheld.
-    let lane = HOLDER.try_with(|holder| holder.lane).unwrap_or(0);
+    let (lane, held) = HOLDER
+        .try_with(|holder| (holder.lane, holder.held))
+        .unwrap_or((0, false));
     LANE.set(lane);
+    HOLDS_LANE.set(held);
     lane
+}
+
+/// In a `fork()` child (called by its `pthread_atfork` handler): only the thread that
+/// forked lives on, so only its lane is held. The other threads' lanes would otherwise stay
+/// held for ever (their destructors never run in the child), and the child's threads would
+/// share lanes they need not. Async-signal-safe: reads two plain thread-locals and stores
+/// an atomic.
+pub(crate) fn after_fork() {
+    let lane = LANE.with(Cell::get);
+    let held = HOLDS_LANE.with(Cell::get);
+    HELD.store(held_after_fork(lane, held), Ordering::Relaxed);
+}
+
+/// The lanes held in a `fork()` child whose one thread has `lane`, `held` or not.
+fn held_after_fork(lane: usize, held: bool) -> u64 {
+    if held && lane < MAX_LANES {
+        1 << lane
+    } else {
+        0
+    }
 }
 
 /// A count kept per lane and summed on read: each caller adds to its own lane's line.
@@ -265,6 +291,17 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fork_child_holds_only_the_lane_of_the_thread_that_forked() {
+        assert_eq!(held_after_fork(3, true), 1 << 3);
+        assert_eq!(
+            held_after_fork(3, false),
+            0,
+            "a lane shared in turn is nobody's"
+        );
+        assert_eq!(held_after_fork(usize::MAX, false), 0, "no lane claimed");
+    }
 
     #[test]
     fn lanes_fit_the_ring_budget() {

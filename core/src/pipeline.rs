@@ -462,27 +462,20 @@ impl Pipeline {
             return Err(Error::Closed);
         }
         let lane = lanes::this_thread();
-        let mut slot = match shared.take_slot(lane) {
-            Some(slot) => slot,
-            None => match self.overflow {
-                Overflow::Block { timeout } => self.wait_for_slot(park, lane, timeout)?,
-                Overflow::Spill if self.group.is_none() => return self.spill(park, encode),
-                Overflow::DropOldest if self.group.is_none() => {
-                    return self.replace_oldest(lane, encode);
-                }
-                Overflow::DropNewest if self.group.is_none() => {
-                    shared.wake.turned_away(|| park.cede());
-                    return Err(Error::Full);
-                }
-                // Under `wal` the slots are held by callers waiting for an fsync, not by the
-                // flush thread: yielding to it would not make room.
-                _ => return Err(Error::Full),
-            },
+        let Some(mut slot) = shared.take_slot(lane) else {
+            return self.without_slot(park, lane, encode);
         };
         if let Err(e) = encode(&mut slot, self.max_event_bytes) {
             shared.pool.give_back(slot);
             return Err(e);
         }
+        self.enqueue(park, lane, slot)
+    }
+
+    /// Queues an event encoded into `slot` (or, under `wal`, commits it to the store).
+    #[inline(always)]
+    fn enqueue<P: Park>(&self, park: &mut P, lane: usize, mut slot: Slot) -> Result<(), Error> {
+        let shared = &*self.shared;
         if let Some(group) = &self.group {
             if self.forked(true) {
                 shared.pool.give_back(slot);

@@ -32,11 +32,14 @@ pub(crate) const WAKE_SLACK: Duration = Duration::from_millis(2);
 pub(crate) const LATE_SLACK: Duration = Duration::from_micros(100);
 
 /// How often a thread that is turned away yields its CPU (see [`FlushWake::turned_away`]).
-/// In interleaved runs with four producers calling again at once (README, "Overload from
-/// one and from four producers"), one in 128 delivered as much as one in 64 and kept the
-/// refusals' p99 at ~200 ns, below the accepted calls' (one in 64: ~15 µs, as more than
-/// 1 % of refusals yield); one in 256 delivered a little less and one in 1 024 about 0.65×.
-pub(crate) const CEDE_EVERY: u32 = 128;
+/// What matters is the time between yields, so this follows the cost of a refusal. While a
+/// refusal took ~40 ns (the event was not checked), one in 128 delivered as much as one in
+/// 64 and kept the refusals' p99 at ~200 ns. Once a refusal checked the event first (~160
+/// ns), one in 128 let four producers calling again at once on 2 vCPUs deliver 7 % less
+/// (10.8–11.1 M in 5 s against 11.8–12.0 M), and one in 32 as much as before (11.7–12.2 M),
+/// at a price: more than 1 % of refusals yield, so with four producers their p99 is the
+/// yield's ~15 µs (README, "Overload from one and from four producers").
+pub(crate) const CEDE_EVERY: u32 = 32;
 
 thread_local! {
     /// Refusals on this thread, for [`CEDE_EVERY`].

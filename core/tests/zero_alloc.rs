@@ -377,6 +377,18 @@ fn drop_oldest_evictions_do_not_allocate() {
 }
 
 #[test]
+fn drop_newest_refusals_do_not_allocate() {
+    // A refused event is checked first (bad input gets its own error even then), in a
+    // buffer of the thread's that the warm-up allocated.
+    let pipeline = slow_pipeline(auditbuf::Overflow::DropNewest);
+    let allocations = count_typed(&pipeline, CALLS);
+    let report = pipeline.close(Duration::from_secs(30));
+    assert!(report.stats.is_consistent(), "{:?}", report.stats);
+    assert!(report.stats.rejected.queue_full > 0, "{:?}", report.stats);
+    assert_eq!(allocations, 0, "record allocated {allocations} times");
+}
+
+#[test]
 fn block_waits_do_not_allocate() {
     let pipeline = slow_pipeline(auditbuf::Overflow::Block {
         timeout: Duration::from_secs(30),

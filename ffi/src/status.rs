@@ -16,7 +16,7 @@ pub const AUDITBUF_OK: auditbuf_status = 0;
 pub const AUDITBUF_NOT_DURABLE: auditbuf_status = 1;
 /// The queue is full (overflow `drop_newest`): the event was not taken. Counted in
 /// `rejected_queue_full`. A thread turned away again and again yields its CPU
-/// (`sched_yield`) once every 128 refusals while the flush thread works, so that the flush
+/// (`sched_yield`) once every 32 refusals while the flush thread works, so that the flush
 /// thread can make room (a thread at a real-time priority gains nothing from it).
 pub const AUDITBUF_FULL: auditbuf_status = 10;
 /// A deadline passed: no slot came free within `block_timeout_ms` (overflow `block`;

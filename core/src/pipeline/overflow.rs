@@ -1,50 +1,79 @@
 //! What `record` does when it finds no slot (the queue is full), by
-//! [`Overflow`](crate::Overflow) policy: `Block` waits for a slot, `DropOldest` evicts the oldest queued event, `Spill` appends
-//! to the backing store on the caller's thread. `DropNewest` needs nothing here: the call
-//! returns [`Error::Full`](crate::Error::Full). All of it is off the hot path (`#[cold]`).
+//! [`Overflow`](crate::Overflow) policy: `Block` waits for a slot, `DropOldest` evicts the
+//! oldest queued event, `Spill` appends to the backing store on the caller's thread,
+//! `DropNewest` returns [`Error::Full`](crate::Error::Full). Each checks the event before
+//! it refuses, waits or evicts. All of it is off the hot path (`#[cold]`).
 
+use std::cell::RefCell;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::Pipeline;
 use crate::Error;
 use crate::backlog::move_into_store;
+use crate::config::Overflow;
 use crate::encode::capture::{finish, ready_scratch};
 use crate::park::Park;
 use crate::slots::Slot;
 use crate::worker::deadline_after;
 
+thread_local! {
+    /// Where an event is checked while no slot is free (see [`Pipeline::without_slot`]);
+    /// allocated on a thread's first full queue and kept. Not `capture.rs`'s scratch: that
+    /// one renders with a fixed room and never grows; this one holds a captured event of
+    /// any size.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
 impl Pipeline {
-    /// Overflow `DropOldest` with every slot taken: the event is encoded first (into a
-    /// buffer of this thread's, allocated once), so bad input evicts nothing; then the
-    /// oldest queued event makes room for it.
+    /// `record` found every slot taken. The event is encoded first, into a buffer of this
+    /// thread's, so bad input gets its own error whatever the queue's state — not `Full`,
+    /// not a `Block` wait that may end in `Timeout` — and evicts nothing; then the overflow
+    /// policy finds it a slot or refuses it. (`Spill` encodes into the bytes it stores.)
     #[cold]
-    pub(super) fn replace_oldest(
+    #[inline(never)]
+    pub(super) fn without_slot<P: Park>(
         &self,
+        park: &mut P,
         lane: usize,
         encode: impl FnOnce(&mut Vec<u8>, usize) -> Result<(), Error>,
     ) -> Result<(), Error> {
-        // Not `capture.rs`'s scratch: that one renders with a fixed room and never grows;
-        // this one holds a captured event of any size.
-        thread_local! {
-            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        if matches!(self.overflow, Overflow::Spill) && self.group.is_none() {
+            return self.spill(park, encode);
         }
         SCRATCH.with(|scratch| {
             let mut fallback = Vec::new();
             let mut borrowed = scratch.try_borrow_mut();
             let event: &mut Vec<u8> = match borrowed.as_deref_mut() {
                 Ok(buffer) => buffer,
-                // Only if a sink called back into record on this thread.
+                // Only if this thread called `record` again while waiting in it (a sink or
+                // a Python signal handler that records).
                 Err(_) => &mut fallback,
             };
             event.clear();
             encode(event, self.max_event_bytes)?;
-            let mut slot = match self.shared.take_slot(lane) {
-                Some(slot) => slot,
-                None => self.evict_oldest().ok_or(Error::Full)?,
+            // A slot that came free meanwhile spares a wait or an eviction; a refusal does
+            // not look again (it would cost every refused call another miss).
+            let mut slot = match self.overflow {
+                Overflow::Block { timeout } => match self.shared.take_slot(lane) {
+                    Some(slot) => slot,
+                    None => self.wait_for_slot(park, lane, timeout)?,
+                },
+                Overflow::DropOldest if self.group.is_none() => self
+                    .shared
+                    .take_slot(lane)
+                    .or_else(|| self.evict_oldest())
+                    .ok_or(Error::Full)?,
+                Overflow::DropNewest if self.group.is_none() => {
+                    self.shared.wake.turned_away(|| park.cede());
+                    return Err(Error::Full);
+                }
+                // Under `wal` the slots are held by callers waiting for an fsync, not by the
+                // flush thread: yielding to it would not make room.
+                _ => return Err(Error::Full),
             };
             slot.extend_from_slice(event);
-            self.push(lane, slot)
+            self.enqueue(park, lane, slot)
         })
     }
 
@@ -63,7 +92,7 @@ impl Pipeline {
 
     /// Overflow `Block`: waits for a slot in slices of `P::SLICE`, parked.
     #[cold]
-    pub(super) fn wait_for_slot<P: Park>(
+    fn wait_for_slot<P: Park>(
         &self,
         park: &mut P,
         lane: usize,
@@ -92,7 +121,7 @@ impl Pipeline {
     /// Overflow `Spill`: the queue is full, so the event goes to the store on this thread,
     /// behind everything that waits outside the store (older than it).
     #[cold]
-    pub(super) fn spill<P: Park>(
+    fn spill<P: Park>(
         &self,
         park: &mut P,
         encode: impl FnOnce(&mut Vec<u8>, usize) -> Result<(), Error>,
