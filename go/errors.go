@@ -17,7 +17,7 @@ var (
 	// but the "wal" store's sync failed, so it may not survive a crash.
 	ErrNotDurable = errors.New("auditbuf: accepted, but not durable")
 	// ErrFull (10): the queue is full (overflow "drop_newest"); the event was not taken.
-	// One refusal in 128 on an OS thread yields its CPU to the flush thread (see Client).
+	// One refusal in 32 on an OS thread yields its CPU to the flush thread (see Client).
 	ErrFull = errors.New("auditbuf: queue full")
 	// ErrTimeout (11): no queue slot within BlockTimeout (overflow "block"), or Flush or
 	// Close reached their deadline with work left.
