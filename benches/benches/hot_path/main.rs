@@ -13,11 +13,12 @@
 //! in the environment:
 //! - `HOT_PATH=200000,3`: fewer calls and rounds;
 //! - `HOT_PATH_ONLY=typed`: only the contenders whose name contains that (`validation`:
-//!   only the JSON check);
+//!   only the JSON check); the first one kept stands in for the floor in the ratios;
 //! - `HOT_PATH_PRODUCERS=4`: only that column of delivered events;
-//! - `HOT_PATH_PIN=0`: every producer bound to CPU 0, so that producers take turns instead
-//!   of running at once on different CPUs (the consumer keeps the other CPU): what a
-//!   contender's throughput owes to lines two producers write.
+//! - `HOT_PATH_PIN=0`: every producer of the throughput table bound to CPU 0 (the per-call
+//!   table's one producer is not), so that producers take turns instead of running at once
+//!   on different CPUs (the consumer keeps the other CPU): what a contender's throughput
+//!   owes to lines two producers write.
 //!
 //! `cargo test` runs it once with 20 000 calls as a smoke test.
 
