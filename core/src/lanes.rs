@@ -228,7 +228,18 @@ impl Queue {
         }
     }
 
+    /// `lane`'s ring (within `lanes()`), made on its first use: a load and a branch after.
+    #[inline(always)]
     fn ring(&self, lane: usize) -> &Ring {
+        match self.lanes[lane].get() {
+            Some(ring) => ring,
+            None => self.make_ring(lane),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn make_ring(&self, lane: usize) -> &Ring {
         self.lanes[lane].get_or_init(|| bounded(self.capacity))
     }
 

@@ -505,7 +505,7 @@ impl Pipeline {
     }
 
     /// Counts the event in `slot` as recorded and queues it, on `lane` (the caller's).
-    #[inline]
+    #[inline(always)]
     fn push(&self, lane: usize, slot: Slot) -> Result<(), Error> {
         let shared = &*self.shared;
         // Count first, then look at `closed` (both SeqCst): either close sees this event

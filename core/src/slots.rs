@@ -158,8 +158,18 @@ impl SlotPool {
         }
     }
 
-    /// A lane's free list.
+    /// A lane's free list, made on its first use: a load and a branch after.
+    #[inline(always)]
     fn ring(&self, lane: usize) -> &Ring {
+        match self.free[lane].ring.get() {
+            Some(ring) => ring,
+            None => self.make_ring(lane),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn make_ring(&self, lane: usize) -> &Ring {
         self.free[lane].ring.get_or_init(|| bounded(self.capacity))
     }
 
