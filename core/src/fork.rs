@@ -16,8 +16,14 @@ static GENERATION: AtomicU64 = AtomicU64::new(0);
 static REGISTER: Once = Once::new();
 
 #[cfg(unix)]
+extern "C" fn before_fork() {
+    // In the parent, in the forking thread's normal context: thread-locals may be read.
+    crate::lanes::before_fork();
+}
+
+#[cfg(unix)]
 extern "C" fn in_child() {
-    // Async-signal-safe: lock-free atomics and plain thread-locals, nothing else.
+    // Async-signal-safe: lock-free atomics, nothing else.
     GENERATION.fetch_add(1, Ordering::Relaxed);
     crate::lanes::after_fork();
 }
@@ -27,13 +33,13 @@ pub(crate) fn generation() -> u64 {
     REGISTER.call_once(|| {
         #[cfg(unix)]
         #[allow(unsafe_code)]
-        // Safety: `in_child` is a plain `extern "C" fn` that lives as long as the program
-        // and only does atomic stores and reads of const-initialised thread-locals, which
-        // POSIX allows in a child after fork(). The
+        // Safety: both are plain `extern "C" fn`s that live as long as the program;
+        // `in_child` only does atomic operations, which POSIX allows in a child after
+        // fork(), and `before_fork` runs in the parent before it, as any code. The
         // return value only says whether the handler could be registered; without it,
         // `flush`, `close` and the store paths still compare process ids.
         unsafe {
-            libc::pthread_atfork(None, None, Some(in_child));
+            libc::pthread_atfork(Some(before_fork), None, Some(in_child));
         }
     });
     GENERATION.load(Ordering::Relaxed)

@@ -79,6 +79,8 @@ impl Lane {
 impl Drop for Lane {
     fn drop(&mut self) {
         if self.held {
+            // A fork after this must not count the lane held (see `before_fork`).
+            let _ = HOLDS_LANE.try_with(|holds| holds.set(false));
             HELD.fetch_and(!(1 << self.lane), Ordering::Relaxed);
         }
     }
@@ -131,15 +133,24 @@ fn claim_for_this_thread() -> usize {
     lane
 }
 
-/// In a `fork()` child (called by its `pthread_atfork` handler): only the thread that
-/// forked lives on, so only its lane is held. The other threads' lanes would otherwise stay
-/// held for ever (their destructors never run in the child), and the child's threads would
-/// share lanes they need not. Async-signal-safe: reads two plain thread-locals and stores
-/// an atomic.
+/// The lanes a `fork()` child will hold, worked out by [`before_fork`] in the parent.
+static HELD_IN_CHILD: AtomicU64 = AtomicU64::new(0);
+
+/// In the parent, just before a `fork()` (its `pthread_atfork` prepare handler, on the
+/// forking thread, where touching thread-locals is safe): the child's one thread will hold
+/// this thread's lane and no other.
+pub(crate) fn before_fork() {
+    let lane = LANE.try_with(Cell::get).unwrap_or(usize::MAX);
+    let held = HOLDS_LANE.try_with(Cell::get).unwrap_or(false);
+    HELD_IN_CHILD.store(held_after_fork(lane, held), Ordering::Relaxed);
+}
+
+/// In a `fork()` child (its `pthread_atfork` child handler): only the thread that forked
+/// lives on, so only its lane is held. The other threads' lanes would otherwise stay held
+/// for ever (their destructors never run in the child), and the child's threads would share
+/// lanes they need not. Async-signal-safe: an atomic load and store.
 pub(crate) fn after_fork() {
-    let lane = LANE.with(Cell::get);
-    let held = HOLDS_LANE.with(Cell::get);
-    HELD.store(held_after_fork(lane, held), Ordering::Relaxed);
+    HELD.store(HELD_IN_CHILD.load(Ordering::Relaxed), Ordering::Relaxed);
 }
 
 /// The lanes held in a `fork()` child whose one thread has `lane`, `held` or not.
@@ -302,6 +313,49 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(unix)]
+    #[allow(unsafe_code)]
+    fn in_a_real_fork_child_only_the_forking_threads_lane_is_held() {
+        crate::fork::generation(); // registers the fork handlers
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let (tell, told) = std::sync::mpsc::channel();
+        let other = std::thread::spawn(move || {
+            let _ = tell.send(this_thread());
+            let _ = wait.recv();
+        });
+        let theirs = told.recv().unwrap();
+        let mine = this_thread();
+        let expected = if HOLDS_LANE.with(Cell::get) {
+            1 << mine
+        } else {
+            0
+        };
+        // Another thread's lane is held across the fork (unless every lane was taken by
+        // the other tests' threads, when both share lanes and the check is weaker).
+        assert!(theirs == mine || HELD.load(Ordering::Relaxed) & (1 << theirs) != 0);
+        // Safety: the child only loads an atomic and leaves with `_exit`.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let code = i32::from(HELD.load(Ordering::Relaxed) != expected);
+            // Safety: ends the child at once, as a forked child must.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // Safety: waits for the child just forked; `status` outlives the call.
+        let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(waited, pid);
+        let _ = release.send(());
+        other.join().unwrap();
+        assert!(libc::WIFEXITED(status), "the child did not exit: {status}");
+        assert_eq!(
+            libc::WEXITSTATUS(status),
+            0,
+            "the child held other lanes too"
+        );
+    }
 
     #[test]
     fn a_fork_child_holds_only_the_lane_of_the_thread_that_forked() {

@@ -223,6 +223,11 @@ impl SlotPool {
         slot
     }
 
+    /// The capacity a free slot may keep (`retained_slot_bytes`, at least the initial).
+    pub(crate) fn retained_bytes(&self) -> usize {
+        self.retained_bytes
+    }
+
     /// Whether `lane` owns fewer slots than its share.
     #[inline]
     pub(crate) fn under_share(&self, lane: usize) -> bool {

@@ -34,7 +34,7 @@ pub(crate) const LATE_SLACK: Duration = Duration::from_micros(100);
 /// How often a thread that is turned away yields its CPU (see [`FlushWake::turned_away`]).
 /// What matters is the time between yields, so this follows the cost of a refusal. While a
 /// refusal took ~40 ns (the event was not checked), one in 128 delivered as much as one in
-/// 64 and kept the refusals' p99 at ~200 ns. Once a refusal checked the event first (~160
+/// 64 and kept the refusals' p99 at ~200 ns. Once a refusal checked the event first (~150
 /// ns), one in 128 let four producers calling again at once on 2 vCPUs deliver 7 % less
 /// (10.8–11.1 M in 5 s against 11.8–12.0 M), and one in 32 as much as before (11.7–12.2 M),
 /// at a price: more than 1 % of refusals yield, so with four producers their p99 is the

@@ -256,10 +256,10 @@ fn with_the_queue_full_bad_input_gets_its_own_error_under_every_policy() {
     let policies = [
         Overflow::DropNewest,
         Overflow::DropOldest,
-        // A call that waited would wait until the sink lets go, which it does only after
-        // the checks below: getting the error at all shows it did not wait.
+        // A call that waited would end in `Timeout` (the sink lets go only after the checks
+        // below), not in the input's own error.
         Overflow::Block {
-            timeout: Duration::from_secs(60),
+            timeout: Duration::from_secs(2),
         },
     ];
     for overflow in policies {
@@ -330,6 +330,54 @@ fn with_the_queue_full_bad_input_gets_its_own_error_under_every_policy() {
         assert_eq!(stats.rejected.invalid_utf8, 1, "{overflow:?}: {stats:?}");
         assert_eq!(stats.rejected.missing_field, 1, "{overflow:?}: {stats:?}");
     }
+}
+
+#[test]
+fn a_record_from_a_thread_locals_destructor_with_the_queue_full_is_refused_cleanly() {
+    // The destructor runs after the pipeline's own thread-locals on that thread are gone
+    // (they were made after it, so they go first): `record` must not panic there, which
+    // would abort the process.
+    struct RecordsOnExit(Arc<Pipeline>, Arc<std::sync::Mutex<Option<bool>>>);
+    impl Drop for RecordsOnExit {
+        fn drop(&mut self) {
+            let full = matches!(
+                self.0.record_json(br#"{"p":1,"n":1}"#),
+                Err(auditbuf::Error::Full)
+            );
+            *self.1.lock().unwrap() = Some(full);
+        }
+    }
+    thread_local! {
+        static ON_EXIT: std::cell::RefCell<Option<RecordsOnExit>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let go = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Seen::default());
+    let config = Config::default()
+        .queue_capacity(2)
+        .batch_max_events(1)
+        .flush_interval(Duration::from_millis(1));
+    let p = Arc::new(Pipeline::new(config, stalled_until(&go, &seen)).unwrap());
+    let outcome = Arc::new(std::sync::Mutex::new(None));
+    std::thread::spawn({
+        let (p, outcome) = (Arc::clone(&p), Arc::clone(&outcome));
+        move || {
+            ON_EXIT.with(|on_exit| {
+                *on_exit.borrow_mut() = Some(RecordsOnExit(Arc::clone(&p), outcome));
+            });
+            // Fills the queue, then is refused: the pipeline's thread-locals are made now.
+            while p.record_json(br#"{"p":1,"n":0}"#).is_ok() {}
+        }
+    })
+    .join()
+    .unwrap();
+    assert_eq!(*outcome.lock().unwrap(), Some(true), "refused with Full");
+    go.store(true, Ordering::SeqCst);
+    let p = Arc::try_unwrap(p).ok().unwrap();
+    let stats = p.close(Duration::from_secs(5)).stats;
+    assert!(stats.is_consistent(), "{stats:?}");
+    assert_eq!(stats.delivered, 2, "{stats:?}");
+    assert!(stats.rejected.queue_full >= 2, "{stats:?}");
 }
 
 /// Counts the yields of a caller turned away instead of yielding.

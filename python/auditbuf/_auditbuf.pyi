@@ -105,7 +105,7 @@ class Pipeline:
         Ctrl-C (counted as a block timeout)."""
     def record_cadf(self, event: CadfEvent) -> None:
         """Records a CADF event (for the RabbitMQ sink and Hermes): a dict with CADF's wire
-        names (``auditbuf.cadf.CadfEvent``), encoded in Rust into the queue's slot, keys in
+        names (``auditbuf.cadf.CadfEvent``), encoded in Rust into a queue slot, keys in
         the order of audittools' Go type. Left out, ``id`` is a new random UUID (version 4),
         ``eventTime`` the time of the call, ``typeURI`` the CADF event schema and
         ``eventType`` ``"activity"``. An attachment's ``content`` is text (a ``str``, sent as

@@ -4,7 +4,7 @@
 //! `DropNewest` returns [`Error::Full`](crate::Error::Full). Each checks the event before
 //! it refuses, waits or evicts. All of it is off the hot path (`#[cold]`).
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -19,10 +19,10 @@ use crate::worker::deadline_after;
 
 thread_local! {
     /// Where an event is checked while no slot is free (see [`Pipeline::without_slot`]);
-    /// allocated on a thread's first full queue and kept. Not `capture.rs`'s scratch: that
-    /// one renders with a fixed room and never grows; this one holds a captured event of
-    /// any size.
-    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// allocated on a thread's first full queue and kept, at most `retained_slot_bytes` of
+    /// it. Not `capture.rs`'s scratch: that one renders with a fixed room and never grows;
+    /// this one holds a captured event of any size.
+    static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
 impl Pipeline {
@@ -41,40 +41,54 @@ impl Pipeline {
         if matches!(self.overflow, Overflow::Spill) && self.group.is_none() {
             return self.spill(park, encode);
         }
-        SCRATCH.with(|scratch| {
-            let mut fallback = Vec::new();
-            let mut borrowed = scratch.try_borrow_mut();
-            let event: &mut Vec<u8> = match borrowed.as_deref_mut() {
-                Ok(buffer) => buffer,
-                // Only if this thread called `record` again while waiting in it (a sink or
-                // a Python signal handler that records).
-                Err(_) => &mut fallback,
-            };
+        // Taken out of the thread-local for the call, so that nothing stays borrowed while
+        // it waits: a `record` made meanwhile on this thread (a sink, a Python signal
+        // handler), or from a thread-local's destructor after this one's, gets a new buffer.
+        let mut event = SCRATCH.try_with(Cell::take).unwrap_or_default();
+        event.clear();
+        let result = self.check_then_place(park, lane, encode, &mut event);
+        // An event larger than a slot may keep leaves no larger buffer behind.
+        let retained = self.shared.pool.retained_bytes();
+        if event.capacity() > retained {
             event.clear();
-            encode(event, self.max_event_bytes)?;
-            // A slot that came free meanwhile spares a wait or an eviction; a refusal does
-            // not look again (it would cost every refused call another miss).
-            let mut slot = match self.overflow {
-                Overflow::Block { timeout } => match self.shared.take_slot(lane) {
-                    Some(slot) => slot,
-                    None => self.wait_for_slot(park, lane, timeout)?,
-                },
-                Overflow::DropOldest if self.group.is_none() => self
-                    .shared
-                    .take_slot(lane)
-                    .or_else(|| self.evict_oldest())
-                    .ok_or(Error::Full)?,
-                Overflow::DropNewest if self.group.is_none() => {
-                    self.shared.wake.turned_away(|| park.cede());
-                    return Err(Error::Full);
-                }
-                // Under `wal` the slots are held by callers waiting for an fsync, not by the
-                // flush thread: yielding to it would not make room.
-                _ => return Err(Error::Full),
-            };
-            slot.extend_from_slice(event);
-            self.enqueue(park, lane, slot)
-        })
+            event.shrink_to(retained);
+        }
+        let _ = SCRATCH.try_with(|scratch| scratch.set(event));
+        result
+    }
+
+    /// [`without_slot`](Self::without_slot) with the thread's buffer in hand: the event is
+    /// encoded into `event`, then copied into the slot the policy finds, if any.
+    fn check_then_place<P: Park>(
+        &self,
+        park: &mut P,
+        lane: usize,
+        encode: impl FnOnce(&mut Vec<u8>, usize) -> Result<(), Error>,
+        event: &mut Vec<u8>,
+    ) -> Result<(), Error> {
+        encode(event, self.max_event_bytes)?;
+        // A slot that came free meanwhile spares a wait or an eviction; a refusal does
+        // not look again (it would cost every refused call another miss).
+        let mut slot = match self.overflow {
+            Overflow::Block { timeout } => match self.shared.take_slot(lane) {
+                Some(slot) => slot,
+                None => self.wait_for_slot(park, lane, timeout)?,
+            },
+            Overflow::DropOldest if self.group.is_none() => self
+                .shared
+                .take_slot(lane)
+                .or_else(|| self.evict_oldest())
+                .ok_or(Error::Full)?,
+            Overflow::DropNewest if self.group.is_none() => {
+                self.shared.wake.turned_away(|| park.cede());
+                return Err(Error::Full);
+            }
+            // Under `wal` the slots are held by callers waiting for an fsync, not by the
+            // flush thread: yielding to it would not make room.
+            _ => return Err(Error::Full),
+        };
+        slot.extend_from_slice(event);
+        self.enqueue(park, lane, slot)
     }
 
     /// Takes the oldest queued event's slot for a new one: the oldest of this thread's
