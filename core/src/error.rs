@@ -72,7 +72,9 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// A `Serialize` implementation failed (or produced something that is not an object).
+    /// A `Serialize` implementation failed: a map with keys that are not strings, a custom
+    /// error. (A value that serialises to something other than an object is
+    /// [`NotAnObject`](Error::NotAnObject).)
     Serialize(serde_json::Error),
     /// A configuration value is out of range, or a configuration document has an unknown,
     /// missing or ill-typed field.

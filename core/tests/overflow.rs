@@ -216,41 +216,8 @@ fn gap_markers_never_make_an_open_pipeline_refuse_events_as_closed() {
     assert!(stats.is_consistent(), "{stats:?}");
 }
 
-#[test]
-fn under_drop_oldest_bad_input_evicts_nothing() {
-    let go = Arc::new(AtomicBool::new(false));
-    let seen = Arc::new(Seen::default());
-    let config = Config::default()
-        .queue_capacity(4)
-        .batch_max_events(1)
-        .flush_interval(Duration::from_millis(1))
-        .overflow(Overflow::DropOldest);
-    let p = Pipeline::new(config, stalled_until(&go, &seen)).unwrap();
-    for n in 0..4 {
-        p.record_json(format!(r#"{{"p":0,"n":{n}}}"#).as_bytes())
-            .unwrap();
-    }
-    while p.stats().in_flight < 1 {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    p.record_json(br#"{"p":0,"n":4}"#).unwrap();
-    let before = p.stats().dropped.oldest;
-    assert!(matches!(
-        p.record_json(b"{not json"),
-        Err(auditbuf::Error::InvalidJson { .. })
-    ));
-    assert_eq!(
-        p.stats().dropped.oldest,
-        before,
-        "bad input evicted an event"
-    );
-    go.store(true, Ordering::SeqCst);
-    let report = p.close(Duration::from_secs(5));
-    assert!(report.stats.is_consistent(), "{:?}", report.stats);
-    assert_eq!(report.stats.delivered + report.stats.dropped.oldest, 5);
-    assert_eq!(report.stats.rejected.invalid_json, 1);
-}
-
+/// Bad input is checked before the policy applies: it gets its own error, never `Full` or a
+/// wait, and (under `DropOldest`) evicts nothing.
 #[test]
 fn with_the_queue_full_bad_input_gets_its_own_error_under_every_policy() {
     let policies = [
