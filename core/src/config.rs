@@ -20,10 +20,10 @@ use crate::{Error, RetryPolicy, StoreConfig, StoreRegistry};
 pub enum Overflow {
     /// Turn the new event away with [`Error::Full`], and count it; never waits for a slot.
     /// The event is checked first, as under every policy: bad input gets its own error,
-    /// never `Full`. A thread turned away again and again yields its CPU once every 32 refusals while the
-    /// flush thread is running (`sched_yield`, which returns at once when no other thread
-    /// wants the CPU), so that callers calling again at once do not starve the thread that
-    /// would make room.
+    /// never `Full`. A thread turned away again and again yields its CPU once every 32
+    /// refusals while the flush thread is running (`sched_yield`, which returns at once when
+    /// no other thread wants the CPU), so that callers calling again at once do not starve
+    /// the thread that would make room.
     #[default]
     DropNewest,
     /// Make room by evicting the oldest queued event — the calling thread's own oldest if it

@@ -90,8 +90,8 @@ thread_local! {
     /// This thread's lane once claimed (`usize::MAX` before): read on every call, so a
     /// plain value without a destructor, which the compiler reads in one instruction.
     static LANE: Cell<usize> = const { Cell::new(usize::MAX) };
-    /// Whether this thread holds `LANE` (not one shared in turn), for [`after_fork`]: a
-    /// plain value, which a `fork()` child handler may read.
+    /// Whether this thread holds `LANE` (not one shared in turn), for [`before_fork`]: a
+    /// plain value without a destructor, readable whenever the thread runs.
     static HOLDS_LANE: Cell<bool> = const { Cell::new(false) };
     /// Holds the lane and gives it back when the thread exits.
     static HOLDER: Lane = Lane::claim();
