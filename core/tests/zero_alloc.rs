@@ -366,36 +366,34 @@ fn count_typed(pipeline: &Pipeline, calls: usize) -> u64 {
     ALLOCATIONS.with(Cell::get)
 }
 
-#[test]
-fn drop_oldest_evictions_do_not_allocate() {
-    let pipeline = slow_pipeline(auditbuf::Overflow::DropOldest);
-    let allocations = count_typed(&pipeline, CALLS);
+/// Records `calls` typed events into a pipeline whose queue stays full, under `overflow`;
+/// checks that none allocated and that the accounting held, and returns the final stats.
+fn full_queue_allocations(overflow: auditbuf::Overflow, calls: usize) -> auditbuf::Stats {
+    let pipeline = slow_pipeline(overflow);
+    let allocations = count_typed(&pipeline, calls);
     let report = pipeline.close(Duration::from_secs(30));
     assert!(report.stats.is_consistent(), "{:?}", report.stats);
-    assert!(report.stats.dropped.oldest > 0, "{:?}", report.stats);
     assert_eq!(allocations, 0, "record allocated {allocations} times");
+    report.stats
+}
+
+#[test]
+fn drop_oldest_evictions_do_not_allocate() {
+    let stats = full_queue_allocations(auditbuf::Overflow::DropOldest, CALLS);
+    assert!(stats.dropped.oldest > 0, "{stats:?}");
 }
 
 #[test]
 fn drop_newest_refusals_do_not_allocate() {
     // A refused event is checked first (bad input gets its own error even then), in a
     // buffer of the thread's that the warm-up allocated.
-    let pipeline = slow_pipeline(auditbuf::Overflow::DropNewest);
-    let allocations = count_typed(&pipeline, CALLS);
-    let report = pipeline.close(Duration::from_secs(30));
-    assert!(report.stats.is_consistent(), "{:?}", report.stats);
-    assert!(report.stats.rejected.queue_full > 0, "{:?}", report.stats);
-    assert_eq!(allocations, 0, "record allocated {allocations} times");
+    let stats = full_queue_allocations(auditbuf::Overflow::DropNewest, CALLS);
+    assert!(stats.rejected.queue_full > 0, "{stats:?}");
 }
 
 #[test]
 fn block_waits_do_not_allocate() {
-    let pipeline = slow_pipeline(auditbuf::Overflow::Block {
-        timeout: Duration::from_secs(30),
-    });
-    let allocations = count_typed(&pipeline, 20_000);
-    let report = pipeline.close(Duration::from_secs(30));
-    assert!(report.stats.is_consistent(), "{:?}", report.stats);
-    assert_eq!(report.stats.rejected.total(), 0, "{:?}", report.stats);
-    assert_eq!(allocations, 0, "record allocated {allocations} times");
+    let timeout = Duration::from_secs(30);
+    let stats = full_queue_allocations(auditbuf::Overflow::Block { timeout }, 20_000);
+    assert_eq!(stats.rejected.total(), 0, "{stats:?}");
 }
