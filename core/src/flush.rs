@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::select;
 
 use crate::error::panic_message;
+use crate::lanes::MAX_LANES;
 use crate::slots::LANE_IDLE_AFTER;
 use crate::worker::{GiveUp, STORE_TICK, Source, State, Stop, Worker, deadline_after};
 
@@ -333,6 +334,27 @@ impl Worker {
 /// How often the flush thread looks at which lanes are idle (`note_idle_lanes`).
 const LANES_LOOK_EVERY: Duration = Duration::from_millis(5);
 
+/// What the flush thread last saw of the lanes: when it looked, each lane's `recorded`
+/// count then, the lanes it found busy, and when each lane was last busy.
+#[derive(Debug)]
+pub(crate) struct LaneWatch {
+    looked_at: Instant,
+    recorded: [u64; MAX_LANES],
+    busy: u64,
+    busy_at: [Instant; MAX_LANES],
+}
+
+impl LaneWatch {
+    pub(crate) fn new(now: Instant) -> Self {
+        LaneWatch {
+            looked_at: now,
+            recorded: [0; MAX_LANES],
+            busy: 0,
+            busy_at: [now; MAX_LANES],
+        }
+    }
+}
+
 impl Worker {
     /// Marks idle the lanes with nothing queued and nothing recorded for `LANE_IDLE_AFTER`:
     /// their free slots are then for any caller's taking.
@@ -341,28 +363,23 @@ impl Worker {
         if queue.lanes() == 1 {
             return;
         }
+        let watch = &mut self.lanes;
         // A look every few milliseconds is enough for a 100 ms rule; a caller of a lane not
         // counted busy that found no slot is answered at the next turn of the loop.
         let now = Instant::now();
-        if now.saturating_duration_since(self.lanes_looked_at) < LANES_LOOK_EVERY
-            && self.shared.pool.wanting() & !self.lanes_busy == 0
+        if now.saturating_duration_since(watch.looked_at) < LANES_LOOK_EVERY
+            && self.shared.pool.wanting() & !watch.busy == 0
         {
             return;
         }
-        self.lanes_looked_at = now;
+        watch.looked_at = now;
         // Busy: events of it recorded since the last look or queued now, or a caller of it
         // found no slot. (An event taken since was either queued at the last look or
         // recorded after it; and events leave the queue by other ways than batches — moved
         // into the store, evicted — so what is taken would not be enough.)
         let mut busy = self.shared.pool.take_wanting();
-        for (lane, (count, seen)) in self
-            .shared
-            .counters
-            .recorded
-            .lanes()
-            .zip(self.lanes_recorded.iter_mut())
-            .enumerate()
-        {
+        let counts = self.shared.counters.recorded.lanes();
+        for (lane, (count, seen)) in counts.zip(watch.recorded.iter_mut()).enumerate() {
             if count != *seen {
                 *seen = count;
                 busy |= 1 << lane;
@@ -373,9 +390,9 @@ impl Worker {
                 busy |= 1 << lane;
             }
         }
-        self.lanes_busy = busy;
+        watch.busy = busy;
         let mut idle = 0u64;
-        for (lane, at) in self.lane_busy_at.iter_mut().enumerate().take(queue.lanes()) {
+        for (lane, at) in watch.busy_at.iter_mut().enumerate().take(queue.lanes()) {
             if busy & (1 << lane) != 0 {
                 *at = now;
             } else if now.saturating_duration_since(*at) >= LANE_IDLE_AFTER {

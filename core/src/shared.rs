@@ -82,11 +82,10 @@ impl std::fmt::Debug for Shared {
 impl Shared {
     /// A slot for a caller on `lane`: one the pool gives its lane ([`SlotPool::try_take`]),
     /// or, for a lane under its share while the queue is less than half full, any free
-    /// slot: free slots are then
-    /// plentiful, and those a lane at its share keeps (its threads stopped recording less
-    /// than `LANE_IDLE_AFTER` ago, or the flush thread has not counted a new lane yet) must
-    /// not turn an event away. Past half full the queue is busy, and callers reaching into
-    /// every lane's list is what lanes avoid.
+    /// slot: free slots are then plentiful, and those a lane at its share keeps (its threads
+    /// stopped recording less than `LANE_IDLE_AFTER` ago, or the flush thread has not counted
+    /// a new lane yet) must not turn an event away. Past half full the queue is busy, and
+    /// callers reaching into every lane's list is what lanes avoid.
     #[inline(always)]
     pub(crate) fn take_slot(&self, lane: usize) -> Option<Slot> {
         match self.pool.try_take(lane) {

@@ -16,7 +16,7 @@ use crate::clock::WallClock;
 use crate::config::Overflow;
 use crate::deliver::Refusals;
 use crate::encode::capture::{finish, json_size_at_least};
-use crate::lanes::MAX_LANES;
+use crate::flush::LaneWatch;
 use crate::losses::LossWatch;
 use crate::shared::Shared;
 use crate::slots::{LANE_IDLE_AFTER, Slot, prefetch};
@@ -140,13 +140,8 @@ pub(crate) struct Worker {
     pub(crate) shared: Arc<Shared>,
     /// The queue's lane to take events from next (`Queue::pop`).
     pub(crate) lane: usize,
-    /// Per lane, when it last had events recorded or queued (see `SlotPool::mark_idle`).
-    pub(crate) lane_busy_at: [Instant; MAX_LANES],
-    /// When `note_idle_lanes` last looked, each lane's `recorded` count then, and the
-    /// lanes it found busy.
-    pub(crate) lanes_looked_at: Instant,
-    pub(crate) lanes_recorded: [u64; MAX_LANES],
-    pub(crate) lanes_busy: u64,
+    /// What `note_idle_lanes` last saw of the lanes.
+    pub(crate) lanes: LaneWatch,
     pub(crate) wake: Receiver<()>,
     pub(crate) commands: Receiver<Command>,
     pub(crate) sink: Box<dyn Sink>,
@@ -215,10 +210,7 @@ impl Worker {
         Worker {
             shared,
             lane: 0,
-            lane_busy_at: [Instant::now(); MAX_LANES],
-            lanes_looked_at: Instant::now(),
-            lanes_recorded: [0; MAX_LANES],
-            lanes_busy: 0,
+            lanes: LaneWatch::new(now),
             wake: inbox.wake,
             commands: inbox.commands,
             sink,
