@@ -34,8 +34,8 @@
 use super::escape::{BadText, write_str_body};
 use super::event::{AuditEvent, encode_fields, render_fields};
 use super::event_data::{DATA_DEPTH, Data, Shape, check_event_type, event_data_error};
-use super::fields::{Fields, raw_size};
-use super::json::scan_object;
+use super::fields::Fields;
+use super::json::{ObjectInfo, scan_object_into};
 use super::rules::{EventRules, check_fields, invalid};
 use super::time;
 use crate::clock::{WallClock, ticks};
@@ -118,13 +118,13 @@ pub(crate) fn capture<const CHECK_UTF8: bool>(
         return Ok(false);
     }
     check_fields(f, rules)?;
+    let fields = strings(f);
     // Escaping makes a string at most six times longer (`\u001f`); keys, punctuation and
     // the event_type added to event_data stay under 1 KiB.
-    let raw = raw_size(f);
+    let raw: usize = fields.iter().flatten().map(|v| v.len()).sum();
     if raw.saturating_mul(6).saturating_add(1024) > limit {
         return Ok(false);
     }
-    let fields = strings(f);
     out.reserve(DATA_AT + raw);
     let mut present = 0u32;
     for (i, value) in fields.iter().enumerate() {
@@ -264,7 +264,8 @@ pub(crate) fn capture_or_encode<const CHECK_UTF8: bool>(
 /// [`Shape`] its scan found, as the bytes a captured slot keeps (zeros when there is none
 /// to keep).
 fn check_event_data(text: &[u8], event_type: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
-    let info = scan_object(text, DATA_DEPTH).map_err(event_data_error)?;
+    let mut info = ObjectInfo::default();
+    scan_object_into(text, DATA_DEPTH, &mut info).map_err(event_data_error)?;
     if info.has_event_type {
         let end = out.len();
         out.push(b'"');
@@ -311,10 +312,10 @@ pub(crate) fn render(slot: &[u8], wall: &WallClock, out: &mut Vec<u8>) -> Result
         }
         at += len;
     }
-    let stamp;
+    let mut stamp = [0; time::TIMESTAMP_LEN];
     let timestamp = if header[1] & FLAG_TICKS != 0 {
         let unix = wall.unix(u64_at(6));
-        stamp = time::at(unix.as_secs(), unix.subsec_millis());
+        time::write_at(&mut stamp, unix.as_secs(), unix.subsec_millis());
         Some(&stamp[..])
     } else {
         fields[2]

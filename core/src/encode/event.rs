@@ -169,7 +169,7 @@ fn write_fields<const CHECK_UTF8: bool>(
     out.extend_from_slice(b",\"event_timestamp\":\"");
     match f.event_timestamp {
         // Checked to be RFC 3339: plain ASCII, nothing to escape.
-        Some(ts) => out.extend_from_slice(ts),
+        Some(ts) => time::append(out, ts),
         None => out.extend_from_slice(&time::now()),
     }
     out.extend_from_slice(b"\",\"event_category\":\"");

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::io;
 
-use super::json::{MAX_DEPTH, ObjectInfo, scan_object};
+use super::json::{MAX_DEPTH, ObjectInfo, scan_object_into};
 use super::keys::Decoded;
 use super::{LimitedWriter, flatten_line_breaks};
 use crate::Error;
@@ -138,7 +138,8 @@ pub(crate) fn write_event_data(
             Ok(())
         }
         Data::Json(text) => {
-            let info = scan_object(text, DATA_DEPTH).map_err(event_data_error)?;
+            let mut info = ObjectInfo::default();
+            scan_object_into(text, DATA_DEPTH, &mut info).map_err(event_data_error)?;
             check_event_type(text, &info, &out[outer.clone()])?;
             write_shaped(
                 text,
@@ -183,7 +184,8 @@ pub(crate) fn write_event_data(
                 }
                 Err(e) => return Err(Error::Serialize(e)),
             }
-            let info = scan_object(&out[start..], DATA_DEPTH).map_err(event_data_error)?;
+            let mut info = ObjectInfo::default();
+            scan_object_into(&out[start..], DATA_DEPTH, &mut info).map_err(event_data_error)?;
             check_event_type(&out[start..], &info, &out[outer.clone()])?;
             if info.has_line_breaks {
                 flatten_line_breaks(&mut out[start..]);

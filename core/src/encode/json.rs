@@ -73,12 +73,26 @@ const LIVE_KEYS: usize = 64;
 /// Top-level keys are recognised as written: a key spelled with escapes
 /// (`"versio\u006e"`) is not taken for `version` (but is a duplicate of it).
 pub(crate) fn scan_object(b: &[u8], max_depth: u32) -> Result<ObjectInfo, Error> {
+    let mut info = ObjectInfo::default();
+    scan_object_into(b, max_depth, &mut info)?;
+    Ok(info)
+}
+
+/// [`scan_object`] into `info` (left in an unspecified state on error), for the hot paths:
+/// see [`flat::scan_into`] for why the result is not handed back.
+#[inline]
+pub(crate) fn scan_object_into(
+    b: &[u8],
+    max_depth: u32,
+    info: &mut ObjectInfo,
+) -> Result<(), Error> {
     // A typical event is compact and shallow: the general scan's setup costs more than
     // checking a small `event_data` does (18 of 40 ns for a 53-byte one).
-    if let Some(info) = flat::scan(b, max_depth) {
-        return Ok(info);
+    if flat::scan_into(b, max_depth, info) {
+        return Ok(());
     }
-    scan_with_stacks(b, max_depth)
+    *info = scan_with_stacks(b, max_depth)?;
+    Ok(())
 }
 
 /// [`scan_object`] without its shortcut for compact, shallow objects.

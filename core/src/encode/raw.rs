@@ -2,7 +2,7 @@
 //! object, copied into the slot, and given `version` and `event_timestamp` when absent.
 
 use super::event_data::insert_gap;
-use super::json::{MAX_DEPTH, ObjectInfo, scan_object};
+use super::json::{MAX_DEPTH, ObjectInfo, scan_object_into};
 use super::{LimitedWriter, flatten_line_breaks, time};
 use crate::Error;
 
@@ -18,7 +18,8 @@ pub(crate) fn encode_json(input: &[u8], out: &mut Vec<u8>, limit: usize) -> Resu
             limit,
         });
     }
-    let info = scan_object(input, MAX_DEPTH)?;
+    let mut info = ObjectInfo::default();
+    scan_object_into(input, MAX_DEPTH, &mut info)?;
     let body = &input[info.open..info.close];
     let missing = MissingMembers::of(&info);
     let size = body.len() + missing.len;
@@ -74,7 +75,8 @@ pub(crate) fn complete_json_in_place(out: &mut Vec<u8>, limit: usize) -> Result<
             limit,
         });
     }
-    let info = scan_object(out, MAX_DEPTH)?;
+    let mut info = ObjectInfo::default();
+    scan_object_into(out, MAX_DEPTH, &mut info)?;
     let missing = MissingMembers::of(&info);
     let size = info.close - info.open + missing.len;
     if size > limit {
