@@ -37,6 +37,7 @@ use super::event_data::{DATA_DEPTH, Data, Shape, check_event_type, event_data_er
 use super::fields::Fields;
 use super::json::{ObjectInfo, scan_object_into};
 use super::rules::{EventRules, check_fields, invalid};
+use super::swar::{find, needs_escape};
 use super::time;
 use crate::clock::{WallClock, ticks};
 use crate::{AuditEventBytes, Error};
@@ -305,13 +306,22 @@ pub(crate) fn render(slot: &[u8], wall: &WallClock, out: &mut Vec<u8>) -> Result
     let present = u32_at(2);
     let mut fields: [Option<&[u8]>; STRINGS] = [None; STRINGS];
     let mut at = DATA_AT;
+    let mut text_end = DATA_AT;
     for (i, field) in fields.iter_mut().enumerate() {
         let len = u32_at(LENS_AT + 4 * i) as usize;
         if present & (1 << i) != 0 {
             *field = Some(slot.get(at..at + len).ok_or_else(broken)?);
         }
         at += len;
+        if i < EVENT_DATA {
+            text_end = at;
+        }
     }
+    // The string fields lie one after the other: one scan of them all for what JSON
+    // escapes, usually nothing, spares a scan of each field as it is written (nine calls
+    // that each paid more to start and finish than to scan).
+    let text = slot.get(DATA_AT..text_end).ok_or_else(broken)?;
+    let plain = find(text, 0, needs_escape) == text.len();
     let mut stamp = [0; time::TIMESTAMP_LEN];
     let timestamp = if header[1] & FLAG_TICKS != 0 {
         let unix = wall.unix(u64_at(6));
@@ -353,7 +363,7 @@ pub(crate) fn render(slot: &[u8], wall: &WallClock, out: &mut Vec<u8>) -> Result
     };
     // Everything was checked at capture, the rules of the configuration too: written
     // without checking again.
-    render_fields(&f, out)
+    render_fields(&f, out, plain)
 }
 
 /// Turns `slot` into JSON if it holds a captured event (rendering into `scratch`, then
@@ -481,39 +491,42 @@ mod tests {
             EventData::Json(r#"  {"k":2,"event_type":"a\/b"}  "#),
             EventData::Json(r#"{"zoë":"\u00e9\"q"}"#),
         ] {
-            let ev = AuditEvent {
-                event_timestamp: Some("2026-11-30T10:15:30.123Z"),
-                actor_id: Some("ä\"\\\u{1}"),
-                event_data: data,
-                ..AuditEvent::new("a.b", "cat", "act", "success", "c-1")
-            };
-            let ev = if matches!(data, EventData::Json(t) if t.contains("a\\/b")) {
-                AuditEvent {
-                    event_type: "a/b",
-                    ..ev
+            // Text with escapes, and without (rendered without a scan of each field).
+            for actor_id in [Some("ä\"\\\u{1}"), Some("zoë"), None] {
+                let ev = AuditEvent {
+                    event_timestamp: Some("2026-11-30T10:15:30.123Z"),
+                    actor_id,
+                    event_data: data,
+                    ..AuditEvent::new("a.b", "cat", "act", "success", "c-1")
+                };
+                let ev = if matches!(data, EventData::Json(t) if t.contains("a\\/b")) {
+                    AuditEvent {
+                        event_type: "a/b",
+                        ..ev
+                    }
+                } else {
+                    ev
+                };
+                let mut want = Vec::new();
+                super::super::event::encode_event(&ev, &rules, &mut want, 1 << 20).unwrap();
+                let mut slot = Vec::new();
+                capture_event(&ev, &rules, &mut slot, 1 << 20).unwrap();
+                assert!(is_captured(&slot), "{data:?}");
+                let mut got = Vec::new();
+                render(&slot, &WallClock::now(), &mut got).unwrap();
+                assert_eq!(
+                    String::from_utf8_lossy(&got),
+                    String::from_utf8_lossy(&want),
+                    "{data:?}"
+                );
+                // A damaged shape is not trusted: the text is scanned again, same bytes.
+                let n = slot.len();
+                slot[n - Shape::BYTES..].fill(0xAB);
+                let mut again = Vec::new();
+                render(&slot, &WallClock::now(), &mut again).unwrap();
+                if !matches!(data, EventData::Empty) {
+                    assert_eq!(again, want, "{data:?}");
                 }
-            } else {
-                ev
-            };
-            let mut want = Vec::new();
-            super::super::event::encode_event(&ev, &rules, &mut want, 1 << 20).unwrap();
-            let mut slot = Vec::new();
-            capture_event(&ev, &rules, &mut slot, 1 << 20).unwrap();
-            assert!(is_captured(&slot), "{data:?}");
-            let mut got = Vec::new();
-            render(&slot, &WallClock::now(), &mut got).unwrap();
-            assert_eq!(
-                String::from_utf8_lossy(&got),
-                String::from_utf8_lossy(&want),
-                "{data:?}"
-            );
-            // A damaged shape is not trusted: the text is scanned again, same bytes.
-            let n = slot.len();
-            slot[n - Shape::BYTES..].fill(0xAB);
-            let mut again = Vec::new();
-            render(&slot, &WallClock::now(), &mut again).unwrap();
-            if !matches!(data, EventData::Empty) {
-                assert_eq!(again, want, "{data:?}");
             }
         }
     }

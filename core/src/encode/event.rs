@@ -131,18 +131,26 @@ pub(crate) fn encode_fields<const CHECK_UTF8: bool>(
     limit: usize,
 ) -> Result<(), Error> {
     check_fields(f, rules)?;
-    write_fields::<CHECK_UTF8>(f, out, limit)
+    write_fields::<CHECK_UTF8, true>(f, out, limit)
 }
 
 /// Writes a captured event's fields, checked when it was captured (see
 /// [`capture`](super::capture)): no rule is checked again, and `event_data` given as
 /// [`Data::Scanned`] is not scanned again.
-pub(crate) fn render_fields(f: &Fields<'_>, out: &mut Vec<u8>) -> Result<(), Error> {
-    write_fields::<false>(f, out, usize::MAX)
+///
+/// `plain`: no string field holds a byte JSON escapes (`"`, `\\`, controls), so each is
+/// copied as it is instead of being scanned again, field by field — the caller looked at
+/// them all at once.
+pub(crate) fn render_fields(f: &Fields<'_>, out: &mut Vec<u8>, plain: bool) -> Result<(), Error> {
+    if plain {
+        write_fields::<false, false>(f, out, usize::MAX)
+    } else {
+        write_fields::<false, true>(f, out, usize::MAX)
+    }
 }
 
 #[inline(always)]
-fn write_fields<const CHECK_UTF8: bool>(
+fn write_fields<const CHECK_UTF8: bool, const ESCAPE: bool>(
     f: &Fields<'_>,
     out: &mut Vec<u8>,
     limit: usize,
@@ -154,7 +162,7 @@ fn write_fields<const CHECK_UTF8: bool>(
             limit,
         });
     }
-    let put = put::<CHECK_UTF8>;
+    let put = put::<CHECK_UTF8, ESCAPE>;
 
     // Keys carry the quotes around the string values that follow them.
     out.reserve(lower_bound + ENCODED_OVERHEAD);
@@ -185,7 +193,7 @@ fn write_fields<const CHECK_UTF8: bool>(
     // One call per field, not a loop over an array of them: the array of 10 keys, names
     // and values, rebuilt on the stack for every event, took half this function's time on
     // the flush thread (`render_fields` 1 731 -> 840 samples in `perf`).
-    let optional = optional::<CHECK_UTF8>;
+    let optional = optional::<CHECK_UTF8, ESCAPE>;
     optional(out, b",\"actor_type\":\"", "actor_type", f.actor_type)?;
     optional(out, b",\"actor_id\":\"", "actor_id", f.actor_id)?;
     optional(out, b",\"actor_ip\":\"", "actor_ip", f.actor_ip)?;
@@ -245,15 +253,24 @@ fn write_fields<const CHECK_UTF8: bool>(
     Ok(())
 }
 
-/// Writes `s` escaped, checked for UTF-8 if `CHECK`; an error names `field`.
+/// Writes `s` escaped (as it is, if not `ESCAPE`: it holds nothing to escape), checked for
+/// UTF-8 if `CHECK`; an error names `field`.
 #[inline(always)]
-fn put<const CHECK: bool>(out: &mut Vec<u8>, field: &'static str, s: &[u8]) -> Result<(), Error> {
+fn put<const CHECK: bool, const ESCAPE: bool>(
+    out: &mut Vec<u8>,
+    field: &'static str,
+    s: &[u8],
+) -> Result<(), Error> {
+    if !ESCAPE {
+        out.extend_from_slice(s);
+        return Ok(());
+    }
     write_str_body(out, s, CHECK).map_err(|bad| invalid(field, bad.reason()))
 }
 
 /// Writes `key` (which opens the value's quotes) and `value`, if there is one.
 #[inline(always)]
-fn optional<const CHECK: bool>(
+fn optional<const CHECK: bool, const ESCAPE: bool>(
     out: &mut Vec<u8>,
     key: &[u8],
     field: &'static str,
@@ -261,7 +278,7 @@ fn optional<const CHECK: bool>(
 ) -> Result<(), Error> {
     if let Some(v) = value {
         out.extend_from_slice(key);
-        put::<CHECK>(out, field, v)?;
+        put::<CHECK, ESCAPE>(out, field, v)?;
         out.push(b'"');
     }
     Ok(())
