@@ -297,6 +297,10 @@ pub(crate) struct Counters {
     /// put there is expected, and counts as `recovered`. For any other store it is a bug,
     /// and the invariant fails.
     pub(crate) shared_store: AtomicBool,
+    /// Calls refused with `Full`, counted per lane: under overload every producer counts
+    /// one a call, and a line they all wrote would move between their CPUs on each.
+    queue_full: Striped,
+    /// Other refusals, by reason (index 0, `Full`, unused).
     rejected: CachePadded<[AtomicU64; REJECT_REASONS]>,
     /// Even when `flush` is stable, odd while the flush thread rewrites it.
     seq: CachePadded<AtomicU64>,
@@ -308,6 +312,7 @@ impl Counters {
     pub(crate) fn with_lanes(lanes: usize) -> Self {
         Counters {
             recorded: Striped::new(lanes),
+            queue_full: Striped::new(lanes),
             ..Counters::default()
         }
     }
@@ -315,7 +320,10 @@ impl Counters {
     /// Counts a rejected `record` call by the reason its error gives.
     pub(crate) fn reject(&self, e: &Error) {
         let i = match e {
-            Error::Full => 0,
+            Error::Full => {
+                self.queue_full.add(crate::lanes::this_thread(), 1);
+                return;
+            }
             Error::Timeout(_) => 1,
             Error::Closed | Error::Forked => 2,
             Error::InvalidUtf8 { .. } => 3,
@@ -401,7 +409,7 @@ impl Counters {
             queued: recorded.saturating_sub(f.taken + caller_stored + moved + evicted),
             stored: u64::try_from(net.max(0)).unwrap_or(0),
             rejected: Rejected {
-                queue_full: r(0),
+                queue_full: self.queue_full.sum(),
                 block_timeout: r(1),
                 closed: r(2),
                 invalid_utf8: r(3),
