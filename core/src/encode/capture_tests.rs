@@ -1,0 +1,211 @@
+//! Tests of capture and rendering: the flush thread's JSON is the synchronous encoder's,
+//! and a caller renders only where it may.
+
+use super::*;
+use crate::EventData;
+
+/// What the flush thread renders from a capture is what a synchronous `record` writes,
+/// for every shape of `event_data` the kept [`Shape`] describes.
+#[test]
+fn rendering_a_capture_writes_what_encoding_writes() {
+    let rules = EventRules::default();
+    for data in [
+        EventData::Empty,
+        EventData::Json("{}"),
+        EventData::Json(" \t{ }\n"),
+        EventData::Json(r#"{"k":"v","n":[1,{"a":null}]}"#),
+        EventData::Json("{\r\n  \"k\": \"line\\nbreak\",\n  \"x\": 1\n}"),
+        EventData::Json(r#"{"event_type":"a.b","k":1}"#),
+        EventData::Json(r#"  {"k":2,"event_type":"a\/b"}  "#),
+        EventData::Json(r#"{"zoë":"\u00e9\"q"}"#),
+    ] {
+        // Text with escapes, and without (rendered without a scan of each field).
+        for actor_id in [Some("ä\"\\\u{1}"), Some("zoë"), None] {
+            let ev = AuditEvent {
+                event_timestamp: Some("2026-11-30T10:15:30.123Z"),
+                actor_id,
+                event_data: data,
+                ..AuditEvent::new("a.b", "cat", "act", "success", "c-1")
+            };
+            let ev = if matches!(data, EventData::Json(t) if t.contains("a\\/b")) {
+                AuditEvent {
+                    event_type: "a/b",
+                    ..ev
+                }
+            } else {
+                ev
+            };
+            let mut want = Vec::new();
+            super::super::event::encode_event(&ev, &rules, &mut want, 1 << 20).unwrap();
+            let mut slot = Vec::new();
+            capture_event(&ev, &rules, &mut slot, 1 << 20).unwrap();
+            assert!(is_captured(&slot), "{data:?}");
+            let mut got = Vec::new();
+            render(&slot, &WallClock::now(), &mut got).unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want),
+                "{data:?}"
+            );
+            // A damaged shape is not trusted: the text is scanned again, same bytes.
+            let n = slot.len();
+            slot[n - Shape::BYTES..].fill(0xAB);
+            let mut again = Vec::new();
+            render(&slot, &WallClock::now(), &mut again).unwrap();
+            if !matches!(data, EventData::Empty) {
+                assert_eq!(again, want, "{data:?}");
+            }
+        }
+    }
+}
+
+/// Rendering copies the fields without escaping only when none of them needs it: a quote
+/// in any one string field, the first and the last included, is escaped as the encoder
+/// escapes it.
+#[test]
+fn a_quote_in_any_one_field_is_escaped_when_rendered() {
+    let rules = EventRules::default();
+    let full = AuditEvent {
+        version: Some("1.0"),
+        event_timestamp: Some("2026-11-30T10:15:30.123Z"),
+        actor_type: Some("service"),
+        actor_id: Some("zoë"),
+        actor_ip: Some("10.0.0.1"),
+        resource_type: Some("pod"),
+        resource_id: Some("p-1"),
+        parent_event_id: Some("0f8fad5b-d9cb-469f-a165-70867728950e"),
+        parent_event_date: Some("2026-11-30T10:15:30Z"),
+        namespace: Some("ns"),
+        cluster_id: Some("c"),
+        severity: Some("high"),
+        duration_ms: Some(7),
+        error_code: Some("E1"),
+        error_message: Some("boom"),
+        retention_days: Some(30),
+        is_sensitive: Some(true),
+        event_data: EventData::Json(r#"{"k":1}"#),
+        ..AuditEvent::new("a.b", "cat", "act", "success", "c-1")
+    };
+    let q = "q\"q";
+    let with_quote: [fn(&mut AuditEvent<'static>, &'static str); 15] = [
+        |e, q| e.version = Some(q),
+        |e, q| e.event_type = q,
+        |e, q| e.event_category = q,
+        |e, q| e.event_action = q,
+        |e, q| e.correlation_id = q,
+        |e, q| e.actor_type = Some(q),
+        |e, q| e.actor_id = Some(q),
+        |e, q| e.actor_ip = Some(q),
+        |e, q| e.resource_type = Some(q),
+        |e, q| e.resource_id = Some(q),
+        |e, q| e.namespace = Some(q),
+        |e, q| e.cluster_id = Some(q),
+        |e, q| e.severity = Some(q),
+        |e, q| e.error_code = Some(q),
+        |e, q| e.error_message = Some(q),
+    ];
+    for (i, set) in std::iter::once(None)
+        .chain(with_quote.iter().map(Some))
+        .enumerate()
+    {
+        let mut ev = full;
+        if let Some(set) = set {
+            set(&mut ev, q);
+        }
+        let mut want = Vec::new();
+        super::super::event::encode_event(&ev, &rules, &mut want, 1 << 20).unwrap();
+        let mut slot = Vec::new();
+        capture_event(&ev, &rules, &mut slot, 1 << 20).unwrap();
+        let mut got = Vec::new();
+        render(&slot, &WallClock::now(), &mut got).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&want),
+            "case {i}"
+        );
+    }
+}
+
+/// A caller's rendering of a counter timestamp (no `event_timestamp` given) is the wall
+/// clock's time of the call.
+#[test]
+fn a_caller_renders_the_time_of_the_call() {
+    let ev = AuditEvent::new("a.b", "cat", "act", "success", "c-1");
+    let mut slot = Vec::with_capacity(512);
+    capture_event(&ev, &EventRules::default(), &mut slot, 1 << 20).unwrap();
+    let stamp_of = |t: std::time::SystemTime| {
+        let d = t.duration_since(std::time::UNIX_EPOCH).unwrap();
+        String::from_utf8(time::at(d.as_secs(), d.subsec_millis()).to_vec()).unwrap()
+    };
+    let slack = std::time::Duration::from_millis(5);
+    let earliest = stamp_of(std::time::SystemTime::now() - slack);
+    ready_scratch();
+    finish_here(&mut slot, &WallClock::now());
+    let latest = stamp_of(std::time::SystemTime::now() + slack);
+    assert!(!is_captured(&slot));
+    let json: serde_json::Value = serde_json::from_slice(&slot).unwrap();
+    // One format, one length: the strings order as the times do.
+    let stamp = json["event_timestamp"].as_str().unwrap();
+    assert!(
+        earliest.as_str() <= stamp && stamp <= latest.as_str(),
+        "{earliest} {stamp} {latest}"
+    );
+}
+
+/// A caller renders into its own scratch only once the scratch has room, and never into
+/// a slot too small for the JSON: either way the slot stays captured, for the flush
+/// thread.
+#[test]
+fn a_caller_renders_only_with_room_and_into_a_slot_that_fits() {
+    let rules = EventRules::default();
+    let ev = AuditEvent {
+        event_timestamp: Some("2026-11-30T10:15:30.123Z"),
+        event_data: EventData::Json(r#"{"k":"v"}"#),
+        ..AuditEvent::new("a.b", "cat", "act", "success", "c-1")
+    };
+    let mut want = Vec::new();
+    super::super::event::encode_event(&ev, &rules, &mut want, 1 << 20).unwrap();
+    let captured = || {
+        let mut slot = Vec::with_capacity(512);
+        capture_event(&ev, &rules, &mut slot, 1 << 20).unwrap();
+        slot
+    };
+    let wall = WallClock::now();
+
+    // This test's thread has no scratch yet.
+    let mut slot = captured();
+    finish_here(&mut slot, &wall);
+    assert!(is_captured(&slot));
+
+    ready_scratch();
+    finish_here(&mut slot, &wall);
+    assert_eq!(slot, want);
+
+    // A slot that would have to grow keeps its capture.
+    let mut small = captured();
+    small.shrink_to_fit();
+    assert!(small.capacity() < want.len());
+    finish_here(&mut small, &wall);
+    assert!(is_captured(&small));
+
+    // An event that needs more room than the scratch has asks for it at the next slow
+    // call.
+    let big_data = format!(r#"{{"k":"{}"}}"#, "x".repeat(SCRATCH_BYTES));
+    let big = AuditEvent {
+        event_data: EventData::Json(&big_data),
+        ..ev
+    };
+    let mut slot = Vec::new();
+    capture_event(&big, &rules, &mut slot, 1 << 20).unwrap();
+    slot.reserve(2 * SCRATCH_BYTES);
+    finish_here(&mut slot, &wall);
+    assert!(is_captured(&slot));
+    ready_scratch();
+    finish_here(&mut slot, &wall);
+    assert!(!is_captured(&slot));
+    let json: serde_json::Value = serde_json::from_slice(&slot).unwrap();
+    assert_eq!(
+        json["event_data"]["k"].as_str().map(str::len),
+        Some(SCRATCH_BYTES)
+    );
+}
