@@ -529,7 +529,7 @@ func TestConfigDocument(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"service":"gateway","queue_capacity":20000,"flush_interval_ms":2,"overflow":"block",` +
+	want := `{"service":"gateway","queue_capacity":20000,"max_lanes":1,"flush_interval_ms":2,"overflow":"block",` +
 		`"block_timeout_ms":0,"retry":{"max_attempts":4,"max_elapsed_ms":60000},` +
 		`"sink":{"type":"datastorage","url":"http://ds:8080","headers":{"X-A":"b"},"token_file":"/t","timeout_ms":10000},` +
 		`"store":{"type":"file","params":{"fsync":"always","path":"/var/lib/audit"}}}`
@@ -540,13 +540,13 @@ func TestConfigDocument(t *testing.T) {
 
 func TestConfigFromEnv(t *testing.T) {
 	dir := t.TempDir()
-	t.Setenv("AUDIT_CONFIG", `{"queue_capacity":7,"durability":"wal","overflow":"block","block_timeout_ms":5,"retry":{"max_attempts":3},"gap_markers":true,"categories":["gateway"],"check_timestamp_window":true}`)
+	t.Setenv("AUDIT_CONFIG", `{"queue_capacity":7,"max_lanes":4,"durability":"wal","overflow":"block","block_timeout_ms":5,"retry":{"max_attempts":3},"gap_markers":true,"categories":["gateway"],"check_timestamp_window":true}`)
 	t.Setenv("AUDIT_BACKING_STORE", `{"type":"file","params":{"path":`+fmt.Sprintf("%q", dir)+`,"max_total_bytes":1073741824,"fsync":"always"}}`)
 	cfg, err := ConfigFromEnv("AUDIT")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.QueueCapacity != 7 || cfg.Durability != DurabilityWAL || cfg.BlockTimeout != 5*time.Millisecond ||
+	if cfg.QueueCapacity != 7 || cfg.MaxLanes != 4 || cfg.Durability != DurabilityWAL || cfg.BlockTimeout != 5*time.Millisecond ||
 		cfg.Retry.MaxAttempts != 3 || cfg.Store == nil || cfg.Store.Type != "file" ||
 		!cfg.GapMarkers || len(cfg.Categories) != 1 || !cfg.CheckTimestampWindow {
 		t.Fatalf("config %+v", cfg)

@@ -19,6 +19,14 @@ type Config struct {
 	// QueueCapacity is the number of events buffered before Overflow applies.
 	// Defaults to 10 000.
 	QueueCapacity int
+	// MaxLanes is how many lanes the queue may split into: 1 (what 0 means here, unlike
+	// in the other bindings), 2, 4 or 8. Each OS thread records into one lane, and events
+	// keep their order within a lane only; a goroutine may make each call on another OS
+	// thread, so only one lane keeps a goroutine's events in the order it recorded them.
+	// More lanes spare goroutines running at once on different CPUs the cache lines they
+	// would otherwise all write (the parallel benchmarks were 20–31 % cheaper with 8), for
+	// callers that do not need their events in order.
+	MaxLanes int
 	// MaxEventBytes is the largest encoded event; larger ones get ErrTooLarge.
 	// Defaults to 64 KiB.
 	MaxEventBytes int
@@ -213,6 +221,7 @@ func MemoryStore() *Store { return &Store{Type: "memory", Params: map[string]any
 type settingsDoc struct {
 	Service            string     `json:"service,omitempty"`
 	QueueCapacity      int        `json:"queue_capacity,omitempty"`
+	MaxLanes           int        `json:"max_lanes,omitempty"`
 	MaxEventBytes      int        `json:"max_event_bytes,omitempty"`
 	BatchMaxEvents     int        `json:"batch_max_events,omitempty"`
 	BatchMaxBytes      int        `json:"batch_max_bytes,omitempty"`
@@ -286,6 +295,7 @@ func (c Config) document() (document, error) {
 	doc.settingsDoc = settingsDoc{
 		Service:            c.Service,
 		QueueCapacity:      c.QueueCapacity,
+		MaxLanes:           c.MaxLanes,
 		MaxEventBytes:      c.MaxEventBytes,
 		BatchMaxEvents:     c.BatchMaxEvents,
 		BatchMaxBytes:      c.BatchMaxBytes,
@@ -299,6 +309,10 @@ func (c Config) document() (document, error) {
 		GapMarkers:         c.GapMarkers,
 		Categories:         c.Categories,
 		CheckTimestamps:    c.CheckTimestampWindow,
+	}
+	if doc.MaxLanes == 0 {
+		// See MaxLanes: a goroutine's events stay in order only in one lane.
+		doc.MaxLanes = 1
 	}
 	if c.Overflow == OverflowBlock || c.BlockTimeout != 0 {
 		v := msField("block_timeout_ms", c.BlockTimeout)
@@ -415,6 +429,7 @@ func (d settingsDoc) config() Config {
 	c := Config{
 		Service:              d.Service,
 		QueueCapacity:        d.QueueCapacity,
+		MaxLanes:             d.MaxLanes,
 		MaxEventBytes:        d.MaxEventBytes,
 		BatchMaxEvents:       d.BatchMaxEvents,
 		BatchMaxBytes:        d.BatchMaxBytes,

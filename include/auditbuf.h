@@ -1006,7 +1006,7 @@ auditbuf_status auditbuf_pipeline_metrics(const struct auditbuf_pipeline *pipeli
  * Creates a pipeline from a configuration document (`len` bytes of UTF-8 JSON at
  * `config_json`, no NUL needed) naming its sink, and starts its flush thread.
  *
- * The document holds the pipeline settings (`service`, `queue_capacity`,
+ * The document holds the pipeline settings (`service`, `queue_capacity`, `max_lanes`,
  * `max_event_bytes`, `batch_max_events`, `batch_max_bytes`, `flush_interval_ms`,
  * `overflow` (`"drop_newest"`, `"drop_oldest"`, `"block"` with `block_timeout_ms`, `"spill"`),
  * `durability` (`"buffered"`, `"wal"`), `retry`, …), a `"sink"`

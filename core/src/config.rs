@@ -86,6 +86,7 @@ pub struct Config {
     pub(crate) durability: Durability,
     pub(crate) service: String,
     pub(crate) queue_capacity: usize,
+    pub(crate) max_lanes: usize,
     pub(crate) max_event_bytes: usize,
     pub(crate) batch_max_events: usize,
     pub(crate) batch_max_bytes: usize,
@@ -108,6 +109,7 @@ impl Default for Config {
             durability: Durability::Buffered,
             service: "auditbuf".to_owned(),
             queue_capacity: 10_000,
+            max_lanes: crate::lanes::MAX_LANES,
             max_event_bytes: 64 * 1024,
             batch_max_events: 500,
             batch_max_bytes: 4 * 1024 * 1024,
@@ -146,6 +148,28 @@ impl Config {
     /// (the README's "When the queue is full").
     pub fn queue_capacity(mut self, events: usize) -> Self {
         self.queue_capacity = events;
+        self
+    }
+
+    /// Most lanes the queue splits into: 1, 2, 4 or 8 (the default; a large queue gets
+    /// fewer, see [`queue_capacity`](Self::queue_capacity)). Each OS thread records into
+    /// one lane, so threads on different CPUs write different cache lines; events keep
+    /// their order within a lane only. With one lane every caller shares one queue, and
+    /// the events of any one caller arrive in the order it recorded them even if it moves
+    /// between OS threads from one call to the next — a goroutine (the Go package's
+    /// default is 1), a coroutine or a task of an M:N scheduler does.
+    ///
+    /// ```
+    /// use auditbuf::{Config, NullSink, Pipeline};
+    ///
+    /// let err = Pipeline::new(Config::default().max_lanes(3), NullSink).unwrap_err();
+    /// assert!(err.to_string().contains("max_lanes"));
+    /// let pipeline = Pipeline::new(Config::default().max_lanes(1), NullSink)?;
+    /// pipeline.record_json(br#"{"event_type":"a.b"}"#)?;
+    /// # Ok::<(), auditbuf::Error>(())
+    /// ```
+    pub fn max_lanes(mut self, lanes: usize) -> Self {
+        self.max_lanes = lanes;
         self
     }
 

@@ -184,7 +184,7 @@ impl Pipeline {
                 ),
             ));
         }
-        let lanes = lanes_for(config.queue_capacity);
+        let lanes = lanes_for(config.queue_capacity).min(config.max_lanes);
         let (wake_tx, wake_rx) = bounded(1);
         let (commands_tx, commands_rx) = unbounded();
         let (finished_tx, finished_rx) = bounded::<()>(0);

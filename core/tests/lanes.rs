@@ -2,7 +2,7 @@
 //! and each thread's events keep their order.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use auditbuf::{CallbackSink, Config, Outcome, Overflow, Pipeline, RetryPolicy};
@@ -166,4 +166,51 @@ fn a_thread_new_to_a_busy_pipeline_gets_its_share() {
     let s = report.stats;
     assert!(s.is_consistent(), "{s:?}");
     assert_eq!(s.delivered, recorded_by_busy + 200, "{s:?}");
+}
+
+#[test]
+fn one_lane_keeps_the_order_of_a_caller_that_moves_between_threads() {
+    // A goroutine or a coroutine may make each call on another OS thread: here one caller's
+    // calls are made by four threads in turn, each call after the previous one returned,
+    // while the receiver is down and everything waits in the queue.
+    let hold = Arc::new(AtomicBool::new(true));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let config = Config::default()
+        .max_lanes(1)
+        .queue_capacity(1_000)
+        .batch_max_events(7)
+        .flush_interval(Duration::from_millis(5))
+        .retry(RetryPolicy::default().backoff(Duration::from_millis(5), Duration::from_millis(20)));
+    let p = Arc::new(Pipeline::new(config, holding(&hold, &seen)).unwrap());
+    let turn = Arc::new((Mutex::new(0u64), Condvar::new()));
+    let threads: Vec<_> = (0..4u64)
+        .map(|me| {
+            let (p, turn) = (Arc::clone(&p), Arc::clone(&turn));
+            std::thread::spawn(move || {
+                let (next, changed) = &*turn;
+                let mut n = next.lock().unwrap();
+                loop {
+                    while *n < 400 && *n % 4 != me {
+                        n = changed.wait(n).unwrap();
+                    }
+                    if *n >= 400 {
+                        return;
+                    }
+                    p.record_json(&event(0, *n)).unwrap();
+                    *n += 1;
+                    changed.notify_all();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    hold.store(false, Ordering::SeqCst);
+    let report = p.close(Duration::from_secs(10));
+    assert!(report.completed);
+    assert!(report.stats.is_consistent(), "{:?}", report.stats);
+    assert_eq!(report.stats.delivered, 400);
+    let order: Vec<u64> = seen.lock().unwrap().iter().map(|&(_, n)| n).collect();
+    assert_eq!(order, (0..400).collect::<Vec<_>>());
 }

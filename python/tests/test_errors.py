@@ -125,6 +125,7 @@ def test_store_error_when_the_directory_is_locked(tmp_path: Path, collect: Colle
         (dict(overflow="spill"), "overflow"),
         (dict(durability="wal"), "durability"),
         (dict(config={"queue_capacty": 1}), "queue_capacty"),
+        (dict(config={"max_lanes": 3}), "max_lanes"),
         (dict(config={"retry": {"tries": 1}}), "retry.tries"),
         (dict(queue_capacity=5, config={"queue_capacity": 6}), "queue_capacity"),
         (dict(backing_store={"type": "tape"}), "store.type"),

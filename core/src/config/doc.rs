@@ -130,6 +130,8 @@ pub(super) struct ConfigDoc {
     #[serde(default, deserialize_with = "present")]
     queue_capacity: Option<usize>,
     #[serde(default, deserialize_with = "present")]
+    max_lanes: Option<usize>,
+    #[serde(default, deserialize_with = "present")]
     max_event_bytes: Option<usize>,
     #[serde(default, deserialize_with = "present")]
     batch_max_events: Option<usize>,
@@ -199,6 +201,9 @@ impl ConfigDoc {
         }
         if let Some(v) = self.queue_capacity {
             c.queue_capacity = v;
+        }
+        if let Some(v) = self.max_lanes {
+            c.max_lanes = v;
         }
         if let Some(v) = self.max_event_bytes {
             c.max_event_bytes = v;
@@ -295,7 +300,7 @@ mod tests {
     #[test]
     fn every_field_reads() {
         let c = Config::from_json(
-            r#"{"service":"s","queue_capacity":7,"max_event_bytes":100,"batch_max_events":3,
+            r#"{"service":"s","queue_capacity":7,"max_lanes":2,"max_event_bytes":100,"batch_max_events":3,
                 "batch_max_bytes":1000,"flush_interval_ms":5,"overflow":"drop_newest",
                 "retry":{"max_attempts":2,"max_elapsed_ms":9,"backoff_base_ms":1,"backoff_cap_ms":4},
                 "dead_letter_capacity":0,"initial_slot_bytes":64,"retained_slot_bytes":128,
@@ -306,6 +311,7 @@ mod tests {
         let expect = Config::default()
             .service("s")
             .queue_capacity(7)
+            .max_lanes(2)
             .max_event_bytes(100)
             .batch_max_events(3)
             .batch_max_bytes(1000)
@@ -344,6 +350,9 @@ mod tests {
         assert_eq!(field_of(r#"{"overflow":"block"}"#), "block_timeout_ms");
         assert_eq!(field_of(r#"{"block_timeout_ms":3}"#), "block_timeout_ms");
         assert_eq!(field_of(r#"{"queue_capacity":0}"#), "queue_capacity");
+        assert_eq!(field_of(r#"{"max_lanes":3}"#), "max_lanes");
+        assert_eq!(field_of(r#"{"max_lanes":0}"#), "max_lanes");
+        assert_eq!(field_of(r#"{"max_lanes":-1}"#), "max_lanes");
         assert_eq!(
             field_of(r#"{"max_event_bytes":5000000}"#),
             "max_event_bytes"

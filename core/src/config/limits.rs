@@ -56,6 +56,12 @@ impl Config {
             1,
             n(MAX_QUEUE_CAPACITY),
         )?;
+        if !matches!(self.max_lanes, 1 | 2 | 4 | 8) {
+            return Err(Error::config(
+                "max_lanes",
+                format!("is {}, must be 1, 2, 4 or 8", self.max_lanes),
+            ));
+        }
         in_range(
             "max_event_bytes",
             n(self.max_event_bytes),
