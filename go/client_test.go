@@ -228,6 +228,12 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "queue_capacity") {
 		t.Fatalf("got %v", err)
 	}
+	for _, lanes := range []int{3, -1, 16} {
+		_, err = New(Config{MaxLanes: lanes, Sink: NullSink()})
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "max_lanes") {
+			t.Fatalf("MaxLanes %d: got %v", lanes, err)
+		}
+	}
 	_, err = New(Config{Sink: Sink{Type: SinkHTTP}})
 	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "sink.url") {
 		t.Fatalf("got %v", err)
@@ -529,7 +535,7 @@ func TestConfigDocument(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"service":"gateway","queue_capacity":20000,"max_lanes":1,"flush_interval_ms":2,"overflow":"block",` +
+	want := `{"service":"gateway","queue_capacity":20000,"flush_interval_ms":2,"overflow":"block",` +
 		`"block_timeout_ms":0,"retry":{"max_attempts":4,"max_elapsed_ms":60000},` +
 		`"sink":{"type":"datastorage","url":"http://ds:8080","headers":{"X-A":"b"},"token_file":"/t","timeout_ms":10000},` +
 		`"store":{"type":"file","params":{"fsync":"always","path":"/var/lib/audit"}}}`

@@ -42,7 +42,7 @@ func TestRabbitMQSinkDocument(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"max_lanes":1,"sink":{"type":"rabbitmq","url":"amqps://audit:secret@rabbit:5671/%2f","queue":"notifications.info",` +
+	want := `{"sink":{"type":"rabbitmq","url":"amqps://audit:secret@rabbit:5671/%2f","queue":"notifications.info",` +
 		`"exchange":"audit","routing_key":"k","declare":false,"connect_timeout_ms":100,"timeout_ms":2000,"ca_file":"/etc/ca.pem"}}`
 	if string(got) != want {
 		t.Fatalf("document\n got %s\nwant %s", got, want)
@@ -63,7 +63,7 @@ func TestRabbitMQSinkDocument(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := `{"max_lanes":1,"sink":{"type":"rabbitmq","url":"amqp://h","queue":"q"}}`; string(got) != want {
+	if want := `{"sink":{"type":"rabbitmq","url":"amqp://h","queue":"q"}}`; string(got) != want {
 		t.Fatalf("document\n got %s\nwant %s", got, want)
 	}
 

@@ -47,6 +47,11 @@ pub struct Args {
     #[arg(long, value_name = "EVENTS", default_value = "10000", value_parser = parse_queue_capacity)]
     pub queue_capacity: u32,
 
+    /// Most lanes auditbuf's queue splits into [1, 2, 4 or 8]: with more than one, each
+    /// producer thread records into a lane of its own (the library's default is 1).
+    #[arg(long, value_name = "LANES", default_value = "1", value_parser = parse_max_lanes)]
+    pub max_lanes: u32,
+
     /// The overflow policy. (The help text is set apart: it shows brackets that rustdoc
     /// would read as a link.)
     #[arg(
@@ -316,6 +321,13 @@ fn parse_queue_capacity(s: &str) -> Result<u32, String> {
     parse_u32(s, 1, 16_777_216, "events")
 }
 
+fn parse_max_lanes(s: &str) -> Result<u32, String> {
+    match parse_u32(s, 1, 8, "lanes")? {
+        n @ (1 | 2 | 4 | 8) => Ok(n),
+        n => Err(format!("{n} lanes: must be 1, 2, 4 or 8")),
+    }
+}
+
 fn parse_u32(s: &str, min: u32, max: u32, what: &str) -> Result<u32, String> {
     parse_count(s, min.into(), max.into(), what).map(|n| n as u32)
 }
@@ -532,6 +544,12 @@ mod tests {
             assert!(err.contains(expected), "{args:?}: {err}");
         }
         assert_eq!(parse(&["--producers", "4"]).unwrap().producers, 4);
+        assert_eq!(parse(&["--max-lanes", "8"]).unwrap().max_lanes, 8);
+        assert!(
+            parse(&["--max-lanes", "3"])
+                .unwrap_err()
+                .contains("1, 2, 4 or 8")
+        );
         assert_eq!(
             parse(&["--queue-capacity", "1_000"])
                 .unwrap()

@@ -77,6 +77,7 @@ pub fn config(args: &Args) -> Result<(Config, Option<TempDir>), String> {
     let mut config = Config::default()
         .service("auditbuf-bench")
         .queue_capacity(args.queue_capacity as usize)
+        .max_lanes(args.max_lanes as usize)
         .overflow(overflow)
         .durability(match args.durability {
             DurabilityArg::Buffered => Durability::Buffered,

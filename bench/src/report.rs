@@ -163,8 +163,12 @@ pub fn scenario(args: &Args, receiver_note: &str) -> String {
         StoreKind::File => "file store".to_owned(),
         StoreKind::Sqlite => "sqlite store".to_owned(),
     };
+    let lanes = match args.max_lanes {
+        1 => String::new(),
+        n => format!(" in up to {n} lanes"),
+    };
     format!(
-        "auditbuf-bench: {rate} for {} s, {}-byte events, queue {}, overflow {}\n\
+        "auditbuf-bench: {rate} for {} s, {}-byte events, queue {}{lanes}, overflow {}\n\
          receiver on 127.0.0.1: {}, acknowledging {sink_rate}; {store}, {} durability{receiver_note}\n",
         args.duration.as_secs_f64(),
         args.event_bytes,

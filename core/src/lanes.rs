@@ -1,7 +1,9 @@
 //! Lanes: the queue, the free slots (`slots.rs`) and the count of recorded events, each
 //! split so that callers on different CPUs write different cache lines. A thread keeps to
 //! one lane for its life (the lowest no live thread holds, see `Lane`); a pipeline has
-//! [`lanes_for`] of them.
+//! [`lanes_for`] of them, at most its `max_lanes` — by default one, because order is kept
+//! only within a lane, and a caller that is not an OS thread (an async task, a goroutine)
+//! may make each call on another thread.
 //!
 //! Why: a cache line that two CPUs both write moves between them on each write. With one
 //! queue, one free list and one count shared by every caller, four producers on 2 vCPUs

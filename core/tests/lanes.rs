@@ -1,5 +1,6 @@
-//! Lanes under several threads: every slot stays within reach of a caller that needs it,
-//! and each thread's events keep their order.
+//! Lanes (`max_lanes` 8) under several threads: every slot stays within reach of a caller
+//! that needs it, and each thread's events keep their order; with the default single lane,
+//! a caller's events keep their order whatever thread each call runs on.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -39,6 +40,7 @@ fn a_second_thread_reaches_the_slots_the_first_one_freed() {
     let hold = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(Mutex::new(Vec::new()));
     let config = Config::default()
+        .max_lanes(8)
         .queue_capacity(100)
         .batch_max_events(10)
         .flush_interval(Duration::from_millis(5))
@@ -92,6 +94,7 @@ fn a_second_thread_reaches_the_slots_the_first_one_freed() {
 fn each_threads_events_arrive_in_order_under_block() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let config = Config::default()
+        .max_lanes(8)
         .queue_capacity(64)
         .batch_max_events(16)
         .overflow(Overflow::Block {
@@ -132,6 +135,7 @@ fn a_thread_new_to_a_busy_pipeline_gets_its_share() {
         Outcome::Delivered
     });
     let config = Config::default()
+        .max_lanes(8)
         .queue_capacity(1_000)
         .batch_max_events(10)
         .overflow(Overflow::Block {

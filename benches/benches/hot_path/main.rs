@@ -1,7 +1,9 @@
 //! The caller's cost of one event, side by side, in one process and interleaved rounds:
 //! the floor of the design (copy into a pooled slot and queue it; `floor.rs`), a naive
 //! `Mutex<VecDeque<Vec<u8>>>` and `tracing-appender`'s `non_blocking`, lossless
-//! (`peers.rs`), and auditbuf's `record` (typed) and `record_json`. Every contender is
+//! (`peers.rs`), and auditbuf's `record` (typed) and `record_json` — with 8 lanes (a lane
+//! per producer thread), and the typed call once more in the library's default single
+//! lane, which keeps each caller's order whatever thread it runs on. Every contender is
 //! lossless — a full queue waits, it does not turn the event away — so a fast call is a
 //! call that did the work. Percentiles come from an HDR histogram over every call
 //! (criterion's means hide the tails), allocations from a counting allocator on the calling
@@ -110,14 +112,23 @@ thread_local! {
 #[derive(Clone, Copy)]
 enum Kind {
     Typed,
+    /// `Typed` in the library's default single lane: the others run with 8 lanes, a lane
+    /// per producer thread.
+    TypedOneLane,
     Json,
     Json1K,
 }
 
 impl Auditbuf {
     fn new(kind: Kind) -> Self {
+        let lanes = if matches!(kind, Kind::TypedOneLane) {
+            1
+        } else {
+            8
+        };
         let config = Config::default()
             .queue_capacity(QUEUE)
+            .max_lanes(lanes)
             .overflow(Overflow::Block {
                 timeout: Duration::from_secs(60),
             });
@@ -137,6 +148,7 @@ impl Contender for Auditbuf {
     fn name(&self) -> &'static str {
         match self.kind {
             Kind::Typed => "auditbuf record, typed, clock read",
+            Kind::TypedOneLane => "auditbuf record, typed, one lane (default)",
             Kind::Json => "auditbuf record_json, same 300 B line",
             Kind::Json1K => "auditbuf record_json, 1 KiB",
         }
@@ -145,7 +157,9 @@ impl Contender for Auditbuf {
         let result = match self.kind {
             // Opaque to the optimiser, as a caller's event is: built from constants in
             // view, its checks and copies were partly folded away.
-            Kind::Typed => TYPED.with(|e| self.pipeline.record(std::hint::black_box(e))),
+            Kind::Typed | Kind::TypedOneLane => {
+                TYPED.with(|e| self.pipeline.record(std::hint::black_box(e)))
+            }
             Kind::Json | Kind::Json1K => {
                 self.pipeline.record_json(std::hint::black_box(&self.json))
             }
@@ -345,6 +359,7 @@ fn main() {
         Arc::new(Appender::new(event.clone(), false)),
         Arc::new(Appender::new(event.clone(), true)),
         Arc::new(Auditbuf::new(Kind::Typed)),
+        Arc::new(Auditbuf::new(Kind::TypedOneLane)),
         Arc::new(Auditbuf::new(Kind::Json)),
         Arc::new(Auditbuf::new(Kind::Json1K)),
     ];
