@@ -23,8 +23,9 @@ type Config struct {
 	// With one, each goroutine's events arrive in the order it recorded them. With more,
 	// each OS thread records into a lane of its own, which spares goroutines running at
 	// once on different CPUs the cache lines they would all write (the parallel
-	// benchmarks were 16–29 % cheaper with 8), but events keep their order only per OS
-	// thread, and a goroutine may make each call on another thread.
+	// benchmarks were 16–22 % cheaper with 8), but events keep their order only per OS
+	// thread, and a goroutine may make each call on another thread. Any other value (3,
+	// -1) makes New return an error wrapping ErrConfig that names max_lanes.
 	MaxLanes int
 	// MaxEventBytes is the largest encoded event; larger ones get ErrTooLarge.
 	// Defaults to 64 KiB.

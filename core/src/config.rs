@@ -13,8 +13,9 @@ pub(crate) use doc::{in_range, parse_json, present};
 use crate::encode::rules::EventRules;
 use crate::{Error, RetryPolicy, StoreConfig, StoreRegistry};
 
-/// What `record` does when it finds no slot: the queue is full (or, with several threads
-/// recording, see [`Config::queue_capacity`]).
+/// What `record` does when it finds no slot: the queue is full (or, with
+/// [`Config::max_lanes`] above 1 and several threads recording, see
+/// [`Config::queue_capacity`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Overflow {
@@ -26,8 +27,9 @@ pub enum Overflow {
     /// the thread that would make room.
     #[default]
     DropNewest,
-    /// Make room by evicting the oldest queued event — the calling thread's own oldest if it
-    /// has one queued, else another thread's — (counted as `dropped.oldest`) and take the
+    /// Make room by evicting the oldest queued event (with [`Config::max_lanes`] above 1, the
+    /// calling thread's own oldest if it has one queued, else another thread's; counted as
+    /// `dropped.oldest`) and take the
     /// new one: the newest events are the ones kept. If nothing can be evicted (every
     /// slot is being encoded into or sent), the new event is turned away with
     /// [`Error::Full`] after all. Never waits, never allocates.
@@ -142,7 +144,7 @@ impl Config {
     ///
     /// With [`max_lanes`](Self::max_lanes) above 1 the queue has a lane for each recording
     /// thread, up to that many (fewer for large queues): each adds 80 bytes a place, at most
-    /// 8 MiB in all (a queue of 104 858 places or more has one lane, of 80 bytes a place, as
+    /// 8 MiB in all (a queue of 52 429 places or more has one lane, of 80 bytes a place, as
     /// the default single lane has). With several threads recording, each lane has a share
     /// of the queue, and the policy can apply once the caller's lane holds about its share
     /// (or the queue is over half full), or its thread is new and not yet counted (the
@@ -160,10 +162,11 @@ impl Config {
     /// multi-threaded runtime (tokio's) moves between worker threads at an `.await`, a
     /// goroutine, a coroutine. With more, each OS thread records into a lane of its own, so
     /// threads recording at once on different CPUs write different cache lines (four
-    /// producers on 2 vCPUs delivered 12–19 % more in the README's `hot_path` runs, and the Go
-    /// package's parallel benchmarks were 16–29 % cheaper); events then keep their order
-    /// only per OS thread: a task or goroutine that moves between threads may see two of
-    /// its events arrive in the other order.
+    /// producers on 2 vCPUs delivered 23–40 % more in the README's `hot_path` runs, with room
+    /// in the queue, and the Go package's parallel benchmarks were 16–22 % cheaper — but with
+    /// the queue full they delivered ~12 % less, the README's "Overload"); events then keep
+    /// their order only per OS thread: a task or goroutine that moves between threads may
+    /// see two of its events arrive in the other order.
     ///
     /// ```
     /// use auditbuf::{Config, NullSink, Pipeline};

@@ -31,6 +31,13 @@ fn holding(
     })
 }
 
+/// `config` flushing every 5 ms and retrying a refused batch every 5 to 20 ms.
+fn quick(config: Config) -> Config {
+    config
+        .flush_interval(Duration::from_millis(5))
+        .retry(RetryPolicy::default().backoff(Duration::from_millis(5), Duration::from_millis(20)))
+}
+
 fn event(t: u64, n: u64) -> Vec<u8> {
     format!(r#"{{"event_type":"t","t":{t},"n":{n}}}"#).into_bytes()
 }
@@ -39,12 +46,10 @@ fn event(t: u64, n: u64) -> Vec<u8> {
 fn a_second_thread_reaches_the_slots_the_first_one_freed() {
     let hold = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let config = Config::default()
+    let config = quick(Config::default())
         .max_lanes(8)
         .queue_capacity(100)
         .batch_max_events(10)
-        .flush_interval(Duration::from_millis(5))
-        .retry(RetryPolicy::default().backoff(Duration::from_millis(5), Duration::from_millis(20)))
         .overflow(Overflow::DropNewest);
     let p = Arc::new(Pipeline::new(config, holding(&hold, &seen)).unwrap());
 
@@ -179,12 +184,10 @@ fn one_lane_keeps_the_order_of_a_caller_that_moves_between_threads() {
     // while the receiver is down and everything waits in the queue.
     let hold = Arc::new(AtomicBool::new(true));
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let config = Config::default()
+    let config = quick(Config::default())
         .max_lanes(1)
         .queue_capacity(1_000)
-        .batch_max_events(7)
-        .flush_interval(Duration::from_millis(5))
-        .retry(RetryPolicy::default().backoff(Duration::from_millis(5), Duration::from_millis(20)));
+        .batch_max_events(7);
     let p = Arc::new(Pipeline::new(config, holding(&hold, &seen)).unwrap());
     let turn = Arc::new((Mutex::new(0u64), Condvar::new()));
     let threads: Vec<_> = (0..4u64)

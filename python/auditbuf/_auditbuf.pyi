@@ -29,8 +29,9 @@ class Pipeline:
     ``flush_interval_ms``, ``backing_store`` is the document's ``store``
     (``{"type": "file", "params": {"path": ...}}``); ``config`` takes any further field
     (``retry``, ``dead_letter_capacity``, ``drop_timeout_ms``, ``max_lanes`` — 1 by default,
-    which keeps each caller's order; up to 8 gives each OS thread a lane of its own, keeping
-    order per thread only —, even ``sink``: a sink type of
+    which keeps each caller's order; 2, 4 or 8 give each OS thread a lane of its own, keeping
+    order per thread only; any other value raises ``ConfigError`` naming it —, even
+    ``sink``: a sink type of
     the document — ``"datastorage"``, ``"http"``, ``"rabbitmq"`` (``{"type": "rabbitmq",
     "url": "amqp://user:password@host:5672/%2f", "queue": ...}``, an event counts as
     delivered once the broker confirmed it) or ``"null"`` — instead of ``url``/``sink``). With

@@ -4,11 +4,29 @@
 use super::*;
 use crate::EventData;
 
+/// Captures `ev`, renders the capture and checks the JSON is what the synchronous encoder
+/// writes (`case` names the event in a failure); returns the slot and that JSON.
+fn renders_as_encoded(ev: &AuditEvent<'_>, case: &str) -> (Vec<u8>, Vec<u8>) {
+    let rules = EventRules::default();
+    let mut want = Vec::new();
+    super::super::event::encode_event(ev, &rules, &mut want, 1 << 20).unwrap();
+    let mut slot = Vec::new();
+    capture_event(ev, &rules, &mut slot, 1 << 20).unwrap();
+    assert!(is_captured(&slot), "{case}");
+    let mut got = Vec::new();
+    render(&slot, &WallClock::now(), &mut got).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(&want),
+        "{case}"
+    );
+    (slot, want)
+}
+
 /// What the flush thread renders from a capture is what a synchronous `record` writes,
 /// for every shape of `event_data` the kept [`Shape`] describes.
 #[test]
 fn rendering_a_capture_writes_what_encoding_writes() {
-    let rules = EventRules::default();
     for data in [
         EventData::Empty,
         EventData::Json("{}"),
@@ -35,18 +53,7 @@ fn rendering_a_capture_writes_what_encoding_writes() {
             } else {
                 ev
             };
-            let mut want = Vec::new();
-            super::super::event::encode_event(&ev, &rules, &mut want, 1 << 20).unwrap();
-            let mut slot = Vec::new();
-            capture_event(&ev, &rules, &mut slot, 1 << 20).unwrap();
-            assert!(is_captured(&slot), "{data:?}");
-            let mut got = Vec::new();
-            render(&slot, &WallClock::now(), &mut got).unwrap();
-            assert_eq!(
-                String::from_utf8_lossy(&got),
-                String::from_utf8_lossy(&want),
-                "{data:?}"
-            );
+            let (mut slot, want) = renders_as_encoded(&ev, &format!("{data:?}"));
             // A damaged shape is not trusted: the text is scanned again, same bytes.
             let n = slot.len();
             slot[n - Shape::BYTES..].fill(0xAB);
@@ -64,7 +71,6 @@ fn rendering_a_capture_writes_what_encoding_writes() {
 /// escapes it.
 #[test]
 fn a_quote_in_any_one_field_is_escaped_when_rendered() {
-    let rules = EventRules::default();
     let full = AuditEvent {
         version: Some("1.0"),
         event_timestamp: Some("2026-11-30T10:15:30.123Z"),
@@ -112,17 +118,7 @@ fn a_quote_in_any_one_field_is_escaped_when_rendered() {
         if let Some(set) = set {
             set(&mut ev, q);
         }
-        let mut want = Vec::new();
-        super::super::event::encode_event(&ev, &rules, &mut want, 1 << 20).unwrap();
-        let mut slot = Vec::new();
-        capture_event(&ev, &rules, &mut slot, 1 << 20).unwrap();
-        let mut got = Vec::new();
-        render(&slot, &WallClock::now(), &mut got).unwrap();
-        assert_eq!(
-            String::from_utf8_lossy(&got),
-            String::from_utf8_lossy(&want),
-            "case {i}"
-        );
+        renders_as_encoded(&ev, &format!("case {i}"));
     }
 }
 
