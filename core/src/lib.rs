@@ -67,9 +67,9 @@
 //! 401/403 re-read the token file and retry; 413 splits the batch in halves; other 4xx bisect
 //! it and dead-letter the events the receiver still refuses alone, with its reason.
 
-// Three `unsafe` blocks in the whole crate, each in a file of its own: registering the fork
-// handler (`fork.rs`), returning free memory to the system (`heap.rs`) and a prefetch hint
-// (`slots.rs`).
+// `unsafe` is allowed, outside tests, in four files only, each for one thing: registering
+// the fork handler (`fork.rs`), returning free memory to the system (`heap.rs`), a prefetch
+// hint (`slots.rs`) and SSE2 loads and compares for the string scans (`encode/swar.rs`).
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, unreachable_pub)]

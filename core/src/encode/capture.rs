@@ -37,7 +37,7 @@ use super::event_data::{DATA_DEPTH, Data, Shape, check_event_type, event_data_er
 use super::fields::Fields;
 use super::json::{ObjectInfo, scan_object_into};
 use super::rules::{EventRules, check_fields, invalid};
-use super::swar::{find, needs_escape};
+use super::swar::{NeedsEscape, find};
 use super::time;
 use crate::clock::{WallClock, ticks};
 use crate::{AuditEventBytes, Error};
@@ -321,7 +321,7 @@ pub(crate) fn render(slot: &[u8], wall: &WallClock, out: &mut Vec<u8>) -> Result
     // escapes, usually nothing, spares a scan of each field as it is written (nine calls
     // that each paid more to start and finish than to scan).
     let text = slot.get(DATA_AT..text_end).ok_or_else(broken)?;
-    let plain = find(text, 0, needs_escape) == text.len();
+    let plain = find(text, 0, NeedsEscape) == text.len();
     let mut stamp = [0; time::TIMESTAMP_LEN];
     let timestamp = if header[1] & FLAG_TICKS != 0 {
         let unix = wall.unix(u64_at(6));

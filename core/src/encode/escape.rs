@@ -2,7 +2,7 @@
 //! receiver cannot store, and checking UTF-8 in the same pass when the text comes as bytes.
 
 use super::json::utf8_char_end;
-use super::swar::{find, needs_escape, string_special};
+use super::swar::{NeedsEscape, StringSpecial, find};
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
@@ -42,7 +42,7 @@ pub(crate) fn write_str_body(out: &mut Vec<u8>, s: &[u8], check_utf8: bool) -> R
 fn write_trusted(out: &mut Vec<u8>, b: &[u8]) -> Result<(), BadText> {
     let mut start = 0;
     loop {
-        let i = find(b, start, needs_escape);
+        let i = find(b, start, NeedsEscape);
         out.extend_from_slice(&b[start..i]);
         let Some(&c) = b.get(i) else {
             return Ok(());
@@ -59,7 +59,7 @@ fn write_checked(out: &mut Vec<u8>, b: &[u8]) -> Result<(), BadText> {
     loop {
         // Plain ASCII runs are copied whole; a non-ASCII character is checked and stays in
         // the run; only escapes interrupt it.
-        i = find(b, i, string_special);
+        i = find(b, i, StringSpecial);
         let Some(&c) = b.get(i) else {
             out.extend_from_slice(&b[start..]);
             return Ok(());

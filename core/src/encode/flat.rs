@@ -15,7 +15,7 @@
 //! the top-level keys) are the scanner's own functions.
 
 use super::json::{ObjectInfo, escape_end, literal_end, number_end, utf8_char_end};
-use super::swar::{find, string_special};
+use super::swar::{StringSpecial, find};
 
 /// Members of one object checked here at most; a bigger one goes to the general scanner.
 const MEMBERS: usize = 16;
@@ -136,7 +136,7 @@ fn object_end<const TOP: bool>(
             return None;
         }
         let start = i + 1;
-        let end = find(b, start, string_special);
+        let end = find(b, start, StringSpecial);
         if b.get(end) != Some(&b'"') || b.get(end + 1) != Some(&b':') {
             return None;
         }
@@ -174,7 +174,7 @@ fn object_end<const TOP: bool>(
 #[inline]
 fn string_end(b: &[u8], mut i: usize) -> Option<usize> {
     loop {
-        i = find(b, i, string_special);
+        i = find(b, i, StringSpecial);
         match b.get(i)? {
             b'"' => return Some(i + 1),
             b'\\' => i = escape_end(b, i).ok()?,

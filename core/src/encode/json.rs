@@ -10,7 +10,7 @@
 
 use super::flat;
 use super::keys::{Insert, Key, KeySet, check_all_objects, duplicate_at, hex4};
-use super::swar::{find, needs_escape, string_special};
+use super::swar::{NeedsEscape, StringSpecial, find};
 use std::cell::RefCell;
 
 use crate::Error;
@@ -346,9 +346,9 @@ impl Scanner<'_> {
         let mut escaped = false;
         loop {
             i = if self.utf8 {
-                find(b, i, needs_escape)
+                find(b, i, NeedsEscape)
             } else {
-                find(b, i, string_special)
+                find(b, i, StringSpecial)
             };
             let Some(&c) = b.get(i) else {
                 self.i = i;

@@ -14,7 +14,7 @@
 //! object. On the 1 KiB event of `record/raw_json_1KiB` (42 keys) the check costs about
 //! 1 800 instructions, 12 % of the whole `record_json`.
 
-use super::swar::{find, needs_escape};
+use super::swar::{NeedsEscape, find};
 use crate::Error;
 
 /// The error for a duplicate key whose opening quote is at `offset`.
@@ -452,7 +452,7 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 fn skip_string(b: &[u8], mut i: usize) -> (usize, bool) {
     let mut escaped = false;
     loop {
-        i = find(b, i, needs_escape);
+        i = find(b, i, NeedsEscape);
         match b.get(i) {
             Some(b'\\') => {
                 escaped = true;

@@ -1,9 +1,18 @@
-//! Eight-bytes-at-a-time ("SIMD within a register") scans for the bytes that end a run of
-//! plain string content. Safe Rust; compiles to plain loads and integer ops.
+//! Scans for the bytes that end a run of plain string content: sixteen bytes at a time
+//! with SSE2 on x86-64 (every x86-64 CPU has it; the last block of a slice overlaps the one
+//! before), eight at a time "within a register" (SWAR, plain integer ops) for slices
+//! shorter than a block and on other CPUs. The JSON check of a 1 KiB event took 787 ns with
+//! blocks against 863 with words only (fastest of 8 interleaved runs).
 //!
-//! Each mask has the high bit of a byte set where that byte is interesting. Bits above the
-//! lowest one may be false positives (borrows propagate upwards), so callers only ever use
-//! the lowest set bit, which is exact.
+//! Each word mask has the high bit of a byte set where that byte is interesting. Bits above
+//! the lowest one may be false positives (borrows propagate upwards), so callers only ever
+//! use the lowest set bit, which is exact. The SSE2 masks are exact in every bit.
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::{
+    __m128i, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8,
+    _mm_or_si128, _mm_set1_epi8,
+};
 
 const LO: u64 = 0x0101_0101_0101_0101;
 const HI: u64 = 0x8080_8080_8080_8080;
@@ -16,17 +25,87 @@ fn zero_bytes(v: u64) -> u64 {
     v.wrapping_sub(LO) & !v & HI
 }
 
-/// Bytes that a JSON string writer must escape: `"`, `\` and controls below 0x20.
-#[inline(always)]
-pub(crate) fn needs_escape(w: u64) -> u64 {
-    zero_bytes(w ^ QUOTE) | zero_bytes(w ^ BACKSLASH) | (w.wrapping_sub(SPACE) & !w & HI)
+/// A class of bytes a scan stops at, tested a word or (on x86-64) a block at a time.
+pub(crate) trait Stop: Copy {
+    /// The word's mask: the lowest set high bit marks the first byte of the class.
+    fn word(self, w: u64) -> u64;
+    /// The block's mask: bit `k` set where byte `k` is of the class.
+    #[cfg(target_arch = "x86_64")]
+    fn block(self, v: __m128i) -> u32;
 }
 
-/// Bytes a JSON string reader must look at: those of [`needs_escape`] plus any non-ASCII
+/// Bytes that a JSON string writer must escape: `"`, `\` and controls below 0x20.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NeedsEscape;
+
+/// Bytes a JSON string reader must look at: those of [`NeedsEscape`] plus any non-ASCII
 /// byte, whose UTF-8 sequence must be checked.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StringSpecial;
+
+/// `"` or `\` in each byte of `v`.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
-pub(crate) fn string_special(w: u64) -> u64 {
-    needs_escape(w) | (w & HI)
+fn quote_or_backslash(v: __m128i) -> __m128i {
+    // SAFETY: SSE2 is part of x86-64 itself, so every CPU this runs on has it; these
+    // intrinsics touch only registers.
+    #[allow(unsafe_code)]
+    unsafe {
+        _mm_or_si128(
+            _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8)),
+            _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8)),
+        )
+    }
+}
+
+impl Stop for NeedsEscape {
+    #[inline(always)]
+    fn word(self, w: u64) -> u64 {
+        zero_bytes(w ^ QUOTE) | zero_bytes(w ^ BACKSLASH) | (w.wrapping_sub(SPACE) & !w & HI)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn block(self, v: __m128i) -> u32 {
+        let stops = quote_or_backslash(v);
+        // SAFETY: as in `quote_or_backslash`.
+        #[allow(unsafe_code)]
+        unsafe {
+            // Unsigned `c <= 0x1f`: the smaller of `c` and 0x1f is `c`.
+            let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
+            _mm_movemask_epi8(_mm_or_si128(stops, control)) as u32
+        }
+    }
+}
+
+impl Stop for StringSpecial {
+    #[inline(always)]
+    fn word(self, w: u64) -> u64 {
+        NeedsEscape.word(w) | (w & HI)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn block(self, v: __m128i) -> u32 {
+        let stops = quote_or_backslash(v);
+        // SAFETY: as in `quote_or_backslash`.
+        #[allow(unsafe_code)]
+        unsafe {
+            // Signed `c < 0x20`: the controls, and every byte from 0x80 (negative).
+            let control_or_wide = _mm_cmplt_epi8(v, _mm_set1_epi8(0x20));
+            _mm_movemask_epi8(_mm_or_si128(stops, control_or_wide)) as u32
+        }
+    }
+}
+
+/// The 16 bytes of `b` from `i`, if there are so many.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn load_block(b: &[u8], i: usize) -> Option<__m128i> {
+    let block: &[u8; 16] = b.get(i..i.checked_add(16)?)?.try_into().ok()?;
+    // SAFETY: `block` is 16 readable bytes, and `_mm_loadu_si128` needs no alignment.
+    #[allow(unsafe_code)]
+    Some(unsafe { _mm_loadu_si128(block.as_ptr().cast()) })
 }
 
 /// A word of plain bytes (`a`), never interesting to either mask.
@@ -56,16 +135,46 @@ fn load_short(b: &[u8]) -> u64 {
     }
 }
 
-/// Index of the first byte at or after `i` for which `mask` reports interest, or `b.len()`.
+/// Index of the first byte at or after `i` of the class `stop`, or `b.len()`.
 ///
-/// Whole words first; the last few bytes are read as the final (overlapping) word of the
-/// slice, shifted so only the unread bytes count, so a short tail costs one more word
-/// rather than a loop.
+/// Whole blocks first; the last few bytes are read as the slice's final (overlapping)
+/// block, shifted so only the unread bytes count, so a short tail costs one more block
+/// rather than a loop. Slices shorter than a block, and other CPUs, go by words
+/// ([`find_words`]).
 #[inline(always)]
-pub(crate) fn find(b: &[u8], mut i: usize, mask: impl Fn(u64) -> u64) -> usize {
+pub(crate) fn find(b: &[u8], #[allow(unused_mut)] mut i: usize, stop: impl Stop) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    let len = b.len();
+    #[cfg(target_arch = "x86_64")]
+    while let Some(block) = load_block(b, i) {
+        let m = stop.block(block);
+        if m != 0 {
+            return i + m.trailing_zeros() as usize;
+        }
+        i += 16;
+    }
+    // The tail as the last (overlapping) block, the bytes before `i` shifted out.
+    #[cfg(target_arch = "x86_64")]
+    if i < len
+        && let Some(start) = len.checked_sub(16)
+        && let Some(block) = load_block(b, start)
+    {
+        let m = stop.block(block) >> (i - start);
+        return if m != 0 {
+            i + m.trailing_zeros() as usize
+        } else {
+            len
+        };
+    }
+    find_words(b, i, stop)
+}
+
+/// [`find`] a word at a time, the tail read as the slice's final (overlapping) word.
+#[inline(always)]
+fn find_words(b: &[u8], mut i: usize, stop: impl Stop) -> usize {
     let len = b.len();
     while i + 8 <= len {
-        let m = mask(load(b, i));
+        let m = stop.word(load(b, i));
         if m != 0 {
             return i + (m.trailing_zeros() / 8) as usize;
         }
@@ -82,7 +191,7 @@ pub(crate) fn find(b: &[u8], mut i: usize, mask: impl Fn(u64) -> u64) -> usize {
     } else {
         load_short(&b[i..]) | (PLAIN << (8 * rest))
     };
-    let m = mask(word);
+    let m = stop.word(word);
     if m != 0 {
         i + (m.trailing_zeros() / 8) as usize
     } else {
@@ -111,7 +220,7 @@ mod tests {
                     b[pos + 1] = 0x00;
                 }
                 for start in 0..=pos {
-                    let i = find(&b, start, string_special);
+                    let i = find(&b, start, StringSpecial);
                     assert_eq!(
                         i,
                         first_special_bytewise(&b),
@@ -127,10 +236,10 @@ mod tests {
         let b: Vec<u8> = (0x20u8..0x80)
             .filter(|&c| c != b'"' && c != b'\\')
             .collect();
-        assert_eq!(find(&b, 0, string_special), b.len());
+        assert_eq!(find(&b, 0, StringSpecial), b.len());
         let utf8 = "héllo wörld ünïcode".as_bytes();
-        assert_eq!(find(utf8, 0, needs_escape), utf8.len());
-        assert_eq!(find(utf8, 0, string_special), 1);
+        assert_eq!(find(utf8, 0, NeedsEscape), utf8.len());
+        assert_eq!(find(utf8, 0, StringSpecial), 1);
     }
 
     #[test]
@@ -142,14 +251,69 @@ mod tests {
                 for start in 0..=len {
                     let expect = if start <= pos { pos } else { len };
                     assert_eq!(
-                        find(&b, start, string_special),
+                        find(&b, start, StringSpecial),
                         expect,
                         "len {len} pos {pos} start {start}"
                     );
                 }
             }
             let b = vec![b'x'; len];
-            assert_eq!(find(&b, 0, needs_escape), len);
+            assert_eq!(find(&b, 0, NeedsEscape), len);
+        }
+    }
+
+    /// Every byte value in every position of slices up to 70 bytes (past four blocks, so
+    /// whole blocks, the overlapping last block, and the word scan of short slices all
+    /// run), from starts around it, for both classes, against a byte-by-byte reference; the
+    /// word scan alone too, as other CPUs run it for every slice.
+    #[test]
+    fn agrees_with_a_bytewise_scan_for_every_byte_value() {
+        let escape = |c: u8| c == b'"' || c == b'\\' || c < 0x20;
+        let special = |c: u8| escape(c) || c >= 0x80;
+        let reference = |b: &[u8], start: usize, class: &dyn Fn(u8) -> bool| {
+            (start..b.len()).find(|&i| class(b[i])).unwrap_or(b.len())
+        };
+        type Scan = fn(&[u8], usize) -> usize;
+        let escapes: [Scan; 2] = [
+            |b, i| find(b, i, NeedsEscape),
+            |b, i| find_words(b, i, NeedsEscape),
+        ];
+        let specials: [Scan; 2] = [
+            |b, i| find(b, i, StringSpecial),
+            |b, i| find_words(b, i, StringSpecial),
+        ];
+        for len in [0, 1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 70] {
+            for pos in 0..len {
+                for c in 0..=255u8 {
+                    let mut b = vec![b'a'; len];
+                    b[pos] = c;
+                    // Callers may start past the end (after an escape at the very end).
+                    for start in [
+                        0,
+                        pos.saturating_sub(1),
+                        pos,
+                        pos + 1,
+                        len,
+                        len + 1,
+                        len + 17,
+                    ] {
+                        for scan in escapes {
+                            assert_eq!(
+                                scan(&b, start),
+                                reference(&b, start, &escape),
+                                "NeedsEscape: {c:#x} at {pos} of {len} from {start}"
+                            );
+                        }
+                        for scan in specials {
+                            assert_eq!(
+                                scan(&b, start),
+                                reference(&b, start, &special),
+                                "StringSpecial: {c:#x} at {pos} of {len} from {start}"
+                            );
+                        }
+                    }
+                }
+            }
         }
     }
 }
