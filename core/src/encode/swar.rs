@@ -43,18 +43,24 @@ pub(crate) struct NeedsEscape;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct StringSpecial;
 
-/// `"` or `\` in each byte of `v`.
+/// The block mask of `"`, `\` and the bytes below 0x20, and with `wide` those from 0x80 too.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn quote_or_backslash(v: __m128i) -> __m128i {
+fn block_mask(v: __m128i, wide: bool) -> u32 {
     // SAFETY: SSE2 is part of x86-64 itself, so every CPU this runs on has it; these
     // intrinsics touch only registers.
     #[allow(unsafe_code)]
     unsafe {
-        _mm_or_si128(
-            _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8)),
-            _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8)),
-        )
+        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+        let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+        let low = if wide {
+            // Signed `c < 0x20`: the controls, and every byte from 0x80 (negative).
+            _mm_cmplt_epi8(v, _mm_set1_epi8(0x20))
+        } else {
+            // Unsigned `c <= 0x1f`: the smaller of `c` and 0x1f is `c`.
+            _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v)
+        };
+        _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), low)) as u32
     }
 }
 
@@ -67,14 +73,7 @@ impl Stop for NeedsEscape {
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     fn block(self, v: __m128i) -> u32 {
-        let stops = quote_or_backslash(v);
-        // SAFETY: as in `quote_or_backslash`.
-        #[allow(unsafe_code)]
-        unsafe {
-            // Unsigned `c <= 0x1f`: the smaller of `c` and 0x1f is `c`.
-            let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
-            _mm_movemask_epi8(_mm_or_si128(stops, control)) as u32
-        }
+        block_mask(v, false)
     }
 }
 
@@ -87,13 +86,28 @@ impl Stop for StringSpecial {
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     fn block(self, v: __m128i) -> u32 {
-        let stops = quote_or_backslash(v);
-        // SAFETY: as in `quote_or_backslash`.
+        block_mask(v, true)
+    }
+}
+
+/// U+0000 and every byte from 0x80: text without them is ASCII a receiver can store.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NulOrWide;
+
+impl Stop for NulOrWide {
+    #[inline(always)]
+    fn word(self, w: u64) -> u64 {
+        zero_bytes(w) | (w & HI)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn block(self, v: __m128i) -> u32 {
+        // SAFETY: as in `block_mask`.
         #[allow(unsafe_code)]
         unsafe {
-            // Signed `c < 0x20`: the controls, and every byte from 0x80 (negative).
-            let control_or_wide = _mm_cmplt_epi8(v, _mm_set1_epi8(0x20));
-            _mm_movemask_epi8(_mm_or_si128(stops, control_or_wide)) as u32
+            // Signed `c < 1`: 0, and every byte from 0x80 (negative).
+            _mm_movemask_epi8(_mm_cmplt_epi8(v, _mm_set1_epi8(1))) as u32
         }
     }
 }
@@ -264,7 +278,7 @@ mod tests {
 
     /// Every byte value in every position of slices up to 70 bytes (past four blocks, so
     /// whole blocks, the overlapping last block, and the word scan of short slices all
-    /// run), from starts around it, for both classes, against a byte-by-byte reference; the
+    /// run), from starts around it, for every class, against a byte-by-byte reference; the
     /// word scan alone too, as other CPUs run it for every slice.
     #[test]
     fn agrees_with_a_bytewise_scan_for_every_byte_value() {
@@ -277,6 +291,11 @@ mod tests {
         let escapes: [Scan; 2] = [
             |b, i| find(b, i, NeedsEscape),
             |b, i| find_words(b, i, NeedsEscape),
+        ];
+        let nul_or_wide = |c: u8| c == 0 || c >= 0x80;
+        let plain: [Scan; 2] = [
+            |b, i| find(b, i, NulOrWide),
+            |b, i| find_words(b, i, NulOrWide),
         ];
         let specials: [Scan; 2] = [
             |b, i| find(b, i, StringSpecial),
@@ -302,6 +321,13 @@ mod tests {
                                 scan(&b, start),
                                 reference(&b, start, &escape),
                                 "NeedsEscape: {c:#x} at {pos} of {len} from {start}"
+                            );
+                        }
+                        for scan in plain {
+                            assert_eq!(
+                                scan(&b, start),
+                                reference(&b, start, &nul_or_wide),
+                                "NulOrWide: {c:#x} at {pos} of {len} from {start}"
                             );
                         }
                         for scan in specials {
