@@ -13,9 +13,8 @@ pub(crate) use doc::{in_range, parse_json, present};
 use crate::encode::rules::EventRules;
 use crate::{Error, RetryPolicy, StoreConfig, StoreRegistry};
 
-/// What `record` does when it finds no slot: the queue is full (or, with
-/// [`Config::max_lanes`] above 1 and several threads recording, see
-/// [`Config::queue_capacity`]).
+/// What `record` does when it finds no slot: the queue is full (with several threads
+/// recording, nearly full: see [`Config::queue_capacity`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Overflow {
@@ -142,13 +141,13 @@ impl Config {
     /// `queue_capacity × max_event_bytes` of memory (or `× initial_slot_bytes`, if that is
     /// larger), which may not exceed 64 GiB. Defaults to 10 000.
     ///
-    /// With [`max_lanes`](Self::max_lanes) above 1 the queue has a lane for each recording
-    /// thread, up to that many (fewer for large queues): each adds 80 bytes a place, at most
-    /// 8 MiB in all (a queue of 52 429 places or more has one lane, of 80 bytes a place, as
-    /// the default single lane has). With several threads recording, each lane has a share
-    /// of the queue, and the policy can apply once the caller's lane holds about its share
-    /// (or the queue is over half full), or its thread is new and not yet counted (the
-    /// README's "When the queue is full").
+    /// Free places are handed to recording threads in bundles of up to 1/64 of the queue
+    /// (at most 32), so with several threads recording the policy can apply while up to
+    /// an eighth of the places wait, free, in other threads' bundles (the README's "When
+    /// the queue is full"). With [`max_lanes`](Self::max_lanes) above 1 the queue has a lane
+    /// for each recording thread, up to that many (fewer for large queues): each adds 32
+    /// bytes a place, at most 8 MiB in all (a queue of 131 073 places or more has one lane,
+    /// of 32 bytes a place, as the default single lane has).
     pub fn queue_capacity(mut self, events: usize) -> Self {
         self.queue_capacity = events;
         self
@@ -163,10 +162,9 @@ impl Config {
     /// goroutine, a coroutine. With more, each OS thread records into a lane of its own, so
     /// threads recording at once on different CPUs write different cache lines (four
     /// producers on 2 vCPUs delivered 23–40 % more in the README's `hot_path` runs, with room
-    /// in the queue, and the Go package's parallel benchmarks were 16–22 % cheaper — but with
-    /// the queue full they delivered ~12 % less, the README's "Overload"); events then keep
-    /// their order only per OS thread: a task or goroutine that moves between threads may
-    /// see two of its events arrive in the other order.
+    /// in the queue, and the Go package's parallel benchmarks were 16–22 % cheaper); events
+    /// then keep their order only per OS thread: a task or goroutine that moves between
+    /// threads may see two of its events arrive in the other order.
     ///
     /// ```
     /// use auditbuf::{Config, NullSink, Pipeline};
@@ -368,7 +366,10 @@ impl Config {
         Self::from_vars(prefix, registry, |name| std::env::var(name))
     }
 
-    pub(crate) fn from_vars(
+    /// For bindings: [`from_env_with`](Self::from_env_with) reading the variables through
+    /// `lookup` (the Go package hands over the values it read). Not part of the stable API.
+    #[doc(hidden)]
+    pub fn from_vars(
         prefix: &str,
         registry: &StoreRegistry,
         lookup: impl Fn(&str) -> Result<String, std::env::VarError>,

@@ -335,12 +335,11 @@ impl Worker {
 const LANES_LOOK_EVERY: Duration = Duration::from_millis(5);
 
 /// What the flush thread last saw of the lanes: when it looked, each lane's `recorded`
-/// count then, the lanes it found busy, and when each lane was last busy.
+/// count then, and when each lane last recorded.
 #[derive(Debug)]
 pub(crate) struct LaneWatch {
     looked_at: Instant,
     recorded: [u64; MAX_LANES],
-    busy: u64,
     busy_at: [Instant; MAX_LANES],
 }
 
@@ -349,56 +348,35 @@ impl LaneWatch {
         LaneWatch {
             looked_at: now,
             recorded: [0; MAX_LANES],
-            busy: 0,
             busy_at: [now; MAX_LANES],
         }
     }
 }
 
 impl Worker {
-    /// Marks idle the lanes with nothing queued and nothing recorded for `LANE_IDLE_AFTER`:
-    /// their free slots are then for any caller's taking.
+    /// Empties the slot caches of the lanes that recorded nothing for `LANE_IDLE_AFTER`
+    /// (see `slots.rs`): their free slots are then for any caller's taking.
     pub(crate) fn note_idle_lanes(&mut self) {
-        let queue = &self.shared.queue;
-        if queue.lanes() == 1 {
-            return;
-        }
         let watch = &mut self.lanes;
-        // A look every few milliseconds is enough for a 100 ms rule; a caller of a lane not
-        // counted busy that found no slot is answered at the next turn of the loop.
+        // A look every few milliseconds is enough for a 100 ms rule.
         let now = Instant::now();
-        if now.saturating_duration_since(watch.looked_at) < LANES_LOOK_EVERY
-            && self.shared.pool.wanting() & !watch.busy == 0
-        {
+        if now.saturating_duration_since(watch.looked_at) < LANES_LOOK_EVERY {
             return;
         }
         watch.looked_at = now;
-        // Busy: events of it recorded since the last look or queued now, or a caller of it
-        // found no slot. (An event taken since was either queued at the last look or
-        // recorded after it; and events leave the queue by other ways than batches — moved
-        // into the store, evicted — so what is taken would not be enough.)
-        let mut busy = self.shared.pool.take_wanting();
         let counts = self.shared.counters.recorded.lanes();
-        for (lane, (count, seen)) in counts.zip(watch.recorded.iter_mut()).enumerate() {
+        let mut idle = 0u64;
+        for (lane, (count, (seen, at))) in counts
+            .zip(watch.recorded.iter_mut().zip(watch.busy_at.iter_mut()))
+            .enumerate()
+        {
             if count != *seen {
                 *seen = count;
-                busy |= 1 << lane;
-            }
-        }
-        for (lane, queued) in queue.lens().enumerate() {
-            if queued > 0 {
-                busy |= 1 << lane;
-            }
-        }
-        watch.busy = busy;
-        let mut idle = 0u64;
-        for (lane, at) in watch.busy_at.iter_mut().enumerate().take(queue.lanes()) {
-            if busy & (1 << lane) != 0 {
                 *at = now;
             } else if now.saturating_duration_since(*at) >= LANE_IDLE_AFTER {
                 idle |= 1 << lane;
             }
         }
-        self.shared.pool.mark_idle(idle);
+        self.shared.pool.empty_caches(idle);
     }
 }

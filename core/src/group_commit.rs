@@ -94,9 +94,7 @@ impl GroupCommit {
                     Outcome::Refused(RoundError::Failed(message))
                 })
             });
-            for slot in group {
-                shared.pool.give_back(slot);
-            }
+            shared.pool.give_back_all(group.into_iter());
 
             state = self.state.lock();
             state.leading = false;

@@ -1,8 +1,8 @@
-//! Lanes: the queue, the free slots (`slots.rs`) and the count of recorded events, each
-//! split so that callers on different CPUs write different cache lines. A thread keeps to
-//! one lane for its life (the lowest no live thread holds, see `Lane`); a pipeline has
-//! [`lanes_for`] of them, at most its `max_lanes` — by default one, because order is kept
-//! only within a lane, and a caller that is not an OS thread (an async task, a goroutine)
+//! Lanes: the queue, the free slots' caches (`slots.rs`) and the count of recorded events,
+//! each split so that callers on different CPUs write different cache lines. A thread keeps to
+//! one lane for its life (the lowest no live thread holds, see `Lane`). A pipeline's queue
+//! has [`lanes_for`] of them, at most its `max_lanes` — by default one, because order is
+//! kept only within a queue's lane, and a caller that is not an OS thread (an async task, a goroutine)
 //! may make each call on another thread.
 //!
 //! Why: a cache line that two CPUs both write moves between them on each write. With one
@@ -17,12 +17,13 @@
 //! of different threads have no order between them, as with any queue two threads race to.
 //!
 //! Memory: any one lane may hold the whole queue (a single thread can fill it), so each
-//! lane's two rings, its queue and its free list, have `capacity` places each. A lane's
-//! rings are allocated when a thread first uses it, and the number of lanes keeps all
-//! rings together within [`RING_BUDGET`] (a single lane, for the largest queues, takes its
-//! 80 bytes a place whatever the budget): 8 lanes up to a capacity of 13 107 events (the
-//! default is 10 000: 80 bytes a place and lane, 6.4 MB with all 8 lanes in use), 4 up to
-//! 26 214, 2 up to 52 428, 1 lane (the plain shared queue and free list) from 52 429.
+//! lane's ring has `capacity` places. A lane's ring is allocated when a thread first uses
+//! it, and the number of lanes keeps all rings together within [`RING_BUDGET`] (a single
+//! lane, for the largest queues, takes its 32 bytes a place whatever the budget): 8 lanes up
+//! to a capacity of 32 768 events (the default is 10 000: 32 bytes a place and lane, 2.6 MB
+//! with all 8 lanes in use), 4 up to 65 536, 2 up to 131 072, 1 lane (the plain shared
+//! queue) from 131 073. The free slots and the count of recorded events always have
+//! [`MAX_LANES`] lanes (`slots.rs`), whatever the queue's.
 
 use std::cell::Cell;
 use std::sync::OnceLock;
@@ -39,8 +40,8 @@ pub(crate) const MAX_LANES: usize = 8;
 /// Bytes all of a pipeline's rings may take together.
 pub(crate) const RING_BUDGET: usize = 8 << 20;
 
-/// Bytes one place of a lane takes: a slot and a channel's stamp, in each of two rings.
-const PLACE_BYTES: usize = 2 * (std::mem::size_of::<Slot>() + std::mem::size_of::<usize>());
+/// Bytes one place of a lane's ring takes: a slot and a channel's stamp.
+const PLACE_BYTES: usize = std::mem::size_of::<Slot>() + std::mem::size_of::<usize>();
 
 /// The lanes a live thread holds, a bit each.
 static HELD: AtomicU64 = AtomicU64::new(0);
@@ -104,7 +105,7 @@ thread_local! {
 ///
 /// ```ignore
 /// assert_eq!(lanes_for(10_000), 8);
-/// assert_eq!(lanes_for(20_000), 4);
+/// assert_eq!(lanes_for(50_000), 4);
 /// assert_eq!(lanes_for(1_000_000), 1);
 /// ```
 pub(crate) fn lanes_for(capacity: usize) -> usize {
@@ -303,10 +304,6 @@ impl Queue {
         self.lens().sum()
     }
 
-    pub(crate) fn lanes(&self) -> usize {
-        self.lanes.len()
-    }
-
     pub(crate) fn capacity(&self) -> usize {
         self.capacity
     }
@@ -372,15 +369,14 @@ mod tests {
 
     #[test]
     fn lanes_fit_the_ring_budget() {
-        assert_eq!(PLACE_BYTES, 80);
+        assert_eq!(PLACE_BYTES, 32);
         assert_eq!(lanes_for(10_000), 8);
-        assert_eq!(lanes_for(13_107), 8);
-        assert_eq!(lanes_for(13_108), 4);
-        assert_eq!(lanes_for(20_000), 4);
-        assert_eq!(lanes_for(26_214), 4);
-        assert_eq!(lanes_for(26_215), 2);
-        assert_eq!(lanes_for(52_428), 2);
-        assert_eq!(lanes_for(52_429), 1);
+        assert_eq!(lanes_for(32_768), 8);
+        assert_eq!(lanes_for(32_769), 4);
+        assert_eq!(lanes_for(65_536), 4);
+        assert_eq!(lanes_for(65_537), 2);
+        assert_eq!(lanes_for(131_072), 2);
+        assert_eq!(lanes_for(131_073), 1);
         assert_eq!(lanes_for(usize::MAX), 1);
         assert_eq!(lanes_for(0), 8);
         for capacity in [1, 100, 10_000, 20_000, 50_000, 100_000] {

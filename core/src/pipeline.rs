@@ -23,10 +23,10 @@ use crate::encode::raw::{
 use crate::encode::rules::EventRules;
 use crate::fork;
 use crate::group_commit::GroupCommit;
-use crate::lanes::{self, Queue, lanes_for};
+use crate::lanes::{self, MAX_LANES, Queue, lanes_for};
 use crate::park::{NoPark, Park};
 use crate::shared::Shared;
-use crate::slots::{Slot, SlotPool};
+use crate::slots::{Slot, SlotPool, bundle_for};
 use crate::stats::FlushCounts;
 use crate::worker::{Command, Inbox, Worker};
 
@@ -88,10 +88,10 @@ pub struct Pipeline {
     overflow: Overflow,
     max_event_bytes: usize,
     /// A caller looks whether to wake the flush thread when its lane's count of recorded
-    /// events is a multiple of this plus one (a power of two, less one): with lanes, the
-    /// total is a sum of their lines. At most `lanes × wake_check` events arrive past the
-    /// mark before a caller looks: at most 1/64 of the queue (for queues of 512 and more)
-    /// and half a batch.
+    /// events is a multiple of this plus one (a power of two, less one): the total is a sum
+    /// of the lanes' lines. At most `MAX_LANES × wake_check` events arrive past the mark
+    /// before a caller looks: at most 1/64 of the queue (for queues of 512 and more) and
+    /// half a batch.
     wake_check: u64,
     initial_slot_bytes: usize,
     move_chunk: usize,
@@ -211,7 +211,7 @@ impl Pipeline {
                 config.initial_slot_bytes,
                 config.retained_slot_bytes,
                 RETAINED_TOTAL_BYTES,
-                lanes,
+                bundle_for(config.queue_capacity),
             ),
             Queue::new(config.queue_capacity, lanes),
             DeadLetters::new(config.dead_letter_capacity),
@@ -250,7 +250,7 @@ impl Pipeline {
             group: wal.then(GroupCommit::default),
             overflow: config.overflow,
             max_event_bytes: config.max_event_bytes,
-            wake_check: wake_check(config.queue_capacity, lanes, limits.max_events),
+            wake_check: wake_check(config.queue_capacity, limits.max_events),
             initial_slot_bytes: config.initial_slot_bytes,
             move_chunk: limits.max_events,
             drop_timeout: config.drop_timeout,
@@ -462,11 +462,11 @@ impl Pipeline {
             return Err(Error::Closed);
         }
         let lane = lanes::this_thread();
-        let Some(mut slot) = shared.take_slot(lane) else {
+        let Some(mut slot) = shared.pool.try_take(lane) else {
             return self.without_slot(park, lane, encode);
         };
         if let Err(e) = encode(&mut slot, self.max_event_bytes) {
-            shared.pool.give_back(slot);
+            shared.pool.give_back(lane, slot);
             return Err(e);
         }
         self.enqueue(park, lane, slot)
@@ -478,7 +478,7 @@ impl Pipeline {
         let shared = &*self.shared;
         if let Some(group) = &self.group {
             if self.forked(true) {
-                shared.pool.give_back(slot);
+                shared.pool.give_back(lane, slot);
                 return Err(Error::Forked);
             }
             // The store holds JSON, and `wal` returns only once the event is in it: render
@@ -560,7 +560,7 @@ impl Pipeline {
     #[cold]
     fn withdraw(&self, lane: usize, slot: Slot) -> Error {
         self.shared.counters.recorded.sub(lane, 1);
-        self.shared.pool.give_back(slot);
+        self.shared.pool.give_back(lane, slot);
         Error::Closed
     }
 
@@ -609,15 +609,12 @@ impl Pipeline {
     }
 }
 
-/// See `Pipeline::wake_check`: every event with one lane; else up to every 16th on a lane,
-/// so that all lanes together pass the mark by at most 1/64 of the queue and half a batch
-/// of `batch` events.
-fn wake_check(capacity: usize, lanes: usize, batch: usize) -> u64 {
-    if lanes <= 1 {
-        return 0;
-    }
-    let every = (capacity / (64 * lanes))
-        .min(batch / (2 * lanes))
+/// See `Pipeline::wake_check`: up to every 16th event on a lane (the count of recorded
+/// events has [`MAX_LANES`] lanes, whatever the queue's), so that all lanes together pass
+/// the mark by at most 1/64 of the queue and half a batch of `batch` events.
+fn wake_check(capacity: usize, batch: usize) -> u64 {
+    let every = (capacity / (64 * MAX_LANES))
+        .min(batch / (2 * MAX_LANES))
         .clamp(1, 16);
     (1u64 << every.ilog2()) - 1
 }

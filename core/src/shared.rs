@@ -12,9 +12,9 @@ use crate::Store;
 use crate::backlog::Backlog;
 use crate::clock::WallClock;
 use crate::dead_letter::DeadLetters;
-use crate::lanes::Queue;
+use crate::lanes::{MAX_LANES, Queue};
 use crate::metrics::{StoreGauges, WriteDurations};
-use crate::slots::{Slot, SlotPool};
+use crate::slots::SlotPool;
 use crate::stats::Counters;
 use crate::wake::FlushWake;
 
@@ -80,33 +80,6 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
-    /// A slot for a caller on `lane`: one the pool gives its lane ([`SlotPool::try_take`]),
-    /// or, for a lane under its share while the queue is less than half full, any free
-    /// slot: free slots are then plentiful, and those a lane at its share keeps (its threads
-    /// stopped recording less than `LANE_IDLE_AFTER` ago, or the flush thread has not counted
-    /// a new lane yet) must not turn an event away. Past half full the queue is busy, and
-    /// callers reaching into every lane's list is what lanes avoid.
-    #[inline(always)]
-    pub(crate) fn take_slot(&self, lane: usize) -> Option<Slot> {
-        match self.pool.try_take(lane) {
-            Some(slot) => Some(slot),
-            None => self.take_any_slot(lane),
-        }
-    }
-
-    #[cold]
-    fn take_any_slot(&self, lane: usize) -> Option<Slot> {
-        // Only for a lane under its share: one at its share is refused cheaply (under
-        // overload every refused call comes here, and a costlier refusal takes CPU from
-        // the flush thread: four producers delivered 24 % less when each refusal measured
-        // the queue).
-        if !self.pool.under_share(lane) || self.queue.len() >= self.queue.capacity() / 2 {
-            return None;
-        }
-        // Ownership moves to the caller's lane: it would otherwise come back for more.
-        self.pool.try_take_any(Some(lane))
-    }
-
     pub(crate) fn new(
         pool: SlotPool,
         queue: Queue,
@@ -117,7 +90,7 @@ impl Shared {
     ) -> Self {
         let store_events = store.as_ref().map_or(0, |s| s.size().events);
         Shared {
-            counters: Counters::with_lanes(queue.lanes()),
+            counters: Counters::with_lanes(MAX_LANES),
             pool,
             queue,
             closed: CachePadded::new(AtomicBool::new(false)),

@@ -8,71 +8,67 @@
 //! events does not leave every slot large); and an idle pipeline hands its free slots back
 //! to the allocator ([`SlotPool::trim`]).
 //!
-//! Free slots wait in a free list per lane ([`crate::lanes`]): a slot belongs to a lane
-//! and goes back to that lane's list, so a caller takes its slots from a list only its own
-//! lane's callers and the flush thread touch. Each lane recording events has a share of
-//! the slots, `capacity` divided among them (all of it while one thread records). A caller
-//! whose list is empty creates a slot while its lane is under its share and fewer than
-//! `capacity` exist; else it takes a free slot from a lane over its share or one the flush
-//! thread found idle (nothing queued on it and nothing recorded on it for
-//! [`LANE_IDLE_AFTER`]), and the slot becomes its lane's; and the flush thread hands slots
-//! coming back to a lane over its share to one under it. Past that, a caller of a lane
-//! under its share takes any free slot while the queue is less than half full
-//! (`Shared::take_slot`); a caller of a lane at its share is refused at once.
+//! Free slots travel in bundles of up to [`bundle_for`] slots, as magazines do in slab
+//! allocators: the flush thread gives a sent batch's slots back as bundles onto one free
+//! list, and each lane ([`crate::lanes`]: a thread's, one of [`MAX_LANES`] whatever the
+//! queue's lanes) keeps one bundle as its cache; a caller takes a slot from its lane's
+//! bundle and, when that is empty, swaps it for the next full one. So callers on different
+//! CPUs touch the shared free list once a bundle rather than once a call (with one free
+//! list of slots, four producers on 2 vCPUs spent ~340 ns of CPU an event where one spends
+//! ~150), the flush thread sends once a bundle rather than once a slot, and no call moves
+//! more than one bundle (refilling a cache a slot at a time made every 32nd call a tail of
+//! its own: `docs/performance-history.md`). The flush thread also hands back the cache of
+//! a lane that recorded nothing for [`LANE_IDLE_AFTER`]: the idle threads of a large thread
+//! pool do not keep slots.
 //!
-//! Slots change lanes only while the shares settle: had callers taken whatever slot was
-//! free anywhere, every caller of a busy pipeline would reach into every other lane's list,
-//! which is what lanes are for avoiding (four producers on 2 vCPUs doing so spent as much
-//! CPU an event, ~360 ns, as with one shared list; with shares, 250–300). So with callers on
-//! several threads, the overflow policy can apply once the caller's lane holds its share
-//! (or, for a lane under it, once the queue is over half full) while other lanes keep free
-//! slots of theirs: at 10× overload four producers on 2 vCPUs delivered 0.86× what one
-//! does (0.99× with one shared list), the free slots of those waiting for a CPU out of
-//! reach of those running.
+//! The caches of all lanes together hold at most an eighth of the slots (a bundle is at
+//! most 1/64 of them, 32 at most; below 128 slots, one slot, and caches stay empty), so
+//! with several threads recording, the overflow policy can apply while up to that many
+//! free slots wait in the caches of other lanes; a caller waiting under `Block` takes from
+//! them too.
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 use crossbeam_utils::CachePadded;
+use crossbeam_utils::atomic::AtomicCell;
+use parking_lot::Mutex;
 
-type Ring = (Sender<Slot>, Receiver<Slot>);
+use crate::lanes::MAX_LANES;
 
-/// A lane's free list, and how many slots are the lane's (free or not).
-#[derive(Debug, Default)]
-struct FreeList {
-    ring: OnceLock<Ring>,
-    /// Changes only when a slot is created, changes lanes or is freed.
-    owned: AtomicUsize,
-}
-
-/// How long a lane has nothing queued and nothing recorded before the flush thread
-/// marks it idle: longer than a caller waits for a CPU (with four producers on 2 vCPUs,
-/// lanes taken for idle after two batches, ~0.3 ms, while their callers waited to run
-/// changed their slots' lanes 800 000 times in 8 M events, and cost as much as no lanes).
+/// How long a lane records nothing before the flush thread empties its cache: longer
+/// than a caller waits for a CPU (with four producers on 2 vCPUs, a few milliseconds).
 pub(crate) const LANE_IDLE_AFTER: Duration = Duration::from_millis(100);
 
-/// One pooled buffer, and the lane whose free list it goes back to.
+/// The most slots a lane's cache holds.
+const MAX_BUNDLE: usize = 32;
+
+/// How many slots a lane takes from the free list at once for a pool of `capacity`:
+/// 1/64 of them, at most [`MAX_BUNDLE`]; 1 (no cache) below 128.
+///
+/// ```ignore
+/// assert_eq!(bundle_for(10_000), 32);
+/// assert_eq!(bundle_for(1_000), 15);
+/// assert_eq!(bundle_for(100), 1);
+/// ```
+pub(crate) fn bundle_for(capacity: usize) -> usize {
+    (capacity / (8 * MAX_LANES)).clamp(1, MAX_BUNDLE)
+}
+
+/// One pooled buffer.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Slot {
     bytes: Vec<u8>,
-    lane: u8,
 }
 
 impl Slot {
-    /// An empty slot of `capacity` bytes, of `lane`'s free list.
-    pub(crate) fn new(capacity: usize, lane: usize) -> Self {
+    /// An empty slot of `capacity` bytes.
+    pub(crate) fn new(capacity: usize) -> Self {
         Slot {
             bytes: Vec::with_capacity(capacity),
-            lane: lane as u8,
         }
-    }
-
-    /// The lane whose free list the slot goes back to.
-    #[cfg(test)]
-    pub(crate) fn lane(&self) -> usize {
-        usize::from(self.lane)
     }
 }
 
@@ -81,7 +77,6 @@ impl From<&[u8]> for Slot {
     fn from(bytes: &[u8]) -> Self {
         Slot {
             bytes: bytes.to_vec(),
-            lane: 0,
         }
     }
 }
@@ -99,22 +94,23 @@ impl std::ops::DerefMut for Slot {
     }
 }
 
-#[derive(Debug)]
+/// Free slots, taken and given back together.
+type Bundle = Box<Vec<Slot>>;
+
+type Bundles = (Sender<Bundle>, Receiver<Bundle>);
+
 pub(crate) struct SlotPool {
-    /// A free list per lane, each with room for every slot; allocated on first use.
-    free: Box<[CachePadded<FreeList>]>,
-    /// The slots each lane recording events may own (`capacity` divided among them).
-    share: CachePadded<AtomicUsize>,
-    /// A recording lane under its share, which slots of lanes over theirs go to when they
-    /// come back (`usize::MAX`: none).
-    needy: AtomicUsize,
-    /// Lanes a caller of which found no slot since the flush thread last looked, a bit
-    /// each: they count as recording, so that a thread new to a busy pipeline gets a share
-    /// (else, with the queue over half full, a lane recording nothing yet would get none).
-    wanting: CachePadded<AtomicU64>,
-    /// The lanes the flush thread found idle, a bit each: written only when it changes,
-    /// read by callers that found no free slot of their own.
-    idle: CachePadded<AtomicU64>,
+    /// Bundles of free slots no lane holds (1 to `bundle` each), with room for one per slot;
+    /// allocated on first use.
+    full: OnceLock<Bundles>,
+    /// Empty bundles, each with room for `bundle` slots, for the flush thread to fill:
+    /// a caller that swaps its empty cache for a full bundle puts the empty one here.
+    empty: OnceLock<Bundles>,
+    /// Each lane's bundle, taken out by whoever uses it and put back after, in one atomic
+    /// swap each (no lock: a thread that finds it out, another thread of the lane using it,
+    /// takes the next full bundle instead).
+    caches: Box<[CachePadded<AtomicCell<Option<Bundle>>>]>,
+    bundle: usize,
     created: AtomicUsize,
     capacity: usize,
     initial_bytes: usize,
@@ -125,27 +121,43 @@ pub(crate) struct SlotPool {
     /// variable of `parking_lot` never allocates to wait; a blocking receive on the channel
     /// now and then did.
     waiters: AtomicUsize,
-    waiting: parking_lot::Mutex<()>,
+    waiting: Mutex<()>,
     came_back: parking_lot::Condvar,
     retained_total: usize,
 }
 
+impl std::fmt::Debug for SlotPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlotPool")
+            .field("capacity", &self.capacity)
+            .field("bundle", &self.bundle)
+            .field("created", &self.created)
+            .finish_non_exhaustive()
+    }
+}
+
 impl SlotPool {
+    /// A pool of at most `capacity` slots of `initial_bytes`, handed out in bundles of
+    /// `bundle` ([`bundle_for`]).
     pub(crate) fn new(
         capacity: usize,
         initial_bytes: usize,
         retained_bytes: usize,
         retained_total: usize,
-        lanes: usize,
+        bundle: usize,
     ) -> Self {
+        let bundle = bundle.clamp(1, MAX_BUNDLE);
         SlotPool {
-            free: (0..lanes.max(1))
-                .map(|_| CachePadded::new(FreeList::default()))
+            full: OnceLock::new(),
+            empty: OnceLock::new(),
+            // A bundle for each lane now (under 7 KiB in all): a lane's first call
+            // allocates nothing either.
+            caches: (0..MAX_LANES)
+                .map(|_| {
+                    CachePadded::new(AtomicCell::new(Some(Box::new(Vec::with_capacity(bundle)))))
+                })
                 .collect(),
-            share: CachePadded::new(AtomicUsize::new(capacity.max(1))),
-            needy: AtomicUsize::new(usize::MAX),
-            wanting: CachePadded::new(AtomicU64::new(0)),
-            idle: CachePadded::new(AtomicU64::new(0)),
+            bundle,
             created: AtomicUsize::new(0),
             capacity: capacity.max(1),
             initial_bytes,
@@ -153,24 +165,30 @@ impl SlotPool {
             extra: AtomicUsize::new(0),
             retained_total,
             waiters: AtomicUsize::new(0),
-            waiting: parking_lot::Mutex::new(()),
+            waiting: Mutex::new(()),
             came_back: parking_lot::Condvar::new(),
         }
     }
 
-    /// A lane's free list, made on its first use: a load and a branch after.
+    /// The free list of full bundles, made on its first use: a load and a branch after.
     #[inline(always)]
-    fn ring(&self, lane: usize) -> &Ring {
-        match self.free[lane].ring.get() {
+    fn full(&self) -> &Bundles {
+        match self.full.get() {
             Some(ring) => ring,
-            None => self.make_ring(lane),
+            None => self.make_full(),
         }
     }
 
     #[cold]
     #[inline(never)]
-    fn make_ring(&self, lane: usize) -> &Ring {
-        self.free[lane].ring.get_or_init(|| bounded(self.capacity))
+    fn make_full(&self) -> &Bundles {
+        self.full.get_or_init(|| bounded(self.capacity))
+    }
+
+    /// The empty bundles: as many as full ones can be emptied at once, and one a lane.
+    fn empty(&self) -> &Bundles {
+        self.empty
+            .get_or_init(|| bounded(self.capacity.div_ceil(self.bundle) + MAX_LANES))
     }
 
     /// An empty slot; when none is free and all exist, the overflow policy decides. (The
@@ -178,7 +196,8 @@ impl SlotPool {
     #[cfg(test)]
     pub(crate) fn take(&self, overflow: crate::Overflow) -> Result<Slot, crate::Error> {
         use crate::{Error, Overflow};
-        if let Some(slot) = self.try_take(crate::lanes::this_thread()) {
+        let lane = crate::lanes::this_thread();
+        if let Some(slot) = self.try_take(lane) {
             return Ok(slot);
         }
         match overflow {
@@ -186,41 +205,90 @@ impl SlotPool {
             // a slot, or takes the oldest queued event's.
             Overflow::DropNewest | Overflow::DropOldest | Overflow::Spill => Err(Error::Full),
             Overflow::Block { timeout } => self
-                .wait(timeout, || self.try_take(crate::lanes::this_thread()))
+                .wait(timeout, || self.try_take_waiting(lane))
                 .ok_or(Error::Timeout(timeout)),
         }
     }
 
-    /// A free slot of `lane` (a thread's, see [`crate::lanes::this_thread`]), or else (see
-    /// the module's notes) a new one or one from another lane; never waits.
+    /// A free slot for a caller on `lane` (a thread's, see [`crate::lanes::this_thread`]):
+    /// from its lane's bundle, else from the next full bundle, else a new one while fewer
+    /// than `capacity` exist. Never waits, never looks in other lanes' caches.
     #[inline(always)]
     pub(crate) fn try_take(&self, lane: usize) -> Option<Slot> {
-        let lane = lane & (self.free.len() - 1);
-        if let Ok(slot) = self.ring(lane).1.try_recv() {
-            return Some(self.taken(slot));
+        let cache = &self.caches[lane & (MAX_LANES - 1)];
+        if let Some(mut bundle) = cache.take() {
+            if let Some(slot) = bundle.pop() {
+                self.put_cache(cache, bundle);
+                return Some(self.taken(slot));
+            }
+            self.recycle(bundle);
         }
-        self.more(lane)
+        self.refill(cache)
     }
 
-    /// `lane` has no free slot: a new one while it is under its share, or one from a lane
-    /// over its share, or from an idle lane.
+    /// Puts `bundle` back as `cache`; one another thread of the lane put there meanwhile
+    /// goes to the free list.
+    #[inline(always)]
+    fn put_cache(&self, cache: &AtomicCell<Option<Bundle>>, bundle: Bundle) {
+        if let Some(other) = cache.swap(Some(bundle)) {
+            self.put_bundle(other);
+        }
+    }
+
+    /// A bundle no lane holds: onto the free list, or kept empty.
     #[cold]
-    fn more(&self, lane: usize) -> Option<Slot> {
-        let share = self.share.load(Ordering::Relaxed);
-        let idle = self.idle.load(Ordering::Relaxed);
-        if !self.under_share(lane) {
-            // At its share, under overload the common case: a refusal must stay cheap.
-            return self.steal(lane, |victim, _| idle & (1 << victim) != 0);
+    fn put_bundle(&self, bundle: Bundle) {
+        if bundle.is_empty() {
+            self.recycle(bundle);
+        } else {
+            // Cannot be full: it has room for every slot.
+            let _ = self.full().0.try_send(bundle);
         }
-        let slot = self.create(lane).or_else(|| {
-            self.steal(lane, |victim, owned| {
-                idle & (1 << victim) != 0 || owned > share
-            })
-        });
-        if slot.is_none() && self.wanting.load(Ordering::Relaxed) & (1 << lane) == 0 {
-            self.wanting.fetch_or(1 << lane, Ordering::Relaxed);
+    }
+
+    /// An empty cache: the next full bundle becomes the lane's, and its last slot the caller's.
+    #[cold]
+    fn refill(&self, cache: &AtomicCell<Option<Bundle>>) -> Option<Slot> {
+        let Ok(mut bundle) = self.full().1.try_recv() else {
+            return self.create();
+        };
+        // A bundle on the free list is never empty.
+        let slot = bundle.pop();
+        self.put_cache(cache, bundle);
+        slot.map(|slot| self.taken(slot))
+    }
+
+    /// Keeps an empty bundle for the flush thread to fill (or frees it, if enough are kept).
+    fn recycle(&self, bundle: Bundle) {
+        debug_assert!(bundle.is_empty());
+        let _ = self.empty().0.try_send(bundle);
+    }
+
+    /// [`try_take`](Self::try_take), then any other lane's cache: for a caller that waits.
+    pub(crate) fn try_take_waiting(&self, lane: usize) -> Option<Slot> {
+        self.try_take(lane).or_else(|| self.take_from_caches())
+    }
+
+    /// A free slot from whichever lane's cache has one.
+    #[cold]
+    fn take_from_caches(&self) -> Option<Slot> {
+        self.caches.iter().find_map(|cache| {
+            let mut bundle = cache.take()?;
+            let slot = bundle.pop();
+            self.put_cache(cache, bundle);
+            slot.map(|slot| self.taken(slot))
+        })
+    }
+
+    /// Any free slot, off the hot path (the flush thread's gap marker: it holds no lane):
+    /// from a full bundle, a lane's cache, or a new one if fewer than `capacity` exist.
+    pub(crate) fn try_take_any(&self) -> Option<Slot> {
+        if let Ok(mut bundle) = self.full().1.try_recv() {
+            let slot = bundle.pop();
+            self.put_bundle(bundle);
+            return slot.map(|slot| self.taken(slot));
         }
-        slot
+        self.take_from_caches().or_else(|| self.create())
     }
 
     /// The capacity a free slot may keep (`retained_slot_bytes`, at least the initial).
@@ -228,28 +296,8 @@ impl SlotPool {
         self.retained_bytes
     }
 
-    /// Whether `lane` owns fewer slots than its share.
-    #[inline]
-    pub(crate) fn under_share(&self, lane: usize) -> bool {
-        let lane = lane & (self.free.len() - 1);
-        self.free[lane].owned.load(Ordering::Relaxed) < self.share.load(Ordering::Relaxed)
-    }
-
-    /// The lanes a caller of which found no slot since the flush thread last looked.
-    pub(crate) fn wanting(&self) -> u64 {
-        self.wanting.load(Ordering::Relaxed)
-    }
-
-    /// The lanes a caller of which found no slot since the last call (the flush thread's).
-    pub(crate) fn take_wanting(&self) -> u64 {
-        if self.wanting.load(Ordering::Relaxed) == 0 {
-            return 0;
-        }
-        self.wanting.swap(0, Ordering::Relaxed)
-    }
-
-    /// A new slot of `lane` while fewer than `capacity` exist.
-    fn create(&self, lane: usize) -> Option<Slot> {
+    /// A new slot while fewer than `capacity` exist.
+    fn create(&self) -> Option<Slot> {
         let mut created = self.created.load(Ordering::Relaxed);
         while created < self.capacity {
             match self.created.compare_exchange_weak(
@@ -258,95 +306,47 @@ impl SlotPool {
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => {
-                    self.free[lane].owned.fetch_add(1, Ordering::Relaxed);
-                    return Some(Slot::new(self.initial_bytes, lane));
-                }
+                Ok(_) => return Some(Slot::new(self.initial_bytes)),
                 Err(now) => created = now,
             }
         }
         None
     }
 
-    /// A free slot of the first other lane `pick(lane, slots it owns)` allows; the slot
-    /// becomes `lane`'s.
-    fn steal(&self, lane: usize, pick: impl Fn(usize, usize) -> bool) -> Option<Slot> {
-        let n = self.free.len();
-        (1..n).find_map(|i| {
-            let victim = (lane + i) & (n - 1);
-            let from = &self.free[victim];
-            if !pick(victim, from.owned.load(Ordering::Relaxed)) {
-                return None;
+    /// The flush thread's part: hands back the caches of the lanes in `idle` (a bit each,
+    /// lanes that recorded nothing for [`LANE_IDLE_AFTER`]) as full bundles.
+    pub(crate) fn empty_caches(&self, idle: u64) {
+        let mut moved = false;
+        for (lane, cache) in self.caches.iter().enumerate() {
+            if idle & (1 << lane) == 0 {
+                continue;
             }
-            let mut slot = from.ring.get()?.1.try_recv().ok()?;
-            from.owned.fetch_sub(1, Ordering::Relaxed);
-            self.free[lane].owned.fetch_add(1, Ordering::Relaxed);
-            slot.lane = lane as u8;
-            Some(self.taken(slot))
-        })
-    }
-
-    /// Any free slot, of whichever lane, off the hot path: it becomes `to`'s (a caller's
-    /// lane), or, with `None` (the flush thread's gap marker: it holds no lane), stays
-    /// where it was. A new one, if fewer than `capacity` exist, is `to`'s or the first
-    /// lane's.
-    pub(crate) fn try_take_any(&self, to: Option<usize>) -> Option<Slot> {
-        let found = self.free.iter().enumerate().find_map(|(lane, free)| {
-            let slot = free.ring.get()?.1.try_recv().ok()?;
-            Some((lane, slot))
-        });
-        let Some((from, mut slot)) = found else {
-            return self.create(to.map_or(0, |to| to & (self.free.len() - 1)));
-        };
-        if let Some(to) = to.map(|to| to & (self.free.len() - 1))
-            && to != from
-        {
-            self.free[from].owned.fetch_sub(1, Ordering::Relaxed);
-            self.free[to].owned.fetch_add(1, Ordering::Relaxed);
-            slot.lane = to as u8;
+            let Some(bundle) = cache.take() else {
+                continue;
+            };
+            if bundle.is_empty() {
+                self.put_cache(cache, bundle);
+                continue;
+            }
+            moved = true;
+            self.put_bundle(bundle);
         }
-        Some(self.taken(slot))
-    }
-
-    /// The flush thread's account of the lanes: which are idle, a bit each (see
-    /// [`LANE_IDLE_AFTER`]), and so each busy lane's share of the slots.
-    pub(crate) fn mark_idle(&self, idle: u64) {
-        let mut changed = false;
-        if self.idle.load(Ordering::Relaxed) != idle {
-            self.idle.store(idle, Ordering::Relaxed);
-            changed = true;
-        }
-        let busy = || {
-            self.free
-                .iter()
-                .enumerate()
-                .filter(|(lane, free)| idle & (1 << lane) == 0 && free.ring.get().is_some())
-        };
-        let share = self.capacity.div_ceil(busy().count().max(1));
-        if self.share.load(Ordering::Relaxed) != share {
-            self.share.store(share, Ordering::Relaxed);
-            changed = true;
-        }
-        let needy = busy()
-            .map(|(lane, free)| (free.owned.load(Ordering::Relaxed), lane))
-            .min()
-            .filter(|&(owned, _)| owned < share)
-            .map_or(usize::MAX, |(_, lane)| lane);
-        if self.needy.load(Ordering::Relaxed) != needy {
-            self.needy.store(needy, Ordering::Relaxed);
-        }
-        // A caller waiting for a slot may now take one from another lane. (SeqCst, as the
-        // waiter's registration: either it sees the new share, or this sees it waiting.)
-        std::sync::atomic::fence(Ordering::SeqCst);
-        if changed && self.waiters.load(Ordering::SeqCst) > 0 {
-            let _guard = self.waiting.lock();
-            self.came_back.notify_all();
+        if moved {
+            self.wake_waiters();
         }
     }
 
-    /// Waits up to `timeout` for `take` (this pool's [`try_take`](Self::try_take), or a
-    /// caller's wider look) to find a slot: looks again whenever slots come back or the
-    /// lanes' shares change.
+    /// An empty bundle with room for `bundle` slots: a kept one, or a new one (the flush
+    /// thread's, while the pool warms up, and a caller's giving back a slot without one).
+    fn empty_bundle(&self) -> Bundle {
+        match self.empty().1.try_recv() {
+            Ok(bundle) => bundle,
+            Err(_) => Box::new(Vec::with_capacity(self.bundle)),
+        }
+    }
+
+    /// Waits up to `timeout` for `take` (this pool's [`try_take_waiting`](Self::try_take_waiting),
+    /// or a caller's wider look) to find a slot: looks again whenever slots come back.
     pub(crate) fn wait(&self, timeout: Duration, take: impl Fn() -> Option<Slot>) -> Option<Slot> {
         let deadline = crate::worker::deadline_after(timeout);
         loop {
@@ -380,31 +380,59 @@ impl SlotPool {
         slot
     }
 
-    /// Returns a slot to the free list, emptied and, if it is larger than the pool may keep,
-    /// shrunk back to its initial size.
-    pub(crate) fn give_back(&self, slot: Slot) {
-        self.put_back(slot);
-        if self.waiters.load(Ordering::SeqCst) > 0 {
-            let _guard = self.waiting.lock();
-            // Every waiter: only those of the slot's lane, or one allowed to take any, can use it.
-            self.came_back.notify_all();
-        }
+    /// Returns one slot, taken by a caller on `lane` that could not use it, emptied and, if
+    /// it is larger than the pool may keep, shrunk back to its initial size: into the
+    /// lane's bundle while that holds fewer than `bundle - 1`, else as a bundle of its own.
+    pub(crate) fn give_back(&self, lane: usize, slot: Slot) {
+        let slot = self.cleaned(slot);
+        let cache = &self.caches[lane & (MAX_LANES - 1)];
+        let mut bundle = match cache.take() {
+            Some(mut bundle) if bundle.len() + 1 < self.bundle => {
+                bundle.push(slot);
+                self.put_cache(cache, bundle);
+                self.wake_waiters();
+                return;
+            }
+            Some(bundle) => {
+                self.put_cache(cache, bundle);
+                self.empty_bundle()
+            }
+            None => self.empty_bundle(),
+        };
+        bundle.push(slot);
+        self.put_bundle(bundle);
+        self.wake_waiters();
     }
 
-    /// Returns many slots (a sent batch's), then wakes every waiter once: a wake-up per slot
-    /// costs the flush thread a system call each while producers wait under `Block`, which
-    /// is exactly when it has the least time to spare.
+    /// Returns many slots (a sent batch's) as full bundles, then wakes every waiter once: a
+    /// wake-up per slot costs the flush thread a system call each while producers wait
+    /// under `Block`, which is exactly when it has the least time to spare.
     pub(crate) fn give_back_all(&self, slots: impl Iterator<Item = Slot>) {
+        let mut bundle: Option<Bundle> = None;
         for slot in slots {
-            self.put_back(slot);
+            let filling = bundle.get_or_insert_with(|| self.empty_bundle());
+            filling.push(self.cleaned(slot));
+            if filling.len() == self.bundle
+                && let Some(full) = bundle.take()
+            {
+                self.put_bundle(full);
+            }
         }
+        if let Some(last) = bundle {
+            self.put_bundle(last);
+        }
+        self.wake_waiters();
+    }
+
+    fn wake_waiters(&self) {
         if self.waiters.load(Ordering::SeqCst) > 0 {
             let _guard = self.waiting.lock();
             self.came_back.notify_all();
         }
     }
 
-    fn put_back(&self, mut slot: Slot) {
+    /// `slot` emptied and, if larger than the pool may keep, shrunk.
+    fn cleaned(&self, mut slot: Slot) -> Slot {
         slot.clear();
         let extra = slot.capacity().saturating_sub(self.initial_bytes);
         if extra > 0 {
@@ -422,46 +450,34 @@ impl SlotPool {
                 }
             }
         }
-        let mut lane = usize::from(slot.lane) & (self.free.len() - 1);
-        // A lane over its share hands the slot to one under it, so that shares settle
-        // without callers reaching into other lanes' lists.
-        let share = self.share.load(Ordering::Relaxed);
-        if self.free[lane].owned.load(Ordering::Relaxed) > share {
-            let needy = self.needy.load(Ordering::Relaxed);
-            if needy < self.free.len()
-                && needy != lane
-                && self.free[needy].owned.load(Ordering::Relaxed) < share
-            {
-                self.free[lane].owned.fetch_sub(1, Ordering::Relaxed);
-                self.free[needy].owned.fetch_add(1, Ordering::Relaxed);
-                slot.lane = needy as u8;
-                lane = needy;
-            }
-        }
-        // Cannot be full: at most `capacity` slots exist. Dropping one is harmless anyway.
-        let _ = self.ring(lane).0.try_send(slot);
+        slot
     }
 
-    /// Frees all but `keep` free slots (the pipeline is idle): they are created again on
-    /// demand. Returns how many were freed.
+    /// Frees all but about `keep` free slots (the pipeline is idle; the lanes' caches
+    /// first): they are created again on demand. Returns how many were freed.
     pub(crate) fn trim(&self, keep: usize) -> usize {
-        let lanes: Vec<(&Ring, &AtomicUsize)> = self
-            .free
-            .iter()
-            .filter_map(|lane| Some((lane.ring.get()?, &lane.owned)))
-            .collect();
-        let mut free: usize = lanes.iter().map(|(ring, _)| ring.1.len()).sum();
+        self.empty_caches(u64::MAX);
+        let Some(full) = self.full.get() else {
+            return 0;
+        };
+        let mut free: usize = 0;
         let mut freed = 0;
-        for (ring, owned) in lanes {
-            while free > keep {
-                let Ok(slot) = ring.1.try_recv() else {
-                    break;
-                };
+        // Bundles go round once: the first `keep` slots are kept.
+        for _ in 0..full.1.len() {
+            let Ok(mut bundle) = full.1.try_recv() else {
+                break;
+            };
+            while free + bundle.len() > keep {
+                let Some(slot) = bundle.pop() else { break };
                 drop(self.taken(slot));
-                owned.fetch_sub(1, Ordering::Relaxed);
                 self.created.fetch_sub(1, Ordering::Relaxed);
                 freed += 1;
-                free -= 1;
+            }
+            free += bundle.len();
+            if bundle.is_empty() {
+                self.recycle(bundle);
+            } else {
+                let _ = full.0.try_send(bundle);
             }
         }
         freed
@@ -471,6 +487,26 @@ impl SlotPool {
     #[cfg(test)]
     pub(crate) fn created(&self) -> usize {
         self.created.load(Ordering::Relaxed)
+    }
+
+    /// Free slots in full bundles, and in each lane's cache.
+    #[cfg(test)]
+    pub(crate) fn free_slots(&self) -> (usize, Vec<usize>) {
+        let mut free = 0;
+        if let Some(full) = self.full.get() {
+            for _ in 0..full.1.len() {
+                let Ok(bundle) = full.1.try_recv() else { break };
+                free += bundle.len();
+                let _ = full.0.try_send(bundle);
+            }
+        }
+        let caches = self.caches.iter().map(|cache| {
+            let bundle = cache.take();
+            let n = bundle.as_ref().map_or(0, |b| b.len());
+            cache.store(bundle);
+            n
+        });
+        (free, caches.collect())
     }
 
     /// Bytes beyond their initial size that free slots keep.

@@ -1,4 +1,4 @@
-//! Tests of the slot pool (`slots.rs`): creation, shrinking, trimming, lanes and shares.
+//! Tests of the slot pool (`slots.rs`): creation, shrinking, trimming, and the lanes' caches.
 
 use super::*;
 use crate::lanes::this_thread;
@@ -6,8 +6,8 @@ use crate::{Error, Overflow};
 
 #[test]
 fn creates_lazily_up_to_capacity_then_applies_the_policy() {
-    for lanes in [1, 4] {
-        let pool = SlotPool::new(2, 16, 64, 1 << 20, lanes);
+    for bundle in [1, 4] {
+        let pool = SlotPool::new(2, 16, 64, 1 << 20, bundle);
         assert_eq!(pool.created(), 0);
         let a = pool.take(Overflow::DropNewest).unwrap();
         let _b = pool.take(Overflow::DropNewest).unwrap();
@@ -20,7 +20,7 @@ fn creates_lazily_up_to_capacity_then_applies_the_policy() {
             Err(Error::Timeout(_))
         ));
         assert!(started.elapsed() >= t);
-        pool.give_back(a);
+        pool.give_back(this_thread(), a);
         assert!(pool.take(Overflow::DropNewest).is_ok());
         assert_eq!(pool.created(), 2);
     }
@@ -28,11 +28,11 @@ fn creates_lazily_up_to_capacity_then_applies_the_policy() {
 
 #[test]
 fn grown_slots_shrink_back() {
-    for lanes in [1, 4] {
-        let pool = SlotPool::new(1, 16, 64, 1 << 20, lanes);
+    for bundle in [1, 4] {
+        let pool = SlotPool::new(1, 16, 64, 1 << 20, bundle);
         let mut s = pool.take(Overflow::DropNewest).unwrap();
         s.extend_from_slice(&[0; 1000]);
-        pool.give_back(s);
+        pool.give_back(this_thread(), s);
         let s = pool.take(Overflow::DropNewest).unwrap();
         assert!(s.is_empty());
         assert!(s.capacity() <= 64, "{}", s.capacity());
@@ -42,8 +42,8 @@ fn grown_slots_shrink_back() {
 #[test]
 fn free_slots_keep_a_bounded_total() {
     // 100 slots grown to 1000 bytes each, but only ~3000 extra bytes may be kept.
-    for lanes in [1, 4] {
-        let pool = SlotPool::new(100, 16, 4096, 3000, lanes);
+    for bundle in [1, 4] {
+        let pool = SlotPool::new(100, 16, 4096, 3000, bundle);
         let slots: Vec<Slot> = (0..100)
             .map(|_| {
                 let mut s = pool.take(Overflow::DropNewest).unwrap();
@@ -52,7 +52,7 @@ fn free_slots_keep_a_bounded_total() {
             })
             .collect();
         for s in slots {
-            pool.give_back(s);
+            pool.give_back(this_thread(), s);
         }
         assert!(pool.extra() <= 3000, "{}", pool.extra());
         let grown = (0..100)
@@ -66,13 +66,13 @@ fn free_slots_keep_a_bounded_total() {
 
 #[test]
 fn trimming_frees_idle_slots_which_come_back_on_demand() {
-    for lanes in [1, 4] {
-        let pool = SlotPool::new(10, 16, 64, 1 << 20, lanes);
+    for bundle in [1, 4] {
+        let pool = SlotPool::new(10, 16, 64, 1 << 20, bundle);
         let slots: Vec<Slot> = (0..10)
             .map(|_| pool.take(Overflow::DropNewest).unwrap())
             .collect();
         for s in slots {
-            pool.give_back(s);
+            pool.give_back(this_thread(), s);
         }
         assert_eq!(pool.trim(2), 8);
         assert_eq!(pool.created(), 2);
@@ -85,87 +85,173 @@ fn trimming_frees_idle_slots_which_come_back_on_demand() {
 }
 
 #[test]
-fn an_idle_lane_gives_up_its_slots() {
-    let pool = std::sync::Arc::new(SlotPool::new(40, 16, 64, 1 << 20, 4));
-    let all: Vec<Slot> = (0..40)
+fn a_lanes_bundle_is_swapped_without_a_lock() {
+    assert!(AtomicCell::<Option<Bundle>>::is_lock_free());
+}
+
+#[test]
+fn bundles_are_a_small_part_of_the_pool() {
+    assert_eq!(bundle_for(10_000), 32);
+    assert_eq!(bundle_for(1_000), 15);
+    assert_eq!(bundle_for(128), 2);
+    assert_eq!(bundle_for(127), 1);
+    assert_eq!(bundle_for(1), 1);
+    for capacity in [1, 100, 128, 1_000, 2_048, 10_000, 1 << 24] {
+        // Every lane's cache full: at most an eighth of the slots.
+        assert!(
+            MAX_LANES * (bundle_for(capacity) - 1) <= capacity / 8,
+            "{capacity}"
+        );
+    }
+}
+
+/// A pool of 100 slots, all created and free, taken 4 at a time.
+fn warm_pool() -> std::sync::Arc<SlotPool> {
+    let pool = SlotPool::new(100, 16, 64, 1 << 20, 4);
+    let all: Vec<Slot> = (0..100)
         .map(|_| pool.take(Overflow::DropNewest).unwrap())
         .collect();
     pool.give_back_all(all.into_iter());
-    let my_lane = this_thread() % 4;
-    // The flush thread saw none of this lane's events lately.
-    pool.mark_idle(1 << my_lane);
-    let other = std::sync::Arc::clone(&pool);
-    let (lane, dropping, waiting) = std::thread::spawn(move || {
-        let dropping: Vec<Slot> =
-            std::iter::from_fn(|| other.take(Overflow::DropNewest).ok()).collect();
-        let block = Overflow::Block {
-            timeout: Duration::from_millis(1),
-        };
-        let waiting: Vec<Slot> = std::iter::from_fn(|| other.take(block).ok()).collect();
-        assert!(
-            dropping
-                .iter()
-                .chain(&waiting)
-                .all(|s| s.lane() == this_thread() % 4)
-        );
-        (this_thread() % 4, dropping.len(), waiting.len())
+    pool.empty_caches(u64::MAX);
+    assert_eq!(pool.free_slots().0, 100);
+    std::sync::Arc::new(pool)
+}
+
+/// Takes one slot on another thread and gives it back: its lane keeps the rest of a bundle.
+fn bundle_elsewhere(pool: &std::sync::Arc<SlotPool>) -> usize {
+    let other = std::sync::Arc::clone(pool);
+    std::thread::spawn(move || {
+        let slot = other.take(Overflow::DropNewest).unwrap();
+        other.give_back(this_thread(), slot);
+        this_thread() % MAX_LANES
     })
     .join()
-    .unwrap();
-    // Lanes are handed out to every thread of the test run in turn: the two may share one.
-    if lane == my_lane {
-        assert_eq!((dropping, waiting), (40, 0));
-    } else {
-        // The other lane is idle: it gives up every slot.
-        assert_eq!((dropping, waiting), (40, 0));
-    }
-    assert_eq!(pool.created(), 40);
+    .unwrap()
 }
 
 #[test]
-fn a_lane_over_its_share_gives_up_free_slots_and_one_at_its_share_keeps_them() {
-    let pool = std::sync::Arc::new(SlotPool::new(4, 16, 64, 1 << 20, 4));
-    let other = std::sync::Arc::clone(&pool);
-    let (their_lane, mut theirs) = std::thread::spawn(move || {
-        let slots: Vec<Slot> = (0..4)
-            .map(|_| other.take(Overflow::DropNewest).unwrap())
-            .collect();
-        (this_thread() % 4, slots)
-    })
-    .join()
-    .unwrap();
-    if their_lane == this_thread() % 4 {
+fn a_caller_takes_a_bundle_and_leaves_the_rest_free() {
+    let pool = warm_pool();
+    let slot = pool.take(Overflow::DropNewest).unwrap();
+    let (free, caches) = pool.free_slots();
+    assert_eq!(free, 96);
+    assert_eq!(caches[this_thread() % MAX_LANES], 3);
+    assert_eq!(caches.iter().sum::<usize>(), 3);
+    // The next three come from the cache, without touching the free list.
+    let more: Vec<Slot> = (0..3)
+        .map(|_| pool.take(Overflow::DropNewest).unwrap())
+        .collect();
+    assert_eq!(pool.free_slots().0, 96);
+    pool.give_back_all(more.into_iter().chain([slot]));
+    assert_eq!(pool.free_slots().0, 100, "slots go back to the free list");
+    assert_eq!(pool.created(), 100);
+}
+
+#[test]
+fn an_idle_lanes_cache_goes_back_to_the_free_list() {
+    let pool = warm_pool();
+    let their_lane = bundle_elsewhere(&pool);
+    if their_lane == this_thread() % MAX_LANES {
         return; // Lanes are handed out to every thread of the test run: one lane here.
     }
-    // Two of their four come back; two are still in use (queued, say).
-    pool.give_back_all(theirs.drain(2..));
-    // Alone, their lane's share is every slot: it keeps its free ones.
-    assert!(matches!(pool.take(Overflow::DropNewest), Err(Error::Full)));
-    // The flush thread counts two lanes recording: a share of 2 each.
-    pool.mark_idle(0);
+    // Their lane keeps three free slots this thread cannot reach without waiting.
     let mine: Vec<Slot> = std::iter::from_fn(|| pool.take(Overflow::DropNewest).ok()).collect();
-    assert_eq!(mine.len(), 2);
-    assert!(mine.iter().all(|s| s.lane() == this_thread() % 4));
-    // Now each lane is at its share: theirs keeps what comes back.
-    pool.give_back(theirs.pop().unwrap());
-    assert!(matches!(pool.take(Overflow::DropNewest), Err(Error::Full)));
+    assert_eq!(mine.len(), 97);
+    // The flush thread saw their lane record nothing lately.
+    pool.empty_caches(1 << their_lane);
+    assert_eq!(pool.free_slots().1[their_lane], 0);
+    let more: Vec<Slot> = std::iter::from_fn(|| pool.take(Overflow::DropNewest).ok()).collect();
+    assert_eq!(more.len(), 3);
+    assert_eq!(pool.created(), 100);
 }
 
 #[test]
-fn slots_go_back_to_the_lane_that_took_them() {
-    let pool = std::sync::Arc::new(SlotPool::new(10, 16, 64, 1 << 20, 4));
-    let other = std::sync::Arc::clone(&pool);
-    let theirs = std::thread::spawn(move || {
-        let slot = other.take(Overflow::DropNewest).unwrap();
-        assert_eq!(slot.lane(), this_thread() % 4);
-        slot
-    })
-    .join()
-    .unwrap();
-    let lane = theirs.lane as usize;
-    pool.give_back(theirs);
-    let (_, rx) = pool.free[lane].ring.get().unwrap();
-    assert_eq!(rx.len(), 1);
-    assert_eq!(pool.trim(0), 1);
-    assert_eq!(pool.created(), 0);
+fn a_waiting_caller_takes_from_other_lanes_caches() {
+    let pool = warm_pool();
+    let their_lane = bundle_elsewhere(&pool);
+    if their_lane == this_thread() % MAX_LANES {
+        return; // One lane here, as above.
+    }
+    let mine: Vec<Slot> = std::iter::from_fn(|| pool.take(Overflow::DropNewest).ok()).collect();
+    assert_eq!(mine.len(), 97);
+    let block = Overflow::Block {
+        timeout: Duration::from_millis(1),
+    };
+    let waited: Vec<Slot> = std::iter::from_fn(|| pool.take(block).ok()).collect();
+    assert_eq!(waited.len(), 3);
+    assert!(matches!(pool.take(block), Err(Error::Timeout(_))));
+}
+
+#[test]
+fn trimming_empties_the_caches_first() {
+    let pool = warm_pool();
+    bundle_elsewhere(&pool);
+    let slot = pool.take(Overflow::DropNewest).unwrap();
+    pool.give_back(this_thread(), slot);
+    assert_eq!(pool.trim(10), 90);
+    assert_eq!(pool.free_slots(), (10, vec![0; MAX_LANES]));
+    assert_eq!(pool.created(), 10);
+}
+
+#[test]
+fn no_slot_is_lost_or_doubled_when_threads_share_lanes_and_lanes_go_idle() {
+    // More threads than lanes (they share lanes' bundles), a flush thread giving slots back
+    // in batches and emptying caches, and callers that give one back now and then.
+    let pool = std::sync::Arc::new(SlotPool::new(1_000, 16, 64, 1 << 20, bundle_for(1_000)));
+    let (queue, queued) = crossbeam_channel::unbounded::<Slot>();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flush = {
+        let (pool, stop) = (std::sync::Arc::clone(&pool), std::sync::Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut turn = 0u64;
+            loop {
+                let batch: Vec<Slot> = queued.try_iter().take(300).collect();
+                let done = batch.is_empty() && stop.load(Ordering::SeqCst);
+                pool.give_back_all(batch.into_iter());
+                turn += 1;
+                pool.empty_caches(turn.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56);
+                if done {
+                    return;
+                }
+                std::thread::yield_now();
+            }
+        })
+    };
+    let callers: Vec<_> = (0..12)
+        .map(|t| {
+            let (pool, queue) = (std::sync::Arc::clone(&pool), queue.clone());
+            std::thread::spawn(move || {
+                let block = Overflow::Block {
+                    timeout: Duration::from_secs(10),
+                };
+                for i in 0..20_000 {
+                    let slot = if i % 3 == 0 {
+                        pool.take(block).expect("a slot within 10 s")
+                    } else {
+                        match pool.take(Overflow::DropNewest) {
+                            Ok(slot) => slot,
+                            Err(_) => continue,
+                        }
+                    };
+                    if (i + t) % 17 == 0 {
+                        pool.give_back(this_thread(), slot);
+                    } else {
+                        queue.send(slot).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for caller in callers {
+        caller.join().unwrap();
+    }
+    stop.store(true, Ordering::SeqCst);
+    flush.join().unwrap();
+    let (free, caches) = pool.free_slots();
+    assert!(pool.created() <= 1_000, "{}", pool.created());
+    assert_eq!(free + caches.iter().sum::<usize>(), pool.created());
+    // Every slot can be taken again, once.
+    pool.empty_caches(u64::MAX);
+    let all: Vec<Slot> = std::iter::from_fn(|| pool.take(Overflow::DropNewest).ok()).collect();
+    assert_eq!(all.len(), 1_000);
 }

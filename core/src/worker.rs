@@ -543,12 +543,12 @@ impl Worker {
         let Some(mut slot) = self
             .spare
             .take()
-            .or_else(|| self.shared.pool.try_take_any(None))
+            .or_else(|| self.shared.pool.try_take_any())
         else {
             return;
         };
         if !self.losses.marker(&mut slot) {
-            self.shared.pool.give_back(slot);
+            self.shared.pool.give_back_all(std::iter::once(slot));
             return;
         }
         // Recorded first, then queued (the backlog counts as queued): every snapshot balances.

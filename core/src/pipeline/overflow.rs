@@ -70,13 +70,14 @@ impl Pipeline {
         // A slot that came free meanwhile spares a wait or an eviction; a refusal does
         // not look again (it would cost every refused call another miss).
         let mut slot = match self.overflow {
-            Overflow::Block { timeout } => match self.shared.take_slot(lane) {
+            Overflow::Block { timeout } => match self.shared.pool.try_take(lane) {
                 Some(slot) => slot,
                 None => self.wait_for_slot(park, lane, timeout)?,
             },
             Overflow::DropOldest if self.group.is_none() => self
                 .shared
-                .take_slot(lane)
+                .pool
+                .try_take(lane)
                 .or_else(|| self.evict_oldest())
                 .ok_or(Error::Full)?,
             Overflow::DropNewest if self.group.is_none() => {
@@ -123,7 +124,7 @@ impl Pipeline {
                 return Err(Error::Timeout(timeout));
             }
             let slice = left.min(P::SLICE);
-            if let Some(slot) = park.park(|| pool.wait(slice, || self.shared.take_slot(lane))) {
+            if let Some(slot) = park.park(|| pool.wait(slice, || pool.try_take_waiting(lane))) {
                 return Ok(slot);
             }
             if park.interrupted() {
