@@ -95,6 +95,25 @@ func newNative(config []byte, sink uintptr) (native, uint32, string) {
 	return native{p}, uint32(s), message(msg)
 }
 
+// checkEnvConfig asks the library what Rust's Config::from_env says of these values of
+// ${prefix}_CONFIG and ${prefix}_BACKING_STORE (nil: the variable is unset): status 0, or
+// the status and the library's message.
+func checkEnvConfig(prefix string, config, store *string) (uint32, string) {
+	view := func(v *string) (*C.char, C.size_t) {
+		if v == nil {
+			return nil, 0
+		}
+		b := []byte(*v)
+		return (*C.char)(unsafe.Pointer(bytesPtr(b))), C.size_t(len(b))
+	}
+	p, pl := view(&prefix)
+	c, cl := view(config)
+	s, sl := view(store)
+	var msg *C.char
+	status := C.abgo_config_check_env(p, pl, c, cl, s, sl, &msg)
+	return uint32(status), message(msg)
+}
+
 func (n native) recordJSON(b []byte) (uint32, string) {
 	var msg *C.char
 	s := C.abgo_record_json(n.p, bytesPtr(b), C.size_t(len(b)), &msg)

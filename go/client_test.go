@@ -260,6 +260,49 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 	}
 }
 
+// The library's message starts with "invalid configuration: " too: the error says it once.
+func TestConfigErrorSaysInvalidConfigurationOnce(t *testing.T) {
+	_, err := New(Config{MaxEventBytes: 10, Sink: NullSink()})
+	const want = "auditbuf: invalid configuration: max_event_bytes: is 10, must be at least 64"
+	if !errors.Is(err, ErrConfig) || err.Error() != want {
+		t.Fatalf("got  %v\nwant %s", err, want)
+	}
+	var e *Error
+	if !errors.As(err, &e) || e.Message != "invalid configuration: max_event_bytes: is 10, must be at least 64" {
+		t.Fatalf("Message %#v", e)
+	}
+	// The Go side's own messages, and other sentinels' messages, are kept whole.
+	if err := configError("sink: x"); err.Error() != "auditbuf: invalid configuration: sink: x" {
+		t.Fatalf("got %v", err)
+	}
+	if err := errorOf(12, "pipeline is closed"); err.Error() != "auditbuf: closed: pipeline is closed" {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// An empty URL is sent as written, so that the library says it is empty, not missing.
+func TestAnEmptySinkURLIsSaidToBeEmpty(t *testing.T) {
+	for _, sink := range []Sink{DataStorageSink(""), HTTPSink("")} {
+		_, err := New(Config{Sink: sink})
+		const want = `auditbuf: invalid configuration: sink.url: "" is not a URL: empty string`
+		if !errors.Is(err, ErrConfig) || err.Error() != want {
+			t.Fatalf("%s: got %v\nwant %s", sink.Type, err, want)
+		}
+	}
+	doc, err := json.Marshal(Config{Sink: DataStorageSink("")})
+	if err != nil || !strings.Contains(string(doc), `"sink":{"type":"datastorage","url":""}`) {
+		t.Fatalf("%s %v", doc, err)
+	}
+	// The null sink takes no URL: none is sent unless one was set.
+	if doc, err = json.Marshal(Config{Sink: NullSink()}); err != nil || !strings.Contains(string(doc), `"sink":{"type":"null"}`) {
+		t.Fatalf("%s %v", doc, err)
+	}
+	if _, err := New(Config{Sink: Sink{Type: SinkNull, URL: "http://x"}}); !errors.Is(err, ErrConfig) ||
+		!strings.Contains(err.Error(), "sink.url") {
+		t.Fatalf("got %v", err)
+	}
+}
+
 func TestStoreErrors(t *testing.T) {
 	dir := t.TempDir()
 	store := &Store{Type: "file", Params: map[string]any{
@@ -544,6 +587,48 @@ func TestConfigDocument(t *testing.T) {
 	}
 }
 
+// Values Rust refuses and a Go struct would take for "keep the default", a misspelt field,
+// and a store without its required parameter: ConfigFromEnv gives Rust's own messages,
+// naming the variable, before New.
+func TestConfigFromEnvGivesRustsErrors(t *testing.T) {
+	for _, tc := range []struct{ name, value, want string }{
+		{"AUDIT_CONFIG", `{"queue_capacity": 0}`,
+			"auditbuf: invalid configuration: AUDIT_CONFIG: queue_capacity: is 0, must be at least 1"},
+		{"AUDIT_CONFIG", `{"queue_capacity": null}`,
+			"auditbuf: invalid configuration: AUDIT_CONFIG: queue_capacity: is null; leave the field out to keep its default at line 1 column 24"},
+		{"AUDIT_CONFIG", `{"service": ""}`,
+			"auditbuf: invalid configuration: AUDIT_CONFIG: service: is 0 bytes long, must be 1 to 255"},
+		{"AUDIT_CONFIG", `{"queue_capacty": 5}`,
+			"auditbuf: invalid configuration: AUDIT_CONFIG: queue_capacty: unknown field `queue_capacty`, expected one of " +
+				"`service`, `queue_capacity`, `max_lanes`, `max_event_bytes`, `batch_max_events`, `batch_max_bytes`, " +
+				"`flush_interval_ms`, `overflow`, `block_timeout_ms`, `durability`, `retry`, `dead_letter_capacity`, " +
+				"`initial_slot_bytes`, `retained_slot_bytes`, `drop_timeout_ms`, `categories`, `check_timestamp_window`, " +
+				"`gap_markers` at line 1 column 16"},
+		{"AUDIT_BACKING_STORE", `{"type":"file","params":{}}`,
+			"auditbuf: invalid configuration: AUDIT_BACKING_STORE: params: missing field `path`"},
+	} {
+		t.Run(tc.value, func(t *testing.T) {
+			t.Setenv(tc.name, tc.value)
+			_, err := ConfigFromEnv("AUDIT")
+			if !errors.Is(err, ErrConfig) || err.Error() != tc.want {
+				t.Fatalf("%s=%s:\n got %v\nwant %s", tc.name, tc.value, err, tc.want)
+			}
+			var e *Error
+			if !errors.As(err, &e) || e.Code != 30 || "auditbuf: "+e.Message != tc.want {
+				t.Fatalf("want the library's message as Message, got %#v", e)
+			}
+		})
+	}
+	// Unset variables keep the defaults; the check opens nothing.
+	t.Setenv("AUDIT_BACKING_STORE", `{"type":"file","params":{"path":"/nonexistent/audit"}}`)
+	if cfg, err := ConfigFromEnv("AUDIT"); err != nil || cfg.Store == nil || cfg.QueueCapacity != 0 {
+		t.Fatalf("%+v, %v", cfg, err)
+	}
+	if _, err := ConfigFromEnv("AU\xffDIT"); !errors.Is(err, ErrConfig) {
+		t.Fatalf("a prefix that is not UTF-8: %v", err)
+	}
+}
+
 func TestConfigFromEnv(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("AUDIT_CONFIG", `{"queue_capacity":7,"max_lanes":4,"durability":"wal","overflow":"block","block_timeout_ms":5,"retry":{"max_attempts":3},"gap_markers":true,"categories":["gateway"],"check_timestamp_window":true}`)
@@ -571,33 +656,29 @@ func TestConfigFromEnv(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "LOCK")); err != nil {
 		t.Errorf("the file store was not used: %v", err)
 	}
+	// The library checks both values with Rust's rules: every error wraps ErrConfig and is
+	// the variable's name followed by Rust's message (a prefix: the rest lists every field).
 	for _, tc := range []struct{ name, value, want string }{
-		{"AUDIT_CONFIG", `{"queue_capacty":5}`, `AUDIT_CONFIG: json: unknown field "queue_capacty"`},
-		{"AUDIT_CONFIG", `{"sink":{"type":"null"}}`, `AUDIT_CONFIG: json: unknown field "sink"`},
-		{"AUDIT_CONFIG", `{"queue_capacity":"5"}`, `AUDIT_CONFIG`},
-		{"AUDIT_CONFIG", `{} {}`, `AUDIT_CONFIG: trailing text`},
-		{"AUDIT_BACKING_STORE", `{"type":"file","prams":{}}`, `AUDIT_BACKING_STORE: json: unknown field "prams"`},
-		{"AUDIT_BACKING_STORE", `file`, `AUDIT_BACKING_STORE`},
-		{"AUDIT_BACKING_STORE", `{"params":{}}`, `AUDIT_BACKING_STORE: type: missing field`},
+		{"AUDIT_CONFIG", `{"queue_capacty":5}`, "auditbuf: invalid configuration: AUDIT_CONFIG: queue_capacty: " +
+			"unknown field `queue_capacty`, expected one of `service`, `queue_capacity`, "},
+		{"AUDIT_CONFIG", `{"sink":{"type":"null"}}`, "auditbuf: invalid configuration: AUDIT_CONFIG: sink: " +
+			"unknown field `sink`, expected one of `service`, "},
+		{"AUDIT_CONFIG", `{"queue_capacity":"5"}`, "auditbuf: invalid configuration: AUDIT_CONFIG: queue_capacity: invalid type: string"},
+		{"AUDIT_CONFIG", `{} {}`, "auditbuf: invalid configuration: AUDIT_CONFIG: (document): trailing characters"},
+		{"AUDIT_CONFIG", ``, "auditbuf: invalid configuration: AUDIT_CONFIG: (document): EOF while parsing a value"},
+		{"AUDIT_CONFIG", "{\"service\":\"\xff\"}", "auditbuf: invalid configuration: AUDIT_CONFIG: is not valid UTF-8"},
+		{"AUDIT_BACKING_STORE", `{"type":"file","prams":{}}`, "auditbuf: invalid configuration: AUDIT_BACKING_STORE: prams: unknown field `prams`"},
+		{"AUDIT_BACKING_STORE", `file`, "auditbuf: invalid configuration: AUDIT_BACKING_STORE: (document): expected ident at line 1 column 2"},
+		{"AUDIT_BACKING_STORE", `{"params":{}}`, "auditbuf: invalid configuration: AUDIT_BACKING_STORE: (document): missing field `type`"},
+		{"AUDIT_BACKING_STORE", `{"type":"file","params":{"pth":"/x"}}`, "auditbuf: invalid configuration: AUDIT_BACKING_STORE: params.pth: unknown field `pth`"},
 	} {
 		t.Setenv("AUDIT_CONFIG", "{}")
 		t.Setenv("AUDIT_BACKING_STORE", `{"type":"memory","params":{}}`)
 		t.Setenv(tc.name, tc.value)
 		_, err := ConfigFromEnv("AUDIT")
-		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s=%s: %v", tc.name, tc.value, err)
+		if !errors.Is(err, ErrConfig) || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%s=%s:\n got %v\nwant %s…", tc.name, tc.value, err, tc.want)
 		}
-	}
-	// The store's own parameters are checked by the library, naming the variable's field.
-	t.Setenv("AUDIT_CONFIG", "{}")
-	t.Setenv("AUDIT_BACKING_STORE", `{"type":"file","params":{"pth":"/x"}}`)
-	cfg, err = ConfigFromEnv("AUDIT")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Sink = NullSink()
-	if _, err := New(cfg); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "pth") {
-		t.Errorf("New: %v", err)
 	}
 	if v := Version(); v == "" {
 		t.Error("no version")

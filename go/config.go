@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"time"
+	"unicode/utf8"
 )
 
 // Config is the whole pipeline: its settings, its sink and its backing store. New
@@ -248,7 +249,7 @@ type retryDoc struct {
 
 type sinkDoc struct {
 	Type             SinkType          `json:"type"`
-	URL              string            `json:"url,omitempty"`
+	URL              *string           `json:"url,omitempty"`
 	Format           string            `json:"format,omitempty"`
 	Headers          map[string]string `json:"headers,omitempty"`
 	BearerToken      string            `json:"bearer_token,omitempty"`
@@ -325,11 +326,18 @@ func (c Config) document() (document, error) {
 	if !c.Sink.isZero() {
 		s := c.Sink
 		doc.Sink = &sinkDoc{
-			Type: s.Type, URL: s.URL, Format: s.Format, Headers: s.Headers,
+			Type: s.Type, Format: s.Format, Headers: s.Headers,
 			BearerToken: s.BearerToken, TokenFile: s.TokenFile, CAFile: s.CAFile,
 			Queue: s.Queue, Exchange: s.Exchange, RoutingKey: s.RoutingKey,
 			ConnectTimeoutMs: msField("sink.connect_timeout_ms", s.ConnectTimeout),
 			TimeoutMs:        msField("sink.timeout_ms", s.Timeout),
+		}
+		// Every sink but the null one takes a URL: an empty one is sent as written, so that
+		// the library says it is empty ("sink.url: \"\" is not a URL: empty string"), not
+		// missing.
+		if s.URL != "" || s.Type != SinkNull {
+			url := s.URL
+			doc.Sink.URL = &url
 		}
 		if s.NoDeclare {
 			declare := false
@@ -359,9 +367,14 @@ func (c Config) MarshalJSON() ([]byte, error) {
 // PipelineConfig::from_env does: ${prefix}_CONFIG holds pipeline settings (a document
 // without "sink" or "store", e.g. {"durability":"wal","queue_capacity":20000}) and
 // ${prefix}_BACKING_STORE the store ({"type":"file","params":{"path":"/var/lib/audit"}}).
-// Unset variables keep the defaults. Unknown or ill-typed fields, and trailing text, are
-// an error wrapping ErrConfig that names the variable; values out of range are caught by
-// New.
+// Unset variables keep the defaults. The library checks both values with Rust's own rules
+// (auditbuf_config_check_env): a value that is not one JSON object, or has an unknown,
+// duplicated, null, ill-typed or out-of-range field, is an error wrapping ErrConfig whose
+// message is Rust's, naming the variable and the field, e.g.
+// "auditbuf: invalid configuration: AUDIT_CONFIG: queue_capacity: is 0, must be at least 1"
+// or "auditbuf: invalid configuration: AUDIT_BACKING_STORE: params: missing field `path`".
+// Nothing is opened yet: New opens the store, and checks what needs the whole
+// configuration (DurabilityWAL without a durable store).
 //
 // The only sink read from the environment is RabbitMQ's: ${prefix}_RABBITMQ_URL and
 // ${prefix}_RABBITMQ_QUEUE, or, as sapcc audittools names them,
@@ -372,21 +385,33 @@ func (c Config) MarshalJSON() ([]byte, error) {
 // naming the variable, which never show the password. Without them Config.Sink is zero:
 // set it, or use NewWithSink.
 func ConfigFromEnv(prefix string) (Config, error) {
+	if !utf8.ValidString(prefix) {
+		return Config{}, configError("%q: the prefix is not valid UTF-8", prefix)
+	}
+	lookup := func(name string) *string {
+		if v, ok := os.LookupEnv(name); ok {
+			return &v
+		}
+		return nil
+	}
+	configText, storeText := lookup(prefix+"_CONFIG"), lookup(prefix+"_BACKING_STORE")
+	// The library's check is Rust's from_env: its rules, its messages. The Go decoding
+	// below only fills Config from what passed it.
+	if status, msg := checkEnvConfig(prefix, configText, storeText); status != 0 {
+		return Config{}, errorOf(status, msg)
+	}
 	var c Config
-	if text, ok := os.LookupEnv(prefix + "_CONFIG"); ok {
+	if configText != nil {
 		var doc settingsDoc
-		if err := decodeStrict(text, &doc); err != nil {
+		if err := decodeStrict(*configText, &doc); err != nil {
 			return Config{}, configError("%s_CONFIG: %v", prefix, err)
 		}
 		c = doc.config()
 	}
-	if text, ok := os.LookupEnv(prefix + "_BACKING_STORE"); ok {
+	if storeText != nil {
 		var doc storeDoc
-		if err := decodeStrict(text, &doc); err != nil {
+		if err := decodeStrict(*storeText, &doc); err != nil {
 			return Config{}, configError("%s_BACKING_STORE: %v", prefix, err)
-		}
-		if doc.Type == "" {
-			return Config{}, configError("%s_BACKING_STORE: type: missing field", prefix)
 		}
 		c.Store = &Store{Type: doc.Type, Params: doc.Params}
 	}

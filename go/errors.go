@@ -3,6 +3,7 @@ package auditbuf
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Sentinel errors, one per status code of the C ABI (README "C": the status table).
@@ -80,16 +81,22 @@ type Error struct {
 	// Code is the status, e.g. 10 for ErrFull.
 	Code uint32
 	// Message is the library's own message, e.g.
-	// "event of 70000 bytes is over the max_event_bytes limit of 65536".
+	// "event of 70000 bytes is over the max_event_bytes limit of 65536", or
+	// "invalid configuration: queue_capacity: is 0, must be at least 1" (Error says
+	// "invalid configuration" once: "auditbuf: invalid configuration: queue_capacity: …").
 	Message string
 }
 
-// Error returns the sentinel's text and the library's message.
+// Error returns the sentinel's text and the library's message, saying once what both
+// say: "auditbuf: invalid configuration: max_event_bytes: …", where the library's
+// message is "invalid configuration: max_event_bytes: …".
 func (e *Error) Error() string {
+	sentinel := e.Unwrap().Error()
 	if e.Message == "" {
-		return e.Unwrap().Error()
+		return sentinel
 	}
-	return e.Unwrap().Error() + ": " + e.Message
+	said := strings.TrimPrefix(sentinel, "auditbuf: ") + ": "
+	return sentinel + ": " + strings.TrimPrefix(e.Message, said)
 }
 
 // Unwrap returns the sentinel for the code (ErrUnknown for a code this package does not

@@ -53,7 +53,7 @@ func TestRabbitMQSinkDocument(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := back.Sink
-	if d.Type != SinkRabbitMQ || d.URL != cfg.Sink.URL || d.Queue != "notifications.info" || d.Exchange != "audit" ||
+	if d.Type != SinkRabbitMQ || d.URL == nil || *d.URL != cfg.Sink.URL || d.Queue != "notifications.info" || d.Exchange != "audit" ||
 		d.RoutingKey != "k" || d.Declare == nil || *d.Declare || d.ConnectTimeoutMs != 100 || d.TimeoutMs != 2000 ||
 		d.CAFile != "/etc/ca.pem" {
 		t.Fatalf("read back %+v", d)

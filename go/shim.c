@@ -35,6 +35,14 @@ uint32_t abgo_new_callback(const char *config, size_t len, uintptr_t handle,
     return keep(auditbuf_pipeline_new_callback(config, len, sink, (void *)handle, out), msg);
 }
 
+uint32_t abgo_config_check_env(const char *prefix, size_t prefix_len, const char *config,
+                               size_t config_len, const char *store, size_t store_len,
+                               char **msg) {
+    return keep(auditbuf_config_check_env(prefix, prefix_len, config, config_len, store,
+                                          store_len),
+                msg);
+}
+
 uint32_t abgo_record_json(const auditbuf_pipeline *p, const uint8_t *json, size_t len,
                           char **msg) {
     return keep(auditbuf_record_json(p, json, len), msg);

@@ -16,6 +16,10 @@
 uint32_t abgo_new(const char *config, size_t len, auditbuf_pipeline **out, char **msg);
 uint32_t abgo_new_callback(const char *config, size_t len, uintptr_t handle,
                            auditbuf_pipeline **out, char **msg);
+/* auditbuf_config_check_env; a NULL value is an unset variable. */
+uint32_t abgo_config_check_env(const char *prefix, size_t prefix_len, const char *config,
+                               size_t config_len, const char *store, size_t store_len,
+                               char **msg);
 uint32_t abgo_record_json(const auditbuf_pipeline *p, const uint8_t *json, size_t len,
                           char **msg);
 uint32_t abgo_record_json_batch(const auditbuf_pipeline *p, const uint8_t *buf, size_t len,

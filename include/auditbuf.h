@@ -1054,6 +1054,42 @@ auditbuf_status auditbuf_pipeline_new_callback(const char *config_json,
                                                struct auditbuf_pipeline **out);
 
 /**
+ * Checks the pipeline settings and the backing store a program takes from the environment
+ * variables `${prefix}_CONFIG` and `${prefix}_BACKING_STORE`, as Rust's
+ * `auditbuf::Config::from_env` (and `PipelineConfig::from_env`) reads them, with the same
+ * errors. The caller passes the variables' values, so the library reads no environment:
+ * `config_json` (`config_len` bytes) is `${prefix}_CONFIG`'s, pipeline settings without a
+ * `"sink"` or `"store"` (`{"queue_capacity":20000,"durability":"wal"}`); `store_json`
+ * (`store_len` bytes) is `${prefix}_BACKING_STORE`'s, the store
+ * (`{"type":"file","params":{"path":"/var/lib/audit"}}`). NULL (whatever the length) is
+ * an unset variable, which keeps the defaults; an empty value is a set variable, and not a
+ * JSON document. `prefix` (`prefix_len` bytes, e.g. `AUDIT`) only names the variables in
+ * messages. Nothing is opened: a store's directory or server is first used by
+ * `auditbuf_pipeline_new`, which also makes the checks that need the whole document (a
+ * `"wal"` durability without a durable store).
+ *
+ * Returns `AUDITBUF_OK` when both values are valid (or unset); `AUDITBUF_CONFIG` when one
+ * is not UTF-8 or not one JSON object, has an unknown, duplicated, `null`, ill-typed or
+ * out-of-range field, or fields that do not fit together (`max_event_bytes` not below
+ * `batch_max_bytes`), the message naming the variable and then the field, as Rust's,
+ * e.g. `invalid configuration: AUDIT_CONFIG: queue_capacity: is 0, must be at least 1` or
+ * `` invalid configuration: AUDIT_BACKING_STORE: params: missing field `path` ``
+ * (`${prefix}_CONFIG` is checked first); `AUDITBUF_NULL_PARAMETER` for a NULL `prefix`;
+ * `AUDITBUF_INVALID_PARAMETER` for a `prefix` that is not UTF-8 or a length that cannot
+ * be in memory. The caller keeps ownership of every argument. Thread-safe.
+ *
+ * # Safety
+ * `prefix` must be NULL or readable for `prefix_len` bytes, `config_json` for
+ * `config_len` bytes and `store_json` for `store_len` bytes.
+ */
+auditbuf_status auditbuf_config_check_env(const char *prefix,
+                                          size_t prefix_len,
+                                          const char *config_json,
+                                          size_t config_len,
+                                          const char *store_json,
+                                          size_t store_len);
+
+/**
  * Sends everything recorded before this call and waits until it is settled (delivered,
  * dead-lettered, stored or failed) or `timeout_ms` milliseconds have passed. With a
  * backing store it also drains the store as far as the sink allows.

@@ -57,8 +57,9 @@ pub use event::{auditbuf_bytes, auditbuf_event, auditbuf_record_event};
 pub use flat::*;
 pub use metrics::auditbuf_pipeline_metrics;
 pub use pipeline::{
-    auditbuf_close, auditbuf_flush, auditbuf_pipeline, auditbuf_pipeline_free,
-    auditbuf_pipeline_new, auditbuf_pipeline_new_callback, auditbuf_pipeline_stats,
+    auditbuf_close, auditbuf_config_check_env, auditbuf_flush, auditbuf_pipeline,
+    auditbuf_pipeline_free, auditbuf_pipeline_new, auditbuf_pipeline_new_callback,
+    auditbuf_pipeline_stats,
 };
 pub use record::{auditbuf_record_json, auditbuf_record_json_batch};
 pub use stats::{auditbuf_report, auditbuf_stats};

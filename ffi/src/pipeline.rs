@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use auditbuf::{Pipeline, PipelineConfig};
+use auditbuf::{Config, Pipeline, PipelineConfig, StoreRegistry};
 
 use crate::args;
 use crate::callback::{CallbackSink, Gate, auditbuf_sink_fn};
@@ -19,7 +19,8 @@ use crate::stats::{
     auditbuf_report, auditbuf_stats, check_size, write_report, write_report_of, write_stats,
 };
 use crate::status::{
-    AUDITBUF_CLOSED, AUDITBUF_CONFIG, AUDITBUF_OK, AUDITBUF_TIMEOUT, auditbuf_status,
+    AUDITBUF_CLOSED, AUDITBUF_CONFIG, AUDITBUF_INVALID_PARAMETER, AUDITBUF_OK, AUDITBUF_TIMEOUT,
+    auditbuf_status,
 };
 
 /// A running pipeline: a bounded queue, one flush thread and a sink (and a backing store,
@@ -161,6 +162,106 @@ unsafe fn create(
     });
     *out = Box::into_raw(handle).cast::<auditbuf_pipeline>();
     Ok(AUDITBUF_OK)
+}
+
+/// Checks the pipeline settings and the backing store a program takes from the environment
+/// variables `${prefix}_CONFIG` and `${prefix}_BACKING_STORE`, as Rust's
+/// `auditbuf::Config::from_env` (and `PipelineConfig::from_env`) reads them, with the same
+/// errors. The caller passes the variables' values, so the library reads no environment:
+/// `config_json` (`config_len` bytes) is `${prefix}_CONFIG`'s, pipeline settings without a
+/// `"sink"` or `"store"` (`{"queue_capacity":20000,"durability":"wal"}`); `store_json`
+/// (`store_len` bytes) is `${prefix}_BACKING_STORE`'s, the store
+/// (`{"type":"file","params":{"path":"/var/lib/audit"}}`). NULL (whatever the length) is
+/// an unset variable, which keeps the defaults; an empty value is a set variable, and not a
+/// JSON document. `prefix` (`prefix_len` bytes, e.g. `AUDIT`) only names the variables in
+/// messages. Nothing is opened: a store's directory or server is first used by
+/// `auditbuf_pipeline_new`, which also makes the checks that need the whole document (a
+/// `"wal"` durability without a durable store).
+///
+/// Returns `AUDITBUF_OK` when both values are valid (or unset); `AUDITBUF_CONFIG` when one
+/// is not UTF-8 or not one JSON object, has an unknown, duplicated, `null`, ill-typed or
+/// out-of-range field, or fields that do not fit together (`max_event_bytes` not below
+/// `batch_max_bytes`), the message naming the variable and then the field, as Rust's,
+/// e.g. `invalid configuration: AUDIT_CONFIG: queue_capacity: is 0, must be at least 1` or
+/// `` invalid configuration: AUDIT_BACKING_STORE: params: missing field `path` ``
+/// (`${prefix}_CONFIG` is checked first); `AUDITBUF_NULL_PARAMETER` for a NULL `prefix`;
+/// `AUDITBUF_INVALID_PARAMETER` for a `prefix` that is not UTF-8 or a length that cannot
+/// be in memory. The caller keeps ownership of every argument. Thread-safe.
+///
+/// # Safety
+/// `prefix` must be NULL or readable for `prefix_len` bytes, `config_json` for
+/// `config_len` bytes and `store_json` for `store_len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn auditbuf_config_check_env(
+    prefix: *const c_char,
+    prefix_len: usize,
+    config_json: *const c_char,
+    config_len: usize,
+    store_json: *const c_char,
+    store_len: usize,
+) -> auditbuf_status {
+    guard(|| {
+        let run = || -> Result<auditbuf_status, auditbuf_status> {
+            // Safety: as this function's.
+            let prefix = unsafe { args::bytes(prefix.cast::<u8>(), prefix_len, "prefix") }?;
+            let prefix = std::str::from_utf8(prefix).map_err(|e| {
+                fail(
+                    AUDITBUF_INVALID_PARAMETER,
+                    format_args!("prefix: not valid UTF-8 at byte {}", e.valid_up_to()),
+                )
+            })?;
+            // Safety: as this function's.
+            let config = unsafe { value(config_json, config_len, "config_json") }?;
+            // Safety: as this function's.
+            let store = unsafe { value(store_json, store_len, "store_json") }?;
+            check_env(prefix, config, store).map_err(|e| status_of(&e))?;
+            Ok(AUDITBUF_OK)
+        };
+        run().unwrap_or_else(|s| s)
+    })
+}
+
+/// A variable's value: NULL is unset.
+///
+/// # Safety
+/// `ptr` must be NULL or readable for `len` bytes.
+unsafe fn value<'a>(
+    ptr: *const c_char,
+    len: usize,
+    what: &str,
+) -> Result<Option<&'a [u8]>, auditbuf_status> {
+    if ptr.is_null() {
+        return Ok(None);
+    }
+    // Safety: as this function's.
+    unsafe { args::bytes(ptr.cast::<u8>(), len, what) }.map(Some)
+}
+
+/// What `Config::from_env(prefix)` says of these values of `${prefix}_CONFIG` and
+/// `${prefix}_BACKING_STORE` (None: unset): the same code, reading these values instead of
+/// the environment.
+fn check_env(
+    prefix: &str,
+    config: Option<&[u8]>,
+    store: Option<&[u8]>,
+) -> Result<(), auditbuf::Error> {
+    use std::env::VarError;
+    use std::os::unix::ffi::OsStringExt;
+    let (config_var, store_var) = (
+        format!("{prefix}_CONFIG"),
+        format!("{prefix}_BACKING_STORE"),
+    );
+    let lookup = |name: &str| {
+        let value = match name {
+            _ if name == config_var => config,
+            _ if name == store_var => store,
+            _ => None,
+        };
+        let bytes = value.ok_or(VarError::NotPresent)?;
+        String::from_utf8(bytes.to_vec())
+            .map_err(|e| VarError::NotUnicode(std::ffi::OsString::from_vec(e.into_bytes())))
+    };
+    Config::from_vars(prefix, &StoreRegistry::new(), lookup).map(drop)
 }
 
 /// Sends everything recorded before this call and waits until it is settled (delivered,
@@ -315,4 +416,113 @@ pub unsafe extern "C" fn auditbuf_pipeline_stats(
         };
         run().unwrap_or_else(|s| s)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `auditbuf_config_check_env` says of these values: `Ok(())` or the status and
+    /// the message.
+    fn check(
+        prefix: &[u8],
+        config: Option<&[u8]>,
+        store: Option<&[u8]>,
+    ) -> Result<(), (auditbuf_status, String)> {
+        let ptr = |v: Option<&[u8]>| v.map_or(std::ptr::null(), |v| v.as_ptr().cast::<c_char>());
+        let len = |v: Option<&[u8]>| v.map_or(0, <[u8]>::len);
+        // Safety: every pointer is NULL or points to its length's bytes.
+        let status = unsafe {
+            auditbuf_config_check_env(
+                prefix.as_ptr().cast::<c_char>(),
+                prefix.len(),
+                ptr(config),
+                len(config),
+                ptr(store),
+                len(store),
+            )
+        };
+        if status == AUDITBUF_OK {
+            return Ok(());
+        }
+        let mut buf = vec![0 as c_char; 1024];
+        // Safety: `buf` has 1024 bytes.
+        unsafe { crate::auditbuf_last_error(buf.as_mut_ptr(), buf.len()) };
+        // Safety: auditbuf_last_error NUL-terminates.
+        let msg = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+        Err((status, msg.to_string_lossy().into_owned()))
+    }
+
+    #[test]
+    fn the_check_names_the_variable_and_the_field() {
+        let err = |config: Option<&[u8]>, store: Option<&[u8]>| {
+            check(b"AUDIT", config, store).unwrap_err()
+        };
+        for (config, store, want) in [
+            (
+                Some(&br#"{"queue_capacity":0}"#[..]),
+                None,
+                "invalid configuration: AUDIT_CONFIG: queue_capacity: is 0, must be at least 1",
+            ),
+            (
+                None,
+                Some(&br#"{"type":"file","params":{}}"#[..]),
+                "invalid configuration: AUDIT_BACKING_STORE: params: missing field `path`",
+            ),
+        ] {
+            assert_eq!(err(config, store), (AUDITBUF_CONFIG, want.to_owned()));
+        }
+        assert_eq!(
+            check(b"AUDIT", Some(b"{}"), Some(b"{\"type\":\"memory\"}")),
+            Ok(())
+        );
+        assert_eq!(
+            check(b"AUDIT", None, None),
+            Ok(()),
+            "both unset: the defaults"
+        );
+        assert_eq!(
+            check(b"AUDIT", Some(b"{\"service\":\"\xff\"}"), None),
+            Err((
+                AUDITBUF_CONFIG,
+                "invalid configuration: AUDIT_CONFIG: is not valid UTF-8".to_owned()
+            ))
+        );
+    }
+
+    #[test]
+    fn bad_arguments_are_refused() {
+        // Safety: NULL prefix, the rest NULL (unset).
+        let status = unsafe {
+            auditbuf_config_check_env(
+                std::ptr::null(),
+                0,
+                std::ptr::null(),
+                0,
+                std::ptr::null(),
+                0,
+            )
+        };
+        assert_eq!(status, crate::AUDITBUF_NULL_PARAMETER);
+        assert_eq!(
+            check(b"AU\xffDIT", None, None),
+            Err((
+                AUDITBUF_INVALID_PARAMETER,
+                "prefix: not valid UTF-8 at byte 2".to_owned()
+            ))
+        );
+        // A length that cannot be in memory, for a pointer that is not NULL.
+        // Safety: the length is refused before the pointer is read.
+        let status = unsafe {
+            auditbuf_config_check_env(
+                c"A".as_ptr(),
+                1,
+                c"{}".as_ptr(),
+                usize::MAX,
+                std::ptr::null(),
+                0,
+            )
+        };
+        assert_eq!(status, AUDITBUF_INVALID_PARAMETER);
+    }
 }

@@ -88,6 +88,7 @@ double test_scale(void);
 
 void test_basics(void);
 void test_config(void);
+void test_config_check_env(void);
 void test_statuses(void);
 void test_overload(void);
 void test_after_close(void);

@@ -11,6 +11,7 @@ static const struct {
 } TESTS[] = {
     {"basics", test_basics},
     {"config", test_config},
+    {"config_check_env", test_config_check_env},
     {"statuses", test_statuses},
     {"overload", test_overload},
     {"after_close", test_after_close},

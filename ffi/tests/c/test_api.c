@@ -58,6 +58,43 @@ void test_config(void) {
     auditbuf_pipeline_free(NULL); /* fine */
 }
 
+/* Checks a value of ${prefix}_CONFIG and ${prefix}_BACKING_STORE (NULL: unset). */
+static auditbuf_status check_env(const char *config, const char *store) {
+    return auditbuf_config_check_env("AUDIT", 5, config, config ? strlen(config) : 0, store,
+                                     store ? strlen(store) : 0);
+}
+
+/* The message of the last call is exactly `want`. */
+#define CHECK_MESSAGE(want) CHECK(strcmp(last_error(), (want)) == 0)
+
+void test_config_check_env(void) {
+    CHECK_STATUS(check_env(NULL, NULL), AUDITBUF_OK);
+    CHECK_STATUS(check_env("{\"queue_capacity\":7,\"durability\":\"wal\"}",
+                           "{\"type\":\"file\",\"params\":{\"path\":\"/nonexistent/audit\"}}"),
+                 AUDITBUF_OK); /* nothing is opened */
+    CHECK_STATUS(check_env("{\"queue_capacity\":0}", NULL), AUDITBUF_CONFIG);
+    CHECK_MESSAGE("invalid configuration: AUDIT_CONFIG: queue_capacity: is 0, must be at least 1");
+    CHECK_STATUS(check_env("{\"service\":\"\"}", NULL), AUDITBUF_CONFIG);
+    CHECK_MESSAGE("invalid configuration: AUDIT_CONFIG: service: is 0 bytes long, must be 1 to 255");
+    CHECK_STATUS(check_env("{\"queue_capacity\":null}", NULL), AUDITBUF_CONFIG);
+    CHECK(last_error_has("AUDIT_CONFIG: queue_capacity: is null"));
+    CHECK_STATUS(check_env("{\"queue_capacty\":5}", NULL), AUDITBUF_CONFIG);
+    CHECK(last_error_has("AUDIT_CONFIG: queue_capacty: unknown field `queue_capacty`, expected one of"));
+    CHECK_STATUS(check_env("{}", "{\"type\":\"file\",\"params\":{}}"), AUDITBUF_CONFIG);
+    CHECK_MESSAGE("invalid configuration: AUDIT_BACKING_STORE: params: missing field `path`");
+    /* Set but empty is not unset; the settings are checked first. */
+    CHECK_STATUS(check_env("", "{\"type\":\"tape\"}"), AUDITBUF_CONFIG);
+    CHECK(last_error_has("AUDIT_CONFIG: (document): EOF while parsing"));
+    CHECK_STATUS(check_env("{\"service\":\"\xff\"}", NULL), AUDITBUF_CONFIG);
+    CHECK_MESSAGE("invalid configuration: AUDIT_CONFIG: is not valid UTF-8");
+    /* Arguments. */
+    CHECK_STATUS(auditbuf_config_check_env(NULL, 0, NULL, 0, NULL, 0), AUDITBUF_NULL_PARAMETER);
+    CHECK(last_error_has("prefix"));
+    CHECK_STATUS(auditbuf_config_check_env("A\xff", 2, NULL, 0, NULL, 0),
+                 AUDITBUF_INVALID_PARAMETER);
+    CHECK_MESSAGE("prefix: not valid UTF-8 at byte 1");
+}
+
 void test_statuses(void) {
     auditbuf_pipeline *p = pipeline_from(
         "{\"max_event_bytes\":1024,\"sink\":{\"type\":\"null\"}}");
