@@ -101,11 +101,15 @@ class Pipeline:
         Raises ``Full`` (queue full, overflow "drop_newest"), ``Timeout`` (overflow
         "block"), ``Closed``/``Forked``, ``InvalidEvent`` (bad JSON, too large, …),
         ``SerializeError`` (also a ``TypeError``: a value with no JSON form, its path in the
-        message, e.g. ``items[3]``), ``StoreFull``/``StoreError`` (overflow "spill",
-        durability "wal"). Each is counted in ``stats().rejected``. In durability "wal" a
-        failed fsync issues ``NotDurableWarning``: the event was accepted. A wait (overflow
-        "block", the wal fsync) releases the GIL and ends with ``KeyboardInterrupt`` on
-        Ctrl-C (counted as a block timeout)."""
+        message, e.g. ``items[3]``; or an event of another type — a list, an int, ``None`` —
+        as ``record() takes a dict, or JSON text as bytes, bytearray, memoryview or str,
+        not int``), ``StoreFull``/``StoreError`` (overflow "spill", durability "wal"). Each
+        is counted in ``stats().rejected`` (a ``SerializeError`` in ``.serialize``), once; an
+        exception raised by Python code the encoder calls (a ``tzinfo``, a released
+        ``memoryview``) is raised as it is and counted in ``.serialize`` too. In durability
+        "wal" a failed fsync issues ``NotDurableWarning``: the event was accepted. A wait
+        (overflow "block", the wal fsync) releases the GIL and ends with
+        ``KeyboardInterrupt`` on Ctrl-C (counted as a block timeout)."""
     def record_cadf(self, event: CadfEvent) -> None:
         """Records a CADF event (for the RabbitMQ sink and Hermes): a dict with CADF's wire
         names (``auditbuf.cadf.CadfEvent``), encoded in Rust into a queue slot, keys in
@@ -124,9 +128,10 @@ class Pipeline:
         ``success|failure|pending|unknown``, an ``eventType`` other than
         ``activity|monitor|control``, an ``eventTime`` that is not RFC 3339, an ``id`` over
         255 bytes; "invalid_json" for JSON content that is not JSON. ``SerializeError`` for
-        content with no JSON form; then the errors of ``record``. Each is counted in
-        ``stats().rejected``. An event that is not a dict is a ``TypeError``, not counted.
-        ``eventTime`` may be a ``datetime`` (written in UTC, as ``record`` writes one).
+        content with no JSON form, and for an event that is not a dict
+        (``record_cadf() takes a dict, not list``; also a ``TypeError``); then the errors of
+        ``record``. Each is counted in ``stats().rejected``, once. ``eventTime`` may be a
+        ``datetime`` (written in UTC, as ``record`` writes one).
 
         Like ``record``, a wait (overflow "block", the wal fsync, a spill) releases the GIL
         and ends with ``KeyboardInterrupt`` on Ctrl-C (counted as a block timeout)."""
@@ -161,7 +166,20 @@ class Pipeline:
         required fields must not be empty (``InvalidEvent``, name "missing_field");
         ``event_data`` (a dict, or JSON text of an object) always carries an ``event_type``
         equal to the event's own — added when missing, refused when different
-        (name "invalid_field"). ``event_timestamp`` defaults to now."""
+        (name "invalid_field"). ``event_timestamp`` defaults to now; ``None`` is the same
+        as leaving an optional field out.
+
+        An argument of a type its field does not take raises ``SerializeError`` (also a
+        ``TypeError``) with ``.field`` naming it and a message such as ``event_type: must
+        be a str, not int``, ``duration_ms: must be an int, not float``, ``is_sensitive:
+        must be a bool, not int``, ``event_timestamp: must be a str or a datetime, not
+        int`` or ``event_data: must be a dict, or JSON text of an object as str or bytes,
+        not list``. An int out of its field's range is an ``InvalidEvent`` (name
+        "invalid_field", ``field duration_ms: must be an int from 0 to
+        18446744073709551615``; ``retention_days`` up to 4294967295). Then the errors of
+        ``record``. Each refusal is counted in ``stats().rejected``, once. A missing or
+        unknown keyword is Python's own ``TypeError`` (the call itself is wrong), not
+        counted."""
     def flush(self, timeout: Optional[float] = 5.0) -> "Report":
         """Waits until everything recorded so far is settled (delivered, dead-lettered,
         stored, failed), or ``timeout`` seconds pass (``None``: no deadline); the report
@@ -300,7 +318,10 @@ class InvalidEvent(AuditbufError, ValueError):
     field: str
 
 class SerializeError(InvalidEvent, TypeError):
-    """A value with no JSON form; the message names its path (code 20)."""
+    """A value with no JSON form, the message naming its path; or an event, or an argument
+    of ``record_event``, of a type the method does not take, the message saying which type
+    was given and which are taken (``.field`` names a ``record_event`` argument). Code 20,
+    counted in ``stats().rejected.serialize``."""
 
 class StoreFull(AuditbufError):
     """The backing store is at its limit (code 21)."""

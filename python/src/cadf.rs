@@ -12,24 +12,26 @@ use auditbuf::{
     CadfAddress, CadfAttachment, CadfContent, CadfEvent, CadfHost, CadfReason, CadfResource, Error,
     Pipeline,
 };
-use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDateTime, PyDict, PyList, PyString, PyTuple};
 use serde::ser::Error as _;
 
 use crate::cadf_path::At;
 use crate::encode::{self, Fail, type_name};
-use crate::errors::{to_py_err, to_py_err_with};
+use crate::errors::{raised, to_py_err, to_py_err_with, wrong_type};
 use crate::pipeline::finish;
 use crate::wait::GilPark;
 
 /// Records `event`; see `Pipeline.record_cadf` in `_auditbuf.pyi`.
 pub(crate) fn record(py: Python<'_>, p: &Pipeline, event: &Bound<'_, PyAny>) -> PyResult<()> {
     let Ok(d) = event.cast::<PyDict>() else {
-        return Err(PyTypeError::new_err(format!(
-            "record_cadf() takes a dict, not {}",
-            type_name(event)
-        )));
+        // A `SerializeError` (also a `TypeError`), counted like every refusal.
+        return Err(wrong_type(
+            py,
+            p,
+            None,
+            &format!("record_cadf() takes a dict, not {}", type_name(event)),
+        ));
     };
     encode::with_scratch(|json| {
         let taken = take(d, json).map_err(|r| r.raise(py, p))?;
@@ -160,12 +162,7 @@ impl Refusal {
                 p.count_rejected(&e);
                 to_py_err_with(py, &e, &message)
             }
-            Refusal::Raised(err) => {
-                p.count_rejected(&Error::Serialize(serde_json::Error::custom(
-                    err.to_string(),
-                )));
-                err
-            }
+            Refusal::Raised(err) => raised(p, err),
             Refusal::Core(e) => {
                 p.count_rejected(&e);
                 to_py_err(py, &e)

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use auditbuf::{Encoded, Error};
-use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{
@@ -137,12 +137,14 @@ pub(crate) fn opt<'a>(
     }
 }
 
-/// A timestamp field: a str as it is, or a datetime formatted into `buf`.
+/// A timestamp field: a str as it is, or a datetime formatted into `buf`. Another type
+/// fails with `Fail::Unsupported` (its message for the prefix `field`: `event_timestamp:
+/// must be a str or a datetime, not int`), a raising `tzinfo` with `Fail::Raised`.
 pub(crate) fn time<'a>(
     field: &'static str,
     v: &'a Option<Bound<'_, PyAny>>,
     buf: &'a mut [u8; 32],
-) -> PyResult<Result<Option<&'a [u8]>, Error>> {
+) -> Result<Result<Option<&'a [u8]>, Error>, Fail> {
     let Some(v) = v else { return Ok(Ok(None)) };
     if let Ok(dt) = v.cast::<PyDateTime>() {
         let n = format_datetime(dt, buf)?;
@@ -150,9 +152,9 @@ pub(crate) fn time<'a>(
     }
     match v.cast::<PyString>() {
         Ok(s) => Ok(text(field, s).map(Some)),
-        Err(_) => Err(PyTypeError::new_err(format!(
-            "{field} must be a str or a datetime, not {}",
-            v.get_type().name()?
+        Err(_) => Err(Fail::unsupported(format!(
+            "must be a str or a datetime, not {}",
+            type_name(v)
         ))),
     }
 }

@@ -5,7 +5,7 @@
 //! which a native exception type of the limited API cannot do. Each carries the status
 //! code of `Error::code()` (the C ABI's and Go's) as `.code` and its name as `.name`.
 
-use auditbuf::Error;
+use auditbuf::{Error, Pipeline};
 use pyo3::exceptions::{
     PyException, PyOSError, PyRuntimeError, PyRuntimeWarning, PyTimeoutError, PyTypeError,
     PyValueError,
@@ -13,6 +13,7 @@ use pyo3::exceptions::{
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple, PyType};
+use serde::ser::Error as _;
 
 /// Every class, made once per interpreter.
 pub(crate) struct Classes {
@@ -118,7 +119,9 @@ fn make(py: Python<'_>) -> PyResult<Classes> {
             &[invalid_event.bind(py).clone(), py.get_type::<PyTypeError>()],
             Some(20),
             "A value of the event has no JSON form (a set, an object, NaN, a non-str dict \
-             key); the message names where it sits, e.g. `event_data.items[3]`.",
+             key); the message names where it sits, e.g. `event_data.items[3]`. Also an \
+             event, or a `record_event` argument (named in `field`), of a type the method \
+             does not take. Counted in `stats().rejected.serialize`.",
         )?,
         invalid_event,
         store_full: class(
@@ -245,6 +248,35 @@ fn build(py: Python<'_>, e: &Error, message: &str) -> PyResult<PyErr> {
         _ => {}
     }
     Ok(PyErr::from_value(exc))
+}
+
+/// An event, or a field of one, of a Python type the record method does not take: a
+/// `SerializeError` (also a `TypeError`, what Python raises for a wrong type) with
+/// `message`, and `.field` when a field is named; counted in `stats().rejected.serialize`
+/// like the core's own refusals.
+pub(crate) fn wrong_type(
+    py: Python<'_>,
+    p: &Pipeline,
+    field: Option<&str>,
+    message: &str,
+) -> PyErr {
+    let e = Error::Serialize(serde_json::Error::custom(message));
+    p.count_rejected(&e);
+    let err = to_py_err_with(py, &e, message);
+    match field.map(|field| err.value(py).setattr("field", field)) {
+        Some(Err(failed)) => failed,
+        _ => err,
+    }
+}
+
+/// An exception raised by Python code a record method called (a `tzinfo`, an `__index__`),
+/// counted in `stats().rejected.serialize` (the event could not be encoded) and raised as
+/// it is.
+pub(crate) fn raised(p: &Pipeline, err: PyErr) -> PyErr {
+    p.count_rejected(&Error::Serialize(serde_json::Error::custom(
+        err.to_string(),
+    )));
+    err
 }
 
 /// Issues the `NotDurableWarning` of an accepted event whose fsync failed.

@@ -4,14 +4,14 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use auditbuf::{AuditEventBytes, Error, Pipeline, PipelineConfig};
-use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyString, PyType};
 use serde::ser::Error as _;
 
 use crate::document::{Document, HttpArgs, PipelineArgs, config_err};
-use crate::encode::{self, Fail, opt, text, time};
-use crate::errors::{to_py_err, to_py_err_with, warn_not_durable};
+use crate::encode::{self, Fail, opt, text, time, type_name};
+use crate::errors::{raised, to_py_err, to_py_err_with, warn_not_durable, wrong_type};
 use crate::sink::PySink;
 use crate::stats::{DeadLetter, Report, Stats};
 use crate::wait::{GilPark, run_interruptibly};
@@ -384,17 +384,23 @@ impl PyPipeline {
         let copy: Vec<u8> = if let Ok(b) = event.cast::<PyByteArray>() {
             b.to_vec()
         } else if event.is_instance_of::<PyMemoryView>() {
-            event
-                .call_method0("tobytes")?
-                .cast::<PyBytes>()
-                .map_err(PyErr::from)?
-                .as_bytes()
-                .to_vec()
+            // A released memoryview raises ValueError: raised as it is, and counted.
+            let bytes = event
+                .call_method0("tobytes")
+                .and_then(|b| b.cast_into::<PyBytes>().map_err(PyErr::from))
+                .map_err(|err| raised(p, err))?;
+            bytes.as_bytes().to_vec()
         } else {
-            return Err(PyTypeError::new_err(format!(
-                "record() takes a dict, or JSON as bytes, bytearray, memoryview or str, not {}",
-                event.get_type().name()?
-            )));
+            return Err(wrong_type(
+                py,
+                p,
+                None,
+                &format!(
+                    "record() takes a dict, or JSON text as bytes, bytearray, memoryview or \
+                     str, not {}",
+                    type_name(event)
+                ),
+            ));
         };
         let result = p.record_with(&mut park, |out, limit| copy_json(&copy, out, limit));
         finish(py, result, park, None)
@@ -443,14 +449,42 @@ impl PyPipeline {
         version: Option<Bound<'py, PyAny>>,
     ) -> PyResult<()> {
         let p = self.pipeline()?;
-        // A value of the wrong type is a TypeError (or OverflowError) naming the argument.
+        // A value of a type the field does not take is a SerializeError (also a TypeError)
+        // whose message and `.field` name the argument, counted in rejected.serialize.
+        let wrong = |name: &str, v: &Bound<'py, PyAny>, takes: &str| {
+            wrong_type(
+                py,
+                p,
+                Some(name),
+                &format!("{name}: must be {takes}, not {}", type_name(v)),
+            )
+        };
         let str_of = |name: &str, v: Bound<'py, PyAny>| {
-            named(py, name, v.cast_into::<PyString>().map_err(PyErr::from))
+            v.cast_into::<PyString>()
+                .map_err(|e| wrong(name, &e.into_inner(), "a str"))
         };
         // None is the same as absent.
         let some = |v: Option<Bound<'py, PyAny>>| v.filter(|v| !v.is_none());
         let opt_str_of =
             |name: &str, v: Option<Bound<'py, PyAny>>| some(v).map(|v| str_of(name, v)).transpose();
+        // An int field: another type is a SerializeError, an int out of range an
+        // InvalidEvent (invalid_field), what else Python code raised (an `__index__`) is
+        // raised as it is; each counted.
+        let number =
+            |name: &'static str, v: &Bound<'py, PyAny>, range: &'static str, err: PyErr| {
+                if err.is_instance_of::<PyOverflowError>(py) {
+                    let e = Error::InvalidField {
+                        field: name,
+                        reason: range,
+                    };
+                    p.count_rejected(&e);
+                    to_py_err(py, &e)
+                } else if err.is_instance_of::<PyTypeError>(py) {
+                    wrong(name, v, "an int")
+                } else {
+                    raised(p, err)
+                }
+            };
         let event_type = str_of("event_type", event_type)?;
         let event_category = str_of("event_category", event_category)?;
         let event_action = str_of("event_action", event_action)?;
@@ -469,22 +503,52 @@ impl PyPipeline {
         let error_code = opt_str_of("error_code", error_code)?;
         let error_message = opt_str_of("error_message", error_message)?;
         let duration_ms = some(duration_ms)
-            .map(|v| named(py, "duration_ms", v.extract::<u64>()))
+            .map(|v| {
+                v.extract::<u64>().map_err(|err| {
+                    number(
+                        "duration_ms",
+                        &v,
+                        "must be an int from 0 to 18446744073709551615",
+                        err,
+                    )
+                })
+            })
             .transpose()?;
         let retention_days = some(retention_days)
-            .map(|v| named(py, "retention_days", v.extract::<u32>()))
+            .map(|v| {
+                v.extract::<u32>().map_err(|err| {
+                    number(
+                        "retention_days",
+                        &v,
+                        "must be an int from 0 to 4294967295",
+                        err,
+                    )
+                })
+            })
             .transpose()?;
         let is_sensitive = some(is_sensitive)
-            .map(|v| named(py, "is_sensitive", v.extract::<bool>()))
+            .map(|v| {
+                v.extract::<bool>()
+                    .map_err(|_| wrong("is_sensitive", &v, "a bool"))
+            })
             .transpose()?;
         // Fields checked here are counted like the core's own rejections.
         let refuse = |e: Error| -> PyErr {
             p.count_rejected(&e);
             to_py_err(py, &e)
         };
+        // A timestamp of another type is a SerializeError naming it; a raising tzinfo is
+        // raised as it is; both counted.
+        let timestamp_err = |name: &str, f: Fail| match f {
+            Fail::Raised(err) => raised(p, err),
+            f => wrong_type(py, p, Some(name), &f.message(name)),
+        };
+        let (event_timestamp, parent_event_date) = (some(event_timestamp), some(parent_event_date));
         let (mut ts_buf, mut parent_buf) = ([0u8; 32], [0u8; 32]);
-        let event_timestamp = time("event_timestamp", &event_timestamp, &mut ts_buf)?;
-        let parent_event_date = time("parent_event_date", &parent_event_date, &mut parent_buf)?;
+        let event_timestamp = time("event_timestamp", &event_timestamp, &mut ts_buf)
+            .map_err(|f| timestamp_err("event_timestamp", f))?;
+        let parent_event_date = time("parent_event_date", &parent_event_date, &mut parent_buf)
+            .map_err(|f| timestamp_err("parent_event_date", f))?;
         encode::with_scratch(|scratch| {
             let event_data: Option<&[u8]> = match &event_data {
                 None => None,
@@ -496,10 +560,7 @@ impl PyPipeline {
                         let depth = encode::MAX_DEPTH - 1;
                         if let Err(f) = encode::write_object(d, scratch, limit, depth) {
                             if let Fail::Raised(err) = f {
-                                p.count_rejected(&Error::Serialize(serde_json::Error::custom(
-                                    err.to_string(),
-                                )));
-                                return Err(err);
+                                return Err(raised(p, err));
                             }
                             let e = error_of(&f, limit, "event_data");
                             p.count_rejected(&e);
@@ -511,10 +572,11 @@ impl PyPipeline {
                     } else if let Ok(b) = v.cast::<PyBytes>() {
                         Some(b.as_bytes())
                     } else {
-                        return Err(PyTypeError::new_err(format!(
-                            "event_data must be a dict, or JSON as str or bytes, not {}",
-                            v.get_type().name()?
-                        )));
+                        return Err(wrong(
+                            "event_data",
+                            v,
+                            "a dict, or JSON text of an object as str or bytes",
+                        ));
                     }
                 }
             };
@@ -629,9 +691,4 @@ fn deadline(py: Python<'_>, field: &str, timeout: Option<f64>) -> PyResult<Durat
             "must be a finite number of seconds, 0 or more",
         )),
     }
-}
-
-/// `result`'s error, of the same type, with the argument's name in front of its message.
-fn named<T>(py: Python<'_>, name: &str, result: PyResult<T>) -> PyResult<T> {
-    result.map_err(|e| PyErr::from_type(e.get_type(py), format!("{name}: {}", e.value(py))))
 }

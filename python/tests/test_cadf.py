@@ -156,12 +156,26 @@ class TestRecordCadf:
         assert v["initiator"]["addresses"] == [{"url": "10.0.0.1"}]
         assert v["attachments"] == [{"typeURI": "t", "content": [1, 2]}]
 
-    def test_not_a_dict_is_a_type_error_not_counted(self, collect: Collect) -> None:
+    def test_not_a_dict_is_a_serialize_error_and_counted(self, collect: Collect) -> None:
         p = auditbuf.Pipeline(sink=collect)
-        for bad in (None, "{}", b"{}", [minimal()]):
-            with pytest.raises(TypeError, match=r"record_cadf\(\) takes a dict"):
+        assert p.stats().rejected.total() == 0
+        bads: List[Any] = [None, "{}", b"{}", [minimal()], 5]
+        for n, bad in enumerate(bads, start=1):
+            with pytest.raises(auditbuf.SerializeError) as e:
                 p.record_cadf(bad)  # type: ignore[arg-type]
-        assert p.close().stats.rejected.total() == 0
+            # Still a TypeError, as before: `except TypeError` keeps working.
+            assert isinstance(e.value, TypeError) and isinstance(e.value, auditbuf.InvalidEvent)
+            assert (e.value.code, e.value.name) == (20, "serialize")
+            assert str(e.value) == f"record_cadf() takes a dict, not {type(bad).__name__}"
+            r = p.stats().rejected
+            assert (r.serialize, r.total()) == (n, n), r
+        # A good event after the bad ones is taken and delivered as usual.
+        p.record_cadf(minimal())
+        stats = p.close().stats
+        assert (stats.rejected.serialize, stats.rejected.total()) == (len(bads), len(bads))
+        assert stats.recorded == 1
+        assert_accounted(stats, delivered=1)
+        assert json.loads(collect.events[0])["action"] == "create"
 
 
 def with_initiator(**fields: Any) -> Dict[str, Any]:

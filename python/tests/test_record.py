@@ -122,12 +122,42 @@ class TestInputs:
         got = one(collect, kind(b' {"event_type":"x",\n "n":1}\n'))
         assert got.endswith(b',"event_type":"x",  "n":1}')
 
-    def test_other_types_are_a_type_error_not_counted(self, collect: Collect) -> None:
+    def test_other_types_are_a_serialize_error_and_counted(self, collect: Collect) -> None:
         p = pipeline(collect)
-        for bad in ([1], 5, None, object()):
-            with pytest.raises(TypeError, match="record\\(\\) takes a dict"):
+        assert p.stats().rejected.total() == 0
+        bads: List[Any] = [[1, 2], 5, None, 1.5, object(), {"event_type"}]
+        for n, bad in enumerate(bads, start=1):
+            with pytest.raises(auditbuf.SerializeError) as e:
                 p.record(bad)  # type: ignore[arg-type]
-        assert p.close().stats.rejected.total() == 0
+            # Still a TypeError, as before: `except TypeError` keeps working.
+            assert isinstance(e.value, TypeError) and isinstance(e.value, auditbuf.InvalidEvent)
+            assert (e.value.code, e.value.name) == (20, "serialize")
+            assert str(e.value) == (
+                "record() takes a dict, or JSON text as bytes, bytearray, memoryview or str, "
+                f"not {type(bad).__name__}"
+            )
+            assert getattr(e.value, "field", None) is None
+            r = p.stats().rejected
+            assert (r.serialize, r.total()) == (n, n), r
+        # A good event after the bad ones is taken and delivered as usual.
+        p.record({"event_type": "after"})
+        stats = p.close().stats
+        assert (stats.rejected.serialize, stats.rejected.total()) == (len(bads), len(bads))
+        assert stats.recorded == 1
+        assert_accounted(stats, delivered=1)
+        assert json.loads(collect.events[0])["event_type"] == "after"
+
+    def test_a_released_memoryview_raises_and_counts(self, collect: Collect) -> None:
+        p = pipeline(collect)
+        view = memoryview(b'{"event_type":"x"}')
+        view.release()
+        with pytest.raises(ValueError, match="released"):
+            p.record(view)
+        assert p.stats().rejected.serialize == 1
+        p.record(memoryview(b'{"event_type":"y"}'))
+        stats = p.close().stats
+        assert stats.rejected.total() == 1
+        assert_accounted(stats, delivered=1)
 
 
 class TestEncoderErrors:
@@ -224,19 +254,107 @@ class TestRecordEvent:
             event_type="t", event_category="c", event_action="a",
             event_outcome="success", correlation_id="r",
         )
-        for bad, kind, start in [
-            ({"actor_id": 5}, TypeError, "actor_id: "),
-            ({"event_type": 3}, TypeError, "event_type: "),
-            ({"duration_ms": "x"}, TypeError, "duration_ms: "),
-            ({"retention_days": -1}, OverflowError, "retention_days: "),
-            ({"is_sensitive": 1}, TypeError, "is_sensitive: "),
-        ]:
-            with pytest.raises(kind) as e:
+        wrong_types: List[Any] = [
+            ({"actor_id": 5}, "actor_id", "actor_id: must be a str, not int"),
+            ({"event_type": 3}, "event_type", "event_type: must be a str, not int"),
+            ({"correlation_id": None}, "correlation_id", "correlation_id: must be a str, not NoneType"),
+            ({"version": b"1.0"}, "version", "version: must be a str, not bytes"),
+            ({"duration_ms": "x"}, "duration_ms", "duration_ms: must be an int, not str"),
+            ({"duration_ms": 1.5}, "duration_ms", "duration_ms: must be an int, not float"),
+            ({"retention_days": "30"}, "retention_days", "retention_days: must be an int, not str"),
+            ({"is_sensitive": 1}, "is_sensitive", "is_sensitive: must be a bool, not int"),
+            ({"event_timestamp": 5}, "event_timestamp",
+             "event_timestamp: must be a str or a datetime, not int"),
+            ({"parent_event_date": dt.date(2026, 1, 2)}, "parent_event_date",
+             "parent_event_date: must be a str or a datetime, not date"),
+            ({"event_data": [1, 2]}, "event_data",
+             "event_data: must be a dict, or JSON text of an object as str or bytes, not list"),
+            ({"event_data": bytearray(b"{}")}, "event_data",
+             "event_data: must be a dict, or JSON text of an object as str or bytes, "
+             "not bytearray"),
+        ]
+        assert p.stats().rejected.total() == 0
+        for n, (bad, field, message) in enumerate(wrong_types, start=1):
+            with pytest.raises(auditbuf.SerializeError) as e:
                 p.record_event(**{**base, **bad})
-            assert str(e.value).startswith(start), str(e.value)
-        # None is absent, as before.
+            # Still a TypeError, as before: `except TypeError` keeps working.
+            assert isinstance(e.value, TypeError) and isinstance(e.value, auditbuf.InvalidEvent)
+            assert (e.value.code, e.value.name, e.value.field) == (20, "serialize", field)
+            assert str(e.value) == message
+            r = p.stats().rejected
+            assert (r.serialize, r.total()) == (n, n), (bad, r)
+        # An int out of the field's range: its value is the problem, an InvalidEvent.
+        out_of_range: List[Any] = [
+            ({"retention_days": -1}, "retention_days", "4294967295"),
+            ({"retention_days": 2**32}, "retention_days", "4294967295"),
+            ({"duration_ms": -5}, "duration_ms", "18446744073709551615"),
+            ({"duration_ms": 2**64}, "duration_ms", "18446744073709551615"),
+        ]
+        for n, (bad, field, top) in enumerate(out_of_range, start=1):
+            with pytest.raises(auditbuf.InvalidEvent) as e:
+                p.record_event(**{**base, **bad})
+            assert type(e.value) is auditbuf.InvalidEvent
+            assert (e.value.code, e.value.name, e.value.field) == (19, "invalid_field", field)
+            assert str(e.value) == f"field {field}: must be an int from 0 to {top}"
+            r = p.stats().rejected
+            assert (r.invalid_field, r.total()) == (n, len(wrong_types) + n), (bad, r)
+        # None is absent, as before; a good event after the bad ones is delivered.
         p.record_event(**base, actor_id=None, duration_ms=None, is_sensitive=None)
-        assert_accounted(p.close().stats, delivered=1)
+        stats = p.close().stats
+        r = stats.rejected
+        assert (r.serialize, r.invalid_field, r.total()) == (
+            len(wrong_types), len(out_of_range), len(wrong_types) + len(out_of_range),
+        ), r
+        assert stats.recorded == 1
+        assert_accounted(stats, delivered=1)
+
+    def test_event_data_of_the_wrong_type_or_shape_is_counted_once(
+        self, collect: Collect
+    ) -> None:
+        # A list is a SerializeError (a TypeError, as before), JSON text of a list an
+        # InvalidEvent: both InvalidEvents, both counted, once each.
+        p = pipeline(collect)
+        base: Dict[str, Any] = dict(
+            event_type="t", event_category="c", event_action="a",
+            event_outcome="success", correlation_id="r",
+        )
+        assert p.stats().rejected.total() == 0
+        with pytest.raises(TypeError) as e:
+            p.record_event(**base, event_data=[1, 2])  # type: ignore[arg-type]
+        assert isinstance(e.value, auditbuf.SerializeError)
+        assert (e.value.name, e.value.field) == ("serialize", "event_data")
+        assert "not list" in str(e.value)
+        r = p.stats().rejected
+        assert (r.serialize, r.invalid_field, r.total()) == (1, 0, 1), r
+        with pytest.raises(auditbuf.InvalidEvent) as i:
+            p.record_event(**base, event_data="[1,2]")
+        assert (i.value.name, i.value.field) == ("invalid_field", "event_data")
+        r = p.stats().rejected
+        assert (r.serialize, r.invalid_field, r.total()) == (1, 1, 2), r
+        p.record_event(**base, event_data={"k": [1, 2]})
+        stats = p.close().stats
+        assert stats.rejected.total() == 2
+        assert_accounted(stats, delivered=1)
+        assert json.loads(collect.events[0])["event_data"] == {"event_type": "t", "k": [1, 2]}
+
+    def test_a_tzinfo_that_raises_propagates_and_counts(self, collect: Collect) -> None:
+        class Broken(dt.tzinfo):
+            def utcoffset(self, d: Any) -> dt.timedelta:
+                raise RuntimeError("broken tz")
+
+        p = pipeline(collect)
+        base: Dict[str, Any] = dict(
+            event_type="t", event_category="c", event_action="a",
+            event_outcome="success", correlation_id="r",
+        )
+        assert p.stats().rejected.total() == 0
+        with pytest.raises(RuntimeError, match="broken tz"):
+            p.record_event(**base, event_timestamp=dt.datetime(2026, 1, 1, tzinfo=Broken()))
+        assert p.stats().rejected.serialize == 1
+        p.record_event(**base)
+        stats = p.close().stats
+        assert (stats.rejected.serialize, stats.rejected.total()) == (1, 1)
+        assert_accounted(stats, delivered=1)
 
     def test_bad_event_data_json_names_the_field(self, collect: Collect) -> None:
         p = pipeline(collect)
@@ -320,12 +438,12 @@ class TestRecordEvent:
         assert (e.value.name, e.value.field) == ("invalid_field", "actor_id")
         with pytest.raises(auditbuf.SerializeError, match=r"^event_data\.s\[0\]: "):
             p.record_event(**base, event_data={"s": [{1}]})
-        with pytest.raises(TypeError, match="event_timestamp must be a str or a datetime"):
+        with pytest.raises(TypeError, match="^event_timestamp: must be a str or a datetime"):
             p.record_event(**base, event_timestamp=5)  # type: ignore[arg-type]
-        with pytest.raises(TypeError):
+        with pytest.raises(TypeError, match="^event_type: must be a str, not int$"):
             p.record_event(**{**base, "event_type": 5})  # type: ignore[arg-type]
         r = p.close().stats.rejected
-        assert (r.missing_field, r.invalid_field, r.serialize) == (1, 2, 1)
+        assert (r.missing_field, r.invalid_field, r.serialize) == (1, 2, 3)
 
 
 def vectors(suffix: str) -> List[Any]:
