@@ -30,8 +30,9 @@ pub enum Overflow {
     /// calling thread's own oldest if it has one queued, else another thread's; counted as
     /// `dropped.oldest`) and take the
     /// new one: the newest events are the ones kept. If nothing can be evicted (every
-    /// slot is being encoded into or sent), the new event is turned away with
-    /// [`Error::Full`] after all. Never waits, never allocates.
+    /// slot is being encoded into or sent, or free in another thread's bundle: see
+    /// [`Config::queue_capacity`]), the new event is turned away with [`Error::Full`] after
+    /// all. Never waits, never allocates.
     DropOldest,
     /// Wait up to `timeout` for a slot, then turn the event away with [`Error::Timeout`].
     /// While the flush thread is behind (the queue over half full when it last took a

@@ -21,15 +21,16 @@
 //! a lane that recorded nothing for [`LANE_IDLE_AFTER`]: the idle threads of a large thread
 //! pool do not keep slots.
 //!
-//! The caches of all lanes together hold at most an eighth of the slots (a bundle is at
-//! most 1/64 of them, 32 at most; below 128 slots, one slot, and caches stay empty), so
-//! with several threads recording, the overflow policy can apply while up to that many
-//! free slots wait in the caches of other lanes; a caller waiting under `Block` takes from
-//! them too.
+//! A lane holds one bundle at most, and a bundle at most 1/64 of the slots (32 at most), so
+//! all lanes together hold at most an eighth of them (for queues of 128 places and more;
+//! a smaller queue's bundles are of one slot, and a lane holds one only when a refused
+//! event's slot came back to it): with several threads recording, the overflow policy can
+//! apply while up to that many free slots wait in other lanes; a caller waiting under
+//! `Block` takes from them too.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 use crossbeam_utils::CachePadded;
@@ -42,7 +43,12 @@ use crate::lanes::MAX_LANES;
 /// than a caller waits for a CPU (with four producers on 2 vCPUs, a few milliseconds).
 pub(crate) const LANE_IDLE_AFTER: Duration = Duration::from_millis(100);
 
-/// The most slots a lane's cache holds.
+/// How often a caller waiting for a slot looks again without being woken: a look that
+/// finds a lane's bundle out with another thread (taking a slot from it, for a moment)
+/// sees no slot there, and nothing wakes it when the bundle is put back.
+const LOOK_AGAIN: Duration = Duration::from_millis(10);
+
+/// The most slots a bundle holds.
 const MAX_BUNDLE: usize = 32;
 
 /// How many slots a lane takes from the free list at once for a pool of `capacity`:
@@ -110,7 +116,8 @@ pub(crate) struct SlotPool {
     /// swap each (no lock: a thread that finds it out, another thread of the lane using it,
     /// takes the next full bundle instead).
     caches: Box<[CachePadded<AtomicCell<Option<Bundle>>>]>,
-    bundle: usize,
+    /// Slots a bundle holds at most.
+    per_bundle: usize,
     created: AtomicUsize,
     capacity: usize,
     initial_bytes: usize,
@@ -130,7 +137,7 @@ impl std::fmt::Debug for SlotPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SlotPool")
             .field("capacity", &self.capacity)
-            .field("bundle", &self.bundle)
+            .field("per_bundle", &self.per_bundle)
             .field("created", &self.created)
             .finish_non_exhaustive()
     }
@@ -157,7 +164,7 @@ impl SlotPool {
                     CachePadded::new(AtomicCell::new(Some(Box::new(Vec::with_capacity(bundle)))))
                 })
                 .collect(),
-            bundle,
+            per_bundle: bundle,
             created: AtomicUsize::new(0),
             capacity: capacity.max(1),
             initial_bytes,
@@ -185,10 +192,12 @@ impl SlotPool {
         self.full.get_or_init(|| bounded(self.capacity))
     }
 
-    /// The empty bundles: as many as full ones can be emptied at once, and one a lane.
+    /// The empty bundles: room for twice as many as it takes to hold every slot in whole
+    /// bundles, and one a lane (a burst of small batches, each ending in a part bundle, can
+    /// leave more; the extra are freed as they come back, and made again when needed).
     fn empty(&self) -> &Bundles {
         self.empty
-            .get_or_init(|| bounded(self.capacity.div_ceil(self.bundle) + MAX_LANES))
+            .get_or_init(|| bounded(2 * self.capacity.div_ceil(self.per_bundle) + MAX_LANES + 1))
     }
 
     /// An empty slot; when none is free and all exist, the overflow policy decides. (The
@@ -221,7 +230,7 @@ impl SlotPool {
                 self.put_cache(cache, bundle);
                 return Some(self.taken(slot));
             }
-            self.recycle(bundle);
+            self.keep_empty(bundle);
         }
         self.refill(cache)
     }
@@ -239,10 +248,11 @@ impl SlotPool {
     #[cold]
     fn put_bundle(&self, bundle: Bundle) {
         if bundle.is_empty() {
-            self.recycle(bundle);
+            self.keep_empty(bundle);
         } else {
-            // Cannot be full: it has room for every slot.
-            let _ = self.full().0.try_send(bundle);
+            // Cannot be full: it has room for a bundle per slot.
+            let sent = self.full().0.try_send(bundle);
+            debug_assert!(sent.is_ok(), "more bundles than slots");
         }
     }
 
@@ -259,7 +269,7 @@ impl SlotPool {
     }
 
     /// Keeps an empty bundle for the flush thread to fill (or frees it, if enough are kept).
-    fn recycle(&self, bundle: Bundle) {
+    fn keep_empty(&self, bundle: Bundle) {
         debug_assert!(bundle.is_empty());
         let _ = self.empty().0.try_send(bundle);
     }
@@ -341,12 +351,13 @@ impl SlotPool {
     fn empty_bundle(&self) -> Bundle {
         match self.empty().1.try_recv() {
             Ok(bundle) => bundle,
-            Err(_) => Box::new(Vec::with_capacity(self.bundle)),
+            Err(_) => Box::new(Vec::with_capacity(self.per_bundle)),
         }
     }
 
     /// Waits up to `timeout` for `take` (this pool's [`try_take_waiting`](Self::try_take_waiting),
-    /// or a caller's wider look) to find a slot: looks again whenever slots come back.
+    /// or a caller's wider look) to find a slot: looks again whenever slots come back, and
+    /// at least every [`LOOK_AGAIN`].
     pub(crate) fn wait(&self, timeout: Duration, take: impl Fn() -> Option<Slot>) -> Option<Slot> {
         let deadline = crate::worker::deadline_after(timeout);
         loop {
@@ -354,18 +365,20 @@ impl SlotPool {
                 return Some(slot);
             }
             let mut guard = self.waiting.lock();
-            // Registered before looking again (both SeqCst, as in `give_back`): either this
-            // look finds the slot given back, or the giver sees a waiter and wakes it.
+            // Registered before looking again, and a giver reads `waiters` after making a
+            // slot free: either this look finds it, or the giver sees a waiter and wakes it.
             self.waiters.fetch_add(1, Ordering::SeqCst);
             let slot = take();
-            let timed_out =
-                slot.is_none() && self.came_back.wait_until(&mut guard, deadline).timed_out();
+            if slot.is_none() {
+                let wake_at = deadline.min(Instant::now() + LOOK_AGAIN);
+                self.came_back.wait_until(&mut guard, wake_at);
+            }
             self.waiters.fetch_sub(1, Ordering::SeqCst);
             drop(guard);
             if slot.is_some() {
                 return slot;
             }
-            if timed_out {
+            if Instant::now() >= deadline {
                 return take();
             }
         }
@@ -380,27 +393,32 @@ impl SlotPool {
         slot
     }
 
-    /// Returns one slot, taken by a caller on `lane` that could not use it, emptied and, if
-    /// it is larger than the pool may keep, shrunk back to its initial size: into the
-    /// lane's bundle while that holds fewer than `bundle - 1`, else as a bundle of its own.
+    /// Returns one slot, taken by a caller on `lane` that could not use it (its event was
+    /// refused), emptied and, if it is larger than the pool may keep, shrunk back to its
+    /// initial size. It goes back to the lane's bundle while that leaves room for a refill's
+    /// worth, as if the slot had not been taken; else as a bundle of its own, in a kept
+    /// empty one; and with none kept, into the lane's bundle after all if it has room: a
+    /// caller allocates only when its lane's bundle is out with another thread of the lane.
     pub(crate) fn give_back(&self, lane: usize, slot: Slot) {
         let slot = self.cleaned(slot);
         let cache = &self.caches[lane & (MAX_LANES - 1)];
-        let mut bundle = match cache.take() {
-            Some(mut bundle) if bundle.len() + 1 < self.bundle => {
-                bundle.push(slot);
-                self.put_cache(cache, bundle);
-                self.wake_waiters();
-                return;
-            }
-            Some(bundle) => {
-                self.put_cache(cache, bundle);
-                self.empty_bundle()
-            }
-            None => self.empty_bundle(),
+        let mut held = cache.take();
+        let into_lane = match &held {
+            Some(bundle) if bundle.len() + 1 < self.per_bundle => true,
+            Some(bundle) => bundle.len() < self.per_bundle && self.empty().1.is_empty(),
+            None => false,
         };
-        bundle.push(slot);
-        self.put_bundle(bundle);
+        match held.as_mut() {
+            Some(bundle) if into_lane => bundle.push(slot),
+            _ => {
+                let mut own = self.empty_bundle();
+                own.push(slot);
+                self.put_bundle(own);
+            }
+        }
+        if let Some(bundle) = held {
+            self.put_cache(cache, bundle);
+        }
         self.wake_waiters();
     }
 
@@ -412,7 +430,7 @@ impl SlotPool {
         for slot in slots {
             let filling = bundle.get_or_insert_with(|| self.empty_bundle());
             filling.push(self.cleaned(slot));
-            if filling.len() == self.bundle
+            if filling.len() == self.per_bundle
                 && let Some(full) = bundle.take()
             {
                 self.put_bundle(full);
@@ -457,6 +475,10 @@ impl SlotPool {
     /// first): they are created again on demand. Returns how many were freed.
     pub(crate) fn trim(&self, keep: usize) -> usize {
         self.empty_caches(u64::MAX);
+        // Empty bundles beyond one a lane go too (a burst of small batches leaves many).
+        if let Some(empty) = self.empty.get() {
+            while empty.1.len() > MAX_LANES && empty.1.try_recv().is_ok() {}
+        }
         let Some(full) = self.full.get() else {
             return 0;
         };
@@ -475,7 +497,7 @@ impl SlotPool {
             }
             free += bundle.len();
             if bundle.is_empty() {
-                self.recycle(bundle);
+                self.keep_empty(bundle);
             } else {
                 let _ = full.0.try_send(bundle);
             }
@@ -503,7 +525,10 @@ impl SlotPool {
         let caches = self.caches.iter().map(|cache| {
             let bundle = cache.take();
             let n = bundle.as_ref().map_or(0, |b| b.len());
-            cache.store(bundle);
+            assert!(
+                cache.swap(bundle).is_none(),
+                "a lane's bundle changed meanwhile"
+            );
             n
         });
         (free, caches.collect())

@@ -96,10 +96,10 @@ fn bundles_are_a_small_part_of_the_pool() {
     assert_eq!(bundle_for(128), 2);
     assert_eq!(bundle_for(127), 1);
     assert_eq!(bundle_for(1), 1);
-    for capacity in [1, 100, 128, 1_000, 2_048, 10_000, 1 << 24] {
-        // Every lane's cache full: at most an eighth of the slots.
+    for capacity in [128, 1_000, 2_048, 10_000, 1 << 24] {
+        // Every lane holding a whole bundle: at most an eighth of the slots.
         assert!(
-            MAX_LANES * (bundle_for(capacity) - 1) <= capacity / 8,
+            MAX_LANES * bundle_for(capacity) <= capacity / 8,
             "{capacity}"
         );
     }
@@ -254,4 +254,31 @@ fn no_slot_is_lost_or_doubled_when_threads_share_lanes_and_lanes_go_idle() {
     pool.empty_caches(u64::MAX);
     let all: Vec<Slot> = std::iter::from_fn(|| pool.take(Overflow::DropNewest).ok()).collect();
     assert_eq!(all.len(), 1_000);
+}
+
+#[test]
+fn a_refused_events_slot_goes_back_without_allocating_a_bundle() {
+    // Every bundle on the free list, none kept empty: a caller's refill then takes a whole
+    // bundle, and the slot of an event it refuses must go back into the lane's bundle.
+    let pool = warm_pool();
+    while pool.empty().1.try_recv().is_ok() {}
+    let slot = pool.take(Overflow::DropNewest).unwrap();
+    assert_eq!(pool.free_slots().1[this_thread() % MAX_LANES], 3);
+    pool.give_back(this_thread(), slot);
+    assert_eq!(pool.free_slots(), (96, lane_holding(4)));
+    assert!(pool.empty().1.is_empty(), "no bundle was made for the slot");
+    // With an empty bundle kept, the slot goes back as a bundle of its own instead.
+    let slot = pool.take(Overflow::DropNewest).unwrap();
+    let slot2 = pool.take(Overflow::DropNewest).unwrap();
+    pool.give_back(this_thread(), slot2);
+    pool.keep_empty(Box::new(Vec::with_capacity(4)));
+    pool.give_back(this_thread(), slot);
+    assert_eq!(pool.free_slots(), (97, lane_holding(3)));
+}
+
+/// What `free_slots` says of the lanes when only this thread's holds `n`.
+fn lane_holding(n: usize) -> Vec<usize> {
+    let mut lanes = vec![0; MAX_LANES];
+    lanes[this_thread() % MAX_LANES] = n;
+    lanes
 }

@@ -222,6 +222,24 @@ fn raw_json_with_escapes_and_unicode_does_not_allocate() {
 }
 
 #[test]
+fn refused_bad_input_does_not_allocate() {
+    // Every third event is not JSON: its slot, taken from the caller's bundle (a whole one
+    // taken from the free list, some calls), goes back without a bundle of its own.
+    let good = br#"{"event_type":"user.login","n":1}"#;
+    let (n, pipeline) = allocations_of(|p, i| {
+        // Only while counting: the warm-up takes no refusal but `Full`.
+        let bad = i % 3 == 2 && COUNTING.with(Cell::get);
+        let event: &[u8] = if bad { b"{\"event_type\":" } else { good };
+        p.record_json(event)
+    });
+    let report = pipeline.close(Duration::from_secs(30));
+    let s = report.stats;
+    assert!(s.is_consistent(), "{s:?}");
+    assert_eq!(s.rejected.invalid_json, (CALLS / 3) as u64, "{s:?}");
+    assert_eq!(n, 0, "record allocated {n} times in {CALLS} calls");
+}
+
+#[test]
 fn serialize_values_do_not_allocate() {
     #[derive(serde::Serialize)]
     struct Login<'a> {

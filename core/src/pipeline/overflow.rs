@@ -94,7 +94,7 @@ impl Pipeline {
 
     /// Takes the oldest queued event's slot for a new one: the oldest of this thread's
     /// lane, or of another lane if this one has none. `None` if the queue is empty after
-    /// all (every slot is being encoded into or sent).
+    /// all (every slot is being encoded into or sent, or free in another lane's bundle).
     #[cold]
     fn evict_oldest(&self) -> Option<Slot> {
         let mut slot = self.shared.queue.pop_oldest()?;
