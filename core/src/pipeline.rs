@@ -465,7 +465,11 @@ impl Pipeline {
         let Some(mut slot) = shared.pool.try_take(lane) else {
             return self.without_slot(park, lane, encode);
         };
-        if let Err(e) = encode(&mut slot, self.max_event_bytes) {
+        // A closure that panics (a user's `Serialize`) drops the slot: counted gone.
+        let encoding = shared.pool.encoding();
+        let encoded = encode(&mut slot, self.max_event_bytes);
+        encoding.disarm();
+        if let Err(e) = encoded {
             shared.pool.give_back(lane, slot);
             return Err(e);
         }

@@ -393,6 +393,15 @@ impl SlotPool {
         slot
     }
 
+    /// Counts as gone, unless [`disarmed`](Encoding::disarm), a slot taken for a closure
+    /// that may panic: the slot is dropped with the unwinding, and without this every such
+    /// panic (a user's `Serialize` that panics, say) would leave the pool a slot short for
+    /// good.
+    #[inline(always)]
+    pub(crate) fn encoding(&self) -> Encoding<'_> {
+        Encoding { pool: self }
+    }
+
     /// Returns one slot, taken by a caller on `lane` that could not use it (its event was
     /// refused), emptied and, if it is larger than the pool may keep, shrunk back to its
     /// initial size. It goes back to the lane's bundle while that leaves room for a refill's
@@ -538,6 +547,26 @@ impl SlotPool {
     #[cfg(test)]
     pub(crate) fn extra(&self) -> usize {
         self.extra.load(Ordering::Relaxed)
+    }
+}
+
+/// See [`SlotPool::encoding`].
+#[must_use]
+pub(crate) struct Encoding<'a> {
+    pool: &'a SlotPool,
+}
+
+impl Encoding<'_> {
+    /// The closure returned: the slot is the caller's to use or give back.
+    #[inline(always)]
+    pub(crate) fn disarm(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Encoding<'_> {
+    fn drop(&mut self) {
+        self.pool.created.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

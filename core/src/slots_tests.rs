@@ -147,16 +147,25 @@ fn a_caller_takes_a_bundle_and_leaves_the_rest_free() {
     assert_eq!(pool.created(), 100);
 }
 
+/// Another thread's lane keeps three free slots (`bundle_elsewhere`), and this thread takes
+/// every other one: their lane, or `None` when the two threads share a lane (lanes are
+/// handed out to every thread of the test run in turn).
+fn their_bundle_left(pool: &std::sync::Arc<SlotPool>) -> Option<usize> {
+    let their_lane = bundle_elsewhere(pool);
+    if their_lane == this_thread() % MAX_LANES {
+        return None;
+    }
+    let mine = std::iter::from_fn(|| pool.take(Overflow::DropNewest).ok()).count();
+    assert_eq!(mine, 97, "all but the three in their lane");
+    Some(their_lane)
+}
+
 #[test]
 fn an_idle_lanes_cache_goes_back_to_the_free_list() {
     let pool = warm_pool();
-    let their_lane = bundle_elsewhere(&pool);
-    if their_lane == this_thread() % MAX_LANES {
-        return; // Lanes are handed out to every thread of the test run: one lane here.
-    }
-    // Their lane keeps three free slots this thread cannot reach without waiting.
-    let mine: Vec<Slot> = std::iter::from_fn(|| pool.take(Overflow::DropNewest).ok()).collect();
-    assert_eq!(mine.len(), 97);
+    let Some(their_lane) = their_bundle_left(&pool) else {
+        return;
+    };
     // The flush thread saw their lane record nothing lately.
     pool.empty_caches(1 << their_lane);
     assert_eq!(pool.free_slots().1[their_lane], 0);
@@ -168,12 +177,9 @@ fn an_idle_lanes_cache_goes_back_to_the_free_list() {
 #[test]
 fn a_waiting_caller_takes_from_other_lanes_caches() {
     let pool = warm_pool();
-    let their_lane = bundle_elsewhere(&pool);
-    if their_lane == this_thread() % MAX_LANES {
-        return; // One lane here, as above.
+    if their_bundle_left(&pool).is_none() {
+        return;
     }
-    let mine: Vec<Slot> = std::iter::from_fn(|| pool.take(Overflow::DropNewest).ok()).collect();
-    assert_eq!(mine.len(), 97);
     let block = Overflow::Block {
         timeout: Duration::from_millis(1),
     };

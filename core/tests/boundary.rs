@@ -345,3 +345,36 @@ fn bad_json_inside_a_field_names_the_field() {
     assert_eq!(stats.rejected.invalid_json, 4, "{stats:?}");
     assert_eq!(stats.recorded, 0, "{stats:?}");
 }
+
+#[test]
+fn a_serialize_that_panics_does_not_cost_the_pipeline_its_slots() {
+    struct Panics;
+    impl serde::Serialize for Panics {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            panic!("a caller's own bug");
+        }
+    }
+    // A sink that holds its first batch until the end: slots in it stay taken.
+    let (open, gate) = crossbeam_channel::bounded::<()>(0);
+    let sink = auditbuf::CallbackSink::new(move |_: &[&[u8]]| {
+        let _ = gate.recv_timeout(Duration::from_secs(30));
+        auditbuf::Outcome::Delivered
+    });
+    let p = Pipeline::new(Config::default().queue_capacity(4), sink).unwrap();
+    for _ in 0..20 {
+        let panicked =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.record_serialize(&Panics)));
+        assert!(panicked.is_err());
+    }
+    // Each panic dropped the slot it was given; the pool still has all four.
+    let event = json!({"event_type": "user.login"});
+    let accepted = (0..10)
+        .take_while(|_| p.record_serialize(&event).is_ok())
+        .count();
+    assert_eq!(accepted, 4);
+    drop(open);
+    let report = p.close(Duration::from_secs(30));
+    assert!(report.completed);
+    assert!(report.stats.is_consistent(), "{:?}", report.stats);
+    assert_eq!(report.stats.delivered, 4);
+}
