@@ -157,8 +157,8 @@ impl SlotPool {
         SlotPool {
             full: OnceLock::new(),
             empty: OnceLock::new(),
-            // A bundle for each lane now (under 7 KiB in all): a lane's first call
-            // allocates nothing either.
+            // An empty bundle for each lane to start with (under 7 KiB in all): a lane's
+            // first call swaps it for a full one, and it is kept for the flush thread.
             caches: (0..MAX_LANES)
                 .map(|_| {
                     CachePadded::new(AtomicCell::new(Some(Box::new(Vec::with_capacity(bundle)))))
@@ -493,7 +493,8 @@ impl SlotPool {
         };
         let mut free: usize = 0;
         let mut freed = 0;
-        // Bundles go round once: the first `keep` slots are kept.
+        // Each bundle is looked at once (those put back go to the end of the list), keeping
+        // the first `keep` slots found.
         for _ in 0..full.1.len() {
             let Ok(mut bundle) = full.1.try_recv() else {
                 break;
