@@ -252,10 +252,12 @@ fn check_env(
         format!("{prefix}_BACKING_STORE"),
     );
     let lookup = |name: &str| {
-        let value = match name {
-            _ if name == config_var => config,
-            _ if name == store_var => store,
-            _ => None,
+        let value = if name == config_var {
+            config
+        } else if name == store_var {
+            store
+        } else {
+            None
         };
         let bytes = value.ok_or(VarError::NotPresent)?;
         String::from_utf8(bytes.to_vec())
