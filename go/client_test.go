@@ -587,6 +587,49 @@ func TestConfigDocument(t *testing.T) {
 	}
 }
 
+// The library takes 0 for four settings whose Go zero keeps the default: a negative value
+// stands for it, and ConfigFromEnv gives one back for an explicit 0.
+func TestConfigExplicitZeros(t *testing.T) {
+	zeros := `"dead_letter_capacity":0,"initial_slot_bytes":0,"retained_slot_bytes":0,"drop_timeout_ms":0`
+	cfg := Config{DeadLetterCapacity: -1, InitialSlotBytes: -512, RetainedSlotBytes: -1, DropTimeout: -time.Second}
+	got, err := json.Marshal(cfg)
+	if err != nil || string(got) != "{"+zeros+"}" {
+		t.Fatalf("negative values: %s, %v", got, err)
+	}
+	if got, err := json.Marshal(Config{}); err != nil || string(got) != "{}" {
+		t.Fatalf("zero values: %s, %v", got, err)
+	}
+	got, err = json.Marshal(Config{DeadLetterCapacity: 5, InitialSlotBytes: 64, RetainedSlotBytes: 128, DropTimeout: time.Second})
+	if want := `{"dead_letter_capacity":5,"initial_slot_bytes":64,"retained_slot_bytes":128,"drop_timeout_ms":1000}`; err != nil || string(got) != want {
+		t.Fatalf("positive values: %s, %v", got, err)
+	}
+	t.Setenv("AUDIT_CONFIG", "{"+zeros+"}")
+	fromEnv, err := ConfigFromEnv("AUDIT")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fromEnv.DeadLetterCapacity != -1 || fromEnv.InitialSlotBytes != -1 || fromEnv.RetainedSlotBytes != -1 || fromEnv.DropTimeout >= 0 {
+		t.Fatalf("explicit zeros read back as %+v", fromEnv)
+	}
+	if again, err := json.Marshal(fromEnv); err != nil || string(again) != "{"+zeros+"}" {
+		t.Fatalf("read back and written again: %s, %v", again, err)
+	}
+	// The library takes them: slots start empty and grow, and every event is delivered.
+	var col collector
+	c, err := NewWithSink(fromEnv, col.sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if err := c.Record(sampleEvent(fmt.Sprintf("zero-%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := mustClose(t, c); r.Stats.Recorded != 3 || r.Stats.Delivered != 3 || !r.Stats.IsConsistent() {
+		t.Fatalf("report %+v", r)
+	}
+}
+
 // Values Rust refuses and a Go struct would take for "keep the default", a misspelt field,
 // and a store without its required parameter: ConfigFromEnv gives Rust's own messages,
 // naming the variable, before New.

@@ -13,7 +13,9 @@ import (
 
 // Config is the whole pipeline: its settings, its sink and its backing store. New
 // marshals it to the C ABI's configuration document (README "Configuration"); json.Marshal
-// gives the same document. Zero fields keep the library's defaults.
+// gives the same document. Zero fields keep the library's defaults; where the library
+// also takes 0 (DeadLetterCapacity, InitialSlotBytes, RetainedSlotBytes, DropTimeout), a
+// negative value stands for it.
 type Config struct {
 	// Service names the recording service, for logs and metrics. Defaults to "auditbuf".
 	Service string
@@ -49,16 +51,19 @@ type Config struct {
 	Durability Durability
 	// Retry bounds the retries of a batch. Defaults to 60 s of retries.
 	Retry Retry
-	// DeadLetterCapacity is the number of dead letters kept for inspection.
-	// Defaults to 1000.
+	// DeadLetterCapacity is the number of dead letters kept for inspection (at most
+	// 100 000). Defaults to 1000; a negative value keeps none (the library's 0).
 	DeadLetterCapacity int
-	// InitialSlotBytes is the capacity a queue slot starts with. Defaults to 512.
+	// InitialSlotBytes is the capacity a queue slot starts with (at most 1 MiB).
+	// Defaults to 512; a negative value starts slots empty (the library's 0).
 	InitialSlotBytes int
-	// RetainedSlotBytes is the largest capacity a slot keeps between events.
-	// Defaults to 8 KiB.
+	// RetainedSlotBytes is the largest capacity a slot keeps between events (at most
+	// 64 MiB; below InitialSlotBytes it acts as InitialSlotBytes). Defaults to 8 KiB; a
+	// negative value is the library's 0.
 	RetainedSlotBytes int
 	// DropTimeout is the deadline of the close that releasing an unclosed client
-	// performs (the finalizer's). Defaults to 1 s.
+	// performs (the finalizer's). Defaults to 1 s; a negative one closes without
+	// waiting (the library's 0).
 	DropTimeout time.Duration
 	// GapMarkers, when true, has the client record one marker event (event_type
 	// "auditbuf.events.lost", counted in Stats.GapMarkers) after events were lost, at
@@ -231,10 +236,10 @@ type settingsDoc struct {
 	BlockTimeoutMs     *uint64    `json:"block_timeout_ms,omitempty"`
 	Durability         Durability `json:"durability,omitempty"`
 	Retry              *retryDoc  `json:"retry,omitempty"`
-	DeadLetterCapacity int        `json:"dead_letter_capacity,omitempty"`
-	InitialSlotBytes   int        `json:"initial_slot_bytes,omitempty"`
-	RetainedSlotBytes  int        `json:"retained_slot_bytes,omitempty"`
-	DropTimeoutMs      uint64     `json:"drop_timeout_ms,omitempty"`
+	DeadLetterCapacity *int       `json:"dead_letter_capacity,omitempty"`
+	InitialSlotBytes   *int       `json:"initial_slot_bytes,omitempty"`
+	RetainedSlotBytes  *int       `json:"retained_slot_bytes,omitempty"`
+	DropTimeoutMs      *uint64    `json:"drop_timeout_ms,omitempty"`
 	GapMarkers         bool       `json:"gap_markers,omitempty"`
 	Categories         []string   `json:"categories,omitempty"`
 	CheckTimestamps    bool       `json:"check_timestamp_window,omitempty"`
@@ -274,6 +279,29 @@ type document struct {
 	Store *storeDoc `json:"store,omitempty"`
 }
 
+// orZero is the document's value of a setting whose Go zero keeps the default and whose
+// negative values stand for the library's 0.
+func orZero(v int) *int {
+	switch {
+	case v < 0:
+		return new(int)
+	case v > 0:
+		return &v
+	}
+	return nil
+}
+
+// fromZero is orZero's inverse: an explicit 0 in a document becomes -1.
+func fromZero(p *int) int {
+	switch {
+	case p == nil:
+		return 0
+	case *p == 0:
+		return -1
+	}
+	return *p
+}
+
 // ms converts a duration to whole milliseconds, rounding up, so that a positive
 // duration never becomes 0.
 func ms(field string, d time.Duration) (uint64, error) {
@@ -303,13 +331,19 @@ func (c Config) document() (document, error) {
 		FlushIntervalMs:    msField("flush_interval_ms", c.FlushInterval),
 		Overflow:           c.Overflow,
 		Durability:         c.Durability,
-		DeadLetterCapacity: c.DeadLetterCapacity,
-		InitialSlotBytes:   c.InitialSlotBytes,
-		RetainedSlotBytes:  c.RetainedSlotBytes,
-		DropTimeoutMs:      msField("drop_timeout_ms", c.DropTimeout),
+		DeadLetterCapacity: orZero(c.DeadLetterCapacity),
+		InitialSlotBytes:   orZero(c.InitialSlotBytes),
+		RetainedSlotBytes:  orZero(c.RetainedSlotBytes),
 		GapMarkers:         c.GapMarkers,
 		Categories:         c.Categories,
 		CheckTimestamps:    c.CheckTimestampWindow,
+	}
+	switch {
+	case c.DropTimeout < 0:
+		doc.DropTimeoutMs = new(uint64)
+	case c.DropTimeout > 0:
+		v := msField("drop_timeout_ms", c.DropTimeout)
+		doc.DropTimeoutMs = &v
 	}
 	if c.Overflow == OverflowBlock || c.BlockTimeout != 0 {
 		v := msField("block_timeout_ms", c.BlockTimeout)
@@ -457,13 +491,18 @@ func (d settingsDoc) config() Config {
 		FlushInterval:        dur(d.FlushIntervalMs),
 		Overflow:             d.Overflow,
 		Durability:           d.Durability,
-		DeadLetterCapacity:   d.DeadLetterCapacity,
-		InitialSlotBytes:     d.InitialSlotBytes,
-		RetainedSlotBytes:    d.RetainedSlotBytes,
-		DropTimeout:          dur(d.DropTimeoutMs),
+		DeadLetterCapacity:   fromZero(d.DeadLetterCapacity),
+		InitialSlotBytes:     fromZero(d.InitialSlotBytes),
+		RetainedSlotBytes:    fromZero(d.RetainedSlotBytes),
 		GapMarkers:           d.GapMarkers,
 		Categories:           d.Categories,
 		CheckTimestampWindow: d.CheckTimestamps,
+	}
+	if d.DropTimeoutMs != nil {
+		c.DropTimeout = dur(*d.DropTimeoutMs)
+		if c.DropTimeout == 0 {
+			c.DropTimeout = -1
+		}
 	}
 	if d.BlockTimeoutMs != nil {
 		c.BlockTimeout = dur(*d.BlockTimeoutMs)

@@ -95,6 +95,9 @@ func rabbitMQFromEnv(prefix string, lookup func(string) (string, bool)) (*Sink, 
 // environment (no exchange, no routing key, default timeouts): the failing field and why,
 // or "".
 func checkRabbitMQ(url, queue string) (field, reason string) {
+	if url == "" {
+		return "url", "is empty, must be an amqp:// or amqps:// URL"
+	}
 	rest, ok := strings.CutPrefix(url, "amqp://")
 	if !ok {
 		rest, ok = strings.CutPrefix(url, "amqps://")

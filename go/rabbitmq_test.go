@@ -281,6 +281,7 @@ func TestConfigFromEnvReadsTheRabbitMQSink(t *testing.T) {
 		{[]string{"URL", "amqp://h", "PORT", "1", "QUEUE", "q"}, "AUDIT_RABBITMQ_PORT: set AUDIT_RABBITMQ_URL"},
 		{[]string{"PORT", "x", "QUEUE", "q"}, "AUDIT_RABBITMQ_PORT: must be a port number"},
 		{[]string{"PORT", "65536", "QUEUE", "q"}, "AUDIT_RABBITMQ_PORT: must be a port number"},
+		{[]string{"URL", "", "QUEUE", "q"}, "AUDIT_RABBITMQ_URL: is empty, must be an amqp:// or amqps:// URL"},
 		{[]string{"URL", "http://u:hunter22@h", "QUEUE", "q"}, "AUDIT_RABBITMQ_URL: http://u:***@h: must start with amqp://"},
 		{[]string{"URL", "amqp://u:hunter22@", "QUEUE", "q"}, "AUDIT_RABBITMQ_URL: amqp://u:***@: names no host"},
 		{[]string{"URL", "amqp://h", "QUEUE_NAME", ""}, "AUDIT_RABBITMQ_QUEUE: must not be empty"},

@@ -130,6 +130,12 @@ impl RabbitMqConfig {
 
     /// Checks what can be checked without a broker, naming the field.
     pub(crate) fn validate(&self) -> Result<(), Error> {
+        if self.url.is_empty() {
+            return Err(Error::config(
+                "url",
+                "is empty, must be an amqp:// or amqps:// URL",
+            ));
+        }
         let rest = self
             .url
             .strip_prefix("amqp://")
@@ -381,6 +387,13 @@ mod tests {
             .validate()
             .unwrap();
         assert_eq!(field_of(RabbitMqConfig::new("http://h", "q")), "url");
+        assert_eq!(
+            RabbitMqConfig::new("", "q")
+                .validate()
+                .unwrap_err()
+                .to_string(),
+            "invalid configuration: url: is empty, must be an amqp:// or amqps:// URL"
+        );
         assert_eq!(field_of(RabbitMqConfig::new("amqp://u:p@", "q")), "url");
         assert_eq!(field_of(RabbitMqConfig::new("amqp://:5672", "q")), "url");
         assert_eq!(field_of(RabbitMqConfig::new("amqp://h", "")), "queue");
