@@ -128,10 +128,13 @@ type CADFAttachment struct {
 // outside its set, an EventTime that is not RFC 3339, an ID over 255 bytes),
 // ErrInvalidJSON (an attachment's JSON content), ErrTooLarge, ErrFull, ErrTimeout,
 // ErrClosed, ErrStoreFull, ErrStore, ErrForked. Refusals are counted in Stats.Rejected.
-// ev must not be nil; it is read during the call only. Allocation-free once warm.
+// A nil ev is ErrNullParameter; ev is read during the call only. Allocation-free once warm.
 func (c *Client) RecordCADF(ev *CADFEvent) error {
+	if ev == nil {
+		return errNilEvent
+	}
 	if !c.enter() {
-		return errFreed
+		return c.refused()
 	}
 	e := cadfEncoders.Get().(*cadfEncoder)
 	ok := e.encode(ev)

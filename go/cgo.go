@@ -26,6 +26,8 @@ package auditbuf
 #cgo noescape auditbuf_pipeline_stats
 #cgo nocallback auditbuf_pipeline_stats
 #cgo noescape abgo_flush
+#cgo noescape abgo_in_sink
+#cgo nocallback abgo_in_sink
 #cgo noescape abgo_close
 #include <stdlib.h>
 #include "shim.h"
@@ -184,6 +186,12 @@ func (n native) close(timeoutMs uint64) (Report, uint32, string) {
 	var msg *C.char
 	s := C.abgo_close(n.p, C.uint64_t(timeoutMs), &r, &msg)
 	return reportOf(&r), uint32(s), message(msg)
+}
+
+// inSink reports whether the caller runs inside the Go sink of handle (on its flush
+// thread), where nothing may wait for that thread.
+func inSink(handle uintptr) bool {
+	return C.abgo_in_sink(C.uintptr_t(handle)) != 0
 }
 
 // free releases the handle; it must be the last call on it.

@@ -38,6 +38,7 @@ type Client struct {
 	report       Report        // the first close's, valid once closed is closed
 	err          error
 	final        atomic.Pointer[Stats]  // the counters at release, for Stats() after it
+	freedCalls   atomic.Uint64          // record calls refused with ErrClosed after release
 	finalMetrics atomic.Pointer[string] // the metrics text at release, for MetricsText() after it
 }
 
@@ -54,8 +55,12 @@ func New(cfg Config) (*Client, error) {
 // NewWithSink starts a pipeline whose sink is fn, called on the library's flush thread
 // with each batch, one batch at a time. Each event is one JSON object; the batch is a
 // copy in Go memory that fn may keep. fn's answer decides what happens to the batch (see
-// SinkOutcome); a panic in fn is recovered, logged and treated as SinkRetry. fn must not
-// call Flush or Close on its own client. cfg.Sink must be zero.
+// SinkOutcome); a panic in fn is recovered, logged and treated as SinkRetry. fn may call
+// back into its own client, where nothing waits for the flush thread that runs fn: a
+// record call is turned away with ErrFull rather than wait for a slot (even under
+// OverflowBlock); Flush and Close return at once with an error wrapping ErrTimeout (not
+// completed; the Close takes effect when fn returns, and a later Close reports it).
+// cfg.Sink must be zero.
 func NewWithSink(cfg Config, fn func(events [][]byte) SinkOutcome) (*Client, error) {
 	if fn == nil {
 		return nil, configError("sink: the callback is nil")
@@ -118,14 +123,26 @@ func (c *Client) enter() bool {
 
 func (c *Client) leave() { c.state.Add(-1) }
 
+// refused is what a record call made after the handle was released returns: ErrClosed,
+// counted in Stats().Rejected.Closed as the library counts those made before.
+func (c *Client) refused() error {
+	if c != nil {
+		c.freedCalls.Add(1)
+	}
+	return errFreed
+}
+
 // Record records a typed event. It returns nil when the event was accepted, the
 // ErrNotDurable warning when it was accepted but its "wal" sync failed (see Accepted),
 // and otherwise an error wrapping the reason (ErrFull, ErrTimeout, ErrClosed,
 // ErrMissingField, ErrInvalidField, ErrInvalidJSON, ErrTooLarge, ErrStoreFull, ErrStore,
 // ErrForked). ev is read during the call only. Allocation-free once warm.
 func (c *Client) Record(ev *Event) error {
+	if ev == nil {
+		return errNilEvent
+	}
 	if !c.enter() {
-		return errFreed
+		return c.refused()
 	}
 	e := getEncoder()
 	e.encode(&e.one, ev)
@@ -149,7 +166,7 @@ func (c *Client) Record(ev *Event) error {
 // event is read during the call only. Allocation-free.
 func (c *Client) RecordJSON(event []byte) error {
 	if !c.enter() {
-		return errFreed
+		return c.refused()
 	}
 	status, msg := c.n.recordJSON(event)
 	c.leave()
@@ -161,11 +178,21 @@ func (c *Client) RecordJSON(event []byte) error {
 // n < len(events), the error of events[n] (its message starts "events[n]: "). When all
 // were taken the error is nil, or ErrNotDurable if any was only that.
 func (c *Client) RecordBatch(events []*Event) (int, error) {
+	for i, ev := range events {
+		if ev == nil {
+			// Those before it are recorded, as for any event not accepted.
+			n, err := c.RecordBatch(events[:i])
+			if err != nil {
+				return n, err
+			}
+			return n, &Error{Code: 100, Message: fmt.Sprintf("events[%d]: is nil", i)}
+		}
+	}
 	if len(events) == 0 {
 		return 0, nil
 	}
 	if !c.enter() {
-		return 0, errFreed
+		return 0, c.refused()
 	}
 	e := getEncoder()
 	e.flats = e.flats[:0]
@@ -195,7 +222,7 @@ func (c *Client) RecordJSONBatch(events [][]byte) (int, error) {
 		return 0, nil
 	}
 	if !c.enter() {
-		return 0, errFreed
+		return 0, c.refused()
 	}
 	e := getEncoder()
 	e.spans = e.spans[:0]
@@ -220,7 +247,9 @@ func (c *Client) Stats() Stats {
 	if !c.enter() {
 		if c != nil {
 			if s := c.final.Load(); s != nil {
-				return *s
+				final := *s
+				final.Rejected.Closed += c.freedCalls.Load()
+				return final
 			}
 		}
 		return Stats{}
@@ -277,7 +306,8 @@ func (c *Client) Flush(ctx context.Context) (Report, error) {
 		return Report{Completed: true, Stats: c.Stats()}, errFreed
 	}
 	timeout := timeoutMs(ctx)
-	if ctx.Done() == nil {
+	// Inside its own sink the library returns at once (not completed): on this thread.
+	if ctx.Done() == nil || inSink(uintptr(c.sink)) {
 		r, status, msg := c.n.flush(timeout)
 		c.leave()
 		return r, errorOf(status, msg)
@@ -327,6 +357,14 @@ func (c *Client) Close(ctx context.Context) (Report, error) {
 		c.cleanup.Stop()
 		go c.shutdown(timeout)
 	})
+	if inSink(uintptr(c.sink)) {
+		// The sink closing its own client: the library's close, begun above (or before),
+		// waits for the flush thread, which runs this sink; it ends once the sink returns.
+		// A later Close (or the first, elsewhere) waits for it and reports it.
+		return Report{Stats: c.Stats()}, &Error{Code: 11, Message: "close: called by the " +
+			"client's own sink, on the flush thread the close waits for: returned at once, " +
+			"not completed (the close takes effect when the sink returns)"}
+	}
 	select {
 	case <-c.closed:
 	case <-ctx.Done():

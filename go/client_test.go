@@ -708,10 +708,10 @@ func TestConfigFromEnv(t *testing.T) {
 			"unknown field `sink`, expected one of `service`, "},
 		{"AUDIT_CONFIG", `{"queue_capacity":"5"}`, "auditbuf: invalid configuration: AUDIT_CONFIG: queue_capacity: invalid type: string"},
 		{"AUDIT_CONFIG", `{} {}`, "auditbuf: invalid configuration: AUDIT_CONFIG: (document): trailing characters"},
-		{"AUDIT_CONFIG", ``, "auditbuf: invalid configuration: AUDIT_CONFIG: (document): EOF while parsing a value"},
+		{"AUDIT_CONFIG", ``, "auditbuf: invalid configuration: AUDIT_CONFIG: (document): is empty, must be a JSON object"},
 		{"AUDIT_CONFIG", "{\"service\":\"\xff\"}", "auditbuf: invalid configuration: AUDIT_CONFIG: is not valid UTF-8"},
 		{"AUDIT_BACKING_STORE", `{"type":"file","prams":{}}`, "auditbuf: invalid configuration: AUDIT_BACKING_STORE: prams: unknown field `prams`"},
-		{"AUDIT_BACKING_STORE", `file`, "auditbuf: invalid configuration: AUDIT_BACKING_STORE: (document): expected ident at line 1 column 2"},
+		{"AUDIT_BACKING_STORE", `file`, "auditbuf: invalid configuration: AUDIT_BACKING_STORE: (document): must be a JSON object"},
 		{"AUDIT_BACKING_STORE", `{"params":{}}`, "auditbuf: invalid configuration: AUDIT_BACKING_STORE: (document): missing field `type`"},
 		{"AUDIT_BACKING_STORE", `{"type":"file","params":{"pth":"/x"}}`, "auditbuf: invalid configuration: AUDIT_BACKING_STORE: params.pth: unknown field `pth`"},
 	} {

@@ -17,11 +17,13 @@ var (
 	// ErrNotDurable (status 1) is a warning: the event was accepted and will be sent,
 	// but the "wal" store's sync failed, so it may not survive a crash.
 	ErrNotDurable = errors.New("auditbuf: accepted, but not durable")
-	// ErrFull (10): the queue is full (overflow "drop_newest"); the event was not taken.
-	// One refusal in 32 on an OS thread yields its CPU to the flush thread (see Client).
+	// ErrFull (10): the queue is full (overflow "drop_newest", or a record made by the
+	// client's own sink, which never waits); the event was not taken. One refusal in 32 on
+	// an OS thread yields its CPU to the flush thread (see Client).
 	ErrFull = errors.New("auditbuf: queue full")
 	// ErrTimeout (11): no queue slot within BlockTimeout (overflow "block"), or Flush or
-	// Close reached their deadline with work left.
+	// Close reached their deadline with work left, or were called by the client's own
+	// sink (they then return at once, not completed).
 	ErrTimeout = errors.New("auditbuf: timeout")
 	// ErrClosed (12): the client was closed.
 	ErrClosed = errors.New("auditbuf: closed")
@@ -55,7 +57,8 @@ var (
 	ErrIO = errors.New("auditbuf: i/o")
 	// ErrSpawn (32): the flush thread could not be started.
 	ErrSpawn = errors.New("auditbuf: cannot start the flush thread")
-	// ErrNullParameter (100): the C ABI got a NULL pointer (a bug in this package).
+	// ErrNullParameter (100): a nil event (Record(nil), a nil element of RecordBatch,
+	// RecordCADF(nil)), or the C ABI got a NULL pointer (a bug in this package).
 	ErrNullParameter = errors.New("auditbuf: NULL parameter")
 	// ErrInvalidParameter (101): the C ABI got an argument out of range (a bug in this
 	// package, or an event buffer over 4 GiB).
@@ -129,6 +132,9 @@ func errorOf(status uint32, msg string) error {
 // errFreed is returned, without allocating, by calls made after Close released the
 // handle (the library's counters stopped then, so they are not counted).
 var errFreed = &Error{Code: 12, Message: "the client is closed"}
+
+// errNilEvent is returned, without allocating, for a nil event.
+var errNilEvent = &Error{Code: 100, Message: "ev: is nil"}
 
 func configError(format string, args ...any) error {
 	return &Error{Code: 30, Message: fmt.Sprintf(format, args...)}

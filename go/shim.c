@@ -22,9 +22,20 @@ static uint32_t keep(uint32_t status, char **msg) {
     return status;
 }
 
+/* The handle of the Go sink running on this thread (a flush thread), 0 elsewhere: a Go
+ * call made from inside the sink finds its client's here (a goroutine running a cgo
+ * callback stays on the callback's thread). */
+static __thread uintptr_t in_sink;
+
 static uint32_t sink(void *user, const auditbuf_bytes *events, size_t n) {
-    return abgoSink((uintptr_t)user, (auditbuf_bytes *)events, n);
+    uintptr_t outer = in_sink;
+    in_sink = (uintptr_t)user;
+    uint32_t outcome = abgoSink((uintptr_t)user, (auditbuf_bytes *)events, n);
+    in_sink = outer;
+    return outcome;
 }
+
+int abgo_in_sink(uintptr_t handle) { return handle != 0 && in_sink == handle; }
 
 uint32_t abgo_new(const char *config, size_t len, auditbuf_pipeline **out, char **msg) {
     return keep(auditbuf_pipeline_new(config, len, out), msg);

@@ -14,6 +14,9 @@
 #include "auditbuf.h"
 
 uint32_t abgo_new(const char *config, size_t len, auditbuf_pipeline **out, char **msg);
+/* Whether the calling thread is running the Go sink of `handle` (the client's own flush
+ * thread, inside its callback). */
+int abgo_in_sink(uintptr_t handle);
 uint32_t abgo_new_callback(const char *config, size_t len, uintptr_t handle,
                            auditbuf_pipeline **out, char **msg);
 /* auditbuf_config_check_env; a NULL value is an unset variable. */

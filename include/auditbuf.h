@@ -575,8 +575,12 @@ typedef struct auditbuf_flat_event {
  * Called on the pipeline's flush thread, one batch at a time, never concurrently with
  * itself. `events` and the bytes they point to are valid only during the call: copy what
  * you keep. `user` is the pointer given to `auditbuf_pipeline_new_callback`. The callback
- * must not call `auditbuf_flush`, `auditbuf_close` or `auditbuf_pipeline_free` on its own
- * pipeline (they wait for the flush thread, which is running the callback).
+ * may call back into its own pipeline, though nothing there waits for the flush thread
+ * that runs it: a record call is turned away with `AUDITBUF_FULL` rather than wait for a
+ * slot (even under `block`); `auditbuf_flush` and `auditbuf_close` return at once with
+ * `AUDITBUF_TIMEOUT` (the close takes effect when the callback returns, by its deadline);
+ * `auditbuf_pipeline_free` releases the handle and the callback is not called again (what
+ * the pipeline still holds is then kept in its store, or counted as `dropped_shutdown`).
  */
 typedef uint32_t (*auditbuf_sink_fn)(void *user,
                                      const struct auditbuf_bytes *events,
@@ -1095,8 +1099,9 @@ auditbuf_status auditbuf_config_check_env(const char *prefix,
  * backing store it also drains the store as far as the sink allows.
  *
  * Returns `AUDITBUF_OK` when all was settled, `AUDITBUF_TIMEOUT` when the deadline came
- * first (nothing is lost: the rest is still queued, in flight or stored), `AUDITBUF_CLOSED`
- * after `auditbuf_close`. Fills `*report` (which may be NULL; set its `size` first) in
+ * first (nothing is lost: the rest is still queued, in flight or stored) or, at once, when
+ * called by the pipeline's own sink callback, `AUDITBUF_FORKED` in a `fork()` child (the
+ * pipeline is the parent's), `AUDITBUF_CLOSED` after `auditbuf_close`. Fills `*report` (which may be NULL; set its `size` first) in
  * every case but a NULL or invalid argument. Thread-safe; blocks the calling thread
  * only.
  *
@@ -1115,8 +1120,11 @@ auditbuf_status auditbuf_flush(const struct auditbuf_pipeline *pipeline,
  * thread and releases the sink and store. Always returns by the deadline, even if the
  * sink hangs.
  *
- * Returns `AUDITBUF_OK` when the flush thread finished in time, `AUDITBUF_TIMEOUT` when
- * it did not. Closing again is allowed: it waits again, up to its own `timeout_ms`, for a
+ * Returns `AUDITBUF_OK` when the flush thread finished in time (what it could not send is
+ * in the report's stats: `stored`, or `dropped_shutdown` without a store),
+ * `AUDITBUF_TIMEOUT` when it did not or, at once, when called by the pipeline's own sink
+ * callback (the close takes effect when the callback returns), `AUDITBUF_FORKED` in a
+ * `fork()` child. Closing again is allowed: it waits again, up to its own `timeout_ms`, for a
  * flush thread still running, fills `*report`, and returns `AUDITBUF_CLOSED`. The handle
  * stays valid after close (calls return `AUDITBUF_CLOSED`; `auditbuf_pipeline_stats` still
  * works) until `auditbuf_pipeline_free`. Fills `*report` (may be NULL; set its `size`

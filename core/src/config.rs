@@ -37,7 +37,9 @@ pub enum Overflow {
     /// Wait up to `timeout` for a slot, then turn the event away with [`Error::Timeout`].
     /// While the flush thread is behind (the queue over half full when it last took a
     /// batch), a caller renders its own event's JSON rather than leave it to the flush
-    /// thread it would wait for: fewer waits, slower calls at the p99.
+    /// thread it would wait for: fewer waits, slower calls at the p99. A sink recording
+    /// into its own pipeline (on the flush thread, which alone makes room) never waits: a
+    /// full queue turns its event away with [`Error::Full`].
     Block {
         /// Longest wait for a free slot.
         timeout: Duration,

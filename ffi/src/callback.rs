@@ -2,6 +2,7 @@
 
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use auditbuf::{Outcome, Sink};
@@ -26,8 +27,12 @@ pub const AUDITBUF_SINK_TOO_LARGE: u32 = 3;
 /// Called on the pipeline's flush thread, one batch at a time, never concurrently with
 /// itself. `events` and the bytes they point to are valid only during the call: copy what
 /// you keep. `user` is the pointer given to `auditbuf_pipeline_new_callback`. The callback
-/// must not call `auditbuf_flush`, `auditbuf_close` or `auditbuf_pipeline_free` on its own
-/// pipeline (they wait for the flush thread, which is running the callback).
+/// may call back into its own pipeline, though nothing there waits for the flush thread
+/// that runs it: a record call is turned away with `AUDITBUF_FULL` rather than wait for a
+/// slot (even under `block`); `auditbuf_flush` and `auditbuf_close` return at once with
+/// `AUDITBUF_TIMEOUT` (the close takes effect when the callback returns, by its deadline);
+/// `auditbuf_pipeline_free` releases the handle and the callback is not called again (what
+/// the pipeline still holds is then kept in its store, or counted as `dropped_shutdown`).
 pub type auditbuf_sink_fn =
     Option<unsafe extern "C" fn(user: *mut c_void, events: *const auditbuf_bytes, n: usize) -> u32>;
 
@@ -48,12 +53,18 @@ unsafe impl Send for Target {}
 #[derive(Default)]
 pub(crate) struct Gate {
     target: Mutex<Option<Target>>,
+    /// Set by a handle freed from inside the callback, which holds `target`'s lock.
+    shut: AtomicBool,
 }
 
 impl Gate {
-    /// Stops all further calls; waits for a call in progress to return.
-    pub(crate) fn shut(&self) {
-        *self.target.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    /// Stops all further calls; waits for a call in progress to return, unless the caller
+    /// is that call (`inside_callback`: the handle freed by its own callback).
+    pub(crate) fn shut(&self, inside_callback: bool) {
+        self.shut.store(true, Ordering::SeqCst);
+        if !inside_callback {
+            *self.target.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        }
     }
 }
 
@@ -81,6 +92,7 @@ impl CallbackSink {
     ) -> (Self, Arc<Gate>) {
         let gate = Arc::new(Gate {
             target: Mutex::new(Some(Target { callback, user })),
+            shut: AtomicBool::new(false),
         });
         let sink = CallbackSink {
             gate: Arc::clone(&gate),
@@ -97,7 +109,10 @@ impl Sink for CallbackSink {
             .target
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let Some(target) = target.as_ref() else {
+        let Some(target) = target
+            .as_ref()
+            .filter(|_| !self.gate.shut.load(Ordering::SeqCst))
+        else {
             return Outcome::retry("the pipeline's handle was freed; the callback is gone");
         };
         self.views.clear();

@@ -19,8 +19,8 @@ use crate::stats::{
     auditbuf_report, auditbuf_stats, check_size, write_report, write_report_of, write_stats,
 };
 use crate::status::{
-    AUDITBUF_CLOSED, AUDITBUF_CONFIG, AUDITBUF_INVALID_PARAMETER, AUDITBUF_OK, AUDITBUF_TIMEOUT,
-    auditbuf_status,
+    AUDITBUF_CLOSED, AUDITBUF_CONFIG, AUDITBUF_FORKED, AUDITBUF_INVALID_PARAMETER, AUDITBUF_OK,
+    AUDITBUF_TIMEOUT, auditbuf_status,
 };
 
 /// A running pipeline: a bounded queue, one flush thread and a sink (and a backing store,
@@ -271,8 +271,9 @@ fn check_env(
 /// backing store it also drains the store as far as the sink allows.
 ///
 /// Returns `AUDITBUF_OK` when all was settled, `AUDITBUF_TIMEOUT` when the deadline came
-/// first (nothing is lost: the rest is still queued, in flight or stored), `AUDITBUF_CLOSED`
-/// after `auditbuf_close`. Fills `*report` (which may be NULL; set its `size` first) in
+/// first (nothing is lost: the rest is still queued, in flight or stored) or, at once, when
+/// called by the pipeline's own sink callback, `AUDITBUF_FORKED` in a `fork()` child (the
+/// pipeline is the parent's), `AUDITBUF_CLOSED` after `auditbuf_close`. Fills `*report` (which may be NULL; set its `size` first) in
 /// every case but a NULL or invalid argument. Thread-safe; blocks the calling thread
 /// only.
 ///
@@ -301,6 +302,8 @@ pub unsafe extern "C" fn auditbuf_flush(
             unsafe { write_report(&done, report) };
             if done.completed {
                 Ok(AUDITBUF_OK)
+            } else if let Some((status, why)) = returned_at_once(&handle.pipeline) {
+                Err(fail(status, format_args!("flush: {why}")))
             } else {
                 Err(fail(
                     AUDITBUF_TIMEOUT,
@@ -321,8 +324,11 @@ pub unsafe extern "C" fn auditbuf_flush(
 /// thread and releases the sink and store. Always returns by the deadline, even if the
 /// sink hangs.
 ///
-/// Returns `AUDITBUF_OK` when the flush thread finished in time, `AUDITBUF_TIMEOUT` when
-/// it did not. Closing again is allowed: it waits again, up to its own `timeout_ms`, for a
+/// Returns `AUDITBUF_OK` when the flush thread finished in time (what it could not send is
+/// in the report's stats: `stored`, or `dropped_shutdown` without a store),
+/// `AUDITBUF_TIMEOUT` when it did not or, at once, when called by the pipeline's own sink
+/// callback (the close takes effect when the callback returns), `AUDITBUF_FORKED` in a
+/// `fork()` child. Closing again is allowed: it waits again, up to its own `timeout_ms`, for a
 /// flush thread still running, fills `*report`, and returns `AUDITBUF_CLOSED`. The handle
 /// stays valid after close (calls return `AUDITBUF_CLOSED`; `auditbuf_pipeline_stats` still
 /// works) until `auditbuf_pipeline_free`. Fills `*report` (may be NULL; set its `size`
@@ -351,6 +357,8 @@ pub unsafe extern "C" fn auditbuf_close(
                 Err(fail(AUDITBUF_CLOSED, "pipeline was already closed"))
             } else if done.completed {
                 Ok(AUDITBUF_OK)
+            } else if let Some((status, why)) = returned_at_once(&handle.pipeline) {
+                Err(fail(status, format_args!("close: {why}")))
             } else {
                 Err(fail(
                     AUDITBUF_TIMEOUT,
@@ -363,6 +371,29 @@ pub unsafe extern "C" fn auditbuf_close(
         };
         run().unwrap_or_else(|s| s)
     })
+}
+
+/// Why a flush or close that did not complete returned without waiting, if it did: in a
+/// `fork()` child the pipeline is the parent's (`AUDITBUF_FORKED`); called by the
+/// pipeline's own sink callback, it would wait for itself (`AUDITBUF_TIMEOUT`: not
+/// completed, the close taking effect when the callback returns).
+fn returned_at_once(pipeline: &Pipeline) -> Option<(auditbuf_status, &'static str)> {
+    if pipeline.in_forked_child() {
+        Some((
+            AUDITBUF_FORKED,
+            "this process is a fork() child of the one that made the pipeline, whose flush \
+             thread and store belong to the parent: nothing was flushed here",
+        ))
+    } else if pipeline.on_own_flush_thread() {
+        Some((
+            AUDITBUF_TIMEOUT,
+            "called by the pipeline's own sink callback, on the flush thread it would wait \
+             for: returned at once, not completed (a close takes effect when the callback \
+             returns)",
+        ))
+    } else {
+        None
+    }
 }
 
 /// Releases the handle. A pipeline not yet closed is closed first, waiting up to its
@@ -385,9 +416,11 @@ pub unsafe extern "C" fn auditbuf_pipeline_free(pipeline: *mut auditbuf_pipeline
     let handle = unsafe { Box::from_raw(pipeline.cast::<Handle>()) };
     let _ = guard(move || {
         let gate = handle.gate.clone();
+        // Freed by its own callback: nothing here may wait for that call to return.
+        let inside_callback = handle.pipeline.on_own_flush_thread();
         drop(handle);
         if let Some(gate) = gate {
-            gate.shut();
+            gate.shut(inside_callback);
         }
         AUDITBUF_OK
     });

@@ -22,7 +22,13 @@ class Pipeline:
     a callable receiving each batch as a ``list[bytes]`` (one JSON object each) on the flush
     thread, returning ``None``/``True`` (delivered), ``False`` (retry) or an
     ``auditbuf.Outcome``; an exception it raises is a retry, counted in ``stats().retries``
-    and shown by ``last_error()`` — it never stops the flush thread.
+    and shown by ``last_error()`` — it never stops the flush thread. The sink may call back
+    into its own pipeline, where nothing waits for the flush thread it runs on: a record is
+    refused with ``Full`` rather than wait for a slot (even under ``overflow="block"``), and
+    ``flush``/``close`` return at once, not completed (the close takes effect when the sink
+    returns). A sink that refers back to the pipeline (a bound method of the object holding
+    it) is no leak: when the garbage collector finds the two unreachable, it closes the
+    pipeline (delivering what it holds, by its ``drop_timeout_ms``) and lets go of the sink.
 
     The other arguments are the fields of the pipeline document (README, "Configuration"),
     times in seconds: ``batch_size`` is ``batch_max_events``, ``flush_interval`` is

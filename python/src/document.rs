@@ -5,7 +5,7 @@
 use auditbuf::{ConfigError, Error};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString};
+use pyo3::types::{PyBool, PyDict, PyInt, PyString};
 use serde_json::{Map, Value};
 
 use crate::encode::{self, Fail};
@@ -79,6 +79,99 @@ pub(crate) fn to_json(field: &str, v: &Bound<'_, PyAny>) -> PyResult<Value> {
 }
 
 /// The HTTP sink's arguments.
+/// A keyword argument as given (`None` when left out or given as `None`): checked and
+/// converted below, so that every error names the argument.
+pub(crate) type Arg<'py> = Option<Bound<'py, PyAny>>;
+
+fn type_name(v: &Bound<'_, PyAny>) -> String {
+    v.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_default()
+}
+
+fn wrong_type(field: &str, expected: &str, v: &Bound<'_, PyAny>) -> PyErr {
+    PyTypeError::new_err(format!(
+        "{field}: expected {expected}, not {}",
+        type_name(v)
+    ))
+}
+
+/// A str argument: `TypeError` naming `field` for another type, `ConfigError` for a str
+/// that is not UTF-8 (a lone surrogate).
+pub(crate) fn str_arg(field: &str, v: Arg<'_>) -> PyResult<Option<String>> {
+    let Some(v) = v.filter(|v| !v.is_none()) else {
+        return Ok(None);
+    };
+    let Ok(s) = v.cast::<PyString>() else {
+        return Err(wrong_type(field, "a str", &v));
+    };
+    match encode::utf8(s) {
+        Ok(bytes) if bytes.contains(&0) => Err(config_err(v.py(), field, "contains U+0000")),
+        Ok(bytes) => Ok(Some(String::from_utf8_lossy(bytes).into_owned())),
+        Err(_) => Err(config_err(
+            v.py(),
+            field,
+            "is not valid UTF-8 (a lone surrogate)",
+        )),
+    }
+}
+
+/// A path argument: a str or an `os.PathLike` giving one.
+pub(crate) fn path_arg(field: &str, v: Arg<'_>) -> PyResult<Option<String>> {
+    let Some(v) = v.filter(|v| !v.is_none()) else {
+        return Ok(None);
+    };
+    let path = v
+        .py()
+        .import("os")?
+        .call_method1("fspath", (&v,))
+        .map_err(|_| wrong_type(field, "a str or an os.PathLike", &v))?;
+    str_arg(field, Some(path))
+}
+
+/// A count argument: an int (not a bool) from 0 to 2^64 - 1; `TypeError` or `ConfigError`
+/// naming `field` otherwise (the library's own limits are checked with the document).
+pub(crate) fn count_arg(field: &str, v: Arg<'_>) -> PyResult<Option<u64>> {
+    let Some(v) = v.filter(|v| !v.is_none()) else {
+        return Ok(None);
+    };
+    if v.is_instance_of::<PyBool>() || !v.is_instance_of::<PyInt>() {
+        return Err(wrong_type(field, "an int", &v));
+    }
+    v.extract::<u64>().map(Some).map_err(|_| {
+        let shown = v.str().map(|s| s.to_string()).unwrap_or_default();
+        let why = if shown.starts_with('-') {
+            "must not be negative"
+        } else {
+            "more than 2^64 - 1"
+        };
+        config_err(v.py(), field, &format!("is {shown}, {why}"))
+    })
+}
+
+/// A bool argument.
+pub(crate) fn bool_arg(field: &str, v: Arg<'_>, default: bool) -> PyResult<bool> {
+    match v.filter(|v| !v.is_none()) {
+        None => Ok(default),
+        Some(v) => match v.cast::<PyBool>() {
+            Ok(b) => Ok(b.is_true()),
+            Err(_) => Err(wrong_type(field, "a bool", &v)),
+        },
+    }
+}
+
+/// A number of seconds (int or float, not a bool): `TypeError` naming `field` otherwise.
+pub(crate) fn seconds_arg(field: &str, v: Arg<'_>, default: f64) -> PyResult<f64> {
+    match v.filter(|v| !v.is_none()) {
+        None => Ok(default),
+        Some(v) if v.is_instance_of::<PyBool>() => Err(wrong_type(field, "seconds", &v)),
+        Some(v) => v
+            .extract::<f64>()
+            .map_err(|_| wrong_type(field, "seconds (int or float)", &v)),
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct HttpArgs<'py> {
     pub(crate) format: Option<String>,
@@ -90,7 +183,27 @@ pub(crate) struct HttpArgs<'py> {
     pub(crate) ca_file: Option<String>,
 }
 
-impl HttpArgs<'_> {
+impl<'py> HttpArgs<'py> {
+    /// The HTTP sink's arguments, checked.
+    pub(crate) fn of(
+        format: Arg<'py>,
+        headers: Arg<'py>,
+        token_file: Arg<'py>,
+        bearer_token: Arg<'py>,
+        timeout: Arg<'py>,
+        connect_timeout: Arg<'py>,
+        ca_file: Arg<'py>,
+    ) -> PyResult<Self> {
+        Ok(HttpArgs {
+            format: str_arg("format", format)?,
+            headers: headers.filter(|h| !h.is_none()),
+            token_file: path_arg("token_file", token_file)?,
+            bearer_token: str_arg("bearer_token", bearer_token)?,
+            timeout: timeout.filter(|t| !t.is_none()),
+            connect_timeout: connect_timeout.filter(|t| !t.is_none()),
+            ca_file: path_arg("ca_file", ca_file)?,
+        })
+    }
     /// The first argument given, by name: they only make sense with `url=`.
     pub(crate) fn first_given(&self) -> Option<&'static str> {
         [

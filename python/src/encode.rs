@@ -198,9 +198,7 @@ pub(crate) fn write_object(
     };
     match catch_unwind(AssertUnwindSafe(|| encoder.dict(d, 0))) {
         Ok(r) => r.map(|()| encoder.top),
-        Err(_) => Err(Fail::Raised(PyRuntimeError::new_err(
-            "the dict changed while it was being encoded",
-        ))),
+        Err(_) => Err(encoder_panicked()),
     }
 }
 
@@ -220,10 +218,26 @@ pub(crate) fn write_value(
     };
     match catch_unwind(AssertUnwindSafe(|| encoder.value(v, 0))) {
         Ok(r) => r,
-        Err(_) => Err(Fail::Raised(PyRuntimeError::new_err(
-            "the value changed while it was being encoded",
-        ))),
+        Err(_) => Err(encoder_panicked()),
     }
+}
+
+/// A panic in the encoder: not expected (a dict that changes size is caught before pyo3's
+/// iterator would panic), but never let through to Python.
+#[cold]
+fn encoder_panicked() -> Fail {
+    Fail::Raised(PyRuntimeError::new_err(
+        "auditbuf: the encoder failed on this value (a bug; please report it)",
+    ))
+}
+
+/// Python code run while a dict is written (a tzinfo's `utcoffset`, a str subclass's
+/// method) added or removed keys: as `json.dumps` says it.
+#[cold]
+fn dict_changed() -> Fail {
+    Fail::Raised(PyRuntimeError::new_err(
+        "dictionary changed size during iteration (while auditbuf encoded it)",
+    ))
 }
 
 struct Encoder<'o> {
@@ -253,6 +267,9 @@ impl Encoder<'_> {
         }
         self.out.push(b'{');
         let mut first = true;
+        // Checked after each member, before pyo3's iterator takes the next one: it panics
+        // on a dict that changed size (the panic would print on stderr).
+        let size = d.len();
         for (key, value) in d.iter() {
             if !first {
                 self.out.push(b',');
@@ -283,6 +300,9 @@ impl Encoder<'_> {
             self.out.push(b':');
             self.value(&value, depth + 1)
                 .map_err(|f| f.at(|| Seg::Key(String::from_utf8_lossy(k).into_owned())))?;
+            if d.len() != size {
+                return Err(dict_changed());
+            }
         }
         self.out.push(b'}');
         self.check_size()

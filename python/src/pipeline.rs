@@ -4,15 +4,19 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use auditbuf::{AuditEventBytes, Error, Pipeline, PipelineConfig};
+use pyo3::PyTraverseError;
 use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyTypeError};
+use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyString, PyType};
 use serde::ser::Error as _;
 
-use crate::document::{Document, HttpArgs, PipelineArgs, config_err};
+use crate::document::{
+    Arg, Document, HttpArgs, PipelineArgs, bool_arg, config_err, count_arg, seconds_arg, str_arg,
+};
 use crate::encode::{self, Fail, opt, text, time, type_name};
 use crate::errors::{raised, to_py_err, to_py_err_with, warn_not_durable, wrong_type};
-use crate::sink::PySink;
+use crate::sink::{PySink, SinkRef};
 use crate::stats::{DeadLetter, Report, Stats};
 use crate::wait::{GilPark, run_interruptibly};
 
@@ -20,10 +24,12 @@ use crate::wait::{GilPark, run_interruptibly};
 const FOREVER: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Buffers audit events and ships them from a flush thread; see `_auditbuf.pyi`.
-#[pyclass(frozen, module = "auditbuf", name = "Pipeline")]
+#[pyclass(frozen, weakref, module = "auditbuf", name = "Pipeline")]
 pub(crate) struct PyPipeline {
     /// Taken only by `Drop`, which closes it without the GIL.
     inner: Option<Arc<Pipeline>>,
+    /// A Python sink: shown to the cycle collector (`__traverse__`, `__clear__`).
+    sink: Option<SinkRef>,
 }
 
 impl Drop for PyPipeline {
@@ -142,6 +148,7 @@ impl PyPipeline {
         py: Python<'_>,
         build: impl FnOnce() -> Result<Pipeline, Error> + Send,
         exit_timeout: f64,
+        sink: Option<SinkRef>,
     ) -> PyResult<Self> {
         let exit_timeout = deadline(py, "exit_timeout", Some(exit_timeout))?;
         // Opening a store does I/O and starts the flush thread: without the GIL.
@@ -149,6 +156,7 @@ impl PyPipeline {
         register(&pipeline, exit_timeout);
         Ok(PyPipeline {
             inner: Some(pipeline),
+            sink,
         })
     }
 
@@ -194,56 +202,59 @@ enum SinkChoice {
 impl PyPipeline {
     #[new]
     #[pyo3(signature = (
-        url = None, *, sink = None, datastorage = true, service = None, queue_capacity = None,
+        url = None, *, sink = None, datastorage = None, service = None, queue_capacity = None,
         batch_size = None, flush_interval = None, overflow = None, block_timeout = None,
         max_event_bytes = None, durability = None, backing_store = None, headers = None,
         token_file = None, bearer_token = None, timeout = None, connect_timeout = None,
-        ca_file = None, format = None, exit_timeout = 1.0, config = None
+        ca_file = None, format = None, exit_timeout = None, config = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new<'py>(
         py: Python<'py>,
-        url: Option<String>,
-        sink: Option<Bound<'py, PyAny>>,
-        datastorage: bool,
-        service: Option<String>,
-        queue_capacity: Option<u64>,
-        batch_size: Option<u64>,
-        flush_interval: Option<Bound<'py, PyAny>>,
-        overflow: Option<String>,
-        block_timeout: Option<Bound<'py, PyAny>>,
-        max_event_bytes: Option<u64>,
-        durability: Option<String>,
-        backing_store: Option<Bound<'py, PyAny>>,
-        headers: Option<Bound<'py, PyAny>>,
-        token_file: Option<std::path::PathBuf>,
-        bearer_token: Option<String>,
-        timeout: Option<Bound<'py, PyAny>>,
-        connect_timeout: Option<Bound<'py, PyAny>>,
-        ca_file: Option<std::path::PathBuf>,
-        format: Option<String>,
-        exit_timeout: f64,
-        config: Option<Bound<'py, PyAny>>,
+        url: Arg<'py>,
+        sink: Arg<'py>,
+        datastorage: Arg<'py>,
+        service: Arg<'py>,
+        queue_capacity: Arg<'py>,
+        batch_size: Arg<'py>,
+        flush_interval: Arg<'py>,
+        overflow: Arg<'py>,
+        block_timeout: Arg<'py>,
+        max_event_bytes: Arg<'py>,
+        durability: Arg<'py>,
+        backing_store: Arg<'py>,
+        headers: Arg<'py>,
+        token_file: Arg<'py>,
+        bearer_token: Arg<'py>,
+        timeout: Arg<'py>,
+        connect_timeout: Arg<'py>,
+        ca_file: Arg<'py>,
+        format: Arg<'py>,
+        exit_timeout: Arg<'py>,
+        config: Arg<'py>,
     ) -> PyResult<Self> {
-        let http = HttpArgs {
+        let url = str_arg("url", url)?;
+        let datastorage = bool_arg("datastorage", datastorage, true)?;
+        let exit_timeout = seconds_arg("exit_timeout", exit_timeout, 1.0)?;
+        let http = HttpArgs::of(
             format,
             headers,
-            token_file: token_file.map(|p| p.to_string_lossy().into_owned()),
+            token_file,
             bearer_token,
             timeout,
             connect_timeout,
-            ca_file: ca_file.map(|p| p.to_string_lossy().into_owned()),
-        };
+            ca_file,
+        )?;
         let mut doc = Document::new(py, config.as_ref())?;
         doc.settings(&PipelineArgs {
-            service,
-            queue_capacity,
-            batch_size,
+            service: str_arg("service", service)?,
+            queue_capacity: count_arg("queue_capacity", queue_capacity)?,
+            batch_size: count_arg("batch_size", batch_size)?,
             flush_interval,
-            overflow,
+            overflow: str_arg("overflow", overflow)?,
             block_timeout,
-            max_event_bytes,
-            durability,
+            max_event_bytes: count_arg("max_event_bytes", max_event_bytes)?,
+            durability: str_arg("durability", durability)?,
             backing_store,
         })?;
         let choice = Self::sink_choice(py, url.as_deref(), sink.as_ref(), datastorage, &http)?;
@@ -263,6 +274,7 @@ impl PyPipeline {
             }
         };
         let parsed = PipelineConfig::from_json(&doc.text()).map_err(|e| to_py_err(py, &e))?;
+        let sink_ref = callable.as_ref().map(PySink::reference);
         Self::start(
             py,
             move || match callable {
@@ -270,6 +282,7 @@ impl PyPipeline {
                 None => parsed.build(),
             },
             exit_timeout,
+            sink_ref,
         )
     }
 
@@ -278,36 +291,39 @@ impl PyPipeline {
     /// `{prefix}_RABBITMQ_URL` and `_QUEUE`), or with the sink of the arguments.
     #[classmethod]
     #[pyo3(signature = (
-        prefix = "AUDIT", *, url = None, sink = None, datastorage = true, headers = None,
+        prefix = "AUDIT", *, url = None, sink = None, datastorage = None, headers = None,
         token_file = None, bearer_token = None, timeout = None, connect_timeout = None,
-        ca_file = None, format = None, exit_timeout = 1.0
+        ca_file = None, format = None, exit_timeout = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn from_env<'py>(
         _cls: &Bound<'py, PyType>,
         py: Python<'py>,
         prefix: &str,
-        url: Option<String>,
-        sink: Option<Bound<'py, PyAny>>,
-        datastorage: bool,
-        headers: Option<Bound<'py, PyAny>>,
-        token_file: Option<std::path::PathBuf>,
-        bearer_token: Option<String>,
-        timeout: Option<Bound<'py, PyAny>>,
-        connect_timeout: Option<Bound<'py, PyAny>>,
-        ca_file: Option<std::path::PathBuf>,
-        format: Option<String>,
-        exit_timeout: f64,
+        url: Arg<'py>,
+        sink: Arg<'py>,
+        datastorage: Arg<'py>,
+        headers: Arg<'py>,
+        token_file: Arg<'py>,
+        bearer_token: Arg<'py>,
+        timeout: Arg<'py>,
+        connect_timeout: Arg<'py>,
+        ca_file: Arg<'py>,
+        format: Arg<'py>,
+        exit_timeout: Arg<'py>,
     ) -> PyResult<Self> {
-        let http = HttpArgs {
+        let url = str_arg("url", url)?;
+        let datastorage = bool_arg("datastorage", datastorage, true)?;
+        let exit_timeout = seconds_arg("exit_timeout", exit_timeout, 1.0)?;
+        let http = HttpArgs::of(
             format,
             headers,
-            token_file: token_file.map(|p| p.to_string_lossy().into_owned()),
+            token_file,
             bearer_token,
             timeout,
             connect_timeout,
-            ca_file: ca_file.map(|p| p.to_string_lossy().into_owned()),
-        };
+            ca_file,
+        )?;
         let parsed = PipelineConfig::from_env(prefix).map_err(|e| to_py_err(py, &e))?;
         let choice = Self::sink_choice(py, url.as_deref(), sink.as_ref(), datastorage, &http)?;
         match (&choice, parsed.sink().is_some()) {
@@ -338,6 +354,10 @@ impl PyPipeline {
             }
             _ => None,
         };
+        let sink_ref = match &choice {
+            SinkChoice::Callable(s) => Some(s.reference()),
+            _ => None,
+        };
         Self::start(
             py,
             move || match (choice, document_sink) {
@@ -347,7 +367,36 @@ impl PyPipeline {
                 _ => parsed.build(),
             },
             exit_timeout,
+            sink_ref,
         )
+    }
+
+    /// Shows the cycle collector the sink this pipeline holds.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        // Only tried: the flush thread holds the lock for an instant, with the GIL (so
+        // never while the collector runs, on an interpreter with a GIL); a reference not
+        // shown keeps the cycle alive, never frees what is in use.
+        if let Some(Ok(sink)) = self.sink.as_ref().map(|s| s.try_lock())
+            && let Some(callable) = sink.as_ref()
+        {
+            visit.call(callable)?;
+        }
+        Ok(())
+    }
+
+    /// The collector found this pipeline in a cycle nothing else refers to (a sink that is
+    /// a bound method of the object holding the pipeline): closes it the way dropping it
+    /// would (delivering what it holds through the sink, without the GIL, by its
+    /// drop_timeout), then lets go of the sink, which breaks the cycle.
+    fn __clear__(&self) {
+        let Some(sink) = &self.sink else {
+            return;
+        };
+        if let Some(pipeline) = &self.inner {
+            Python::attach(|py| py.detach(|| pipeline.close(pipeline.drop_timeout())));
+        }
+        let callable = sink.lock().ok().and_then(|mut s| s.take());
+        drop(callable);
     }
 
     /// Records one event: a dict, or JSON text as bytes, bytearray, memoryview or str.
@@ -616,6 +665,10 @@ impl PyPipeline {
     fn flush(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Report> {
         let p = Arc::clone(self.pipeline()?);
         let timeout = deadline(py, "timeout", timeout)?;
+        if p.on_own_flush_thread() {
+            // The sink flushing its own pipeline: returns at once, not completed.
+            return Ok(p.flush(timeout).into());
+        }
         Ok(run_interruptibly(py, move || p.flush(timeout))?.into())
     }
 
@@ -625,6 +678,10 @@ impl PyPipeline {
     fn close(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Report> {
         let p = Arc::clone(self.pipeline()?);
         let timeout = deadline(py, "timeout", timeout)?;
+        if p.on_own_flush_thread() {
+            // The sink closing its own pipeline: takes effect once it returns.
+            return Ok(p.close(timeout).into());
+        }
         Ok(run_interruptibly(py, move || p.close(timeout))?.into())
     }
 

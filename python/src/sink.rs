@@ -10,6 +10,7 @@
 //! every call (deleting it happens with the GIL held, when `os.fork()` cannot run).
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 
 use auditbuf::{Outcome, Sink};
@@ -34,9 +35,14 @@ pub(crate) fn interpreter_exiting() {
     EXITING.store(true, Ordering::SeqCst);
 }
 
+/// The callable, shared by the sink (on the flush thread) and its `Pipeline` object, which
+/// shows it to Python's cycle collector and lets go of it when the collector asks (a sink
+/// that is a bound method of an object holding the pipeline makes a cycle).
+pub(crate) type SinkRef = Arc<Mutex<Option<Py<PyAny>>>>;
+
 /// Calls `callable(batch)` with each batch.
 pub(crate) struct PySink {
-    callable: Py<PyAny>,
+    callable: SinkRef,
     /// The flush thread's nesting level on its own thread state, from its first call.
     kept: Option<KeptThreadState>,
 }
@@ -70,9 +76,14 @@ impl std::fmt::Debug for PySink {
 impl PySink {
     pub(crate) fn new(callable: Py<PyAny>) -> Self {
         PySink {
-            callable,
+            callable: Arc::new(Mutex::new(Some(callable))),
             kept: None,
         }
+    }
+
+    /// The callable, for the `Pipeline` object.
+    pub(crate) fn reference(&self) -> SinkRef {
+        Arc::clone(&self.callable)
     }
 }
 
@@ -117,6 +128,16 @@ impl Sink for PySink {
             let list = match PyList::new(py, events) {
                 Ok(list) => list,
                 Err(e) => return Outcome::retry(format!("could not build the batch: {e}")),
+            };
+            // Taken out of the lock for the call (the collector's `__traverse__` only tries
+            // the lock): the extra reference keeps the sink alive meanwhile.
+            let callable = match callable.lock() {
+                Ok(callable) => callable.as_ref().map(|c| c.clone_ref(py)),
+                Err(_) => None,
+            };
+            let Some(callable) = callable else {
+                // Its pipeline was collected and closed: not called again after that.
+                return Outcome::retry("the Python sink was released by the garbage collector");
             };
             match call(callable.bind(py), list) {
                 Ok(value) => outcome_of(&value),

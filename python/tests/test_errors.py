@@ -132,6 +132,11 @@ def test_store_error_when_the_directory_is_locked(tmp_path: Path, collect: Colle
         (dict(backing_store={"type": "file", "params": {"pth": "/x"}}), "store.params.pth"),
         (dict(flush_interval=-1), "flush_interval"),
         (dict(headers={"a": "b"}), "headers"),
+        (dict(queue_capacity=-1), "queue_capacity"),
+        (dict(batch_size=2**70), "batch_size"),
+        (dict(max_event_bytes=-5), "max_event_bytes"),
+        (dict(service="\ud800"), "service"),
+        (dict(service="a\x00b"), "service"),
     ],
 )
 def test_config_errors_name_the_field(collect: Collect, kwargs: Any, field: str) -> None:
@@ -139,6 +144,27 @@ def test_config_errors_name_the_field(collect: Collect, kwargs: Any, field: str)
         auditbuf.Pipeline(sink=collect, **kwargs)
     assert isinstance(e.value, ValueError)
     assert (e.value.code, e.value.name, e.value.field) == (30, "config", field), str(e.value)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(queue_capacity=10.5), "queue_capacity: expected an int, not float"),
+        (dict(queue_capacity="10"), "queue_capacity: expected an int, not str"),
+        (dict(queue_capacity=True), "queue_capacity: expected an int, not bool"),
+        (dict(overflow=1), "overflow: expected a str, not int"),
+        (dict(service=5), "service: expected a str, not int"),
+        (dict(datastorage=1), "datastorage: expected a bool, not int"),
+        (dict(exit_timeout="1"), "exit_timeout: expected seconds (int or float), not str"),
+        (dict(token_file=5), "token_file: expected a str or an os.PathLike, not int"),
+    ],
+)
+def test_arguments_of_the_wrong_type_are_named(
+    collect: Collect, kwargs: Any, message: str
+) -> None:
+    with pytest.raises(TypeError) as e:
+        auditbuf.Pipeline(sink=collect, **kwargs)
+    assert str(e.value) == message
 
 
 def test_sink_or_url_is_required_and_exclusive(collect: Collect) -> None:

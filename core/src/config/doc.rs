@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
+use serde_json::value::RawValue;
 
 use super::{Config, Durability, Overflow};
 use crate::Error;
@@ -17,6 +18,7 @@ use crate::encode::json::{MAX_DEPTH, scan_object};
 /// must be one JSON object and nothing after it, with no duplicate keys at any level (a
 /// second `"path"` would otherwise silently win), no `\u0000` and no out-of-range number.
 pub(crate) fn parse_json<'de, T: Deserialize<'de>>(text: &'de str) -> Result<T, Error> {
+    check_objects(text)?;
     let mut de = serde_json::Deserializer::from_str(text);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -63,6 +65,45 @@ pub(crate) fn parse_json<'de, T: Deserialize<'de>>(text: &'de str) -> Result<T, 
         Error::config(field, reason)
     })?;
     Ok(value)
+}
+
+/// Members whose value must be a JSON object (or `null`, refused with its own message).
+const OBJECT_MEMBERS: [&str; 1] = ["retry"];
+
+/// serde's derived structs read a JSON array too, field by field in order (`[3]` for
+/// `retry` would set `max_attempts`, `["s"]` for the whole document `service`): a document
+/// must spell its objects as objects.
+fn check_objects(text: &str) -> Result<(), Error> {
+    if text.trim().is_empty() {
+        return Err(Error::config("(document)", "is empty, must be a JSON object"));
+    }
+    if !text.trim_start().starts_with('{') {
+        return Err(Error::config("(document)", "must be a JSON object"));
+    }
+    // The top level's members only, their values kept as written; anything that does not
+    // read is reported by the strict reading that follows.
+    let Ok(members) =
+        serde_json::from_str::<std::collections::BTreeMap<String, Box<RawValue>>>(text)
+    else {
+        return Ok(());
+    };
+    for key in OBJECT_MEMBERS {
+        let Some(value) = members.get(key) else {
+            continue;
+        };
+        let kind = match value.get().trim_start().as_bytes().first() {
+            Some(b'{' | b'n') | None => continue,
+            Some(b'[') => "an array",
+            Some(b'"') => "a string",
+            Some(b't' | b'f') => "a boolean",
+            Some(_) => "a number",
+        };
+        return Err(Error::config(
+            key,
+            format!("invalid type: {kind}, expected an object"),
+        ));
+    }
+    Ok(())
 }
 
 /// For `#[serde(default, deserialize_with = "present")]` on an `Option` field: an absent
@@ -290,6 +331,39 @@ mod tests {
     use super::super::tests::field_of;
     use super::*;
     use crate::RetryPolicy;
+
+    #[test]
+    fn objects_must_be_objects_not_arrays() {
+        for (text, field, reason) in [
+            (
+                r#"{"retry":[3]}"#,
+                "retry",
+                "invalid type: an array, expected an object",
+            ),
+            (
+                r#"{"retry":[]}"#,
+                "retry",
+                "invalid type: an array, expected an object",
+            ),
+            (
+                r#"{"retry":5}"#,
+                "retry",
+                "invalid type: a number, expected an object",
+            ),
+            (r#"["s"]"#, "(document)", "must be a JSON object"),
+            ("[]", "(document)", "must be a JSON object"),
+            (&"[".repeat(100_000), "(document)", "must be a JSON object"),
+        ] {
+            match Config::from_json(text) {
+                Err(Error::Config(c)) => {
+                    assert_eq!((c.field.as_str(), c.reason.as_str()), (field, reason));
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        assert!(crate::StoreConfig::from_json(r#"["memory",{}]"#).is_err());
+        assert!(Config::from_json(r#" {"retry":{"max_attempts":3}}"#).is_ok());
+    }
 
     #[test]
     fn empty_document_is_the_default() {

@@ -72,6 +72,8 @@ impl Pipeline {
         let mut slot = match self.overflow {
             Overflow::Block { timeout } => match self.shared.pool.try_take(lane) {
                 Some(slot) => slot,
+                // A sink recording into its own pipeline would wait for itself to make room.
+                None if self.on_own_flush_thread() => return Err(Error::Full),
                 None => self.wait_for_slot(park, lane, timeout)?,
             },
             Overflow::DropOldest if self.group.is_none() => self

@@ -15,8 +15,15 @@ impl Pipeline {
     /// settled) or when `timeout` has passed, whichever comes first. With a backing store
     /// it also drains the store as far as the sink allows. While sending is on hold (a
     /// back-off, the receiver's `Retry-After`) it waits for that to end, within `timeout`.
+    /// Called by the pipeline's own sink (on its flush thread), it returns at once with
+    /// `completed` false.
     pub fn flush(&self, timeout: Duration) -> Report {
         if self.forked(true) {
+            return self.report(false);
+        }
+        if self.on_own_flush_thread() {
+            // A sink flushing its own pipeline: what it waits for cannot happen until it
+            // returns.
             return self.report(false);
         }
         let deadline = deadline_after(timeout);
@@ -35,7 +42,9 @@ impl Pipeline {
     /// store (or, without one, drops it as `dropped.shutdown`) and stops the flush thread.
     /// Always returns by the deadline, even if the sink hangs, and from then on the sink is
     /// never called again (a call still running then may finish; `completed` is false).
-    /// Calling it again waits again.
+    /// Calling it again waits again. Called by the pipeline's own sink (on its flush
+    /// thread), it returns at once with `completed` false: the flush thread shuts down by
+    /// the deadline once the sink returns.
     pub fn close(&self, timeout: Duration) -> Report {
         if self.forked(true) {
             return self.report(false);
@@ -48,6 +57,11 @@ impl Pipeline {
             let _ = self.commands.send(Command::Close(deadline_after(
                 timeout.saturating_sub(reserve),
             )));
+        }
+        if self.on_own_flush_thread() {
+            // A sink closing its own pipeline: the flush thread shuts down by the deadline
+            // once the sink returns; nothing may wait for it here.
+            return self.report(false);
         }
         let completed = matches!(
             self.finished.recv_deadline(deadline),
@@ -91,6 +105,12 @@ impl Drop for Pipeline {
             return;
         }
         let report = self.close(self.drop_timeout);
+        if self.on_own_flush_thread() {
+            // The last handle dropped by the sink: the flush thread goes on after the sink
+            // returns, shuts down by the deadline and exits; it cannot join itself.
+            drop(self.thread.get_mut().take());
+            return;
+        }
         if !report.completed
             && matches!(
                 self.finished.recv_timeout(DROP_JOIN_GRACE),

@@ -17,6 +17,8 @@ static const struct {
     {"after_close", test_after_close},
     {"callback_outcomes", test_callback_outcomes},
     {"batches", test_batches},
+    {"reentrant", test_reentrant},
+    {"fork_flush_close", test_fork_flush_close},
     {"stats_sizes", test_stats_sizes},
     {"vectors", test_vectors},
     {"http", test_http},

@@ -84,7 +84,12 @@ void test_config_check_env(void) {
     CHECK_MESSAGE("invalid configuration: AUDIT_BACKING_STORE: params: missing field `path`");
     /* Set but empty is not unset; the settings are checked first. */
     CHECK_STATUS(check_env("", "{\"type\":\"tape\"}"), AUDITBUF_CONFIG);
-    CHECK(last_error_has("AUDIT_CONFIG: (document): EOF while parsing"));
+    CHECK(last_error_has("AUDIT_CONFIG: (document): is empty, must be a JSON object"));
+    /* An object spelled as an array is not read field by field. */
+    CHECK_STATUS(check_env("{\"retry\":[3]}", NULL), AUDITBUF_CONFIG);
+    CHECK(last_error_has("AUDIT_CONFIG: retry: invalid type: an array, expected an object"));
+    CHECK_STATUS(check_env("[[[[", NULL), AUDITBUF_CONFIG);
+    CHECK(last_error_has("AUDIT_CONFIG: (document): must be a JSON object"));
     CHECK_STATUS(check_env("{\"service\":\"\xff\"}", NULL), AUDITBUF_CONFIG);
     CHECK_MESSAGE("invalid configuration: AUDIT_CONFIG: is not valid UTF-8");
     /* Arguments. */
