@@ -237,6 +237,14 @@ impl Pipeline {
             ..FlushCounts::default()
         };
         shared.counters.publish(&counts);
+        if lost > 0 {
+            // Also for callers who look at `last_error` rather than logs or counters.
+            shared.note_error(format!(
+                "{lost} events in the backing store were lost to damage found when it was \
+                 opened (counted in recovered and dropped.damaged; damaged files are kept \
+                 aside, e.g. *.seg.corrupt)"
+            ));
+        }
         let inbox = Inbox {
             wake: wake_rx,
             commands: commands_rx,

@@ -144,14 +144,22 @@ fn files_are_private() {
 fn a_second_open_is_refused_clearly() {
     let scope = Scope::new("lock");
     let dir = scope.0.join("wal");
-    let first = FileStore::open(config(&dir)).unwrap();
+    let mut first = FileStore::open(config(&dir)).unwrap();
     let err = FileStore::open(config(&dir)).unwrap_err();
     let message = err.to_string();
     assert!(
-        message.contains("in use by another process") && message.contains("LOCK"),
+        message.contains(&format!(
+            "LOCK: the store is already open in this process (pid {}), by a pipeline or store \
+             not yet closed",
+            std::process::id()
+        )),
         "{message}"
     );
+    // Closing releases it, though the handle lives on (a closed pipeline not yet dropped).
+    auditbuf::Store::close(&mut first).unwrap();
+    let second = FileStore::open(config(&dir)).unwrap();
     drop(first);
+    drop(second);
     FileStore::open(config(&dir)).unwrap();
 }
 
@@ -345,4 +353,44 @@ fn dead_letters_replay_into_the_log_in_order_and_only_once() {
             event(14)
         ]
     );
+}
+
+#[test]
+fn a_closed_pipeline_lets_go_of_its_store_before_it_is_dropped() {
+    let scope = Scope::new("closed-releases");
+    let dir = scope.0.join("wal");
+    let (sink, seen) = common::sinks::collecting();
+    let first = Pipeline::with_store(
+        Config::default(),
+        sink,
+        FileStore::open(config(&dir)).unwrap(),
+    )
+    .unwrap();
+    for i in 0..5 {
+        first
+            .record_json(format!(r#"{{"i":{i}}}"#).as_bytes())
+            .unwrap();
+    }
+    let report = first.close(Duration::from_secs(5));
+    assert!(
+        report.completed && report.stats.is_consistent(),
+        "{report:?}"
+    );
+    assert_eq!((report.stats.delivered, seen.lock().unwrap().len()), (5, 5));
+    // `first` is still alive, closed: the store is free for the next pipeline.
+    let (sink, _) = common::sinks::collecting();
+    let second = Pipeline::with_store(
+        Config::default(),
+        sink,
+        FileStore::open(config(&dir)).unwrap(),
+    )
+    .unwrap();
+    second.record_json(br#"{"i":5}"#).unwrap();
+    let report = second.close(Duration::from_secs(5));
+    assert!(
+        report.completed && report.stats.is_consistent(),
+        "{report:?}"
+    );
+    assert_eq!(report.stats.delivered, 1);
+    drop(first);
 }

@@ -247,6 +247,46 @@ fn damage_found_on_open_is_counted_and_reported_by_the_pipeline() {
 }
 
 #[test]
+fn a_segment_overwritten_whole_is_counted_lost_not_dropped_silently() {
+    let scope = Scope::new("overwritten");
+    let dir = scope.0.join("wal");
+    let victim = store_with(&dir, 50);
+    let len = fs::metadata(&victim).unwrap().len() as usize;
+    // Noise from a fixed seed: no magic, no record boundary anywhere.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let noise: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    fs::write(&victim, &noise).unwrap();
+
+    let (sink, _) = common::sinks::collecting();
+    let pipeline = Pipeline::new(
+        Config::default().store(StoreConfig::File(config(&dir))),
+        sink,
+    )
+    .unwrap();
+    let recovery = pipeline.recovery().unwrap();
+    assert!(recovery.lost_events >= 1, "{recovery:?}");
+    assert_eq!(recovery.corrupt_segments.len(), 1, "{recovery:?}");
+    let error = pipeline.last_error().unwrap_or_default();
+    assert!(error.contains("lost to damage"), "{error}");
+    let report = pipeline.close(Duration::from_secs(10));
+    let stats = report.stats;
+    assert!(report.completed && stats.is_consistent(), "{stats:?}");
+    assert_eq!(stats.dropped.damaged, recovery.lost_events, "{stats:?}");
+    assert_eq!(
+        stats.recovered,
+        stats.delivered + stats.dropped.damaged,
+        "{stats:?}"
+    );
+}
+
+#[test]
 fn damage_before_the_cursor_lost_nothing() {
     let scope = Scope::new("damage-consumed");
     let dir = scope.0.join("wal");
@@ -365,13 +405,12 @@ fn verify_refuses_a_store_in_use_and_names_the_process() {
         fs::read_to_string(dir.join("LOCK")).unwrap(),
         format!("{pid}\n")
     );
-    let err = FileStore::verify(&dir).unwrap_err().to_string();
-    assert!(
-        err.ends_with(&format!(
-            "LOCK: the store is in use by another process (pid {pid})"
-        )),
-        "{err}"
+    let held = format!(
+        "LOCK: the store is already open in this process (pid {pid}), by a pipeline or store \
+         not yet closed"
     );
+    let err = FileStore::verify(&dir).unwrap_err().to_string();
+    assert!(err.ends_with(&held), "{err}");
     let err = FileStore::open(config(&dir)).unwrap_err().to_string();
-    assert!(err.ends_with(&format!("(pid {pid})")), "{err}");
+    assert!(err.ends_with(&held), "{err}");
 }

@@ -75,7 +75,10 @@ const OBJECT_MEMBERS: [&str; 1] = ["retry"];
 /// must spell its objects as objects.
 fn check_objects(text: &str) -> Result<(), Error> {
     if text.trim().is_empty() {
-        return Err(Error::config("(document)", "is empty, must be a JSON object"));
+        return Err(Error::config(
+            "(document)",
+            "is empty, must be a JSON object",
+        ));
     }
     if !text.trim_start().starts_with('{') {
         return Err(Error::config("(document)", "must be a JSON object"));

@@ -92,14 +92,20 @@ pub(crate) fn holder(lock: &Path) -> Vec<u32> {
 }
 
 fn in_use(lock: &Path) -> Error {
-    Error::store(
-        "file",
+    let holders = holder(lock);
+    let by = if holders == [std::process::id()] {
+        // This process's own: a pipeline or store on it not yet closed.
         format!(
-            "{}: the store is in use by another process{}",
-            lock.display(),
-            crate::store::locks::describe(&holder(lock))
-        ),
-    )
+            "already open in this process (pid {}), by a pipeline or store not yet closed",
+            std::process::id()
+        )
+    } else {
+        format!(
+            "in use by another process{}",
+            crate::store::locks::describe(&holders)
+        )
+    };
+    Error::store("file", format!("{}: the store is {by}", lock.display()))
 }
 
 /// Opens (creating, mode 0600) `path` for reading and writing; `exclusive` fails if it exists.

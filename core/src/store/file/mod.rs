@@ -67,7 +67,9 @@ struct Segment {
 #[derive(Debug)]
 pub struct FileStore {
     config: FileStoreConfig,
-    _lock: File,
+    /// The `LOCK` file, held locked while open: `close` lets go of it, so that another
+    /// pipeline (or the tools) may open the store while this one's handle lingers.
+    lock: Option<File>,
     segments: VecDeque<Segment>,
     /// Shared with the [`PendingSync`]s handed out, which may outlive its time as the tail.
     tail: Arc<File>,
@@ -524,6 +526,15 @@ impl Store for FileStore {
             self.sync_now()?;
         }
         Ok(())
+    }
+
+    /// Syncs, then releases the store's lock: the pipeline calls it once, last.
+    fn close(&mut self) -> Result<(), Error> {
+        let synced = self.sync();
+        if self.pid == std::process::id() {
+            self.lock = None;
+        }
+        synced
     }
 
     fn is_durable(&self) -> bool {

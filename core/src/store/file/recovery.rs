@@ -192,7 +192,7 @@ impl FileStore {
         }
         let mut store = FileStore {
             config,
-            _lock: lock,
+            lock: Some(lock),
             segments,
             tail: Arc::new(tail),
             unsynced_older: Vec::new(),
