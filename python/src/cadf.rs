@@ -123,6 +123,13 @@ pub(crate) enum Refusal {
         field: String,
         message: String,
     },
+    /// JSON text given as bytes that are not UTF-8: `InvalidEvent` (`invalid_utf8`) whose
+    /// `field` names it (`attachments.content`).
+    Utf8 {
+        field: String,
+        message: String,
+        offset: usize,
+    },
     /// Content with no JSON form: `SerializeError`, its path in the message.
     Unsupported(String),
     /// Python code the content encoder called (a tzinfo) raised: raised as it is.
@@ -150,6 +157,19 @@ impl Refusal {
                         reason: "",
                     }
                 };
+                p.count_rejected(&e);
+                let err = to_py_err_with(py, &e, &message);
+                match err.value(py).setattr("field", field) {
+                    Ok(()) => err,
+                    Err(failed) => failed,
+                }
+            }
+            Refusal::Utf8 {
+                field,
+                message,
+                offset,
+            } => {
+                let e = Error::InvalidUtf8 { offset };
                 p.count_rejected(&e);
                 let err = to_py_err_with(py, &e, &message);
                 match err.value(py).setattr("field", field) {
@@ -310,6 +330,9 @@ fn resource<'py>(
                             _ => return Err(at.unknown(&k, "an address")),
                         }
                     }
+                    if address[0].is_none() {
+                        return Err(at.key("url").missing());
+                    }
                     Ok(address)
                 })?;
             }
@@ -368,6 +391,17 @@ fn content<'py>(
         return Ok(string(v, at)?.map(Content::Text));
     }
     if let Ok(b) = v.cast::<PyBytes>() {
+        if let Err(e) = std::str::from_utf8(b.as_bytes()) {
+            return Err(Refusal::Utf8 {
+                field: at.render(false),
+                message: format!(
+                    "field {}: JSON text (bytes) that is not valid UTF-8 at byte {}",
+                    at.render(true),
+                    e.valid_up_to()
+                ),
+                offset: e.valid_up_to(),
+            });
+        }
         return Ok(Some(Content::Bytes(b.clone())));
     }
     if v.is_instance_of::<PyDict>() || v.is_instance_of::<PyList>() || v.is_instance_of::<PyTuple>()

@@ -613,7 +613,12 @@ impl PyPipeline {
                             }
                             let e = error_of(&f, limit, "event_data");
                             p.count_rejected(&e);
-                            return Err(to_py_err_with(py, &e, &f.message("event_data")));
+                            let err = to_py_err_with(py, &e, &f.message("event_data"));
+                            // Named like a field's error (the path is in the message).
+                            return Err(match err.value(py).setattr("field", "event_data") {
+                                Ok(()) => err,
+                                Err(failed) => failed,
+                            });
                         }
                         Some(&scratch[..])
                     } else if let Ok(s) = v.cast::<PyString>() {

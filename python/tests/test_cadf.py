@@ -234,7 +234,10 @@ REFUSALS: List[Any] = [
     # JSON content: checked as the core checks raw events.
     (minimal(attachments=[{"typeURI": "t", "content": b'{"a": 1, "a": 2}'}]), "invalid_json", None, ""),
     (minimal(attachments=[{"typeURI": "t", "content": b"{"}]), "invalid_json", None, ""),
-    (minimal(attachments=[{"typeURI": "t", "content": b"\xff"}]), "invalid_utf8", None, ""),
+    (minimal(attachments=[{"typeURI": "t", "content": b'"\xff"'}]), "invalid_utf8",
+     "attachments.content", "field attachments[0].content: JSON text (bytes) that is not valid UTF-8 at byte 1"),
+    (with_initiator(addresses=[{"url": "a"}, {"name": "n"}]), "missing_field",
+     "initiator.addresses.url", "required field initiator.addresses[1].url is missing"),
 ]
 
 

@@ -113,8 +113,13 @@ def test_store_error_when_the_directory_is_locked(tmp_path: Path, collect: Colle
     with pytest.raises(auditbuf.StoreError) as e:
         auditbuf.Pipeline(sink=collect, backing_store=store)
     assert (e.value.code, e.value.name) == (22, "store")
-    assert "in use" in str(e.value)
+    assert "already open in this process" in str(e.value)
+    # Closed (though not yet collected), it lets the next pipeline have the store.
     first.close()
+    second = auditbuf.Pipeline(sink=collect, backing_store=store)
+    second.record({"event_type": "x"})
+    assert_accounted(second.close().stats, delivered=1)
+    del first
 
 
 @pytest.mark.parametrize(

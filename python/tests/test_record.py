@@ -331,9 +331,13 @@ class TestRecordEvent:
         assert (i.value.name, i.value.field) == ("invalid_field", "event_data")
         r = p.stats().rejected
         assert (r.serialize, r.invalid_field, r.total()) == (1, 1, 2), r
+        with pytest.raises(auditbuf.SerializeError) as e:
+            p.record_event(**base, event_data={"k": [float("nan")]})
+        assert (e.value.name, e.value.field) == ("serialize", "event_data")
+        assert "event_data.k[0]" in str(e.value), str(e.value)
         p.record_event(**base, event_data={"k": [1, 2]})
         stats = p.close().stats
-        assert stats.rejected.total() == 2
+        assert stats.rejected.total() == 3
         assert_accounted(stats, delivered=1)
         assert json.loads(collect.events[0])["event_data"] == {"event_type": "t", "k": [1, 2]}
 
