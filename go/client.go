@@ -56,7 +56,8 @@ func New(cfg Config) (*Client, error) {
 // with each batch, one batch at a time. Each event is one JSON object; the batch is a
 // copy in Go memory that fn may keep. fn's answer decides what happens to the batch (see
 // SinkOutcome); a panic in fn is recovered, logged and treated as SinkRetry. fn may call
-// back into its own client, where nothing waits for the flush thread that runs fn: a
+// back into its own client (itself, not from goroutines it starts, which are other
+// callers), where nothing waits for the flush thread that runs fn: a
 // record call is turned away with ErrFull rather than wait for a slot (even under
 // OverflowBlock); Flush and Close return at once with an error wrapping ErrTimeout (not
 // completed; the Close takes effect when fn returns, and a later Close reports it).
@@ -182,7 +183,7 @@ func (c *Client) RecordBatch(events []*Event) (int, error) {
 		if ev == nil {
 			// Those before it are recorded, as for any event not accepted.
 			n, err := c.RecordBatch(events[:i])
-			if err != nil {
+			if n < i || (err != nil && !errors.Is(err, ErrNotDurable)) {
 				return n, err
 			}
 			return n, &Error{Code: 100, Message: fmt.Sprintf("events[%d]: is nil", i)}

@@ -130,7 +130,8 @@ func errorOf(status uint32, msg string) error {
 }
 
 // errFreed is returned, without allocating, by calls made after Close released the
-// handle (the library's counters stopped then, so they are not counted).
+// handle (record calls count themselves in Stats().Rejected.Closed: the library's
+// counters stopped then).
 var errFreed = &Error{Code: 12, Message: "the client is closed"}
 
 // errNilEvent is returned, without allocating, for a nil event.

@@ -94,12 +94,16 @@ func TestSinkFlushingAndClosingItsOwnClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The sink's first call waits for mu: it finds all 10 recorded and the client set.
+	mu.Lock()
 	for i := 0; i < 10; i++ {
 		if err := c.RecordJSON([]byte(fmt.Sprintf(`{"i":%d}`, i))); err != nil {
+			mu.Unlock()
 			t.Fatal(err)
 		}
 	}
 	client.Store(c)
+	mu.Unlock()
 	// The timer sends the batch; the sink's Close comes first.
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
 		mu.Lock()

@@ -31,6 +31,7 @@ use crate::stats::FlushCounts;
 use crate::worker::{Command, Inbox, Worker};
 
 mod overflow;
+mod own_thread;
 mod shutdown;
 
 #[cfg(test)]
@@ -48,13 +49,6 @@ const RETAINED_TOTAL_BYTES: usize = 16 * 1024 * 1024;
 /// call to come out; a sink that hangs longer leaves the thread behind (it exits when the
 /// call returns, without calling the sink again).
 const DROP_JOIN_GRACE: Duration = Duration::from_millis(100);
-
-thread_local! {
-    /// On a flush thread, the address of its pipeline's [`Shared`]; 0 on every other thread.
-    /// A sink may call back into its own pipeline (record, flush, close, drop the last
-    /// handle): none of those may wait for the flush thread, which is the caller.
-    static FLUSH_THREAD_OF: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
 
 /// A running pipeline: buffers events, batches them on its flush thread and ships them
 /// through its sink, keeping what it cannot send in its backing store, if it has one.
@@ -107,6 +101,8 @@ pub struct Pipeline {
     /// The fork generation and process this pipeline was built in.
     born: (u64, u32),
     recovery: Option<Recovery>,
+    /// Its number, which its flush thread knows itself by (`FLUSH_THREAD_OF`).
+    number: u64,
     /// What the configuration adds to the typed event's rules (categories, time window).
     rules: EventRules,
 }
@@ -250,12 +246,12 @@ impl Pipeline {
             commands: commands_rx,
         };
         let worker = Worker::new(Arc::clone(&shared), inbox, sink, &config, limits, counts);
-        let shared_at = Arc::as_ptr(&shared) as usize;
+        let number = own_thread::next_number();
         let thread = std::thread::Builder::new()
             .name("auditbuf-flush".to_owned())
             .spawn(move || {
                 let _finished = finished_tx;
-                FLUSH_THREAD_OF.with(|of| of.set(shared_at));
+                own_thread::enter(number);
                 worker.run();
             })
             .map_err(Error::Spawn)?;
@@ -275,6 +271,7 @@ impl Pipeline {
             service: config.service,
             born: (fork::generation(), std::process::id()),
             recovery,
+            number,
         })
     }
 
@@ -284,24 +281,6 @@ impl Pipeline {
     #[inline]
     fn forked(&self, thorough: bool) -> bool {
         fork::forked_since(self.born.0) || (thorough && std::process::id() != self.born.1)
-    }
-
-    /// Whether the calling thread is this pipeline's own flush thread: a sink calling back
-    /// into its pipeline, where nothing may wait for the flush thread (`flush` and `close`
-    /// then return at once, a `record` under `Block` does not wait). For bindings that
-    /// would otherwise hand the wait to another thread.
-    ///
-    /// ```
-    /// use auditbuf::{Config, NullSink, Pipeline};
-    ///
-    /// let pipeline = Pipeline::new(Config::default(), NullSink)?;
-    /// assert!(!pipeline.on_own_flush_thread());
-    /// # Ok::<(), auditbuf::Error>(())
-    /// ```
-    pub fn on_own_flush_thread(&self) -> bool {
-        FLUSH_THREAD_OF
-            .try_with(std::cell::Cell::get)
-            .is_ok_and(|at| at == Arc::as_ptr(&self.shared) as usize)
     }
 
     /// Records a typed event. See [`AuditEvent`] for the defaults it fills in and the rules
@@ -601,20 +580,6 @@ impl Pipeline {
         self.shared.counters.recorded.sub(lane, 1);
         self.shared.pool.give_back(lane, slot);
         Error::Closed
-    }
-
-    /// Whether this is the copy of the pipeline in a `fork()` child of the process that made
-    /// it: every call then refuses with [`Error::Forked`] and `flush`, `close` and drop
-    /// return at once (the flush thread and the store are the parent's).
-    pub fn in_forked_child(&self) -> bool {
-        self.forked(true)
-    }
-
-    /// The deadline of the `close` that dropping the pipeline performs
-    /// ([`Config::drop_timeout`](crate::Config::drop_timeout)): for bindings that close a
-    /// pipeline on their own collector's behalf.
-    pub fn drop_timeout(&self) -> Duration {
-        self.drop_timeout
     }
 
     /// A consistent snapshot of the counters.

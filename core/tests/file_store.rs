@@ -155,9 +155,15 @@ fn a_second_open_is_refused_clearly() {
         )),
         "{message}"
     );
-    // Closing releases it, though the handle lives on (a closed pipeline not yet dropped).
+    // Closing releases it, though the handle lives on (a closed pipeline not yet dropped),
+    // which then refuses to write.
     auditbuf::Store::close(&mut first).unwrap();
     let second = FileStore::open(config(&dir)).unwrap();
+    let closed = auditbuf::Store::append(&mut first, &[b"{}"]).unwrap_err();
+    assert!(
+        closed.to_string().ends_with("the store was closed"),
+        "{closed}"
+    );
     drop(first);
     drop(second);
     FileStore::open(config(&dir)).unwrap();
@@ -359,13 +365,15 @@ fn dead_letters_replay_into_the_log_in_order_and_only_once() {
 fn a_closed_pipeline_lets_go_of_its_store_before_it_is_dropped() {
     let scope = Scope::new("closed-releases");
     let dir = scope.0.join("wal");
-    let (sink, seen) = common::sinks::collecting();
-    let first = Pipeline::with_store(
-        Config::default(),
-        sink,
-        FileStore::open(config(&dir)).unwrap(),
-    )
-    .unwrap();
+    let on_store = || {
+        let (sink, seen) = common::sinks::collecting();
+        let store = FileStore::open(config(&dir)).unwrap();
+        (
+            Pipeline::with_store(Config::default(), sink, store).unwrap(),
+            seen,
+        )
+    };
+    let (first, seen) = on_store();
     for i in 0..5 {
         first
             .record_json(format!(r#"{{"i":{i}}}"#).as_bytes())
@@ -378,13 +386,7 @@ fn a_closed_pipeline_lets_go_of_its_store_before_it_is_dropped() {
     );
     assert_eq!((report.stats.delivered, seen.lock().unwrap().len()), (5, 5));
     // `first` is still alive, closed: the store is free for the next pipeline.
-    let (sink, _) = common::sinks::collecting();
-    let second = Pipeline::with_store(
-        Config::default(),
-        sink,
-        FileStore::open(config(&dir)).unwrap(),
-    )
-    .unwrap();
+    let (second, _) = on_store();
     second.record_json(br#"{"i":5}"#).unwrap();
     let report = second.close(Duration::from_secs(5));
     assert!(

@@ -23,7 +23,10 @@ fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static)
     });
     match rx.recv_timeout(LIMIT) {
         Ok(v) => v,
-        Err(_) => panic!("{what}: hung (no answer within {LIMIT:?})"),
+        Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+            panic!("{what}: hung (no answer within {LIMIT:?})")
+        }
+        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => panic!("{what}: failed"),
     }
 }
 
@@ -121,16 +124,20 @@ fn records_from_its_sink(what: &'static str, build: fn(Handle, Arc<Inner>) -> Pi
     assert_eq!(inner.delivered.load(Ordering::SeqCst) as u64, s.delivered);
 }
 
+/// A queue of 4, batches of 2, sent every 5 ms: the sink's records soon find it full.
+fn small() -> Config {
+    Config::default()
+        .queue_capacity(4)
+        .batch_max_events(2)
+        .flush_interval(Duration::from_millis(5))
+}
+
 #[test]
 fn a_sink_recording_under_block_is_turned_away_not_left_waiting_for_itself() {
     records_from_its_sink("block", |handle, inner| {
-        let config = Config::default()
-            .queue_capacity(4)
-            .batch_max_events(2)
-            .flush_interval(Duration::from_millis(5))
-            .overflow(Overflow::Block {
-                timeout: Duration::from_secs(10),
-            });
+        let config = small().overflow(Overflow::Block {
+            timeout: Duration::from_secs(10),
+        });
         Pipeline::new(config, recording_sink(&handle, &inner, 3)).unwrap()
     });
 }
@@ -140,23 +147,17 @@ fn a_sink_recording_into_its_wal_pipeline_does_not_hang() {
     records_from_its_sink("wal", |handle, inner| {
         let dir = temp_dir("wal");
         let store = FileStore::open(FileStoreConfig::new(&dir).fsync(Fsync::Always)).unwrap();
-        let config = Config::default()
-            .queue_capacity(4)
-            .batch_max_events(2)
-            .flush_interval(Duration::from_millis(5))
-            .durability(Durability::Wal);
+        let config = small().durability(Durability::Wal);
         Pipeline::with_store(config, recording_sink(&handle, &inner, 3), store).unwrap()
     });
+    // Emptied before use, removed after.
+    let _ = std::fs::remove_dir_all(temp_dir("wal"));
 }
 
 #[test]
 fn a_sink_recording_into_its_spill_pipeline_does_not_hang() {
     records_from_its_sink("spill", |handle, inner| {
-        let config = Config::default()
-            .queue_capacity(4)
-            .batch_max_events(2)
-            .flush_interval(Duration::from_millis(5))
-            .overflow(Overflow::Spill);
+        let config = small().overflow(Overflow::Spill);
         Pipeline::with_store(
             config,
             recording_sink(&handle, &inner, 3),
@@ -197,11 +198,14 @@ fn a_sink_flushing_and_closing_its_own_pipeline_returns_at_once() {
             .batch_max_events(5)
             .flush_interval(Duration::from_millis(5));
         let p = Arc::new(Pipeline::new(config, sink).unwrap());
+        // The sink's first call waits for this lock: it finds the handle set and all 10
+        // events recorded, however late this thread gets there.
+        let held = calls.lock().unwrap();
         for i in 0..10 {
             p.record_json(format!(r#"{{"i":{i}}}"#).as_bytes()).unwrap();
         }
-        // The sink calls back once all 10 are recorded (the first batch may be sent before).
         assert!(handle.set(Arc::clone(&p)).is_ok());
+        drop(held);
         // The close the sink began ends with the flush thread, which sends what is left.
         let report = p.close(Duration::from_secs(10));
         let calls = calls.lock().unwrap().clone();
@@ -243,7 +247,8 @@ fn a_sink_dropping_the_last_handle_of_its_pipeline_does_not_hang() {
         });
         let config = Config::default()
             .batch_max_events(5)
-            .flush_interval(Duration::from_millis(5));
+            .flush_interval(Duration::from_millis(5))
+            .drop_timeout(Duration::from_secs(10));
         // The sink cannot drop the pipeline before all 10 are recorded: the lock is held.
         let mut held = handle.lock().unwrap();
         let p = held.insert(Pipeline::new(config, sink).unwrap());

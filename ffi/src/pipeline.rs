@@ -270,10 +270,10 @@ fn check_env(
 /// dead-lettered, stored or failed) or `timeout_ms` milliseconds have passed. With a
 /// backing store it also drains the store as far as the sink allows.
 ///
-/// Returns `AUDITBUF_OK` when all was settled, `AUDITBUF_TIMEOUT` when the deadline came
-/// first (nothing is lost: the rest is still queued, in flight or stored) or, at once, when
-/// called by the pipeline's own sink callback, `AUDITBUF_FORKED` in a `fork()` child (the
-/// pipeline is the parent's), `AUDITBUF_CLOSED` after `auditbuf_close`. Fills `*report` (which may be NULL; set its `size` first) in
+/// Returns `AUDITBUF_OK` when all was settled; `AUDITBUF_TIMEOUT` when the deadline came
+/// first (nothing is lost: the rest is still queued, in flight or stored), or at once when
+/// called by the pipeline's own sink callback; `AUDITBUF_FORKED` in a `fork()` child (the
+/// pipeline is the parent's); `AUDITBUF_CLOSED` after `auditbuf_close`. Fills `*report` (which may be NULL; set its `size` first) in
 /// every case but a NULL or invalid argument. Thread-safe; blocks the calling thread
 /// only.
 ///
@@ -400,8 +400,9 @@ fn returned_at_once(pipeline: &Pipeline) -> Option<(auditbuf_status, &'static st
 /// `drop_timeout_ms` (1 s by default). After this returns the sink callback is never called
 /// again (a call in progress, left running by a `close` whose deadline passed, is waited
 /// for), and `pipeline` must not be used: no other thread may be using it, or start to.
-/// NULL is fine (nothing happens). Not thread-safe for the same handle: call it once,
-/// last.
+/// Called by the sink callback itself, it returns at once: the pipeline closes once the
+/// callback returns, and the callback is not called again. NULL is fine (nothing happens).
+/// Not thread-safe for the same handle: call it once, last.
 ///
 /// # Safety
 /// `pipeline` must be NULL or a handle from `auditbuf_pipeline_new*` not yet freed, used

@@ -78,7 +78,6 @@ pub(crate) fn to_json(field: &str, v: &Bound<'_, PyAny>) -> PyResult<Value> {
     serde_json::from_slice(&out).map_err(|e| config_err(py, field, &e.to_string()))
 }
 
-/// The HTTP sink's arguments.
 /// A keyword argument as given (`None` when left out or given as `None`): checked and
 /// converted below, so that every error names the argument.
 pub(crate) type Arg<'py> = Option<Bound<'py, PyAny>>;
@@ -172,6 +171,7 @@ pub(crate) fn seconds_arg(field: &str, v: Arg<'_>, default: f64) -> PyResult<f64
     }
 }
 
+/// The HTTP sink's arguments.
 #[derive(Debug, Default)]
 pub(crate) struct HttpArgs<'py> {
     pub(crate) format: Option<String>,
@@ -183,9 +183,21 @@ pub(crate) struct HttpArgs<'py> {
     pub(crate) ca_file: Option<String>,
 }
 
-impl<'py> HttpArgs<'py> {
-    /// The HTTP sink's arguments, checked.
+/// What `Pipeline(...)` and `Pipeline.from_env(...)` both take, checked: the sink's
+/// arguments and the deadline of the close at interpreter exit.
+pub(crate) struct SinkArgs<'py> {
+    pub(crate) url: Option<String>,
+    pub(crate) datastorage: bool,
+    pub(crate) exit_timeout: f64,
+    pub(crate) http: HttpArgs<'py>,
+}
+
+impl<'py> SinkArgs<'py> {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn of(
+        url: Arg<'py>,
+        datastorage: Arg<'py>,
+        exit_timeout: Arg<'py>,
         format: Arg<'py>,
         headers: Arg<'py>,
         token_file: Arg<'py>,
@@ -194,16 +206,24 @@ impl<'py> HttpArgs<'py> {
         connect_timeout: Arg<'py>,
         ca_file: Arg<'py>,
     ) -> PyResult<Self> {
-        Ok(HttpArgs {
-            format: str_arg("format", format)?,
-            headers: headers.filter(|h| !h.is_none()),
-            token_file: path_arg("token_file", token_file)?,
-            bearer_token: str_arg("bearer_token", bearer_token)?,
-            timeout: timeout.filter(|t| !t.is_none()),
-            connect_timeout: connect_timeout.filter(|t| !t.is_none()),
-            ca_file: path_arg("ca_file", ca_file)?,
+        Ok(SinkArgs {
+            url: str_arg("url", url)?,
+            datastorage: bool_arg("datastorage", datastorage, true)?,
+            exit_timeout: seconds_arg("exit_timeout", exit_timeout, 1.0)?,
+            http: HttpArgs {
+                format: str_arg("format", format)?,
+                headers: headers.filter(|h| !h.is_none()),
+                token_file: path_arg("token_file", token_file)?,
+                bearer_token: str_arg("bearer_token", bearer_token)?,
+                timeout: timeout.filter(|t| !t.is_none()),
+                connect_timeout: connect_timeout.filter(|t| !t.is_none()),
+                ca_file: path_arg("ca_file", ca_file)?,
+            },
         })
     }
+}
+
+impl HttpArgs<'_> {
     /// The first argument given, by name: they only make sense with `url=`.
     pub(crate) fn first_given(&self) -> Option<&'static str> {
         [

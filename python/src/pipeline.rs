@@ -8,11 +8,11 @@ use pyo3::PyTraverseError;
 use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyTypeError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyString, PyType};
+use pyo3::types::{PyByteArray, PyBytes, PyCFunction, PyDict, PyMemoryView, PyString, PyType};
 use serde::ser::Error as _;
 
 use crate::document::{
-    Arg, Document, HttpArgs, PipelineArgs, bool_arg, config_err, count_arg, seconds_arg, str_arg,
+    Arg, Document, HttpArgs, PipelineArgs, SinkArgs, config_err, count_arg, str_arg,
 };
 use crate::encode::{self, Fail, opt, text, time, type_name};
 use crate::errors::{raised, to_py_err, to_py_err_with, warn_not_durable, wrong_type};
@@ -66,6 +66,41 @@ pub(crate) fn close_all_at_exit(py: Python<'_>) {
             }
         });
     });
+}
+
+/// Weak references to the pipelines with a Python sink, each with a callback that closes
+/// its pipeline; held here so that the collector calls them (it calls only those of weak
+/// references that are themselves reachable).
+static WATCHED: Mutex<Vec<Py<PyAny>>> = Mutex::new(Vec::new());
+
+/// A pipeline whose sink refers back to it (a bound method of the object holding it) is
+/// collected as a cycle. The collector calls weak references' callbacks before it clears
+/// any object of the cycle (`__clear__`, emptying the holder's `__dict__`): closing the
+/// pipeline there delivers what it holds through a sink whose object is still whole.
+/// Called when the pipeline dies of its last reference too: the close `Drop` would do.
+fn close_before_collected(
+    py: Python<'_>,
+    object: &Py<PyPipeline>,
+    pipeline: Weak<Pipeline>,
+) -> PyResult<()> {
+    let callback = PyCFunction::new_closure(py, None, None, move |args, _| -> PyResult<()> {
+        let py = args.py();
+        if let Some(pipeline) = pipeline.upgrade() {
+            py.detach(|| pipeline.close(pipeline.drop_timeout()));
+        }
+        if let (Ok(weak), Ok(mut watched)) = (args.get_item(0), WATCHED.lock()) {
+            watched.retain(|w| !w.is(&weak));
+        }
+        Ok(())
+    })?;
+    let weak = py
+        .import("weakref")?
+        .getattr("ref")?
+        .call1((object.bind(py), callback))?;
+    if let Ok(mut watched) = WATCHED.lock() {
+        watched.push(weak.unbind());
+    }
+    Ok(())
 }
 
 fn register(pipeline: &Arc<Pipeline>, exit_timeout: Duration) {
@@ -149,15 +184,23 @@ impl PyPipeline {
         build: impl FnOnce() -> Result<Pipeline, Error> + Send,
         exit_timeout: f64,
         sink: Option<SinkRef>,
-    ) -> PyResult<Self> {
+    ) -> PyResult<Py<Self>> {
         let exit_timeout = deadline(py, "exit_timeout", Some(exit_timeout))?;
         // Opening a store does I/O and starts the flush thread: without the GIL.
         let pipeline = Arc::new(py.detach(build).map_err(|e| to_py_err(py, &e))?);
         register(&pipeline, exit_timeout);
-        Ok(PyPipeline {
-            inner: Some(pipeline),
-            sink,
-        })
+        let watched = sink.is_some().then(|| Arc::downgrade(&pipeline));
+        let object = Py::new(
+            py,
+            PyPipeline {
+                inner: Some(pipeline),
+                sink,
+            },
+        )?;
+        if let Some(pipeline) = watched {
+            close_before_collected(py, &object, pipeline)?;
+        }
+        Ok(object)
     }
 
     /// The sink: a callable, or the document for `url`, or neither (then the caller's
@@ -232,11 +275,16 @@ impl PyPipeline {
         format: Arg<'py>,
         exit_timeout: Arg<'py>,
         config: Arg<'py>,
-    ) -> PyResult<Self> {
-        let url = str_arg("url", url)?;
-        let datastorage = bool_arg("datastorage", datastorage, true)?;
-        let exit_timeout = seconds_arg("exit_timeout", exit_timeout, 1.0)?;
-        let http = HttpArgs::of(
+    ) -> PyResult<Py<Self>> {
+        let SinkArgs {
+            url,
+            datastorage,
+            exit_timeout,
+            http,
+        } = SinkArgs::of(
+            url,
+            datastorage,
+            exit_timeout,
             format,
             headers,
             token_file,
@@ -311,11 +359,16 @@ impl PyPipeline {
         ca_file: Arg<'py>,
         format: Arg<'py>,
         exit_timeout: Arg<'py>,
-    ) -> PyResult<Self> {
-        let url = str_arg("url", url)?;
-        let datastorage = bool_arg("datastorage", datastorage, true)?;
-        let exit_timeout = seconds_arg("exit_timeout", exit_timeout, 1.0)?;
-        let http = HttpArgs::of(
+    ) -> PyResult<Py<Self>> {
+        let SinkArgs {
+            url,
+            datastorage,
+            exit_timeout,
+            http,
+        } = SinkArgs::of(
+            url,
+            datastorage,
+            exit_timeout,
             format,
             headers,
             token_file,
@@ -385,9 +438,9 @@ impl PyPipeline {
     }
 
     /// The collector found this pipeline in a cycle nothing else refers to (a sink that is
-    /// a bound method of the object holding the pipeline): closes it the way dropping it
-    /// would (delivering what it holds through the sink, without the GIL, by its
-    /// drop_timeout), then lets go of the sink, which breaks the cycle.
+    /// a bound method of the object holding the pipeline): lets go of the sink, which
+    /// breaks the cycle. The pipeline was closed before (`close_before_collected`); closed
+    /// again here in case it was not (the close returns at once if it was).
     fn __clear__(&self) {
         let Some(sink) = &self.sink else {
             return;

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 import gc
 import os
+import threading
 import time
 import weakref
 from typing import Any, Dict, List, Optional
@@ -56,7 +57,13 @@ def test_a_sink_flushing_and_closing_its_own_pipeline_returns_at_once() -> None:
     calls: List[Any] = []
     holder: Dict[str, auditbuf.Pipeline] = {}
 
+    gate = threading.Lock()
+
     def sink(batch: List[bytes]) -> None:
+        with gate:
+            call_back()
+
+    def call_back() -> None:
         p = holder.get("p")
         if p is not None and not calls:
             started = time.monotonic()
@@ -67,9 +74,11 @@ def test_a_sink_flushing_and_closing_its_own_pipeline_returns_at_once() -> None:
             calls.append(("close", time.monotonic() - started, closed))
 
     p = auditbuf.Pipeline(sink=sink, batch_size=5, flush_interval=0.005)
-    for i in range(10):
-        p.record({"i": i})
-    holder["p"] = p
+    # The sink's first call waits for the gate: it finds all 10 recorded and the handle.
+    with gate:
+        for i in range(10):
+            p.record({"i": i})
+        holder["p"] = p
     report = p.close(timeout=20)
     assert [c[0] for c in calls] == ["flush", "close"], calls
     for name, took, completed in calls:
@@ -96,10 +105,12 @@ def test_a_pipeline_whose_sink_refers_back_to_it_is_collected_and_delivers() -> 
 
     class Auditor:
         def __init__(self) -> None:
+            self.out = delivered
             self.pipeline = auditbuf.Pipeline(sink=self.send, flush_interval=60)
 
         def send(self, batch: List[bytes]) -> None:
-            delivered.extend(batch)
+            # Uses its object: still whole when the collector has the pipeline closed.
+            self.out.extend(batch)
 
     gc.collect()
     before = _flush_threads()
@@ -116,7 +127,7 @@ def test_a_pipeline_whose_sink_refers_back_to_it_is_collected_and_delivers() -> 
     deadline = time.monotonic() + 10
     while _flush_threads() > before and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert _flush_threads() == before, "flush threads left behind"
+    assert _flush_threads() <= before, "flush threads left behind"
 
 
 def test_python_code_that_resizes_the_dict_being_encoded_raises_without_a_panic(

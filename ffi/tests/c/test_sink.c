@@ -123,10 +123,13 @@ typedef struct reentrant {
     int armed;
     int calls_after_free;
     int freed;
+    int done; /* the callback did what its mode asks */
     size_t ok, full, closed, other;
     auditbuf_status flushed, closed_status;
     double flush_took, close_took;
     size_t delivered;
+    /* Held by every callback call, and by the test while it sets the case up or reads. */
+    pthread_mutex_t gate;
 } reentrant;
 
 static double now_s(void) {
@@ -135,13 +138,30 @@ static double now_s(void) {
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
+static uint32_t call_back(reentrant *r, const auditbuf_bytes *events, size_t n);
+
 static uint32_t calling_back(void *user, const auditbuf_bytes *events, size_t n) {
     reentrant *r = user;
-    if (__atomic_load_n(&r->freed, __ATOMIC_SEQ_CST)) {
+    pthread_mutex_lock(&r->gate);
+    uint32_t outcome = call_back(r, events, n);
+    pthread_mutex_unlock(&r->gate);
+    return outcome;
+}
+
+/* Reads `*field` under the gate (the callback writes it on the flush thread). */
+static int read_gated(reentrant *r, const int *field) {
+    pthread_mutex_lock(&r->gate);
+    int v = *field;
+    pthread_mutex_unlock(&r->gate);
+    return v;
+}
+
+static uint32_t call_back(reentrant *r, const auditbuf_bytes *events, size_t n) {
+    if (r->freed) {
         r->calls_after_free++;
         return AUDITBUF_SINK_DELIVERED;
     }
-    if (!__atomic_load_n(&r->armed, __ATOMIC_SEQ_CST)) {
+    if (!r->armed) {
         r->delivered += n;
         return AUDITBUF_SINK_DELIVERED;
     }
@@ -170,16 +190,23 @@ static uint32_t calling_back(void *user, const auditbuf_bytes *events, size_t n)
         r->closed_status = auditbuf_close(r->p, 20000, &rep);
         CHECK(last_error_has("own sink callback"));
         r->close_took = now_s() - t0;
+        r->done = 1;
     } else {
         /* Asked again for this batch (a retry), the callback must not be called. */
-        __atomic_store_n(&r->freed, 1, __ATOMIC_SEQ_CST);
+        r->freed = 1;
         auditbuf_pipeline_free(r->p);
+        r->done = 1;
         return AUDITBUF_SINK_RETRY;
     }
     return AUDITBUF_SINK_DELIVERED;
 }
 
+/* Starts the case's pipeline with the gate held: the callback waits until the test has
+ * recorded and armed it (release_gate). */
 static auditbuf_pipeline *calling_back_pipeline(reentrant *r, const char *config) {
+    memset(r, 0, sizeof *r);
+    pthread_mutex_init(&r->gate, NULL);
+    pthread_mutex_lock(&r->gate);
     auditbuf_pipeline *p = NULL;
     CHECK_STATUS(auditbuf_pipeline_new_callback(config, strlen(config), calling_back, r, &p),
                  AUDITBUF_OK);
@@ -187,16 +214,26 @@ static auditbuf_pipeline *calling_back_pipeline(reentrant *r, const char *config
     return p;
 }
 
+/* Records {"i":0} to {"i":9}. */
+static void record_ten(auditbuf_pipeline *p) {
+    char line[32];
+    for (int i = 0; i < 10; i++) {
+        snprintf(line, sizeof line, "{\"i\":%d}", i);
+        CHECK_STATUS(auditbuf_record_json(p, (const uint8_t *)line, strlen(line)), AUDITBUF_OK);
+    }
+}
+
 /* A callback may call back into its own pipeline: nothing there waits for the flush thread
  * that runs it, so nothing hangs. */
 void test_reentrant(void) {
-    /* Records under block into a full queue: turned away with FULL at once. */
+    /* Records under block into a full queue: turned away with FULL at once. Armed before
+     * the records, which wait for the flush thread: the gate is let go at once. */
     reentrant r;
-    memset(&r, 0, sizeof r);
     auditbuf_pipeline *p = calling_back_pipeline(
         &r, "{\"queue_capacity\":4,\"batch_max_events\":2,\"flush_interval_ms\":1,"
             "\"overflow\":\"block\",\"block_timeout_ms\":30000}");
     r.armed = 1;
+    pthread_mutex_unlock(&r.gate);
     char line[64];
     double t0 = now_s();
     for (int i = 0; i < 20; i++) {
@@ -207,27 +244,28 @@ void test_reentrant(void) {
     CHECK_STATUS(auditbuf_flush(p, 30000, &rep), AUDITBUF_OK);
     CHECK_STATUS(auditbuf_close(p, 30000, &rep), AUDITBUF_OK);
     CHECK(now_s() - t0 < 20);
+    pthread_mutex_lock(&r.gate); /* the flush thread has stopped: for the reads */
     CHECK(r.ok + r.full + r.closed == 60 && r.ok > 0 && r.other == 0);
     CHECK_EQ_U64(rep.stats.recorded, 20 + r.ok);
     CHECK_EQ_U64(rep.stats.rejected_queue_full, r.full);
     CHECK_EQ_U64(rep.stats.delivered, rep.stats.recorded);
     CHECK_EQ_U64(r.delivered, rep.stats.delivered);
+    pthread_mutex_unlock(&r.gate);
     check_invariant(&rep.stats);
     auditbuf_pipeline_free(p);
 
     /* Flush and close from the callback: TIMEOUT at once, the close done when it returns.
-     * One batch, sent by the timer once all 10 are recorded and the callback armed. */
+     * One batch, sent by the timer; the callback waits for the gate, let go once all 10
+     * are recorded and the callback armed. */
     const char *one_batch = "{\"batch_max_events\":100,\"flush_interval_ms\":300,"
                             "\"retry\":{\"backoff_base_ms\":1,\"backoff_cap_ms\":2}}";
-    memset(&r, 0, sizeof r);
     p = calling_back_pipeline(&r, one_batch);
-    for (int i = 0; i < 10; i++) {
-        snprintf(line, sizeof line, "{\"i\":%d}", i);
-        CHECK_STATUS(auditbuf_record_json(p, (const uint8_t *)line, strlen(line)), AUDITBUF_OK);
-    }
+    record_ten(p);
     r.mode = 1;
-    __atomic_store_n(&r.armed, 1, __ATOMIC_SEQ_CST);
-    for (int waited = 0; r.closed_status == 0 && waited < 10000; waited++) usleep(1000);
+    r.armed = 1;
+    pthread_mutex_unlock(&r.gate);
+    for (int waited = 0; !read_gated(&r, &r.done) && waited < 20000; waited++) usleep(1000);
+    CHECK(read_gated(&r, &r.done));
     rep = new_report();
     /* The callback's close came first: this one waits for it, and says it was a second. */
     CHECK_STATUS(auditbuf_close(p, 20000, &rep), AUDITBUF_CLOSED);
@@ -240,19 +278,15 @@ void test_reentrant(void) {
 
     /* Free from the callback: returns, and the callback is not called again, not even for
      * the retry of its own batch. */
-    memset(&r, 0, sizeof r);
     p = calling_back_pipeline(&r, one_batch);
-    for (int i = 0; i < 10; i++) {
-        snprintf(line, sizeof line, "{\"i\":%d}", i);
-        CHECK_STATUS(auditbuf_record_json(p, (const uint8_t *)line, strlen(line)), AUDITBUF_OK);
-    }
+    record_ten(p);
     r.mode = 2;
-    __atomic_store_n(&r.armed, 1, __ATOMIC_SEQ_CST);
-    for (int waited = 0; !__atomic_load_n(&r.freed, __ATOMIC_SEQ_CST) && waited < 10000; waited++)
-        usleep(1000);
-    CHECK(r.freed);
+    r.armed = 1;
+    pthread_mutex_unlock(&r.gate);
+    for (int waited = 0; !read_gated(&r, &r.done) && waited < 20000; waited++) usleep(1000);
+    CHECK(read_gated(&r, &r.freed));
     usleep(300000); /* the close that the free began retries the batch for up to 1 s */
-    CHECK(r.calls_after_free == 0);
+    CHECK(read_gated(&r, &r.calls_after_free) == 0);
 }
 
 /* In a fork() child the pipeline is the parent's: flush and close say so. */

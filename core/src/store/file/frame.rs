@@ -210,9 +210,9 @@ pub(crate) fn scan(buf: &[u8]) -> Scan {
                     scan.damage.push((at, next));
                     at = next;
                 }
-                // A short write at the end; not with a damaged header, where nothing that
-                // follows could be read: that is damage, and its events are counted lost.
-                None if bad == Bad::Short && !scan.bad_magic => {
+                // A short write at the end; but with a damaged header and nothing read since,
+                // the whole segment is damage, and its events are counted lost.
+                None if bad == Bad::Short && (!scan.bad_magic || !scan.records.is_empty()) => {
                     scan.torn_at = Some(at);
                     break;
                 }

@@ -112,11 +112,18 @@ impl FileStore {
     }
 
     /// Fails with [`Error::Forked`] in a process other than the one that opened the store.
+    /// Whether the store may be changed here: not in a `fork()` child (the parent's), not
+    /// after `close` let go of its lock (another opener may be writing).
     fn same_process(&self) -> Result<(), Error> {
-        if std::process::id() == self.pid {
-            Ok(())
-        } else {
+        if std::process::id() != self.pid {
             Err(Error::Forked)
+        } else if self.lock.is_none() {
+            Err(Error::store(
+                "file",
+                format!("{}: the store was closed", self.config.path.display()),
+            ))
+        } else {
+            Ok(())
         }
     }
 
@@ -530,6 +537,9 @@ impl Store for FileStore {
 
     /// Syncs, then releases the store's lock: the pipeline calls it once, last.
     fn close(&mut self) -> Result<(), Error> {
+        if self.lock.is_none() {
+            return Ok(());
+        }
         let synced = self.sync();
         if self.pid == std::process::id() {
             self.lock = None;
