@@ -4,10 +4,11 @@
 use std::fmt::Write as _;
 use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use auditbuf::DeadLetter;
+use auditbuf::{DeadLetter, StoreConfig};
 use serde::Serialize;
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -67,6 +68,10 @@ pub(crate) fn replay(args: &ReplayArgs) -> Result<u8, Failure> {
     let repaired =
         (before.kind == "file" && !before.is_healthy()).then(|| report::summary(&before));
     let moved = config.replay_dead_letters(&mut select)?;
+    let ownership = match &config {
+        StoreConfig::File(c) => give_to_owner(c.path()),
+        _ => Vec::new(),
+    };
     let left = config.read_dead_letters().ok().map(|l| l.len());
     let text = if args.store.json {
         format!(
@@ -94,7 +99,86 @@ pub(crate) fn replay(args: &ReplayArgs) -> Result<u8, Failure> {
         out
     };
     output::print(&text)?;
+    for warning in ownership {
+        eprintln!("auditbuf: {warning}");
+    }
     Ok(0)
+}
+
+/// Gives the files of the store's directory `dir` that this command created or replaced
+/// (segments, the cursor, the dead letters, as root) to the directory's owner, so that the
+/// service running as that user can still open its store. What cannot be given (this
+/// command not run as root) is returned, as warnings.
+fn give_to_owner(dir: &Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(owner) = std::fs::metadata(dir) else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut warnings = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.uid() == owner.uid() && meta.gid() == owner.gid() {
+            continue;
+        }
+        if let Err(e) = std::os::unix::fs::chown(&path, Some(owner.uid()), Some(owner.gid())) {
+            warnings.push(format!(
+                "{}: owned by uid {}, not the store's owner (uid {}), and could not be given \
+                 to it ({e}): the service may not open the store",
+                path.display(),
+                meta.uid(),
+                owner.uid()
+            ));
+        }
+    }
+    warnings
+}
+
+/// Refuses an export written over the store's own files (its directory's, or the
+/// database and its journals): the command changes nothing.
+fn refuse_inside_store(config: &StoreConfig, output: &Path) -> Result<(), Failure> {
+    let canonical = |p: &Path| std::fs::canonicalize(p).ok();
+    // The output may not exist yet: its directory does.
+    let out_dir = output
+        .parent()
+        .map(|d| {
+            if d.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                d
+            }
+        })
+        .and_then(canonical);
+    let out = out_dir
+        .zip(output.file_name())
+        .map(|(dir, name)| dir.join(name));
+    let clash = match config {
+        StoreConfig::File(c) => out_dir_is(&out, canonical(c.path())),
+        StoreConfig::Sqlite(c) => canonical(c.path()).is_some_and(|db| {
+            let db = db.to_string_lossy().into_owned();
+            out.as_ref().is_some_and(|o| {
+                let o = o.to_string_lossy();
+                o == db || o == format!("{db}-wal") || o == format!("{db}-shm")
+            })
+        }),
+        _ => false,
+    };
+    if clash {
+        return Err(Failure(format!(
+            "{}: is the store's own; write the export outside it",
+            output.display()
+        )));
+    }
+    Ok(())
+}
+
+fn out_dir_is(out: &Option<PathBuf>, dir: Option<PathBuf>) -> bool {
+    matches!((out.as_ref().and_then(|o| o.parent()), dir), (Some(p), Some(d)) if p == d)
 }
 
 /// The first 80 characters of an event, on one line.
@@ -161,12 +245,16 @@ pub(crate) fn export(args: &ExportArgs) -> Result<u8, Failure> {
     };
     match &args.output {
         Some(path) => {
+            refuse_inside_store(&config, path)?;
             let file = OpenOptions::new()
                 .write(true)
                 .create(true)
                 .truncate(true)
                 .mode(0o600)
                 .open(path)
+                .map_err(|e| Failure(format!("{}: {e}", path.display())))?;
+            // A file replaced keeps its mode otherwise: dead letters are audit events.
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
                 .map_err(|e| Failure(format!("{}: {e}", path.display())))?;
             write_all(&mut BufWriter::new(file))
                 .map_err(|e| Failure(format!("{}: {e}", path.display())))?;

@@ -35,7 +35,18 @@ pub(crate) fn bytes(n: u64) -> String {
 
 /// RFC 3339, UTC, milliseconds.
 pub(crate) fn time(at: SystemTime) -> String {
-    humantime::format_rfc3339_millis(at).to_string()
+    // RFC 3339 has four-digit years: a time from the year 10000 on (a damaged or hostile
+    // timestamp) is shown as the milliseconds it holds, not a panic.
+    const YEAR_10000: Duration = Duration::from_secs(253_402_300_800);
+    match at.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(since) if since >= YEAR_10000 => {
+            format!(
+                "{} ms after the Unix epoch (year 10000 or later)",
+                since.as_millis()
+            )
+        }
+        _ => humantime::format_rfc3339_millis(at).to_string(),
+    }
 }
 
 /// How long ago `at` was, now: `3h 12m ago`; `in 5s` for a time ahead of this clock.
@@ -89,5 +100,16 @@ mod tests {
         assert_eq!(span(Duration::from_secs(2 * 86400 + 4 * 3600)), "2d 4h");
         assert_eq!(count(1, "event", "events"), "1 event");
         assert_eq!(count(0, "event", "events"), "0 events");
+    }
+
+    #[test]
+    fn times_past_the_year_9999_are_shown_not_a_panic() {
+        let at = |ms: u64| SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
+        assert_eq!(time(at(1_764_000_000_000)), "2025-11-24T16:00:00.000Z");
+        assert_eq!(
+            time(at(253_402_300_800_000)),
+            "253402300800000 ms after the Unix epoch (year 10000 or later)"
+        );
+        assert!(time(at(1 << 62)).ends_with("(year 10000 or later)"));
     }
 }

@@ -396,6 +396,23 @@ fn export_writes_ndjson_whose_events_parse() {
         fs::metadata(&out).unwrap().permissions().mode() & 0o777,
         0o600
     );
+
+    // An existing file replaced gets the same mode.
+    fs::set_permissions(&out, fs::Permissions::from_mode(0o644)).unwrap();
+    let r = run(&["dead-letters", "export", "-o", out.to_str().unwrap(), d]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // Never over the store's own files: the command changes nothing.
+    let before = fingerprint(&dir);
+    let own = dir.join("dead-letters.log");
+    let r = run(&["dead-letters", "export", "-o", own.to_str().unwrap(), d]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(r.stderr.contains("is the store's own"), "{}", r.stderr);
+    assert!(before == fingerprint(&dir), "export changed the store");
 }
 
 #[test]

@@ -287,6 +287,63 @@ fn a_segment_overwritten_whole_is_counted_lost_not_dropped_silently() {
 }
 
 #[test]
+fn names_the_store_did_not_give_are_not_its_segments() {
+    let scope = Scope::new("stray-names");
+    let dir = scope.0.join("wal");
+    store_with(&dir, 300);
+    let first = segments(&dir)[0].clone();
+    // A copy under a shorter name, and one in upper case: both parse as hex numbers.
+    fs::copy(&first, dir.join("5.seg")).unwrap();
+    fs::copy(&first, dir.join("000000000000000A.seg")).unwrap();
+    let mut store = FileStore::open(config(&dir)).unwrap();
+    assert_eq!(all(&mut store).len(), 300);
+    drop(store);
+    assert!(dir.join("5.seg").exists() && dir.join("000000000000000A.seg").exists());
+}
+
+#[test]
+fn the_last_segment_number_is_an_error_not_a_panic() {
+    let scope = Scope::new("max-id");
+    let dir = scope.0.join("wal");
+    store_with(&dir, 3);
+    fs::write(dir.join("ffffffffffffffff.seg"), b"ABWAL01\n").unwrap();
+    let err = FileStore::open(config(&dir)).unwrap_err().to_string();
+    assert!(
+        err.contains("no segment number after ffffffffffffffff"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_emptied_middle_segment_counts_its_events_lost() {
+    let scope = Scope::new("emptied");
+    let dir = scope.0.join("wal");
+    store_with(&dir, 300);
+    let middle = segments(&dir)[1].clone();
+    fs::write(&middle, b"").unwrap();
+    let store = FileStore::open(config(&dir)).unwrap();
+    let recovery = store.recovery().clone();
+    assert!(recovery.lost_events >= 1, "{recovery:?}");
+    assert_eq!(recovery.corrupt_segments.len(), 1, "{recovery:?}");
+}
+
+#[test]
+fn a_cursor_that_cannot_be_read_is_an_error_not_a_restart() {
+    let scope = Scope::new("cursor-unreadable");
+    let dir = scope.0.join("wal");
+    store_with(&dir, 10);
+    let cursor = dir.join("cursor");
+    let _ = fs::remove_file(&cursor);
+    // A directory in its place: reading it fails, as a file without read permission does
+    // (which root, running these tests, would read anyway).
+    fs::create_dir(&cursor).unwrap();
+    let err = FileStore::open(config(&dir)).unwrap_err().to_string();
+    assert!(err.contains("cursor"), "{err}");
+    let err = FileStore::verify(&dir).unwrap_err().to_string();
+    assert!(err.contains("cursor"), "{err}");
+}
+
+#[test]
 fn damage_before_the_cursor_lost_nothing() {
     let scope = Scope::new("damage-consumed");
     let dir = scope.0.join("wal");

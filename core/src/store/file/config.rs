@@ -24,6 +24,11 @@ pub struct FileStoreConfig {
 }
 
 impl FileStoreConfig {
+    /// The store's directory.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     /// A store in directory `path` (created, mode 0700, if missing; not empty).
     pub fn new(path: impl Into<PathBuf>) -> Self {
         FileStoreConfig {

@@ -164,6 +164,27 @@ pub(crate) fn records_in(buf: &[u8], start: usize, end: usize, bad_magic: bool) 
     n.max(1)
 }
 
+/// Events lost to the damage `scan` found in `buf` past `unread_from` (the cursor's offset
+/// in this segment, 0 if it is not there): at least one per damaged stretch, and at least
+/// one for a segment with nothing readable at all (its header damaged, or emptied: only a
+/// segment with records is ever followed by another).
+pub(crate) fn lost_in(buf: &[u8], scan: &Scan, unread_from: u64) -> u64 {
+    let lost: u64 = scan
+        .damage
+        .iter()
+        .filter(|d| d.1 as u64 > unread_from)
+        .map(|&(start, end)| {
+            let start = start.max(unread_from as usize);
+            records_in(buf, start, end, scan.bad_magic)
+        })
+        .sum();
+    if scan.bad_magic && scan.records.is_empty() && unread_from == 0 {
+        lost.max(1)
+    } else {
+        lost
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()

@@ -200,7 +200,7 @@ impl FileStore {
             self.unsynced_older.push((Arc::clone(&self.tail), path));
         }
         crash_point("file.rotate.start");
-        let id = self.tail_segment().id + 1;
+        let id = recovery::next_segment_id(&self.config.path, self.tail_segment().id)?;
         let (file, segment) = new_segment(&self.config.path, id, self.durable())?;
         crash_point("file.rotate.added");
         self.dir_unsynced |= !self.durable();

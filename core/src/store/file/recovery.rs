@@ -56,7 +56,7 @@ impl FileStore {
         let lock = dir::lock(&dir)?;
         let durable = config.fsync != Fsync::Never;
         let mut recovery = Recovery::default();
-        let saved_cursor = read_cursor(&dir);
+        let saved_cursor = read_cursor(&dir)?;
         recovery.cursor_reset = saved_cursor.is_none() && dir.join("cursor").exists();
 
         let mut ids = list_segments(&dir)?;
@@ -91,24 +91,17 @@ impl FileStore {
         for id in ids {
             let path = dir.join(segment_name(id));
             let mut data = fs::read(&path).map_err(|e| Error::io(&path, e))?;
-            if data.len() < MAGIC.len() && MAGIC.starts_with(&data) {
+            if data.len() < MAGIC.len() && MAGIC.starts_with(&data) && Some(id) == last_id {
                 // A segment whose creation a crash interrupted before its header was
-                // written: empty, not damaged.
+                // written: empty, not damaged. Only the newest can be that; an older one
+                // emptied is damage (its events are counted lost below).
                 data = MAGIC.to_vec();
                 rewrite(&path, &data, durable)?;
             }
             let scan = frame::scan(&data);
             // Damage the saved cursor had not passed lost events; before it, they were sent.
             let unread_from = cursor.filter(|c| c.segment == id).map_or(0, |c| c.offset);
-            recovery.lost_events += scan
-                .damage
-                .iter()
-                .filter(|d| d.1 as u64 > unread_from)
-                .map(|&(start, end)| {
-                    let start = start.max(unread_from as usize);
-                    frame::records_in(&data, start, end, scan.bad_magic)
-                })
-                .sum::<u64>();
+            recovery.lost_events += frame::lost_in(&data, &scan, unread_from);
             let is_last = Some(id) == last_id;
             let mut valid_starts: Vec<u64> = scan.records.iter().map(|r| r.at as u64).collect();
             let len;
@@ -177,7 +170,7 @@ impl FileStore {
             segments.push_back(Segment { id, path, len });
         }
 
-        let next_id = highest_named + 1;
+        let next_id = next_segment_id(&dir, highest_named)?;
         let (tail, tail_segment) = new_segment(&dir, next_id, durable)?;
         let cursor = match cursor {
             Some(c) if segments.iter().any(|s| s.id == c.segment) => c,
@@ -235,12 +228,17 @@ fn rewrite(path: &Path, data: &[u8], durable: bool) -> Result<(), Error> {
     Ok(())
 }
 
+/// The segments' ids, oldest first: files named exactly as the store names them, 16
+/// lowercase hex digits and `.seg` (`segment_name`). Other names (`5.seg`, an upper-case
+/// copy) are not the store's and are left alone.
 pub(super) fn list_segments(dir: &Path) -> Result<Vec<u64>, Error> {
     let mut ids = Vec::new();
     for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let name = entry.map_err(|e| Error::io(dir, e))?.file_name();
         let name = name.to_string_lossy();
         if let Some(hex) = name.strip_suffix(".seg")
+            && hex.len() == 16
+            && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
             && let Ok(id) = u64::from_str_radix(hex, 16)
         {
             ids.push(id);
@@ -250,19 +248,47 @@ pub(super) fn list_segments(dir: &Path) -> Result<Vec<u64>, Error> {
     Ok(ids)
 }
 
-pub(super) fn read_cursor(dir: &Path) -> Option<Position> {
-    let bytes = fs::read(dir.join("cursor")).ok()?;
-    if bytes.len() != 28 || !bytes.starts_with(b"ABCUR01\n") {
-        return None;
-    }
-    let crc = u32::from_le_bytes(bytes[24..28].try_into().ok()?);
-    if crc32c::crc32c(&bytes[..24]) != crc {
-        return None;
-    }
-    Some(Position {
-        segment: u64::from_le_bytes(bytes[8..16].try_into().ok()?),
-        offset: u64::from_le_bytes(bytes[16..24].try_into().ok()?),
+/// The id after `id`, or an error naming the store when there is none (a segment named
+/// `ffffffffffffffff.seg`).
+pub(super) fn next_segment_id(dir: &Path, id: u64) -> Result<u64, Error> {
+    id.checked_add(1).ok_or_else(|| {
+        Error::store(
+            "file",
+            format!(
+                "{}: no segment number after {id:016x}: move the segment of that name aside",
+                dir.display()
+            ),
+        )
     })
+}
+
+/// The saved cursor: `None` when there is none or it is damaged (reading restarts at the
+/// oldest record); an error when it cannot be read (permissions): restarting would send
+/// again what was sent.
+pub(super) fn read_cursor(dir: &Path) -> Result<Option<Position>, Error> {
+    let path = dir.join("cursor");
+    let bytes = match fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    if bytes.len() != 28 || !bytes.starts_with(b"ABCUR01\n") {
+        return Ok(None);
+    }
+    let word = |at: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&bytes[at..at + 8]);
+        u64::from_le_bytes(b)
+    };
+    let mut crc = [0u8; 4];
+    crc.copy_from_slice(&bytes[24..28]);
+    if crc32c::crc32c(&bytes[..24]) != u32::from_le_bytes(crc) {
+        return Ok(None);
+    }
+    Ok(Some(Position {
+        segment: word(8),
+        offset: word(16),
+    }))
 }
 
 /// Makes `corrupt` a copy of the damaged segment at `path` (a hard link where possible).

@@ -31,7 +31,7 @@ impl FileStore {
         let _shared = dir::lock_shared(dir)?;
         let mut check = StoreCheck::new("file", dir.display().to_string());
 
-        let saved = read_cursor(dir);
+        let saved = read_cursor(dir)?;
         if saved.is_none() && dir.join("cursor").exists() {
             check.cursor_reset = true;
             check.problems.push(
@@ -71,7 +71,7 @@ impl FileStore {
             let mut data = fs::read(&path).map_err(|e| Error::io(&path, e))?;
             let mut part = PartCheck::new(&name, data.len() as u64);
             let mut found = Vec::new();
-            if data.len() < MAGIC.len() && MAGIC.starts_with(&data) {
+            if data.len() < MAGIC.len() && MAGIC.starts_with(&data) && Some(id) == last_id {
                 data = MAGIC.to_vec();
                 found.push(
                     "its header was never written (a crash as it was made): made empty".to_owned(),
@@ -79,15 +79,7 @@ impl FileStore {
             }
             let scan = frame::scan(&data);
             let unread_from = cursor.filter(|c| c.segment == id).map_or(0, |c| c.offset);
-            let lost: u64 = scan
-                .damage
-                .iter()
-                .filter(|d| d.1 as u64 > unread_from)
-                .map(|&(start, end)| {
-                    let start = start.max(unread_from as usize);
-                    frame::records_in(&data, start, end, scan.bad_magic)
-                })
-                .sum();
+            let lost = frame::lost_in(&data, &scan, unread_from);
             check.lost_events += lost;
             let is_last = Some(id) == last_id;
             let mut valid_starts: Vec<u64> = scan.records.iter().map(|r| r.at as u64).collect();

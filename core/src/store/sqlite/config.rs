@@ -37,6 +37,11 @@ pub struct SqliteStoreConfig {
 }
 
 impl SqliteStoreConfig {
+    /// The database file.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     /// A store in database file `path` (created, mode 0600, if missing; so is its directory,
     /// mode 0700).
     pub fn new(path: impl Into<PathBuf>) -> Self {
