@@ -2,8 +2,6 @@
 //! variable itself (`--from-env PREFIX`), or a bare path.
 
 use std::env::{self, VarError};
-use std::fs::File;
-use std::io::Read;
 use std::path::PathBuf;
 
 use auditbuf::{Error, FileStoreConfig, SqliteStoreConfig, StoreConfig};
@@ -40,19 +38,13 @@ fn parse_json(text: &str, what: &str) -> Result<StoreConfig, Failure> {
     })
 }
 
-/// A bare path: an SQLite database file (told by its first bytes), else a file store's
-/// directory (whose absence the store reports).
+/// A bare path: a file is an SQLite database (whose own errors then say what is wrong with
+/// it: unreadable, damaged, not a database), anything else a file store's directory (whose
+/// absence the store reports).
 fn from_path(path: PathBuf) -> StoreConfig {
-    if path.is_file() && is_sqlite(&path) {
+    if path.is_file() {
         StoreConfig::Sqlite(SqliteStoreConfig::new(path))
     } else {
         StoreConfig::File(FileStoreConfig::new(path))
     }
-}
-
-fn is_sqlite(path: &std::path::Path) -> bool {
-    let mut head = [0u8; 16];
-    File::open(path)
-        .and_then(|mut f| f.read_exact(&mut head))
-        .is_ok_and(|()| &head == b"SQLite format 3\0")
 }

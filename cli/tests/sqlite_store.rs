@@ -149,6 +149,23 @@ fn a_flipped_payload_byte_is_reported_with_its_row() {
 }
 
 #[test]
+fn a_file_that_is_no_database_cannot_be_checked_exit_2() {
+    let _serial = common::serial();
+    let scope = Scope::new("sqlite-junk");
+    let db = scope.path("audit.db");
+    fs::write(&db, vec![0x5a; 50_000]).unwrap();
+    let before = fingerprint(&scope.0);
+    let r = run(&["store", "verify", db.to_str().unwrap()]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("not a database") && r.stderr.contains("a pipeline cannot open it"),
+        "{}",
+        r.stderr
+    );
+    assert!(before == fingerprint(&scope.0), "verify changed the file");
+}
+
+#[test]
 fn an_overwritten_page_fails_the_integrity_check() {
     let _serial = common::serial();
     let scope = Scope::new("sqlite-page");

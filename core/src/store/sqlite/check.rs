@@ -29,8 +29,9 @@ impl SqliteStore {
     ///
     /// # Errors
     ///
-    /// [`Error::Store`] naming the file when there is no such file, it is no auditbuf
-    /// store, or another process has it open (naming it: `…: the store is in use by
+    /// [`Error::Store`] naming the file when there is no such file, it cannot be read as a
+    /// database at all (a pipeline could not open it either), it is no auditbuf store, or
+    /// another process has it open (naming it: `…: the store is in use by
     /// another process (pid 4242)`); [`Error::Io`] naming the temporary directory a WAL is
     /// copied into.
     pub fn verify(path: impl AsRef<Path>) -> Result<StoreCheck, Error> {
@@ -48,19 +49,17 @@ impl SqliteStore {
                 snapshot.wal_bytes
             ));
         }
-        let tables = match table_names(conn) {
-            Ok(t) => t,
-            Err(e) => {
-                file.damaged = true;
-                file.state = format!("unreadable: {e}");
-                check.problems.push(format!(
-                    "{name}: unreadable ({e}); a pipeline cannot open it: restore it, or try `sqlite3 {} .recover`",
+        // A file whose schema cannot be read: nothing in it can be counted, and a pipeline
+        // cannot open it; not a check with "nothing lost".
+        let tables = table_names(conn).map_err(|e| {
+            fail(
+                path,
+                format!(
+                    "unreadable ({e}); a pipeline cannot open it: restore it, or try `sqlite3 {} .recover`",
                     path.display()
-                ));
-                check.parts.push(file);
-                return Ok(check);
-            }
-        };
+                ),
+            )
+        })?;
         if !tables.iter().any(|t| t == "events") {
             return Err(fail(path, "not an auditbuf store (it has no events table)"));
         }
