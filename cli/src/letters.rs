@@ -65,8 +65,10 @@ pub(crate) fn replay(args: &ReplayArgs) -> Result<u8, Failure> {
     // A file store is opened as a pipeline opens it, which repairs what a crash or damage
     // left: say so, rather than repair it silently.
     let before = config.verify()?;
-    let repaired =
-        (before.kind == "file" && !before.is_healthy()).then(|| report::summary(&before));
+    // (Damage in the dead letters alone has no summary: nothing there is repaired.)
+    let repaired = (before.kind == "file" && !before.is_healthy())
+        .then(|| report::summary(&before))
+        .filter(|what| !what.trim().is_empty());
     let moved = config.replay_dead_letters(&mut select)?;
     let ownership = match &config {
         StoreConfig::File(c) => give_to_owner(c.path()),

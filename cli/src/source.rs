@@ -11,6 +11,9 @@ use crate::{Failure, StoreArgs};
 /// The store the arguments name.
 pub(crate) fn store(args: &StoreArgs) -> Result<StoreConfig, Failure> {
     match (&args.store, &args.from_env) {
+        (_, Some(prefix)) if prefix.is_empty() => Err(Failure(
+            "--from-env: the prefix is empty (AUDIT reads AUDIT_BACKING_STORE)".to_owned(),
+        )),
         (_, Some(prefix)) => {
             let var = format!("{prefix}_BACKING_STORE");
             match env::var(&var) {

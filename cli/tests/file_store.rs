@@ -477,6 +477,15 @@ fn mistakes_get_a_clear_message_and_exit_2() {
         ),
         (
             vec![
+                "store".into(),
+                "verify".into(),
+                "--from-env".into(),
+                "".into(),
+            ],
+            "--from-env: the prefix is empty",
+        ),
+        (
+            vec![
                 "dead-letters".into(),
                 "replay".into(),
                 "--older-than".into(),
@@ -532,4 +541,22 @@ fn every_command_has_help() {
     let r = run(&["dead-letters", "replay", "--help"]);
     assert!(r.stdout.contains("--older-than <DURATION>"), "{}", r.stdout);
     assert!(r.stdout.contains("--from-env <PREFIX>"), "{}", r.stdout);
+}
+
+#[test]
+fn replay_over_damaged_dead_letters_says_nothing_of_a_repair_it_did_not_make() {
+    let _serial = common::serial();
+    let scope = Scope::new("replay-garbled-letters");
+    let dir = scope.path("wal");
+    make_store(&dir, 3, LETTERS);
+    let log = dir.join("dead-letters.log");
+    let garbage: Vec<u8> = (0..fs::metadata(&log).unwrap().len())
+        .map(|i| (i * 7 + 13) as u8)
+        .collect();
+    fs::write(&log, garbage).unwrap();
+    let r = run(&["dead-letters", "replay", dir.to_str().unwrap()]);
+    assert!(r.code == 0 || r.code == 1, "{}{}", r.stdout, r.stderr);
+    assert!(!r.stdout.contains("it had to \n"), "{}", r.stdout);
+    let r = run(&["dead-letters", "replay", "--json", dir.to_str().unwrap()]);
+    assert_ne!(r.json()["repaired"], "", "{}", r.stdout);
 }
