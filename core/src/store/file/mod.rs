@@ -111,9 +111,9 @@ impl FileStore {
         self.config.fsync != Fsync::Never
     }
 
-    /// Fails with [`Error::Forked`] in a process other than the one that opened the store.
-    /// Whether the store may be changed here: not in a `fork()` child (the parent's), not
-    /// after `close` let go of its lock (another opener may be writing).
+    /// Whether the store may be changed here: [`Error::Forked`] in a process other than the
+    /// one that opened it (a `fork()` child), [`Error::Store`] after `close` let go of its
+    /// lock (another opener may be writing).
     fn same_process(&self) -> Result<(), Error> {
         if std::process::id() != self.pid {
             Err(Error::Forked)
