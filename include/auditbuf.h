@@ -580,7 +580,8 @@ typedef struct auditbuf_flat_event {
  * slot (even under `block`); `auditbuf_flush` and `auditbuf_close` return at once with
  * `AUDITBUF_TIMEOUT` (the close takes effect when the callback returns, by its deadline);
  * `auditbuf_pipeline_free` releases the handle and the callback is not called again (what
- * the pipeline still holds is then kept in its store, or counted as `dropped_shutdown`).
+ * the pipeline still holds is then kept in its store, or counted as `dropped_shutdown`, or
+ * `failed` once its retries run out).
  */
 typedef uint32_t (*auditbuf_sink_fn)(void *user,
                                      const struct auditbuf_bytes *events,
@@ -1098,10 +1099,10 @@ auditbuf_status auditbuf_config_check_env(const char *prefix,
  * dead-lettered, stored or failed) or `timeout_ms` milliseconds have passed. With a
  * backing store it also drains the store as far as the sink allows.
  *
- * Returns `AUDITBUF_OK` when all was settled, `AUDITBUF_TIMEOUT` when the deadline came
- * first (nothing is lost: the rest is still queued, in flight or stored) or, at once, when
- * called by the pipeline's own sink callback, `AUDITBUF_FORKED` in a `fork()` child (the
- * pipeline is the parent's), `AUDITBUF_CLOSED` after `auditbuf_close`. Fills `*report` (which may be NULL; set its `size` first) in
+ * Returns `AUDITBUF_OK` when all was settled; `AUDITBUF_TIMEOUT` when the deadline came
+ * first (nothing is lost: the rest is still queued, in flight or stored), or at once when
+ * called by the pipeline's own sink callback; `AUDITBUF_FORKED` in a `fork()` child (the
+ * pipeline is the parent's); `AUDITBUF_CLOSED` after `auditbuf_close`. Fills `*report` (which may be NULL; set its `size` first) in
  * every case but a NULL or invalid argument. Thread-safe; blocks the calling thread
  * only.
  *
@@ -1143,8 +1144,9 @@ auditbuf_status auditbuf_close(const struct auditbuf_pipeline *pipeline,
  * `drop_timeout_ms` (1 s by default). After this returns the sink callback is never called
  * again (a call in progress, left running by a `close` whose deadline passed, is waited
  * for), and `pipeline` must not be used: no other thread may be using it, or start to.
- * NULL is fine (nothing happens). Not thread-safe for the same handle: call it once,
- * last.
+ * Called by the sink callback itself, it returns at once: the pipeline closes once the
+ * callback returns, and the callback is not called again. NULL is fine (nothing happens).
+ * Not thread-safe for the same handle: call it once, last.
  *
  * # Safety
  * `pipeline` must be NULL or a handle from `auditbuf_pipeline_new*` not yet freed, used

@@ -32,7 +32,8 @@ pub const AUDITBUF_SINK_TOO_LARGE: u32 = 3;
 /// slot (even under `block`); `auditbuf_flush` and `auditbuf_close` return at once with
 /// `AUDITBUF_TIMEOUT` (the close takes effect when the callback returns, by its deadline);
 /// `auditbuf_pipeline_free` releases the handle and the callback is not called again (what
-/// the pipeline still holds is then kept in its store, or counted as `dropped_shutdown`).
+/// the pipeline still holds is then kept in its store, or counted as `dropped_shutdown`, or
+/// `failed` once its retries run out).
 pub type auditbuf_sink_fn =
     Option<unsafe extern "C" fn(user: *mut c_void, events: *const auditbuf_bytes, n: usize) -> u32>;
 
