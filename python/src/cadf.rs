@@ -18,7 +18,7 @@ use serde::ser::Error as _;
 
 use crate::cadf_path::At;
 use crate::encode::{self, Fail, type_name};
-use crate::errors::{raised, to_py_err, to_py_err_with, wrong_type};
+use crate::errors::{raised, refused, to_py_err, to_py_err_with, wrong_type};
 use crate::pipeline::finish;
 use crate::wait::GilPark;
 
@@ -157,26 +157,19 @@ impl Refusal {
                         reason: "",
                     }
                 };
-                p.count_rejected(&e);
-                let err = to_py_err_with(py, &e, &message);
-                match err.value(py).setattr("field", field) {
-                    Ok(()) => err,
-                    Err(failed) => failed,
-                }
+                refused(py, p, &e, &message, Some(&field))
             }
             Refusal::Utf8 {
                 field,
                 message,
                 offset,
-            } => {
-                let e = Error::InvalidUtf8 { offset };
-                p.count_rejected(&e);
-                let err = to_py_err_with(py, &e, &message);
-                match err.value(py).setattr("field", field) {
-                    Ok(()) => err,
-                    Err(failed) => failed,
-                }
-            }
+            } => refused(
+                py,
+                p,
+                &Error::InvalidUtf8 { offset },
+                &message,
+                Some(&field),
+            ),
             Refusal::Unsupported(message) => {
                 let e = Error::Serialize(serde_json::Error::custom(&message));
                 p.count_rejected(&e);

@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyInt, PyString};
 use serde_json::{Map, Value};
 
-use crate::encode::{self, Fail};
+use crate::encode::{self, Fail, type_name};
 use crate::errors::to_py_err;
 
 /// "Wait as long as it takes" for overflow "block": a year, the core's longest deadline.
@@ -82,14 +82,7 @@ pub(crate) fn to_json(field: &str, v: &Bound<'_, PyAny>) -> PyResult<Value> {
 /// converted below, so that every error names the argument.
 pub(crate) type Arg<'py> = Option<Bound<'py, PyAny>>;
 
-fn type_name(v: &Bound<'_, PyAny>) -> String {
-    v.get_type()
-        .name()
-        .map(|n| n.to_string())
-        .unwrap_or_default()
-}
-
-fn wrong_type(field: &str, expected: &str, v: &Bound<'_, PyAny>) -> PyErr {
+fn wrong_arg(field: &str, expected: &str, v: &Bound<'_, PyAny>) -> PyErr {
     PyTypeError::new_err(format!(
         "{field}: expected {expected}, not {}",
         type_name(v)
@@ -103,7 +96,7 @@ pub(crate) fn str_arg(field: &str, v: Arg<'_>) -> PyResult<Option<String>> {
         return Ok(None);
     };
     let Ok(s) = v.cast::<PyString>() else {
-        return Err(wrong_type(field, "a str", &v));
+        return Err(wrong_arg(field, "a str", &v));
     };
     match encode::utf8(s) {
         Ok(bytes) if bytes.contains(&0) => Err(config_err(v.py(), field, "contains U+0000")),
@@ -125,7 +118,7 @@ pub(crate) fn path_arg(field: &str, v: Arg<'_>) -> PyResult<Option<String>> {
         .py()
         .import("os")?
         .call_method1("fspath", (&v,))
-        .map_err(|_| wrong_type(field, "a str or an os.PathLike", &v))?;
+        .map_err(|_| wrong_arg(field, "a str or an os.PathLike", &v))?;
     str_arg(field, Some(path))
 }
 
@@ -136,7 +129,7 @@ pub(crate) fn count_arg(field: &str, v: Arg<'_>) -> PyResult<Option<u64>> {
         return Ok(None);
     };
     if v.is_instance_of::<PyBool>() || !v.is_instance_of::<PyInt>() {
-        return Err(wrong_type(field, "an int", &v));
+        return Err(wrong_arg(field, "an int", &v));
     }
     v.extract::<u64>().map(Some).map_err(|_| {
         let shown = v.str().map(|s| s.to_string()).unwrap_or_default();
@@ -155,7 +148,7 @@ pub(crate) fn bool_arg(field: &str, v: Arg<'_>, default: bool) -> PyResult<bool>
         None => Ok(default),
         Some(v) => match v.cast::<PyBool>() {
             Ok(b) => Ok(b.is_true()),
-            Err(_) => Err(wrong_type(field, "a bool", &v)),
+            Err(_) => Err(wrong_arg(field, "a bool", &v)),
         },
     }
 }
@@ -164,10 +157,10 @@ pub(crate) fn bool_arg(field: &str, v: Arg<'_>, default: bool) -> PyResult<bool>
 pub(crate) fn seconds_arg(field: &str, v: Arg<'_>, default: f64) -> PyResult<f64> {
     match v.filter(|v| !v.is_none()) {
         None => Ok(default),
-        Some(v) if v.is_instance_of::<PyBool>() => Err(wrong_type(field, "seconds", &v)),
+        Some(v) if v.is_instance_of::<PyBool>() => Err(wrong_arg(field, "seconds", &v)),
         Some(v) => v
             .extract::<f64>()
-            .map_err(|_| wrong_type(field, "seconds (int or float)", &v)),
+            .map_err(|_| wrong_arg(field, "seconds (int or float)", &v)),
     }
 }
 

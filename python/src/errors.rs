@@ -261,8 +261,20 @@ pub(crate) fn wrong_type(
     message: &str,
 ) -> PyErr {
     let e = Error::Serialize(serde_json::Error::custom(message));
-    p.count_rejected(&e);
-    let err = to_py_err_with(py, &e, message);
+    refused(py, p, &e, message, field)
+}
+
+/// A refusal of the binding's own finding, counted in `stats().rejected` as `e` would be
+/// by the core: `e`'s exception with `message`, and `.field` when a field is named.
+pub(crate) fn refused(
+    py: Python<'_>,
+    p: &Pipeline,
+    e: &Error,
+    message: &str,
+    field: Option<&str>,
+) -> PyErr {
+    p.count_rejected(e);
+    let err = to_py_err_with(py, e, message);
     match field.map(|field| err.value(py).setattr("field", field)) {
         Some(Err(failed)) => failed,
         _ => err,

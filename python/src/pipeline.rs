@@ -15,7 +15,7 @@ use crate::document::{
     Arg, Document, HttpArgs, PipelineArgs, SinkArgs, config_err, count_arg, str_arg,
 };
 use crate::encode::{self, Fail, opt, text, time, type_name};
-use crate::errors::{raised, to_py_err, to_py_err_with, warn_not_durable, wrong_type};
+use crate::errors::{raised, refused, to_py_err, to_py_err_with, warn_not_durable, wrong_type};
 use crate::sink::{PySink, SinkRef};
 use crate::stats::{DeadLetter, Report, Stats};
 use crate::wait::{GilPark, run_interruptibly};
@@ -664,14 +664,10 @@ impl PyPipeline {
                             if let Fail::Raised(err) = f {
                                 return Err(raised(p, err));
                             }
-                            let e = error_of(&f, limit, "event_data");
-                            p.count_rejected(&e);
-                            let err = to_py_err_with(py, &e, &f.message("event_data"));
                             // Named like a field's error (the path is in the message).
-                            return Err(match err.value(py).setattr("field", "event_data") {
-                                Ok(()) => err,
-                                Err(failed) => failed,
-                            });
+                            let e = error_of(&f, limit, "event_data");
+                            let message = f.message("event_data");
+                            return Err(refused(py, p, &e, &message, Some("event_data")));
                         }
                         Some(&scratch[..])
                     } else if let Ok(s) = v.cast::<PyString>() {

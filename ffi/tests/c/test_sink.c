@@ -223,6 +223,18 @@ static void record_ten(auditbuf_pipeline *p) {
     }
 }
 
+/* Records ten events, arms the callback for `mode`, lets it run, and waits (up to 20 s)
+ * until it has done what the mode asks. */
+static auditbuf_pipeline *run_case(reentrant *r, const char *config, int mode) {
+    auditbuf_pipeline *p = calling_back_pipeline(r, config);
+    record_ten(p);
+    r->mode = mode;
+    r->armed = 1;
+    pthread_mutex_unlock(&r->gate);
+    for (int waited = 0; !read_gated(r, &r->done) && waited < 20000; waited++) usleep(1000);
+    return p;
+}
+
 /* A callback may call back into its own pipeline: nothing there waits for the flush thread
  * that runs it, so nothing hangs. */
 void test_reentrant(void) {
@@ -259,12 +271,7 @@ void test_reentrant(void) {
      * are recorded and the callback armed. */
     const char *one_batch = "{\"batch_max_events\":100,\"flush_interval_ms\":300,"
                             "\"retry\":{\"backoff_base_ms\":1,\"backoff_cap_ms\":2}}";
-    p = calling_back_pipeline(&r, one_batch);
-    record_ten(p);
-    r.mode = 1;
-    r.armed = 1;
-    pthread_mutex_unlock(&r.gate);
-    for (int waited = 0; !read_gated(&r, &r.done) && waited < 20000; waited++) usleep(1000);
+    p = run_case(&r, one_batch, 1);
     CHECK(read_gated(&r, &r.done));
     rep = new_report();
     /* The callback's close came first: this one waits for it, and says it was a second. */
@@ -278,12 +285,7 @@ void test_reentrant(void) {
 
     /* Free from the callback: returns, and the callback is not called again, not even for
      * the retry of its own batch. */
-    p = calling_back_pipeline(&r, one_batch);
-    record_ten(p);
-    r.mode = 2;
-    r.armed = 1;
-    pthread_mutex_unlock(&r.gate);
-    for (int waited = 0; !read_gated(&r, &r.done) && waited < 20000; waited++) usleep(1000);
+    p = run_case(&r, one_batch, 2);
     CHECK(read_gated(&r, &r.freed));
     usleep(300000); /* the close that the free began retries the batch for up to 1 s */
     CHECK(read_gated(&r, &r.calls_after_free) == 0);
