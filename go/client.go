@@ -9,6 +9,8 @@ import (
 	"math"
 	"runtime"
 	"runtime/cgo"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -272,8 +274,8 @@ func (c *Client) Stats() Stats {
 func (c *Client) MetricsText() string {
 	if !c.enter() {
 		if c != nil {
-			if t := c.finalMetrics.Load(); t != nil {
-				return *t
+			if t, s := c.finalMetrics.Load(), c.final.Load(); t != nil && s != nil {
+				return withClosedCount(*t, s.Rejected.Closed+c.freedCalls.Load())
 			}
 		}
 		return ""
@@ -281,6 +283,28 @@ func (c *Client) MetricsText() string {
 	t := c.n.metricsText()
 	c.leave()
 	return t
+}
+
+// withClosedCount returns text with its audit_events_dropped_total{reason="closed"}
+// sample set to n: calls refused after release are counted by the client, not the
+// released library, whose text at release does not have them.
+func withClosedCount(text string, n uint64) string {
+	const family, label = "audit_events_dropped_total{", `,reason="closed"} `
+	for start := 0; start < len(text); {
+		end := strings.IndexByte(text[start:], '\n')
+		if end < 0 {
+			end = len(text) - start
+		}
+		line := text[start : start+end]
+		if strings.HasPrefix(line, family) {
+			if i := strings.Index(line, label); i >= 0 {
+				at := start + i + len(label)
+				return text[:at] + strconv.FormatUint(n, 10) + text[start+end:]
+			}
+		}
+		start += end + 1
+	}
+	return text
 }
 
 // Version is the library's version, e.g. "0.1.0".

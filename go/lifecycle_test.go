@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -123,6 +124,14 @@ func TestUseAfterCloseIsErrClosedNeverACrash(t *testing.T) {
 	s := c.Stats()
 	if !s.IsConsistent() || s.Recorded == 0 || s.Delivered != s.Recorded {
 		t.Fatalf("stats after close %+v", s)
+	}
+	// The calls refused after release are in both views of the counters.
+	if s.Rejected.Closed < 4 {
+		t.Fatalf("calls after release not counted: %+v", s.Rejected)
+	}
+	closed := fmt.Sprintf(`audit_events_dropped_total{service="auditbuf",reason="closed"} %d`+"\n", s.Rejected.Closed)
+	if m := c.MetricsText(); !strings.Contains(m, closed) {
+		t.Fatalf("MetricsText after release lacks %q:\n%s", closed, m)
 	}
 	var nilClient *Client
 	if err := nilClient.RecordJSON([]byte(`{}`)); !errors.Is(err, ErrClosed) {
