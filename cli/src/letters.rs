@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use crate::output::{self, age, count, time};
+use crate::output::{self, age, count, one_line, time};
 use crate::{ExportArgs, Failure, Filter, ReplayArgs, report, source};
 
 /// Whether a dead letter passes `--reason` and `--older-than`.
@@ -53,7 +53,7 @@ pub(crate) fn replay(args: &ReplayArgs) -> Result<u8, Failure> {
                     "  {}  {:<14}  {}  {}",
                     time(letter.at),
                     age(letter.at),
-                    letter.reason,
+                    one_line(&letter.reason),
                     preview(&letter.event)
                 );
             }
@@ -190,7 +190,7 @@ fn preview(event: &[u8]) -> String {
     if text.chars().count() > 80 {
         short.push('…');
     }
-    short.replace(['\n', '\r'], " ")
+    one_line(&short)
 }
 
 /// One line of the export.

@@ -85,9 +85,33 @@ pub(crate) fn count(n: u64, one: &str, many: &str) -> String {
     }
 }
 
+/// `text` on one line, with line breaks and other control characters escaped (`\n`,
+/// `\u{1b}`): a receiver's reason is its own text, and a line break in it would break a
+/// table, an escape sequence would reach the terminal.
+pub(crate) fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reasons_stay_on_one_line() {
+        assert_eq!(
+            one_line("HTTP 400: bad\r\n\tfield \u{1b}[31mred"),
+            "HTTP 400: bad\\r\\n\\tfield \\u{1b}[31mred"
+        );
+        assert_eq!(one_line("schön"), "schön");
+    }
 
     #[test]
     fn sizes_and_spans_read_well() {

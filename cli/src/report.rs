@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use auditbuf::{DeadLetter, StoreCheck};
 use serde_json::{Value, json};
 
-use crate::output::{self, age, age_seconds, bytes, count, time};
+use crate::output::{self, age, age_seconds, bytes, count, one_line, time};
 use crate::{Failure, StoreArgs, source};
 
 /// `auditbuf store verify`: exit code 0 healthy, 1 damaged.
@@ -362,7 +362,7 @@ fn inspect_text(
                     r.count.to_string(),
                     r.oldest.map_or_else(String::new, age),
                     r.newest.map_or_else(String::new, age),
-                    reason.clone(),
+                    one_line(reason),
                 ]
             })
             .collect();
