@@ -69,11 +69,13 @@ impl FileStore {
     /// Moves the dead letters `select` picks back into the log of the store `config`
     /// names, oldest first, after everything it holds, so that a pipeline sends them again;
     /// each leaves the dead letters in the same step (see the journal above: a crash
-    /// never leaves one both in the log and a dead letter). Returns how many moved.
+    /// never leaves one both in the log and a dead letter). Returns how many moved,
+    /// counting those of a replay a crash interrupted after its commit point, which this
+    /// one finishes first (the interrupted one returned nothing).
     ///
     /// Opens the store as a pipeline would (recovering it, and failing if another process
-    /// has it open) unless no dead letter is picked; first finishes a replay a crash
-    /// interrupted. `select` may see a dead letter more than once.
+    /// has it open) unless no dead letter is picked and no replay is to be finished.
+    /// `select` may see a dead letter more than once.
     ///
     /// # Errors
     ///
@@ -97,7 +99,7 @@ impl FileStore {
         }
         let store = FileStore::open(config.clone())?;
         let dir = store.config.path.as_path();
-        finish_pending(dir)?;
+        let finished = finish_pending(dir)?;
 
         let now = frame::now_ms();
         let mut segment = MAGIC.to_vec();
@@ -117,7 +119,7 @@ impl FileStore {
             }
         }
         if moved.is_empty() {
-            return Ok(0);
+            return Ok(finished);
         }
         let held = store.bytes + store.events * HEADER as u64;
         if held + bytes > store.config.max_total_bytes {
@@ -147,7 +149,7 @@ impl FileStore {
         crate::store::crash_point("file.replay.committed");
         // 3–5.
         finish(dir, &moved)?;
-        Ok(moved.len() as u64)
+        Ok(finished + moved.len() as u64)
     }
 }
 
@@ -209,16 +211,16 @@ pub(super) fn pending_note(dir: &Path) -> Result<Option<String>, Error> {
     })
 }
 
-/// Finishes a replay a crash interrupted after its commit point, or forgets one
-/// interrupted before it.
-fn finish_pending(dir: &Path) -> Result<(), Error> {
+/// Finishes a replay a crash interrupted after its commit point (returning how many dead
+/// letters it moved), or forgets one interrupted before it.
+fn finish_pending(dir: &Path) -> Result<u64, Error> {
     match read_journal(dir)? {
-        Some(moved) => finish(dir, &moved),
+        Some(moved) => finish(dir, &moved).map(|()| moved.len() as u64),
         None => {
             let events = dir.join(EVENTS);
             match fs::remove_file(&events) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Ok(()) => Ok(0),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
                 Err(e) => Err(Error::io(events, e)),
             }
         }
