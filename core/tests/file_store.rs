@@ -170,6 +170,39 @@ fn a_second_open_is_refused_clearly() {
 }
 
 #[test]
+fn deleting_lock_by_hand_lets_no_second_opener_in() {
+    let scope = Scope::new("lock-deleted");
+    let dir = scope.0.join("wal");
+    let mut first = FileStore::open(config(&dir)).unwrap();
+    append_range(&mut first, 0..3);
+    // An operator taking `LOCK` for a stale lock file.
+    fs::remove_file(dir.join("LOCK")).unwrap();
+    let err = FileStore::open(config(&dir)).unwrap_err();
+    assert!(
+        err.to_string().contains(&format!(
+            "the store is already open in this process (pid {})",
+            std::process::id()
+        )),
+        "{err}"
+    );
+    // The tools, which read without changing anything, are kept out too.
+    for refused in [
+        FileStore::verify(&dir).map(|_| ()),
+        FileStore::read_dead_letters(&dir).map(|_| ()),
+    ] {
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("already open")),
+            "{refused:?}"
+        );
+    }
+    auditbuf::Store::close(&mut first).unwrap();
+    let mut second = FileStore::open(config(&dir)).unwrap();
+    assert_eq!(all(&mut second), (0..3).map(event).collect::<Vec<_>>());
+}
+
+#[test]
 fn the_cursor_survives_reopening_and_a_damaged_cursor_only_resends() {
     let scope = Scope::new("cursor");
     let dir = scope.0.join("wal");

@@ -28,10 +28,22 @@ pub(crate) fn prepare(dir: &Path) -> Result<(), Error> {
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| Error::io(dir, e))
 }
 
-/// Takes the exclusive lock on `dir`, held as long as the returned file is open, and writes
-/// this process's id into `LOCK` so that a process refused can say who holds it.
-pub(crate) fn lock(dir: &Path) -> Result<File, Error> {
+/// The store's lock, released when dropped: a `flock` on the directory itself and one on
+/// its `LOCK` file. The directory's is what keeps a second opener out when `LOCK` was
+/// deleted by hand (it would create a new `LOCK` and lock that); `LOCK` holds the pid
+/// that a refused opener names, and is the lock on file systems that refuse `flock` on a
+/// directory.
+#[derive(Debug)]
+pub(crate) struct Lock {
+    _dir: Option<File>,
+    _file: Option<File>,
+}
+
+/// Takes the exclusive lock on `dir` and writes this process's id into `LOCK` so that a
+/// process refused can say who holds it.
+pub(crate) fn lock(dir: &Path) -> Result<Lock, Error> {
     let path = dir.join("LOCK");
+    let on_dir = lock_dir(dir, &path, |d| d.try_lock())?;
     let file = create_private(&path, false)?;
     match patiently(|| file.try_lock()) {
         Ok(()) => {
@@ -39,27 +51,55 @@ pub(crate) fn lock(dir: &Path) -> Result<File, Error> {
             file.set_len(0)
                 .and_then(|()| file.write_all_at(pid.as_bytes(), 0))
                 .map_err(|e| Error::io(&path, e))?;
-            Ok(file)
+            Ok(Lock {
+                _dir: on_dir,
+                _file: Some(file),
+            })
         }
-        Err(fs::TryLockError::WouldBlock) => Err(in_use(&path)),
+        Err(fs::TryLockError::WouldBlock) => Err(in_use(&path, dir)),
         Err(fs::TryLockError::Error(e)) => Err(Error::io(path, e)),
     }
 }
 
 /// Takes a shared lock on `dir`, for reading it without changing it: held as long as the
-/// returned file is open, it keeps a process from opening the store meanwhile. `None` when
-/// there is no `LOCK` file (no process ever opened the store).
-pub(crate) fn lock_shared(dir: &Path) -> Result<Option<File>, Error> {
+/// returned lock is, it keeps a process from opening the store meanwhile. Without a `LOCK`
+/// file (no process ever opened the store, or it was deleted) only the directory is locked.
+pub(crate) fn lock_shared(dir: &Path) -> Result<Lock, Error> {
     let path = dir.join("LOCK");
+    let on_dir = lock_dir(dir, &path, |d| d.try_lock_shared())?;
     let file = match File::open(&path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Lock {
+                _dir: on_dir,
+                _file: None,
+            });
+        }
         Err(e) => return Err(Error::io(path, e)),
     };
     match patiently(|| file.try_lock_shared()) {
-        Ok(()) => Ok(Some(file)),
-        Err(fs::TryLockError::WouldBlock) => Err(in_use(&path)),
+        Ok(()) => Ok(Lock {
+            _dir: on_dir,
+            _file: Some(file),
+        }),
+        Err(fs::TryLockError::WouldBlock) => Err(in_use(&path, dir)),
         Err(fs::TryLockError::Error(e)) => Err(Error::io(path, e)),
+    }
+}
+
+/// Locks the directory `dir` with `take`; `None` where its file system does not lock
+/// directories (NFS emulates `flock` with `fcntl` locks, which need a file open for
+/// writing): `LOCK` alone then keeps a second opener out.
+fn lock_dir(
+    dir: &Path,
+    lock: &Path,
+    take: impl Fn(&File) -> Result<(), fs::TryLockError>,
+) -> Result<Option<File>, Error> {
+    let handle = File::open(dir).map_err(|e| Error::io(dir, e))?;
+    match patiently(|| take(&handle)) {
+        Ok(()) => Ok(Some(handle)),
+        Err(fs::TryLockError::WouldBlock) => Err(in_use(lock, dir)),
+        Err(fs::TryLockError::Error(_)) => Ok(None),
     }
 }
 
@@ -79,20 +119,23 @@ fn patiently(take: impl Fn() -> Result<(), fs::TryLockError>) -> Result<(), fs::
     }
 }
 
-/// The process that holds `LOCK`: the id it wrote there, or else the one `/proc/locks`
-/// names.
-pub(crate) fn holder(lock: &Path) -> Vec<u32> {
+/// The process that holds the store's lock: the id it wrote into `LOCK`, or else those
+/// `/proc/locks` names for `LOCK` or for the directory (`LOCK` deleted by hand).
+fn holders(lock: &Path, dir: &Path) -> Vec<u32> {
     let written = fs::read_to_string(lock)
         .ok()
         .and_then(|text| text.trim().parse::<u32>().ok());
     match written {
         Some(pid) => vec![pid],
-        None => crate::store::locks::holders(lock),
+        None => match crate::store::locks::holders(lock) {
+            pids if pids.is_empty() => crate::store::locks::holders(dir),
+            pids => pids,
+        },
     }
 }
 
-fn in_use(lock: &Path) -> Error {
-    let holders = holder(lock);
+fn in_use(lock: &Path, dir: &Path) -> Error {
+    let holders = holders(lock, dir);
     let by = if holders == [std::process::id()] {
         // This process's own: a pipeline or store on it not yet closed.
         format!(

@@ -1,7 +1,7 @@
 //! A segmented write-ahead log in a directory.
 //!
 //! ```text
-//! <dir>/LOCK                     held with an exclusive lock while open; holds the pid
+//! <dir>/LOCK                     locked while open, as is <dir> itself; holds the pid
 //! <dir>/0000000000000001.seg     segments of framed records (see frame.rs), oldest first
 //! <dir>/cursor                   where the oldest unconsumed record starts (atomic rewrite)
 //! <dir>/dead-letters.log         dead letters, framed the same way (see dead_letters.rs)
@@ -67,9 +67,10 @@ struct Segment {
 #[derive(Debug)]
 pub struct FileStore {
     config: FileStoreConfig,
-    /// The `LOCK` file, held locked while open: `close` lets go of it, so that another
-    /// pipeline (or the tools) may open the store while this one's handle lingers.
-    lock: Option<File>,
+    /// The store's lock (on the directory and its `LOCK` file), held while open: `close`
+    /// lets go of it, so that another pipeline (or the tools) may open the store while this
+    /// one's handle lingers.
+    lock: Option<dir::Lock>,
     segments: VecDeque<Segment>,
     /// Shared with the [`PendingSync`]s handed out, which may outlive its time as the tail.
     tail: Arc<File>,
