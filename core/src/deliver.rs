@@ -199,8 +199,11 @@ impl Worker {
                     self.confirm_suspects(&mut suspects, events, source);
                     self.keep_dead_letter(part[0], &reason);
                     self.note_error(reason);
-                    self.settle(1, Settle::DeadLettered, source);
+                    // Before `settle`, which publishes the counts: published after, it
+                    // waited for the next publish (in an idle pipeline, for ever), and the
+                    // metrics counted it as `rejected` meanwhile.
                     self.counts.dead_lettered_too_large += 1;
+                    self.settle(1, Settle::DeadLettered, source);
                 }
                 Outcome::Rejected { index: Some(i), .. } if i < part.len() => {
                     // Confirm the blamed event alone; the others go on in order.

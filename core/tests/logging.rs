@@ -139,4 +139,39 @@ fn logs_are_rate_limited_and_carry_neither_tokens_nor_events() {
         lines.len(),
         lines.join("\n")
     );
+
+    // A token file deleted while the receiver keeps taking events: the token read before
+    // is sent, and the warning that the file could not be read again comes once, not once
+    // a request.
+    let dir = std::env::temp_dir().join(format!("auditbuf-logging-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let receiver = Receiver::start(|_| Reply::created());
+    let http = HttpConfig::default().token_file(&token_file);
+    let p = Pipeline::new(
+        Config::default(),
+        HttpSink::new(receiver.url(), http).unwrap(),
+    )
+    .unwrap();
+    std::fs::remove_file(&token_file).unwrap();
+    for n in 0..20 {
+        p.record_json(format!(r#"{{"event_type":"login","n":{n}}}"#).as_bytes())
+            .unwrap();
+        assert!(p.flush(Duration::from_secs(5)).completed);
+    }
+    let report = p.close(Duration::from_secs(5));
+    assert!(report.stats.is_consistent(), "{:?}", report.stats);
+    assert_eq!(report.stats.delivered, 20, "{:?}", report.stats);
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 20);
+    let sent = format!("Bearer {TOKEN}");
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.authorization.as_deref() == Some(sent.as_str()))
+    );
+    let warned = lines_with("could not be read again");
+    assert_eq!(warned.len(), 1, "{warned:#?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

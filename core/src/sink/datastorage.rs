@@ -52,7 +52,15 @@ impl DataStorageSink {
     pub fn with_config(base_url: &str, config: HttpConfig) -> Result<Self, Error> {
         // Checked as given, so an error shows the user's URL, not one with the path added.
         super::http::check_url(base_url)?;
-        let url = format!("{}{}", base_url.trim_end_matches('/'), Self::PATH);
+        // The path goes after the base's path, before its query (`?tenant=a`).
+        let (base, query) = base_url
+            .split_once('?')
+            .map_or((base_url, None), |(base, query)| (base, Some(query)));
+        let mut url = format!("{}{}", base.trim_end_matches('/'), Self::PATH);
+        if let Some(query) = query {
+            url.push('?');
+            url.push_str(query);
+        }
         let limits = Limits {
             max_events: config.limits.max_events.min(Self::MAX_EVENTS),
             // The body is the events, a comma after each but the last, and two brackets;
@@ -93,5 +101,28 @@ mod tests {
         assert_eq!(c.field, "url");
         assert!(c.reason.starts_with("\"not a url\" "), "{}", c.reason);
         assert!(!c.reason.contains(DataStorageSink::PATH), "{}", c.reason);
+    }
+
+    #[test]
+    fn the_path_goes_before_the_query_and_a_fragment_is_refused() {
+        let sink = DataStorageSink::new("http://ds:8080/base/?tenant=a").unwrap();
+        assert_eq!(
+            sink.url(),
+            "http://ds:8080/base/api/v1/audit/events/batch?tenant=a"
+        );
+        let Err(Error::Config(c)) = DataStorageSink::new("http://ds:8080/base#x") else {
+            panic!("a URL with a fragment was taken");
+        };
+        assert!(c.reason.contains("has a fragment"), "{}", c.reason);
+    }
+
+    #[test]
+    fn a_password_in_the_url_never_shows() {
+        let Err(Error::Config(c)) = DataStorageSink::new("ftp://u:S3cret@ds/") else {
+            panic!("an ftp URL was taken");
+        };
+        assert!(c.reason.contains("ftp://u:***@ds/"), "{}", c.reason);
+        let sink = DataStorageSink::new("http://u:S3cret@ds:8080").unwrap();
+        assert!(!format!("{sink:?}").contains("S3cret"), "{sink:?}");
     }
 }

@@ -15,6 +15,7 @@ use super::resolve::{Lookups, SinkResolver};
 use super::{Limits, Outcome, Sink};
 use crate::Error;
 use crate::retry::parse_retry_after;
+use crate::throttle::Throttle;
 
 /// How a batch is framed in the request body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -184,6 +185,8 @@ impl fmt::Debug for HttpConfig {
 pub struct HttpSink {
     agent: Agent,
     url: String,
+    /// `url` as messages show it: without the password of its user information.
+    shown: String,
     config: HttpConfig,
     authorization: Option<String>,
     /// What the token file looked like when it was last read; `None` without one.
@@ -191,6 +194,8 @@ pub struct HttpSink {
     body: Vec<u8>,
     /// The agent's resolver's addresses, forgotten when a request fails.
     lookups: Lookups,
+    /// Warnings that the token file could not be read again: one line per 10 s.
+    token_warnings: Throttle,
 }
 
 /// Bodies this large are sent with `Expect: 100-continue`: a server that refuses them
@@ -272,18 +277,30 @@ impl HttpSink {
         );
         Ok(HttpSink {
             agent,
+            shown: shown_url(&url),
             url,
             config,
             authorization,
             token_seen,
             body: Vec::new(),
             lookups,
+            token_warnings: Throttle::default(),
         })
     }
 
     /// The URL batches are posted to.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// `text` (an error from ureq, which may quote the URL) with the URL shown as
+    /// [`shown`](Self::shown) does.
+    fn scrub(&self, text: String) -> String {
+        if self.shown == self.url {
+            text
+        } else {
+            text.replace(&self.url, &self.shown)
+        }
     }
 
     #[cfg(test)]
@@ -338,15 +355,14 @@ impl HttpSink {
     }
 }
 
-impl Sink for HttpSink {
-    fn send(&mut self, batch: &[&[u8]]) -> Outcome {
-        self.fill_body(batch);
-        let token_problem = self.refresh_token();
+impl HttpSink {
+    /// Posts the body, with `Expect: 100-continue` when `expect`.
+    fn post(&self, expect: bool) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
         let mut request = self
             .agent
             .post(&self.url)
             .content_type(self.config.format.content_type());
-        if self.body.len() >= EXPECT_CONTINUE_BYTES {
+        if expect {
             request = request.header("Expect", "100-continue");
         }
         for (name, value) in &self.config.headers {
@@ -355,15 +371,36 @@ impl Sink for HttpSink {
         if let Some(auth) = &self.authorization {
             request = request.header("Authorization", auth.as_str());
         }
-        let mut response = match request.send(&self.body[..]) {
+        request.send(&self.body[..])
+    }
+}
+
+impl Sink for HttpSink {
+    fn send(&mut self, batch: &[&[u8]]) -> Outcome {
+        self.fill_body(batch);
+        let token_problem = self.refresh_token();
+        let expect = self.body.len() >= EXPECT_CONTINUE_BYTES;
+        let mut sent = self.post(expect);
+        // A server or proxy that does not do expectations answers 417: the same request
+        // goes again without one (RFC 9110, 10.1.1).
+        if expect && sent.as_ref().is_ok_and(|r| r.status().as_u16() == 417) {
+            sent = self.post(false);
+        }
+        let mut response = match sent {
             Ok(response) => response,
             Err(e) => {
                 self.lookups.forget();
-                return Outcome::retry(format!("POST {}: {e}", self.url));
+                return Outcome::retry(self.scrub(format!("POST {}: {e}", self.shown)));
             }
         };
-        if let Some(problem) = token_problem {
-            log::warn!("token file changed but could not be read again: {problem}");
+        if let Some(problem) = token_problem
+            && let Some(n) = self.token_warnings.note(1)
+        {
+            log::warn!(
+                "token file changed but could not be read again ({n} time{} since the last \
+                 such line): {problem}; the token read before is sent",
+                if n == 1 { "" } else { "s" }
+            );
         }
         let status = response.status().as_u16();
         if (200..300).contains(&status) {
@@ -378,7 +415,7 @@ impl Sink for HttpSink {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
         let detail = problem_detail(&mut response, status);
-        let mut reason = format!("HTTP {status} from {}: {detail}", self.url);
+        let mut reason = format!("HTTP {status} from {}: {detail}", self.shown);
         match status {
             401 | 403 => {
                 if let Some(e) = self.reload_token() {
@@ -405,23 +442,34 @@ impl Sink for HttpSink {
 impl fmt::Debug for HttpSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpSink")
-            .field("url", &self.url)
+            .field("url", &self.shown)
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
 }
 
 pub(crate) fn check_url(url: &str) -> Result<(), Error> {
+    let shown = shown_url(url);
     let uri: ureq::http::Uri = url
         .parse()
-        .map_err(|e| Error::config("url", format!("{url:?} is not a URL: {e}")))?;
+        .map_err(|e| Error::config("url", format!("{shown:?} is not a URL: {e}")))?;
     match uri.scheme_str() {
+        // A fragment is never sent: the request would go to the URL without it.
+        Some("http" | "https") if url.contains('#') => Err(Error::config(
+            "url",
+            format!("{shown:?} has a fragment (#…), which is never sent: remove it"),
+        )),
         Some("http" | "https") if uri.host().is_some_and(|h| !h.is_empty()) => Ok(()),
         _ => Err(Error::config(
             "url",
-            format!("{url:?} must be an http:// or https:// URL with a host"),
+            format!("{shown:?} must be an http:// or https:// URL with a host"),
         )),
     }
+}
+
+/// `url` without the password of its user information, for messages.
+pub(crate) fn shown_url(url: &str) -> String {
+    crate::sink::redact::password_hidden(url, None)
 }
 
 fn check_header(name: &str, value: &str) -> Result<(), Error> {

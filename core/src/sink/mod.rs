@@ -13,6 +13,7 @@ pub(crate) mod datastorage;
 pub(crate) mod http;
 pub(crate) mod null;
 pub(crate) mod rabbitmq;
+pub(crate) mod redact;
 pub(crate) mod resolve;
 
 use std::time::Duration;

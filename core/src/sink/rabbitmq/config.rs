@@ -311,26 +311,7 @@ struct RabbitMqDoc {
 
 /// `url` with the password of its user information replaced by `***`.
 pub(crate) fn redact(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        // Not a URL: it may be anything, even a bare password. Show its shape only.
-        return "(not an amqp:// URL)".to_owned();
-    };
-    let rest = &url[scheme_end..];
-    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_len];
-    let Some(at) = authority.rfind('@') else {
-        return url.to_owned();
-    };
-    let user = &authority[..at];
-    match user.find(':') {
-        Some(colon) => format!(
-            "{}{}:***{}",
-            &url[..scheme_end],
-            &user[..colon],
-            &url[scheme_end + at..]
-        ),
-        None => url.to_owned(),
-    }
+    crate::sink::redact::password_hidden(url, Some("(not an amqp:// URL)"))
 }
 
 /// Percent-encodes what may not appear as such in a URL's user information.
