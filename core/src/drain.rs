@@ -141,13 +141,18 @@ impl Worker {
         drop(refs);
         self.stored = batch;
         self.redelivery.resends_left = 0;
-        if settled > 0 {
-            self.commit_settled(settled as u64);
-        }
+        let committed = settled == 0 || self.commit_settled(settled as u64);
         match result {
-            Ok(()) => {
+            Ok(()) if committed => {
                 self.recovered();
                 true
+            }
+            Ok(()) => {
+                // The store could not forget them (a full disk under SQLite): the next read
+                // returns them again, so wait before sending them again, as after a failed
+                // send, instead of resending them at once, hundreds of times a second.
+                self.back_off();
+                false
             }
             Err((_, Stop::Exhausted)) => {
                 self.counts.batches_failed += 1;
@@ -160,13 +165,15 @@ impl Worker {
     }
 
     /// Removes the first `settled` events of the last read from the store. If that fails
-    /// they stay, and will be sent again: at least once, counted as `redelivered`.
-    fn commit_settled(&mut self, settled: u64) {
+    /// they stay, and will be sent again: at least once, counted as `redelivered`. False
+    /// when it failed.
+    fn commit_settled(&mut self, settled: u64) -> bool {
         let n = usize::try_from(settled).unwrap_or(usize::MAX);
         match self.shared.with_store(|s| s.commit(n)) {
             Some(Ok(())) => {
                 let r = &mut self.redelivery;
                 r.uncommitted = r.uncommitted.saturating_sub(settled);
+                true
             }
             Some(Err(e)) => {
                 self.redelivery.uncommitted = self.redelivery.uncommitted.max(settled);
@@ -174,8 +181,9 @@ impl Worker {
                     "could not commit {settled} sent events in the backing store (they will \
                      be sent again): {e}"
                 ));
+                false
             }
-            None => {}
+            None => true,
         }
     }
 

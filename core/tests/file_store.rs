@@ -44,6 +44,47 @@ fn segments_rotate_and_consumed_ones_are_deleted() {
     assert_eq!(segments(&scope.0).len(), 1, "{:?}", segments(&scope.0));
 }
 
+#[test]
+fn a_cursor_that_cannot_be_written_loses_no_commit_and_frees_the_space() {
+    let scope = Scope::new("cursor-unwritable");
+    let dir = scope.0.join("wal");
+    let mut store = FileStore::open(config(&dir).fsync(Fsync::Always)).unwrap();
+    for start in (0..400).step_by(10) {
+        append_range(&mut store, start..start + 10);
+    }
+    let before = segments(&dir).len();
+    assert!(before > 3, "{before} segments");
+    // The cursor's temporary file cannot be created (as on a full disk, or a directory
+    // made read-only; a directory in its place stops root too).
+    fs::create_dir(dir.join("cursor.tmp")).unwrap();
+    let first = read(&mut store, 250, usize::MAX);
+    // The receiver has them: the commit stands, in memory, whatever the disk does.
+    store.commit(first.len()).unwrap();
+    assert_eq!(store.size().events, 150);
+    // Consumed segments are deleted all the same: the space they free may be what the
+    // cursor needs.
+    assert!(segments(&dir).len() < before, "{:?}", segments(&dir));
+    let next = read(&mut store, 50, usize::MAX);
+    assert_eq!(next, (250..300).map(event).collect::<Vec<_>>());
+    store.commit(next.len()).unwrap();
+    drop(store);
+    // Reopened (once the disk has room again) without a cursor written since: what was
+    // sent of the oldest segment left comes again (at least once), nothing is lost.
+    fs::remove_dir(dir.join("cursor.tmp")).unwrap();
+    let mut store = FileStore::open(config(&dir)).unwrap();
+    let again = all(&mut store);
+    assert!(
+        again.ends_with(&(300..400).map(event).collect::<Vec<_>>()),
+        "{}",
+        again.len()
+    );
+    assert!(again.len() < 400, "{}", again.len());
+    store.commit(again.len() - 100).unwrap();
+    drop(store);
+    let mut store = FileStore::open(config(&dir)).unwrap();
+    assert_eq!(all(&mut store), (300..400).map(event).collect::<Vec<_>>());
+}
+
 fn append_durably(store: &mut FileStore, range: std::ops::Range<usize>) -> auditbuf::PendingSync {
     let events: Vec<Vec<u8>> = range.map(event).collect();
     let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();

@@ -84,7 +84,10 @@ pub struct FileStore {
     bytes: u64,
     oldest_ms: Option<u64>,
     unsynced: bool,
+    /// The cursor file is behind `cursor`, or not synced: the next sync writes it.
     cursor_unsynced: bool,
+    /// Warnings that the cursor file could not be written: one line per 10 s.
+    cursor_warnings: crate::throttle::Throttle,
     /// Segments were created or deleted without syncing the directory (`Fsync::Never`).
     dir_unsynced: bool,
     /// Events found unreadable since `take_lost` was last called.
@@ -168,7 +171,12 @@ impl FileStore {
         if consumed == 0 {
             return Ok(false);
         }
-        self.persist_cursor(self.durable())?;
+        // The cursor goes first, so that a crash after a deletion never finds it behind
+        // the deleted segments. If it cannot be written (a full disk, a directory made
+        // read-only), the segments go anyway: the space they free may be what it needs,
+        // and a cursor whose segment is gone only makes the next open read from the oldest
+        // segment left, sending again what was sent of it (recovery.rs).
+        let persisted = self.persist_cursor(self.durable());
         crash_point("file.delete.before");
         for _ in 0..consumed {
             if let Some(s) = self.segments.pop_front() {
@@ -186,6 +194,9 @@ impl FileStore {
             dir::sync_dir(&self.config.path)?;
         } else {
             self.dir_unsynced = true;
+        }
+        if persisted.is_err() {
+            self.persist_cursor(self.durable())?;
         }
         Ok(true)
     }
@@ -501,10 +512,29 @@ impl Store for FileStore {
             None if self.events == 0 => None,
             None => self.peek_oldest_ms(),
         };
-        if self.delete_consumed()? {
-            return Ok(());
+        // The receiver has these events: they are consumed here, whatever the disk does.
+        // The cursor file only carries that across a restart. If it cannot be written, the
+        // next commit or sync writes it, and a restart before then sends again what was
+        // sent since the last one written (at least once). Failing the commit instead
+        // would have the pipeline count as still held, and resend, events this store no
+        // longer returns.
+        let persisted = match self.delete_consumed() {
+            Ok(true) => Ok(()),
+            Ok(false) => self.persist_cursor(self.config.fsync == Fsync::Always),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = persisted {
+            self.cursor_unsynced = true;
+            if let Some(n) = self.cursor_warnings.note(1) {
+                log::warn!(
+                    "{}: could not record the delivery of sent events ({n} time{} since the \
+                     last such line; a restart before it is recorded sends them again): {e}",
+                    self.config.path.display(),
+                    if n == 1 { "" } else { "s" }
+                );
+            }
         }
-        self.persist_cursor(self.config.fsync == Fsync::Always)
+        Ok(())
     }
 
     fn dead_letter(&mut self, event: &[u8], reason: &str) -> Result<(), Error> {

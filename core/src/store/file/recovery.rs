@@ -196,6 +196,7 @@ impl FileStore {
             oldest_ms,
             unsynced: false,
             cursor_unsynced: false,
+            cursor_warnings: Default::default(),
             dir_unsynced: false,
             lost: 0,
             last_sync: Instant::now(),
