@@ -78,6 +78,79 @@ fn a_receiver_refusing_everything_for_30_s_loses_nothing_to_dead_letters() {
     assert_all_settled(&report.stats);
 }
 
+/// Backoffs short enough for a refusal that lasts 1.5 s, a budget that outlasts it.
+fn quick_retries() -> RetryPolicy {
+    RetryPolicy::default()
+        .max_elapsed(Duration::from_secs(30))
+        .backoff(Duration::from_millis(5), Duration::from_millis(100))
+}
+
+#[test]
+fn a_proxy_naming_each_refusal_differently_is_still_an_endpoint_failure() {
+    // A WAF answering 400 to everything, each answer with its own incident id.
+    let started = Instant::now();
+    let receiver = Receiver::start(move |b| {
+        if started.elapsed() < Duration::from_millis(1500) {
+            let detail = format!("request rejected by WAF, incident id {}", 7000 + b.index);
+            Reply::problem(400, &detail)
+        } else {
+            Reply::created()
+        }
+    });
+    let config = Config::default()
+        .batch_max_events(10)
+        .flush_interval(Duration::from_millis(20))
+        .retry(quick_retries());
+    let sink = HttpSink::new(receiver.url(), HttpConfig::default()).unwrap();
+    let p = Pipeline::new(config, sink).unwrap();
+    let all = ids(30);
+    record_all(&p, &all);
+    assert!(receiver.wait_for_delivered(30, Duration::from_secs(20)));
+    let report = p.close(Duration::from_secs(10));
+    assert_eq!(receiver.delivered_field("correlation_id"), all);
+    assert_eq!(report.stats.dead_lettered, 0, "{:?}", report.stats);
+    assert!(report.stats.endpoint_refusals > 0, "{:?}", report.stats);
+    assert_all_settled(&report.stats);
+}
+
+#[test]
+fn batches_of_one_event_are_kept_once_the_endpoint_is_found_refusing_everything() {
+    // A quiet service: each event goes alone. The receiver refuses everything for 1.5 s.
+    let started = Instant::now();
+    let receiver = Receiver::start(move |_| {
+        if started.elapsed() < Duration::from_millis(1500) {
+            Reply::problem(400, "blocked by proxy")
+        } else {
+            Reply::created()
+        }
+    });
+    let config = Config::default()
+        .flush_interval(Duration::from_millis(10))
+        .retry(quick_retries());
+    let sink = HttpSink::new(receiver.url(), HttpConfig::default()).unwrap();
+    let p = Pipeline::new(config, sink).unwrap();
+    let all = ids(30);
+    for id in &all {
+        record_all(&p, std::slice::from_ref(id));
+        std::thread::sleep(Duration::from_millis(60));
+    }
+    let report = p.close(Duration::from_secs(20));
+    let s = report.stats;
+    // The events refused before the run of five that shows the endpoint failing may be
+    // dead-lettered, one a batch; none after it (each was, before: a batch of one ended
+    // its own run).
+    assert!(s.dead_lettered < 5, "{s:?}");
+    assert!(s.endpoint_refusals > 0, "{s:?}");
+    assert_eq!(s.delivered + s.dead_lettered, 30, "{s:?}");
+    let delivered = receiver.delivered_field("correlation_id");
+    assert_eq!(
+        delivered,
+        all[all.len() - delivered.len()..],
+        "in order, once"
+    );
+    assert_all_settled(&s);
+}
+
 #[test]
 fn a_poison_event_among_good_ones_is_still_dead_lettered() {
     let receiver = Receiver::start(|b| {
