@@ -107,8 +107,8 @@ fn bench(args: &Args) -> Result<bool, String> {
         );
     }
     tail += &format!(
-        "machine stalls: a thread spinning alone for {} before the run lost {} or more {} times \
-         a second (longest {}): one begins in about {:.2} % of 1 µs calls, whatever they do\n",
+        "machine stalls: spinning for {} before the run, a thread was stopped for {} or more \
+         {} times a second (longest {}); one would hit about {:.2} % of 1 µs calls\n",
         report::duration(stalls.span),
         report::nanos(stalls::STALL.as_nanos() as u64),
         report::count(stalls.per_second.round() as u64),

@@ -161,7 +161,7 @@ fn progress_bar(name: &str, duration: Duration) -> ProgressBar {
     }
     let bar = ProgressBar::new(duration.as_millis() as u64);
     if let Ok(style) =
-        ProgressStyle::with_template("{prefix} [{bar:24}] {elapsed:>3}/{len_s} {wide_msg}")
+        ProgressStyle::with_template("{prefix} [{bar:16}] {elapsed:>3}/{len_s} {wide_msg}")
     {
         let len_s = format!("{:.0}s", duration.as_secs_f64());
         bar.set_style(
@@ -185,7 +185,7 @@ fn live_message(before: &Sample, now: &Sample) -> String {
         report::rate(f(&now.counts).saturating_sub(f(&before.counts)) as f64 / dt)
     };
     format!(
-        "offered {}, delivered {}, lost {}, queued {}",
+        "offered {}, delivered {}, rejected/lost {}, queued {}",
         per_s(|c| c.offered),
         per_s(|c| c.delivered),
         per_s(|c| c.lost()),

@@ -73,8 +73,8 @@ pub enum SinkConfig {
         /// HTTP settings.
         http: HttpConfig,
     },
-    /// [`RabbitMqSink`](crate::RabbitMqSink) publishing as the configuration says (needs
-    /// the `rabbitmq` feature to be built).
+    /// `RabbitMqSink` publishing as the configuration says (needs the `rabbitmq` feature to
+    /// be built).
     RabbitMq(RabbitMqConfig),
     /// [`NullSink`]: accepts everything, keeps nothing.
     Null,
@@ -267,7 +267,7 @@ impl SinkConfig {
     ///
     /// [`Error::Config`] naming the field (`sink.url`, `sink.headers`, `sink.token_file`,
     /// `sink.ca_file`, …) as [`HttpSink::new`] or
-    /// [`RabbitMqSink::new`](crate::RabbitMqSink::new) find it, or `sink.type` for
+    /// `RabbitMqSink::new` (feature `rabbitmq`) find it, or `sink.type` for
     /// `rabbitmq` without that feature; [`Error::Io`] naming a token or CA file that cannot
     /// be read.
     pub fn open(self) -> Result<Box<dyn Sink>, Error> {

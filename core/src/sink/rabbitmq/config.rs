@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::Error;
 
-/// Where a [`RabbitMqSink`](crate::RabbitMqSink) publishes and how it connects. Plain data:
+/// Where a `RabbitMqSink` (feature `rabbitmq`) publishes and how it connects. Plain data:
 /// nothing is opened until the sink is built.
 ///
 /// Each event becomes one persistent message (`delivery_mode` 2, `content_type`
