@@ -687,3 +687,34 @@ fn too_large_is_counted_as_soon_as_dead_lettered() {
     let report = p.close(CLOSE);
     assert_settled(&report.stats);
 }
+
+#[test]
+fn a_redirect_is_not_followed_and_its_target_is_named() {
+    let receiver = Receiver::start(|b| {
+        if b.index == 0 {
+            let mut moved = Reply::status(308);
+            moved.headers.push((
+                "Location".into(),
+                "https://u:pw@elsewhere.example/ev".into(),
+            ));
+            moved
+        } else {
+            Reply::created()
+        }
+    });
+    let p = pipeline(&receiver.url(), config(), HttpConfig::default());
+    let all = ids(5);
+    record_all(&p, &all);
+    let report = p.close(CLOSE);
+    // Retried where it was configured to go, never sent elsewhere.
+    assert_exactly_once(&receiver, &all);
+    assert_eq!(receiver.requests().len(), 2);
+    let error = p.last_error().unwrap_or_default();
+    assert!(
+        error.contains("HTTP 308 from http://127.0.0.1:")
+            && error.contains("redirects to https://u:***@elsewhere.example/ev (not followed"),
+        "{error}"
+    );
+    assert_eq!(report.stats.retries, 1);
+    assert_settled(&report.stats);
+}

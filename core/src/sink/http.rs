@@ -414,7 +414,24 @@ impl Sink for HttpSink {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        let detail = problem_detail(&mut response, status);
+        let mut detail = problem_detail(&mut response, status);
+        if (300..400).contains(&status) {
+            // Redirects are not followed: a batch of audit events (and its token) goes only
+            // where it was configured to go. Say where the server points.
+            let location = response
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok());
+            detail = format!(
+                "redirects to {} (not followed: configure that URL){}",
+                location.map_or_else(|| "nowhere given".to_owned(), shown_url),
+                if detail.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {detail}")
+                }
+            );
+        }
         let mut reason = format!("HTTP {status} from {}: {detail}", self.shown);
         match status {
             401 | 403 => {
