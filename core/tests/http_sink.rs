@@ -718,3 +718,47 @@ fn a_redirect_is_not_followed_and_its_target_is_named() {
     assert_eq!(report.stats.retries, 1);
     assert_settled(&report.stats);
 }
+
+#[test]
+fn a_2xx_whose_body_never_ends_does_not_hold_the_flush_thread() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    // A receiver that answers 200 at once, then trickles a chunked body that never ends.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/ev", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+                while stream.write_all(b"1\r\n \r\n").is_ok() {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            });
+        }
+    });
+    let http = HttpConfig::default().timeout(Duration::from_secs(30));
+    let p = pipeline(&url, config(), http);
+    record_all(&p, &ids(1));
+    // Delivered once the status came; the body is given up on after a second, not after
+    // the request's 30 s timeout.
+    assert!(p.flush(Duration::from_secs(10)).completed);
+    let report = p.close(CLOSE);
+    assert_eq!(report.stats.delivered, 1, "{:?}", report.stats);
+    assert_settled(&report.stats);
+}

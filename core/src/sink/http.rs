@@ -198,6 +198,9 @@ pub struct HttpSink {
     token_warnings: Throttle,
 }
 
+/// The longest an answer's body is read for, once its status arrived.
+const BODY_READ_LIMIT: Duration = Duration::from_secs(1);
+
 /// Bodies this large are sent with `Expect: 100-continue`: a server that refuses them
 /// from the headers alone (DataStorage answers 413 from `Content-Length` and closes) is
 /// heard before the body is written, instead of the client seeing a broken pipe and
@@ -264,6 +267,10 @@ impl HttpSink {
         let agent_config = Agent::config_builder()
             .timeout_connect(Some(config.connect_timeout))
             .timeout_global(Some(config.timeout))
+            // The answer's body is read only to reuse the connection (or for an error's
+            // detail): a server trickling it must not hold the flush thread for the whole
+            // request timeout once its status is known.
+            .timeout_recv_body(Some(config.timeout.min(BODY_READ_LIMIT)))
             .http_status_as_error(false)
             .max_redirects(0)
             .user_agent(config.user_agent.as_str())
