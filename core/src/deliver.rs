@@ -10,7 +10,10 @@
 //! it. When every event of a batch of two or more is refused alone with the same answer,
 //! or the last [`ENDPOINT_REFUSAL_RUN`] events refused alone all were (nothing accepted in
 //! between), the endpoint is failing, not the events: they are kept and retried with
-//! backoff like any other failure (then stored), counted in `endpoint_refusals`.
+//! backoff like any other failure (then stored), counted in `endpoint_refusals`. Each
+//! round after that walks twice as many single events before it gives up again (up to
+//! [`MAX_REFUSAL_RUN`]), so that a longer run of poison events at the head is walked past
+//! once an event after it is accepted.
 
 use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -30,6 +33,10 @@ use crate::worker::{Source, Stop, Worker, deadline_after};
 /// only five single-event requests before it is recognised.
 pub(crate) const ENDPOINT_REFUSAL_RUN: u32 = 5;
 
+/// The longest run of single-event refusals a round walks while the endpoint refuses
+/// everything (the run doubles from [`ENDPOINT_REFUSAL_RUN`] each round).
+pub(crate) const MAX_REFUSAL_RUN: u32 = 4 * ENDPOINT_REFUSAL_RUN;
+
 /// A batch that fails with a retryable error this many times in a row is sent in halves
 /// from then on (a proxy resetting large bodies, a server closing before reading): the
 /// cause is isolated instead of blocking everything behind it.
@@ -44,6 +51,9 @@ pub(crate) struct Refusals {
     answer: String,
     /// The last of them, as the receiver worded it (for the log).
     said: String,
+    /// How many refusals in a row make an endpoint failure in this round (see
+    /// [`declare`](Self::declare)).
+    walk: u32,
     /// An endpoint failure was declared and nothing was accepted since: events are tried
     /// one at a time from the oldest, so a receiver refusing everything costs a few requests
     /// per back-off, and poison events at the head are walked past (an event accepted after
@@ -54,12 +64,28 @@ pub(crate) struct Refusals {
 
 impl Refusals {
     fn endpoint_failing(&self) -> bool {
-        self.run >= ENDPOINT_REFUSAL_RUN
+        self.run >= self.walk.max(ENDPOINT_REFUSAL_RUN)
+    }
+
+    /// The endpoint is found refusing everything (again). Each time again before anything
+    /// is accepted, the next round walks twice as many events (up to
+    /// [`MAX_REFUSAL_RUN`]) before it gives up: a run of poison events at the head longer
+    /// than one round's walk is then walked past, once an event after it is accepted,
+    /// instead of holding everything behind it for good.
+    fn declare(&mut self) {
+        self.walk = if self.probing {
+            (self.walk.max(ENDPOINT_REFUSAL_RUN) * 2).min(MAX_REFUSAL_RUN)
+        } else {
+            ENDPOINT_REFUSAL_RUN
+        };
+        self.run = 0;
+        self.probing = true;
     }
 
     /// Something was accepted: refusals before it said nothing about the endpoint.
     fn accepted(&mut self) {
         self.run = 0;
+        self.walk = ENDPOINT_REFUSAL_RUN;
         self.probing = false;
     }
 }
@@ -137,7 +163,7 @@ impl Worker {
                 }
                 // While the receiver seems to refuse everything, or several events in a row were
                 // refused alone, try one event at a time: a receiver that refuses everything
-                // costs `ENDPOINT_REFUSAL_RUN` requests per back-off (a fresh run of distinct
+                // costs a round's walk of requests per back-off (5, 10, then 20 single
                 // events), and a run of poison events is walked, not bisected again and again.
                 let walking =
                     suspects.range.as_ref().is_some_and(|s| s.len() >= 2) || self.refusals.probing;
@@ -214,8 +240,7 @@ impl Worker {
                             // fresh run of refusals (re-sends of the same events do not add
                             // up to one) to give up again.
                             suspects.reasons.clear();
-                            self.refusals.run = 0;
-                            self.refusals.probing = true;
+                            self.refusals.declare();
                             pending.push(suspected.start..range.end);
                             self.endpoint_refused();
                             failures += 1;
@@ -304,7 +329,7 @@ impl Worker {
                 && let Some(suspected) = suspects.range.take()
             {
                 suspects.reasons.clear();
-                self.refusals.run = 0;
+                self.refusals.declare();
                 pending.push(suspected.clone());
                 self.endpoint_refused();
                 failures += 1;
