@@ -244,6 +244,30 @@ fn deleting_lock_by_hand_lets_no_second_opener_in() {
 }
 
 #[test]
+fn a_store_directory_deleted_while_open_is_reported() {
+    // `rm -rf` of a directory taken for stale: the pipeline keeps writing to files no
+    // restart will find. It cannot undo that, but says so.
+    let scope = Scope::new("dir-deleted");
+    let dir = scope.0.join("wal");
+    let sink = CallbackSink::new(|_: &[&[u8]]| Outcome::Delivered);
+    let config = Config::default().store(StoreConfig::File(config(&dir)));
+    let p = Pipeline::new(config, sink).unwrap();
+    p.record_json(br#"{"event_type":"t"}"#).unwrap();
+    fs::remove_dir_all(&dir).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let said = |p: &Pipeline| {
+        p.last_error()
+            .is_some_and(|e| e.contains("wal: deleted while the store has it open"))
+    };
+    while !said(&p) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(said(&p), "{:?}", p.last_error());
+    let report = p.close(Duration::from_secs(5));
+    assert!(report.stats.is_consistent(), "{:?}", report.stats);
+}
+
+#[test]
 fn the_cursor_survives_reopening_and_a_damaged_cursor_only_resends() {
     let scope = Scope::new("cursor");
     let dir = scope.0.join("wal");

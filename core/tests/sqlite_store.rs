@@ -160,6 +160,27 @@ fn store_config_reads_and_opens_it() {
 }
 
 #[test]
+fn a_database_file_deleted_while_open_is_reported() {
+    let scope = Scope::new("deleted");
+    let db = scope.0.join("events.db");
+    let sink = auditbuf::CallbackSink::new(|_: &[&[u8]]| auditbuf::Outcome::Delivered);
+    let config =
+        auditbuf::Config::default().store(StoreConfig::Sqlite(SqliteStoreConfig::new(&db)));
+    let p = auditbuf::Pipeline::new(config, sink).unwrap();
+    fs::remove_file(&db).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let said = |p: &auditbuf::Pipeline| {
+        p.last_error()
+            .is_some_and(|e| e.contains("events.db: deleted while the store has it open"))
+    };
+    while !said(&p) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(said(&p), "{:?}", p.last_error());
+    assert!(p.close(Duration::from_secs(5)).stats.is_consistent());
+}
+
+#[test]
 fn reopening_after_a_drop_without_close_keeps_everything() {
     let scope = Scope::new("drop");
     let db = scope.0.join("events.db");

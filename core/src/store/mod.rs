@@ -28,6 +28,7 @@ pub(crate) mod postgres;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
 pub(crate) mod sync;
+mod watch;
 
 use std::time::Duration;
 

@@ -99,6 +99,8 @@ pub struct FileStore {
     /// The process that opened the store: a `fork()` child inherits the descriptors and
     /// the lock, but writing through them would overwrite what the parent writes.
     pid: u32,
+    /// The directory as opened: deleted or replaced meanwhile, it is said once.
+    watch: crate::store::watch::Watch,
 }
 
 fn segment_name(id: u64) -> String {
@@ -583,6 +585,7 @@ impl Store for FileStore {
     }
 
     fn tick(&mut self) -> Result<(), Error> {
+        self.watch.check("file")?;
         match self.config.fsync {
             Fsync::Interval(every) if self.last_sync.elapsed() >= every => self.sync(),
             _ => Ok(()),

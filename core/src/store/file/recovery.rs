@@ -204,6 +204,7 @@ impl FileStore {
             buf: Vec::new(),
             recovery,
             pid: std::process::id(),
+            watch: crate::store::watch::Watch::new(&dir),
         };
         crash_point("file.open.scanned");
         store.normalize_cursor();

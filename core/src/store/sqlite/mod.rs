@@ -106,6 +106,8 @@ pub struct SqliteStore {
     /// the inherited connection nor close it (closing checkpoints and removes the WAL the
     /// parent still uses).
     pid: u32,
+    /// The database file as opened: deleted or replaced meanwhile, it is said once.
+    watch: crate::store::watch::Watch,
 }
 
 impl SqliteStore {
@@ -189,6 +191,7 @@ impl SqliteStore {
             last_sync: Instant::now(),
             durable_appends: false,
             pid: std::process::id(),
+            watch: crate::store::watch::Watch::new(&config.path),
             config,
         })
     }
@@ -481,6 +484,7 @@ impl Store for SqliteStore {
 
     fn tick(&mut self) -> Result<(), Error> {
         self.same_process()?;
+        self.watch.check("sqlite")?;
         match self.config.fsync {
             Fsync::Interval(every) if self.unsynced && self.last_sync.elapsed() >= every => {
                 self.checkpoint("FULL")
