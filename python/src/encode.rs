@@ -222,7 +222,7 @@ pub(crate) fn write_value(
     }
 }
 
-/// A panic in the encoder: not expected (a dict that changes size is caught before pyo3's
+/// A panic in the encoder: not expected (a dict that changes is caught before pyo3's
 /// iterator would panic), but never let through to Python.
 #[cold]
 fn encoder_panicked() -> Fail {
@@ -237,6 +237,15 @@ fn encoder_panicked() -> Fail {
 fn dict_changed() -> Fail {
     Fail::Raised(PyRuntimeError::new_err(
         "dictionary changed size during iteration (while auditbuf encoded it)",
+    ))
+}
+
+/// Python code run while a dict is written deleted some keys and added as many others:
+/// as Python's own iteration says it.
+#[cold]
+fn keys_changed() -> Fail {
+    Fail::Raised(PyRuntimeError::new_err(
+        "dictionary keys changed during iteration (while auditbuf encoded it)",
     ))
 }
 
@@ -268,9 +277,12 @@ impl Encoder<'_> {
         self.out.push(b'{');
         let mut first = true;
         // Checked after each member, before pyo3's iterator takes the next one: it panics
-        // on a dict that changed size (the panic would print on stderr).
+        // on a dict that changed size (the panic would print on stderr), and on one that
+        // yields more members than it had (keys deleted and others added): so no more than
+        // `size` are taken, then one look for another.
         let size = d.len();
-        for (key, value) in d.iter() {
+        let mut members = d.iter();
+        for (key, value) in members.by_ref().take(size) {
             if !first {
                 self.out.push(b',');
             }
@@ -303,6 +315,9 @@ impl Encoder<'_> {
             if d.len() != size {
                 return Err(dict_changed());
             }
+        }
+        if members.next().is_some() {
+            return Err(keys_changed());
         }
         self.out.push(b'}');
         self.check_size()

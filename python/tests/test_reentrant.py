@@ -154,7 +154,25 @@ def test_python_code_that_resizes_the_dict_being_encoded_raises_without_a_panic(
             event_type="x", event_category="c", event_action="a", event_outcome="success",
             correlation_id="r", event_data=nested,
         )
+    # Keys deleted and as many added: the size is the same, the members are not.
+    event = {"event_type": "x", "a": 1, "b": 2}
+
+    class Swapping(datetime.tzinfo):
+        def utcoffset(self, dt: Optional[datetime.datetime]) -> datetime.timedelta:
+            if "a" in event:
+                del event["a"]
+                event["c"] = 3
+            return datetime.timedelta(0)
+
+        def dst(self, dt: Optional[datetime.datetime]) -> None:
+            return None
+
+    event["when"] = datetime.datetime(2026, 1, 1, tzinfo=Swapping())
+    del event["b"]
+    with pytest.raises(RuntimeError, match="keys changed during iteration"):
+        p.record(event)
     report = p.close(timeout=5)
-    assert report.stats.rejected.serialize == 2, report.stats
+    assert report.stats.rejected.serialize == 3, report.stats
     assert_accounted(report.stats, delivered=0)
-    assert "panicked" not in capfd.readouterr().err
+    err = capfd.readouterr().err
+    assert "panicked" not in err, err
