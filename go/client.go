@@ -270,7 +270,8 @@ func (c *Client) Stats() Stats {
 // audit_retries_total, audit_buffer_capacity and the backing store's gauges, each with
 // the label service (Config.Service). Serve it from a /metrics handler of your own, or
 // use the prometheus package for client_golang. After Close it returns the text as it
-// was when the handle was released. Never blocks on the flush thread.
+// was when the handle was released, with the calls refused since counted in
+// audit_events_dropped_total{reason="closed"}. Never blocks on the flush thread.
 func (c *Client) MetricsText() string {
 	if !c.enter() {
 		if c != nil {

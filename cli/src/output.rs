@@ -86,12 +86,15 @@ pub(crate) fn count(n: u64, one: &str, many: &str) -> String {
 }
 
 /// `text` on one line, with line breaks and other control characters escaped (`\n`,
-/// `\u{1b}`): a receiver's reason is its own text, and a line break in it would break a
-/// table, an escape sequence would reach the terminal.
+/// `\u{1b}`), and the marks that reorder text (bidirectional overrides, U+202E): a
+/// receiver's reason is its own text, and a line break in it would break a table, an
+/// escape sequence would reach the terminal, an override would show other text than is
+/// there.
 pub(crate) fn one_line(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if c.is_control() {
+        let reorders = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || reorders {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -111,6 +114,7 @@ mod tests {
             "HTTP 400: bad\\r\\n\\tfield \\u{1b}[31mred"
         );
         assert_eq!(one_line("schön"), "schön");
+        assert_eq!(one_line("a\u{202e}b"), "a\\u{202e}b");
     }
 
     #[test]

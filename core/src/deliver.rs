@@ -47,10 +47,9 @@ const SPLIT_AFTER_FAILURES: u32 = 3;
 pub(crate) struct Refusals {
     /// How many in a row.
     run: u32,
-    /// The answer they all got, as [`shape`] makes it.
+    /// The answer they all got; while `probing`, the one the endpoint was found refusing
+    /// everything with.
     answer: String,
-    /// The last of them, as the receiver worded it (for the log).
-    said: String,
     /// How many refusals in a row make an endpoint failure in this round (see
     /// [`declare`](Self::declare)).
     walk: u32,
@@ -82,45 +81,20 @@ impl Refusals {
         self.probing = true;
     }
 
+    /// A refusal with another answer: the events differ, not the endpoint, which is no
+    /// longer taken for refusing everything.
+    fn different(&mut self) {
+        self.run = 0;
+        self.walk = ENDPOINT_REFUSAL_RUN;
+        self.probing = false;
+    }
+
     /// Something was accepted: refusals before it said nothing about the endpoint.
     fn accepted(&mut self) {
         self.run = 0;
         self.walk = ENDPOINT_REFUSAL_RUN;
         self.probing = false;
     }
-}
-
-/// A refusal's answer as refusals are compared: every word with a digit in it (a request
-/// or incident id, a UUID, a time) becomes `#`, but the HTTP status, so that a proxy or WAF
-/// naming each refusal differently still gives the same answer every time.
-fn shape(reason: &str) -> String {
-    let (kept, rest) = match reason.strip_prefix("HTTP ") {
-        Some(after) => {
-            let status = after
-                .find(|c: char| !c.is_ascii_digit())
-                .unwrap_or(after.len());
-            reason.split_at(5 + status)
-        }
-        None => ("", reason),
-    };
-    let mut out = String::with_capacity(reason.len());
-    out.push_str(kept);
-    let mut word = String::new();
-    for c in rest.chars().chain(std::iter::once(' ')) {
-        if c.is_alphanumeric() {
-            word.push(c);
-            continue;
-        }
-        if word.chars().any(|w| w.is_ascii_digit()) {
-            out.push('#');
-        } else {
-            out.push_str(&word);
-        }
-        word.clear();
-        out.push(c);
-    }
-    out.pop();
-    out
 }
 
 /// Events refused alone in this delivery, not yet dead-lettered: `start..end`, right after
@@ -218,14 +192,17 @@ impl Worker {
                     }
                     Outcome::Rejected { reason, .. } if part.len() == 1 => {
                         self.note_error(reason.clone());
-                        let same = self.refusals.run == 0 || self.refusals.answer == shape(&reason);
+                        // While probing, the answer is the one the endpoint was found
+                        // refusing everything with.
+                        let first = self.refusals.run == 0 && !self.refusals.probing;
+                        let same = first || self.refusals.answer == reason;
                         if !same {
                             // Different answers point at the events, not the endpoint.
                             self.confirm_suspects(&mut suspects, events, source);
-                            self.refusals.run = 0;
+                            self.refusals.different();
                         }
-                        if self.refusals.run == 0 {
-                            self.refusals.answer = shape(&reason);
+                        if self.refusals.run == 0 && !self.refusals.probing {
+                            self.refusals.answer.clone_from(&reason);
                         }
                         self.refusals.run += 1;
                         let suspected = match suspects.range.take() {
@@ -398,7 +375,7 @@ impl Worker {
             log::warn!(
                 "the receiver refuses every event with the same answer ({n} times since the last \
                  report): treating it as an endpoint failure, keeping the events: {}",
-                self.refusals.said
+                self.refusals.answer
             );
         }
     }
@@ -440,31 +417,4 @@ impl Worker {
 enum Settle {
     Delivered,
     DeadLettered,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::shape;
-
-    #[test]
-    fn answers_differing_only_in_ids_have_one_shape() {
-        let a = shape("HTTP 400 from http://h:8080/x: blocked, incident 7001 (req 3f2a-9c1e)");
-        let b = shape("HTTP 400 from http://h:8080/x: blocked, incident 7002 (req 77aa-01ff)");
-        assert_eq!(a, b);
-        assert_eq!(
-            a,
-            "HTTP 400 from http://h:#/x: blocked, incident # (req #-#)"
-        );
-        // The status and the words of the answer still tell answers apart.
-        assert_ne!(
-            shape("HTTP 400 from u: blocked"),
-            shape("HTTP 422 from u: blocked")
-        );
-        assert_ne!(
-            shape("HTTP 400 from u: event_data.user: required"),
-            shape("HTTP 400 from u: event_category: unknown value")
-        );
-        assert_eq!(shape("sink: nope"), "sink: nope");
-        assert_eq!(shape("HTTP "), "HTTP ");
-    }
 }

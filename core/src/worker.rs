@@ -377,15 +377,16 @@ impl Worker {
             self.maybe_tick_store();
             // Lanes whose callers stopped are found idle during an outage too.
             self.note_idle_lanes();
+            // Before the deadline checks: a slow sync must not make this wait past them.
+            if self.close_by.is_some() {
+                self.sync_while_closing();
+            }
             if self.past_close_deadline() || self.close_by.is_some_and(|by| until >= by) {
                 return false;
             }
             let now = Instant::now();
             if now >= until {
                 return true;
-            }
-            if self.close_by.is_some() {
-                self.sync_while_closing();
             }
             let mut wait = (until - now).min(LANE_IDLE_AFTER);
             if self.shared.store.is_some() || self.shared.closed.load(Ordering::Relaxed) {

@@ -174,4 +174,30 @@ fn logs_are_rate_limited_and_carry_neither_tokens_nor_events() {
     let warned = lines_with("could not be read again");
     assert_eq!(warned.len(), 1, "{warned:#?}");
     let _ = std::fs::remove_dir_all(&dir);
+
+    // A receiver refusing everything: the line says with what.
+    let receiver = Receiver::start(|_| Reply::problem(400, "blocked by proxy"));
+    let config = Config::default().retry(
+        RetryPolicy::default()
+            .max_elapsed(Duration::from_millis(300))
+            .backoff(Duration::from_millis(5), Duration::from_millis(20)),
+    );
+    let p = Pipeline::new(
+        config,
+        HttpSink::new(receiver.url(), HttpConfig::default()).unwrap(),
+    )
+    .unwrap();
+    for n in 0..3 {
+        p.record_json(format!(r#"{{"event_type":"login","n":{n}}}"#).as_bytes())
+            .unwrap();
+    }
+    let report = p.close(Duration::from_secs(5));
+    assert!(report.stats.endpoint_refusals > 0, "{:?}", report.stats);
+    let refusing = lines_with("treating it as an endpoint failure");
+    let said = format!(
+        "keeping the events: HTTP 400 from {}: Validation Error: blocked by proxy",
+        receiver.url()
+    );
+    assert!(refusing.iter().all(|l| l.ends_with(&said)), "{refusing:#?}");
+    assert!(!refusing.is_empty());
 }

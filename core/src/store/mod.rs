@@ -77,13 +77,16 @@ pub trait Store: Send + 'static {
         out: &mut StoredBatch,
     ) -> Result<(), Error>;
 
-    /// Removes the first `n` events of the last [`read_oldest`](Store::read_oldest).
+    /// Removes the first `n` events of the last [`read_oldest`](Store::read_oldest). On
+    /// `Err` they stay, and the next read returns them again (the pipeline then sends them
+    /// again, counted as `redelivered`). A store may instead keep the removal in memory and
+    /// write it later (the file store does when its cursor cannot be written): `Ok`, and a
+    /// restart before then returns them again.
     ///
     /// # Errors
     ///
     /// [`Error::Store`] or [`Error::Io`] naming the file, table or server when the removal
-    /// or the new read position cannot be written; [`Error::Forked`] as for
-    /// [`append`](Store::append).
+    /// cannot be made; [`Error::Forked`] as for [`append`](Store::append).
     fn commit(&mut self, n: usize) -> Result<(), Error>;
 
     /// Keeps `event` in the store's dead-letter area with `reason`. The event itself is

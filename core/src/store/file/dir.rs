@@ -87,9 +87,10 @@ pub(crate) fn lock_shared(dir: &Path) -> Result<Lock, Error> {
     }
 }
 
-/// Locks the directory `dir` with `take`; `None` where its file system does not lock
-/// directories (NFS emulates `flock` with `fcntl` locks, which need a file open for
-/// writing): `LOCK` alone then keeps a second opener out.
+/// Locks the directory `dir` with `take`; `None` where its file system refuses (NFS
+/// emulates `flock` with `fcntl` locks, and an exclusive one needs a file open for writing,
+/// which a directory cannot be): `LOCK` alone then keeps a second opener out. (A shared
+/// lock may still succeed there; it conflicts with nothing that matters.)
 fn lock_dir(
     dir: &Path,
     lock: &Path,

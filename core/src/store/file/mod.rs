@@ -197,8 +197,10 @@ impl FileStore {
         } else {
             self.dir_unsynced = true;
         }
-        if persisted.is_err() {
-            self.persist_cursor(self.durable())?;
+        if persisted.is_err()
+            && let Err(e) = self.persist_cursor(self.durable())
+        {
+            self.cursor_not_written(&e);
         }
         Ok(true)
     }
@@ -262,6 +264,20 @@ impl FileStore {
         result.map_err(|e| Error::io(path, e))
     }
 
+    /// The cursor file could not be written: the next commit or sync writes it; until
+    /// then a restart sends again what was sent since the last one written.
+    fn cursor_not_written(&mut self, e: &Error) {
+        self.cursor_unsynced = true;
+        if let Some(n) = self.cursor_warnings.note(1) {
+            log::warn!(
+                "{}: could not record the delivery of sent events ({n} time{} since the last \
+                 such line; a restart before it is recorded sends them again): {e}",
+                self.config.path.display(),
+                if n == 1 { "" } else { "s" }
+            );
+        }
+    }
+
     fn sync_now(&mut self) -> Result<(), Error> {
         for (file, path) in &self.unsynced_older {
             file.sync_data().map_err(|e| Error::io(path, e))?;
@@ -273,8 +289,13 @@ impl FileStore {
             dir::sync_dir(&self.config.path)?;
             self.dir_unsynced = false;
         }
-        if self.cursor_unsynced {
-            self.persist_cursor(true)?;
+        // The events are durable now. The cursor only saves sending sent ones again after a
+        // restart: if it cannot be written (no space or inode for its temporary file), the
+        // sync still stands, and the next one tries again.
+        if self.cursor_unsynced
+            && let Err(e) = self.persist_cursor(true)
+        {
+            self.cursor_not_written(&e);
         }
         self.unsynced = false;
         self.last_sync = Instant::now();
@@ -526,15 +547,7 @@ impl Store for FileStore {
             Err(e) => Err(e),
         };
         if let Err(e) = persisted {
-            self.cursor_unsynced = true;
-            if let Some(n) = self.cursor_warnings.note(1) {
-                log::warn!(
-                    "{}: could not record the delivery of sent events ({n} time{} since the \
-                     last such line; a restart before it is recorded sends them again): {e}",
-                    self.config.path.display(),
-                    if n == 1 { "" } else { "s" }
-                );
-            }
+            self.cursor_not_written(&e);
         }
         Ok(())
     }
