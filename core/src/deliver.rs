@@ -121,209 +121,219 @@ impl Worker {
         // Ranges still to send, the next on top; together always a suffix of `events`.
         let mut pending: Vec<Range<usize>> = Vec::with_capacity(16);
         pending.push(0..events.len());
-        loop {
-            while let Some(mut range) = pending.pop() {
-                if range.is_empty() {
-                    continue;
-                }
-                let mut first_unsettled = suspects.range.as_ref().map_or(range.start, |s| s.start);
-                if let Some(until) = self.backing_off()
-                    && !self.pause_until(until)
-                {
-                    return Err((first_unsettled, Stop::Shutdown));
-                }
-                if self.past_close_deadline() {
-                    return Err((first_unsettled, Stop::Shutdown));
-                }
-                // While the receiver seems to refuse everything, or several events in a row were
-                // refused alone, try one event at a time: a receiver that refuses everything
-                // costs a round's walk of requests per back-off (5, 10, then 20 single
-                // events), and a run of poison events is walked, not bisected again and again.
-                let walking =
-                    suspects.range.as_ref().is_some_and(|s| s.len() >= 2) || self.refusals.probing;
-                if range.len() > 1 && walking {
-                    pending.push(range.start + 1..range.end);
-                    range = range.start..range.start + 1;
-                }
-                let part = &events[range.clone()];
-                let mut outcome = self.send(part);
-                if let Outcome::Partial { delivered, reason } = outcome {
-                    // A prefix is taken: settle it as delivered, then the rest is a retry.
-                    let delivered = delivered.min(part.len());
-                    if delivered > 0 {
-                        self.confirm_suspects(&mut suspects, events, source);
-                        self.refusals.accepted();
-                        self.settle(delivered, Settle::Delivered, source);
-                        range.start += delivered;
-                        first_unsettled = range.start;
-                        // Progress: the run of failures starts again.
-                        failures = 0;
-                        same_range_failures = 0;
-                    }
-                    outcome = if range.is_empty() {
-                        Outcome::Delivered
-                    } else {
-                        Outcome::Retry {
-                            after: None,
-                            reason,
-                        }
-                    };
-                }
-                let part = &events[range.clone()];
-                match outcome {
-                    Outcome::Delivered => {
-                        self.confirm_suspects(&mut suspects, events, source);
-                        self.refusals.accepted();
-                        if !part.is_empty() {
-                            self.settle(part.len(), Settle::Delivered, source);
-                        }
-                        failures = 0;
-                        same_range_failures = 0;
-                        if split_for_retry {
-                            // The halves were a guess about a transport failure; send the rest
-                            // whole again now that requests go through.
-                            split_for_retry = false;
-                            if let (Some(first), Some(last)) = (pending.first(), pending.last()) {
-                                let rest = last.start..first.end;
-                                pending.clear();
-                                pending.push(rest);
-                            }
-                        }
-                    }
-                    Outcome::Rejected { reason, .. } if part.len() == 1 => {
-                        self.note_error(reason.clone());
-                        // While probing, the answer is the one the endpoint was found
-                        // refusing everything with.
-                        let first = self.refusals.run == 0 && !self.refusals.probing;
-                        let same = first || self.refusals.answer == reason;
-                        if !same {
-                            // Different answers point at the events, not the endpoint.
-                            self.confirm_suspects(&mut suspects, events, source);
-                            self.refusals.different();
-                        }
-                        if self.refusals.run == 0 && !self.refusals.probing {
-                            self.refusals.answer.clone_from(&reason);
-                        }
-                        self.refusals.run += 1;
-                        let suspected = match suspects.range.take() {
-                            Some(s) => s.start..range.end,
-                            None => range.clone(),
-                        };
-                        suspects.reasons.push(reason);
-                        let whole_batch = suspected.start == 0 && suspected.end == events.len();
-                        if self.refusals.endpoint_failing() || (whole_batch && events.len() >= 2) {
-                            // Not poison: the endpoint refuses everything. Send them all again
-                            // after a back-off, like any failure, one at a time, needing a
-                            // fresh run of refusals (re-sends of the same events do not add
-                            // up to one) to give up again.
-                            suspects.reasons.clear();
-                            self.refusals.declare();
-                            pending.push(suspected.start..range.end);
-                            self.endpoint_refused();
-                            failures += 1;
-                            let delay = self.retry.delay(failures, None, &mut self.rng);
-                            if self.out_of_budget(started, failures, delay) {
-                                return Err((suspected.start, Stop::Exhausted));
-                            }
-                            if !self.pause(delay) {
-                                return Err((suspected.start, Stop::Shutdown));
-                            }
-                        } else {
-                            suspects.range = Some(suspected);
-                        }
-                    }
-                    Outcome::TooLarge { reason } if part.len() == 1 => {
-                        // Too large is about this event whatever the endpoint does with others.
-                        self.confirm_suspects(&mut suspects, events, source);
-                        self.keep_dead_letter(part[0], &reason);
-                        self.note_error(reason);
-                        // Before `settle`, which publishes the counts: published after, it
-                        // waited for the next publish (in an idle pipeline, for ever), and the
-                        // metrics counted it as `rejected` meanwhile.
-                        self.counts.dead_lettered_too_large += 1;
-                        self.settle(1, Settle::DeadLettered, source);
-                    }
-                    Outcome::Rejected { index: Some(i), .. } if i < part.len() => {
-                        // Confirm the blamed event alone; the others go on in order.
-                        let at = range.start + i;
-                        pending.push(at + 1..range.end);
-                        pending.push(at..at + 1);
-                        pending.push(range.start..at);
-                    }
-                    Outcome::TooLarge { .. } | Outcome::Rejected { .. } => {
-                        let mid = range.start + part.len() / 2;
-                        pending.push(mid..range.end);
-                        pending.push(range.start..mid);
-                    }
-                    retry @ (Outcome::Retry { .. } | Outcome::Partial { .. }) => {
-                        // A partial outcome had its prefix settled above: the rest is a retry.
-                        let (after, reason) = match retry {
-                            Outcome::Retry { after, reason } => (after, reason),
-                            Outcome::Partial { reason, .. } => (None, reason),
-                            other => (None, format!("{other:?}")),
-                        };
-                        // Any sink's `after`, not only HTTP's: over a day is nonsense, ignored.
-                        let after = after.filter(|a| *a <= MAX_RETRY_AFTER);
-                        failures += 1;
-                        same_range_failures += 1;
-                        if let Some(n) = self.logs.retries.note(1) {
-                            log::warn!(
-                                "{n} sends failed and are being retried; the last: {reason}"
-                            );
-                        }
-                        self.note_error(reason);
-                        if let Some(after) = after {
-                            // The receiver's word holds for every path, not just this batch.
-                            self.hold_until(deadline_after(after));
-                        }
-                        let delay = self.retry.delay(failures, after, &mut self.rng);
-                        if self.out_of_budget(started, failures, delay) {
-                            return Err((first_unsettled, Stop::Exhausted));
-                        }
-                        if same_range_failures >= SPLIT_AFTER_FAILURES
-                            && range.len() > 1
-                            && after.is_none()
-                        {
-                            let mid = range.start + range.len() / 2;
-                            pending.push(mid..range.end);
-                            pending.push(range.start..mid);
-                            split_for_retry = true;
-                            same_range_failures = 0;
-                        } else {
-                            pending.push(range);
-                        }
-                        if !self.pause(delay) {
-                            return Err((first_unsettled, Stop::Shutdown));
-                        }
-                    }
-                }
-            }
-            // Suspects left at the end, refused while the endpoint was found refusing
-            // everything and has accepted nothing since: that refusal again (a quiet service
-            // sends batches of one event, and each would otherwise end its own run), kept and
-            // retried like it. Any acceptance ends it.
-            if self.refusals.probing
-                && let Some(suspected) = suspects.range.take()
-            {
-                suspects.reasons.clear();
-                self.refusals.declare();
-                pending.push(suspected.clone());
-                self.endpoint_refused();
-                failures += 1;
-                let delay = self.retry.delay(failures, None, &mut self.rng);
-                if self.out_of_budget(started, failures, delay) {
-                    return Err((suspected.start, Stop::Exhausted));
-                }
-                if !self.pause(delay) {
-                    return Err((suspected.start, Stop::Shutdown));
-                }
+        while let Some(mut range) = match pending.pop() {
+            Some(range) => Some(range),
+            None => self.held_again(&mut suspects, &mut failures, started)?,
+        } {
+            if range.is_empty() {
                 continue;
             }
-            // Otherwise the receiver did accept others of this batch, or the run is too short
-            // to blame the endpoint: they are poison.
-            self.confirm_suspects(&mut suspects, events, source);
-            return Ok(());
+            let mut first_unsettled = suspects.range.as_ref().map_or(range.start, |s| s.start);
+            if let Some(until) = self.backing_off()
+                && !self.pause_until(until)
+            {
+                return Err((first_unsettled, Stop::Shutdown));
+            }
+            if self.past_close_deadline() {
+                return Err((first_unsettled, Stop::Shutdown));
+            }
+            // While the receiver seems to refuse everything, or several events in a row were
+            // refused alone, try one event at a time: a receiver that refuses everything
+            // costs a round's walk of requests per back-off (5, 10, then 20 single
+            // events), and a run of poison events is walked, not bisected again and again.
+            let walking =
+                suspects.range.as_ref().is_some_and(|s| s.len() >= 2) || self.refusals.probing;
+            if range.len() > 1 && walking {
+                pending.push(range.start + 1..range.end);
+                range = range.start..range.start + 1;
+            }
+            let part = &events[range.clone()];
+            let mut outcome = self.send(part);
+            if let Outcome::Partial { delivered, reason } = outcome {
+                // A prefix is taken: settle it as delivered, then the rest is a retry.
+                let delivered = delivered.min(part.len());
+                if delivered > 0 {
+                    self.confirm_suspects(&mut suspects, events, source);
+                    self.refusals.accepted();
+                    self.settle(delivered, Settle::Delivered, source);
+                    range.start += delivered;
+                    first_unsettled = range.start;
+                    // Progress: the run of failures starts again.
+                    failures = 0;
+                    same_range_failures = 0;
+                }
+                outcome = if range.is_empty() {
+                    Outcome::Delivered
+                } else {
+                    Outcome::Retry {
+                        after: None,
+                        reason,
+                    }
+                };
+            }
+            let part = &events[range.clone()];
+            match outcome {
+                Outcome::Delivered => {
+                    self.confirm_suspects(&mut suspects, events, source);
+                    self.refusals.accepted();
+                    if !part.is_empty() {
+                        self.settle(part.len(), Settle::Delivered, source);
+                    }
+                    failures = 0;
+                    same_range_failures = 0;
+                    if split_for_retry {
+                        // The halves were a guess about a transport failure; send the rest
+                        // whole again now that requests go through.
+                        split_for_retry = false;
+                        if let (Some(first), Some(last)) = (pending.first(), pending.last()) {
+                            let rest = last.start..first.end;
+                            pending.clear();
+                            pending.push(rest);
+                        }
+                    }
+                }
+                Outcome::Rejected { reason, .. } if part.len() == 1 => {
+                    self.note_error(reason.clone());
+                    // While probing, the answer is the one the endpoint was found
+                    // refusing everything with.
+                    let first = self.refusals.run == 0 && !self.refusals.probing;
+                    let same = first || self.refusals.answer == reason;
+                    if !same {
+                        // Different answers point at the events, not the endpoint.
+                        self.confirm_suspects(&mut suspects, events, source);
+                        self.refusals.different();
+                    }
+                    if self.refusals.run == 0 && !self.refusals.probing {
+                        self.refusals.answer.clone_from(&reason);
+                    }
+                    self.refusals.run += 1;
+                    let suspected = match suspects.range.take() {
+                        Some(s) => s.start..range.end,
+                        None => range.clone(),
+                    };
+                    suspects.reasons.push(reason);
+                    let whole_batch = suspected.start == 0 && suspected.end == events.len();
+                    if self.refusals.endpoint_failing() || (whole_batch && events.len() >= 2) {
+                        // Not poison: the endpoint refuses everything. Send them all again
+                        // after a back-off, like any failure, one at a time, needing a
+                        // fresh run of refusals (re-sends of the same events do not add
+                        // up to one) to give up again.
+                        suspects.reasons.clear();
+                        self.refusals.declare();
+                        pending.push(suspected.start..range.end);
+                        self.endpoint_refused();
+                        failures += 1;
+                        let delay = self.retry.delay(failures, None, &mut self.rng);
+                        if self.out_of_budget(started, failures, delay) {
+                            return Err((suspected.start, Stop::Exhausted));
+                        }
+                        if !self.pause(delay) {
+                            return Err((suspected.start, Stop::Shutdown));
+                        }
+                    } else {
+                        suspects.range = Some(suspected);
+                    }
+                }
+                Outcome::TooLarge { reason } if part.len() == 1 => {
+                    // Too large is about this event whatever the endpoint does with others.
+                    self.confirm_suspects(&mut suspects, events, source);
+                    self.keep_dead_letter(part[0], &reason);
+                    self.note_error(reason);
+                    // Before `settle`, which publishes the counts: published after, it
+                    // waited for the next publish (in an idle pipeline, for ever), and the
+                    // metrics counted it as `rejected` meanwhile.
+                    self.counts.dead_lettered_too_large += 1;
+                    self.settle(1, Settle::DeadLettered, source);
+                }
+                Outcome::Rejected { index: Some(i), .. } if i < part.len() => {
+                    // Confirm the blamed event alone; the others go on in order.
+                    let at = range.start + i;
+                    pending.push(at + 1..range.end);
+                    pending.push(at..at + 1);
+                    pending.push(range.start..at);
+                }
+                Outcome::TooLarge { .. } | Outcome::Rejected { .. } => {
+                    let mid = range.start + part.len() / 2;
+                    pending.push(mid..range.end);
+                    pending.push(range.start..mid);
+                }
+                retry @ (Outcome::Retry { .. } | Outcome::Partial { .. }) => {
+                    // A partial outcome had its prefix settled above: the rest is a retry.
+                    let (after, reason) = match retry {
+                        Outcome::Retry { after, reason } => (after, reason),
+                        Outcome::Partial { reason, .. } => (None, reason),
+                        other => (None, format!("{other:?}")),
+                    };
+                    // Any sink's `after`, not only HTTP's: over a day is nonsense, ignored.
+                    let after = after.filter(|a| *a <= MAX_RETRY_AFTER);
+                    failures += 1;
+                    same_range_failures += 1;
+                    if let Some(n) = self.logs.retries.note(1) {
+                        log::warn!("{n} sends failed and are being retried; the last: {reason}");
+                    }
+                    self.note_error(reason);
+                    if let Some(after) = after {
+                        // The receiver's word holds for every path, not just this batch.
+                        self.hold_until(deadline_after(after));
+                    }
+                    let delay = self.retry.delay(failures, after, &mut self.rng);
+                    if self.out_of_budget(started, failures, delay) {
+                        return Err((first_unsettled, Stop::Exhausted));
+                    }
+                    if same_range_failures >= SPLIT_AFTER_FAILURES
+                        && range.len() > 1
+                        && after.is_none()
+                    {
+                        let mid = range.start + range.len() / 2;
+                        pending.push(mid..range.end);
+                        pending.push(range.start..mid);
+                        split_for_retry = true;
+                        same_range_failures = 0;
+                    } else {
+                        pending.push(range);
+                    }
+                    if !self.pause(delay) {
+                        return Err((first_unsettled, Stop::Shutdown));
+                    }
+                }
+            }
         }
+        // The receiver did accept others of this batch, or the run is too short to blame
+        // the endpoint: they are poison.
+        self.confirm_suspects(&mut suspects, events, source);
+        Ok(())
+    }
+
+    /// Suspects left at the end of a delivery, refused while the endpoint was found
+    /// refusing everything (with the same answer) and has accepted nothing since: that
+    /// refusal again (a quiet service sends batches of one event, and each would otherwise
+    /// end its own run), kept and retried like it after a back-off: their range, to send
+    /// again. `None` when there are none, or the endpoint is not taken for refusing
+    /// everything.
+    fn held_again(
+        &mut self,
+        suspects: &mut Suspects,
+        failures: &mut u32,
+        started: Instant,
+    ) -> Result<Option<Range<usize>>, (usize, Stop)> {
+        if !self.refusals.probing {
+            return Ok(None);
+        }
+        let Some(suspected) = suspects.range.take() else {
+            return Ok(None);
+        };
+        suspects.reasons.clear();
+        self.refusals.declare();
+        self.endpoint_refused();
+        *failures += 1;
+        let delay = self.retry.delay(*failures, None, &mut self.rng);
+        if self.out_of_budget(started, *failures, delay) {
+            return Err((suspected.start, Stop::Exhausted));
+        }
+        if !self.pause(delay) {
+            return Err((suspected.start, Stop::Shutdown));
+        }
+        Ok(Some(suspected))
     }
 
     /// Whether a retry after `delay` would exceed the policy's attempts or time.
