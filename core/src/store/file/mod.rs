@@ -99,7 +99,7 @@ pub struct FileStore {
     /// The process that opened the store: a `fork()` child inherits the descriptors and
     /// the lock, but writing through them would overwrite what the parent writes.
     pid: u32,
-    /// The directory as opened: deleted or replaced meanwhile, it is said once.
+    /// The directory as opened: deleted or replaced meanwhile, it is said (every 10 s).
     watch: crate::store::watch::Watch,
 }
 

@@ -106,7 +106,7 @@ pub struct SqliteStore {
     /// the inherited connection nor close it (closing checkpoints and removes the WAL the
     /// parent still uses).
     pid: u32,
-    /// The database file as opened: deleted or replaced meanwhile, it is said once.
+    /// The database file as opened: deleted or replaced meanwhile, it is said (every 10 s).
     watch: crate::store::watch::Watch,
 }
 
