@@ -617,3 +617,85 @@ fn a_store_cap_smaller_than_a_batch_still_moves_events() {
     assert_in_order(&seen.ids(), &accepted);
     assert_all_settled(&report.stats);
 }
+
+const HANG_DIR: &str = "AUDITBUF_OUTAGE_HANG_DIR";
+
+/// The child of the test below: a receiver that takes the connection and never answers,
+/// 100 events in flight and 100 queued, `close` and exit while the sink still waits.
+#[test]
+fn hanging_receiver_child() {
+    let Ok(dir) = std::env::var(HANG_DIR) else {
+        return;
+    };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/ev", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    let http = HttpConfig::default().timeout(Duration::from_secs(60));
+    let config = Config::default()
+        .batch_max_events(100)
+        .flush_interval(Duration::from_secs(60))
+        .drop_timeout(Duration::from_millis(100))
+        .store(file_store(std::path::Path::new(&dir)));
+    let p = Pipeline::new(config, HttpSink::new(url, http).unwrap()).unwrap();
+    for id in ids(0..100) {
+        record(&p, &id);
+    }
+    // The first 100 are taken as a batch and sent; the next 100 wait in the queue.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.stats().in_flight < 100 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for id in ids(100..200) {
+        record(&p, &id);
+    }
+    let report = p.close(Duration::from_millis(500));
+    println!(
+        "closed: completed {} stored {} in_flight {} consistent {}",
+        report.completed,
+        report.stats.stored,
+        report.stats.in_flight,
+        report.stats.is_consistent()
+    );
+    drop(p);
+    std::process::exit(0);
+}
+
+#[test]
+fn close_with_a_hanging_receiver_keeps_the_queue_in_the_store() {
+    let dir = temp_dir("hang");
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "hanging_receiver_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(HANG_DIR, &dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The batch in flight is the sink's (buffered durability loses it with the process);
+    // the queue is kept, by `close` itself, since the flush thread cannot.
+    assert!(
+        text.contains("closed: completed false stored 100 in_flight 100 consistent true"),
+        "{text}"
+    );
+    let mut store = FileStore::open(FileStoreConfig::new(&dir).fsync(Fsync::Never)).unwrap();
+    let mut batch = auditbuf::StoredBatch::new();
+    auditbuf::Store::read_oldest(&mut store, 1000, usize::MAX, &mut batch).unwrap();
+    let kept: Vec<String> = batch
+        .iter()
+        .map(|e| {
+            let v: serde_json::Value = serde_json::from_slice(e).unwrap();
+            v["correlation_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(kept, ids(100..200));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -76,6 +76,20 @@ class AuditHandler(_logging.Handler):
             event.update(extra)
         return event
 
+    def handle(self, record: _logging.LogRecord) -> Any:
+        """As ``logging.Handler.handle``, without holding the handler's lock around
+        ``emit``: the pipeline takes concurrent records itself, and a caller waiting for
+        room under ``overflow="block"`` while holding that lock would deadlock with a sink
+        that logs through this handler (the flush thread waiting for the lock, the caller
+        for the flush thread). A sink's own records are refused at once when the queue is
+        full (``Full``, counted), never waited for."""
+        rv = self.filter(record)
+        if isinstance(rv, _logging.LogRecord):  # Python 3.12+: a filter may return one
+            record = rv
+        if rv:
+            self.emit(record)
+        return rv
+
     def emit(self, record: _logging.LogRecord) -> None:
         try:
             self.pipeline.record(self.to_event(record))

@@ -71,3 +71,29 @@ def test_unencodable_extra_goes_to_handle_error(
     assert "SerializeError" in capsys.readouterr().err
     assert p.close().stats.rejected.serialize == 1
     assert json.dumps(collect.json()) == "[]"
+
+
+def test_a_sink_that_logs_through_the_handler_never_deadlocks_under_block(
+    logger: logging.Logger,
+) -> None:
+    # The sink logs each batch through the same handler the program logs through, the
+    # queue is small and the program waits for room ("block"): a caller waiting inside the
+    # handler's lock would keep the sink from logging, and the sink from making room.
+    got = []
+
+    def sink(batch: list) -> None:
+        got.extend(batch)
+        logger.info("sent %d events", len(batch))
+
+    p = auditbuf.Pipeline(sink=sink, overflow="block", queue_capacity=8, flush_interval=0.001)
+    logger.addHandler(AuditHandler(p))
+    for i in range(2000):
+        logger.info("line %d", i)
+    stats = p.close(timeout=30).stats
+    lines = [json.loads(e)["message"] for e in got]
+    # Every line of the program's is delivered, in order; the sink's own lines are taken
+    # when there is room and refused at once (Full) when not.
+    assert [m for m in lines if m.startswith("line ")] == [f"line {i}" for i in range(2000)]
+    assert stats.rejected.block_timeout == 0, stats
+    assert stats.recorded == len(got), stats
+    assert_accounted(stats, delivered=len(got))

@@ -8,6 +8,7 @@ use crossbeam_channel::{RecvTimeoutError, bounded};
 
 use super::{DROP_JOIN_GRACE, Pipeline};
 use crate::Report;
+use crate::backlog::move_into_store;
 use crate::worker::{Command, deadline_after};
 
 impl Pipeline {
@@ -40,8 +41,9 @@ impl Pipeline {
 
     /// Stops taking events, sends what it can by `timeout`, keeps the rest in the backing
     /// store (or, without one, drops it as `dropped.shutdown`) and stops the flush thread.
-    /// Always returns by the deadline, even if the sink hangs, and from then on the sink is
-    /// never called again (a call still running then may finish; `completed` is false).
+    /// Always returns by the deadline, even if the sink hangs (then this call moves the
+    /// queue into the store itself), and from then on the sink is never called again (a
+    /// call still running then may finish; `completed` is false).
     /// Calling it again waits again. Called by the pipeline's own sink (on its flush
     /// thread), it returns at once with `completed` false: the flush thread shuts down by
     /// the deadline once the sink returns.
@@ -50,10 +52,10 @@ impl Pipeline {
             return self.report(false);
         }
         let deadline = deadline_after(timeout);
+        // The flush thread stops sending a little early, to keep what is left in the store
+        // before this call reports.
+        let reserve = (timeout / 10).min(Duration::from_millis(250));
         if !self.shared.closed.swap(true, Ordering::SeqCst) {
-            // The flush thread stops sending a little early, to keep what is left in the
-            // store before this call reports.
-            let reserve = (timeout / 10).min(Duration::from_millis(250));
             let _ = self.commands.send(Command::Close(deadline_after(
                 timeout.saturating_sub(reserve),
             )));
@@ -63,10 +65,23 @@ impl Pipeline {
             // once the sink returns; nothing may wait for it here.
             return self.report(false);
         }
-        let completed = matches!(
-            self.finished.recv_deadline(deadline),
-            Err(RecvTimeoutError::Disconnected)
-        );
+        let finished = |by| {
+            matches!(
+                self.finished.recv_deadline(by),
+                Err(RecvTimeoutError::Disconnected)
+            )
+        };
+        let completed = if self.shared.store.is_some() {
+            // Still running half the reserve before the deadline, the flush thread is in the
+            // sink (a receiver that hangs) and cannot keep the queue in the store in time:
+            // this thread does, or it would be lost when the process exits.
+            finished(deadline_after(timeout.saturating_sub(reserve / 2))) || {
+                self.keep_queue_in_store();
+                finished(deadline)
+            }
+        } else {
+            finished(deadline)
+        };
         if completed {
             if let Some(thread) = self.thread.lock().take() {
                 let _ = thread.join();
@@ -79,6 +94,24 @@ impl Pipeline {
             );
         }
         self.report(completed)
+    }
+
+    /// Moves what the queue holds into the store, from the caller's thread, and syncs it.
+    fn keep_queue_in_store(&self) {
+        let shared = &*self.shared;
+        let Some(mut store) = shared.lock_store() else {
+            return;
+        };
+        if store.is_closed() || shared.queue.len() + shared.backlog.len() == 0 {
+            return;
+        }
+        let kept =
+            move_into_store(shared, &mut **store, self.move_chunk).and_then(|_| store.sync());
+        if let Err(e) = kept {
+            shared.note_error(format!(
+                "close: could not keep the queued events in the backing store: {e}"
+            ));
+        }
     }
 
     pub(super) fn is_finished(&self) -> bool {
