@@ -11,6 +11,7 @@ use serde::de::{MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::sink::http::shown_url;
 use crate::{
     BodyFormat, Config, DataStorageSink, Error, HttpConfig, HttpSink, NullSink, Pipeline,
     RabbitMqConfig, Sink, StoreConfig, StoreRegistry,
@@ -55,8 +56,9 @@ pub struct PipelineConfig {
     sink: Option<SinkConfig>,
 }
 
-/// Where a pipeline built from a [`PipelineConfig`] sends its batches.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a pipeline built from a [`PipelineConfig`] sends its batches. Its `Debug` shows
+/// no password of a URL, header value or token.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SinkConfig {
     /// [`DataStorageSink`] at the base `url`.
@@ -78,6 +80,25 @@ pub enum SinkConfig {
     RabbitMq(RabbitMqConfig),
     /// [`NullSink`]: accepts everything, keeps nothing.
     Null,
+}
+
+impl fmt::Debug for SinkConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SinkConfig::DataStorage { url, http } => f
+                .debug_struct("DataStorage")
+                .field("url", &shown_url(url))
+                .field("http", http)
+                .finish(),
+            SinkConfig::Http { url, http } => f
+                .debug_struct("Http")
+                .field("url", &shown_url(url))
+                .field("http", http)
+                .finish(),
+            SinkConfig::RabbitMq(c) => f.debug_tuple("RabbitMq").field(c).finish(),
+            SinkConfig::Null => f.write_str("Null"),
+        }
+    }
 }
 
 impl PipelineConfig {
@@ -428,6 +449,20 @@ mod tests {
         match PipelineConfig::from_json(text) {
             Err(Error::Config(c)) => c.field,
             other => panic!("{text}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        for doc in [
+            r#"{"sink":{"type":"http","url":"http://u:S3cret@h/x","bearer_token":"S3cret",
+                        "headers":{"Authorization":"Bearer S3cret"}}}"#,
+            r#"{"sink":{"type":"datastorage","url":"https://u:S3cret@h"}}"#,
+            r#"{"sink":{"type":"rabbitmq","url":"amqp://u:S3cret@h/%2f","queue":"q"}}"#,
+        ] {
+            let shown = format!("{:?}", PipelineConfig::from_json(doc).unwrap());
+            assert!(!shown.contains("S3cret"), "{shown}");
+            assert!(shown.contains("u:***@h"), "{shown}");
         }
     }
 

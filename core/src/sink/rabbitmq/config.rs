@@ -29,7 +29,7 @@ use crate::Error;
 /// // Messages and logs never show the password.
 /// assert_eq!(config.redacted_url(), "amqp://audit:***@rabbitmq:5672/%2f");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct RabbitMqConfig {
     pub(crate) url: String,
     pub(crate) queue: String,
@@ -39,6 +39,22 @@ pub struct RabbitMqConfig {
     pub(crate) connect_timeout: Duration,
     pub(crate) timeout: Duration,
     pub(crate) ca_file: Option<PathBuf>,
+}
+
+/// The URL without its password (as [`redacted_url`](RabbitMqConfig::redacted_url)).
+impl std::fmt::Debug for RabbitMqConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RabbitMqConfig")
+            .field("url", &self.redacted_url())
+            .field("queue", &self.queue)
+            .field("exchange", &self.exchange)
+            .field("routing_key", &self.routing_key)
+            .field("declare", &self.declare)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("timeout", &self.timeout)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
 }
 
 impl Default for RabbitMqConfig {
