@@ -1,12 +1,12 @@
 //! A tiny `/metrics` endpoint (feature `metrics-server`), for programs that have no HTTP
 //! server of their own to hang [`Pipeline::metrics_text`] on.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::metrics::classic_text;
 use crate::shared::Shared;
@@ -55,8 +55,10 @@ impl Drop for MetricsServer {
 
 impl Pipeline {
     /// Serves this pipeline's metrics (the text of [`metrics_text`](Self::metrics_text)) at
-    /// `GET /metrics` on `addr` (e.g. `"0.0.0.0:9464"`), one request at a time, from a
-    /// thread of its own, until the returned server is dropped.
+    /// `GET /metrics` on `addr` (e.g. `"0.0.0.0:9464"`), from a thread of its own, until
+    /// the returned server is dropped. Each request is answered on a short-lived thread of
+    /// its own (at most 16 at once; more are closed), and may take at most 2 s and 16 KiB
+    /// to arrive: a slow or idle client holds up no other, nor the pipeline.
     ///
     /// # Errors
     /// [`Error::Io`] naming the address if it cannot be bound; [`Error::Spawn`] if the
@@ -73,12 +75,29 @@ impl Pipeline {
             std::thread::Builder::new()
                 .name("auditbuf-metrics".to_owned())
                 .spawn(move || {
+                    let busy = Arc::new(AtomicUsize::new(0));
                     for conn in listener.incoming() {
                         if stop.load(Ordering::SeqCst) {
                             return;
                         }
-                        if let Ok(conn) = conn {
-                            let _ = answer(conn, &shared, &service, capacity);
+                        let Ok(conn) = conn else { continue };
+                        // Each request on a thread of its own, so that a slow or idle
+                        // client holds up no other; at most MAX_CLIENTS at once (more are
+                        // closed at once), each for at most REQUEST_TIME.
+                        if busy.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
+                            busy.fetch_sub(1, Ordering::SeqCst);
+                            continue;
+                        }
+                        let (shared, service, done) =
+                            (Arc::clone(&shared), service.clone(), Arc::clone(&busy));
+                        let spawned = std::thread::Builder::new()
+                            .name("auditbuf-metrics-request".to_owned())
+                            .spawn(move || {
+                                let _ = answer(conn, &shared, &service, capacity);
+                                done.fetch_sub(1, Ordering::SeqCst);
+                            });
+                        if spawned.is_err() {
+                            busy.fetch_sub(1, Ordering::SeqCst);
                         }
                     }
                 })
@@ -92,20 +111,43 @@ impl Pipeline {
     }
 }
 
+/// Clients served at once; more are turned away (their connection closed).
+const MAX_CLIENTS: usize = 16;
+/// The longest a client may take to send its request, however it trickles.
+const REQUEST_TIME: Duration = Duration::from_secs(2);
+/// The most a request's line and headers may take; a longer one is answered 431.
+const MAX_REQUEST_BYTES: u64 = 16 * 1024;
+
 fn answer(conn: TcpStream, shared: &Shared, service: &str, capacity: u64) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-    conn.set_write_timeout(Some(Duration::from_secs(5)))?;
-    let mut reader = BufReader::new(conn.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
+    conn.set_write_timeout(Some(REQUEST_TIME))?;
+    let deadline = Instant::now() + REQUEST_TIME;
+    let mut reader = BufReader::new(Deadline {
+        conn: conn.try_clone()?,
+        deadline,
+    })
+    .take(MAX_REQUEST_BYTES);
+    let mut request_line = Vec::new();
+    reader.read_until(b'\n', &mut request_line)?;
     // Skip the headers: nothing in them changes the answer.
-    let mut line = String::new();
-    while reader.read_line(&mut line)? > 2 {
+    let mut line = Vec::new();
+    let mut complete = request_line.ends_with(b"\n");
+    while complete {
         line.clear();
+        reader.read_until(b'\n', &mut line)?;
+        complete = line.ends_with(b"\n");
+        if line.len() <= 2 {
+            break;
+        }
     }
+    let request_line = String::from_utf8_lossy(&request_line);
     let mut parts = request_line.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let (status, content_type, body) = match (method, path.split('?').next()) {
+        _ if !complete => (
+            "431 Request Header Fields Too Large",
+            "text/plain",
+            String::new(),
+        ),
         ("GET", Some("/metrics")) => (
             "200 OK",
             "text/plain; version=0.0.4; charset=utf-8",
@@ -117,8 +159,26 @@ fn answer(conn: TcpStream, shared: &Shared, service: &str, capacity: u64) -> std
     let mut conn = conn;
     write!(
         conn,
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nAllow: GET\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )?;
     conn.flush()
+}
+
+/// A connection whose reads all end by `deadline`: a client trickling its request a byte
+/// at a time gets no more time than one that sends nothing.
+struct Deadline {
+    conn: TcpStream,
+    deadline: Instant,
+}
+
+impl Read for Deadline {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        self.conn.set_read_timeout(Some(left))?;
+        self.conn.read(buf)
+    }
 }

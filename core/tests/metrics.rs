@@ -144,3 +144,74 @@ fn registering_twice_is_an_error_not_a_panic() {
         1
     );
 }
+
+/// The `/metrics` endpoint against clients that are slow, idle or endless: none holds up
+/// another's scrape, a request line without end is cut off, and the server stops at once.
+#[cfg(feature = "metrics-server")]
+#[test]
+fn the_metrics_endpoint_is_not_held_up_by_slow_or_endless_clients() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let p = Pipeline::new(Config::default().service("gateway"), auditbuf::NullSink).unwrap();
+    let server = p.serve_metrics("127.0.0.1:0").unwrap();
+    let scrape = || {
+        let mut conn = TcpStream::connect(server.addr()).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    // Idle clients and one that trickles its request a byte every 300 ms.
+    let idle: Vec<TcpStream> = (0..8)
+        .map(|_| TcpStream::connect(server.addr()).unwrap())
+        .collect();
+    let mut slow = TcpStream::connect(server.addr()).unwrap();
+    let trickle = std::thread::spawn(move || {
+        for b in b"GET /metrics HTTP/1.1\r\n" {
+            if slow.write_all(&[*b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    let started = std::time::Instant::now();
+    assert!(scrape().starts_with("HTTP/1.1 200"));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // A request line that never ends: answered 431 after 16 KiB and closed, not read for
+    // ever (the close may reach the client as a reset, with the rest of its line unread).
+    let mut endless = TcpStream::connect(server.addr()).unwrap();
+    endless
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let junk = vec![b'x'; 64 * 1024];
+    let _ = endless.write_all(&junk);
+    let mut answer = String::new();
+    match endless.read_to_string(&mut answer) {
+        Ok(_) => assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}"),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    assert!(scrape().starts_with("HTTP/1.1 200"));
+    // HEAD is not served, and says what is.
+    let mut head = TcpStream::connect(server.addr()).unwrap();
+    head.write_all(b"HEAD /metrics HTTP/1.1\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    head.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 405") && answer.contains("Allow: GET"));
+    let started = std::time::Instant::now();
+    drop(server);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(idle);
+    let _ = trickle.join();
+    assert!(p.close(Duration::from_secs(5)).stats.is_consistent());
+}
