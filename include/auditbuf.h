@@ -17,6 +17,8 @@
  *   still works) and the handle stays valid until auditbuf_pipeline_free, which must be
  *   the last call on it, once no other thread uses it. Using a freed handle is undefined
  *   behaviour, as with free().
+ * - Not async-signal-safe: never call a function of this library from a signal handler
+ *   (recording may allocate, lock and use thread-local buffers). Set a flag there instead.
  * - Times are in milliseconds (_ms), sizes in bytes.
  */
 

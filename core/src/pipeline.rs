@@ -284,7 +284,8 @@ impl Pipeline {
     }
 
     /// Records a typed event. See [`AuditEvent`] for the defaults it fills in and the rules
-    /// its fields must meet.
+    /// its fields must meet. Like every `record` method, not async-signal-safe: never call
+    /// it from a signal handler (it may allocate, lock and use thread-local buffers).
     ///
     /// # Errors
     ///

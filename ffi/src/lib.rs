@@ -20,6 +20,8 @@
 //!   After `auditbuf_close` every call returns `AUDITBUF_CLOSED` (stats still work); the
 //!   handle stays valid until `auditbuf_pipeline_free`, which must be the last call on
 //!   it, made when no other thread uses it.
+//! - Not async-signal-safe: no function may be called from a signal handler (recording
+//!   may allocate, lock and use thread-local buffers).
 //! - Times are in milliseconds (`_ms`), sizes in bytes.
 
 #![deny(missing_docs)]
