@@ -246,9 +246,12 @@ impl Worker {
     /// Producers that were accepted before the pipeline closed may still be pushing: wait
     /// until every accepted event has been taken, so none is left behind in the queue.
     fn shut_down(&mut self, deadline: Instant) {
-        // Losses since the last look go into the trail too, ahead of the last events.
+        // Losses since the last look go into the trail too, ahead of the last events. With
+        // every slot taken the marker waits for one a sent batch frees (looked for at each
+        // turn below), its losses kept.
         self.watch_losses(true);
         while Instant::now() < deadline && !self.shared.stopped() {
+            self.watch_losses(false);
             if self.store_pending() || (self.via_store() && self.ready() > 0) {
                 match self.backing_off() {
                     Some(at) if at >= deadline => break,

@@ -126,6 +126,73 @@ fn drop_oldest_delivers_the_first_batch_and_the_newest_queue_full() {
 
 #[test]
 fn a_gap_marker_tells_the_trail_how_many_were_lost_and_why() {
+    gap_marker_case(Duration::from_millis(1500));
+}
+
+#[test]
+fn losses_close_finds_with_every_slot_taken_still_get_their_marker() {
+    // The receiver refuses (retry) until after `close` began; the periodic look has not
+    // come, and every slot is queued or being retried when close looks: the marker must
+    // wait for a slot a sent batch frees (it was never sent).
+    let go = Arc::new(AtomicBool::new(false));
+    let delivered = Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let sink = CallbackSink::new({
+        let (go, delivered) = (Arc::clone(&go), Arc::clone(&delivered));
+        move |batch: &[&[u8]]| {
+            if !go.load(Ordering::SeqCst) {
+                return Outcome::retry("not yet");
+            }
+            let mut d = delivered.lock().unwrap();
+            d.extend(batch.iter().map(|e| serde_json::from_slice(e).unwrap()));
+            Outcome::Delivered
+        }
+    });
+    // A small store fills first: then the flush thread backs off between drain attempts,
+    // the queue full, and `close` finds it there.
+    let store = auditbuf::MemoryStoreConfig::default().max_events(20);
+    let config = Config::default()
+        .queue_capacity(50)
+        .batch_max_events(10)
+        .flush_interval(Duration::from_millis(5))
+        .retry(
+            RetryPolicy::default()
+                .max_elapsed(Duration::from_millis(30))
+                .backoff(Duration::from_millis(5), Duration::from_millis(20)),
+        )
+        .store(auditbuf::StoreConfig::Memory(store))
+        .gap_markers(true);
+    let p = Pipeline::new(config, sink).unwrap();
+    let full = (0..500)
+        .filter(|n| {
+            std::thread::sleep(Duration::from_micros(200));
+            p.record_json(format!(r#"{{"event_type":"t","n":{n}}}"#).as_bytes())
+                .is_err()
+        })
+        .count();
+    assert!(full > 0);
+    let opener = std::thread::spawn({
+        let go = Arc::clone(&go);
+        move || {
+            std::thread::sleep(Duration::from_millis(300));
+            go.store(true, Ordering::SeqCst);
+        }
+    });
+    let report = p.close(Duration::from_secs(10));
+    opener.join().unwrap();
+    let s = report.stats;
+    assert!(s.is_consistent(), "{s:?}");
+    assert_eq!(s.gap_markers, 1, "{s:?}");
+    assert_eq!(s.delivered, s.recorded, "{s:?}");
+    let delivered = delivered.lock().unwrap();
+    let markers: Vec<_> = delivered
+        .iter()
+        .filter(|e| e["event_type"] == auditbuf::GAP_MARKER_EVENT_TYPE)
+        .collect();
+    assert_eq!(markers.len(), 1);
+    assert_eq!(markers[0]["event_data"]["lost"], full);
+}
+
+fn gap_marker_case(before_close: Duration) {
     let go = Arc::new(AtomicBool::new(false));
     let delivered = Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
     let sink = CallbackSink::new({
@@ -156,7 +223,7 @@ fn a_gap_marker_tells_the_trail_how_many_were_lost_and_why() {
     }
     assert!(full > 0);
     // The flush thread looks at the loss counters about once a second.
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(before_close);
     go.store(true, Ordering::SeqCst);
     let report = p.close(Duration::from_secs(10));
     let s = report.stats;
