@@ -91,6 +91,9 @@ pub(crate) struct LossWatch {
     seen: [u64; REASONS.len()],
     logs: [Throttle; REASONS.len()],
     last_check: Instant,
+    /// The wall-clock time of the last look: losses seen at a look happened after the one
+    /// before it, where a marker's `from` starts.
+    last_look: SystemTime,
     markers: Option<Markers>,
 }
 
@@ -100,7 +103,7 @@ struct Markers {
     service: String,
     max_event_bytes: usize,
     pending: [u64; REASONS.len()],
-    /// When the first of them was noticed.
+    /// The look before the one that first saw them: they happened after it.
     since: Option<SystemTime>,
     made: u64,
 }
@@ -111,6 +114,7 @@ impl LossWatch {
             seen: [0; REASONS.len()],
             logs: Default::default(),
             last_check: Instant::now(),
+            last_look: SystemTime::now(),
             markers: markers.then(|| Markers {
                 service: service.to_owned(),
                 max_event_bytes,
@@ -130,6 +134,7 @@ impl LossWatch {
     /// next marker.
     pub(crate) fn check(&mut self, stats: &Stats) {
         self.last_check = Instant::now();
+        let before = std::mem::replace(&mut self.last_look, SystemTime::now());
         let now = counts(stats);
         for (i, (reason, what, marked)) in REASONS.iter().enumerate() {
             let new = now[i].saturating_sub(self.seen[i]);
@@ -142,7 +147,7 @@ impl LossWatch {
                 && new > 0
             {
                 m.pending[i] += new;
-                m.since.get_or_insert_with(SystemTime::now);
+                m.since.get_or_insert(before);
             }
         }
     }
@@ -232,6 +237,7 @@ mod tests {
         let mut watch = LossWatch::new(true, "gateway", 65536);
         watch.check(&Stats::default());
         assert!(!watch.marker_due());
+        std::thread::sleep(std::time::Duration::from_millis(5));
         let mut s = Stats::default();
         s.rejected.queue_full = 7;
         s.dropped.oldest = 2;
@@ -248,7 +254,10 @@ mod tests {
         assert_eq!(v["event_data"]["reasons"]["queue_full"], 7);
         assert_eq!(v["event_data"]["reasons"]["oldest"], 2);
         assert!(v["event_data"]["reasons"].get("invalid_json").is_none());
-        assert_eq!(v["event_data"]["from"].as_str().unwrap().len(), 24);
+        // From the look before the losses were seen (they happened after it) to now.
+        let (from, to) = (&v["event_data"]["from"], &v["event_data"]["to"]);
+        assert_eq!(from.as_str().unwrap().len(), 24);
+        assert!(from.as_str() < to.as_str(), "{from} {to}");
         // Nothing new, no marker.
         watch.check(&s);
         assert!(!watch.marker_due());
