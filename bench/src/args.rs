@@ -77,7 +77,8 @@ pub struct Args {
     #[arg(long, value_name = "EVENTS/S|unlimited", default_value = "50000", value_parser = parse_sink_rate)]
     pub sink_rate: SinkRate,
 
-    /// Backing store, in a temporary directory removed at the end.
+    /// Backing store, in a temporary directory (auditbuf-bench-*) removed at the end, but
+    /// left behind by a run that is interrupted.
     #[arg(long, value_enum, default_value_t = StoreKind::None)]
     pub store: StoreKind,
 
@@ -264,6 +265,12 @@ impl Args {
                     .to_owned(),
             );
         }
+        if self.csv == self.png {
+            return Err(format!(
+                "--csv and --png name the same file ({}): the chart would overwrite the series",
+                self.csv.display()
+            ));
+        }
         if self.fsync.is_some() && !durable {
             return Err("--fsync applies to --store file or --store sqlite only".to_owned());
         }
@@ -399,7 +406,7 @@ fn parse_overflow(s: &str) -> Result<OverflowArg, String> {
         _ => match s.strip_prefix("block:") {
             Some(t) => {
                 let timeout = parse_duration(t, Unit::Millis)?;
-                if timeout.is_zero() || timeout > Duration::from_secs(60) {
+                if timeout < Duration::from_millis(1) || timeout > Duration::from_secs(60) {
                     return Err(format!("block timeout {t} is out of range: 1 ms to 60 s"));
                 }
                 Ok(OverflowArg::Block(timeout))
@@ -493,7 +500,9 @@ mod tests {
             &["--duration", "0"],
             &["--duration", "-1"],
             &["--overflow", "block:0"],
+            &["--overflow", "block:0.001"],
             &["--overflow", "drop"],
+            &["--csv", "out/x", "--png", "out/x"],
             &["--sink", "errors:1.5"],
             &["--sink", "outage:5-2"],
             &["--sink", "latency:20000"],

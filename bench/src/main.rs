@@ -54,9 +54,10 @@ fn bench(args: &Args) -> Result<bool, String> {
         out(&text);
         return Ok(holds);
     }
-    // Fail before the run, not after it, if the outputs cannot be written.
+    // Fail before the run, not after it, if the outputs cannot be written (without
+    // emptying what an earlier run wrote there: this run may yet be interrupted).
     for path in [&args.csv, &args.png] {
-        series::write_file(path, b"")?;
+        series::check_writable(path)?;
     }
     let load_before = load_average();
     // Before the producers start, so it measures the machine and not the run.
