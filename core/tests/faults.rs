@@ -33,18 +33,23 @@ fn assert_all_settled(stats: &Stats) {
     );
 }
 
+/// A receiver that answers 400 with `detail` to every request for `time`, then takes all.
+fn refusing_for(time: Duration, detail: &'static str) -> Receiver {
+    let started = Instant::now();
+    Receiver::start(move |_| {
+        if started.elapsed() < time {
+            Reply::problem(400, detail)
+        } else {
+            Reply::created()
+        }
+    })
+}
+
 #[test]
 fn a_receiver_refusing_everything_for_30_s_loses_nothing_to_dead_letters() {
     // A proxy answering 400 to every request (the same answer for every event), then the
     // real receiver again. Defaults otherwise: no store, the 60 s retry budget.
-    let started = Instant::now();
-    let receiver = Receiver::start(move |_| {
-        if started.elapsed() < Duration::from_secs(30) {
-            Reply::problem(400, "request blocked by policy")
-        } else {
-            Reply::created()
-        }
-    });
+    let receiver = refusing_for(Duration::from_secs(30), "request blocked by policy");
     let config = Config::default()
         .batch_max_events(100)
         .flush_interval(Duration::from_millis(20));
@@ -130,14 +135,7 @@ fn an_event_refused_with_another_answer_while_the_endpoint_seemed_down_is_poison
 #[test]
 fn batches_of_one_event_are_kept_once_the_endpoint_is_found_refusing_everything() {
     // A quiet service: each event goes alone. The receiver refuses everything for 1.5 s.
-    let started = Instant::now();
-    let receiver = Receiver::start(move |_| {
-        if started.elapsed() < Duration::from_millis(1500) {
-            Reply::problem(400, "blocked by proxy")
-        } else {
-            Reply::created()
-        }
-    });
+    let receiver = refusing_for(Duration::from_millis(1500), "blocked by proxy");
     let config = Config::default()
         .flush_interval(Duration::from_millis(10))
         .retry(quick_retries());

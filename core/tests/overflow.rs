@@ -134,19 +134,8 @@ fn losses_close_finds_with_every_slot_taken_still_get_their_marker() {
     // The receiver refuses (retry) until after `close` began; the periodic look has not
     // come, and every slot is queued or being retried when close looks: the marker must
     // wait for a slot a sent batch frees (it was never sent).
-    let go = Arc::new(AtomicBool::new(false));
-    let delivered = Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
-    let sink = CallbackSink::new({
-        let (go, delivered) = (Arc::clone(&go), Arc::clone(&delivered));
-        move |batch: &[&[u8]]| {
-            if !go.load(Ordering::SeqCst) {
-                return Outcome::retry("not yet");
-            }
-            let mut d = delivered.lock().unwrap();
-            d.extend(batch.iter().map(|e| serde_json::from_slice(e).unwrap()));
-            Outcome::Delivered
-        }
-    });
+    let (go, delivered) = (Arc::new(AtomicBool::new(false)), Delivered::default());
+    let sink = gated_sink(&go, &delivered, false);
     // A small store fills first: then the flush thread backs off between drain attempts,
     // the queue full, and `close` finds it there.
     let store = auditbuf::MemoryStoreConfig::default().max_events(20);
@@ -192,20 +181,32 @@ fn losses_close_finds_with_every_slot_taken_still_get_their_marker() {
     assert_eq!(markers[0]["event_data"]["lost"], full);
 }
 
-fn gap_marker_case(before_close: Duration) {
-    let go = Arc::new(AtomicBool::new(false));
-    let delivered = Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
-    let sink = CallbackSink::new({
-        let (go, delivered) = (Arc::clone(&go), Arc::clone(&delivered));
-        move |batch: &[&[u8]]| {
-            while !go.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(2));
+type Delivered = Arc<std::sync::Mutex<Vec<serde_json::Value>>>;
+
+/// A sink that keeps what it is given once `go` is set; before that it waits for it
+/// (`wait`) or answers retry.
+fn gated_sink(
+    go: &Arc<AtomicBool>,
+    delivered: &Delivered,
+    wait: bool,
+) -> impl auditbuf::Sink + use<> {
+    let (go, delivered) = (Arc::clone(go), Arc::clone(delivered));
+    CallbackSink::new(move |batch: &[&[u8]]| {
+        while !go.load(Ordering::SeqCst) {
+            if !wait {
+                return Outcome::retry("not yet");
             }
-            let mut d = delivered.lock().unwrap();
-            d.extend(batch.iter().map(|e| serde_json::from_slice(e).unwrap()));
-            Outcome::Delivered
+            std::thread::sleep(Duration::from_millis(2));
         }
-    });
+        let mut d = delivered.lock().unwrap();
+        d.extend(batch.iter().map(|e| serde_json::from_slice(e).unwrap()));
+        Outcome::Delivered
+    })
+}
+
+fn gap_marker_case(before_close: Duration) {
+    let (go, delivered) = (Arc::new(AtomicBool::new(false)), Delivered::default());
+    let sink = gated_sink(&go, &delivered, true);
     let config = Config::default()
         .service("gateway")
         .queue_capacity(50)
