@@ -265,6 +265,15 @@ impl Args {
                     .to_owned(),
             );
         }
+        if let Some(max) = self.max_event_bytes()
+            && self.event_bytes as usize > max
+        {
+            return Err(format!(
+                "--event-bytes {} with --queue-capacity {}: a queue may hold 64 GiB, so its \
+                 events may take {max} bytes each at most",
+                self.event_bytes, self.queue_capacity
+            ));
+        }
         if self.csv == self.png {
             return Err(format!(
                 "--csv and --png name the same file ({}): the chart would overwrite the series",
@@ -283,6 +292,14 @@ impl Args {
             ));
         }
         Ok(())
+    }
+
+    /// The largest event the pipeline is to allow, when its default (64 KiB) times the
+    /// queue's capacity would pass the 64 GiB a queue may hold: what fits.
+    pub fn max_event_bytes(&self) -> Option<usize> {
+        const QUEUE_BYTES: u64 = 64 << 30;
+        let capacity = u64::from(self.queue_capacity);
+        (capacity * 64 * 1024 > QUEUE_BYTES).then(|| (QUEUE_BYTES / capacity) as usize)
     }
 
     /// Events per second offered by all producers together, if throttled.
@@ -503,6 +520,7 @@ mod tests {
             &["--overflow", "block:0.001"],
             &["--overflow", "drop"],
             &["--csv", "out/x", "--png", "out/x"],
+            &["--queue-capacity", "16777216", "--event-bytes", "8000"],
             &["--sink", "errors:1.5"],
             &["--sink", "outage:5-2"],
             &["--sink", "latency:20000"],

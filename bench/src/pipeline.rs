@@ -86,10 +86,8 @@ pub fn config(args: &Args) -> Result<(Config, Option<TempDir>), String> {
     // A queue over 1 048 576 events of the default 64 KiB each could hold more than the
     // 64 GiB a pipeline allows: the benchmark's events are far smaller, so the largest
     // event it allows shrinks to fit instead.
-    const QUEUE_BYTES: u64 = 64 << 30;
-    let default_max = 64 * 1024;
-    if u64::from(args.queue_capacity) * default_max > QUEUE_BYTES {
-        config = config.max_event_bytes((QUEUE_BYTES / u64::from(args.queue_capacity)) as usize);
+    if let Some(max) = args.max_event_bytes() {
+        config = config.max_event_bytes(max);
     }
     if let Some(budget) = args.retry_for {
         config = config.retry(RetryPolicy::default().max_elapsed(budget));

@@ -123,7 +123,6 @@ pub fn csv(series: &[Series]) -> String {
     out
 }
 
-/// Writes `text` to `path`, creating its directory.
 /// Whether `path` can be written (its directory created if need be), leaving what it
 /// holds as it is.
 pub fn check_writable(path: &Path) -> Result<(), String> {
@@ -139,6 +138,7 @@ pub fn check_writable(path: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
+/// Writes `bytes` to `path`, creating its directory.
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)

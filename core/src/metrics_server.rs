@@ -12,7 +12,8 @@ use crate::metrics::classic_text;
 use crate::shared::Shared;
 use crate::{Error, Pipeline};
 
-/// A running `/metrics` endpoint; stops when dropped.
+/// A running `/metrics` endpoint; stops taking connections when dropped (a request being
+/// answered then ends on its own, within its 2 s bound and the writing of its answer).
 ///
 /// ```
 /// use auditbuf::{Config, NullSink, Pipeline};
@@ -93,8 +94,9 @@ impl Pipeline {
                         let spawned = std::thread::Builder::new()
                             .name("auditbuf-metrics-request".to_owned())
                             .spawn(move || {
+                                // Given back however `answer` ends, a panic included.
+                                let _slot = Slot(done);
                                 let _ = answer(conn, &shared, &service, capacity);
-                                done.fetch_sub(1, Ordering::SeqCst);
                             });
                         if spawned.is_err() {
                             busy.fetch_sub(1, Ordering::SeqCst);
@@ -108,6 +110,15 @@ impl Pipeline {
             stop,
             thread: Some(thread),
         })
+    }
+}
+
+/// A client's place among the [`MAX_CLIENTS`], given back when dropped.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -128,17 +139,16 @@ fn answer(conn: TcpStream, shared: &Shared, service: &str, capacity: u64) -> std
     .take(MAX_REQUEST_BYTES);
     let mut request_line = Vec::new();
     reader.read_until(b'\n', &mut request_line)?;
-    // Skip the headers: nothing in them changes the answer.
+    // Skip the headers: nothing in them changes the answer. They end at a blank line, or
+    // where the client stopped sending; only a request over the limit is refused.
     let mut line = Vec::new();
-    let mut complete = request_line.ends_with(b"\n");
-    while complete {
+    while request_line.ends_with(b"\n") {
         line.clear();
-        reader.read_until(b'\n', &mut line)?;
-        complete = line.ends_with(b"\n");
-        if line.len() <= 2 {
+        if reader.read_until(b'\n', &mut line)? == 0 || line.len() <= 2 {
             break;
         }
     }
+    let complete = reader.limit() > 0;
     let request_line = String::from_utf8_lossy(&request_line);
     let mut parts = request_line.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));

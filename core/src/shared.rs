@@ -130,6 +130,17 @@ impl Shared {
         })
     }
 
+    /// The locked store, if it can be had by `deadline` (`close`, which must return by its
+    /// own, while the flush thread may hold it in a slow store call).
+    pub(crate) fn lock_store_until(&self, deadline: std::time::Instant) -> Option<StoreGuard<'_>> {
+        Some(StoreGuard {
+            store: self.store.as_ref()?.try_lock_until(deadline)?,
+            events: &self.store_events,
+            gauges: &self.store_gauges,
+            closed: &self.store_closed,
+        })
+    }
+
     /// Runs `f` on the locked store. `None` without a store.
     pub(crate) fn with_store<R>(&self, f: impl FnOnce(&mut dyn Store) -> R) -> Option<R> {
         let mut store = self.lock_store()?;

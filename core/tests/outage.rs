@@ -327,13 +327,17 @@ mod parking_lot_free {
     }
 }
 
-/// A store whose appends take a while (as with `fsync: always`), for races with callers.
-struct SlowStore(MemoryStore);
+/// A store whose appends take a while (as with `fsync: always`, or a database that stopped
+/// answering), taken for durable.
+struct SlowStore(MemoryStore, Duration);
 
 impl auditbuf::Store for SlowStore {
     fn append(&mut self, events: &[&[u8]]) -> Result<(), auditbuf::Error> {
-        std::thread::sleep(Duration::from_micros(300));
+        std::thread::sleep(self.1);
         self.0.append(events)
+    }
+    fn is_durable(&self) -> bool {
+        true
     }
     fn read_oldest(
         &mut self,
@@ -370,7 +374,10 @@ fn spill_with_a_slow_store_and_a_byte_limit_keeps_the_order() {
         let p = Pipeline::with_store(
             config,
             sink,
-            SlowStore(MemoryStore::new(MemoryStoreConfig::default())),
+            SlowStore(
+                MemoryStore::new(MemoryStoreConfig::default()),
+                Duration::from_micros(300),
+            ),
         )
         .unwrap();
         let all = ids(0..2000);
@@ -698,4 +705,28 @@ fn close_with_a_hanging_receiver_keeps_the_queue_in_the_store() {
         .collect();
     assert_eq!(kept, ids(100..200));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn close_keeps_its_deadline_while_the_flush_thread_waits_for_a_slow_store() {
+    // The batch runs out of retries at once and goes to the store, whose append takes 3 s:
+    // the flush thread holds the store meanwhile. Close must not wait for it to keep the
+    // queue there itself.
+    let down = CallbackSink::new(|_: &[&[u8]]| Outcome::retry("down"));
+    let config = config().retry(RetryPolicy::default().max_attempts(1));
+    let store = SlowStore(
+        MemoryStore::new(MemoryStoreConfig::default()),
+        Duration::from_secs(3),
+    );
+    let p = Pipeline::with_store(config, down, store).unwrap();
+    for id in ids(0..200) {
+        record(&p, &id);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    let report = p.close(Duration::from_millis(500));
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(1500), "close took {took:?}");
+    assert!(!report.completed);
+    assert!(report.stats.is_consistent(), "{:?}", report.stats);
 }

@@ -41,9 +41,10 @@ impl Pipeline {
 
     /// Stops taking events, sends what it can by `timeout`, keeps the rest in the backing
     /// store (or, without one, drops it as `dropped.shutdown`) and stops the flush thread.
-    /// Always returns by the deadline, even if the sink hangs (then this call moves the
-    /// queue into the store itself), and from then on the sink is never called again (a
-    /// call still running then may finish; `completed` is false).
+    /// Returns by the deadline even if the sink hangs — then, with a durable store, this call
+    /// moves the queue into it itself, which takes as long as writing it does — and from
+    /// then on the sink is never called again (a call still running then may finish;
+    /// `completed` is false).
     /// Calling it again waits again. Called by the pipeline's own sink (on its flush
     /// thread), it returns at once with `completed` false: the flush thread shuts down by
     /// the deadline once the sink returns.
@@ -76,7 +77,7 @@ impl Pipeline {
             // sink (a receiver that hangs) and cannot keep the queue in the store in time:
             // this thread does, or it would be lost when the process exits.
             finished(deadline_after(timeout.saturating_sub(reserve / 2))) || {
-                self.keep_queue_in_store();
+                self.keep_queue_in_store(deadline);
                 finished(deadline)
             }
         } else {
@@ -96,13 +97,21 @@ impl Pipeline {
         self.report(completed)
     }
 
-    /// Moves what the queue holds into the store, from the caller's thread, and syncs it.
-    fn keep_queue_in_store(&self) {
+    /// Moves what the queue holds into a durable store, from the caller's thread, and syncs
+    /// it; nothing if the store's lock is not had by `deadline` (the flush thread in a slow
+    /// store call). Once begun, the move and the sync take what they take: up to the whole
+    /// queue's writing past the deadline. The batch the sink still has, if the sink then
+    /// fails it, is stored after these events, out of their order.
+    fn keep_queue_in_store(&self, deadline: std::time::Instant) {
         let shared = &*self.shared;
-        let Some(mut store) = shared.lock_store() else {
+        if shared.queue.len() + shared.backlog.len() == 0 {
+            return;
+        }
+        let Some(mut store) = shared.lock_store_until(deadline) else {
             return;
         };
-        if store.is_closed() || shared.queue.len() + shared.backlog.len() == 0 {
+        // A store that does not outlive the process would keep nothing.
+        if store.is_closed() || !store.is_durable() {
             return;
         }
         let kept =

@@ -1,9 +1,9 @@
 //! Noticing that a store's file or directory was deleted or replaced while the store has
 //! it open (`rm -rf` of a "stale" directory, a database file restored from a backup over
 //! the live one): the store keeps writing to what it opened, which a restart will not
-//! find. Nothing can bring it back, so the store says so, once, instead of losing what it
-//! holds at the next restart without a word: an error (in `last_error`) and a log line,
-//! again every 10 s while it lasts.
+//! find. Nothing can bring it back, so the store says so instead of losing what it holds
+//! at the next restart without a word: an error (in `last_error`) and a log line, every
+//! 10 s while it lasts.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
