@@ -250,6 +250,62 @@ fn deleting_lock_by_hand_lets_no_second_opener_in() {
     assert_eq!(all(&mut second), (0..3).map(event).collect::<Vec<_>>());
 }
 
+/// A tmpfs of `bytes` mounted on `dir` while it lives (needs root and a kernel that lets
+/// the test mount: CI runs as root; elsewhere the test that uses it says so and passes).
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &Path, bytes: u64) -> Option<SmallDisk> {
+        fs::create_dir_all(dir).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}")])
+            .arg("tmpfs")
+            .arg(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then(|| SmallDisk(dir.to_owned()))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_store_on_a_full_disk_opens_and_drains() {
+    let scope = Scope::new("full-disk");
+    let Some(disk) = SmallDisk::mount(&scope.0.join("disk"), 256 * 1024) else {
+        eprintln!("skipped: cannot mount a tmpfs here (not root?)");
+        return;
+    };
+    let dir = disk.0.join("wal");
+    let mut store = FileStore::open(config(&dir)).unwrap();
+    let mut kept = 0;
+    while store.append(&[&event(kept)]).is_ok() {
+        kept += 1;
+    }
+    drop(store);
+    // Whatever room is left goes too: not even a new segment's header fits.
+    let mut ballast = fs::File::create(disk.0.join("ballast")).unwrap();
+    while std::io::Write::write_all(&mut ballast, &[0; 512]).is_ok() {}
+    drop(ballast);
+    // A restarted program opens its store (appending after the last segment) and drains
+    // it, which frees the space.
+    let mut store = FileStore::open(config(&dir)).unwrap();
+    let got = all(&mut store);
+    assert_eq!(got, (0..kept).map(event).collect::<Vec<_>>());
+    store.commit(got.len()).unwrap();
+    assert_eq!(store.size().events, 0);
+    drop(store);
+    fs::remove_file(disk.0.join("ballast")).unwrap();
+    let mut store = FileStore::open(config(&dir)).unwrap();
+    append_range(&mut store, 0..3);
+    assert_eq!(all(&mut store), (0..3).map(event).collect::<Vec<_>>());
+}
+
 #[test]
 fn a_store_directory_deleted_while_open_is_reported() {
     // `rm -rf` of a directory taken for stale: the pipeline keeps writing to files no

@@ -266,7 +266,7 @@ impl FileStore {
 
     /// The cursor file could not be written: the next commit or sync writes it; until
     /// then a restart sends again what was sent since the last one written.
-    fn cursor_not_written(&mut self, e: &Error) {
+    pub(super) fn cursor_not_written(&mut self, e: &Error) {
         self.cursor_unsynced = true;
         if let Some(n) = self.cursor_warnings.note(1) {
             log::warn!(
@@ -636,8 +636,11 @@ fn new_segment(dir: &Path, id: u64, durable: bool) -> Result<(File, Segment), Er
     let path = dir.join(segment_name(id));
     let file = dir::create_private(&path, true)?;
     crash_point("file.segment.created");
-    file.write_all_at(MAGIC, 0)
-        .map_err(|e| Error::io(&path, e))?;
+    if let Err(e) = file.write_all_at(MAGIC, 0) {
+        // Not left without its header (a full disk): the next open would have to write it.
+        let _ = fs::remove_file(&path);
+        return Err(Error::io(&path, e));
+    }
     if durable {
         file.sync_data().map_err(|e| Error::io(&path, e))?;
         dir::sync_dir(dir)?;

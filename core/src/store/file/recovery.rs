@@ -96,7 +96,16 @@ impl FileStore {
                 // written: empty, not damaged. Only the newest can be that; an older one
                 // emptied is damage (its events are counted lost below).
                 data = MAGIC.to_vec();
-                rewrite(&path, &data, durable)?;
+                match rewrite(&path, &data, durable) {
+                    Ok(()) => {}
+                    // On a full disk (where such a header is left unwritten), it holds
+                    // nothing and goes.
+                    Err(e) if no_space(&e) && cursor.is_none_or(|c| c.segment != id) => {
+                        fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             let scan = frame::scan(&data);
             // Damage the saved cursor had not passed lost events; before it, they were sent.
@@ -171,7 +180,28 @@ impl FileStore {
         }
 
         let next_id = next_segment_id(&dir, highest_named)?;
-        let (tail, tail_segment) = new_segment(&dir, next_id, durable)?;
+        let (tail, tail_segment) = match new_segment(&dir, next_id, durable) {
+            Ok(made) => made,
+            // No room for a new segment (a full disk): appends go after the last one, whose
+            // records were all checked above, so that the store opens and can be drained,
+            // which frees the space. (Its records stay where they are; only the tail moves.)
+            Err(e) if no_space(&e) && !segments.is_empty() => {
+                let _ = fs::remove_file(dir.join(segment_name(next_id)));
+                let last = segments.pop_back().ok_or(e)?;
+                let file = fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&last.path)
+                    .map_err(|e| Error::io(&last.path, e))?;
+                log::warn!(
+                    "{}: no space for a new segment: appending to {} until there is",
+                    dir.display(),
+                    last.path.display()
+                );
+                (file, last)
+            }
+            Err(e) => return Err(e),
+        };
         let cursor = match cursor {
             Some(c) if segments.iter().any(|s| s.id == c.segment) => c,
             _ => Position {
@@ -208,9 +238,12 @@ impl FileStore {
         };
         crash_point("file.open.scanned");
         store.normalize_cursor();
-        // The cursor on disk must name a segment that exists from now on.
-        if !store.delete_consumed()? {
-            store.persist_cursor(durable)?;
+        // The cursor on disk must name a segment that exists from now on; if it cannot be
+        // written (a full disk), the next commit or sync writes it.
+        if !store.delete_consumed()?
+            && let Err(e) = store.persist_cursor(durable)
+        {
+            store.cursor_not_written(&e);
         }
         Ok(store)
     }
@@ -395,4 +428,12 @@ pub(super) fn starts_after_salvage(scan: &frame::Scan, starts: &mut Vec<u64>) ->
         at += (r.end - r.at) as u64;
     }
     intact
+}
+
+/// Whether `e` says the disk (or the user's quota) is full.
+fn no_space(e: &Error) -> bool {
+    matches!(e, Error::Io(io) if matches!(
+        io.source.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    ))
 }
