@@ -356,6 +356,19 @@ fn a_batch_that_keeps_failing_the_same_way_is_split_to_isolate_the_cause() {
     assert_all_settled(&report.stats);
 }
 
+/// Batches of 10 whose retries end in 50 ms, so that they go to the store and are drained
+/// from it.
+fn draining_config() -> Config {
+    Config::default()
+        .batch_max_events(10)
+        .flush_interval(Duration::from_millis(10))
+        .retry(
+            RetryPolicy::default()
+                .max_elapsed(Duration::from_millis(50))
+                .backoff(Duration::from_millis(5), Duration::from_millis(20)),
+        )
+}
+
 /// A memory store whose next commit fails when `fail` is set, and every commit before
 /// `until` (a full disk).
 struct FlakyCommits {
@@ -412,14 +425,7 @@ fn commits_that_keep_failing_are_retried_with_backoff_not_at_once() {
             }
         }
     });
-    let config = Config::default()
-        .batch_max_events(10)
-        .flush_interval(Duration::from_millis(10))
-        .retry(
-            RetryPolicy::default()
-                .max_elapsed(Duration::from_millis(50))
-                .backoff(Duration::from_millis(5), Duration::from_millis(20)),
-        );
+    let config = draining_config();
     let failing = Duration::from_millis(400);
     let store = FlakyCommits {
         inner: MemoryStore::new(MemoryStoreConfig::default()),
@@ -469,14 +475,7 @@ fn resends_after_a_failed_commit_are_counted_apart() {
         fail: Arc::clone(&fail),
         until: None,
     };
-    let config = Config::default()
-        .batch_max_events(10)
-        .flush_interval(Duration::from_millis(10))
-        .retry(
-            RetryPolicy::default()
-                .max_elapsed(Duration::from_millis(50))
-                .backoff(Duration::from_millis(5), Duration::from_millis(20)),
-        );
+    let config = draining_config();
     let p = Pipeline::with_store(config, sink, store).unwrap();
     record_all(&p, &ids(30));
     std::thread::sleep(Duration::from_millis(300));

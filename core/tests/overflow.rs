@@ -172,16 +172,22 @@ fn losses_close_finds_with_every_slot_taken_still_get_their_marker() {
     assert!(s.is_consistent(), "{s:?}");
     assert_eq!(s.gap_markers, 1, "{s:?}");
     assert_eq!(s.delivered, s.recorded, "{s:?}");
+    let marker = the_marker(&delivered);
+    assert_eq!(marker["event_data"]["lost"], full);
+}
+
+type Delivered = Arc<std::sync::Mutex<Vec<serde_json::Value>>>;
+
+/// The one gap marker among what was delivered.
+fn the_marker(delivered: &Delivered) -> serde_json::Value {
     let delivered = delivered.lock().unwrap();
     let markers: Vec<_> = delivered
         .iter()
         .filter(|e| e["event_type"] == auditbuf::GAP_MARKER_EVENT_TYPE)
         .collect();
-    assert_eq!(markers.len(), 1);
-    assert_eq!(markers[0]["event_data"]["lost"], full);
+    assert_eq!(markers.len(), 1, "{delivered:?}");
+    markers[0].clone()
 }
-
-type Delivered = Arc<std::sync::Mutex<Vec<serde_json::Value>>>;
 
 /// A sink that keeps what it is given once `go` is set; before that it waits for it
 /// (`wait`) or answers retry.
@@ -231,13 +237,7 @@ fn gap_marker_case(before_close: Duration) {
     assert!(s.is_consistent(), "{s:?}");
     assert_eq!(s.gap_markers, 1, "{s:?}");
     assert_eq!(s.delivered, s.recorded);
-    let delivered = delivered.lock().unwrap();
-    let markers: Vec<_> = delivered
-        .iter()
-        .filter(|e| e["event_type"] == auditbuf::GAP_MARKER_EVENT_TYPE)
-        .collect();
-    assert_eq!(markers.len(), 1);
-    let marker = markers[0];
+    let marker = the_marker(&delivered);
     assert_eq!(marker["event_data"]["lost"], full);
     assert_eq!(marker["event_data"]["reasons"]["queue_full"], full);
     assert_eq!(marker["actor_id"], "gateway");
