@@ -34,10 +34,10 @@
 use super::escape::{BadText, write_str_body};
 use super::event::{AuditEvent, encode_fields, render_fields};
 use super::event_data::{DATA_DEPTH, Data, Shape, check_event_type, event_data_error};
-use super::fields::Fields;
+use super::fields::{Fields, TEXT, at};
 use super::json::{ObjectInfo, scan_object_into};
 use super::rules::{EventRules, check_fields, invalid};
-use super::swar::{NeedsEscape, NulOrWide, find};
+use super::swar::{NeedsEscape, Nul, NulOrWide, find};
 use super::time;
 use crate::clock::{WallClock, ticks};
 use crate::{AuditEventBytes, Error};
@@ -75,35 +75,6 @@ pub(crate) fn is_captured(slot: &[u8]) -> bool {
     slot.first() == Some(&TAG)
 }
 
-fn strings<'a>(f: &Fields<'a>) -> [Option<&'a [u8]>; STRINGS] {
-    let data = match f.event_data {
-        Data::Json(text) | Data::Scanned(text, _) => Some(text),
-        Data::Empty | Data::Serialize(_) => None,
-    };
-    [
-        f.version,
-        Some(f.event_type),
-        f.event_timestamp,
-        Some(f.event_category),
-        Some(f.event_action),
-        Some(f.event_outcome),
-        Some(f.correlation_id),
-        f.actor_type,
-        f.actor_id,
-        f.actor_ip,
-        f.resource_type,
-        f.resource_id,
-        f.parent_event_id,
-        f.parent_event_date,
-        f.namespace,
-        f.cluster_id,
-        f.severity,
-        f.error_code,
-        f.error_message,
-        data,
-    ]
-}
-
 /// Captures `f` into `out` (empty on entry), checking everything the encoder would. `Ok(false)`
 /// when the event must be encoded at once instead: its `event_data` is a `Serialize` value
 /// (it borrows the caller's data, which must be serialised before `record` returns), or its
@@ -119,22 +90,30 @@ pub(crate) fn capture<const CHECK_UTF8: bool>(
         return Ok(false);
     }
     check_fields(f, rules)?;
-    let fields = strings(f);
+    let data = match f.event_data {
+        Data::Json(text) | Data::Scanned(text, _) => Some(text),
+        Data::Empty | Data::Serialize(_) => None,
+    };
+    let data_len = data.map_or(0, <[u8]>::len);
+    let mut present = f.present | u32::from(data.is_some()) << EVENT_DATA;
+    // The header is built on the stack and appended in one copy: 27 appends to `out`, each
+    // checking its capacity, cost more than the fields' bytes.
+    let mut head = [0u8; DATA_AT];
+    let mut raw = data_len;
+    for (value, len_at) in f.text.iter().zip(head[LENS_AT..].chunks_exact_mut(4)) {
+        raw = raw.saturating_add(value.len());
+        // Used only under the size limit checked below, so within u32.
+        len_at.copy_from_slice(&(value.len() as u32).to_le_bytes());
+    }
+    head[LENS_AT + 4 * EVENT_DATA..DATA_AT].copy_from_slice(&(data_len as u32).to_le_bytes());
     // Escaping makes a string at most six times longer (`\u001f`); keys, punctuation and
     // the event_type added to event_data stay under 1 KiB.
-    let raw: usize = fields.iter().flatten().map(|v| v.len()).sum();
     if raw.saturating_mul(6).saturating_add(1024) > limit {
         return Ok(false);
     }
-    out.reserve(DATA_AT + raw);
-    let mut present = 0u32;
-    for (i, value) in fields.iter().enumerate() {
-        if value.is_some() {
-            present |= 1 << i;
-        }
-    }
+    out.reserve(DATA_AT + raw + Shape::BYTES);
     let mut flags = 0;
-    let stamp = if f.event_timestamp.is_none() {
+    let stamp = if f.event_timestamp().is_none() {
         flags |= FLAG_TICKS;
         ticks()
     } else {
@@ -149,9 +128,6 @@ pub(crate) fn capture<const CHECK_UTF8: bool>(
     if f.is_sensitive.is_some() {
         present |= BIT_SENSITIVE;
     }
-    // The header is built on the stack and appended in one copy: 27 appends to `out`, each
-    // checking its capacity, cost more than the fields' bytes.
-    let mut head = [0u8; DATA_AT];
     head[0] = TAG;
     head[1] = flags;
     head[2..6].copy_from_slice(&present.to_le_bytes());
@@ -159,31 +135,23 @@ pub(crate) fn capture<const CHECK_UTF8: bool>(
     head[14..22].copy_from_slice(&f.duration_ms.unwrap_or(0).to_le_bytes());
     head[22..26].copy_from_slice(&f.retention_days.unwrap_or(0).to_le_bytes());
     head[26] = u8::from(f.is_sensitive.unwrap_or(false));
-    for (len_at, value) in head[LENS_AT..].chunks_exact_mut(4).zip(&fields) {
-        // Under the size limit checked above, so within u32.
-        let len = value.map_or(0, <[u8]>::len) as u32;
-        len_at.copy_from_slice(&len.to_le_bytes());
-    }
     out.extend_from_slice(&head);
-    let mut text_end = DATA_AT;
-    for value in fields.iter().take(EVENT_DATA).flatten() {
-        out.extend_from_slice(value);
-        text_end += value.len();
-    }
-    // The fields lie one after the other now: one look over all of them for U+0000 (and
-    // bad UTF-8) instead of one per field, and the field named only when one is found.
-    if !text_is_clean::<CHECK_UTF8>(&out[DATA_AT..text_end], &fields) {
-        for (i, value) in fields.iter().enumerate().take(EVENT_DATA) {
-            if let Some(s) = value {
-                check_text::<CHECK_UTF8>(AuditEventBytes::FIELDS[i], s)?;
-            }
+    for value in &f.text {
+        if !value.is_empty() {
+            out.extend_from_slice(value);
         }
     }
-    if let Some(data) = fields[EVENT_DATA] {
-        out.extend_from_slice(data);
+    let text_end = out.len();
+    // The fields lie one after the other now: one look over all of them for U+0000 (and
+    // bad UTF-8) instead of one per field, and the field named only when one is found.
+    if !text_is_clean::<CHECK_UTF8>(&out[DATA_AT..text_end], &f.text) {
+        for (name, value) in AuditEventBytes::FIELDS.iter().zip(&f.text) {
+            check_text::<CHECK_UTF8>(name, value)?;
+        }
     }
+    out.extend_from_slice(data.unwrap_or_default());
     if let Data::Json(text) = f.event_data {
-        check_event_data(text, f.event_type, out)?;
+        check_event_data(text, f.event_type(), out)?;
     }
     Ok(true)
 }
@@ -194,14 +162,15 @@ pub(crate) fn capture<const CHECK_UTF8: bool>(
 /// (not on a continuation byte `10xxxxxx`): then no character crosses from one into the
 /// next.
 #[inline]
-fn text_is_clean<const CHECK_UTF8: bool>(text: &[u8], fields: &[Option<&[u8]>]) -> bool {
+fn text_is_clean<const CHECK_UTF8: bool>(text: &[u8], fields: &[&[u8]]) -> bool {
     // For bytes: ASCII without U+0000, the usual text, in one pass where the two checks
-    // below take one each (16 against 22 ns for the 271 bytes of a typed event's text; a
-    // `&str` needs only `memchr`'s, which is faster still).
+    // below take one each (16 against 22 ns for the 271 bytes of a typed event's text). A
+    // `&str` needs only the look for U+0000, inline here: `memchr` is a call that picks
+    // its routine at run time, which for `hot_path`'s 63 bytes cost more than the scan.
     if CHECK_UTF8 && find(text, 0, NulOrWide) == text.len() {
         return true;
     }
-    if memchr::memchr(0, text).is_some() {
+    if find(text, 0, Nul) != text.len() {
         return false;
     }
     // ASCII (the usual case) is UTF-8 and starts no field inside a character; `is_ascii`
@@ -212,12 +181,7 @@ fn text_is_clean<const CHECK_UTF8: bool>(text: &[u8], fields: &[Option<&[u8]>]) 
             return false;
         }
         let starts_inside_a_character = |s: &&[u8]| s.first().is_some_and(|&b| b & 0xC0 == 0x80);
-        if fields
-            .iter()
-            .take(EVENT_DATA)
-            .flatten()
-            .any(starts_inside_a_character)
-        {
+        if fields.iter().any(starts_inside_a_character) {
             return false;
         }
     }
@@ -309,62 +273,41 @@ pub(crate) fn render(slot: &[u8], wall: &WallClock, out: &mut Vec<u8>) -> Result
         b.copy_from_slice(&header[at..at + 8]);
         u64::from_le_bytes(b)
     };
-    let present = u32_at(2);
-    let mut fields: [Option<&[u8]>; STRINGS] = [None; STRINGS];
+    let mut present = u32_at(2);
+    let mut text: [&[u8]; TEXT] = [&[]; TEXT];
     let mut at = DATA_AT;
-    let mut text_end = DATA_AT;
-    for (i, field) in fields.iter_mut().enumerate() {
+    for (i, field) in text.iter_mut().enumerate() {
         let len = u32_at(LENS_AT + 4 * i) as usize;
-        if present & (1 << i) != 0 {
-            *field = Some(slot.get(at..at + len).ok_or_else(broken)?);
-        }
+        *field = slot.get(at..at + len).ok_or_else(broken)?;
         at += len;
-        if i < EVENT_DATA {
-            text_end = at;
-        }
     }
+    let text_end = at;
+    let data_len = u32_at(LENS_AT + 4 * EVENT_DATA) as usize;
+    let data = slot.get(at..at + data_len).ok_or_else(broken)?;
+    at += data_len;
     // The string fields lie one after the other: one scan of them all for what JSON
     // escapes, usually nothing, spares a scan of each field as it is written (nine calls
     // that each paid more to start and finish than to scan).
-    let text = slot.get(DATA_AT..text_end).ok_or_else(broken)?;
-    let plain = find(text, 0, NeedsEscape) == text.len();
+    let plain = find(&slot[DATA_AT..text_end], 0, NeedsEscape) == text_end - DATA_AT;
     let mut stamp = [0; time::TIMESTAMP_LEN];
-    let timestamp = if header[1] & FLAG_TICKS != 0 {
+    if header[1] & FLAG_TICKS != 0 {
         let unix = wall.unix(u64_at(6));
         time::write_at(&mut stamp, unix.as_secs(), unix.subsec_millis());
-        Some(&stamp[..])
-    } else {
-        fields[2]
-    };
+        text[at::EVENT_TIMESTAMP] = &stamp[..];
+        present |= 1 << at::EVENT_TIMESTAMP;
+    }
     let f = Fields {
-        version: fields[0],
-        event_type: fields[1].unwrap_or_default(),
-        event_timestamp: timestamp,
-        event_category: fields[3].unwrap_or_default(),
-        event_action: fields[4].unwrap_or_default(),
-        event_outcome: fields[5].unwrap_or_default(),
-        correlation_id: fields[6].unwrap_or_default(),
-        actor_type: fields[7],
-        actor_id: fields[8],
-        actor_ip: fields[9],
-        resource_type: fields[10],
-        resource_id: fields[11],
-        parent_event_id: fields[12],
-        parent_event_date: fields[13],
-        namespace: fields[14],
-        cluster_id: fields[15],
-        severity: fields[16],
+        text,
+        present: present & ((1 << TEXT) - 1),
         duration_ms: (present & BIT_DURATION != 0).then(|| u64_at(14)),
-        error_code: fields[17],
-        error_message: fields[18],
         retention_days: (present & BIT_RETENTION != 0).then(|| u32_at(22)),
         is_sensitive: (present & BIT_SENSITIVE != 0).then_some(header[26] != 0),
-        event_data: match fields[EVENT_DATA] {
-            None => Data::Empty,
-            Some(text) => slot
-                .get(at..)
-                .and_then(|shape| Shape::from_bytes(shape, text))
-                .map_or(Data::Json(text), |shape| Data::Scanned(text, shape)),
+        event_data: if present & (1 << EVENT_DATA) == 0 {
+            Data::Empty
+        } else {
+            slot.get(at..)
+                .and_then(|shape| Shape::from_bytes(shape, data))
+                .map_or(Data::Json(data), |shape| Data::Scanned(data, shape))
         },
     };
     // Everything was checked at capture, the rules of the configuration too: written

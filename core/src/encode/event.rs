@@ -167,68 +167,68 @@ fn write_fields<const CHECK_UTF8: bool, const ESCAPE: bool>(
     // Keys carry the quotes around the string values that follow them.
     out.reserve(lower_bound + ENCODED_OVERHEAD);
     out.extend_from_slice(b"{\"version\":\"");
-    put(out, "version", f.version.unwrap_or(b"1.0"))?;
+    put(out, "version", f.version().unwrap_or(b"1.0"))?;
     out.extend_from_slice(b"\",\"event_type\":");
     let event_type_at = out.len();
     out.push(b'"');
-    put(out, "event_type", f.event_type)?;
+    put(out, "event_type", f.event_type())?;
     out.push(b'"');
     let event_type_token = event_type_at..out.len();
     out.extend_from_slice(b",\"event_timestamp\":\"");
-    match f.event_timestamp {
+    match f.event_timestamp() {
         // Checked to be RFC 3339: plain ASCII, nothing to escape.
         Some(ts) => time::append(out, ts),
         None => out.extend_from_slice(&time::now()),
     }
     out.extend_from_slice(b"\",\"event_category\":\"");
-    put(out, "event_category", f.event_category)?;
+    put(out, "event_category", f.event_category())?;
     out.extend_from_slice(b"\",\"event_action\":\"");
-    put(out, "event_action", f.event_action)?;
+    put(out, "event_action", f.event_action())?;
     out.extend_from_slice(b"\",\"event_outcome\":\"");
-    out.extend_from_slice(f.event_outcome);
+    out.extend_from_slice(f.event_outcome());
     out.extend_from_slice(b"\",\"correlation_id\":\"");
-    put(out, "correlation_id", f.correlation_id)?;
+    put(out, "correlation_id", f.correlation_id())?;
     out.push(b'"');
 
     // One call per field, not a loop over an array of them: the array of 10 keys, names
     // and values, rebuilt on the stack for every event, took half this function's time on
     // the flush thread (`render_fields` 1 731 -> 840 samples in `perf`).
     let optional = optional::<CHECK_UTF8, ESCAPE>;
-    optional(out, b",\"actor_type\":\"", "actor_type", f.actor_type)?;
-    optional(out, b",\"actor_id\":\"", "actor_id", f.actor_id)?;
-    optional(out, b",\"actor_ip\":\"", "actor_ip", f.actor_ip)?;
+    optional(out, b",\"actor_type\":\"", "actor_type", f.actor_type())?;
+    optional(out, b",\"actor_id\":\"", "actor_id", f.actor_id())?;
+    optional(out, b",\"actor_ip\":\"", "actor_ip", f.actor_ip())?;
     optional(
         out,
         b",\"resource_type\":\"",
         "resource_type",
-        f.resource_type,
+        f.resource_type(),
     )?;
-    optional(out, b",\"resource_id\":\"", "resource_id", f.resource_id)?;
+    optional(out, b",\"resource_id\":\"", "resource_id", f.resource_id())?;
     optional(
         out,
         b",\"parent_event_id\":\"",
         "parent_event_id",
-        f.parent_event_id,
+        f.parent_event_id(),
     )?;
     optional(
         out,
         b",\"parent_event_date\":\"",
         "parent_event_date",
-        f.parent_event_date,
+        f.parent_event_date(),
     )?;
-    optional(out, b",\"namespace\":\"", "namespace", f.namespace)?;
-    optional(out, b",\"cluster_id\":\"", "cluster_id", f.cluster_id)?;
-    optional(out, b",\"severity\":\"", "severity", f.severity)?;
+    optional(out, b",\"namespace\":\"", "namespace", f.namespace())?;
+    optional(out, b",\"cluster_id\":\"", "cluster_id", f.cluster_id())?;
+    optional(out, b",\"severity\":\"", "severity", f.severity())?;
     if let Some(ms) = f.duration_ms {
         out.extend_from_slice(b",\"duration_ms\":");
         out.extend_from_slice(itoa::Buffer::new().format(ms).as_bytes());
     }
-    optional(out, b",\"error_code\":\"", "error_code", f.error_code)?;
+    optional(out, b",\"error_code\":\"", "error_code", f.error_code())?;
     optional(
         out,
         b",\"error_message\":\"",
         "error_message",
-        f.error_message,
+        f.error_message(),
     )?;
     if let Some(days) = f.retention_days {
         out.extend_from_slice(b",\"retention_days\":");

@@ -171,7 +171,7 @@ fn object_end<const TOP: bool>(
 
 /// Just past the closing quote of the string whose content starts at `i`, if it holds no
 /// control characters and only valid UTF-8 and escapes.
-#[inline]
+#[inline(always)]
 fn string_end(b: &[u8], mut i: usize) -> Option<usize> {
     loop {
         i = find(b, i, StringSpecial);

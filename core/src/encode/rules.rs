@@ -33,9 +33,6 @@ pub(crate) struct EventRules {
     pub(crate) timestamp_window: bool,
 }
 
-/// `event_outcome` must be one of these.
-const OUTCOMES: [&[u8]; 3] = [b"success", b"failure", b"pending"];
-
 pub(crate) fn invalid(field: &'static str, reason: &'static str) -> Error {
     Error::InvalidField { field, reason }
 }
@@ -61,9 +58,11 @@ pub(crate) fn check_len(
     }
 }
 
+/// `event_outcome` must be `success`, `failure` or `pending`.
 #[inline]
 pub(crate) fn check_outcome(s: &[u8]) -> Result<(), Error> {
-    if OUTCOMES.contains(&s) {
+    // A match compares in place; `contains` called `memcmp` for each candidate.
+    if matches!(s, b"success" | b"failure" | b"pending") {
         Ok(())
     } else {
         Err(invalid(
@@ -125,45 +124,45 @@ impl EventRules {
 /// Checks a typed event's fields against the spec's rules and the configuration's.
 pub(crate) fn check_fields(f: &Fields<'_>, rules: &EventRules) -> Result<(), Error> {
     for (field, value) in [
-        ("event_type", f.event_type),
-        ("event_category", f.event_category),
-        ("event_action", f.event_action),
-        ("event_outcome", f.event_outcome),
-        ("correlation_id", f.correlation_id),
+        ("event_type", f.event_type()),
+        ("event_category", f.event_category()),
+        ("event_action", f.event_action()),
+        ("event_outcome", f.event_outcome()),
+        ("correlation_id", f.correlation_id()),
     ] {
         if value.is_empty() {
             return Err(Error::MissingField { field });
         }
     }
-    if let Some(v) = f.version
+    if let Some(v) = f.version()
         && (v.is_empty() || !within(v, MAX_VERSION))
     {
         return Err(invalid("version", "must be 1 to 20 characters"));
     }
     check_len(
         "event_type",
-        f.event_type,
+        f.event_type(),
         MAX_EVENT_TYPE,
         "must be at most 100 characters",
     )?;
-    if let Some(ts) = f.event_timestamp {
+    if let Some(ts) = f.event_timestamp() {
         rules.check_timestamp(ts)?;
     }
-    rules.check_category(f.event_category)?;
+    rules.check_category(f.event_category())?;
     check_len(
         "event_action",
-        f.event_action,
+        f.event_action(),
         MAX_ACTION,
         "must be at most 50 characters",
     )?;
-    check_outcome(f.event_outcome)?;
+    check_outcome(f.event_outcome())?;
     check_len(
         "correlation_id",
-        f.correlation_id,
+        f.correlation_id(),
         MAX_CORRELATION_ID,
         "must be at most 255 characters",
     )?;
-    if let Some(ip) = f.actor_ip {
+    if let Some(ip) = f.actor_ip() {
         check_len(
             "actor_ip",
             ip,
@@ -171,7 +170,7 @@ pub(crate) fn check_fields(f: &Fields<'_>, rules: &EventRules) -> Result<(), Err
             "must be at most 45 characters",
         )?;
     }
-    if let Some(id) = f.parent_event_id
+    if let Some(id) = f.parent_event_id()
         && !is_uuid(id)
     {
         return Err(invalid(
@@ -179,7 +178,7 @@ pub(crate) fn check_fields(f: &Fields<'_>, rules: &EventRules) -> Result<(), Err
             "must be a UUID (8-4-4-4-12 hex digits)",
         ));
     }
-    if let Some(date) = f.parent_event_date
+    if let Some(date) = f.parent_event_date()
         && rfc3339_seconds(date).is_none()
     {
         return Err(invalid(

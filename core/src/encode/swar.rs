@@ -112,6 +112,27 @@ impl Stop for NulOrWide {
     }
 }
 
+/// U+0000 alone: what a `&str`, UTF-8 already, may hold that a receiver cannot store.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Nul;
+
+impl Stop for Nul {
+    #[inline(always)]
+    fn word(self, w: u64) -> u64 {
+        zero_bytes(w)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn block(self, v: __m128i) -> u32 {
+        // SAFETY: as in `block_mask`.
+        #[allow(unsafe_code)]
+        unsafe {
+            _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(0))) as u32
+        }
+    }
+}
+
 /// The 16 bytes of `b` from `i`, if there are so many.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
@@ -297,6 +318,7 @@ mod tests {
             |b, i| find(b, i, NulOrWide),
             |b, i| find_words(b, i, NulOrWide),
         ];
+        let nuls: [Scan; 2] = [|b, i| find(b, i, Nul), |b, i| find_words(b, i, Nul)];
         let specials: [Scan; 2] = [
             |b, i| find(b, i, StringSpecial),
             |b, i| find_words(b, i, StringSpecial),
@@ -328,6 +350,13 @@ mod tests {
                                 scan(&b, start),
                                 reference(&b, start, &nul_or_wide),
                                 "NulOrWide: {c:#x} at {pos} of {len} from {start}"
+                            );
+                        }
+                        for scan in nuls {
+                            assert_eq!(
+                                scan(&b, start),
+                                reference(&b, start, &|c| c == 0),
+                                "Nul: {c:#x} at {pos} of {len} from {start}"
                             );
                         }
                         for scan in specials {
