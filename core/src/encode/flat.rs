@@ -49,6 +49,14 @@ pub(crate) fn scan_into(b: &[u8], max_depth: u32, info: &mut ObjectInfo) -> bool
     if b.len() > MAX_BYTES || max_depth == 0 {
         return false;
     }
+    if b.first() == Some(&b'{') && b.last() == Some(&b'}') {
+        // Nothing around the object, as usual: spares the looks for whitespace below.
+        *info = ObjectInfo {
+            close: b.len(),
+            ..ObjectInfo::default()
+        };
+        return object_end::<true>(b, 0, max_depth.min(LEVELS), info) == Some(b.len());
+    }
     // Whitespace around the object, as in a JSON line ending in `\n`: the scanner allows
     // it, and giving up only at the end would cost a whole second scan.
     let Some(open) = b.iter().position(|&c| !is_space(c)) else {
