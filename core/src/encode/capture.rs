@@ -16,7 +16,7 @@
 //! | --- | --- |
 //! | 0 | [`TAG`] `0xFF`, a byte no JSON text starts with |
 //! | 1 | flags: bit 0 = the timestamp is `ticks` (no `event_timestamp` given) |
-//! | 2..6 | which optional fields are present: bit *i* for string field *i*, 20 `duration_ms`, 21 `retention_days`, 22 `is_sensitive` |
+//! | 2..6 | which fields are present: bit *i* for string field *i* (the five required ones always), 20 `duration_ms`, 21 `retention_days`, 22 `is_sensitive` |
 //! | 6..14 | counter ticks at `record` |
 //! | 14..22 | `duration_ms` |
 //! | 22..26 | `retention_days` |
@@ -156,7 +156,7 @@ pub(crate) fn capture<const CHECK_UTF8: bool>(
     Ok(true)
 }
 
-/// Whether `text`, the first 19 `fields` one after the other, holds no U+0000 and, when
+/// Whether `text`, the 19 text `fields` one after the other, holds no U+0000 and, when
 /// checked, is UTF-8 in every field. A concatenation of UTF-8 strings is UTF-8, and a
 /// valid concatenation is valid field by field when every field starts on a character
 /// (not on a continuation byte `10xxxxxx`): then no character crosses from one into the
@@ -270,25 +270,25 @@ pub(crate) fn render(slot: &[u8], wall: &WallClock, out: &mut Vec<u8>) -> Result
         .ok_or_else(broken)?;
     // Whole words from the fixed-size header: a closure indexing four bytes, each with its
     // bounds check, took ~190 of the flush thread's ~1 750 instructions an event.
-    let word = |at: usize| -> [u8; 4] { header[at..at + 4].try_into().unwrap_or_default() };
-    let u32_at = |at: usize| u32::from_le_bytes(word(at));
-    let u64_at = |at: usize| u64::from_le_bytes(header[at..at + 8].try_into().unwrap_or_default());
+    let word = |i: usize| -> [u8; 4] { header[i..i + 4].try_into().unwrap_or_default() };
+    let u32_at = |i: usize| u32::from_le_bytes(word(i));
+    let u64_at = |i: usize| u64::from_le_bytes(header[i..i + 8].try_into().unwrap_or_default());
     let mut present = u32_at(2);
     let mut lens = [0u32; STRINGS];
     for (len, bytes) in lens.iter_mut().zip(header[LENS_AT..].chunks_exact(4)) {
         *len = u32::from_le_bytes(bytes.try_into().unwrap_or_default());
     }
     let mut text: [&[u8]; TEXT] = [&[]; TEXT];
-    let mut at = DATA_AT;
+    let mut pos = DATA_AT;
     for (field, &len) in text.iter_mut().zip(&lens) {
-        let end = at + len as usize;
-        *field = slot.get(at..end).ok_or_else(broken)?;
-        at = end;
+        let end = pos + len as usize;
+        *field = slot.get(pos..end).ok_or_else(broken)?;
+        pos = end;
     }
-    let text_end = at;
+    let text_end = pos;
     let data_len = lens[EVENT_DATA] as usize;
-    let data = slot.get(at..at + data_len).ok_or_else(broken)?;
-    at += data_len;
+    let data = slot.get(pos..pos + data_len).ok_or_else(broken)?;
+    pos += data_len;
     // The string fields lie one after the other: one scan of them all for what JSON
     // escapes, usually nothing, spares a scan of each field as it is written (nine calls
     // that each paid more to start and finish than to scan).
@@ -309,7 +309,7 @@ pub(crate) fn render(slot: &[u8], wall: &WallClock, out: &mut Vec<u8>) -> Result
         event_data: if present & (1 << EVENT_DATA) == 0 {
             Data::Empty
         } else {
-            slot.get(at..)
+            slot.get(pos..)
                 .and_then(|shape| Shape::from_bytes(shape, data))
                 .map_or(Data::Json(data), |shape| Data::Scanned(data, shape))
         },

@@ -3,6 +3,8 @@
 
 use super::*;
 use crate::EventData;
+use crate::encode::event::encode_fields;
+use crate::encode::event_bytes::capture_event_bytes;
 
 /// Captures `ev`, renders the capture and checks the JSON is what the synchronous encoder
 /// writes (`case` names the event in a failure); returns the slot and that JSON.
@@ -204,4 +206,88 @@ fn a_caller_renders_only_with_room_and_into_a_slot_that_fits() {
         json["event_data"]["k"].as_str().map(str::len),
         Some(SCRATCH_BYTES)
     );
+}
+
+/// Optional fields given empty are present (written as `""`), unlike absent ones: the bit
+/// of each travels in the slot apart from its length.
+#[test]
+fn an_empty_optional_field_is_written_an_absent_one_is_not() {
+    let ev = AuditEvent {
+        actor_id: Some(""),
+        error_code: Some(""),
+        severity: None,
+        ..AuditEvent::new("a.b", "c", "d", "success", "e")
+    };
+    let (_, json) = renders_as_encoded(&ev, "empty optionals");
+    let json = String::from_utf8_lossy(&json);
+    assert!(json.contains(r#","actor_id":"","#), "{json}");
+    assert!(json.contains(r#","error_code":"","#), "{json}");
+    assert!(!json.contains("severity"), "{json}");
+    assert!(!json.contains("actor_type"), "{json}");
+}
+
+/// Bytes from C, Go or Python: captured and rendered, they are what the synchronous
+/// encoder writes; bad UTF-8 is refused naming its field, even where the fields' bytes one
+/// after the other would be valid (a character split between two fields).
+#[test]
+fn bytes_render_as_encoded_and_bad_utf8_names_its_field() {
+    let rules = EventRules::default();
+    let mut ev = AuditEventBytes::new(b"a.b", b"c", b"d", b"success", b"e");
+    ev.actor_id = Some("zo\u{eb}".as_bytes());
+    ev.error_message = Some(b"");
+    ev.event_data = Some(br#"{"k":"v \u00e9"}"#);
+    let mut slot = Vec::new();
+    capture_event_bytes(&ev, &rules, &mut slot, 1 << 20).unwrap();
+    assert!(is_captured(&slot));
+    let mut got = Vec::new();
+    render(&slot, &WallClock::now(), &mut got).unwrap();
+    let mut want = Vec::new();
+    let mut f = crate::encode::event_bytes::fields(&ev);
+    // The same timestamp on both sides.
+    let stamp = String::from_utf8_lossy(&got)
+        .split("\"event_timestamp\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .map(str::to_owned)
+        .unwrap();
+    f.text[crate::encode::fields::at::EVENT_TIMESTAMP] = stamp.as_bytes();
+    f.present |= 1 << crate::encode::fields::at::EVENT_TIMESTAMP;
+    encode_fields::<true>(&f, &rules, &mut want, 1 << 20).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(&want)
+    );
+
+    let refused = |ev: &AuditEventBytes<'_>| {
+        let mut slot = Vec::new();
+        match capture_event_bytes(ev, &rules, &mut slot, 1 << 20) {
+            Err(Error::InvalidField { field, .. }) => field,
+            other => panic!("{other:?}"),
+        }
+    };
+    let base = AuditEventBytes::new(b"a.b", b"c", b"d", b"success", b"e");
+    // "\xc3" then "\xa9" is "é" split in two.
+    let split = AuditEventBytes {
+        actor_type: Some(b"\xc3"),
+        actor_id: Some(b"\xa9"),
+        ..base
+    };
+    assert_eq!(refused(&split), "actor_type");
+    let split_around_empty = AuditEventBytes {
+        actor_type: Some(b"\xc3"),
+        actor_id: Some(b""),
+        actor_ip: Some(b"\xa9"),
+        ..base
+    };
+    assert_eq!(refused(&split_around_empty), "actor_type");
+    let last = AuditEventBytes {
+        error_message: Some(b"\xff"),
+        ..base
+    };
+    assert_eq!(refused(&last), "error_message");
+    let nul = AuditEventBytes {
+        namespace: Some(b"ns\0"),
+        ..base
+    };
+    assert_eq!(refused(&nul), "namespace");
 }

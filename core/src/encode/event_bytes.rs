@@ -147,7 +147,7 @@ pub(crate) fn capture_event_bytes(
 }
 
 #[inline]
-fn fields<'a>(ev: &AuditEventBytes<'a>) -> Fields<'a> {
+pub(crate) fn fields<'a>(ev: &AuditEventBytes<'a>) -> Fields<'a> {
     let mut present = REQUIRED;
     let mut opt = |i: usize, value: Option<&'a [u8]>| optional(&mut present, i, value);
     let text = [

@@ -269,6 +269,12 @@ mod tests {
         ] {
             assert_eq!(scan(s.as_bytes(), MAX_DEPTH), None, "{s}");
         }
+        // Starting with `{` and ending with `}` is not one object: text after the first
+        // object is refused here and by the scanner.
+        for s in [r#"{}}"#, r#"{} {}"#, r#"{"a":1}{"b":2}"#, r#"{"a":"}"}}"#] {
+            assert_eq!(scan(s.as_bytes(), MAX_DEPTH), None, "{s}");
+            assert_eq!(full(s.as_bytes(), MAX_DEPTH), None, "{s}");
+        }
         assert_eq!(scan(b"{\"a\":\"\xff\"}", MAX_DEPTH), None);
         assert_eq!(scan(b"{\"a\":\"\xe9t\xe9\"}", MAX_DEPTH), None);
         // Within the scanner's own depth limit only.
