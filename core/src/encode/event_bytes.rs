@@ -4,7 +4,7 @@
 
 use super::capture::capture_or_encode;
 use super::event_data::Data;
-use super::fields::{Fields, REQUIRED, at, optional};
+use super::fields::{Fields, fields_of};
 use super::rules::EventRules;
 use crate::Error;
 
@@ -148,35 +148,9 @@ pub(crate) fn capture_event_bytes(
 
 #[inline]
 pub(crate) fn fields<'a>(ev: &AuditEventBytes<'a>) -> Fields<'a> {
-    let mut present = REQUIRED;
-    let mut opt = |i: usize, value: Option<&'a [u8]>| optional(&mut present, i, value);
-    let text = [
-        opt(at::VERSION, ev.version),
-        ev.event_type,
-        opt(at::EVENT_TIMESTAMP, ev.event_timestamp),
-        ev.event_category,
-        ev.event_action,
-        ev.event_outcome,
-        ev.correlation_id,
-        opt(at::ACTOR_TYPE, ev.actor_type),
-        opt(at::ACTOR_ID, ev.actor_id),
-        opt(at::ACTOR_IP, ev.actor_ip),
-        opt(at::RESOURCE_TYPE, ev.resource_type),
-        opt(at::RESOURCE_ID, ev.resource_id),
-        opt(at::PARENT_EVENT_ID, ev.parent_event_id),
-        opt(at::PARENT_EVENT_DATE, ev.parent_event_date),
-        opt(at::NAMESPACE, ev.namespace),
-        opt(at::CLUSTER_ID, ev.cluster_id),
-        opt(at::SEVERITY, ev.severity),
-        opt(at::ERROR_CODE, ev.error_code),
-        opt(at::ERROR_MESSAGE, ev.error_message),
-    ];
-    Fields {
-        text,
-        present,
-        duration_ms: ev.duration_ms,
-        retention_days: ev.retention_days,
-        is_sensitive: ev.is_sensitive,
-        event_data: ev.event_data.map_or(Data::Empty, Data::Json),
-    }
+    fields_of!(
+        ev,
+        std::convert::identity::<&'a [u8]>,
+        ev.event_data.map_or(Data::Empty, Data::Json)
+    )
 }

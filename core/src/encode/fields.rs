@@ -115,20 +115,26 @@ pub(crate) fn optional<'a>(present: &mut u32, i: usize, value: Option<&'a [u8]>)
     value.unwrap_or_default()
 }
 
-impl<'a> From<&AuditEvent<'a>> for Fields<'a> {
-    #[inline]
-    fn from(ev: &AuditEvent<'a>) -> Self {
-        let mut present = REQUIRED;
-        let mut opt =
-            |i: usize, s: Option<&'a str>| optional(&mut present, i, s.map(str::as_bytes));
+/// [`Fields`] from an event with the named fields of [`AuditEvent`] (an `AuditEvent` or an
+/// [`AuditEventBytes`](crate::AuditEventBytes)): `$bytes` turns one of its text values into
+/// bytes, `$data` is the `event_data` as [`Data`]. The array is written out in place: an
+/// intermediate array of `(index, value)` pairs cost ~35 instructions a call.
+macro_rules! fields_of {
+    ($ev:expr, $bytes:expr, $data:expr) => {{
+        let ev = $ev;
+        let mut present = $crate::encode::fields::REQUIRED;
+        let mut opt = |i, value: Option<_>| {
+            $crate::encode::fields::optional(&mut present, i, value.map($bytes))
+        };
+        use $crate::encode::fields::at;
         let text = [
             opt(at::VERSION, ev.version),
-            ev.event_type.as_bytes(),
+            $bytes(ev.event_type),
             opt(at::EVENT_TIMESTAMP, ev.event_timestamp),
-            ev.event_category.as_bytes(),
-            ev.event_action.as_bytes(),
-            ev.event_outcome.as_bytes(),
-            ev.correlation_id.as_bytes(),
+            $bytes(ev.event_category),
+            $bytes(ev.event_action),
+            $bytes(ev.event_outcome),
+            $bytes(ev.correlation_id),
             opt(at::ACTOR_TYPE, ev.actor_type),
             opt(at::ACTOR_ID, ev.actor_id),
             opt(at::ACTOR_IP, ev.actor_ip),
@@ -142,18 +148,30 @@ impl<'a> From<&AuditEvent<'a>> for Fields<'a> {
             opt(at::ERROR_CODE, ev.error_code),
             opt(at::ERROR_MESSAGE, ev.error_message),
         ];
-        Fields {
+        $crate::encode::fields::Fields {
             text,
             present,
             duration_ms: ev.duration_ms,
             retention_days: ev.retention_days,
             is_sensitive: ev.is_sensitive,
-            event_data: match ev.event_data {
+            event_data: $data,
+        }
+    }};
+}
+pub(crate) use fields_of;
+
+impl<'a> From<&AuditEvent<'a>> for Fields<'a> {
+    #[inline]
+    fn from(ev: &AuditEvent<'a>) -> Self {
+        fields_of!(
+            ev,
+            str::as_bytes,
+            match ev.event_data {
                 EventData::Empty => Data::Empty,
                 EventData::Json(text) => Data::Json(text.as_bytes()),
                 EventData::Serialize(value) => Data::Serialize(value),
-            },
-        }
+            }
+        )
     }
 }
 
