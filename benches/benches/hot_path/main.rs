@@ -147,7 +147,7 @@ impl Auditbuf {
 impl Contender for Auditbuf {
     fn name(&self) -> &'static str {
         match self.kind {
-            Kind::Typed => "auditbuf record, typed, clock read",
+            Kind::Typed => "auditbuf record, typed, 8 lanes",
             Kind::TypedOneLane => "auditbuf record, typed, one lane (default)",
             Kind::Json => "auditbuf record_json, same 300 B line",
             Kind::Json1K => "auditbuf record_json, 1 KiB",
