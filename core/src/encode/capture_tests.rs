@@ -208,6 +208,53 @@ fn a_caller_renders_only_with_room_and_into_a_slot_that_fits() {
     );
 }
 
+/// The flush thread renders into a buffer of a slot's size and swaps it in: the slot
+/// keeps a buffer of the capacity it had, and rendering allocates only the first time.
+/// An event whose JSON outgrows that buffer is copied back into its slot, which grows.
+#[test]
+fn the_flush_thread_swaps_in_a_buffer_of_the_slots_size() {
+    let rules = EventRules::default();
+    let ev = AuditEvent {
+        event_timestamp: Some("2026-11-30T10:15:30.123Z"),
+        event_data: EventData::Json(r#"{"k":"v"}"#),
+        ..AuditEvent::new("a.b", "cat", "act", "success", "c-1")
+    };
+    let mut want = Vec::new();
+    super::super::event::encode_event(&ev, &rules, &mut want, 1 << 20).unwrap();
+    let wall = WallClock::now();
+    let mut scratch = Vec::new();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let mut slot = Vec::with_capacity(512);
+        capture_event(&ev, &rules, &mut slot, 1 << 20).unwrap();
+        let captured_at = slot.as_ptr();
+        finish(&mut slot, &wall, &mut scratch);
+        assert_eq!(slot, want);
+        assert_eq!((slot.capacity(), scratch.capacity()), (512, 512));
+        assert!(scratch.is_empty());
+        // The capture's buffer is now the scratch: swapped, not copied.
+        assert_eq!(scratch.as_ptr(), captured_at);
+        seen.push(slot);
+    }
+
+    // Larger than a slot once escaped: rendered into a grown scratch, copied back.
+    let quotes = "\"".repeat(200);
+    let escaped = AuditEvent {
+        error_message: Some(&quotes),
+        ..ev
+    };
+    let mut slot = Vec::with_capacity(512);
+    capture_event(&escaped, &rules, &mut slot, 1 << 20).unwrap();
+    let captured_at = slot.as_ptr();
+    finish(&mut slot, &wall, &mut scratch);
+    let mut want = Vec::new();
+    super::super::event::encode_event(&escaped, &rules, &mut want, 1 << 20).unwrap();
+    assert!(want.len() > 512);
+    assert_eq!(slot, want);
+    assert!(scratch.capacity() >= want.len() && scratch.is_empty());
+    assert_ne!(scratch.as_ptr(), captured_at);
+}
+
 /// Optional fields given empty are present (written as `""`), unlike absent ones: the bit
 /// of each travels in the slot apart from its length.
 #[test]

@@ -3,7 +3,7 @@
 
 use super::escape::write_str_body;
 use super::event_data::{EventData, write_event_data};
-use super::fields::{Fields, raw_size};
+use super::fields::{Fields, json_size_bound, raw_size};
 use super::rules::{EventRules, check_fields, invalid};
 use super::time;
 use crate::Error;
@@ -165,7 +165,7 @@ fn write_fields<const CHECK_UTF8: bool, const ESCAPE: bool>(
     let put = put::<CHECK_UTF8, ESCAPE>;
 
     // Keys carry the quotes around the string values that follow them.
-    out.reserve(lower_bound + ENCODED_OVERHEAD);
+    out.reserve(json_size_bound(f));
     out.extend_from_slice(b"{\"version\":\"");
     put(out, "version", f.version().unwrap_or(b"1.0"))?;
     out.extend_from_slice(b"\",\"event_type\":");
@@ -286,9 +286,6 @@ fn optional<const CHECK: bool, const ESCAPE: bool>(
     Ok(())
 }
 
-/// Keys, punctuation and a generated timestamp: what an event adds to its values.
-const ENCODED_OVERHEAD: usize = 512;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,6 +304,55 @@ mod tests {
     }
 
     const HEAD: &str = r#"{"version":"1.0","event_type":"a.b","event_timestamp":"2026-11-23T10:00:00.000Z","event_category":"gateway","event_action":"received","event_outcome":"success","correlation_id":"rr-1""#;
+
+    /// The room the encoder reserves holds the event, so rendering into a buffer that has
+    /// it never grows the buffer, and is not much more (an event smaller than a slot
+    /// renders into a slot-sized buffer).
+    #[test]
+    fn the_reserved_room_holds_the_event_and_little_more() {
+        let all = AuditEvent {
+            version: Some("1.0"),
+            event_timestamp: None,
+            actor_type: Some("a"),
+            actor_id: Some("b"),
+            actor_ip: Some("c"),
+            resource_type: Some("d"),
+            resource_id: Some("e"),
+            parent_event_id: Some("123e4567-e89b-12d3-a456-426614174000"),
+            parent_event_date: Some("2026-11-23T10:00:00Z"),
+            namespace: Some("g"),
+            cluster_id: Some("h"),
+            severity: Some("i"),
+            duration_ms: Some(u64::MAX),
+            error_code: Some("j"),
+            error_message: Some("k"),
+            retention_days: Some(u32::MAX),
+            is_sensitive: Some(false),
+            event_data: EventData::Json(r#"{"x":1}"#),
+            ..base()
+        };
+        let empty_data = AuditEvent {
+            event_data: EventData::Json("{}"),
+            ..all
+        };
+        let minimal = AuditEvent {
+            event_timestamp: None,
+            ..base()
+        };
+        for ev in [&all, &empty_data, &minimal, &base()] {
+            let json = encode(ev).unwrap();
+            let bound = json_size_bound(&Fields::from(ev));
+            assert!(json.len() <= bound, "{json}: {} > {bound}", json.len());
+            // Over by at most: the default "1.0" when a version is given, the generated
+            // timestamp's 24 bytes when one is given, and each optional field's key's
+            // shortfall from the longest key's (53 for all 14).
+            assert!(
+                bound - json.len() <= 80,
+                "{json}: {} + 80 < {bound}",
+                json.len()
+            );
+        }
+    }
 
     #[test]
     fn minimal_event_gets_an_event_data_with_its_type() {

@@ -175,6 +175,29 @@ impl<'a> From<&AuditEvent<'a>> for Fields<'a> {
     }
 }
 
+/// The JSON of `f` at its longest when none of its text needs escaping: its fields' bytes,
+/// every key, quote and comma, a generated timestamp, the numbers at their longest and the
+/// `event_type` that `event_data` gains (not counted: a `Serialize` value's output). The
+/// encoder reserves this much: a generous constant instead (512 bytes beyond the fields)
+/// made every event grow a pool slot of the default 512 bytes, so the flush thread could
+/// not render into a buffer of a slot's size and swap it in (`capture::finish`).
+#[inline]
+pub(crate) fn json_size_bound(f: &Fields<'_>) -> usize {
+    // `{"version":"1.0","event_type":"","event_timestamp":"<24>","event_category":"",
+    // "event_action":"","event_outcome":"","correlation_id":"","event_data":}`.
+    const ALWAYS: usize = 12 + 3 + 17 + 20 + 24 + 20 + 18 + 19 + 20 + 1 + 14 + 1;
+    // The longest optional key, `,"parent_event_date":"`, and the value's closing quote.
+    const OPTIONAL: usize = 23;
+    const ALWAYS_PRESENT: u32 = REQUIRED | 1 << at::VERSION | 1 << at::EVENT_TIMESTAMP;
+    let optional = (f.present & !ALWAYS_PRESENT).count_ones() as usize;
+    let numbers = usize::from(f.duration_ms.is_some()) * (15 + 20)
+        + usize::from(f.retention_days.is_some()) * (18 + 10)
+        + usize::from(f.is_sensitive.is_some()) * 21;
+    // `"event_type":` and the event's token with its quotes, a comma, the braces of `{}`.
+    let event_type = 13 + f.event_type().len() + 2 + 1 + 2;
+    raw_size(f) + ALWAYS + OPTIONAL * optional + numbers + event_type
+}
+
 /// Sum of the lengths the event will take at least, before escaping and punctuation.
 #[inline]
 pub(crate) fn raw_size(f: &Fields<'_>) -> usize {

@@ -170,6 +170,17 @@ fn load_short(b: &[u8]) -> u64 {
     }
 }
 
+/// The first eight bytes of `b` (fewer if it is shorter, the rest zeros) as a little-endian
+/// word: two slices of at most eight bytes are equal exactly when their lengths and their
+/// words are.
+#[inline(always)]
+pub(crate) fn prefix_word(b: &[u8]) -> u64 {
+    match b.get(..8) {
+        Some(head) => load(head, 0),
+        None => load_short(b),
+    }
+}
+
 /// Index of the first byte at or after `i` of the class `stop`, or `b.len()`.
 ///
 /// Whole blocks first; the last few bytes are read as the slice's final (overlapping)
@@ -237,6 +248,17 @@ fn find_words(b: &[u8], mut i: usize, stop: impl Stop) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_prefix_word_is_the_first_eight_bytes_zero_padded() {
+        let text = b"abcdefghijkl";
+        for len in 0..=text.len() {
+            let mut word = [0u8; 8];
+            let n = len.min(8);
+            word[..n].copy_from_slice(&text[..n]);
+            assert_eq!(prefix_word(&text[..len]), u64::from_le_bytes(word), "{len}");
+        }
+    }
 
     fn first_special_bytewise(b: &[u8]) -> usize {
         b.iter()
