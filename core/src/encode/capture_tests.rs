@@ -210,7 +210,7 @@ fn a_caller_renders_only_with_room_and_into_a_slot_that_fits() {
 
 /// The flush thread renders into a buffer of a slot's size and swaps it in: the slot
 /// keeps a buffer of the capacity it had, and rendering allocates only the first time.
-/// An event whose JSON outgrows that buffer is copied back into its slot, which grows.
+/// An event whose JSON outgrows that buffer grows it, and its slot takes the grown one.
 #[test]
 fn the_flush_thread_swaps_in_a_buffer_of_the_slots_size() {
     let rules = EventRules::default();
@@ -237,7 +237,8 @@ fn the_flush_thread_swaps_in_a_buffer_of_the_slots_size() {
         seen.push(slot);
     }
 
-    // Larger than a slot once escaped: rendered into a grown scratch, copied back.
+    // Larger than a slot once escaped: rendered into a grown scratch, which the slot
+    // takes; the scratch is a slot's size again for the next event.
     let quotes = "\"".repeat(200);
     let escaped = AuditEvent {
         error_message: Some(&quotes),
@@ -251,8 +252,13 @@ fn the_flush_thread_swaps_in_a_buffer_of_the_slots_size() {
     super::super::event::encode_event(&escaped, &rules, &mut want, 1 << 20).unwrap();
     assert!(want.len() > 512);
     assert_eq!(slot, want);
-    assert!(scratch.capacity() >= want.len() && scratch.is_empty());
-    assert_ne!(scratch.as_ptr(), captured_at);
+    assert!(slot.capacity() >= want.len());
+    assert_eq!((scratch.as_ptr(), scratch.capacity()), (captured_at, 512));
+    let mut slot = Vec::with_capacity(512);
+    capture_event(&ev, &rules, &mut slot, 1 << 20).unwrap();
+    finish(&mut slot, &wall, &mut scratch);
+    assert_eq!(slot, seen[0]);
+    assert_eq!((slot.capacity(), scratch.capacity()), (512, 512));
 }
 
 /// Optional fields given empty are present (written as `""`), unlike absent ones: the bit

@@ -175,28 +175,52 @@ impl<'a> From<&AuditEvent<'a>> for Fields<'a> {
     }
 }
 
-/// The JSON of `f` at its longest when none of its text needs escaping: its fields' bytes,
-/// every key, quote and comma, a generated timestamp, the numbers at their longest and the
-/// `event_type` that `event_data` gains (not counted: a `Serialize` value's output). The
-/// encoder reserves this much: a generous constant instead (512 bytes beyond the fields)
-/// made every event grow a pool slot of the default 512 bytes, so the flush thread could
-/// not render into a buffer of a slot's size and swap it in (`capture::finish`).
+/// The JSON of `f` at its longest when none of its text needs escaping: its fields' bytes
+/// (`raw`, [`raw_size`]), every key, quote and comma, a generated timestamp and the default
+/// version when absent, the numbers at their longest and the `event_type` that
+/// `event_data` gains (not counted: a `Serialize` value's output). At most 3 bytes over
+/// for an event with nothing to escape. The encoder reserves this much: a generous
+/// constant instead (512 bytes beyond the fields) grew every slot of the default 512
+/// bytes it encoded into, and the flush thread's buffer past a slot's size, so that the
+/// two could not be swapped (`capture::finish`).
 #[inline]
-pub(crate) fn json_size_bound(f: &Fields<'_>) -> usize {
-    // `{"version":"1.0","event_type":"","event_timestamp":"<24>","event_category":"",
+pub(crate) fn json_size_bound(f: &Fields<'_>, raw: usize) -> usize {
+    // `{"version":"","event_type":"","event_timestamp":"","event_category":"",
     // "event_action":"","event_outcome":"","correlation_id":"","event_data":}`.
-    const ALWAYS: usize = 12 + 3 + 17 + 20 + 24 + 20 + 18 + 19 + 20 + 1 + 14 + 1;
-    // The longest optional key, `,"parent_event_date":"`, and the value's closing quote.
-    const OPTIONAL: usize = 23;
-    const ALWAYS_PRESENT: u32 = REQUIRED | 1 << at::VERSION | 1 << at::EVENT_TIMESTAMP;
-    let optional = (f.present & !ALWAYS_PRESENT).count_ones() as usize;
+    const ALWAYS: usize = 12 + 17 + 20 + 20 + 18 + 19 + 20 + 1 + 14 + 1;
+    let mut optional = f.present & !(REQUIRED | 1 << at::VERSION | 1 << at::EVENT_TIMESTAMP);
+    let mut keys = 0;
+    while optional != 0 {
+        keys += OPTIONAL_KEY_BYTES[optional.trailing_zeros() as usize];
+        optional &= optional - 1;
+    }
+    let defaults = if f.present & 1 << at::VERSION == 0 {
+        3
+    } else {
+        0
+    } + if f.present & 1 << at::EVENT_TIMESTAMP == 0 {
+        super::time::TIMESTAMP_LEN
+    } else {
+        0
+    };
     let numbers = usize::from(f.duration_ms.is_some()) * (15 + 20)
         + usize::from(f.retention_days.is_some()) * (18 + 10)
         + usize::from(f.is_sensitive.is_some()) * 21;
-    // `"event_type":` and the event's token with its quotes, a comma, the braces of `{}`.
-    let event_type = 13 + f.event_type().len() + 2 + 1 + 2;
-    raw_size(f) + ALWAYS + OPTIONAL * optional + numbers + event_type
+    // `"event_type":`, the event's token with its quotes and a comma, or the braces of `{}`.
+    let event_type = 13 + f.event_type().len() + 2 + 2;
+    raw + ALWAYS + keys + defaults + numbers + event_type
 }
+
+/// An optional text field's key as written, `,"name":"`, and its value's closing quote.
+const OPTIONAL_KEY_BYTES: [usize; TEXT] = {
+    let mut bytes = [0; TEXT];
+    let mut i = 0;
+    while i < TEXT {
+        bytes[i] = crate::AuditEventBytes::FIELDS[i].len() + 6;
+        i += 1;
+    }
+    bytes
+};
 
 /// Sum of the lengths the event will take at least, before escaping and punctuation.
 #[inline]
