@@ -150,11 +150,8 @@ fn a_caller_renders_the_time_of_the_call() {
     );
 }
 
-/// A caller renders into its own scratch only once the scratch has room, and never into
-/// a slot too small for the JSON: either way the slot stays captured, for the flush
-/// thread.
-#[test]
-fn a_caller_renders_only_with_room_and_into_a_slot_that_fits() {
+/// A small event with its time given, the default rules, and the JSON it encodes to.
+fn small_event() -> (EventRules, AuditEvent<'static>, Vec<u8>) {
     let rules = EventRules::default();
     let ev = AuditEvent {
         event_timestamp: Some("2026-11-30T10:15:30.123Z"),
@@ -163,6 +160,15 @@ fn a_caller_renders_only_with_room_and_into_a_slot_that_fits() {
     };
     let mut want = Vec::new();
     super::super::event::encode_event(&ev, &rules, &mut want, 1 << 20).unwrap();
+    (rules, ev, want)
+}
+
+/// A caller renders into its own scratch only once the scratch has room, and never into
+/// a slot too small for the JSON: either way the slot stays captured, for the flush
+/// thread.
+#[test]
+fn a_caller_renders_only_with_room_and_into_a_slot_that_fits() {
+    let (rules, ev, want) = small_event();
     let captured = || {
         let mut slot = Vec::with_capacity(512);
         capture_event(&ev, &rules, &mut slot, 1 << 20).unwrap();
@@ -213,14 +219,7 @@ fn a_caller_renders_only_with_room_and_into_a_slot_that_fits() {
 /// An event whose JSON outgrows that buffer grows it, and its slot takes the grown one.
 #[test]
 fn the_flush_thread_swaps_in_a_buffer_of_the_slots_size() {
-    let rules = EventRules::default();
-    let ev = AuditEvent {
-        event_timestamp: Some("2026-11-30T10:15:30.123Z"),
-        event_data: EventData::Json(r#"{"k":"v"}"#),
-        ..AuditEvent::new("a.b", "cat", "act", "success", "c-1")
-    };
-    let mut want = Vec::new();
-    super::super::event::encode_event(&ev, &rules, &mut want, 1 << 20).unwrap();
+    let (rules, ev, want) = small_event();
     let wall = WallClock::now();
     let mut scratch = Vec::new();
     let mut seen = Vec::new();
