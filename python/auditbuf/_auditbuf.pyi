@@ -297,10 +297,12 @@ class DeadLetter:
 
 class AuditbufError(Exception):
     """Base of every auditbuf error. ``code`` is the status code shared with the C ABI and
-    Go (``auditbuf::Error::code()``), ``name`` its name."""
+    Go (``auditbuf::Error::code()``), ``name`` its name, ``field`` the field at fault or
+    ``None``."""
 
     code: int
     name: str
+    field: Optional[str]
 
 class Full(AuditbufError):
     """Queue full, overflow "drop_newest" (code 10). Raised without waiting for a slot."""
@@ -319,9 +321,7 @@ class InvalidEvent(AuditbufError, ValueError):
     ``not_an_object``, ``too_large``, ``missing_field``, ``invalid_field``); ``field``
     names the field for the last two, and for ``invalid_json`` in a field's own JSON text
     (``event_data``, a CADF attachment's ``content``; the offset in the message is then
-    within that text)."""
-
-    field: str
+    within that text), and is ``None`` otherwise."""
 
 class SerializeError(InvalidEvent, TypeError):
     """A value with no JSON form, the message naming its path; or an event, or an argument
@@ -337,8 +337,6 @@ class StoreError(AuditbufError):
 
 class ConfigError(AuditbufError, ValueError):
     """Invalid configuration; ``field`` names the field (code 30)."""
-
-    field: str
 
 class IoError(AuditbufError, OSError):
     """A file the configuration names could not be read (code 31)."""

@@ -195,7 +195,8 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
-/// The exception for `e`, its `code`, `name` and (for field errors) `field` set.
+/// The exception for `e`, its `code`, `name` and `field` (`None` unless a field is at
+/// fault) set.
 pub(crate) fn to_py_err(py: Python<'_>, e: &Error) -> PyErr {
     match build(py, e, &e.to_string()) {
         Ok(err) => err,
@@ -236,6 +237,9 @@ fn build(py: Python<'_>, e: &Error, message: &str) -> PyResult<PyErr> {
     let exc = class.bind(py).call1((message,))?;
     exc.setattr("code", e.code())?;
     exc.setattr("name", e.name())?;
+    // Every auditbuf exception has `field`, `None` where no field is at fault: handlers
+    // that read `e.field` work for every code.
+    exc.setattr("field", py.None())?;
     match e {
         Error::MissingField { field }
         | Error::InvalidField { field, .. }
