@@ -131,7 +131,15 @@ pub struct Args {
     pub compare: bool,
 
     /// Instead of a run: measure the resident memory of an idle pipeline at defaults.
-    #[arg(long, conflicts_with = "compare")]
+    /// Takes `--event-bytes`; a flag of the run it replaces is an error, not ignored.
+    #[arg(
+        long,
+        conflicts_with_all = [
+            "compare", "producers", "rate", "queue_capacity", "max_lanes", "overflow", "sink",
+            "sink_rate", "store", "durability", "fsync", "duration", "retry_for",
+            "drain_timeout", "csv", "png", "seed",
+        ]
+    )]
     pub idle: bool,
 
     /// Seed of the receiver's random answers (errors, reject).
@@ -593,6 +601,16 @@ mod tests {
         assert!(parse(&["--fsync", "always"]).is_err());
         assert!(parse(&["--sink", "outage:20-30"]).is_err());
         assert!(parse(&["--idle", "--compare"]).is_err());
+        // `--idle` measures a pipeline at defaults: the run's flags would be ignored.
+        for flag in [
+            ["--producers", "4"],
+            ["--store", "file"],
+            ["--duration", "3s"],
+        ] {
+            let err = parse(&[&["--idle"][..], &flag[..]].concat()).unwrap_err();
+            assert!(err.contains("--idle") && err.contains(flag[0]), "{err}");
+        }
+        assert!(parse(&["--idle", "--event-bytes", "600"]).is_ok());
     }
 
     #[test]

@@ -18,14 +18,20 @@ use crate::target::{Accounting, Counts, Finish, Refusal, Target};
 #[derive(Debug)]
 pub struct TempDir(PathBuf);
 
+/// How this tool's temporary directories are named: the prefix, the process id, a number.
+const TEMP_PREFIX: &str = "auditbuf-bench-";
+
 impl TempDir {
-    /// A new empty directory under the system's temporary directory.
+    /// A new empty directory under the system's temporary directory. The directories of
+    /// earlier runs that were stopped before they could remove their own (Ctrl-C, `kill`)
+    /// are removed first: a store of a 10-second run at overload holds megabytes.
     pub fn new() -> Result<TempDir, String> {
+        let temp = std::env::temp_dir();
+        remove_leftovers(&temp);
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
-        let path =
-            std::env::temp_dir().join(format!("auditbuf-bench-{}-{nanos}", std::process::id()));
+        let path = temp.join(format!("{TEMP_PREFIX}{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&path)
             .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         Ok(TempDir(path))
@@ -40,6 +46,31 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Removes this tool's directories in `temp` whose process is gone (by `/proc/<pid>`; where
+/// there is no `/proc`, none), leaving those of runs still going.
+fn remove_leftovers(temp: &Path) {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(temp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(TEMP_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && !proc.join(pid.to_string()).exists()
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
@@ -229,5 +260,29 @@ fn counts(s: &auditbuf::Stats, offered: u64) -> Counts {
         queued: s.queued,
         in_flight: s.in_flight,
         stored: s.stored,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory of a run whose process is gone is removed; this process's, and other
+    /// names, stay.
+    #[test]
+    fn leftovers_of_runs_that_are_gone_are_removed() {
+        let base = std::env::temp_dir().join(format!("leftovers-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        // No process has an id this high (Linux's pid_max is at most 2^22).
+        let gone = base.join(format!("{TEMP_PREFIX}4000000000-1"));
+        let ours = base.join(format!("{TEMP_PREFIX}{}-2", std::process::id()));
+        let other = base.join("auditbuf-bench-notapid-3");
+        for dir in [&gone, &ours, &other] {
+            std::fs::create_dir_all(dir.join("store")).unwrap();
+        }
+        remove_leftovers(&base);
+        assert!(!gone.exists());
+        assert!(ours.exists() && other.exists());
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }
