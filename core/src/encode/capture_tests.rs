@@ -9,6 +9,12 @@ use crate::encode::event_bytes::capture_event_bytes;
 /// Captures `ev`, renders the capture and checks the JSON is what the synchronous encoder
 /// writes (`case` names the event in a failure); returns the slot and that JSON.
 fn renders_as_encoded(ev: &AuditEvent<'_>, case: &str) -> (Vec<u8>, Vec<u8>) {
+    // A generated timestamp is read twice here, and the two reads may fall on either side
+    // of a millisecond.
+    assert!(
+        ev.event_timestamp.is_some(),
+        "{case}: give the event a time"
+    );
     let rules = EventRules::default();
     let mut want = Vec::new();
     super::super::event::encode_event(ev, &rules, &mut want, 1 << 20).unwrap();
@@ -268,6 +274,7 @@ fn an_empty_optional_field_is_written_an_absent_one_is_not() {
         actor_id: Some(""),
         error_code: Some(""),
         severity: None,
+        event_timestamp: Some("2026-11-30T10:15:30.123Z"),
         ..AuditEvent::new("a.b", "c", "d", "success", "e")
     };
     let (_, json) = renders_as_encoded(&ev, "empty optionals");
