@@ -118,7 +118,8 @@ pub(crate) fn encode_event(
     out: &mut Vec<u8>,
     limit: usize,
 ) -> Result<(), Error> {
-    encode_fields::<false>(&Fields::from(ev), rules, out, limit)
+    super::fields::fields_of!(f = ev, str::as_bytes, super::fields::data_of(ev));
+    encode_fields::<false>(&f, rules, out, limit)
 }
 
 /// Encodes the checked fields into `out` (empty on entry). With `CHECK_UTF8` (the strings

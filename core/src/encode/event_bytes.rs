@@ -4,7 +4,7 @@
 
 use super::capture::capture_or_encode;
 use super::event_data::Data;
-use super::fields::{Fields, fields_of};
+use super::fields::fields_of;
 use super::rules::EventRules;
 use crate::Error;
 
@@ -143,14 +143,21 @@ pub(crate) fn capture_event_bytes(
     out: &mut Vec<u8>,
     limit: usize,
 ) -> Result<(), Error> {
-    capture_or_encode::<true>(&fields(ev), rules, out, limit)
+    fields_of!(
+        f = ev,
+        std::convert::identity::<&[u8]>,
+        ev.event_data.map_or(Data::Empty, Data::Json)
+    );
+    capture_or_encode::<true>(&f, rules, out, limit)
 }
 
-#[inline]
-pub(crate) fn fields<'a>(ev: &AuditEventBytes<'a>) -> Fields<'a> {
+/// [`Fields`] of `ev` (for tests: `record` fills them in place).
+#[cfg(test)]
+pub(crate) fn fields<'a>(ev: &AuditEventBytes<'a>) -> super::fields::Fields<'a> {
     fields_of!(
-        ev,
+        f = ev,
         std::convert::identity::<&'a [u8]>,
         ev.event_data.map_or(Data::Empty, Data::Json)
-    )
+    );
+    f
 }
