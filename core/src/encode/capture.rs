@@ -21,9 +21,12 @@
 //! | 14..22 | `duration_ms` |
 //! | 22..26 | `retention_days` |
 //! | 26 | `is_sensitive` |
-//! | 27..107 | length of each of the 20 string fields, in the wire order below |
-//! | 107.. | the 20 fields' bytes, one after the other |
+//! | 27..107 | length of each of the 20 string fields, in the wire order below (0 for an absent one) |
+//! | 107.. | the present fields' bytes, one after the other |
 //! | last 9 | with `event_data`: the [`Shape`] its scan found, so rendering need not scan it |
+//!
+//! An absent field has length 0 and no bytes, and rendering reads only the lengths of the
+//! fields whose bit is set (and `event_data`'s).
 //!
 //! String fields, in order: `version`, `event_type`, `event_timestamp`, `event_category`,
 //! `event_action`, `event_outcome`, `correlation_id`, `actor_type`, `actor_id`, `actor_ip`,
@@ -89,6 +92,10 @@ pub(crate) fn capture<const CHECK_UTF8: bool>(
     if matches!(f.event_data, Data::Serialize(_)) {
         return Ok(false);
     }
+    debug_assert!(
+        (0..TEXT).all(|i| f.present & 1 << i != 0 || f.text[i].is_empty()),
+        "an absent field must be empty: the slot's layout and `render` rely on it"
+    );
     check_fields(f, rules)?;
     let data = match f.event_data {
         Data::Json(text) | Data::Scanned(text, _) => Some(text),
@@ -100,9 +107,9 @@ pub(crate) fn capture<const CHECK_UTF8: bool>(
     // checking its capacity, cost more than the fields' bytes.
     let mut head = [0u8; DATA_AT];
     let mut raw = data_len;
-    // Only the fields present (an absent one is empty, its length 0 as `head` has it):
-    // a typed event has a few of its 19 fields, and a loop over all of them cost ~85
-    // instructions a call, the copy below included.
+    // Only the fields present (an absent one is empty, its length 0 as `head` has it),
+    // the rule `render` reads the slot by. Alone this measured the same as a loop over
+    // all 19 (3 265 → 3 248–3 265 instructions an event in all threads).
     for i in Present(f.present) {
         let len = f.text[i].len();
         raw = raw.saturating_add(len);
@@ -175,7 +182,8 @@ impl Iterator for Present {
     }
 }
 
-/// Whether `text`, the 19 text `fields` one after the other, holds no U+0000 and, when
+/// Whether `text`, the present ones of the 19 text `fields` one after the other (the
+/// absent ones are empty), holds no U+0000 and, when
 /// checked, is UTF-8 in every field. A concatenation of UTF-8 strings is UTF-8, and a
 /// valid concatenation is valid field by field when every field starts on a character
 /// (not on a continuation byte `10xxxxxx`): then no character crosses from one into the

@@ -215,12 +215,13 @@ pub(crate) fn find(b: &[u8], #[allow(unused_mut)] mut i: usize, stop: impl Stop)
     find_short(b, i, stop)
 }
 
-/// [`find_words`] for a slice shorter than a block (on x86-64), out of line: inlined, the
-/// word loop's offsets and shifts were kept up to date in the block loop too (eight
-/// induction variables in the flat check's key scan, five now), which every JSON string
-/// paid. Out of line,
-/// `record_json` of the 300 B line took 2 954–2 963 → 2 752–2 757 instructions in all
-/// threads, of 1 KiB 9 893–9 982 → 9 423–9 540, a typed event 3 065–3 078 → 3 002–3 037.
+/// [`find_words`] out of line (on x86-64), for what the blocks left: a slice shorter than
+/// a block, or none left at all (`i` at or past the end: a call that returns `len`).
+/// Inlined, the word loop's offsets and shifts were kept up to date in the block loop too
+/// (eight induction variables in the flat check's key scan, five now), which every JSON
+/// string paid. Out of line, `record_json` of the 300 B line took 2 954–2 963 → 2 752–2 757
+/// instructions in all threads, of 1 KiB 9 893–9 982 → 9 423–9 540, a typed event
+/// 3 065–3 078 → 3 002–3 037.
 #[cfg(target_arch = "x86_64")]
 #[inline(never)]
 fn find_short(b: &[u8], i: usize, stop: impl Stop) -> usize {
