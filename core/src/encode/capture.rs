@@ -37,7 +37,7 @@
 use super::escape::{BadText, write_str_body};
 use super::event::{AuditEvent, encode_fields, render_fields};
 use super::event_data::{DATA_DEPTH, Data, Shape, check_event_type, event_data_error};
-use super::fields::{Fields, TEXT, at, data_of, fields_of};
+use super::fields::{Fields, Present, TEXT, TEXT_BITS, at, data_of, fields_of};
 use super::json::{ObjectInfo, scan_object_into};
 use super::rules::{EventRules, check_fields, invalid};
 use super::swar::{NeedsEscape, Nul, NulOrWide, find};
@@ -165,23 +165,6 @@ pub(crate) fn capture<const CHECK_UTF8: bool>(
     Ok(true)
 }
 
-/// The indices of the text fields whose bits `present` sets, in wire order.
-struct Present(u32);
-
-impl Iterator for Present {
-    type Item = usize;
-
-    #[inline(always)]
-    fn next(&mut self) -> Option<usize> {
-        let bits = self.0 & ((1 << TEXT) - 1);
-        if bits == 0 {
-            return None;
-        }
-        self.0 = bits & (bits - 1);
-        Some(bits.trailing_zeros() as usize)
-    }
-}
-
 /// Whether `text`, the present ones of the 19 text `fields` one after the other (the
 /// absent ones are empty), holds no U+0000 and, when
 /// checked, is UTF-8 in every field. A concatenation of UTF-8 strings is UTF-8, and a
@@ -307,7 +290,7 @@ pub(crate) fn render(slot: &[u8], wall: &WallClock, out: &mut Vec<u8>) -> Result
     // filled first and moved into `Fields` was copied (~80 instructions an event).
     let mut f = Fields {
         text: [&[]; TEXT],
-        present: present & ((1 << TEXT) - 1),
+        present: present & TEXT_BITS,
         duration_ms: (present & BIT_DURATION != 0).then(|| u64_at(14)),
         retention_days: (present & BIT_RETENTION != 0).then(|| u32_at(22)),
         is_sensitive: (present & BIT_SENSITIVE != 0).then_some(header[26] != 0),

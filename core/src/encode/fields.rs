@@ -15,6 +15,26 @@ use super::event_data::{Data, EventData};
 /// Text fields of a typed event (all but `event_data`), in wire order.
 pub(crate) const TEXT: usize = 19;
 
+/// The bits of the text fields in [`Fields::present`] (and in a captured slot's header).
+pub(crate) const TEXT_BITS: u32 = (1 << TEXT) - 1;
+
+/// The indices of the text fields whose bits `present` sets, in wire order.
+pub(crate) struct Present(pub(crate) u32);
+
+impl Iterator for Present {
+    type Item = usize;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<usize> {
+        let bits = self.0 & TEXT_BITS;
+        if bits == 0 {
+            return None;
+        }
+        self.0 = bits & (bits - 1);
+        Some(bits.trailing_zeros() as usize)
+    }
+}
+
 /// Indices into [`Fields::text`].
 pub(crate) mod at {
     pub(crate) const VERSION: usize = 0;
