@@ -16,7 +16,9 @@
 //! - `appender`: tracing-appender's `non_blocking` writer, lossless, handed the encoded bytes;
 //! - `typed`: auditbuf `record` of the typed DataStorage event (`Block`, null sink);
 //! - `json`: auditbuf `record_json` of the same event's 338 bytes;
-//! - `json_1k`: auditbuf `record_json` of the 1 KiB event.
+//! - `json_1k`: auditbuf `record_json` of the 1 KiB event;
+//! - `cadf`: auditbuf `record_cadf` of the full CADF event (1.2 KB, `id` and `eventTime`
+//!   given), the one `cargo bench --bench cadf` times.
 //!
 //! Run alone it just makes the calls (`cargo bench -p auditbuf-benches --bench
 //! instructions` does so, with 20 000 calls, as a smoke test).
@@ -39,7 +41,7 @@ fn main() {
         .unwrap_or(20_000);
     let what = std::env::var("INSTRUCTIONS_WHAT").unwrap_or_default();
     let all = what.is_empty();
-    for name in ["floor", "appender", "typed", "json", "json_1k"] {
+    for name in ["floor", "appender", "typed", "json", "json_1k", "cadf"] {
         if all || what == name {
             run(name, calls);
         }
@@ -96,8 +98,11 @@ fn appender(warm: usize, calls: usize) {
 }
 
 fn auditbuf(name: &str, warm: usize, calls: usize) {
+    // Slots sized for the CADF event, as in `benches/cadf.rs`; the others keep the default.
+    let slot_bytes = if name == "cadf" { 2048 } else { 512 };
     let config = Config::default()
         .queue_capacity(QUEUE)
+        .initial_slot_bytes(slot_bytes)
         .overflow(Overflow::Block {
             timeout: Duration::from_secs(10),
         });
@@ -108,10 +113,15 @@ fn auditbuf(name: &str, warm: usize, calls: usize) {
     let typed = common::typed();
     let line = common::typed_bytes();
     let big = common::raw_1k();
+    let cadf = common::cadf_full(
+        Some("7c9e6679-7425-40de-944b-e07fc1f90ae7"),
+        Some("2026-11-23T10:15:30.123456+00:00"),
+    );
     for _ in 0..warm + calls {
         let recorded = match name {
             "typed" => pipeline.record(std::hint::black_box(&typed)),
             "json" => pipeline.record_json(std::hint::black_box(&line)),
+            "cadf" => pipeline.record_cadf(std::hint::black_box(&cadf)),
             _ => pipeline.record_json(std::hint::black_box(&big)),
         };
         if let Err(e) = recorded {

@@ -2,7 +2,10 @@
 
 #![allow(dead_code)]
 
-use auditbuf::{AuditEvent, EventData};
+use auditbuf::{
+    AuditEvent, CadfAddress, CadfAttachment, CadfContent, CadfEvent, CadfHost, CadfReason,
+    CadfResource, EventData,
+};
 
 pub const PAYLOAD: &str = r#"{"signal_name":"OOMKilled","fingerprint":"fp-abc123"}"#;
 
@@ -54,4 +57,67 @@ pub fn typed_bytes() -> Vec<u8> {
     p.close(std::time::Duration::from_secs(5));
     out.extend_from_slice(&seen.lock().unwrap()[0]);
     out
+}
+
+const ADDRESSES: [CadfAddress<'static>; 1] = [CadfAddress {
+    url: "https://keystone.example.com/v3",
+    name: Some("public"),
+}];
+
+const ATTACHMENTS: [CadfAttachment<'static>; 1] = [CadfAttachment {
+    name: Some("payload"),
+    type_uri: "mime:application/json",
+    content: CadfContent::Json(r#"{"flavor":"m1.small","count":2}"#),
+}];
+
+/// Every part of the event and of a resource, as an OpenStack API behind audittools fills
+/// them: 1.2 KB on the wire.
+pub fn cadf_full(id: Option<&'static str>, time: Option<&'static str>) -> CadfEvent<'static> {
+    CadfEvent {
+        id,
+        event_time: time,
+        reason: Some(CadfReason {
+            reason_type: Some("HTTP"),
+            reason_code: Some("201"),
+        }),
+        initiator: CadfResource {
+            name: Some("ada"),
+            domain: Some("Default"),
+            addresses: &ADDRESSES,
+            host: Some(CadfHost {
+                id: None,
+                address: Some("10.0.0.7"),
+                agent: Some("python-openstackclient/6.0"),
+                platform: Some("linux"),
+            }),
+            project_id: Some("e9141fb24eee4b3e9f25ae69cda31132"),
+            domain_id: Some("default"),
+            project_name: Some("payments"),
+            project_domain_name: Some("Default"),
+            domain_name: Some("Default"),
+            app_credential_id: Some("ac-31"),
+            ..CadfResource::new(
+                "service/security/account/user",
+                "4b3a9c7e0d2f4e1a8b6c5d4e3f2a1b0c",
+            )
+        },
+        target: CadfResource {
+            name: Some("web-1"),
+            project_id: Some("e9141fb24eee4b3e9f25ae69cda31132"),
+            ..CadfResource::new("compute/server", "7f8e3a52-9c1d-4b7e-a0f4-2d6c8e1b3a95")
+        },
+        observer: CadfResource {
+            name: Some("nova"),
+            ..CadfResource::new("service/compute", "nova-api-01")
+        },
+        attachments: &ATTACHMENTS,
+        request_path: Some("/v2.1/servers/7f8e3a52-9c1d-4b7e-a0f4-2d6c8e1b3a95/action"),
+        ..CadfEvent::new(
+            "update/resize",
+            "success",
+            CadfResource::default(),
+            CadfResource::default(),
+            CadfResource::default(),
+        )
+    }
 }
