@@ -15,6 +15,8 @@
 //!   (crossbeam-channel), a consumer thread giving the slots back;
 //! - `appender`: tracing-appender's `non_blocking` writer, lossless, handed the encoded bytes;
 //! - `typed`: auditbuf `record` of the typed DataStorage event (`Block`, null sink);
+//! - `typed_ts`: the same typed event with an `event_timestamp` of its own (checked to be
+//!   RFC 3339 and within DataStorage's window), as callers that stamp their events give it;
 //! - `json`: auditbuf `record_json` of the same event's 338 bytes;
 //! - `json_1k`: auditbuf `record_json` of the 1 KiB event;
 //! - `cadf`: auditbuf `record_cadf` of the full CADF event (1.2 KB, `id` and `eventTime`
@@ -41,7 +43,9 @@ fn main() {
         .unwrap_or(20_000);
     let what = std::env::var("INSTRUCTIONS_WHAT").unwrap_or_default();
     let all = what.is_empty();
-    for name in ["floor", "appender", "typed", "json", "json_1k", "cadf"] {
+    for name in [
+        "floor", "appender", "typed", "typed_ts", "json", "json_1k", "cadf",
+    ] {
         if all || what == name {
             run(name, calls);
         }
@@ -111,6 +115,11 @@ fn auditbuf(name: &str, warm: usize, calls: usize) {
         Err(e) => panic!("{name}: {e}"),
     };
     let typed = common::typed();
+    let stamp = common::now_rfc3339();
+    let typed_ts = auditbuf::AuditEvent {
+        event_timestamp: Some(&stamp),
+        ..common::typed()
+    };
     let line = common::typed_bytes();
     let big = common::raw_1k();
     let cadf = common::cadf_full(
@@ -120,6 +129,7 @@ fn auditbuf(name: &str, warm: usize, calls: usize) {
     for _ in 0..warm + calls {
         let recorded = match name {
             "typed" => pipeline.record(std::hint::black_box(&typed)),
+            "typed_ts" => pipeline.record(std::hint::black_box(&typed_ts)),
             "json" => pipeline.record_json(std::hint::black_box(&line)),
             "cadf" => pipeline.record_cadf(std::hint::black_box(&cadf)),
             _ => pipeline.record_json(std::hint::black_box(&big)),

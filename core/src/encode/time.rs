@@ -107,6 +107,7 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm); negative
 /// before it.
+#[inline]
 pub(crate) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
