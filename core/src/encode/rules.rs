@@ -200,8 +200,8 @@ const SEPARATORS_SECONDS: u64 = ((b':' ^ b'0') as u64) << 8;
 
 /// The high bit of each byte of `x` (a word less '0') selected by `digits` (0xFF bytes)
 /// that is not 0-9. Exact: a byte from 10 to 0x7F sets its bit in `x + 0x76`, one from
-/// 0x80 in `x`; a carry out of a byte only comes from one of those, which is flagged
-/// itself, and a valid time has none.
+/// 0x80 in `x`. A carry out of a byte comes only from one over 0x89: a digit's, flagged
+/// itself, or a separator's, which the caller tests apart; a valid time has none.
 #[inline(always)]
 fn not_digits(x: u64, digits: u64) -> u64 {
     ((x.wrapping_add(0x7676_7676_7676_7676)) | x) & digits & 0x8080_8080_8080_8080
