@@ -416,8 +416,8 @@ func (c *Client) shutdown(timeout uint64) {
 	r, status, msg := c.n.close(timeout)
 	c.report, c.err = r, errorOf(status, msg)
 	close(c.closed)
-	// Calls that entered before this see a closed pipeline and return at once, except
-	// those waiting for a slot under OverflowBlock (up to BlockTimeout) and flushes
+	// Calls that entered before this see a closed pipeline and return at once (those
+	// waiting for a slot under OverflowBlock are woken with ErrClosed), except flushes
 	// (up to their deadline): wait for them before freeing.
 	c.state.Add(freeing)
 	for wait := time.Microsecond; c.state.Load() != freeing; {

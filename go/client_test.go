@@ -258,6 +258,11 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "tape") {
 		t.Fatalf("got %v", err)
 	}
+	// An allowlist that came out empty is refused, not taken to mean any category.
+	_, err = New(Config{Sink: NullSink(), Categories: []string{}})
+	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "categories") {
+		t.Fatalf("empty Categories: got %v", err)
+	}
 }
 
 // The library's message starts with "invalid configuration: " too: the error says it once.

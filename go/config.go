@@ -70,8 +70,8 @@ type Config struct {
 	// most one a second. Defaults to off.
 	GapMarkers bool
 	// Categories are the only event_category values a typed event may have; others get
-	// ErrInvalidField. 1 to 256 names of 1 to 50 characters. Defaults to none: any
-	// category of 1 to 50 characters.
+	// ErrInvalidField. 1 to 256 names of 1 to 50 characters. Defaults to nil: any
+	// category of 1 to 50 characters; an empty non-nil list is refused with ErrConfig.
 	Categories []string
 	// CheckTimestampWindow rejects a typed event whose timestamp lies outside the window
 	// DataStorage accepts, [now - 7 days, now + 60 min], with ErrInvalidField. Defaults
@@ -96,7 +96,8 @@ const (
 	// OverflowDropOldest evicts the oldest queued event (Stats.Dropped.Oldest) to take
 	// the new one: the newest events survive an overload.
 	OverflowDropOldest Overflow = "drop_oldest"
-	// OverflowBlock waits up to Config.BlockTimeout for a slot, then returns ErrTimeout.
+	// OverflowBlock waits up to Config.BlockTimeout for a slot, then returns ErrTimeout
+	// (ErrClosed at once if Close is called meanwhile).
 	OverflowBlock Overflow = "block"
 	// OverflowSpill appends the event to the backing store (needs Config.Store).
 	OverflowSpill Overflow = "spill"
@@ -201,7 +202,8 @@ func RabbitMQSink(url, queue string) Sink { return Sink{Type: SinkRabbitMQ, URL:
 // NullSink accepts every batch and does nothing.
 func NullSink() Sink { return Sink{Type: SinkNull} }
 
-// Store configures the backing store: Type "memory", "file", "sqlite" or "postgres" and
+// Store configures the backing store: Type "memory", "file" or "sqlite" (the C library
+// Go links is built without the Rust crate's "postgres" feature) and
 // its Params (README "Backing stores and durability"), the same document as
 // ${PREFIX}_BACKING_STORE.
 type Store struct {
@@ -241,7 +243,7 @@ type settingsDoc struct {
 	RetainedSlotBytes  *int       `json:"retained_slot_bytes,omitempty"`
 	DropTimeoutMs      *uint64    `json:"drop_timeout_ms,omitempty"`
 	GapMarkers         bool       `json:"gap_markers,omitempty"`
-	Categories         []string   `json:"categories,omitempty"`
+	Categories         *[]string  `json:"categories,omitempty"`
 	CheckTimestamps    bool       `json:"check_timestamp_window,omitempty"`
 }
 
@@ -335,8 +337,12 @@ func (c Config) document() (document, error) {
 		InitialSlotBytes:   orZero(c.InitialSlotBytes),
 		RetainedSlotBytes:  orZero(c.RetainedSlotBytes),
 		GapMarkers:         c.GapMarkers,
-		Categories:         c.Categories,
 		CheckTimestamps:    c.CheckTimestampWindow,
+	}
+	// Sent when set, even empty: an allowlist built at run time that comes out empty is
+	// refused (ErrConfig), not taken to mean any category.
+	if c.Categories != nil {
+		doc.Categories = &c.Categories
 	}
 	switch {
 	case c.DropTimeout < 0:
@@ -495,8 +501,10 @@ func (d settingsDoc) config() Config {
 		InitialSlotBytes:     fromZero(d.InitialSlotBytes),
 		RetainedSlotBytes:    fromZero(d.RetainedSlotBytes),
 		GapMarkers:           d.GapMarkers,
-		Categories:           d.Categories,
 		CheckTimestampWindow: d.CheckTimestamps,
+	}
+	if d.Categories != nil {
+		c.Categories = *d.Categories
 	}
 	if d.DropTimeoutMs != nil {
 		c.DropTimeout = dur(*d.DropTimeoutMs)

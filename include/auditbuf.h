@@ -1118,7 +1118,7 @@ auditbuf_status auditbuf_flush(const struct auditbuf_pipeline *pipeline,
 
 /**
  * Stops the pipeline: it takes no more events (every later record call returns
- * `AUDITBUF_CLOSED`), sends what it can within `timeout_ms` milliseconds, keeps the rest
+ * `AUDITBUF_CLOSED`, as do those waiting for a slot under `block`, at once), sends what it can within `timeout_ms` milliseconds, keeps the rest
  * in the backing store (without one, counts it as `dropped_shutdown`), stops the flush
  * thread and releases the sink and store. Always returns by the deadline, even if the
  * sink hangs.

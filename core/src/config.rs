@@ -34,7 +34,8 @@ pub enum Overflow {
     /// [`Config::queue_capacity`]), the new event is turned away with [`Error::Full`] after
     /// all. Never waits, never allocates.
     DropOldest,
-    /// Wait up to `timeout` for a slot, then turn the event away with [`Error::Timeout`].
+    /// Wait up to `timeout` for a slot, then turn the event away with [`Error::Timeout`]
+    /// ([`Error::Closed`] at once if the pipeline is closed meanwhile).
     /// While the flush thread is behind (the queue over half full when it last took a
     /// batch), a caller renders its own event's JSON rather than leave it to the flush
     /// thread it would wait for: fewer waits, slower calls at the p99. A sink recording

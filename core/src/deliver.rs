@@ -192,6 +192,15 @@ impl Worker {
                         }
                     }
                 }
+                Outcome::Rejected { reason, .. }
+                    if part.len() == 1 && self.sink.rejections_are_final() =>
+                {
+                    // The sink's own judgement of this event (a C, Go or Python callback):
+                    // no answer to compare, nothing to suspect.
+                    self.keep_dead_letter(part[0], &reason);
+                    self.note_error(reason);
+                    self.settle(1, Settle::DeadLettered, source);
+                }
                 Outcome::Rejected { reason, .. } if part.len() == 1 => {
                     self.note_error(reason.clone());
                     // While probing, the answer is the one the endpoint was found

@@ -153,7 +153,10 @@ impl Pipeline {
         if wal && !store.as_ref().is_some_and(|s| s.is_durable()) {
             return Err(Error::config(
                 "durability",
-                "\"wal\" needs a durable backing store (file, sqlite or postgres)",
+                format!(
+                    "\"wal\" needs a durable backing store ({} in this build)",
+                    crate::store::config::durable_types()
+                ),
             ));
         }
         let sink_limits = sink.limits();
@@ -566,6 +569,22 @@ impl Pipeline {
             let encoded = encode(slot, limit)?;
             complete_encoded(slot, encoded, limit)
         })
+    }
+
+    /// For bindings: [`Error::Closed`] (or [`Error::Forked`]), counted, if a record call
+    /// would be refused for that, so that a binding checks it before it looks at (and may
+    /// refuse) the event, as the core does. Not part of the stable API.
+    #[doc(hidden)]
+    pub fn refuse_if_closed(&self) -> Result<(), Error> {
+        let refused = if self.forked(false) {
+            Error::Forked
+        } else if self.shared.closed.load(Ordering::Relaxed) {
+            Error::Closed
+        } else {
+            return Ok(());
+        };
+        self.shared.counters.reject(&refused);
+        Err(refused)
     }
 
     /// For bindings: counts a call the binding turned away before it reached the pipeline

@@ -214,7 +214,7 @@ impl SlotPool {
             // a slot, or takes the oldest queued event's.
             Overflow::DropNewest | Overflow::DropOldest | Overflow::Spill => Err(Error::Full),
             Overflow::Block { timeout } => self
-                .wait(timeout, || self.try_take_waiting(lane))
+                .wait(timeout, || self.try_take_waiting(lane), || false)
                 .ok_or(Error::Timeout(timeout)),
         }
     }
@@ -357,8 +357,14 @@ impl SlotPool {
 
     /// Waits up to `timeout` for `take` (this pool's [`try_take_waiting`](Self::try_take_waiting),
     /// or a caller's wider look) to find a slot: looks again whenever slots come back, and
-    /// at least every [`LOOK_AGAIN`].
-    pub(crate) fn wait(&self, timeout: Duration, take: impl Fn() -> Option<Slot>) -> Option<Slot> {
+    /// at least every [`LOOK_AGAIN`]. Gives up (`None`) as soon as `stop` holds, which whoever
+    /// makes it hold announces with [`wake_waiters`](Self::wake_waiters) (a close).
+    pub(crate) fn wait(
+        &self,
+        timeout: Duration,
+        take: impl Fn() -> Option<Slot>,
+        stop: impl Fn() -> bool,
+    ) -> Option<Slot> {
         let deadline = crate::worker::deadline_after(timeout);
         loop {
             if let Some(slot) = take() {
@@ -369,6 +375,10 @@ impl SlotPool {
             // slot free: either this look finds it, or the giver sees a waiter and wakes it.
             self.waiters.fetch_add(1, Ordering::SeqCst);
             let slot = take();
+            if slot.is_none() && stop() {
+                self.waiters.fetch_sub(1, Ordering::SeqCst);
+                return None;
+            }
             if slot.is_none() {
                 let wake_at = deadline.min(Instant::now() + LOOK_AGAIN);
                 self.came_back.wait_until(&mut guard, wake_at);
@@ -451,7 +461,8 @@ impl SlotPool {
         self.wake_waiters();
     }
 
-    fn wake_waiters(&self) {
+    /// Wakes every caller in [`wait`](Self::wait), to look again (and at its `stop`).
+    pub(crate) fn wake_waiters(&self) {
         if self.waiters.load(Ordering::SeqCst) > 0 {
             let _guard = self.waiting.lock();
             self.came_back.notify_all();

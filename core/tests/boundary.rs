@@ -378,3 +378,45 @@ fn a_serialize_that_panics_does_not_cost_the_pipeline_its_slots() {
     assert!(report.stats.is_consistent(), "{:?}", report.stats);
     assert_eq!(report.stats.delivered, 4);
 }
+
+#[test]
+fn keys_spelled_with_escapes_are_the_keys_they_mean() {
+    // Rules on `version`, `event_timestamp` and `event_type` hold however a key is
+    // written: no second `version` added, an `event_data.event_type` compared.
+    let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Vec<u8>>::new()));
+    let sink = auditbuf::CallbackSink::new({
+        let sent = std::sync::Arc::clone(&sent);
+        move |batch: &[&[u8]]| {
+            let mut sent = sent.lock().unwrap();
+            sent.extend(batch.iter().map(|e| e.to_vec()));
+            auditbuf::Outcome::Delivered
+        }
+    });
+    let p = Pipeline::new(Config::default(), sink).unwrap();
+    p.record_json(
+        br#"{"versio\u006e":"2.0","event_type":"x","event_timestam\u0070":"2026-11-23T10:15:30Z"}"#,
+    )
+    .unwrap();
+    let data = AuditEventBytes {
+        event_data: Some(br#"{"event_\u0074ype":"other"}"#),
+        ..AuditEventBytes::new(b"t.x", b"cat", b"act", b"success", b"c-1")
+    };
+    let e = p.record_event_bytes(&data).unwrap_err();
+    assert!(e.to_string().contains("event_type"), "{e}");
+    let stats = p.close(Duration::from_secs(5)).stats;
+    assert!(stats.is_consistent(), "{stats:?}");
+    assert_eq!(
+        (stats.delivered, stats.rejected.total()),
+        (1, 1),
+        "{stats:?}"
+    );
+    // What was sent has each key once: taken again, it is not refused as a duplicate.
+    let again = Pipeline::new(Config::default(), NullSink).unwrap();
+    for event in sent.lock().unwrap().iter() {
+        let text = String::from_utf8_lossy(event);
+        assert!(!text.contains(r#""version""#), "{text}");
+        assert!(!text.contains(r#""event_timestamp""#), "{text}");
+        again.record_json(event).unwrap();
+    }
+    assert!(again.close(Duration::from_secs(5)).stats.is_consistent());
+}

@@ -559,3 +559,48 @@ fn a_few_poison_events_at_the_head_of_the_store_do_not_block_the_rest() {
     assert_eq!(s.dead_lettered, 2, "{s:?}");
     assert_all_settled(&s);
 }
+
+/// A sink that judges events itself (as the C, Go and Python callbacks do) and refuses
+/// every one with the same bare answer.
+struct RefusesAll {
+    calls: Arc<AtomicUsize>,
+}
+
+impl auditbuf::Sink for RefusesAll {
+    fn send(&mut self, _batch: &[&[u8]]) -> Outcome {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Outcome::rejected("refused by the callback")
+    }
+
+    fn rejections_are_final(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn a_sink_whose_rejections_are_final_gets_a_batch_of_nothing_but_bad_events_dead_lettered() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let retry = RetryPolicy::default()
+        .max_elapsed(Duration::from_secs(30))
+        .backoff(Duration::from_millis(5), Duration::from_millis(20));
+    let config = Config::default()
+        .flush_interval(Duration::from_secs(60))
+        .retry(retry);
+    let sink = RefusesAll {
+        calls: Arc::clone(&calls),
+    };
+    let p = Pipeline::new(config, sink).unwrap();
+    // Two batches of four, then six single events: a receiver's same answer for all of
+    // them would be taken for a refusal of everything, and the events kept.
+    for round in [4, 4, 1, 1, 1, 1, 1, 1] {
+        record_all(&p, &ids(round));
+        assert!(p.flush(Duration::from_secs(10)).completed);
+    }
+    let s = p.close(Duration::from_secs(10)).stats;
+    assert_eq!((s.dead_lettered, s.failed, s.stored), (14, 0, 0), "{s:?}");
+    assert_eq!(s.endpoint_refusals, 0, "{s:?}");
+    // Each batch of four bisected once down to its four events (1 + 2 + 4 calls).
+    assert_eq!(calls.load(Ordering::SeqCst), 2 * 7 + 6);
+    assert_eq!(p.dead_letters().len(), 14);
+    assert_all_settled(&s);
+}

@@ -328,6 +328,42 @@ fn an_emptied_middle_segment_counts_its_events_lost() {
 }
 
 #[test]
+fn a_middle_segment_cut_short_mid_record_counts_its_events_lost() {
+    let scope = Scope::new("cut-middle");
+    let dir = scope.0.join("wal");
+    store_with(&dir, 300);
+    let middle = segments(&dir)[1].clone();
+    let len = fs::metadata(&middle).unwrap().len();
+    // Inside a record, not at its end: the segment ends torn, though another follows it.
+    let file = fs::OpenOptions::new().write(true).open(&middle).unwrap();
+    file.set_len(len / 2 + 3).unwrap();
+    drop(file);
+    let check = FileStore::verify(&dir).unwrap();
+    let mut store = FileStore::open(config(&dir)).unwrap();
+    let recovery = store.recovery().clone();
+    assert!(recovery.lost_events >= 1, "{recovery:?}");
+    assert_eq!(check.lost_events, recovery.lost_events, "{check:?}");
+    assert_eq!(recovery.corrupt_segments.len(), 1, "{recovery:?}");
+    assert!(all(&mut store).len() < 300);
+}
+
+#[test]
+fn a_middle_segment_deleted_counts_its_events_lost() {
+    let scope = Scope::new("deleted-middle");
+    let dir = scope.0.join("wal");
+    store_with(&dir, 300);
+    let ids = segments(&dir);
+    assert!(ids.len() >= 4, "{ids:?}");
+    fs::remove_file(&ids[1]).unwrap();
+    fs::remove_file(&ids[2]).unwrap();
+    let check = FileStore::verify(&dir).unwrap();
+    assert!(!check.is_healthy(), "{check:?}");
+    assert_eq!(check.lost_events, 2, "{check:?}");
+    let store = FileStore::open(config(&dir)).unwrap();
+    assert_eq!(store.recovery().lost_events, 2, "{:?}", store.recovery());
+}
+
+#[test]
 fn a_cursor_that_cannot_be_read_is_an_error_not_a_restart() {
     let scope = Scope::new("cursor-unreadable");
     let dir = scope.0.join("wal");

@@ -523,3 +523,50 @@ fn callers_turned_away_yield_only_while_the_flush_thread_works() {
         "{s:?}"
     );
 }
+
+#[test]
+fn close_turns_away_a_caller_waiting_under_block_at_once_not_at_its_timeout() {
+    let go = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Seen::default());
+    let config = Config::default()
+        .queue_capacity(4)
+        .batch_max_events(1)
+        .flush_interval(Duration::from_millis(1))
+        .overflow(Overflow::Block {
+            timeout: Duration::from_secs(60),
+        });
+    let p = Arc::new(Pipeline::new(config, stalled_until(&go, &seen)).unwrap());
+    for n in 0..4 {
+        p.record_json(format!(r#"{{"p":0,"n":{n}}}"#).as_bytes())
+            .unwrap();
+    }
+    while p.stats().in_flight < 1 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Every slot is taken (1 with the stalled sink, 3 queued): this caller waits.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = {
+        let p = Arc::clone(&p);
+        std::thread::spawn(move || {
+            let _ = tx.send(p.record_json(br#"{"p":1,"n":0}"#));
+        })
+    };
+    // It cannot finish while the sink is stalled: no slot comes free.
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(rx.try_recv().is_err(), "the caller did not wait");
+    // The sink stays stalled through the close, which gives up after 200 ms.
+    let report = p.close(Duration::from_millis(200));
+    assert!(!report.completed);
+    // Well before its 60 s timeout: the close woke it.
+    let answer = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the waiting caller was not woken by close");
+    assert!(matches!(answer, Err(auditbuf::Error::Closed)), "{answer:?}");
+    waiter.join().unwrap();
+    go.store(true, Ordering::SeqCst);
+    let stats = p.close(Duration::from_secs(5)).stats;
+    assert!(stats.is_consistent(), "{stats:?}");
+    assert_eq!(stats.recorded, 4, "{stats:?}");
+    assert_eq!(stats.rejected.closed, 1, "{stats:?}");
+    assert_eq!(stats.rejected.block_timeout, 0, "{stats:?}");
+}

@@ -64,6 +64,27 @@ pub(crate) unsafe fn array<'a, T>(
     Ok(unsafe { std::slice::from_raw_parts(ptr, n) })
 }
 
+/// A list inside a struct (a CADF resource's addresses, an event's attachments): like
+/// [`array`], except that NULL with a count is `AUDITBUF_INVALID_PARAMETER`, as a view's
+/// NULL `ptr` with a length is: the struct was given, its fields disagree.
+///
+/// # Safety
+/// As [`array`]'s.
+pub(crate) unsafe fn list<'a, T>(
+    ptr: *const T,
+    n: usize,
+    what: &str,
+) -> Result<&'a [T], auditbuf_status> {
+    if ptr.is_null() && n != 0 {
+        return Err(fail(
+            AUDITBUF_INVALID_PARAMETER,
+            format_args!("{what} is NULL with a count of {n}"),
+        ));
+    }
+    // Safety: as this function's.
+    unsafe { array(ptr, n, what) }
+}
+
 /// The object `ptr` points to. NULL is `AUDITBUF_NULL_PARAMETER` naming `what`.
 ///
 /// # Safety

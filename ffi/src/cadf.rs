@@ -282,7 +282,7 @@ unsafe fn address_list<'a>(
     n: &Names,
 ) -> Result<List<CadfAddress<'a>>, Failure> {
     // Safety: as this function's.
-    let items = unsafe { args::array(r.addresses, r.addresses_len, n.addresses) }
+    let items = unsafe { args::list(r.addresses, r.addresses_len, n.addresses) }
         .map_err(Failure::Parameter)?;
     let mut list = List::new(NO_ADDRESS);
     let text = |b, field| {
@@ -308,7 +308,7 @@ unsafe fn attachment_list<'a>(
 ) -> Result<List<CadfAttachment<'a>>, Failure> {
     // Safety: as this function's.
     let items: &'a [auditbuf_cadf_attachment] =
-        unsafe { args::array(ptr, len, n.list) }.map_err(Failure::Parameter)?;
+        unsafe { args::list(ptr, len, n.list) }.map_err(Failure::Parameter)?;
     let mut list = List::new(NO_ATTACHMENT);
     let text = |b, field| {
         // Safety: `b` is a view of one of the attachments, readable (this function's contract).

@@ -59,11 +59,13 @@ pub(crate) struct Gate {
 }
 
 impl Gate {
-    /// Stops all further calls; waits for a call in progress to return, unless the caller
-    /// is that call (`inside_callback`: the handle freed by its own callback).
-    pub(crate) fn shut(&self, inside_callback: bool) {
+    /// Stops all further calls; waits for a call in progress to return, unless `no_wait`:
+    /// the caller is that call (the handle freed by its own callback), or a `fork()` child,
+    /// where a call the parent's flush thread was making when the process forked holds the
+    /// lock for good (no thread is left to release it).
+    pub(crate) fn shut(&self, no_wait: bool) {
         self.shut.store(true, Ordering::SeqCst);
-        if !inside_callback {
+        if !no_wait {
             *self.target.lock().unwrap_or_else(PoisonError::into_inner) = None;
         }
     }
@@ -141,5 +143,12 @@ impl Sink for CallbackSink {
             )),
             Err(_) => Outcome::retry("the callback panicked; retrying"),
         }
+    }
+
+    /// The callback's `AUDITBUF_SINK_REJECTED` is its judgement of the events: it has no
+    /// answer to tell "refuses everything" from "refuses each" (it returns
+    /// `AUDITBUF_SINK_RETRY` for that).
+    fn rejections_are_final(&self) -> bool {
+        true
     }
 }

@@ -319,7 +319,7 @@ pub unsafe extern "C" fn auditbuf_flush(
 }
 
 /// Stops the pipeline: it takes no more events (every later record call returns
-/// `AUDITBUF_CLOSED`), sends what it can within `timeout_ms` milliseconds, keeps the rest
+/// `AUDITBUF_CLOSED`, as do those waiting for a slot under `block`, at once), sends what it can within `timeout_ms` milliseconds, keeps the rest
 /// in the backing store (without one, counts it as `dropped_shutdown`), stops the flush
 /// thread and releases the sink and store. Always returns by the deadline, even if the
 /// sink hangs.
@@ -417,11 +417,13 @@ pub unsafe extern "C" fn auditbuf_pipeline_free(pipeline: *mut auditbuf_pipeline
     let handle = unsafe { Box::from_raw(pipeline.cast::<Handle>()) };
     let _ = guard(move || {
         let gate = handle.gate.clone();
-        // Freed by its own callback: nothing here may wait for that call to return.
-        let inside_callback = handle.pipeline.on_own_flush_thread();
+        // Freed by its own callback, or in a fork() child (no flush thread: a call the
+        // parent was making when it forked never returns here): nothing may wait for a
+        // call in progress.
+        let no_wait = handle.pipeline.on_own_flush_thread() || handle.pipeline.in_forked_child();
         drop(handle);
         if let Some(gate) = gate {
-            gate.shut(inside_callback);
+            gate.shut(no_wait);
         }
         AUDITBUF_OK
     });

@@ -70,6 +70,9 @@ fn make(py: Python<'_>) -> PyResult<Classes> {
     let b = base.bind(py).clone();
     b.setattr("code", 0)?;
     b.setattr("name", "unknown")?;
+    // On the class too: an exception a caller makes itself (`InvalidEvent("x")`, in a
+    // test or a wrapper) has `.field` as well.
+    b.setattr("field", py.None())?;
     let invalid_event = class(
         py,
         "InvalidEvent",

@@ -179,6 +179,15 @@ impl PyPipeline {
             .ok_or_else(|| PyRuntimeError::new_err("auditbuf: the pipeline is gone"))
     }
 
+    /// The pipeline, for a record call: `Closed` (or `Forked`) first, before the event is
+    /// looked at, as the README promises (a closed pipeline refuses every call with
+    /// `Closed`, whatever the event).
+    fn open_pipeline(&self, py: Python<'_>) -> PyResult<&Arc<Pipeline>> {
+        let p = self.pipeline()?;
+        p.refuse_if_closed().map_err(|e| to_py_err(py, &e))?;
+        Ok(p)
+    }
+
     fn start(
         py: Python<'_>,
         build: impl FnOnce() -> Result<Pipeline, Error> + Send,
@@ -454,7 +463,7 @@ impl PyPipeline {
 
     /// Records one event: a dict, or JSON text as bytes, bytearray, memoryview or str.
     fn record(&self, py: Python<'_>, event: &Bound<'_, PyAny>) -> PyResult<()> {
-        let p = self.pipeline()?;
+        let p = self.open_pipeline(py)?;
         let mut park = GilPark::new(py);
         if let Ok(d) = event.cast::<PyDict>() {
             let mut failed = None;
@@ -510,7 +519,7 @@ impl PyPipeline {
 
     /// Records a CADF event: a dict with CADF's wire names (`cadf.rs`).
     fn record_cadf(&self, py: Python<'_>, event: &Bound<'_, PyAny>) -> PyResult<()> {
-        crate::cadf::record(py, self.pipeline()?, event)
+        crate::cadf::record(py, self.open_pipeline(py)?, event)
     }
 
     /// Records an event in the DataStorage shape (`AuditEventRequest`).
@@ -550,7 +559,7 @@ impl PyPipeline {
         event_timestamp: Option<Bound<'py, PyAny>>,
         version: Option<Bound<'py, PyAny>>,
     ) -> PyResult<()> {
-        let p = self.pipeline()?;
+        let p = self.open_pipeline(py)?;
         // A value of a type the field does not take is a SerializeError (also a TypeError)
         // whose message and `.field` name the argument, counted in rejected.serialize.
         let wrong = |name: &str, v: &Bound<'py, PyAny>, takes: &str| {
@@ -795,7 +804,10 @@ impl PyPipeline {
 fn deadline(py: Python<'_>, field: &str, timeout: Option<f64>) -> PyResult<Duration> {
     match timeout {
         None => Ok(FOREVER),
-        Some(t) if t.is_finite() && t >= 0.0 => Ok(Duration::from_secs_f64(t).min(FOREVER)),
+        // Beyond what a `Duration` holds (1e300, 2**64) is as good as without a deadline.
+        Some(t) if t.is_finite() && t >= 0.0 => {
+            Ok(Duration::try_from_secs_f64(t).map_or(FOREVER, |d| d.min(FOREVER)))
+        }
         Some(_) => Err(config_err(
             py,
             field,

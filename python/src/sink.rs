@@ -153,6 +153,12 @@ impl Sink for PySink {
         })
         .unwrap_or_else(|| Outcome::retry("the Python interpreter is shutting down"))
     }
+
+    /// The Python sink's `REJECTED` is its judgement of the events, with no answer to
+    /// tell "refuses everything" from "refuses each" (it returns `RETRY` for that).
+    fn rejections_are_final(&self) -> bool {
+        true
+    }
 }
 
 /// `None` or `True` is delivered, `False` a retry, an `auditbuf.Outcome` (or its int) says

@@ -193,3 +193,41 @@ def test_io_error_for_a_missing_token_file(tmp_path: Path) -> None:
     assert isinstance(e.value, OSError)
     assert (e.value.code, e.value.name) == (31, "io")
     assert "missing" in str(e.value)
+
+
+def test_a_closed_pipeline_refuses_with_closed_before_looking_at_the_event(
+    collect: Collect,
+) -> None:
+    p = auditbuf.Pipeline(sink=collect)
+    p.close()
+    for call in (
+        lambda: p.record(5),  # type: ignore[arg-type]
+        lambda: p.record(b"{not json"),
+        lambda: p.record_cadf({}),
+        lambda: p.record_event(
+            event_type=7,  # type: ignore[arg-type]
+            event_category="c",
+            event_action="a",
+            event_outcome="success",
+            correlation_id="r",
+        ),
+    ):
+        with pytest.raises(auditbuf.Closed):
+            call()
+    stats = p.stats()
+    assert (stats.rejected.closed, stats.rejected.total()) == (4, 4)
+    assert_accounted(stats, delivered=0)
+
+
+def test_timeouts_beyond_any_duration_mean_no_deadline(collect: Collect) -> None:
+    p = auditbuf.Pipeline(sink=collect, exit_timeout=1e300)
+    p.record({"event_type": "a"})
+    assert p.flush(1e300).completed
+    assert p.flush(float(2**64)).completed
+    assert p.close(1e300).completed
+    assert_accounted(p.stats(), delivered=1)
+
+
+def test_exceptions_made_by_the_caller_have_field_too() -> None:
+    for cls in (auditbuf.InvalidEvent, auditbuf.ConfigError, auditbuf.AuditbufError):
+        assert cls("x").field is None

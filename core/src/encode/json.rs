@@ -44,7 +44,8 @@ pub(crate) struct ObjectInfo {
 }
 
 impl ObjectInfo {
-    /// Notes `key` (as written) if it is a top-level key the encoder completes or compares;
+    /// Notes `key` (its text, escapes decoded) if it is a top-level key the encoder
+    /// completes or compares;
     /// says whether it is `event_type`, whose value's span the scan records if it is a
     /// string.
     #[inline]
@@ -63,6 +64,24 @@ impl ObjectInfo {
     }
 }
 
+/// [`ObjectInfo::note_key`] for a key written with escapes, by what it means: a
+/// `"versio\u006e"` is `version`, which the encoder must not add again, and an
+/// `"event_\u0074ype"` is `event_type`, which it compares.
+#[cold]
+fn note_escaped_key(info: &mut ObjectInfo, b: &[u8], start: usize) -> bool {
+    // Longer than every key `note_key` knows once decoded: none of them.
+    let mut text = [0u8; 16];
+    let mut len = 0;
+    for byte in super::keys::Decoded::new(b, start) {
+        let Some(slot) = text.get_mut(len) else {
+            return false;
+        };
+        *slot = byte;
+        len += 1;
+    }
+    info.note_key(&text[..len])
+}
+
 /// Keys the scanner keeps at once, over all the objects it is inside; an event with more
 /// is checked for duplicates by a second, slower pass.
 const LIVE_KEYS: usize = 64;
@@ -70,8 +89,8 @@ const LIVE_KEYS: usize = 64;
 /// Scans `b`, which must hold one JSON object and nothing but whitespace around it, nested
 /// at most `max_depth` levels.
 ///
-/// Top-level keys are recognised as written: a key spelled with escapes
-/// (`"versio\u006e"`) is not taken for `version` (but is a duplicate of it).
+/// Top-level keys are recognised by what they mean: a key spelled with escapes
+/// (`"versio\u006e"`) is `version` (and a duplicate of another `version`).
 pub(crate) fn scan_object(b: &[u8], max_depth: u32) -> Result<ObjectInfo, Error> {
     let mut info = ObjectInfo::default();
     scan_object_into(b, max_depth, &mut info)?;
@@ -331,8 +350,15 @@ impl Scanner<'_> {
         }
         self.i += 1;
         self.ws();
-        if depth == 1 && self.info.note_key(&self.b[key.start..key.end]) {
-            self.capture_event_type_at = self.i;
+        if depth == 1 {
+            let noted = if key.escaped {
+                note_escaped_key(&mut self.info, self.b, key.start)
+            } else {
+                self.info.note_key(&self.b[key.start..key.end])
+            };
+            if noted {
+                self.capture_event_type_at = self.i;
+            }
         }
         Ok(())
     }

@@ -29,6 +29,21 @@ fn accepts_objects_and_finds_keys() {
 }
 
 #[test]
+fn keys_written_with_escapes_are_found_by_what_they_mean() {
+    let b = r#"{"versio\u006e":"2.0","event_\u0074ype":"a.b","event_timestam\u0070":"t"}"#;
+    let info = ok(b);
+    assert!(
+        info.has_version && info.has_timestamp && info.has_event_type,
+        "{info:?}"
+    );
+    let (s, e) = info.event_type.unwrap();
+    assert_eq!(&b[s..e], "\"a.b\"");
+    // Longer than any key looked for, or another key, once decoded.
+    let info = ok(r#"{"\u0076ersion_and_more_text":1,"versio\u006E2":2}"#);
+    assert!(!info.has_version && !info.has_event_type, "{info:?}");
+}
+
+#[test]
 fn nested_event_type_is_not_top_level() {
     let info = ok(r#"{"data":{"event_type":"x"}}"#);
     assert!(!info.has_event_type);

@@ -191,14 +191,14 @@ pub(crate) fn check_fields(f: &Fields<'_>, rules: &EventRules) -> Result<(), Err
 
 /// '0' in every byte: a word xor this holds each digit's value in its byte.
 const ZEROS: u64 = 0x3030_3030_3030_3030;
-/// `-` at bytes 4 and 7 of the date word (`YYYY-MM-`), less '0'.
+/// `-` at bytes 4 and 7 of the date word (`YYYY-MM-`), xor '0'.
 const SEPARATORS_DATE: u64 = ((b'-' ^ b'0') as u64) << 32 | ((b'-' ^ b'0') as u64) << 56;
-/// `T` at byte 2 and `:` at byte 5 of the time word (`DDTHH:MM`), less '0'.
+/// `T` at byte 2 and `:` at byte 5 of the time word (`DDTHH:MM`), xor '0'.
 const SEPARATORS_TIME: u64 = ((b'T' ^ b'0') as u64) << 16 | ((b':' ^ b'0') as u64) << 40;
-/// `:` at byte 1 of the seconds word (`M:SS`), less '0'.
+/// `:` at byte 1 of the seconds word (`M:SS`), xor '0'.
 const SEPARATORS_SECONDS: u64 = ((b':' ^ b'0') as u64) << 8;
 
-/// The high bit of each byte of `x` (a word less '0') selected by `digits` (0xFF bytes)
+/// The high bit of each byte of `x` (a word xor '0') selected by `digits` (0xFF bytes)
 /// that is not 0-9. Exact: a byte from 10 to 0x7F sets its bit in `x + 0x76`, one from
 /// 0x80 in `x`. A carry out of a byte comes only from one over 0x89: a digit's, flagged
 /// itself, or a separator's, which the caller tests apart; a valid time has none.

@@ -126,8 +126,15 @@ impl Pipeline {
                 return Err(Error::Timeout(timeout));
             }
             let slice = left.min(P::SLICE);
-            if let Some(slot) = park.park(|| pool.wait(slice, || pool.try_take_waiting(lane))) {
+            let closed = || self.shared.closed.load(Ordering::SeqCst);
+            if let Some(slot) =
+                park.park(|| pool.wait(slice, || pool.try_take_waiting(lane), closed))
+            {
                 return Ok(slot);
+            }
+            // `close` wakes the callers waiting here: after it every call is refused.
+            if closed() {
+                return Err(Error::Closed);
             }
             if park.interrupted() {
                 return Err(Error::Timeout(timeout));
@@ -168,8 +175,14 @@ impl Pipeline {
                 "the queue is full and the backing store is refusing events",
             ));
         }
-        move_into_store(shared, &mut **store, self.move_chunk)?;
-        store.append(&[event])?;
+        // Any failure of the store is a `Store` error, as under `wal`: an `Io` (a full
+        // disk) would slip past a caller's handler of store errors.
+        let failed = |e: Error| match e {
+            e @ (Error::StoreFull { .. } | Error::Store(_) | Error::Closed) => e,
+            other => Error::store("spill", other.to_string()),
+        };
+        move_into_store(shared, &mut **store, self.move_chunk).map_err(failed)?;
+        store.append(&[event]).map_err(failed)?;
         // Recorded before stored: a snapshot taken in between sees the event queued, which
         // balances; the other way round it would be counted nowhere.
         shared.counters.recorded.add(crate::lanes::this_thread(), 1);

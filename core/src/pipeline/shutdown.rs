@@ -57,6 +57,9 @@ impl Pipeline {
         // before this call reports.
         let reserve = (timeout / 10).min(Duration::from_millis(250));
         if !self.shared.closed.swap(true, Ordering::SeqCst) {
+            // Callers waiting for a slot under `Block` get `Error::Closed` now, not when
+            // their timeout runs out.
+            self.shared.pool.wake_waiters();
             let _ = self.commands.send(Command::Close(deadline_after(
                 timeout.saturating_sub(reserve),
             )));

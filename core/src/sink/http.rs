@@ -244,15 +244,18 @@ impl HttpSink {
     /// # Errors
     ///
     /// [`Error::Config`] naming the field: `url` not `http://` or `https://` with a host;
-    /// `headers` with an invalid name or value; `bearer_token`, or the `token_file`'s
+    /// `headers` with an invalid name or value, or naming one the sink sets itself
+    /// (`Content-Length`, `Transfer-Encoding`, `Host`, `Content-Type`, `Expect`, and
+    /// `Authorization` with a token); `bearer_token`, or the `token_file`'s
     /// content, empty or with control characters; both given (`token_file`); `ca_file`
     /// holding no PEM certificate. [`Error::Io`] naming the token or CA file it cannot
     /// read.
     pub fn new(url: impl Into<String>, config: HttpConfig) -> Result<Self, Error> {
         let url = url.into();
         check_url(&url)?;
+        let has_token = config.bearer_token.is_some() || config.token_file.is_some();
         for (name, value) in &config.headers {
-            check_header(name, value)?;
+            check_header(name, value, has_token)?;
         }
         let authorization = match (&config.bearer_token, &config.token_file) {
             (Some(_), Some(_)) => {
@@ -502,11 +505,36 @@ pub(crate) fn shown_url(url: &str) -> String {
     crate::sink::redact::password_hidden(url, None)
 }
 
-fn check_header(name: &str, value: &str) -> Result<(), Error> {
+/// Headers the sink writes itself: one given again would be sent twice or replace the
+/// sink's (a `Content-Length` other than the body's makes every request fail).
+const SINK_HEADERS: [(&str, &str); 5] = [
+    ("content-length", "the body's length"),
+    ("transfer-encoding", "the body's framing"),
+    ("host", "`url`"),
+    ("content-type", "`format`"),
+    ("expect", "the body's size"),
+];
+
+fn check_header(name: &str, value: &str, has_token: bool) -> Result<(), Error> {
     if ureq::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
         return Err(Error::config(
             "headers",
             format!("{name:?} is not a valid header name"),
+        ));
+    }
+    if let Some((_, from)) = SINK_HEADERS
+        .iter()
+        .find(|(sink, _)| name.eq_ignore_ascii_case(sink))
+    {
+        return Err(Error::config(
+            "headers",
+            format!("{name:?} is set by the sink from {from}; leave it out"),
+        ));
+    }
+    if has_token && name.eq_ignore_ascii_case("authorization") {
+        return Err(Error::config(
+            "headers",
+            "\"Authorization\" is set by the sink from bearer_token or token_file; give one or the other",
         ));
     }
     if ureq::http::HeaderValue::from_str(value).is_err() {
@@ -648,6 +676,35 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn headers_the_sink_sets_itself_are_refused() {
+        for name in [
+            "Content-Length",
+            "content-type",
+            "Transfer-Encoding",
+            "HOST",
+            "Expect",
+        ] {
+            let given = HttpConfig::default().header(name, "5");
+            let e = HttpSink::new("http://127.0.0.1:1/", given)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(e.contains("headers") && e.contains(name), "{name}: {e:?}");
+        }
+        // Authorization only clashes with a token.
+        let own = HttpConfig::default().header("Authorization", "ApiKey k");
+        assert!(HttpSink::new("http://127.0.0.1:1/", own).is_ok());
+        let both = HttpConfig::default()
+            .header("authorization", "ApiKey k")
+            .bearer_token("t");
+        let e = HttpSink::new("http://127.0.0.1:1/", both)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("bearer_token"), "{e:?}");
     }
 
     #[test]

@@ -55,6 +55,18 @@ pub trait Sink: Send + 'static {
     fn limits(&self) -> Limits {
         Limits::NONE
     }
+
+    /// Whether an event this sink refuses alone ([`Outcome::Rejected`] for a batch of one)
+    /// is refused for good. By default (`false`) a receiver that refuses every event of a
+    /// batch of two or more, or five in a row, with the same answer is taken for a proxy or
+    /// server refusing everything: the events are kept and retried, then stored, not
+    /// dead-lettered. A sink that judges the events itself says `true`: the C, Go and
+    /// Python callbacks, whose bare "rejected" code carries no answer to tell a refusal of
+    /// everything from one of each event apart (they return "retry" for an endpoint that
+    /// fails).
+    fn rejections_are_final(&self) -> bool {
+        false
+    }
 }
 
 impl<S: Sink + ?Sized> Sink for Box<S> {
@@ -64,6 +76,10 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
 
     fn limits(&self) -> Limits {
         (**self).limits()
+    }
+
+    fn rejections_are_final(&self) -> bool {
+        (**self).rejections_are_final()
     }
 }
 

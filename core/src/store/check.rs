@@ -199,10 +199,12 @@ pub(crate) fn rows_named(ids: &[i64]) -> String {
     }
 }
 
-/// Whether `event` is one JSON object, as every event a pipeline stores is.
+/// Whether `event` is one JSON object, as every event a pipeline stores is: UTF-8 too,
+/// which serde_json does not check in the strings it skips.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn is_json_object(event: &[u8]) -> bool {
     event.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+        && simdutf8::basic::from_utf8(event).is_ok()
         && serde_json::from_slice::<serde::de::IgnoredAny>(event).is_ok()
 }
 
@@ -216,4 +218,20 @@ fn offline_only(config: &StoreConfig) -> Error {
         kind,
         "only file, SQLite and Postgres stores can be read from outside the process that uses them",
     )
+}
+
+#[cfg(all(test, any(feature = "sqlite", feature = "postgres")))]
+mod tests {
+    use super::is_json_object;
+
+    #[test]
+    fn a_stored_event_must_be_a_json_object_of_utf8() {
+        assert!(is_json_object(br#" {"a":"b\u00e9"}"#));
+        assert!(is_json_object("{\"a\":\"\u{e9}\"}".as_bytes()));
+        assert!(!is_json_object(b"[1]"));
+        assert!(!is_json_object(b"{\"a\":1"));
+        // Bytes that are not UTF-8 inside a string serde_json only skips.
+        assert!(!is_json_object(b"{\"a\":\"\xff\xff\"}"));
+        assert!(!is_json_object(b"{\"a\":\"\xed\xa0\x80\"}"));
+    }
 }

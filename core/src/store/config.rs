@@ -360,6 +360,17 @@ pub(crate) fn field_of(text: &str) -> String {
     }
 }
 
+/// The durable store types this build has, as an error message lists them (SQLite and
+/// Postgres are cargo features: the C ABI, Go and Python builds have SQLite only).
+pub(crate) fn durable_types() -> &'static str {
+    match (cfg!(feature = "sqlite"), cfg!(feature = "postgres")) {
+        (true, true) => "file, sqlite or postgres",
+        (true, false) => "file or sqlite",
+        (false, true) => "file or postgres",
+        (false, false) => "file",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

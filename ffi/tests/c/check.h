@@ -96,6 +96,7 @@ void test_callback_outcomes(void);
 void test_batches(void);
 void test_reentrant(void);
 void test_fork_flush_close(void);
+void test_fork_during_callback(void);
 void test_stats_sizes(void);
 void test_vectors(void);
 void test_http(void);

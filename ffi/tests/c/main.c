@@ -19,6 +19,7 @@ static const struct {
     {"batches", test_batches},
     {"reentrant", test_reentrant},
     {"fork_flush_close", test_fork_flush_close},
+    {"fork_during_callback", test_fork_during_callback},
     {"stats_sizes", test_stats_sizes},
     {"vectors", test_vectors},
     {"http", test_http},

@@ -100,10 +100,15 @@ void test_cadf(void) {
     bad.request_path.len = 3;
     CHECK_STATUS(auditbuf_record_cadf(p, &bad), AUDITBUF_INVALID_PARAMETER);
     CHECK(last_error_has("requestPath"));
+    /* A NULL list with a count, as a NULL view with a length: the struct's fields disagree. */
     bad = minimal();
     bad.observer.addresses_len = 2;
-    CHECK_STATUS(auditbuf_record_cadf(p, &bad), AUDITBUF_NULL_PARAMETER);
+    CHECK_STATUS(auditbuf_record_cadf(p, &bad), AUDITBUF_INVALID_PARAMETER);
     CHECK(last_error_has("observer.addresses"));
+    bad = minimal();
+    bad.attachments_len = 1;
+    CHECK_STATUS(auditbuf_record_cadf(p, &bad), AUDITBUF_INVALID_PARAMETER);
+    CHECK(last_error_has("attachments"));
     CHECK_STATUS(auditbuf_record_cadf(p, NULL), AUDITBUF_NULL_PARAMETER);
     CHECK_STATUS(auditbuf_record_cadf(NULL, &ev), AUDITBUF_NULL_PARAMETER);
 

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "check.h"
 
+#include <stdatomic.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -313,6 +314,53 @@ void test_fork_flush_close(void) {
     int status = 0;
     CHECK(waitpid(child, &status, 0) == child);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    auditbuf_report rep = new_report();
+    CHECK_STATUS(auditbuf_close(p, 5000, &rep), AUDITBUF_OK);
+    CHECK_EQ_U64(rep.stats.delivered, 1);
+    check_invariant(&rep.stats);
+    auditbuf_pipeline_free(p);
+    collector_free(&c);
+}
+
+/* Held inside the callback until the test lets it go: the fork below happens there. */
+typedef struct held {
+    atomic_int inside, release;
+} held;
+
+static uint32_t hold(collector *c, const auditbuf_bytes *events, size_t n) {
+    (void)events;
+    (void)n;
+    held *h = c->state;
+    atomic_store(&h->inside, 1);
+    for (int waited = 0; !atomic_load(&h->release) && waited < 20000; waited++) usleep(1000);
+    return AUDITBUF_SINK_DELIVERED;
+}
+
+/* A fork() while the parent's flush thread is inside the callback: the child's free must
+ * not wait for that call, which no thread of the child will ever finish. */
+void test_fork_during_callback(void) {
+    collector c;
+    collector_init(&c);
+    held h = {0};
+    c.state = &h;
+    c.script = hold;
+    auditbuf_pipeline *p = pipeline_to(&c, "{\"flush_interval_ms\":1}");
+    const char *json = "{\"a\":1}";
+    CHECK_STATUS(auditbuf_record_json(p, (const uint8_t *)json, strlen(json)), AUDITBUF_OK);
+    for (int waited = 0; !atomic_load(&h.inside) && waited < 20000; waited++) usleep(1000);
+    CHECK(atomic_load(&h.inside));
+    pid_t child = fork();
+    CHECK(child >= 0);
+    if (child == 0) {
+        alarm(10); /* hung: killed by SIGALRM, which the parent sees */
+        auditbuf_pipeline_free(p);
+        execl("/bin/true", "true", (char *)NULL);
+        _exit(0);
+    }
+    int status = 0;
+    CHECK(waitpid(child, &status, 0) == child);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    atomic_store(&h.release, 1);
     auditbuf_report rep = new_report();
     CHECK_STATUS(auditbuf_close(p, 5000, &rep), AUDITBUF_OK);
     CHECK_EQ_U64(rep.stats.delivered, 1);

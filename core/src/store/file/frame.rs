@@ -167,9 +167,12 @@ pub(crate) fn records_in(buf: &[u8], start: usize, end: usize, bad_magic: bool) 
 /// Events lost to the damage `scan` found in `buf` past `unread_from` (the cursor's offset
 /// in this segment, 0 if it is not there): at least one per damaged stretch, and at least
 /// one for a segment with nothing readable at all (its header damaged, or emptied: only a
-/// segment with records is ever followed by another).
-pub(crate) fn lost_in(buf: &[u8], scan: &Scan, unread_from: u64) -> u64 {
-    let lost: u64 = scan
+/// segment with records is ever followed by another). A torn record ending a segment that
+/// is not the `last` is damage too: the next segment was begun only after this one's
+/// records were whole, so it was cut short afterwards, and what followed it is gone
+/// (counted as one event: its number is unknown).
+pub(crate) fn lost_in(buf: &[u8], scan: &Scan, unread_from: u64, last: bool) -> u64 {
+    let mut lost: u64 = scan
         .damage
         .iter()
         .filter(|d| d.1 as u64 > unread_from)
@@ -178,6 +181,11 @@ pub(crate) fn lost_in(buf: &[u8], scan: &Scan, unread_from: u64) -> u64 {
             records_in(buf, start, end, scan.bad_magic)
         })
         .sum();
+    if let Some(torn) = scan.torn_at.filter(|&t| {
+        !last && (t as u64) >= unread_from && !scan.damage.iter().any(|d| d.1 == buf.len())
+    }) {
+        lost += records_in(buf, torn, buf.len(), scan.bad_magic);
+    }
     if scan.bad_magic && scan.records.is_empty() && unread_from == 0 {
         lost.max(1)
     } else {

@@ -84,6 +84,16 @@ impl FileStore {
             ids.retain(|id| *id >= c.segment);
         }
 
+        for (after, missing) in missing_segments(&ids) {
+            log::warn!(
+                "{}: {missing} segments after {} are missing (deleted by hand?): their events \
+                 are lost",
+                dir.display(),
+                segment_name(after)
+            );
+            recovery.lost_events += missing;
+        }
+
         let mut segments = VecDeque::new();
         let mut cursor = saved_cursor;
         let (mut events, mut bytes, mut oldest_ms) = (0u64, 0u64, None);
@@ -110,8 +120,8 @@ impl FileStore {
             let scan = frame::scan(&data);
             // Damage the saved cursor had not passed lost events; before it, they were sent.
             let unread_from = cursor.filter(|c| c.segment == id).map_or(0, |c| c.offset);
-            recovery.lost_events += frame::lost_in(&data, &scan, unread_from);
             let is_last = Some(id) == last_id;
+            recovery.lost_events += frame::lost_in(&data, &scan, unread_from, is_last);
             let mut valid_starts: Vec<u64> = scan.records.iter().map(|r| r.at as u64).collect();
             let len;
             if scan.damaged() || (scan.torn_at.is_some() && !is_last) {
@@ -281,6 +291,16 @@ pub(super) fn list_segments(dir: &Path) -> Result<Vec<u64>, Error> {
     }
     ids.sort_unstable();
     Ok(ids)
+}
+
+/// The gaps in `ids` (sorted, those from the cursor's segment on), each as the segment
+/// before it and how many are missing: the store numbers its segments one after another
+/// and deletes them only oldest first, so a gap is segments removed from outside, each of
+/// which held at least one event (only a segment with records is followed by another).
+pub(super) fn missing_segments(ids: &[u64]) -> impl Iterator<Item = (u64, u64)> + '_ {
+    ids.windows(2)
+        .filter(|w| w[1] > w[0] + 1)
+        .map(|w| (w[0], w[1] - w[0] - 1))
 }
 
 /// The id after `id`, or an error naming the store when there is none (a segment named

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::frame::{self, HEADER, MAGIC};
-use super::recovery::{list_segments, read_cursor, starts_after_salvage};
+use super::recovery::{list_segments, missing_segments, read_cursor, starts_after_salvage};
 use super::{FileStore, Position, dir, replay, segment_name};
 use crate::Error;
 use crate::store::check::{PartCheck, StoreCheck};
@@ -63,6 +63,14 @@ impl FileStore {
             ids.retain(|id| *id >= c.segment);
         }
 
+        for (after, missing) in missing_segments(&ids) {
+            check.problems.push(format!(
+                "{missing} segments after {} are missing: at least {missing} events lost",
+                segment_name(after)
+            ));
+            check.lost_events += missing;
+        }
+
         let mut cursor = saved;
         let last_id = ids.last().copied();
         for id in ids {
@@ -79,9 +87,9 @@ impl FileStore {
             }
             let scan = frame::scan(&data);
             let unread_from = cursor.filter(|c| c.segment == id).map_or(0, |c| c.offset);
-            let lost = frame::lost_in(&data, &scan, unread_from);
-            check.lost_events += lost;
             let is_last = Some(id) == last_id;
+            let lost = frame::lost_in(&data, &scan, unread_from, is_last);
+            check.lost_events += lost;
             let mut valid_starts: Vec<u64> = scan.records.iter().map(|r| r.at as u64).collect();
             let len;
             if scan.damaged() || (scan.torn_at.is_some() && !is_last) {
