@@ -148,7 +148,7 @@ impl Worker {
                 true
             }
             Ok(()) => {
-                // The store could not forget them (a full disk under SQLite): the next read
+                // The store could not forget them (a Postgres whose delete failed): the next read
                 // returns them again, so wait before sending them again, as after a failed
                 // send, instead of resending them at once, hundreds of times a second.
                 self.back_off();

@@ -45,3 +45,85 @@ fn errors_name_the_database() {
         "{e}"
     );
 }
+
+#[test]
+fn sent_events_it_cannot_delete_are_skipped_then_deleted_when_it_can() {
+    let dir =
+        std::env::temp_dir().join(format!("auditbuf-sqlite-undeleted-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("audit.db");
+    let mut store = SqliteStore::open(SqliteStoreConfig::new(&path)).unwrap();
+    let events: Vec<Vec<u8>> = (0..10)
+        .map(|n| format!(r#"{{"n":{n}}}"#).into_bytes())
+        .collect();
+    let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
+    store.append(&refs).unwrap();
+    // A delete that fails, as on a full disk (SQLite needs room in its WAL to delete).
+    let conn = store.conn.as_ref().unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER refuse BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+    )
+    .unwrap();
+    let mut batch = StoredBatch::default();
+    store.read_oldest(4, usize::MAX, &mut batch).unwrap();
+    assert_eq!(batch.iter().next(), Some(&events[0][..]));
+    store.commit(4).unwrap();
+    // Consumed here though still in the file: not read, not counted, again.
+    assert_eq!(store.size().events, 6);
+    store.read_oldest(4, usize::MAX, &mut batch).unwrap();
+    let read: Vec<&[u8]> = batch.iter().collect();
+    assert_eq!(read, refs[4..8].to_vec());
+    store.commit(4).unwrap();
+    let rows = |store: &SqliteStore| -> i64 {
+        let conn = store.conn.as_ref().unwrap();
+        conn.query_row("SELECT COUNT(*) FROM events", [], |row| row.get(0))
+            .unwrap()
+    };
+    assert_eq!(rows(&store), 10);
+    // Room again: the next commit deletes everything sent, these 8 included.
+    store
+        .conn
+        .as_ref()
+        .unwrap()
+        .execute_batch("DROP TRIGGER refuse;")
+        .unwrap();
+    store.read_oldest(1, usize::MAX, &mut batch).unwrap();
+    assert_eq!(batch.iter().next(), Some(&events[8][..]));
+    store.commit(1).unwrap();
+    assert_eq!((rows(&store), store.size().events), (1, 1));
+    store.close().unwrap();
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_delete_left_pending_is_tried_again_at_close() {
+    let dir = std::env::temp_dir().join(format!("auditbuf-sqlite-pending-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("audit.db");
+    let mut store = SqliteStore::open(SqliteStoreConfig::new(&path)).unwrap();
+    store.append(&[b"{\"n\":0}", b"{\"n\":1}"]).unwrap();
+    let conn = store.conn.as_ref().unwrap();
+    conn.execute_batch(
+        "CREATE TEMP TRIGGER refuse BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'full'); END;",
+    )
+    .unwrap();
+    let mut batch = StoredBatch::default();
+    store.read_oldest(1, usize::MAX, &mut batch).unwrap();
+    store.commit(1).unwrap();
+    // The temporary trigger goes with the connection: the close's retry succeeds.
+    store
+        .conn
+        .as_ref()
+        .unwrap()
+        .execute_batch("DROP TRIGGER temp.refuse;")
+        .unwrap();
+    store.close().unwrap();
+    let mut again = SqliteStore::open(SqliteStoreConfig::new(&path)).unwrap();
+    assert_eq!(again.size().events, 1);
+    again.read_oldest(4, usize::MAX, &mut batch).unwrap();
+    assert_eq!(batch.iter().collect::<Vec<_>>(), vec![&b"{\"n\":1}"[..]]);
+    again.close().unwrap();
+    let _ = fs::remove_dir_all(&dir);
+}
