@@ -32,12 +32,14 @@ type Event struct {
 	Namespace       string
 	ClusterID       string
 	Severity        string
-	DurationMs      Opt[uint64]
-	ErrorCode       string
-	ErrorMessage    string
-	RetentionDays   Opt[uint32]
-	IsSensitive     Opt[bool]
-	EventData       []byte // JSON object text; nil is absent
+	// DurationMs is at most math.MaxInt64 (DataStorage reads a signed 64-bit integer);
+	// more is ErrInvalidField.
+	DurationMs    Opt[uint64]
+	ErrorCode     string
+	ErrorMessage  string
+	RetentionDays Opt[uint32]
+	IsSensitive   Opt[bool]
+	EventData     []byte // JSON object text; nil is absent
 }
 
 // Opt is an optional value: sent only when Set.

@@ -486,7 +486,8 @@ typedef struct auditbuf_event {
    */
   struct auditbuf_bytes event_data;
   /**
-   * Duration of the audited operation in milliseconds; sent if `has_duration_ms`.
+   * Duration of the audited operation in milliseconds, at most `INT64_MAX`; sent if
+   * `has_duration_ms`.
    */
   uint64_t duration_ms;
   /**
@@ -552,7 +553,8 @@ typedef struct auditbuf_flat_event {
    */
   uint32_t present;
   /**
-   * Duration in milliseconds, if bit `AUDITBUF_FIELD_DURATION_MS` is set.
+   * Duration in milliseconds (at most `INT64_MAX`), if bit `AUDITBUF_FIELD_DURATION_MS`
+   * is set.
    */
   uint64_t duration_ms;
   /**

@@ -154,6 +154,10 @@ fn typed_events_meet_the_receivers_rules_at_record() {
             typed(|e| e.parent_event_id = Some("not-a-uuid")),
             "parent_event_id",
         ),
+        (
+            typed(|e| e.duration_ms = Some(i64::MAX as u64 + 1)),
+            "duration_ms",
+        ),
     ];
     let n = cases.len() as u64;
     for (event, field) in cases {
@@ -164,9 +168,11 @@ fn typed_events_meet_the_receivers_rules_at_record() {
     }
     // An unknown category is fine by default: the spec's list grows with the server.
     p.record(&typed(|e| e.event_category = "billing")).unwrap();
+    p.record(&typed(|e| e.duration_ms = Some(i64::MAX as u64)))
+        .unwrap();
     let report = p.close(Duration::from_secs(5));
     assert_eq!(report.stats.rejected.invalid_field, n);
-    assert_eq!(report.stats.delivered, 1);
+    assert_eq!(report.stats.delivered, 2);
 }
 
 #[test]

@@ -307,6 +307,11 @@ fn the_last_segment_number_is_an_error_not_a_panic() {
     let dir = scope.0.join("wal");
     store_with(&dir, 3);
     fs::write(dir.join("ffffffffffffffff.seg"), b"ABWAL01\n").unwrap();
+    let check = FileStore::verify(&dir).unwrap();
+    assert!(
+        !check.is_healthy(),
+        "verify must say what open will: {check:?}"
+    );
     let err = FileStore::open(config(&dir)).unwrap_err().to_string();
     assert!(
         err.contains("no segment number after ffffffffffffffff"),

@@ -72,7 +72,8 @@ pub struct auditbuf_event {
     pub error_message: auditbuf_bytes,
     /// Service-specific payload: the JSON text of an object.
     pub event_data: auditbuf_bytes,
-    /// Duration of the audited operation in milliseconds; sent if `has_duration_ms`.
+    /// Duration of the audited operation in milliseconds, at most `INT64_MAX`; sent if
+    /// `has_duration_ms`.
     pub duration_ms: u64,
     /// Retention override in days; sent if `has_retention_days`.
     pub retention_days: u32,

@@ -105,7 +105,8 @@ pub struct auditbuf_flat_event {
     pub version: u32,
     /// Bit `i` set: field `i` (`AUDITBUF_FIELD_*`) is present.
     pub present: u32,
-    /// Duration in milliseconds, if bit `AUDITBUF_FIELD_DURATION_MS` is set.
+    /// Duration in milliseconds (at most `INT64_MAX`), if bit `AUDITBUF_FIELD_DURATION_MS`
+    /// is set.
     pub duration_ms: u64,
     /// Retention in days, if bit `AUDITBUF_FIELD_RETENTION_DAYS` is set.
     pub retention_days: u32,

@@ -182,7 +182,7 @@ class Pipeline:
         int`` or ``event_data: must be a dict, or JSON text of an object as str or bytes,
         not list``. An int out of its field's range is an ``InvalidEvent`` (name
         "invalid_field", ``field duration_ms: must be an int from 0 to
-        18446744073709551615``; ``retention_days`` up to 4294967295). Then the errors of
+        9223372036854775807``; ``retention_days`` up to 4294967295). Then the errors of
         ``record``. Each refusal is counted in ``stats().rejected``, once. A missing or
         unknown keyword is Python's own ``TypeError`` (the call itself is wrong), not
         counted."""

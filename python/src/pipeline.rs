@@ -615,14 +615,21 @@ impl PyPipeline {
         let error_message = opt_str_of("error_message", error_message)?;
         let duration_ms = some(duration_ms)
             .map(|v| {
-                v.extract::<u64>().map_err(|err| {
-                    number(
-                        "duration_ms",
-                        &v,
-                        "must be an int from 0 to 18446744073709551615",
-                        err,
-                    )
-                })
+                // DataStorage reads a signed 64-bit integer.
+                v.extract::<u64>()
+                    .and_then(|ms| {
+                        i64::try_from(ms)
+                            .map(|_| ms)
+                            .map_err(|_| PyOverflowError::new_err("over i64::MAX"))
+                    })
+                    .map_err(|err| {
+                        number(
+                            "duration_ms",
+                            &v,
+                            "must be an int from 0 to 9223372036854775807",
+                            err,
+                        )
+                    })
             })
             .transpose()?;
         let retention_days = some(retention_days)

@@ -76,7 +76,8 @@ pub struct AuditEvent<'a> {
     pub cluster_id: Option<&'a str>,
     /// Severity as the source reported it.
     pub severity: Option<&'a str>,
-    /// Duration of the audited operation in milliseconds.
+    /// Duration of the audited operation in milliseconds, at most `i64::MAX` (DataStorage
+    /// reads a signed 64-bit integer).
     pub duration_ms: Option<u64>,
     /// Error code of a failed operation.
     pub error_code: Option<&'a str>,

@@ -186,6 +186,13 @@ pub(crate) fn check_fields(f: &Fields<'_>, rules: &EventRules) -> Result<(), Err
             "must be an RFC 3339 date-time, e.g. 2026-11-23T10:15:30.123Z",
         ));
     }
+    // DataStorage reads it into a Go `int` (64 bits, signed): a larger value is a 400.
+    if f.duration_ms.is_some_and(|ms| ms > i64::MAX as u64) {
+        return Err(invalid(
+            "duration_ms",
+            "must be at most 9223372036854775807 (a signed 64-bit integer)",
+        ));
+    }
     Ok(())
 }
 

@@ -63,6 +63,13 @@ impl FileStore {
             ids.retain(|id| *id >= c.segment);
         }
 
+        if ids.last() == Some(&u64::MAX) {
+            // Opening makes a segment after the last: there is no number for it.
+            check.problems.push(format!(
+                "{}: the last segment number there is; the store would not open: move it aside",
+                segment_name(u64::MAX)
+            ));
+        }
         for (after, missing) in missing_segments(&ids) {
             check.problems.push(format!(
                 "{missing} segments after {} are missing: at least {missing} events lost",

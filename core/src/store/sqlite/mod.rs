@@ -609,7 +609,10 @@ fn sql_error(path: &Path, e: rusqlite::Error) -> Error {
     match e.sqlite_error_code() {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => fail(
             path,
-            format_args!("the store is in use by another process ({e})"),
+            format_args!(
+                "the store is in use by another process, or by another store open on it in \
+                 this one ({e})"
+            ),
         ),
         _ => fail(path, e),
     }
