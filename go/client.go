@@ -320,7 +320,7 @@ func timeoutMs(ctx context.Context) uint64 {
 	if d <= 0 {
 		return 0
 	}
-	return uint64((d + time.Millisecond - 1) / time.Millisecond)
+	return ceilMs(d)
 }
 
 // Flush waits until everything recorded before the call is settled (delivered,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -730,5 +731,19 @@ func TestConfigFromEnv(t *testing.T) {
 	}
 	if v := Version(); v == "" {
 		t.Error("no version")
+	}
+}
+
+func TestDurationsRoundUpToMillisecondsWithoutOverflow(t *testing.T) {
+	for _, c := range []struct {
+		d    time.Duration
+		want uint64
+	}{
+		{0, 0}, {1, 1}, {time.Millisecond, 1}, {time.Millisecond + 1, 2},
+		{time.Duration(math.MaxInt64), math.MaxInt64/uint64(time.Millisecond) + 1},
+	} {
+		if got := ceilMs(c.d); got != c.want {
+			t.Errorf("ceilMs(%d) = %d, want %d", c.d, got, c.want)
+		}
 	}
 }

@@ -310,7 +310,17 @@ func ms(field string, d time.Duration) (uint64, error) {
 	if d < 0 {
 		return 0, configError("%s: is negative (%v)", field, d)
 	}
-	return uint64((d + time.Millisecond - 1) / time.Millisecond), nil
+	return ceilMs(d), nil
+}
+
+// ceilMs is d in whole milliseconds, rounded up (d >= 0), without the overflow of
+// d + time.Millisecond - 1 near math.MaxInt64.
+func ceilMs(d time.Duration) uint64 {
+	n := uint64(d / time.Millisecond)
+	if d%time.Millisecond != 0 {
+		n++
+	}
+	return n
 }
 
 func (c Config) document() (document, error) {

@@ -36,6 +36,25 @@ fn stalled_until(go: &Arc<AtomicBool>, seen: &Arc<Seen>) -> impl auditbuf::Sink 
     })
 }
 
+/// A pipeline of 4 slots, all taken: the first event with a sink stalled until `go`, the
+/// next three queued.
+fn filled_behind_a_stalled_sink(overflow: Overflow, go: &Arc<AtomicBool>) -> Pipeline {
+    let config = Config::default()
+        .queue_capacity(4)
+        .batch_max_events(1)
+        .flush_interval(Duration::from_millis(1))
+        .overflow(overflow);
+    let p = Pipeline::new(config, stalled_until(go, &Arc::new(Seen::default()))).unwrap();
+    for n in 0..4 {
+        p.record_json(format!(r#"{{"p":0,"n":{n}}}"#).as_bytes())
+            .unwrap();
+    }
+    while p.stats().in_flight < 1 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    p
+}
+
 #[test]
 fn drop_oldest_keeps_the_newest_events_under_eight_producers() {
     let go = Arc::new(AtomicBool::new(false));
@@ -299,20 +318,7 @@ fn with_the_queue_full_bad_input_gets_its_own_error_under_every_policy() {
     ];
     for overflow in policies {
         let go = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(Seen::default());
-        let config = Config::default()
-            .queue_capacity(4)
-            .batch_max_events(1)
-            .flush_interval(Duration::from_millis(1))
-            .overflow(overflow);
-        let p = Pipeline::new(config, stalled_until(&go, &seen)).unwrap();
-        for n in 0..4 {
-            p.record_json(format!(r#"{{"p":0,"n":{n}}}"#).as_bytes())
-                .unwrap();
-        }
-        while p.stats().in_flight < 1 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let p = filled_behind_a_stalled_sink(overflow, &go);
         // Every slot is taken now: 1 with the sink, 3 queued.
         let full = p.stats();
         assert_eq!(
@@ -527,22 +533,10 @@ fn callers_turned_away_yield_only_while_the_flush_thread_works() {
 #[test]
 fn close_turns_away_a_caller_waiting_under_block_at_once_not_at_its_timeout() {
     let go = Arc::new(AtomicBool::new(false));
-    let seen = Arc::new(Seen::default());
-    let config = Config::default()
-        .queue_capacity(4)
-        .batch_max_events(1)
-        .flush_interval(Duration::from_millis(1))
-        .overflow(Overflow::Block {
-            timeout: Duration::from_secs(60),
-        });
-    let p = Arc::new(Pipeline::new(config, stalled_until(&go, &seen)).unwrap());
-    for n in 0..4 {
-        p.record_json(format!(r#"{{"p":0,"n":{n}}}"#).as_bytes())
-            .unwrap();
-    }
-    while p.stats().in_flight < 1 {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    let overflow = Overflow::Block {
+        timeout: Duration::from_secs(60),
+    };
+    let p = Arc::new(filled_behind_a_stalled_sink(overflow, &go));
     // Every slot is taken (1 with the stalled sink, 3 queued): this caller waits.
     let (tx, rx) = std::sync::mpsc::channel();
     let waiter = {

@@ -48,11 +48,7 @@ fn errors_name_the_database() {
 
 #[test]
 fn sent_events_it_cannot_delete_are_skipped_then_deleted_when_it_can() {
-    let dir =
-        std::env::temp_dir().join(format!("auditbuf-sqlite-undeleted-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("audit.db");
+    let (dir, path) = fresh("undeleted");
     let mut store = SqliteStore::open(SqliteStoreConfig::new(&path)).unwrap();
     let events: Vec<Vec<u8>> = (0..10)
         .map(|n| format!(r#"{{"n":{n}}}"#).into_bytes())
@@ -98,10 +94,7 @@ fn sent_events_it_cannot_delete_are_skipped_then_deleted_when_it_can() {
 
 #[test]
 fn a_delete_left_pending_is_tried_again_at_close() {
-    let dir = std::env::temp_dir().join(format!("auditbuf-sqlite-pending-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("audit.db");
+    let (dir, path) = fresh("pending");
     let mut store = SqliteStore::open(SqliteStoreConfig::new(&path)).unwrap();
     store.append(&[b"{\"n\":0}", b"{\"n\":1}"]).unwrap();
     let conn = store.conn.as_ref().unwrap();
@@ -126,4 +119,13 @@ fn a_delete_left_pending_is_tried_again_at_close() {
     assert_eq!(batch.iter().collect::<Vec<_>>(), vec![&b"{\"n\":1}"[..]]);
     again.close().unwrap();
     let _ = fs::remove_dir_all(&dir);
+}
+
+/// An empty directory of its own for a test, and the database path in it.
+fn fresh(name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("auditbuf-sqlite-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("audit.db");
+    (dir, path)
 }
