@@ -307,6 +307,32 @@ fn a_store_on_a_full_disk_opens_and_drains() {
 }
 
 #[test]
+fn a_cursor_inside_the_last_segment_survives_opening_on_a_full_disk() {
+    let scope = Scope::new("full-disk-cursor");
+    let Some(disk) = SmallDisk::mount(&scope.0.join("disk"), 256 * 1024) else {
+        eprintln!("skipped: cannot mount a tmpfs here (not root?)");
+        return;
+    };
+    let dir = disk.0.join("wal");
+    let mut store = FileStore::open(config(&dir)).unwrap();
+    append_range(&mut store, 0..10);
+    // Five sent: the cursor is inside the last (and only) segment with records.
+    assert_eq!(read(&mut store, 5, usize::MAX).len(), 5);
+    store.commit(5).unwrap();
+    drop(store);
+    let mut ballast = fs::File::create(disk.0.join("ballast")).unwrap();
+    while std::io::Write::write_all(&mut ballast, &[0; 512]).is_ok() {}
+    drop(ballast);
+    // No room for a new segment: the last one becomes the tail, the cursor kept in it.
+    let mut store = FileStore::open(config(&dir)).unwrap();
+    assert_eq!(store.size().events, 5);
+    let got = all(&mut store);
+    assert_eq!(got, (5..10).map(event).collect::<Vec<_>>());
+    store.commit(got.len()).unwrap();
+    assert_eq!(store.size().events, 0);
+}
+
+#[test]
 fn a_store_directory_deleted_while_open_is_reported() {
     // `rm -rf` of a directory taken for stale: the pipeline keeps writing to files no
     // restart will find. It cannot undo that, but says so.

@@ -353,22 +353,6 @@ fn a_middle_segment_cut_short_mid_record_counts_its_events_lost() {
 }
 
 #[test]
-fn a_middle_segment_deleted_counts_its_events_lost() {
-    let scope = Scope::new("deleted-middle");
-    let dir = scope.0.join("wal");
-    store_with(&dir, 300);
-    let ids = segments(&dir);
-    assert!(ids.len() >= 4, "{ids:?}");
-    fs::remove_file(&ids[1]).unwrap();
-    fs::remove_file(&ids[2]).unwrap();
-    let check = FileStore::verify(&dir).unwrap();
-    assert!(!check.is_healthy(), "{check:?}");
-    assert_eq!(check.lost_events, 2, "{check:?}");
-    let store = FileStore::open(config(&dir)).unwrap();
-    assert_eq!(store.recovery().lost_events, 2, "{:?}", store.recovery());
-}
-
-#[test]
 fn a_cursor_that_cannot_be_read_is_an_error_not_a_restart() {
     let scope = Scope::new("cursor-unreadable");
     let dir = scope.0.join("wal");

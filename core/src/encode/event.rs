@@ -325,7 +325,7 @@ mod tests {
             namespace: Some("g"),
             cluster_id: Some("h"),
             severity: Some("i"),
-            duration_ms: Some(u64::MAX),
+            duration_ms: Some(i64::MAX as u64),
             error_code: Some("j"),
             error_message: Some("k"),
             retention_days: Some(u32::MAX),

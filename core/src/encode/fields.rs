@@ -226,7 +226,8 @@ pub(crate) fn json_size_bound(f: &Fields<'_>, raw: usize) -> usize {
     } else {
         0
     };
-    let numbers = usize::from(f.duration_ms.is_some()) * (15 + 20)
+    // `duration_ms` is at most `i64::MAX`: 19 digits.
+    let numbers = usize::from(f.duration_ms.is_some()) * (15 + 19)
         + usize::from(f.retention_days.is_some()) * (18 + 10)
         + usize::from(f.is_sensitive.is_some()) * 21;
     // `"event_type":`, the event's token with its quotes and a comma, or the braces of `{}`.

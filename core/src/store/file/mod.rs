@@ -526,8 +526,9 @@ impl Store for FileStore {
         crash_point("file.commit.start");
         for (next, size, _) in self.read.drain(..n) {
             self.cursor = next;
-            self.events -= 1;
-            self.bytes -= size;
+            // Saturating: counts that went wrong must not wrap (or, in a debug build, panic).
+            self.events = self.events.saturating_sub(1);
+            self.bytes = self.bytes.saturating_sub(size);
         }
         self.normalize_cursor();
         self.oldest_ms = match self.read.front() {

@@ -84,16 +84,6 @@ impl FileStore {
             ids.retain(|id| *id >= c.segment);
         }
 
-        for (after, missing) in missing_segments(&ids) {
-            log::warn!(
-                "{}: {missing} segments after {} are missing (deleted by hand?): their events \
-                 are lost",
-                dir.display(),
-                segment_name(after)
-            );
-            recovery.lost_events += missing;
-        }
-
         let mut segments = VecDeque::new();
         let mut cursor = saved_cursor;
         let (mut events, mut bytes, mut oldest_ms) = (0u64, 0u64, None);
@@ -190,6 +180,16 @@ impl FileStore {
         }
 
         let next_id = next_segment_id(&dir, highest_named)?;
+        // Matched before the fallback below takes the last segment out of `segments`: a
+        // cursor inside it stays there (reset, it would re-read records sent already, which
+        // `events` does not count).
+        let cursor = match cursor {
+            Some(c) if segments.iter().any(|s| s.id == c.segment) => c,
+            _ => Position {
+                segment: segments.front().map_or(next_id, |s| s.id),
+                offset: MAGIC.len() as u64,
+            },
+        };
         let (tail, tail_segment) = match new_segment(&dir, next_id, durable) {
             Ok(made) => made,
             // No room for a new segment (a full disk): appends go after the last one, whose
@@ -211,13 +211,6 @@ impl FileStore {
                 (file, last)
             }
             Err(e) => return Err(e),
-        };
-        let cursor = match cursor {
-            Some(c) if segments.iter().any(|s| s.id == c.segment) => c,
-            _ => Position {
-                segment: segments.front().map_or(next_id, |s| s.id),
-                offset: MAGIC.len() as u64,
-            },
         };
         segments.push_back(tail_segment);
         if recovery != Recovery::default() {
@@ -291,16 +284,6 @@ pub(super) fn list_segments(dir: &Path) -> Result<Vec<u64>, Error> {
     }
     ids.sort_unstable();
     Ok(ids)
-}
-
-/// The gaps in `ids` (sorted, those from the cursor's segment on), each as the segment
-/// before it and how many are missing: the store numbers its segments one after another
-/// and deletes them only oldest first, so a gap is segments removed from outside, each of
-/// which held at least one event (only a segment with records is followed by another).
-pub(super) fn missing_segments(ids: &[u64]) -> impl Iterator<Item = (u64, u64)> + '_ {
-    ids.windows(2)
-        .filter(|w| w[1] > w[0] + 1)
-        .map(|w| (w[0], w[1] - w[0] - 1))
 }
 
 /// The id after `id`, or an error naming the store when there is none (a segment named

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::frame::{self, HEADER, MAGIC};
-use super::recovery::{list_segments, missing_segments, read_cursor, starts_after_salvage};
+use super::recovery::{list_segments, read_cursor, starts_after_salvage};
 use super::{FileStore, Position, dir, replay, segment_name};
 use crate::Error;
 use crate::store::check::{PartCheck, StoreCheck};
@@ -70,14 +70,6 @@ impl FileStore {
                 segment_name(u64::MAX)
             ));
         }
-        for (after, missing) in missing_segments(&ids) {
-            check.problems.push(format!(
-                "{missing} segments after {} are missing: at least {missing} events lost",
-                segment_name(after)
-            ));
-            check.lost_events += missing;
-        }
-
         let mut cursor = saved;
         let last_id = ids.last().copied();
         for id in ids {

@@ -537,8 +537,14 @@ impl Store for SqliteStore {
         }
         if let (Some(id), Some(conn)) = (self.sent_up_to, self.conn.as_ref()) {
             // Sent, not yet deleted: one more try, or a restart sends them again.
-            if conn.execute(DELETE_UP_TO, [id]).is_ok() {
-                self.sent_up_to = None;
+            match conn.execute(DELETE_UP_TO, [id]) {
+                Ok(_) => self.sent_up_to = None,
+                Err(e) => log::warn!(
+                    "{}: could not delete sent events at close; the next open sends them \
+                     again: {}",
+                    self.config.path.display(),
+                    sql_error(&self.config.path, e)
+                ),
             }
         }
         let checkpointed = self.checkpoint("TRUNCATE");
