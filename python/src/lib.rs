@@ -2,7 +2,9 @@
 //! pipeline behind a Python API. The package (`python/auditbuf/__init__.py`) re-exports
 //! it; `_auditbuf.pyi` mirrors every signature with its documentation.
 //!
-//! - `pipeline`: `Pipeline`, its record calls, flush, close, and the close at exit;
+//! - `pipeline`: `Pipeline`, its record calls, flush and close;
+//! - `record_event`: `record_event`'s keyword arguments as the core's `AuditEventBytes`;
+//! - `lifetime`: the close at interpreter exit, and before the collector breaks a cycle;
 //! - `cadf`: `record_cadf`'s dict as the core's `CadfEvent`;
 //! - `encode`: dicts and other Python values to JSON, straight into the slot;
 //! - `document`: the constructor's arguments as the core's pipeline document;
@@ -22,7 +24,9 @@ mod cadf_path;
 mod document;
 mod encode;
 mod errors;
+mod lifetime;
 mod pipeline;
+mod record_event;
 mod sink;
 mod stats;
 mod wait;
@@ -33,7 +37,9 @@ mod native {
     use pyo3::prelude::*;
 
     #[pymodule_export]
-    use crate::pipeline::{PyPipeline, close_all_at_exit};
+    use crate::lifetime::close_all_at_exit;
+    #[pymodule_export]
+    use crate::pipeline::PyPipeline;
     #[pymodule_export]
     use crate::stats::{DeadLetter, Dropped, Rejected, Report, Stats};
 
