@@ -286,6 +286,11 @@ impl Worker {
                         self.hold_until(deadline_after(after));
                     }
                     let delay = self.retry.delay(failures, after, &mut self.rng);
+                    if self.past_close_deadline() {
+                        // `close` ended while the sink held the batch (or before it was
+                        // sent): the rest is the shutdown's, whatever the budget says.
+                        return Err((first_unsettled, Stop::Shutdown));
+                    }
                     if self.out_of_budget(started, failures, delay) {
                         return Err((first_unsettled, Stop::Exhausted));
                     }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::select;
 
+use crate::drain::Moved;
 use crate::error::panic_message;
 use crate::lanes::MAX_LANES;
 use crate::slots::LANE_IDLE_AFTER;
@@ -195,8 +196,11 @@ impl Worker {
         let mut budget = self.ready();
         while self.via_store() && (self.store_pending() || budget > 0) {
             if self.backing_off().is_some() || self.past_close_deadline() || !self.drain_step() {
-                // Kept in the store: settled as far as the sink allows.
-                return true;
+                // Settled as far as the sink allows once what is queued is in the store
+                // behind what it holds: not while it is only in memory (a flush during an
+                // outage answered with the queue still there). A store that refuses it
+                // (full) leaves the flush waiting for the sink instead.
+                return self.past_close_deadline() || self.move_queue_to_store() == Moved::All;
             }
             budget = 0;
         }

@@ -81,7 +81,18 @@ impl Pipeline {
                         if stop.load(Ordering::SeqCst) {
                             return;
                         }
-                        let Ok(conn) = conn else { continue };
+                        let conn = match conn {
+                            Ok(conn) => conn,
+                            Err(e) if accept_again_at_once(&e) => continue,
+                            Err(_) => {
+                                // Out of file descriptors or memory: accepting again at
+                                // once fails again at once, a CPU spent spinning while the
+                                // process is already short. The client waits in the
+                                // backlog meanwhile.
+                                std::thread::sleep(ACCEPT_PAUSE);
+                                continue;
+                            }
+                        };
                         // Each request on a thread of its own, so that a slow or idle
                         // client holds up no other; at most MAX_CLIENTS at once (more are
                         // closed at once), each for at most REQUEST_TIME.
@@ -124,6 +135,16 @@ impl Drop for Slot {
 
 /// Clients served at once; more are turned away (their connection closed).
 const MAX_CLIENTS: usize = 16;
+/// How long the accept loop waits after an error that is not about one connection (out of
+/// file descriptors, `EMFILE`; of memory), before it accepts again.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// Whether an accept error concerned only the connection it was for (the client gave up
+/// before it was accepted), so that the next accept can follow at once.
+fn accept_again_at_once(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionReset, Interrupted};
+    matches!(e.kind(), ConnectionAborted | ConnectionReset | Interrupted)
+}
 /// The longest a client may take to send its request, however it trickles.
 const REQUEST_TIME: Duration = Duration::from_secs(2);
 /// The most a request's line and headers may take; a longer one is answered 431.

@@ -172,3 +172,63 @@ fn a_flush_that_arrives_during_a_retry_waits_for_its_own_events() {
     assert!(first.join().unwrap().completed);
     assert!(second.stats.is_consistent());
 }
+
+#[test]
+fn a_flush_during_an_outage_moves_the_queue_into_the_store() {
+    // The receiver is down: the first batch runs out of retries and goes to the store, and
+    // the pipeline backs off. A flush then must not report the queue as settled while it
+    // is still only in memory: it is moved in behind the stored batch.
+    let sink = CallbackSink::new(|_: &[&[u8]]| Outcome::retry("receiver down"));
+    let retry = RetryPolicy::default()
+        .max_elapsed(Duration::from_millis(300))
+        .backoff(Duration::from_millis(50), Duration::from_millis(200));
+    let config = Config::default().batch_max_events(500).retry(retry);
+    let store = auditbuf::MemoryStore::new(auditbuf::MemoryStoreConfig::default());
+    let p = Pipeline::with_store(config, sink, store).unwrap();
+    for i in 0..2000 {
+        p.record_json(format!(r#"{{"n":{i}}}"#).as_bytes()).unwrap();
+    }
+    let report = p.flush(Duration::from_secs(10));
+    let stats = &report.stats;
+    assert!(report.completed, "{report:?}");
+    assert_eq!(report.left, 0, "{report:?}");
+    assert_eq!((stats.queued, stats.in_flight, stats.stored), (0, 0, 2000));
+    assert_eq!(stats.recorded, 2000);
+    assert!(stats.is_consistent(), "{stats:?}");
+    let report = p.close(Duration::from_millis(100));
+    assert_eq!(report.stats.stored + report.stats.dropped.total(), 2000);
+    assert!(report.stats.is_consistent(), "{:?}", report.stats);
+}
+
+#[test]
+fn a_batch_the_sink_still_held_at_close_is_counted_as_shutdown_not_failed() {
+    // The sink answers after `close` returned, and after the retry budget ran out: the
+    // batch was cut short by the close, not out of retries.
+    let sink = CallbackSink::new(|_: &[&[u8]]| {
+        std::thread::sleep(Duration::from_millis(800));
+        Outcome::retry("too slow")
+    });
+    let retry = RetryPolicy::default().max_elapsed(Duration::from_millis(100));
+    let p = Pipeline::new(Config::default().batch_max_events(10).retry(retry), sink).unwrap();
+    for i in 0..10 {
+        p.record_json(format!(r#"{{"n":{i}}}"#).as_bytes()).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while p.stats().in_flight < 10 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let report = p.close(Duration::from_millis(200));
+    assert!(!report.completed);
+    assert_eq!(report.stats.in_flight, 10, "{:?}", report.stats);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while p.stats().in_flight > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let stats = p.stats();
+    assert_eq!(
+        (stats.dropped.shutdown, stats.failed, stats.batches_failed),
+        (10, 0, 0),
+        "{stats:?}"
+    );
+    assert!(stats.is_consistent(), "{stats:?}");
+}

@@ -215,3 +215,93 @@ fn the_metrics_endpoint_is_not_held_up_by_slow_or_endless_clients() {
     let _ = trickle.join();
     assert!(p.close(Duration::from_secs(5)).stats.is_consistent());
 }
+
+#[cfg(feature = "metrics-server")]
+const OUT_OF_FDS: &str = "AUDITBUF_METRICS_OUT_OF_FDS";
+
+#[cfg(feature = "metrics-server")]
+/// CPU time this process has used (user and system).
+fn cpu_used() -> Duration {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid rusage for getrusage to fill.
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) }, 0);
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// The child of the test below: a metrics endpoint in a process out of file descriptors,
+/// with a client waiting to be accepted (the parent). Prints the CPU time used meanwhile.
+#[cfg(feature = "metrics-server")]
+#[test]
+fn out_of_fds_child() {
+    let Ok(ready) = std::env::var(OUT_OF_FDS) else {
+        return;
+    };
+    let p = Pipeline::new(Config::default(), auditbuf::NullSink).unwrap();
+    let server = p.serve_metrics("127.0.0.1:0").unwrap();
+    let limit = libc::rlimit {
+        rlim_cur: std::fs::read_dir("/proc/self/fd").unwrap().count() as u64 + 3,
+        rlim_max: 4096,
+    };
+    // SAFETY: a valid rlimit.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+    let mut held = Vec::new();
+    while let Ok(f) = std::fs::File::open("/dev/null") {
+        held.push(f);
+    }
+    // The parent connects once it reads the port, and says so by creating `ready`.
+    println!("port {}", server.addr().port());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !std::path::Path::new(&ready).exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let before = cpu_used();
+    std::thread::sleep(Duration::from_secs(1));
+    println!("cpu {} ms", (cpu_used() - before).as_millis());
+    drop(held);
+    std::process::exit(0);
+}
+
+#[cfg(feature = "metrics-server")]
+#[test]
+fn the_metrics_endpoint_does_not_spin_when_the_process_is_out_of_file_descriptors() {
+    use std::io::{BufRead, BufReader};
+    let ready = std::env::temp_dir().join(format!("auditbuf-fds-{}", std::process::id()));
+    let _ = std::fs::remove_file(&ready);
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "out_of_fds_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(OUT_OF_FDS, &ready)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let port = lines
+        .by_ref()
+        // libtest writes the test's name on the same line first.
+        .find_map(|l| l.ok()?.split("port ").nth(1)?.trim().parse::<u16>().ok())
+        .expect("the child printed no port");
+    let _client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::fs::write(&ready, b"").unwrap();
+    let cpu: u64 = lines
+        .find_map(|l| {
+            l.ok()?
+                .split("cpu ")
+                .nth(1)?
+                .strip_suffix(" ms")?
+                .parse()
+                .ok()
+        })
+        .expect("the child printed no CPU time");
+    let _ = child.wait();
+    let _ = std::fs::remove_file(&ready);
+    // Spinning on the failing accept took all of a CPU (~1 000 ms of the second).
+    assert!(cpu < 300, "the accept loop used {cpu} ms of CPU in 1 s");
+}

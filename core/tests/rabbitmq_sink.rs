@@ -427,3 +427,69 @@ fn confirmed_publish_rate() {
         Consumer::new(&broker.url()).purge(&queue);
     }
 }
+
+#[test]
+fn an_event_over_the_brokers_message_size_limit_is_dead_lettered_alone() {
+    let _turn = turn();
+    let broker = TestRabbitMq::shared();
+    // The broker's limit, lowered for this test and put back after it.
+    let before = broker.ctl(&["eval", "application:get_env(rabbit, max_message_size)."]);
+    let before: String = before.chars().filter(char::is_ascii_digit).collect();
+    let before = if before.is_empty() {
+        "16777216".to_owned()
+    } else {
+        before
+    };
+    struct Restore<'a>(&'a TestRabbitMq, String);
+    impl Drop for Restore<'_> {
+        fn drop(&mut self) {
+            let set = format!("application:set_env(rabbit, max_message_size, {}).", self.1);
+            self.0.ctl(&["eval", &set]);
+        }
+    }
+    broker.ctl(&[
+        "eval",
+        "application:set_env(rabbit, max_message_size, 8192).",
+    ]);
+    let _restore = Restore(broker, before);
+    let queue = queue_name("size");
+    let sink = RabbitMqSink::new(RabbitMqConfig::new(broker.url(), &queue)).unwrap();
+    let config = Config::default()
+        .flush_interval(Duration::from_millis(20))
+        .retry(fast_retries(Duration::from_secs(5)));
+    let p = Pipeline::new(config, sink).unwrap();
+    const N: usize = 14;
+    let small = |i: usize| format!(r#"{{"id":"{}"}}"#, event(i));
+    for i in 0..5 {
+        p.record_json(small(i).as_bytes()).unwrap();
+    }
+    p.flush(Duration::from_secs(10));
+    // Then one over the limit with others behind it, in one batch.
+    let big = format!(r#"{{"id":"big","pad":"{}"}}"#, "z".repeat(20_000));
+    p.record_json(big.as_bytes()).unwrap();
+    for i in 5..N {
+        p.record_json(small(i).as_bytes()).unwrap();
+    }
+    let report = p.close(Duration::from_secs(30));
+    let s = &report.stats;
+    assert_consistent(s);
+    assert!(report.completed, "{s:?}");
+    assert_eq!(
+        (
+            s.delivered,
+            s.dead_lettered,
+            s.dead_lettered_too_large,
+            s.failed
+        ),
+        (N as u64, 1, 1, 0),
+        "{s:?}"
+    );
+    let letters = p.dead_letters();
+    assert!(
+        letters[0].reason.contains("max_message_size of 8192"),
+        "{:?}",
+        letters[0].reason
+    );
+    let messages = Consumer::new(&broker.url()).take_until(&queue, N, Duration::from_secs(30));
+    check_arrivals(&messages, N, true);
+}

@@ -45,7 +45,10 @@ impl Pipeline {
     /// moves the queue into it itself, which takes as long as writing it does — and from
     /// then on the sink is never called again (a call still running then may finish;
     /// `completed` is false).
-    /// Calling it again waits again. Called by the pipeline's own sink (on its flush
+    /// Calling it again waits again. Calls from several threads at once share the earliest
+    /// deadline: the first to return makes the promise above for all of them, so a later
+    /// deadline cannot send what an earlier one left (it is counted then as the earlier
+    /// close left it). Called by the pipeline's own sink (on its flush
     /// thread), it returns at once with `completed` false: the flush thread shuts down by
     /// the deadline once the sink returns.
     pub fn close(&self, timeout: Duration) -> Report {

@@ -27,6 +27,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::config::RabbitMqConfig;
+use super::size;
 use crate::throttle::Throttle;
 use crate::{Error, Outcome, Sink};
 
@@ -82,6 +83,10 @@ pub struct RabbitMqSink {
     /// connection attempts that failed.
     log_batches: Throttle,
     log_connects: Throttle,
+    /// The broker's `max_message_size`, once it refused a message over it (`size.rs`): a
+    /// batch holding a larger event is then too large at once, without a channel closed
+    /// for it again. Kept for the sink's life: a broker's limit rarely changes while it runs.
+    max_message: Option<usize>,
 }
 
 /// An open connection and its channel in confirm mode.
@@ -136,6 +141,7 @@ impl RabbitMqSink {
             link: None,
             log_batches: Throttle::default(),
             log_connects: Throttle::default(),
+            max_message: None,
         })
     }
 
@@ -277,6 +283,9 @@ enum Stop {
 
 impl Sink for RabbitMqSink {
     fn send(&mut self, batch: &[&[u8]]) -> Outcome {
+        if let Some(outcome) = self.over_max_message(batch) {
+            return outcome;
+        }
         let channel = match self.link() {
             Ok(channel) => channel,
             Err(reason) => return self.retry(reason),
@@ -317,6 +326,21 @@ impl Sink for RabbitMqSink {
                 // A channel or connection error leaves the link unusable; a timeout leaves
                 // confirms that may still come for messages that will be sent again.
                 self.link = None;
+                if let Some(max) = size::refused_size(&why) {
+                    self.max_message = Some(max);
+                    if let Some(outcome) = self.over_max_message(&batch[at..]) {
+                        // The events before it were confirmed; it and those after it are
+                        // sent again, and found too large before they are published.
+                        return if at == 0 {
+                            outcome
+                        } else {
+                            Outcome::Partial {
+                                delivered: at,
+                                reason: self.scrub(why),
+                            }
+                        };
+                    }
+                }
                 format!(
                     "{}: no confirm for {event}: {why}; the unconfirmed are sent again",
                     self.target()
@@ -339,6 +363,23 @@ impl Sink for RabbitMqSink {
 }
 
 impl RabbitMqSink {
+    /// Too large, when `batch` holds an event over the broker's known limit: the pipeline
+    /// sends it again in halves, down to that event alone, which it dead-letters.
+    fn over_max_message(&self, batch: &[&[u8]]) -> Option<Outcome> {
+        let max = self.max_message?;
+        let i = size::first_over(batch, max)?;
+        Some(Outcome::TooLarge {
+            reason: format!(
+                "{}: event {} of {} is {} bytes, over the broker's max_message_size of {max} \
+                 bytes (it refused such a message with PRECONDITION_FAILED)",
+                self.target(),
+                i + 1,
+                batch.len(),
+                batch[i].len()
+            ),
+        })
+    }
+
     fn retry(&mut self, reason: String) -> Outcome {
         if let Some(n) = self.log_connects.note(1) {
             log::warn!("{n} RabbitMQ connection attempts failed; the last: {reason}");
