@@ -193,7 +193,16 @@ fn answer(conn: TcpStream, shared: &Shared, service: &str, capacity: u64) -> std
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nAllow: GET\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )?;
-    conn.flush()
+    conn.flush()?;
+    if !complete {
+        // Closing with the rest of the request unread makes the kernel reset the
+        // connection, and the client may see the reset instead of the 431: say that
+        // nothing more is coming, and read what it still sends (by the same deadline).
+        conn.shutdown(std::net::Shutdown::Write)?;
+        let mut rest = reader.into_inner().into_inner();
+        let _ = std::io::copy(&mut (&mut rest).take(1 << 20), &mut std::io::sink());
+    }
+    Ok(())
 }
 
 /// A connection whose reads all end by `deadline`: a client trickling its request a byte
