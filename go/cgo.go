@@ -208,17 +208,31 @@ func (n native) stats() Stats {
 	return statsOf(&s)
 }
 
-// metricsText is the pipeline's Prometheus text (auditbuf_pipeline_metrics), asked for
-// its length first; the text only grows between the calls by a few digits, hence the
-// margin and the retry.
+// metricsText is the pipeline's Prometheus text (auditbuf_pipeline_metrics).
 func (n native) metricsText() string {
+	return text(func(buf *C.char, size C.size_t, need *C.size_t) C.auditbuf_status {
+		return C.auditbuf_pipeline_metrics(n.p, buf, size, need)
+	})
+}
+
+// lastError is the pipeline's last send, store or rejection error
+// (auditbuf_pipeline_last_error), "" when there was none.
+func (n native) lastError() string {
+	return text(func(buf *C.char, size C.size_t, need *C.size_t) C.auditbuf_status {
+		return C.auditbuf_pipeline_last_error(n.p, buf, size, need)
+	})
+}
+
+// text is what write gives, asked for its length first; the text may grow between the
+// calls (by a few digits, or a newer error), hence the margin and the retry.
+func text(write func(buf *C.char, size C.size_t, need *C.size_t) C.auditbuf_status) string {
 	var need C.size_t
-	if C.auditbuf_pipeline_metrics(n.p, nil, 0, &need) != 0 {
+	if write(nil, 0, &need) != 0 {
 		return ""
 	}
 	for {
 		buf := make([]byte, int(need)+256)
-		if C.auditbuf_pipeline_metrics(n.p, (*C.char)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)), &need) != 0 {
+		if write((*C.char)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)), &need) != 0 {
 			return ""
 		}
 		if int(need) < len(buf) {

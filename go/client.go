@@ -42,6 +42,7 @@ type Client struct {
 	final        atomic.Pointer[Stats]  // the counters at release, for Stats() after it
 	freedCalls   atomic.Uint64          // record calls refused with ErrClosed after release
 	finalMetrics atomic.Pointer[string] // the metrics text at release, for MetricsText() after it
+	finalError   atomic.Pointer[string] // the last error at release, for LastError() after it
 }
 
 const freeing = int64(1) << 62
@@ -286,6 +287,27 @@ func (c *Client) MetricsText() string {
 	return t
 }
 
+// LastError is the pipeline's last send, store or rejection error, "" while there was
+// none: why events are being retried, stored or failed during an outage (for example
+// `POST http://collector:8080/api/v1/audit/events: io: Connection refused (os error 111)`
+// or a receiver's 503 and its detail). The Rust library also logs these; a Go program does
+// not see its log, so log this yourself when Stats shows retries or failures. Never
+// shows a token or a URL's password. After Close, the error as it was at release. Never
+// blocks on the flush thread.
+func (c *Client) LastError() string {
+	if !c.enter() {
+		if c != nil {
+			if e := c.finalError.Load(); e != nil {
+				return *e
+			}
+		}
+		return ""
+	}
+	e := c.n.lastError()
+	c.leave()
+	return e
+}
+
 // withClosedCount returns text with its audit_events_dropped_total{reason="closed"}
 // sample set to n: calls refused after release are counted by the client, not the
 // released library, whose text at release does not have them.
@@ -428,6 +450,8 @@ func (c *Client) shutdown(timeout uint64) {
 	c.final.Store(&final)
 	finalMetrics := c.n.metricsText()
 	c.finalMetrics.Store(&finalMetrics)
+	finalError := c.n.lastError()
+	c.finalError.Store(&finalError)
 	c.n.free()
 	if c.sink != 0 {
 		c.sink.Delete()

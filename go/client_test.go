@@ -2,6 +2,7 @@ package auditbuf
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -487,3 +488,36 @@ func TestAllocations(t *testing.T) {
 // Values Rust refuses and a Go struct would take for "keep the default", a misspelt field,
 // and a store without its required parameter: ConfigFromEnv gives Rust's own messages,
 // naming the variable, before New.
+
+func TestLastErrorSaysWhySendingFails(t *testing.T) {
+	// Nothing listens on port 1: every send fails, and the client says why.
+	cfg := Config{
+		Sink:  HTTPSink("http://user:s3cret@127.0.0.1:1/events"),
+		Retry: Retry{MaxAttempts: 2, BackoffBase: time.Millisecond, BackoffCap: 5 * time.Millisecond},
+	}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := c.LastError(); e != "" {
+		t.Fatalf("LastError before any send = %q", e)
+	}
+	if err := c.RecordJSON([]byte(`{"event_type":"x"}`)); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Flush(context.Background())
+	if err != nil || r.Stats.Failed != 1 {
+		t.Fatalf("Flush = %+v, %v", r, err)
+	}
+	e := c.LastError()
+	if !strings.Contains(e, "127.0.0.1:1") || strings.Contains(e, "s3cret") {
+		t.Fatalf("LastError = %q", e)
+	}
+	if _, err := c.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	<-c.Released()
+	if after := c.LastError(); after != e {
+		t.Fatalf("LastError after Close = %q, want %q", after, e)
+	}
+}

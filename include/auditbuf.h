@@ -1012,6 +1012,26 @@ auditbuf_status auditbuf_pipeline_metrics(const struct auditbuf_pipeline *pipeli
                                           size_t *out_len);
 
 /**
+ * Writes the pipeline's last send, store or rejection error (why sending fails during an
+ * outage: `POST http://…: Connection refused`, a receiver's 503, a store that is full),
+ * as [`auditbuf_pipeline_metrics`] writes its text: into `buf`, NUL-terminated and cut
+ * to `len - 1` bytes, `*out_len` set to its full length in bytes (0 when there was none
+ * yet). Unlike `auditbuf_last_error`, which is about this thread's last call, this is
+ * the pipeline's, whatever thread asks: what the Rust library also logs, which C and Go
+ * programs do not see. Never shows a token or a URL's password. Works before and after
+ * `auditbuf_close`. Returns `AUDITBUF_OK` or `AUDITBUF_NULL_PARAMETER`. Thread-safe;
+ * never blocks on the flush thread.
+ *
+ * # Safety
+ * `pipeline` must be NULL or a live handle; `buf` NULL or `len` writable bytes; `out_len`
+ * NULL or writable.
+ */
+auditbuf_status auditbuf_pipeline_last_error(const struct auditbuf_pipeline *pipeline,
+                                             char *buf,
+                                             size_t len,
+                                             size_t *out_len);
+
+/**
  * Creates a pipeline from a configuration document (`len` bytes of UTF-8 JSON at
  * `config_json`, no NUL needed) naming its sink, and starts its flush thread.
  *

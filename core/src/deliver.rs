@@ -113,6 +113,14 @@ impl Worker {
         events: &[&[u8]],
         source: Source,
     ) -> Result<(), (usize, Stop)> {
+        let outer = self.delivering.replace(source);
+        self.pressure = false;
+        let result = self.deliver_all(events, source);
+        self.delivering = outer;
+        result
+    }
+
+    fn deliver_all(&mut self, events: &[&[u8]], source: Source) -> Result<(), (usize, Stop)> {
         let started = Instant::now();
         let mut failures = 0u32;
         let mut same_range_failures = 0u32;
@@ -132,7 +140,7 @@ impl Worker {
             if let Some(until) = self.backing_off()
                 && !self.pause_until(until)
             {
-                return Err((first_unsettled, Stop::Shutdown));
+                return Err((first_unsettled, self.pause_ended()));
             }
             if self.past_close_deadline() {
                 return Err((first_unsettled, Stop::Shutdown));
@@ -237,7 +245,7 @@ impl Worker {
                             return Err((suspected.start, Stop::Exhausted));
                         }
                         if !self.pause(delay) {
-                            return Err((suspected.start, Stop::Shutdown));
+                            return Err((suspected.start, self.pause_ended()));
                         }
                     } else {
                         suspects.range = Some(suspected);
@@ -307,7 +315,7 @@ impl Worker {
                         pending.push(range);
                     }
                     if !self.pause(delay) {
-                        return Err((first_unsettled, Stop::Shutdown));
+                        return Err((first_unsettled, self.pause_ended()));
                     }
                 }
             }
@@ -345,7 +353,7 @@ impl Worker {
             return Err((suspected.start, Stop::Exhausted));
         }
         if !self.pause(delay) {
-            return Err((suspected.start, Stop::Shutdown));
+            return Err((suspected.start, self.pause_ended()));
         }
         Ok(Some(suspected))
     }

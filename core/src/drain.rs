@@ -72,6 +72,43 @@ impl Worker {
         }
     }
 
+    /// During an outage, while the flush thread waits out a retry's back-off: keeps the queue
+    /// from filling up and turning callers away while a backing store could hold their
+    /// events. While events go through the store (it holds some, or `Spill`), the queue is
+    /// moved in behind them. While a batch from memory is retried, that batch is older than
+    /// the queue, so it must go first: once the queue is half full this says to stop
+    /// retrying it (true), and the caller keeps it in the store, the queue following.
+    /// Without this the queue filled during the batch's retry time (60 s by default) and
+    /// refused callers under `DropNewest` while a store stood empty.
+    pub(crate) fn relieve_queue(&mut self) -> bool {
+        if self.shared.store.is_none() || self.ready() == 0 || self.closing() {
+            return false;
+        }
+        match self.delivering {
+            Some(Source::Memory) => {
+                let queue = &self.shared.queue;
+                // Not while a `Spill` store refuses events: it would refuse these too.
+                let full = queue.len() >= queue.capacity() / 2 && !self.shared.direct();
+                self.pressure |= full;
+                full
+            }
+            _ if self.via_store() => {
+                let _ = self.move_queue_to_store();
+                false
+            }
+            _ => false,
+        }
+    }
+
+    /// What ended a pause in `deliver` early: the queue's pressure, or `close`.
+    pub(crate) fn pause_ended(&mut self) -> Stop {
+        if std::mem::take(&mut self.pressure) {
+            Stop::Pressure
+        } else {
+            Stop::Shutdown
+        }
+    }
+
     /// Moves everything queued into the store, behind what it holds (see
     /// [`move_into_store`]). Under `Spill`, a store that refuses even one event while it
     /// holds none is not working: events are then sent straight from memory (and callers
@@ -160,7 +197,8 @@ impl Worker {
                 self.back_off();
                 false
             }
-            Err((_, Stop::Shutdown)) => false,
+            // Pressure stops only batches from memory.
+            Err((_, Stop::Shutdown | Stop::Pressure)) => false,
         }
     }
 

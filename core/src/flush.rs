@@ -241,6 +241,8 @@ impl Worker {
                     self.keep_unsent(&events[settled..]);
                 }
                 Err((settled, Stop::Shutdown)) => self.keep_at_shutdown(&events[settled..]),
+                // Kept in the store before the queue follows it there: the order holds.
+                Err((settled, Stop::Pressure)) => self.keep_unsent(&events[settled..]),
             }
         }
         self.recycle(batch);

@@ -70,6 +70,9 @@ pub(crate) enum Stop {
     Exhausted,
     /// `close`'s deadline passed, or `close` returned.
     Shutdown,
+    /// The queue filled up to half behind a batch retried from memory, with a backing
+    /// store to take both (the batch first, then the queue behind it).
+    Pressure,
 }
 
 /// Why in-flight events were given up.
@@ -184,6 +187,11 @@ pub(crate) struct Worker {
     /// A slot kept back from a sent batch for the gap marker that is due: under overload the
     /// producers take every slot that comes free, and the marker must not wait for ever.
     pub(crate) spare: Option<Slot>,
+    /// Where the batch being sent came from, while `deliver` runs: its retry pauses keep
+    /// the queue from overflowing into refusals while a store could take it (`relieve_queue`).
+    pub(crate) delivering: Option<Source>,
+    /// A pause ended because the queue filled up behind a batch retried from memory.
+    pub(crate) pressure: bool,
 }
 
 /// Rate-limited log lines of the flush thread's own troubles.
@@ -246,6 +254,8 @@ impl Worker {
             ahead: VecDeque::with_capacity(AHEAD),
             rendering: false,
             spare: None,
+            delivering: None,
+            pressure: false,
         }
     }
 
@@ -362,7 +372,9 @@ impl Worker {
     }
 
     /// Like [`pause`](Self::pause), until `until`. Gives up at once when `close`'s deadline
-    /// comes first: whatever was to happen after the pause cannot happen in time.
+    /// comes first: whatever was to happen after the pause cannot happen in time; or, while
+    /// a batch from memory is retried, once the queue behind it fills up to half with a
+    /// store to take them (`pressure` is set then).
     pub(crate) fn pause_until(&mut self, until: Instant) -> bool {
         // Parked as between rounds: callers turned away meanwhile do not yield their CPU to
         // this thread, which has no use for it (`FlushWake::turned_away`).
@@ -375,6 +387,9 @@ impl Worker {
     fn sit_out(&mut self, until: Instant) -> bool {
         loop {
             self.maybe_tick_store();
+            if self.relieve_queue() {
+                return false;
+            }
             // Lanes whose callers stopped are found idle during an outage too.
             self.note_idle_lanes();
             // Before the deadline checks: a slow sync must not make this wait past them.

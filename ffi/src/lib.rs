@@ -57,7 +57,7 @@ pub use callback::{
 pub use error::auditbuf_last_error;
 pub use event::{auditbuf_bytes, auditbuf_event, auditbuf_record_event};
 pub use flat::*;
-pub use metrics::auditbuf_pipeline_metrics;
+pub use metrics::{auditbuf_pipeline_last_error, auditbuf_pipeline_metrics};
 pub use pipeline::{
     auditbuf_close, auditbuf_config_check_env, auditbuf_flush, auditbuf_pipeline,
     auditbuf_pipeline_free, auditbuf_pipeline_new, auditbuf_pipeline_new_callback,

@@ -12,6 +12,7 @@ use auditbuf::{
 };
 use auditbuf_testkit::{Receiver, Reply, refused_url};
 
+mod queue;
 mod spill;
 
 fn quick_retry() -> RetryPolicy {

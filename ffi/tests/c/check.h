@@ -103,6 +103,7 @@ void test_http(void);
 void test_threads(void);
 void test_close_while_recording(void);
 void test_metrics(void);
+void test_pipeline_last_error(void);
 void test_cadf(void);
 
 #endif

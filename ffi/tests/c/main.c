@@ -26,6 +26,7 @@ static const struct {
     {"threads", test_threads},
     {"close_while_recording", test_close_while_recording},
     {"metrics", test_metrics},
+    {"pipeline_last_error", test_pipeline_last_error},
     {"cadf", test_cadf},
 };
 

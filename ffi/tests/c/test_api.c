@@ -346,6 +346,33 @@ void test_stats_sizes(void) {
     auditbuf_pipeline_free(p);
 }
 
+void test_pipeline_last_error(void) {
+    /* Nothing listens on port 1: every send fails, and the pipeline says why. */
+    const char *doc = "{\"sink\":{\"type\":\"http\",\"url\":\"http://user:s3cret@127.0.0.1:1/events\"},"
+                      "\"retry\":{\"max_attempts\":2,\"backoff_base_ms\":1,\"backoff_cap_ms\":5}}";
+    auditbuf_pipeline *p = NULL;
+    CHECK_STATUS(auditbuf_pipeline_new(doc, strlen(doc), &p), AUDITBUF_OK);
+    size_t n = 99;
+    CHECK_STATUS(auditbuf_pipeline_last_error(p, NULL, 0, &n), AUDITBUF_OK);
+    CHECK(n == 0); /* none yet */
+    CHECK_STATUS(auditbuf_record_json(p, (const uint8_t *)"{\"a\":1}", 7), AUDITBUF_OK);
+    auditbuf_report r = new_report();
+    CHECK_STATUS(auditbuf_flush(p, 10000, &r), AUDITBUF_OK);
+    CHECK_EQ_U64(r.stats.failed, 1);
+    char text[1024];
+    CHECK_STATUS(auditbuf_pipeline_last_error(p, text, sizeof text, &n), AUDITBUF_OK);
+    CHECK(n > 0 && n < sizeof text && strlen(text) == n);
+    CHECK(strstr(text, "127.0.0.1:1") != NULL);
+    CHECK(strstr(text, "s3cret") == NULL);
+    CHECK_STATUS(auditbuf_pipeline_last_error(p, text, sizeof text, NULL), AUDITBUF_NULL_PARAMETER);
+    CHECK_STATUS(auditbuf_pipeline_last_error(NULL, text, sizeof text, &n), AUDITBUF_NULL_PARAMETER);
+    CHECK_STATUS(auditbuf_close(p, 1000, NULL), AUDITBUF_OK);
+    /* Still there after close. */
+    CHECK_STATUS(auditbuf_pipeline_last_error(p, text, sizeof text, &n), AUDITBUF_OK);
+    CHECK(n > 0);
+    auditbuf_pipeline_free(p);
+}
+
 void test_metrics(void) {
     const char *doc = "{\"service\":\"gw\",\"sink\":{\"type\":\"null\"}}";
     auditbuf_pipeline *p = NULL;
