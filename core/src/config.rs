@@ -3,7 +3,7 @@
 //! - [`doc`]: reading it from JSON, strictly, and the range check every setting shares;
 //! - [`limits`]: the range of every setting.
 
-mod doc;
+pub(crate) mod doc;
 mod limits;
 
 use std::time::Duration;

@@ -244,6 +244,8 @@ impl PipelineConfig {
 
 impl SinkConfig {
     fn from_json(text: &str) -> Result<Self, Error> {
+        // A `Map` keeps the last of two equal keys: a second `url` would win silently.
+        crate::config::doc::check_keys(text, "sink")?;
         let mut map: Map<String, Value> = serde_json::from_str(text).map_err(|e| {
             Error::config("sink", format!("{e}; expected {{\"type\":…,\"url\":…}}"))
         })?;
@@ -516,6 +518,16 @@ mod tests {
             (r#"{"sink":{"type":"tape"}}"#, "sink.type"),
             (r#"{"sink":{"type":"http"}}"#, "sink.url"),
             (r#"{"sink":{"type":"http","url":"h","ulr":1}}"#, "sink.ulr"),
+            // A second value of a key would win silently.
+            (
+                r#"{"sink":{"type":"http","url":"http://a","url":"http://b"}}"#,
+                "sink.url",
+            ),
+            (r#"{"sink":{"type":"null","type":"http"}}"#, "sink.type"),
+            (
+                r#"{"sink":{"type":"http","url":"h","headers":{"X-A":"1","X-A":"2"}}}"#,
+                "sink.X-A",
+            ),
             (
                 r#"{"sink":{"type":"http","url":"h","timeout_ms":"x"}}"#,
                 "sink.timeout_ms",

@@ -42,8 +42,19 @@ pub(crate) fn parse_json<'de, T: Deserialize<'de>>(text: &'de str) -> Result<T, 
             format!("{e}: nothing may follow the JSON object"),
         )
     })?;
+    check_keys(text, "")?;
+    Ok(value)
+}
+
+/// Refuses a duplicate key at any level of the object `text` (and what else the JSON
+/// check refuses), naming the key after `prefix` (`sink.url`), or the document.
+pub(crate) fn check_keys(text: &str, prefix: &str) -> Result<(), Error> {
     scan_object(text.as_bytes(), MAX_DEPTH).map_err(|e| {
-        let mut field = "(document)";
+        let mut field = if prefix.is_empty() {
+            "(document)".to_owned()
+        } else {
+            prefix.to_owned()
+        };
         let reason = match e {
             Error::InvalidJson { offset, reason, .. } if reason.starts_with("duplicate") => {
                 let at = (offset as usize).saturating_add(1);
@@ -54,7 +65,11 @@ pub(crate) fn parse_json<'de, T: Deserialize<'de>>(text: &'de str) -> Result<T, 
                     .next()
                     .unwrap_or_default();
                 if !key.is_empty() && !key.contains('\\') {
-                    field = key;
+                    field = if prefix.is_empty() {
+                        key.to_owned()
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
                 }
                 format!("{reason}: \"{key}\" at byte {offset}")
             }
@@ -64,7 +79,7 @@ pub(crate) fn parse_json<'de, T: Deserialize<'de>>(text: &'de str) -> Result<T, 
         };
         Error::config(field, reason)
     })?;
-    Ok(value)
+    Ok(())
 }
 
 /// Members whose value must be a JSON object (or `null`, refused with its own message).

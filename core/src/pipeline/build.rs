@@ -16,7 +16,7 @@ use crate::lanes::{MAX_LANES, Queue, lanes_for};
 use crate::shared::Shared;
 use crate::slots::{SlotPool, bundle_for};
 use crate::stats::FlushCounts;
-use crate::worker::{Inbox, Worker};
+use crate::worker::{Inbox, STORE_TICK, Worker};
 use crate::{Config, Error, Limits, Sink, Store};
 
 /// Bytes beyond their initial size that free slots may keep between them: a burst of large
@@ -143,6 +143,13 @@ impl Pipeline {
                 worker.run();
             })
             .map_err(Error::Spawn)?;
+        if shared_store {
+            let shared = Arc::downgrade(&shared);
+            std::thread::Builder::new()
+                .name("auditbuf-lease".to_owned())
+                .spawn(move || keep_leases(&shared))
+                .map_err(Error::Spawn)?;
+        }
         Ok(Pipeline {
             shared,
             commands: commands_tx,
@@ -172,4 +179,29 @@ fn wake_check(capacity: usize, batch: usize) -> u64 {
         .min(batch / (2 * MAX_LANES))
         .clamp(1, 16);
     (1u64 << every.ilog2()) - 1
+}
+
+/// Ticks a shared store (renewing the lease of the rows it holds) every `STORE_TICK` while
+/// the store is open, whatever the flush thread does: from the flush thread alone, a sink
+/// call longer than the lease (a receiver answering in 12 s under a 10 s lease) let another
+/// replica claim the same rows and send them too. Skips a tick while the store's lock is
+/// held (by the flush thread or a `wal` caller, neither in a sink call then). Ends with the
+/// store, or the pipeline.
+fn keep_leases(shared: &std::sync::Weak<Shared>) {
+    loop {
+        std::thread::sleep(STORE_TICK);
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let Some(mut store) = shared.lock_store_until(std::time::Instant::now()) else {
+            continue;
+        };
+        if store.is_closed() {
+            return;
+        }
+        if let Err(e) = store.tick() {
+            drop(store);
+            shared.note_error(format!("backing store housekeeping: {e}"));
+        }
+    }
 }

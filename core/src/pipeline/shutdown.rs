@@ -93,12 +93,15 @@ impl Pipeline {
             if let Some(thread) = self.thread.lock().take() {
                 let _ = thread.join();
             }
-        } else if self.shared.stop_sending() {
-            self.shared.note_error(
-                "close returned while the sink was still handling a batch; no further batch \
-                 will be sent"
-                    .to_owned(),
-            );
+        } else {
+            if self.shared.stop_sending() {
+                self.shared.note_error(
+                    "close returned while the sink was still handling a batch; no further \
+                     batch will be sent"
+                        .to_owned(),
+                );
+            }
+            self.hand_back_claims();
         }
         self.report(completed)
     }
@@ -125,6 +128,27 @@ impl Pipeline {
         if let Err(e) = kept {
             shared.note_error(format!(
                 "close: could not keep the queued events in the backing store: {e}"
+            ));
+        }
+    }
+
+    /// A shared store's events that the sink still has, handed back for the other
+    /// replicas: this process may exit before the sink call ends, and they would wait out
+    /// their lease, counted as the claim of a replica that died — after `max_claims` such
+    /// closes during an outage, dead-lettered. Should the sink deliver them after all, they
+    /// are sent twice (at least once), never lost. Nothing if the store's lock is held (the
+    /// flush thread in a store call, not the sink).
+    fn hand_back_claims(&self) {
+        let shared = &*self.shared;
+        let Some(mut store) = shared.lock_store_until(std::time::Instant::now()) else {
+            return;
+        };
+        if store.is_closed() || !store.is_shared() {
+            return;
+        }
+        if let Err(e) = store.hand_back() {
+            shared.note_error(format!(
+                "close: could not hand the events the sink still has back to the store: {e}"
             ));
         }
     }

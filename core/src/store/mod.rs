@@ -152,7 +152,23 @@ pub trait Store: Send + 'static {
         false
     }
 
-    /// Periodic housekeeping (an interval fsync), called by the flush thread.
+    /// Hands back the events of the last read that were not committed, so that the other
+    /// pipelines draining a shared store can take them at once; the store stays open.
+    /// `close` calls it when it returns while the flush thread is still in a sink call with
+    /// them: the process is likely to exit, and they would otherwise wait out their lease
+    /// and count as a claim whose claimer died. Defaults to doing nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] naming the table when a Postgres store cannot hand them back (they
+    /// are claimed again once their lease ends).
+    fn hand_back(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// Periodic housekeeping (an interval fsync, a lease renewed), called by the flush
+    /// thread and, for a shared store, every 100 ms by a thread of its own, so that a lease
+    /// is renewed during a long sink call too.
     ///
     /// # Errors
     ///
@@ -246,6 +262,9 @@ impl<S: Store + ?Sized> Store for Box<S> {
     }
     fn tick(&mut self) -> Result<(), Error> {
         (**self).tick()
+    }
+    fn hand_back(&mut self) -> Result<(), Error> {
+        (**self).hand_back()
     }
     fn take_lost(&mut self) -> u64 {
         (**self).take_lost()

@@ -228,12 +228,35 @@ fn stored_at(age_secs: f64) -> Option<Instant> {
     Some(now.checked_sub(age).unwrap_or(now))
 }
 
+/// The longest a statement may take before the store gives up on it: the server's
+/// `statement_timeout`, and the connection's `tcp_user_timeout`.
+const STATEMENT_TIME: Duration = Duration::from_secs(30);
+
 impl Connection {
     fn open(config: &PostgresStoreConfig) -> Result<Connection, String> {
         let mut pg =
             postgres::Config::from_str(&config.url).map_err(|e| format!("bad url: {e}"))?;
         if pg.get_connect_timeout().is_none() {
             pg.connect_timeout(Duration::from_secs(10));
+        }
+        // A server that went away without a reset (a network cut, a host that died) would
+        // hold every statement, and with it the store's lock — `wal` callers and the flush
+        // thread — until the kernel's own timeouts, hours later: give up on unacknowledged
+        // data after 30 s, and probe an idle connection after 10 s. A server that answers
+        // but is slow gets `statement_timeout`. Each unless the URL sets it.
+        if pg.get_tcp_user_timeout().is_none() {
+            pg.tcp_user_timeout(STATEMENT_TIME);
+        }
+        if pg.get_keepalives_interval().is_none() {
+            pg.keepalives_idle(Duration::from_secs(10))
+                .keepalives_interval(Duration::from_secs(5))
+                .keepalives_retries(4);
+        }
+        if pg.get_options().is_none() {
+            pg.options(&format!(
+                "-c statement_timeout={}",
+                STATEMENT_TIME.as_millis()
+            ));
         }
         if pg.get_application_name().is_none() {
             pg.application_name("auditbuf");
@@ -530,15 +553,21 @@ impl Store for PostgresStore {
         self.refresh_if_stale()
     }
 
-    /// Hands the rows of the last read that were not committed back at once (instead of
-    /// when their lease ends), and closes the connection.
-    fn close(&mut self) -> Result<(), Error> {
+    /// Hands the rows of the last read that were not committed back at once, instead of
+    /// when their lease ends, without counting a claim.
+    fn hand_back(&mut self) -> Result<(), Error> {
         let held: Vec<i64> = self.read.drain(..).map(|(id, _)| id).collect();
-        let result = if self.connection.is_some() {
+        if self.connection.is_some() {
             self.release(&held)
         } else {
             Ok(())
-        };
+        }
+    }
+
+    /// Hands the rows it holds back (see [`hand_back`](Store::hand_back)), and closes the
+    /// connection.
+    fn close(&mut self) -> Result<(), Error> {
+        let result = self.hand_back();
         self.connection = None;
         result
     }
