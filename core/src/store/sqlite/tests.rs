@@ -55,12 +55,7 @@ fn sent_events_it_cannot_delete_are_skipped_then_deleted_when_it_can() {
         .collect();
     let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
     store.append(&refs).unwrap();
-    // A delete that fails, as on a full disk (SQLite needs room in its WAL to delete).
-    let conn = store.conn.as_ref().unwrap();
-    conn.execute_batch(
-        "CREATE TRIGGER refuse BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
-    )
-    .unwrap();
+    refuse_deletes(&store, false);
     let mut batch = StoredBatch::default();
     store.read_oldest(4, usize::MAX, &mut batch).unwrap();
     assert_eq!(batch.iter().next(), Some(&events[0][..]));
@@ -78,12 +73,7 @@ fn sent_events_it_cannot_delete_are_skipped_then_deleted_when_it_can() {
     };
     assert_eq!(rows(&store), 10);
     // Room again: the next commit deletes everything sent, these 8 included.
-    store
-        .conn
-        .as_ref()
-        .unwrap()
-        .execute_batch("DROP TRIGGER refuse;")
-        .unwrap();
+    allow_deletes(&store);
     store.read_oldest(1, usize::MAX, &mut batch).unwrap();
     assert_eq!(batch.iter().next(), Some(&events[8][..]));
     store.commit(1).unwrap();
@@ -97,21 +87,12 @@ fn a_delete_left_pending_is_tried_again_at_close() {
     let (dir, path) = fresh("pending");
     let mut store = SqliteStore::open(SqliteStoreConfig::new(&path)).unwrap();
     store.append(&[b"{\"n\":0}", b"{\"n\":1}"]).unwrap();
-    let conn = store.conn.as_ref().unwrap();
-    conn.execute_batch(
-        "CREATE TEMP TRIGGER refuse BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'full'); END;",
-    )
-    .unwrap();
+    refuse_deletes(&store, true);
     let mut batch = StoredBatch::default();
     store.read_oldest(1, usize::MAX, &mut batch).unwrap();
     store.commit(1).unwrap();
-    // The temporary trigger goes with the connection: the close's retry succeeds.
-    store
-        .conn
-        .as_ref()
-        .unwrap()
-        .execute_batch("DROP TRIGGER temp.refuse;")
-        .unwrap();
+    // Room again by close: its retry succeeds.
+    allow_deletes(&store);
     store.close().unwrap();
     let mut again = SqliteStore::open(SqliteStoreConfig::new(&path)).unwrap();
     assert_eq!(again.size().events, 1);
@@ -119,6 +100,32 @@ fn a_delete_left_pending_is_tried_again_at_close() {
     assert_eq!(batch.iter().collect::<Vec<_>>(), vec![&b"{\"n\":1}"[..]]);
     again.close().unwrap();
     let _ = fs::remove_dir_all(&dir);
+}
+
+/// Makes every delete from `events` fail, as on a full disk (SQLite needs room in its WAL
+/// to delete), until [`allow_deletes`]. A `temp` trigger is the connection's alone, gone
+/// when it closes; the other stays in the file.
+fn refuse_deletes(store: &SqliteStore, temp: bool) {
+    let temp = if temp { "TEMP " } else { "" };
+    store
+        .conn
+        .as_ref()
+        .unwrap()
+        .execute_batch(&format!(
+            "CREATE {temp}TRIGGER refuse BEFORE DELETE ON events \
+             BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;"
+        ))
+        .unwrap();
+}
+
+/// Undoes [`refuse_deletes`] (an unqualified name finds a temporary trigger first).
+fn allow_deletes(store: &SqliteStore) {
+    store
+        .conn
+        .as_ref()
+        .unwrap()
+        .execute_batch("DROP TRIGGER refuse;")
+        .unwrap();
 }
 
 /// An empty directory of its own for a test, and the database path in it.
