@@ -516,3 +516,82 @@ fn a_forked_child_can_neither_write_nor_close_the_database() {
     );
     assert!(store.dead_letters().unwrap().is_empty());
 }
+
+/// Rows no pipeline stored — not bytes, not UTF-8, not framed as a JSON object — are to the
+/// drain what a damaged record is to the file store: not sent, counted as
+/// `dropped.damaged`, and gone from the file once the drain passed them; `verify` says so
+/// beforehand. Reads of 4: the damage comes at the front of a read, behind events read, as
+/// a run longer than a read, and last. A row framed as an object that does not parse is
+/// sent (only a parse would tell, too dear on the drain path).
+#[test]
+fn damaged_rows_are_not_sent_but_counted_lost() {
+    use auditbuf::{Config, Pipeline};
+    use rusqlite::types::Value;
+
+    let scope = Scope::new("damaged-rows");
+    let db = scope.0.join("events.db");
+    let mut store = SqliteStore::open(SqliteStoreConfig::new(&db)).unwrap();
+    append_range(&mut store, 0..30);
+    store.close().unwrap();
+    drop(store);
+    // Row ids start at 1: event i is row i + 1.
+    let damage = [
+        (1, Value::Blob(b"{\"n\":\"\xff\"}".to_vec())),
+        (7, Value::Blob(b"[7]".to_vec())),
+        (13, Value::Integer(13)),
+        (14, Value::Text("{\"n\":14".to_owned())),
+        (15, Value::Real(1.5)),
+        (16, Value::Blob(b"{\"n\":\"\xed\xa0\x80\"}".to_vec())),
+        (17, Value::Blob(Vec::new())),
+        (30, Value::Text("n=29".to_owned())),
+    ];
+    let unparsed = b"{\"n\":19,}".to_vec();
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        for (id, value) in &damage {
+            conn.execute("UPDATE events SET event = ?1 WHERE id = ?2", (value, id))
+                .unwrap();
+        }
+        conn.execute("UPDATE events SET event = ?1 WHERE id = 20", [&unparsed])
+            .unwrap();
+    }
+    let damaged: Vec<usize> = damage.iter().map(|(id, _)| id - 1).collect();
+    let expected: Vec<Vec<u8>> = (0..30)
+        .filter(|i| !damaged.contains(i))
+        .map(|i| if i == 19 { unparsed.clone() } else { event(i) })
+        .collect();
+    let check = SqliteStore::verify(&db).unwrap();
+    assert_eq!((check.events, check.lost_events), (22, 8), "{check:?}");
+    let problems = check.problems.join("\n");
+    for found in [
+        "rows 1, 16: not UTF-8 (damaged); a pipeline does not send it, and counts it lost",
+        "rows 7, 14, 17, 30: not a JSON object (damaged)",
+        "rows 13, 15: not bytes (damaged)",
+        "row id 20: not valid JSON (damaged); a pipeline would send it as it is",
+    ] {
+        assert!(problems.contains(found), "{found}: {problems}");
+    }
+
+    let (sink, seen) = common::sinks::collecting();
+    let config = Config::default()
+        .batch_max_events(4)
+        .store(StoreConfig::Sqlite(SqliteStoreConfig::new(&db)));
+    let pipeline = Pipeline::new(config, sink).unwrap();
+    let report = pipeline.close(Duration::from_secs(10));
+    let stats = report.stats;
+    assert!(report.completed && stats.is_consistent(), "{stats:?}");
+    assert_eq!(stats.recovered, 30, "{stats:?}");
+    assert_eq!(stats.delivered, 22, "{stats:?}");
+    assert_eq!(stats.dropped.damaged, 8, "{stats:?}");
+    assert_eq!(stats.dropped.total(), 8, "{stats:?}");
+    assert_eq!(
+        stats.stored + stats.queued + stats.in_flight,
+        0,
+        "{stats:?}"
+    );
+    assert_eq!(*seen.lock().unwrap(), expected);
+    // Deleted with the events around them, the last at close: the next open finds none.
+    let check = SqliteStore::verify(&db).unwrap();
+    assert!(check.is_healthy(), "{check:?}");
+    assert_eq!((check.events, check.lost_events), (0, 0), "{check:?}");
+}

@@ -3,7 +3,8 @@
 //! A commit deletes the rows the sink settled. SQLite needs room in its WAL to delete, so
 //! on a full disk the delete fails; the rows were delivered all the same, so they are
 //! consumed here — skipped by later reads — and deleted by the next commit or close that
-//! can. A restart before then sends them again (at least once).
+//! can. A restart before then sends them again (at least once). Damaged rows a read
+//! skipped at its front are consumed the same way, deleted with the rows after them.
 
 use std::path::Path;
 
@@ -26,6 +27,12 @@ impl Consumed {
     /// Reads start after this row id.
     pub(super) fn after(&self) -> i64 {
         self.up_to.unwrap_or(i64::MIN)
+    }
+
+    /// Consumes the rows up to `id`, damaged rows a read skipped (it found them in order,
+    /// each right after the last consumed).
+    pub(super) fn skip(&mut self, id: i64) {
+        self.up_to = Some(id);
     }
 
     /// Deletes the rows up to `id`, which the sink settled. They are consumed whatever the

@@ -29,11 +29,12 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 mod check;
 mod config;
 mod consumed;
+mod read;
 
 pub use config::SqliteStoreConfig;
 pub(crate) use config::config_from_params;
 
-use super::{Appended, Fsync, Store, StoreSize, StoredBatch, fits};
+use super::{Appended, Fsync, Store, StoreSize, StoredBatch};
 use crate::{DeadLetter, Error};
 
 const SCHEMA: &str = "
@@ -49,23 +50,12 @@ const SCHEMA: &str = "
         event BLOB NOT NULL
     );";
 const INSERT_EVENT: &str = "INSERT INTO events (stored_at_ms, event) VALUES (?1, ?2)";
-/// Rows after `?1`: those up to it were consumed, and are only not deleted yet (a full disk).
-const READ_OLDEST: &str =
-    "SELECT id, stored_at_ms, event FROM events WHERE id > ?1 ORDER BY id LIMIT ?2";
 const OLDEST_MS: &str = "SELECT stored_at_ms FROM events ORDER BY id LIMIT 1";
 const INSERT_DEAD: &str = "INSERT INTO dead_letters (at_ms, reason, event) VALUES (?1, ?2, ?3)";
 const DEAD_SIZE: &str = "length(event) + length(CAST(reason AS BLOB))";
 /// SQLite's largest string, BLOB or row (`SQLITE_MAX_LENGTH`, whose default the bundled
 /// build keeps), less room for a row's other columns and header.
 const MAX_ROW: usize = 1_000_000_000 - 64;
-
-/// An event of the last read: its row, size and age.
-#[derive(Debug, Clone, Copy)]
-struct Read {
-    id: i64,
-    len: u64,
-    stored_at_ms: i64,
-}
 
 /// Events in an SQLite database in WAL mode: survives restarts and, with [`Fsync::Always`]
 /// or after [`Store::sync`], crashes. One process at a time: a second open fails.
@@ -95,7 +85,7 @@ pub struct SqliteStore {
     /// `None` once closed.
     conn: Option<Connection>,
     /// The events of the last read, oldest first, less those committed since.
-    read: VecDeque<Read>,
+    read: VecDeque<read::Read>,
     events: u64,
     bytes: u64,
     oldest_ms: Option<i64>,
@@ -106,6 +96,8 @@ pub struct SqliteStore {
     durable_appends: bool,
     /// Rows delivered but not deleted yet (a full disk).
     consumed: consumed::Consumed,
+    /// Damaged rows reads skipped since `take_lost` was last called.
+    lost: u64,
     /// The process that opened the database. A `fork()` child must neither write through
     /// the inherited connection nor close it (closing checkpoints and removes the WAL the
     /// parent still uses).
@@ -195,6 +187,7 @@ impl SqliteStore {
             last_sync: Instant::now(),
             durable_appends: false,
             consumed: Default::default(),
+            lost: 0,
             pid: std::process::id(),
             watch: crate::store::watch::Watch::new(&config.path),
             config,
@@ -341,32 +334,7 @@ impl Store for SqliteStore {
         max_bytes: usize,
         out: &mut StoredBatch,
     ) -> Result<(), Error> {
-        out.clear();
-        self.read.clear();
-        let path = self.config.path.as_path();
-        let sql = |e| sql_error(path, e);
-        let conn = live(&mut self.conn, path)?;
-        let limit = i64::try_from(max_events.max(1)).unwrap_or(i64::MAX);
-        let mut select = conn.prepare_cached(READ_OLDEST).map_err(sql)?;
-        let mut rows = select.query([self.consumed.after(), limit]).map_err(sql)?;
-        let mut bytes = 0usize;
-        while let Some(row) = rows.next().map_err(sql)? {
-            let event = row
-                .get_ref(2)
-                .and_then(|v| v.as_bytes().map_err(Into::into))
-                .map_err(sql)?;
-            if !fits(out.len(), bytes, event.len(), max_events, max_bytes) {
-                break;
-            }
-            bytes += event.len() + 1;
-            out.push(event);
-            self.read.push_back(Read {
-                id: row.get(0).map_err(sql)?,
-                len: event.len() as u64,
-                stored_at_ms: row.get(1).map_err(sql)?,
-            });
-        }
-        Ok(())
+        self.read_rows(max_events, max_bytes, out)
     }
 
     fn commit(&mut self, n: usize) -> Result<(), Error> {
@@ -510,6 +478,10 @@ impl Store for SqliteStore {
             None => Ok(()),
         };
         checkpointed.and(closed)
+    }
+
+    fn take_lost(&mut self) -> u64 {
+        std::mem::take(&mut self.lost)
     }
 
     fn max_record_bytes(&self) -> usize {
