@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OpenFlags, types::ValueRef};
 
 use super::read::event_of;
+use super::totals::{Totals, unopenable};
 use super::{INSERT_EVENT, SqliteStore, SqliteStoreConfig, fail, live, now_ms, sql_error};
 use crate::store::Store;
 use crate::store::check::{PartCheck, StoreCheck, is_json_object, rows_named};
@@ -27,7 +28,9 @@ impl SqliteStore {
     /// not framed as a JSON object was damaged: a pipeline does not send it, and counts it
     /// lost; one that is framed so but does not parse is sent as it is). Says what the
     /// store holds and what is wrong; SQLite stores are not salvaged on open, so damage
-    /// here means restoring the file or recovering it with `sqlite3 <path> .recover`.
+    /// here means restoring the file or recovering it with `sqlite3 <path> .recover`. Open
+    /// counts what both tables hold, reading every page of them: where that fails, open
+    /// fails, and [`StoreCheck::open_error`] says so in open's words.
     ///
     /// # Errors
     ///
@@ -90,6 +93,13 @@ impl SqliteStore {
         }
         let file_at = check.parts.len();
         check.parts.push(file);
+        let dead_letters = tables.iter().any(|t| t == "dead_letters");
+        // What open reads before it returns: where that fails, the store does not open.
+        if let Err(e) = Totals::read(conn, dead_letters) {
+            let why = unopenable(path, &e);
+            check.problems.push(format!("{name}: {why}"));
+            check.open_error = Some(why);
+        }
 
         let events = read_table(
             conn,
@@ -103,7 +113,7 @@ impl SqliteStore {
         check.parts[file_at].records = events.records;
         check.parts[file_at].kept = part_kept(&check.parts);
 
-        if tables.iter().any(|t| t == "dead_letters") {
+        if dead_letters {
             let dead = read_table(
                 conn,
                 "SELECT id, at_ms, event FROM dead_letters ORDER BY id",

@@ -24,18 +24,20 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 mod check;
 mod config;
 mod consumed;
 mod read;
+mod totals;
 
 pub use config::SqliteStoreConfig;
 pub(crate) use config::config_from_params;
 
 use super::{Appended, Fsync, Store, StoreSize, StoredBatch};
 use crate::{DeadLetter, Error};
+use totals::{Totals, unopenable};
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS events (
@@ -50,7 +52,6 @@ const SCHEMA: &str = "
         event BLOB NOT NULL
     );";
 const INSERT_EVENT: &str = "INSERT INTO events (stored_at_ms, event) VALUES (?1, ?2)";
-const OLDEST_MS: &str = "SELECT stored_at_ms FROM events ORDER BY id LIMIT 1";
 const INSERT_DEAD: &str = "INSERT INTO dead_letters (at_ms, reason, event) VALUES (?1, ?2, ?3)";
 const DEAD_SIZE: &str = "length(event) + length(CAST(reason AS BLOB))";
 /// SQLite's largest string, BLOB or row (`SQLITE_MAX_LENGTH`, whose default the bundled
@@ -158,31 +159,23 @@ impl SqliteStore {
             }
         }
 
-        let (events, bytes): (i64, i64) = conn
-            .query_row(
-                "SELECT COUNT(*), COALESCE(SUM(length(event)), 0) FROM events",
-                [],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .map_err(sql)?;
-        let oldest_ms: Option<i64> = conn
-            .query_row(OLDEST_MS, [], |row| row.get(0))
-            .optional()
-            .map_err(sql)?;
-        let dead_bytes: i64 = conn
-            .query_row(
-                &format!("SELECT COALESCE(SUM({DEAD_SIZE}), 0) FROM dead_letters"),
-                [],
-                |row| row.get(0),
-            )
-            .map_err(sql)?;
+        let totals = Totals::read(&conn, true).map_err(|e| {
+            let why = unopenable(path, &e);
+            match e.sqlite_error_code() {
+                Some(ErrorCode::DatabaseCorrupt) => fail(
+                    path,
+                    format_args!("{why}; `auditbuf store verify` shows what is readable"),
+                ),
+                _ => fail(path, why),
+            }
+        })?;
         Ok(SqliteStore {
             conn: Some(conn),
             read: VecDeque::new(),
-            events: events.max(0) as u64,
-            bytes: bytes.max(0) as u64,
-            oldest_ms,
-            dead_bytes: dead_bytes.max(0) as u64,
+            events: totals.events,
+            bytes: totals.bytes,
+            oldest_ms: totals.oldest_ms,
+            dead_bytes: totals.dead_bytes,
             unsynced: false,
             last_sync: Instant::now(),
             durable_appends: false,
