@@ -104,5 +104,6 @@ void test_threads(void);
 void test_close_while_recording(void);
 void test_metrics(void);
 void test_cadf(void);
+void test_cadf_list_elements(void);
 
 #endif

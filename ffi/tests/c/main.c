@@ -27,6 +27,7 @@ static const struct {
     {"close_while_recording", test_close_while_recording},
     {"metrics", test_metrics},
     {"cadf", test_cadf},
+    {"cadf_list_elements", test_cadf_list_elements},
 };
 
 int main(int argc, char **argv) {
