@@ -152,20 +152,7 @@ fn verify_text(check: &StoreCheck) -> String {
             "  resend      from the oldest event kept (the saved read position is unusable)"
         );
     }
-    let _ = writeln!(
-        out,
-        "dead letters  {}",
-        count(check.dead_letters, "event", "events")
-    );
-    // Damage the table already shows is not repeated.
-    let problems: Vec<String> = check
-        .problems
-        .iter()
-        .filter(|p| !shown_in_table(check, p))
-        .cloned()
-        .collect();
-    list(&mut out, "problems", &problems);
-    list(&mut out, "notes", &check.notes);
+    last_lines(&mut out, check, None);
     out
 }
 
@@ -180,30 +167,34 @@ fn unopenable_text(out: &mut String, check: &StoreCheck, why: &str) {
             count(check.lost_events, "event", "events")
         );
     }
+    last_lines(out, check, Some(why));
+}
+
+/// The dead letters, then the problems and notes, less what was said already: the damage
+/// the table shows, and `said`.
+fn last_lines(out: &mut String, check: &StoreCheck, said: Option<&str>) {
     let _ = writeln!(
         out,
         "dead letters  {}",
         count(check.dead_letters, "event", "events")
     );
-    // The reason is said above; the rest of the damage is not in the table.
+    let shown = |problem: &str| {
+        said.is_some_and(|said| problem.ends_with(said))
+            || check.parts.iter().any(|p| {
+                p.damaged
+                    && problem
+                        .strip_prefix(&format!("{}: ", p.name))
+                        .is_some_and(|rest| p.state.contains(rest))
+            })
+    };
     let problems: Vec<String> = check
         .problems
         .iter()
-        .filter(|p| !p.ends_with(why) && !shown_in_table(check, p))
+        .filter(|p| !shown(p))
         .cloned()
         .collect();
     list(out, "problems", &problems);
     list(out, "notes", &check.notes);
-}
-
-/// Whether `problem` repeats the state the table shows for a damaged part.
-fn shown_in_table(check: &StoreCheck, problem: &str) -> bool {
-    check.parts.iter().any(|p| {
-        p.damaged
-            && problem
-                .strip_prefix(&format!("{}: ", p.name))
-                .is_some_and(|rest| p.state.contains(rest))
-    })
 }
 
 fn kept_line(check: &StoreCheck) -> String {

@@ -178,26 +178,21 @@ mod tests {
             reason: "trailing characters after the value",
             field: Some(field),
         };
-        assert_eq!(
-            locate(&empty("target.addresses.url"), &ev),
-            at("target.addresses", 2)
-        );
-        assert_eq!(
-            locate(&nul("target.addresses.name"), &ev),
-            at("target.addresses", 2)
-        );
-        assert_eq!(
-            locate(&bad_json("target.attachments.content"), &ev),
-            at("target.attachments", 1)
-        );
-        assert_eq!(
-            locate(&bad_json("attachments.content"), &ev),
-            at("attachments", 1)
-        );
-        // No element breaks it (another role's list), or no list holds the field.
-        assert_eq!(locate(&empty("initiator.addresses.url"), &ev), None);
-        assert_eq!(locate(&empty("initiator.typeURI"), &ev), None);
-        assert_eq!(locate(&Error::Closed, &ev), None);
+        for (error, want) in [
+            (empty("target.addresses.url"), at("target.addresses", 2)),
+            (nul("target.addresses.name"), at("target.addresses", 2)),
+            (
+                bad_json("target.attachments.content"),
+                at("target.attachments", 1),
+            ),
+            (bad_json("attachments.content"), at("attachments", 1)),
+            // No element breaks it (another role's list), or no list holds the field.
+            (empty("initiator.addresses.url"), None),
+            (empty("initiator.typeURI"), None),
+            (Error::Closed, None),
+        ] {
+            assert_eq!(locate(&error, &ev), want, "{error:?}");
+        }
     }
 
     #[test]

@@ -106,23 +106,15 @@ fn a_delete_left_pending_is_tried_again_at_close() {
 fn damaged_rows_are_counted_once_wherever_reads_and_commits_fall() {
     let (dir, path) = fresh("damaged");
     let event = |n: usize| format!(r#"{{"n":{n}}}"#).into_bytes();
-    let mut store = SqliteStore::open(SqliteStoreConfig::new(&path)).unwrap();
-    for n in 0..8 {
-        store.append(&[&event(n)]).unwrap();
-    }
-    store.close().unwrap();
-    drop(store);
     // Rows 1 to 8 hold events 0 to 7; then 2, 4, 5 and 6 are damaged.
-    let conn = Connection::open(&path).unwrap();
-    conn.execute_batch(
+    let mut store = damaged(
+        &path,
+        8,
         "UPDATE events SET event = X'7B22FF7D' WHERE id = 2;
          UPDATE events SET event = 123456 WHERE id = 4;
          UPDATE events SET event = '[5]' WHERE id = 5;
          UPDATE events SET event = 'six' WHERE id = 6;",
-    )
-    .unwrap();
-    conn.close().unwrap();
-    let mut store = SqliteStore::open(SqliteStoreConfig::new(&path)).unwrap();
+    );
     assert_eq!(store.size().events, 8);
     let mut batch = StoredBatch::default();
     let mut read = |store: &mut SqliteStore| -> (Vec<Vec<u8>>, u64) {
@@ -175,15 +167,7 @@ fn damaged_rows_are_counted_once_wherever_reads_and_commits_fall() {
 #[test]
 fn a_damaged_row_that_is_last_is_deleted_at_close() {
     let (dir, path) = fresh("damaged-last");
-    let mut store = SqliteStore::open(SqliteStoreConfig::new(&path)).unwrap();
-    store.append(&[b"{\"n\":0}", b"{\"n\":1}"]).unwrap();
-    store.close().unwrap();
-    drop(store);
-    let conn = Connection::open(&path).unwrap();
-    conn.execute("UPDATE events SET event = X'FF' WHERE id = 2", [])
-        .unwrap();
-    conn.close().unwrap();
-    let mut store = SqliteStore::open(SqliteStoreConfig::new(&path)).unwrap();
+    let mut store = damaged(&path, 2, "UPDATE events SET event = X'FF' WHERE id = 2");
     let mut batch = StoredBatch::default();
     store.read_oldest(10, usize::MAX, &mut batch).unwrap();
     store.commit(batch.len()).unwrap();
@@ -212,6 +196,23 @@ fn the_damage_line_names_the_database_and_each_row() {
         "/data/audit.db: damaged rows in events, not sent (counted in dropped.damaged): \
          row id 2: not UTF-8; rows 4, 6: not bytes; row id 5: not a JSON object"
     );
+}
+
+/// A store of `{"n":0}` to `{"n":<events - 1>}` in rows 1 to `events`, damaged by `sql`
+/// while closed, and opened again.
+fn damaged(path: &Path, events: usize, sql: &str) -> SqliteStore {
+    let mut store = SqliteStore::open(SqliteStoreConfig::new(path)).unwrap();
+    for n in 0..events {
+        store
+            .append(&[format!(r#"{{"n":{n}}}"#).as_bytes()])
+            .unwrap();
+    }
+    store.close().unwrap();
+    drop(store);
+    let conn = Connection::open(path).unwrap();
+    conn.execute_batch(sql).unwrap();
+    conn.close().unwrap();
+    SqliteStore::open(SqliteStoreConfig::new(path)).unwrap()
 }
 
 /// Makes every delete from `events` fail, as on a full disk (SQLite needs room in its WAL
