@@ -219,7 +219,7 @@ func TestRecordCADFRefusals(t *testing.T) {
 	check(func(ev *CADFEvent) { ev.Target.ID = "" }, ErrMissingField, "target.id")
 	check(func(ev *CADFEvent) {
 		ev.Target.Addresses = []CADFAddress{{URL: "https://a"}, {Name: "no url"}}
-	}, ErrMissingField, "target.addresses.url")
+	}, ErrMissingField, "required field target.addresses[1].url is empty")
 	check(func(ev *CADFEvent) {
 		ev.Attachments = []CADFAttachment{{TypeURI: "mime:application/json", Content: `{"a":1,"a":2}`, ContentIsJSON: true}}
 	}, ErrInvalidJSON, "")

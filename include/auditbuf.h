@@ -904,8 +904,11 @@ extern "C" {
  * `AUDITBUF_INVALID_JSON` (JSON attachment content), `AUDITBUF_TOO_LARGE`,
  * `AUDITBUF_FULL`, `AUDITBUF_TIMEOUT`, `AUDITBUF_CLOSED`, `AUDITBUF_NULL_PARAMETER`,
  * `AUDITBUF_INVALID_PARAMETER` (a NULL `ptr` with a length, a NULL list with a count).
- * Refusals of the event are counted in `auditbuf_stats`. The caller keeps ownership of
- * `ev` and everything it points to; nothing is kept after the call. Thread-safe.
+ * A message about an element of a list names its index: `required field
+ * initiator.addresses[2].url is empty`, `field attachments[1].content: not valid JSON at
+ * byte 3 of its text: …`. Refusals of the event are counted in `auditbuf_stats`. The
+ * caller keeps ownership of `ev` and everything it points to; nothing is kept after the
+ * call. Thread-safe.
  *
  * # Safety
  * `pipeline` must be NULL or a live handle from `auditbuf_pipeline_new*`; `ev` must be

@@ -46,8 +46,12 @@ fn title(check: &StoreCheck) -> String {
     format!("{} store {}", check.kind, check.location)
 }
 
-/// What a recovery would do, in a few words: `lose 1 event, cut 66 bytes`.
+/// What a recovery would do, in a few words: `lose 1 event, cut 66 bytes`; `fail` for a
+/// store that would not open.
 pub(crate) fn summary(check: &StoreCheck) -> String {
+    if check.open_error.is_some() {
+        return "fail".to_owned();
+    }
     let mut parts = Vec::new();
     if check.lost_events > 0 {
         parts.push(format!(
@@ -97,6 +101,10 @@ fn verify_text(check: &StoreCheck) -> String {
     out.push('\n');
     table(&mut out, check);
     out.push('\n');
+    if let Some(why) = &check.open_error {
+        unopenable_text(&mut out, check, why);
+        return out;
+    }
     let _ = writeln!(out, "opening the store would");
     let kept = kept_line(check);
     let _ = writeln!(out, "  keep        {kept}");
@@ -144,19 +152,40 @@ fn verify_text(check: &StoreCheck) -> String {
             "  resend      from the oldest event kept (the saved read position is unusable)"
         );
     }
+    last_lines(&mut out, check, None);
+    out
+}
+
+/// What `verify` says of a store that would not open: why, and what a recovery finds.
+fn unopenable_text(out: &mut String, check: &StoreCheck, why: &str) {
+    let _ = writeln!(out, "opening the store would fail: {why}");
+    let _ = writeln!(out, "  readable    {}", kept_line(check));
+    if check.lost_events > 0 {
+        let _ = writeln!(
+            out,
+            "  unreadable  at least {}",
+            count(check.lost_events, "event", "events")
+        );
+    }
+    last_lines(out, check, Some(why));
+}
+
+/// The dead letters, then the problems and notes, less what was said already: the damage
+/// the table shows, and `said`.
+fn last_lines(out: &mut String, check: &StoreCheck, said: Option<&str>) {
     let _ = writeln!(
         out,
         "dead letters  {}",
         count(check.dead_letters, "event", "events")
     );
-    // Damage the table already shows is not repeated.
-    let shown = |problem: &&String| {
-        check.parts.iter().any(|p| {
-            p.damaged
-                && problem
-                    .strip_prefix(&format!("{}: ", p.name))
-                    .is_some_and(|rest| p.state.contains(rest))
-        })
+    let shown = |problem: &str| {
+        said.is_some_and(|said| problem.ends_with(said))
+            || check.parts.iter().any(|p| {
+                p.damaged
+                    && problem
+                        .strip_prefix(&format!("{}: ", p.name))
+                        .is_some_and(|rest| p.state.contains(rest))
+            })
     };
     let problems: Vec<String> = check
         .problems
@@ -164,9 +193,8 @@ fn verify_text(check: &StoreCheck) -> String {
         .filter(|p| !shown(p))
         .cloned()
         .collect();
-    list(&mut out, "problems", &problems);
-    list(&mut out, "notes", &check.notes);
-    out
+    list(out, "problems", &problems);
+    list(out, "notes", &check.notes);
 }
 
 fn kept_line(check: &StoreCheck) -> String {
@@ -260,7 +288,10 @@ fn verify_json(check: &StoreCheck) -> Value {
         "store": check.kind,
         "location": check.location,
         "healthy": check.is_healthy(),
-        "keep": {
+        "opens": check.open_error.is_none(),
+        "open_error": check.open_error,
+        // A store that would not open keeps nothing: what it holds is readable, no more.
+        (if check.open_error.is_none() { "keep" } else { "readable" }): {
             "events": check.events,
             "bytes": check.bytes,
             "oldest": opt_time(check.oldest),

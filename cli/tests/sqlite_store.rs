@@ -135,13 +135,15 @@ fn a_flipped_payload_byte_is_reported_with_its_row() {
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("DAMAGED"), "{}", r.stdout);
     assert!(
-        r.stdout.contains("row id 8: not a JSON object"),
+        r.stdout
+            .contains("row id 8: not a JSON object (damaged); a pipeline does not send it"),
         "{}",
         r.stdout
     );
     let v = run(&["store", "verify", "--json", path]).json();
     assert_eq!(v["healthy"], false);
-    assert_eq!(v["keep"]["events"], 30);
+    assert_eq!(v["keep"]["events"], 29);
+    assert_eq!(v["lost_events"], 1);
     assert!(
         before == fingerprint(&scope.0),
         "verify changed the database"
@@ -165,8 +167,10 @@ fn a_file_that_is_no_database_cannot_be_checked_exit_2() {
     assert!(before == fingerprint(&scope.0), "verify changed the file");
 }
 
+/// A page of the events table overwritten: open fails (it reads every page to count), and
+/// `verify` says so instead of what opening would keep and lose.
 #[test]
-fn an_overwritten_page_fails_the_integrity_check() {
+fn an_overwritten_page_is_said_to_keep_the_store_from_opening() {
     let _serial = common::serial();
     let scope = Scope::new("sqlite-page");
     let db = scope.path("audit.db");
@@ -188,11 +192,31 @@ fn an_overwritten_page_fails_the_integrity_check() {
         "{}",
         r.stdout
     );
-    assert!(r.stdout.contains(".recover"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("DAMAGED (opening it would fail)")
+            && r.stdout
+                .contains("opening the store would fail: database disk image is malformed")
+            && r.stdout.contains(".recover"),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("lose "), "{}", r.stdout);
+    let v = run(&["store", "verify", "--json", db.to_str().unwrap()]).json();
+    assert_eq!(
+        (v["healthy"].as_bool(), v["opens"].as_bool()),
+        (Some(false), Some(false))
+    );
+    assert!(
+        v["keep"].is_null() && v["readable"]["events"].is_u64(),
+        "{v}"
+    );
+    let why = v["open_error"].as_str().unwrap().to_owned();
     assert!(
         before == fingerprint(&scope.0),
         "verify changed the database"
     );
+    let e = SqliteStore::open(config(&db)).unwrap_err().to_string();
+    assert!(e.contains(&why), "open: {e}\nverify: {why}");
 }
 
 const HOLD: &str = "AUDITBUF_TEST_HOLD_SQLITE";

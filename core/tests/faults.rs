@@ -93,6 +93,17 @@ fn quick_retries() -> RetryPolicy {
         .backoff(Duration::from_millis(5), Duration::from_millis(100))
 }
 
+/// Sends only when the test flushes (the interval is a minute), each batch retried every 5
+/// to 20 ms for up to `budget`.
+fn flushed_by_hand(budget: Duration) -> Config {
+    let retry = RetryPolicy::default()
+        .max_elapsed(budget)
+        .backoff(Duration::from_millis(5), Duration::from_millis(20));
+    Config::default()
+        .flush_interval(Duration::from_secs(60))
+        .retry(retry)
+}
+
 #[test]
 fn an_event_refused_with_another_answer_while_the_endpoint_seemed_down_is_poison() {
     // Batches of one. The first five requests meet a proxy refusing everything (the fifth
@@ -111,12 +122,7 @@ fn an_event_refused_with_another_answer_while_the_endpoint_seemed_down_is_poison
             }
         }
     });
-    let retry = RetryPolicy::default()
-        .max_elapsed(Duration::from_secs(5))
-        .backoff(Duration::from_millis(5), Duration::from_millis(20));
-    let config = Config::default()
-        .flush_interval(Duration::from_secs(60))
-        .retry(retry);
+    let config = flushed_by_hand(Duration::from_secs(5));
     let sink = HttpSink::new(receiver.url(), HttpConfig::default()).unwrap();
     let p = Pipeline::new(config, sink).unwrap();
     for id in ids(5) {
@@ -580,12 +586,7 @@ impl auditbuf::Sink for RefusesAll {
 #[test]
 fn a_sink_whose_rejections_are_final_gets_a_batch_of_nothing_but_bad_events_dead_lettered() {
     let calls = Arc::new(AtomicUsize::new(0));
-    let retry = RetryPolicy::default()
-        .max_elapsed(Duration::from_secs(30))
-        .backoff(Duration::from_millis(5), Duration::from_millis(20));
-    let config = Config::default()
-        .flush_interval(Duration::from_secs(60))
-        .retry(retry);
+    let config = flushed_by_hand(Duration::from_secs(30));
     let sink = RefusesAll {
         calls: Arc::clone(&calls),
     };

@@ -250,21 +250,37 @@ fn deleting_lock_by_hand_lets_no_second_opener_in() {
     assert_eq!(all(&mut second), (0..3).map(event).collect::<Vec<_>>());
 }
 
-/// A tmpfs of `bytes` mounted on `dir` while it lives (needs root and a kernel that lets
+/// A small tmpfs, mounted while it lives (needs root and a kernel that lets
 /// the test mount: CI runs as root; elsewhere the test that uses it says so and passes).
 struct SmallDisk(std::path::PathBuf);
 
 impl SmallDisk {
-    fn mount(dir: &Path, bytes: u64) -> Option<SmallDisk> {
-        fs::create_dir_all(dir).unwrap();
+    /// A tmpfs of 256 KiB at `disk` in the test's scope; `None`, said on stderr, where it
+    /// cannot be mounted (not root): the test is skipped.
+    fn mount(scope: &Scope) -> Option<SmallDisk> {
+        let dir = scope.0.join("disk");
+        fs::create_dir_all(&dir).unwrap();
         let mounted = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes}")])
-            .arg("tmpfs")
-            .arg(dir)
+            .args(["-t", "tmpfs", "-o", "size=262144", "tmpfs"])
+            .arg(&dir)
             .stderr(std::process::Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
-        mounted.then(|| SmallDisk(dir.to_owned()))
+        if !mounted {
+            eprintln!("skipped: cannot mount a tmpfs here (not root?)");
+        }
+        mounted.then_some(SmallDisk(dir))
+    }
+
+    /// Takes whatever room is left, until [`make_room`](Self::make_room): not even a new
+    /// segment's header fits.
+    fn fill(&self) {
+        let mut ballast = fs::File::create(self.0.join("ballast")).unwrap();
+        while std::io::Write::write_all(&mut ballast, &[0; 512]).is_ok() {}
+    }
+
+    fn make_room(&self) {
+        fs::remove_file(self.0.join("ballast")).unwrap();
     }
 }
 
@@ -277,8 +293,7 @@ impl Drop for SmallDisk {
 #[test]
 fn a_store_on_a_full_disk_opens_and_drains() {
     let scope = Scope::new("full-disk");
-    let Some(disk) = SmallDisk::mount(&scope.0.join("disk"), 256 * 1024) else {
-        eprintln!("skipped: cannot mount a tmpfs here (not root?)");
+    let Some(disk) = SmallDisk::mount(&scope) else {
         return;
     };
     let dir = disk.0.join("wal");
@@ -288,10 +303,8 @@ fn a_store_on_a_full_disk_opens_and_drains() {
         kept += 1;
     }
     drop(store);
-    // Whatever room is left goes too: not even a new segment's header fits.
-    let mut ballast = fs::File::create(disk.0.join("ballast")).unwrap();
-    while std::io::Write::write_all(&mut ballast, &[0; 512]).is_ok() {}
-    drop(ballast);
+    // Whatever room is left goes too.
+    disk.fill();
     // A restarted program opens its store (appending after the last segment) and drains
     // it, which frees the space.
     let mut store = FileStore::open(config(&dir)).unwrap();
@@ -300,7 +313,7 @@ fn a_store_on_a_full_disk_opens_and_drains() {
     store.commit(got.len()).unwrap();
     assert_eq!(store.size().events, 0);
     drop(store);
-    fs::remove_file(disk.0.join("ballast")).unwrap();
+    disk.make_room();
     let mut store = FileStore::open(config(&dir)).unwrap();
     append_range(&mut store, 0..3);
     assert_eq!(all(&mut store), (0..3).map(event).collect::<Vec<_>>());
@@ -309,8 +322,7 @@ fn a_store_on_a_full_disk_opens_and_drains() {
 #[test]
 fn a_cursor_inside_the_last_segment_survives_opening_on_a_full_disk() {
     let scope = Scope::new("full-disk-cursor");
-    let Some(disk) = SmallDisk::mount(&scope.0.join("disk"), 256 * 1024) else {
-        eprintln!("skipped: cannot mount a tmpfs here (not root?)");
+    let Some(disk) = SmallDisk::mount(&scope) else {
         return;
     };
     let dir = disk.0.join("wal");
@@ -320,9 +332,7 @@ fn a_cursor_inside_the_last_segment_survives_opening_on_a_full_disk() {
     assert_eq!(read(&mut store, 5, usize::MAX).len(), 5);
     store.commit(5).unwrap();
     drop(store);
-    let mut ballast = fs::File::create(disk.0.join("ballast")).unwrap();
-    while std::io::Write::write_all(&mut ballast, &[0; 512]).is_ok() {}
-    drop(ballast);
+    disk.fill();
     // No room for a new segment: the last one becomes the tail, the cursor kept in it.
     let mut store = FileStore::open(config(&dir)).unwrap();
     assert_eq!(store.size().events, 5);

@@ -11,7 +11,8 @@ use auditbuf::{
 };
 
 use crate::args;
-use crate::error::{fail, status, status_of};
+use crate::element::{At, locate};
+use crate::error::{fail, status_of};
 use crate::event::auditbuf_bytes;
 use crate::panic::guard;
 use crate::pipeline::{Handle, auditbuf_pipeline, handle};
@@ -139,8 +140,11 @@ const STACK: usize = 8;
 /// `AUDITBUF_INVALID_JSON` (JSON attachment content), `AUDITBUF_TOO_LARGE`,
 /// `AUDITBUF_FULL`, `AUDITBUF_TIMEOUT`, `AUDITBUF_CLOSED`, `AUDITBUF_NULL_PARAMETER`,
 /// `AUDITBUF_INVALID_PARAMETER` (a NULL `ptr` with a length, a NULL list with a count).
-/// Refusals of the event are counted in `auditbuf_stats`. The caller keeps ownership of
-/// `ev` and everything it points to; nothing is kept after the call. Thread-safe.
+/// A message about an element of a list names its index: `required field
+/// initiator.addresses[2].url is empty`, `field attachments[1].content: not valid JSON at
+/// byte 3 of its text: …`. Refusals of the event are counted in `auditbuf_stats`. The
+/// caller keeps ownership of `ev` and everything it points to; nothing is kept after the
+/// call. Thread-safe.
 ///
 /// # Safety
 /// `pipeline` must be NULL or a live handle from `auditbuf_pipeline_new*`; `ev` must be
@@ -168,18 +172,30 @@ pub unsafe extern "C" fn auditbuf_record_cadf(
 enum Failure {
     /// A bad argument (a NULL pointer with a length): not an event, not counted.
     Parameter(auditbuf_status),
-    /// A field the event may not have (not UTF-8): refused and counted like the core's.
-    Refused(Error),
+    /// A field the event may not have (not UTF-8): refused and counted like the core's;
+    /// with the list element it is a field of.
+    Refused(Error, Option<At>),
 }
 
 impl Failure {
     fn status(self, handle: &Handle) -> auditbuf_status {
         match self {
             Failure::Parameter(s) => s,
-            Failure::Refused(e) => {
+            Failure::Refused(e, at) => {
                 handle.pipeline.count_rejected(&e);
-                status_of(&e)
+                let s = status_of(&e);
+                at.map_or(s, |at| at.name(s))
             }
+        }
+    }
+
+    /// The failure of a field of element `index` of `list`.
+    fn at(self, list: &'static str, index: usize) -> Failure {
+        let at = At { list, index };
+        match self {
+            // The message is written already.
+            Failure::Parameter(s) => Failure::Parameter(at.name(s)),
+            Failure::Refused(e, _) => Failure::Refused(e, Some(at)),
         }
     }
 }
@@ -231,7 +247,13 @@ unsafe fn record(handle: &Handle, ev: &auditbuf_cadf_event) -> Result<auditbuf_s
         attachments: own.as_slice(),
         request_path: text(&ev.request_path, "requestPath")?,
     };
-    Ok(status(handle.pipeline.record_cadf(&event)))
+    match handle.pipeline.record_cadf(&event) {
+        Ok(()) => Ok(crate::AUDITBUF_OK),
+        Err(e) => {
+            let s = status_of(&e);
+            Ok(locate(&e, &event).map_or(s, |at| at.name(s)))
+        }
+    }
 }
 
 /// # Safety
@@ -289,10 +311,11 @@ unsafe fn address_list<'a>(
         // Safety: `b` is a view of one of the addresses, readable (this function's contract).
         unsafe { text(b, field) }
     };
-    for a in items {
+    for (i, a) in items.iter().enumerate() {
+        let at = |f: Failure| f.at(n.addresses, i);
         list.push(CadfAddress {
-            url: text(&a.url, n.address_url)?.unwrap_or_default(),
-            name: text(&a.name, n.address_name)?,
+            url: text(&a.url, n.address_url).map_err(at)?.unwrap_or_default(),
+            name: text(&a.name, n.address_name).map_err(at)?,
         });
     }
     Ok(list)
@@ -314,11 +337,14 @@ unsafe fn attachment_list<'a>(
         // Safety: `b` is a view of one of the attachments, readable (this function's contract).
         unsafe { text(b, field) }
     };
-    for a in items {
-        let content = text(&a.content, n.content)?.unwrap_or_default();
+    for (i, a) in items.iter().enumerate() {
+        let at = |f: Failure| f.at(n.list, i);
+        let content = text(&a.content, n.content).map_err(at)?.unwrap_or_default();
         list.push(CadfAttachment {
-            name: text(&a.name, n.name)?,
-            type_uri: text(&a.type_uri, n.type_uri)?.unwrap_or_default(),
+            name: text(&a.name, n.name).map_err(at)?,
+            type_uri: text(&a.type_uri, n.type_uri)
+                .map_err(at)?
+                .unwrap_or_default(),
             content: if a.content_is_json != 0 {
                 CadfContent::Json(content)
             } else {
@@ -349,10 +375,13 @@ unsafe fn text<'a>(b: &'a auditbuf_bytes, field: &'static str) -> Result<Option<
     // Safety: non-NULL and readable (the caller's promise); the length is checked there.
     let bytes = unsafe { args::bytes(b.ptr, b.len, field) }.map_err(Failure::Parameter)?;
     std::str::from_utf8(bytes).map(Some).map_err(|_| {
-        Failure::Refused(Error::InvalidField {
-            field,
-            reason: "is not valid UTF-8",
-        })
+        Failure::Refused(
+            Error::InvalidField {
+                field,
+                reason: "is not valid UTF-8",
+            },
+            None,
+        )
     })
 }
 

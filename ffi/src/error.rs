@@ -36,6 +36,30 @@ pub(crate) fn at_index(status: auditbuf_status, i: usize) -> auditbuf_status {
     status
 }
 
+/// Names element `i` of `list` in this thread's last error, which names a field of one of
+/// them — `initiator.addresses.url` becomes `initiator.addresses[2].url` — and returns
+/// `status`. The list's name must stand there whole: not inside a longer one
+/// (`attachments` in `initiator.attachments`).
+pub(crate) fn at_element(status: auditbuf_status, list: &str, i: usize) -> auditbuf_status {
+    LAST_ERROR.with(|last| {
+        if let Ok(mut last) = last.try_borrow_mut() {
+            let whole = |at: usize| {
+                let before = last[..at].chars().next_back();
+                !before.is_some_and(|c| c == '.' || c.is_alphanumeric())
+                    && last[at + list.len()..].starts_with('.')
+            };
+            if let Some(at) = last
+                .match_indices(list)
+                .map(|(at, _)| at)
+                .find(|&at| whole(at))
+            {
+                last.insert_str(at + list.len(), &format!("[{i}]"));
+            }
+        }
+    });
+    status
+}
+
 /// The status of `error`, its message kept as this thread's last error.
 pub(crate) fn status_of(error: &Error) -> auditbuf_status {
     fail(error.code(), error)
@@ -111,6 +135,31 @@ mod tests {
             .map(|c| *c as u8)
             .collect::<Vec<u8>>();
         (n, String::from_utf8(text).unwrap())
+    }
+
+    #[test]
+    fn an_element_is_named_in_the_message_where_its_list_stands_whole() {
+        std::thread::spawn(|| {
+            fail(19, "field initiator.attachments.name: is not valid UTF-8");
+            at_element(19, "attachments", 4);
+            assert_eq!(
+                last(100).1,
+                "field initiator.attachments.name: is not valid UTF-8"
+            );
+            at_element(19, "initiator.attachments", 4);
+            assert_eq!(
+                last(100).1,
+                "field initiator.attachments[4].name: is not valid UTF-8"
+            );
+            fail(18, "required field attachments.typeURI is empty");
+            at_element(18, "attachments", 0);
+            assert_eq!(
+                last(100).1,
+                "required field attachments[0].typeURI is empty"
+            );
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

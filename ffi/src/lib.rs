@@ -36,6 +36,7 @@
 mod args;
 mod cadf;
 mod callback;
+mod element;
 mod error;
 mod event;
 mod flat;

@@ -17,8 +17,9 @@ class Pipeline:
     """Buffers audit events and ships them from one flush thread, without blocking the
     caller and without losing what it accepted.
 
-    Give the collector's ``url`` (a DataStorage base URL, or with ``datastorage=False`` any
-    HTTP endpoint taking a JSON array — or NDJSON with ``format="ndjson"``), or a ``sink``:
+    Give the collector's ``url`` (a DataStorage base URL — ``datastorage`` is ``None`` or
+    ``True`` —, or with ``datastorage=False`` any HTTP endpoint taking a JSON array — or
+    NDJSON with ``format="ndjson"``), or a ``sink``:
     a callable receiving each batch as a ``list[bytes]`` (one JSON object each) on the flush
     thread, returning ``None``/``True`` (delivered), ``False`` (retry) or an
     ``auditbuf.Outcome``; an exception it raises is a retry, counted in ``stats().retries``
@@ -42,7 +43,8 @@ class Pipeline:
     "url": "amqp://user:password@host:5672/%2f", "queue": ...}``, an event counts as
     delivered once the broker confirmed it) or ``"null"`` — instead of ``url``/``sink``). With
     ``overflow="block"`` and no ``block_timeout`` a full queue waits as long as it takes.
-    ``exit_timeout`` is the deadline of the close done at interpreter exit.
+    ``exit_timeout`` is the deadline of the close done at interpreter exit, in seconds
+    (``None``: 1).
 
     Invalid settings raise ``ConfigError`` naming the field. The pipeline closes on
     ``close()``, at the end of a ``with`` block, when it is garbage-collected (up to
@@ -54,7 +56,7 @@ class Pipeline:
         url: Optional[str] = None,
         *,
         sink: Optional[Callable[[List[bytes]], SinkResult]] = None,
-        datastorage: bool = True,
+        datastorage: Optional[bool] = None,
         service: Optional[str] = None,
         queue_capacity: Optional[int] = None,
         batch_size: Optional[int] = None,
@@ -71,7 +73,7 @@ class Pipeline:
         connect_timeout: Optional[Seconds] = None,
         ca_file: Optional[Union[str, "os.PathLike[str]"]] = None,
         format: Optional[Literal["json_array", "ndjson"]] = None,
-        exit_timeout: float = 1.0,
+        exit_timeout: Optional[float] = None,
         config: Optional[Mapping[str, Any]] = None,
     ) -> None: ...
     @classmethod
@@ -81,7 +83,7 @@ class Pipeline:
         *,
         url: Optional[str] = None,
         sink: Optional[Callable[[List[bytes]], SinkResult]] = None,
-        datastorage: bool = True,
+        datastorage: Optional[bool] = None,
         headers: Optional[Mapping[str, str]] = None,
         token_file: Optional[Union[str, "os.PathLike[str]"]] = None,
         bearer_token: Optional[str] = None,
@@ -89,7 +91,7 @@ class Pipeline:
         connect_timeout: Optional[Seconds] = None,
         ca_file: Optional[Union[str, "os.PathLike[str]"]] = None,
         format: Optional[Literal["json_array", "ndjson"]] = None,
-        exit_timeout: float = 1.0,
+        exit_timeout: Optional[float] = None,
     ) -> "Pipeline":
         """A pipeline configured from ``{prefix}_CONFIG`` (the settings as a JSON object)
         and ``{prefix}_BACKING_STORE`` (``{"type": ..., "params": {...}}``), exactly as the
@@ -209,7 +211,7 @@ class Pipeline:
     def service(self) -> str:
         """The configured service name."""
     def __enter__(self) -> "Pipeline": ...
-    def __exit__(self, *exc: object) -> bool:
+    def __exit__(self, *_exc: object) -> bool:
         """Closes the pipeline (``close(timeout=5.0)``)."""
 
 class Rejected:

@@ -522,7 +522,8 @@ impl PyPipeline {
     }
 
     /// Waits until everything recorded so far is settled, or `timeout` seconds pass.
-    #[pyo3(signature = (timeout = Some(5.0)))]
+    // The text signature says 5.0: pyo3 cannot render `Some(5.0)`, and shows `...`.
+    #[pyo3(signature = (timeout = Some(5.0)), text_signature = "($self, /, timeout=5.0)")]
     fn flush(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Report> {
         let p = Arc::clone(self.pipeline()?);
         let timeout = deadline(py, "timeout", timeout)?;
@@ -535,7 +536,8 @@ impl PyPipeline {
 
     /// Stops taking events, sends what it can within `timeout` seconds, keeps or counts
     /// the rest.
-    #[pyo3(signature = (timeout = Some(5.0)))]
+    // The text signature says 5.0: pyo3 cannot render `Some(5.0)`, and shows `...`.
+    #[pyo3(signature = (timeout = Some(5.0)), text_signature = "($self, /, timeout=5.0)")]
     fn close(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Report> {
         let p = Arc::clone(self.pipeline()?);
         let timeout = deadline(py, "timeout", timeout)?;

@@ -43,6 +43,11 @@ pub struct StoreCheck {
     pub newest: Option<SystemTime>,
     /// Events lost to damage (at least one per damaged stretch): they cannot be sent.
     pub lost_events: u64,
+    /// Why opening the store would fail, when it would (a damaged page of an SQLite
+    /// store's tables, a file store's last possible segment number): a pipeline cannot
+    /// start on it, so opening keeps, cuts and loses nothing. `events` then counts what is
+    /// still readable, and `lost_events` what is not, for a recovery.
+    pub open_error: Option<String>,
     /// Bytes of damage a recovery would skip.
     pub damaged_bytes: u64,
     /// Bytes of a torn last record (a write a crash interrupted) a recovery would cut.

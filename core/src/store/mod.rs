@@ -68,7 +68,7 @@ pub trait Store: Send + 'static {
     /// # Errors
     ///
     /// [`Error::Store`] or [`Error::Io`] naming the file, table or server when reading
-    /// fails (damage the file store finds is skipped and reported by
+    /// fails (damage the file and SQLite stores find is skipped and reported by
     /// [`take_lost`](Store::take_lost) instead).
     fn read_oldest(
         &mut self,
@@ -178,8 +178,9 @@ pub trait Store: Send + 'static {
         Ok(())
     }
 
-    /// Events the store found unreadable (damaged after it was opened) since the last call;
-    /// the pipeline counts them as `dropped.damaged`. Those lost to damage found when it was
+    /// Events the store found unreadable (damaged after it was opened; for SQLite, which
+    /// checks nothing when it opens, whenever a read finds them) since the last call; the
+    /// pipeline counts them as `dropped.damaged`. Those lost to damage found when it was
     /// opened are in [`recovery`](Store::recovery) instead.
     fn take_lost(&mut self) -> u64 {
         0

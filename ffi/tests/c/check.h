@@ -105,5 +105,6 @@ void test_close_while_recording(void);
 void test_metrics(void);
 void test_pipeline_last_error(void);
 void test_cadf(void);
+void test_cadf_list_elements(void);
 
 #endif

@@ -28,6 +28,7 @@ static const struct {
     {"metrics", test_metrics},
     {"pipeline_last_error", test_pipeline_last_error},
     {"cadf", test_cadf},
+    {"cadf_list_elements", test_cadf_list_elements},
 };
 
 int main(int argc, char **argv) {

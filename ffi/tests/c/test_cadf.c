@@ -1,6 +1,7 @@
 /* CADF events through auditbuf_record_cadf: every part of the event, generated id and
- * time, lists past the 8 converted in place, each refusal with its status and counter, and
- * the "rabbitmq" sink type of the configuration document. */
+ * time, lists past the 8 converted in place, each refusal with its status and counter (an
+ * element of a list named by its index), and the "rabbitmq" sink type of the
+ * configuration document. */
 #define _GNU_SOURCE
 #include "check.h"
 
@@ -159,4 +160,99 @@ void test_cadf(void) {
     CHECK_STATUS(auditbuf_pipeline_new(doc, strlen(doc), &rabbit), AUDITBUF_CONFIG);
     CHECK(last_error_has("sink.url"));
     CHECK(!last_error_has("hunter22"));
+}
+
+/* Refuses `ev` with `want`, in a message that says `says`. */
+static void refused(auditbuf_pipeline *p, const auditbuf_cadf_event *ev, auditbuf_status want,
+                    const char *says) {
+    CHECK_STATUS(auditbuf_record_cadf(p, ev), want);
+    if (!last_error_has(says)) {
+        fprintf(stderr, "last error \"%s\"\nlacks \"%s\"\n", last_error(), says);
+        exit(1);
+    }
+}
+
+/* An error about an element of a list names the list and the element's index, whether the
+ * C ABI found it (a NULL view with a length, text that is not UTF-8) or the core did (a
+ * required field empty, U+0000, content that is not JSON); past the 8 elements converted in
+ * place too, and an event's own attachments apart from a resource's. */
+void test_cadf_list_elements(void) {
+    collector c;
+    collector_init(&c);
+    auditbuf_pipeline *p = pipeline_to(&c, "{}");
+    auditbuf_cadf_address addresses[10];
+    for (int i = 0; i < 10; i++) {
+        addresses[i].url = S("https://h.example/v3");
+        addresses[i].name = S(NULL);
+    }
+    auditbuf_cadf_attachment attachments[3];
+    memset(attachments, 0, sizeof attachments);
+    for (int i = 0; i < 3; i++) {
+        attachments[i].type_uri = S("mime:application/json");
+        attachments[i].content = S("{\"a\":[1]}");
+        attachments[i].content_is_json = 1;
+    }
+    auditbuf_cadf_event ev = minimal();
+    ev.initiator.addresses = addresses;
+    ev.initiator.addresses_len = 3;
+    ev.target.addresses = addresses;
+    ev.target.addresses_len = 10;
+    ev.observer.attachments = attachments;
+    ev.observer.attachments_len = 3;
+    ev.attachments = attachments;
+    ev.attachments_len = 3;
+    CHECK_STATUS(auditbuf_record_cadf(p, &ev), AUDITBUF_OK);
+
+    /* Found by the C ABI. */
+    addresses[1].name = S("\xc3\x28");
+    refused(p, &ev, AUDITBUF_INVALID_FIELD, "field initiator.addresses[1].name: is not valid UTF-8");
+    addresses[1].name = S(NULL);
+    attachments[2].type_uri.ptr = NULL;
+    attachments[2].type_uri.len = 4;
+    refused(p, &ev, AUDITBUF_INVALID_PARAMETER, "observer.attachments[2].typeURI: ptr is NULL");
+    attachments[2].type_uri = S("mime:application/json");
+
+    /* Found by the core. */
+    addresses[2].url = S(NULL);
+    refused(p, &ev, AUDITBUF_MISSING_FIELD, "required field initiator.addresses[2].url is empty");
+    ev.initiator.addresses_len = 2;
+    refused(p, &ev, AUDITBUF_MISSING_FIELD, "required field target.addresses[2].url is empty");
+    addresses[2].url = S("https://h.example/v3");
+    addresses[9].url = S("");
+    refused(p, &ev, AUDITBUF_MISSING_FIELD, "required field target.addresses[9].url is empty");
+    addresses[9].url = S("https://h.example/v3");
+    static const uint8_t nul[] = {'a', 0, 'b'};
+    addresses[8].name.ptr = nul;
+    addresses[8].name.len = sizeof nul;
+    refused(p, &ev, AUDITBUF_INVALID_FIELD, "field target.addresses[8].name: contains U+0000");
+    addresses[8].name = S(NULL);
+    attachments[1].content = S("[1],[2]");
+    refused(p, &ev, AUDITBUF_INVALID_JSON,
+            "field observer.attachments[1].content: not valid JSON at byte 3");
+    ev.observer.attachments_len = 1;
+    refused(p, &ev, AUDITBUF_INVALID_JSON, "field attachments[1].content: not valid JSON");
+    /* Nesting the event could take on its own (123 levels below its 3), but not inside a
+     * resource's attachment, one level deeper. */
+    char deep[2 * 123 + 1];
+    memset(deep, '[', 123);
+    memset(deep + 123, ']', 123);
+    deep[246] = 0;
+    attachments[1].content = S("1");
+    attachments[2].content = S(deep);
+    CHECK_STATUS(auditbuf_record_cadf(p, &ev), AUDITBUF_OK);
+    ev.observer.attachments_len = 3;
+    refused(p, &ev, AUDITBUF_INVALID_JSON, "field observer.attachments[2].content: not valid JSON");
+    CHECK(last_error_has("nesting deeper"));
+
+    auditbuf_report r = new_report();
+    CHECK_STATUS(auditbuf_close(p, 5000, &r), AUDITBUF_OK);
+    check_invariant(&r.stats);
+    CHECK_EQ_U64(r.stats.recorded, 2);
+    CHECK_EQ_U64(r.stats.delivered, 2);
+    CHECK_EQ_U64(r.stats.rejected_invalid_field, 2);
+    CHECK_EQ_U64(r.stats.rejected_missing_field, 3);
+    CHECK_EQ_U64(r.stats.rejected_invalid_json, 3);
+    CHECK(collector_count(&c) == 2);
+    auditbuf_pipeline_free(p);
+    collector_free(&c);
 }

@@ -292,34 +292,53 @@ void test_reentrant(void) {
     CHECK(read_gated(&r, &r.calls_after_free) == 0);
 }
 
-/* In a fork() child the pipeline is the parent's: flush and close say so. */
-void test_fork_flush_close(void) {
-    collector c;
-    collector_init(&c);
-    auditbuf_pipeline *p = pipeline_to(&c, "{}");
-    const char *json = "{\"a\":1}";
-    CHECK_STATUS(auditbuf_record_json(p, (const uint8_t *)json, strlen(json)), AUDITBUF_OK);
-    pid_t child = fork();
-    CHECK(child >= 0);
-    if (child == 0) {
-        auditbuf_report rep = new_report();
-        int ok = auditbuf_flush(p, 1000, &rep) == AUDITBUF_FORKED && last_error_has("fork()") &&
-                 auditbuf_close(p, 1000, &rep) == AUDITBUF_FORKED &&
-                 auditbuf_record_json(p, (const uint8_t *)json, strlen(json)) == AUDITBUF_FORKED;
-        /* Exits through exec: the child cannot free the parent's pipeline (its flush thread
-         * is not here), which a leak checker run at the child's exit would count. */
+static const char *const ONE_EVENT = "{\"a\":1}";
+
+/* Runs `child(p)` in a fork() child, which must return non-zero, and waits for it. The child
+ * leaves through exec: it cannot free the parent's pipeline (its flush thread is not
+ * there), which a leak checker run at the child's exit would count. One that hangs is
+ * killed by SIGALRM, which the parent sees. */
+static void in_forked_child(int (*child)(auditbuf_pipeline *p), auditbuf_pipeline *p) {
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        alarm(10);
+        int ok = child(p);
         execl(ok ? "/bin/true" : "/bin/false", ok ? "true" : "false", (char *)NULL);
         _exit(ok ? 0 : 1);
     }
     int status = 0;
-    CHECK(waitpid(child, &status, 0) == child);
+    CHECK(waitpid(pid, &status, 0) == pid);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* The parent's close after the fork: its one event delivered, the accounting exact. */
+static void close_with_one_delivered(auditbuf_pipeline *p, collector *c) {
     auditbuf_report rep = new_report();
     CHECK_STATUS(auditbuf_close(p, 5000, &rep), AUDITBUF_OK);
     CHECK_EQ_U64(rep.stats.delivered, 1);
     check_invariant(&rep.stats);
     auditbuf_pipeline_free(p);
-    collector_free(&c);
+    collector_free(c);
+}
+
+static int flush_close_record_say_forked(auditbuf_pipeline *p) {
+    auditbuf_report rep = new_report();
+    const uint8_t *json = (const uint8_t *)ONE_EVENT;
+    return auditbuf_flush(p, 1000, &rep) == AUDITBUF_FORKED && last_error_has("fork()") &&
+           auditbuf_close(p, 1000, &rep) == AUDITBUF_FORKED &&
+           auditbuf_record_json(p, json, strlen(ONE_EVENT)) == AUDITBUF_FORKED;
+}
+
+/* In a fork() child the pipeline is the parent's: flush and close say so. */
+void test_fork_flush_close(void) {
+    collector c;
+    collector_init(&c);
+    auditbuf_pipeline *p = pipeline_to(&c, "{}");
+    CHECK_STATUS(auditbuf_record_json(p, (const uint8_t *)ONE_EVENT, strlen(ONE_EVENT)),
+                 AUDITBUF_OK);
+    in_forked_child(flush_close_record_say_forked, p);
+    close_with_one_delivered(p, &c);
 }
 
 /* Held inside the callback until the test lets it go: the fork below happens there. */
@@ -336,6 +355,11 @@ static uint32_t hold(collector *c, const auditbuf_bytes *events, size_t n) {
     return AUDITBUF_SINK_DELIVERED;
 }
 
+static int frees_without_waiting(auditbuf_pipeline *p) {
+    auditbuf_pipeline_free(p);
+    return 1;
+}
+
 /* A fork() while the parent's flush thread is inside the callback: the child's free must
  * not wait for that call, which no thread of the child will ever finish. */
 void test_fork_during_callback(void) {
@@ -345,26 +369,11 @@ void test_fork_during_callback(void) {
     c.state = &h;
     c.script = hold;
     auditbuf_pipeline *p = pipeline_to(&c, "{\"flush_interval_ms\":1}");
-    const char *json = "{\"a\":1}";
-    CHECK_STATUS(auditbuf_record_json(p, (const uint8_t *)json, strlen(json)), AUDITBUF_OK);
+    CHECK_STATUS(auditbuf_record_json(p, (const uint8_t *)ONE_EVENT, strlen(ONE_EVENT)),
+                 AUDITBUF_OK);
     for (int waited = 0; !atomic_load(&h.inside) && waited < 20000; waited++) usleep(1000);
     CHECK(atomic_load(&h.inside));
-    pid_t child = fork();
-    CHECK(child >= 0);
-    if (child == 0) {
-        alarm(10); /* hung: killed by SIGALRM, which the parent sees */
-        auditbuf_pipeline_free(p);
-        execl("/bin/true", "true", (char *)NULL);
-        _exit(0);
-    }
-    int status = 0;
-    CHECK(waitpid(child, &status, 0) == child);
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    in_forked_child(frees_without_waiting, p);
     atomic_store(&h.release, 1);
-    auditbuf_report rep = new_report();
-    CHECK_STATUS(auditbuf_close(p, 5000, &rep), AUDITBUF_OK);
-    CHECK_EQ_U64(rep.stats.delivered, 1);
-    check_invariant(&rep.stats);
-    auditbuf_pipeline_free(p);
-    collector_free(&c);
+    close_with_one_delivered(p, &c);
 }

@@ -65,10 +65,12 @@ impl FileStore {
 
         if ids.last() == Some(&u64::MAX) {
             // Opening makes a segment after the last: there is no number for it.
-            check.problems.push(format!(
+            let why = format!(
                 "{}: the last segment number there is; the store would not open: move it aside",
                 segment_name(u64::MAX)
-            ));
+            );
+            check.problems.push(why.clone());
+            check.open_error = Some(why);
         }
         let mut cursor = saved;
         let last_id = ids.last().copied();

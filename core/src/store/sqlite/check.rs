@@ -14,6 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags, types::ValueRef};
 
+use super::read::event_of;
+use super::totals::{Totals, unopenable};
 use super::{INSERT_EVENT, SqliteStore, SqliteStoreConfig, fail, live, now_ms, sql_error};
 use crate::store::Store;
 use crate::store::check::{PartCheck, StoreCheck, is_json_object, rows_named};
@@ -22,10 +24,13 @@ use crate::{DeadLetter, Error};
 
 impl SqliteStore {
     /// Checks the database at `path` without changing it: `PRAGMA integrity_check`, and
-    /// every row of `events` and `dead_letters` read (an event that is not bytes cannot be
-    /// read by the store; one that is not a JSON object was damaged). Says what the store
-    /// holds and what is wrong; SQLite stores are not salvaged on open, so damage here means
-    /// restoring the file or recovering it with `sqlite3 <path> .recover`.
+    /// every row of `events` and `dead_letters` read (a row that is not bytes, not UTF-8 or
+    /// not framed as a JSON object was damaged: a pipeline does not send it, and counts it
+    /// lost; one that is framed so but does not parse is sent as it is). Says what the
+    /// store holds and what is wrong; SQLite stores are not salvaged on open, so damage
+    /// here means restoring the file or recovering it with `sqlite3 <path> .recover`. Open
+    /// counts what both tables hold, reading every page of them: where that fails, open
+    /// fails, and [`StoreCheck::open_error`] says so in open's words.
     ///
     /// # Errors
     ///
@@ -88,6 +93,13 @@ impl SqliteStore {
         }
         let file_at = check.parts.len();
         check.parts.push(file);
+        let dead_letters = tables.iter().any(|t| t == "dead_letters");
+        // What open reads before it returns: where that fails, the store does not open.
+        if let Err(e) = Totals::read(conn, dead_letters) {
+            let why = unopenable(path, &e);
+            check.problems.push(format!("{name}: {why}"));
+            check.open_error = Some(why);
+        }
 
         let events = read_table(
             conn,
@@ -95,13 +107,13 @@ impl SqliteStore {
             &mut |at, event| check.keep(event.len() as u64, at),
         );
         let mut part = events.part("events", &mut check.problems, true);
-        part.kept = events.records - events.not_bytes.len() as u64;
+        part.kept = events.records - events.damaged.len() as u64;
         check.parts.push(part);
         check.lost_events += events.lost.unwrap_or(0);
         check.parts[file_at].records = events.records;
         check.parts[file_at].kept = part_kept(&check.parts);
 
-        if tables.iter().any(|t| t == "dead_letters") {
+        if dead_letters {
             let dead = read_table(
                 conn,
                 "SELECT id, at_ms, event FROM dead_letters ORDER BY id",
@@ -240,9 +252,9 @@ fn part_kept(parts: &[PartCheck]) -> u64 {
 struct TableRead {
     records: u64,
     bytes: u64,
-    /// Rows whose event is not bytes (the store cannot read them).
-    not_bytes: Vec<i64>,
-    /// Rows whose event is not a JSON object.
+    /// Rows that are no event (`read::event_of`), and why: a drain skips them.
+    damaged: Vec<(i64, &'static str)>,
+    /// Rows a drain sends although they are not JSON.
     not_json: Vec<i64>,
     /// Reading stopped early: after which row, and why.
     stopped: Option<(Option<i64>, String)>,
@@ -255,15 +267,32 @@ impl TableRead {
         let mut part = PartCheck::new(name, self.bytes);
         part.records = self.records;
         let mut found = Vec::new();
-        if !self.not_bytes.is_empty() {
+        let mut reasons: Vec<&'static str> = Vec::new();
+        for (_, why) in &self.damaged {
+            if !reasons.contains(why) {
+                reasons.push(why);
+            }
+        }
+        for reason in reasons {
+            let ids: Vec<i64> = self
+                .damaged
+                .iter()
+                .filter(|(_, why)| *why == reason)
+                .map(|(id, _)| *id)
+                .collect();
             found.push(format!(
-                "{}: not bytes, which the store cannot read",
-                rows_named(&self.not_bytes)
+                "{}: {reason} (damaged){}",
+                rows_named(&ids),
+                if events {
+                    "; a pipeline does not send it, and counts it lost"
+                } else {
+                    ""
+                }
             ));
         }
         if !self.not_json.is_empty() {
             found.push(format!(
-                "{}: not a JSON object (damaged){}",
+                "{}: not valid JSON (damaged){}",
                 rows_named(&self.not_json),
                 if events {
                     "; a pipeline would send it as it is and the receiver would likely refuse it"
@@ -303,15 +332,16 @@ fn read_table(
             last = Some(id);
             read.records += 1;
             let at = time_of(row.get::<_, Option<i64>>(1)?.unwrap_or(0));
-            match bytes_of(row.get_ref(2)?) {
-                Some(event) => {
-                    read.bytes += event.len() as u64;
+            let value = row.get_ref(2)?;
+            read.bytes += bytes_of(value).map_or(0, |b| b.len() as u64);
+            match event_of(value) {
+                Ok(event) => {
                     if !is_json_object(event) {
                         read.not_json.push(id);
                     }
                     keep(at, event);
                 }
-                None => read.not_bytes.push(id),
+                Err(why) => read.damaged.push((id, why)),
             }
         }
         Ok(())
@@ -320,8 +350,8 @@ fn read_table(
         read.stopped = Some((last, e.to_string()));
         read.lost = Some(1);
     }
-    if !read.not_bytes.is_empty() {
-        *read.lost.get_or_insert(0) += read.not_bytes.len() as u64;
+    if !read.damaged.is_empty() {
+        *read.lost.get_or_insert(0) += read.damaged.len() as u64;
     }
     read
 }

@@ -24,16 +24,20 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 mod check;
 mod config;
+mod consumed;
+mod read;
+mod totals;
 
 pub use config::SqliteStoreConfig;
 pub(crate) use config::config_from_params;
 
-use super::{Appended, Fsync, Store, StoreSize, StoredBatch, fits};
+use super::{Appended, Fsync, Store, StoreSize, StoredBatch};
 use crate::{DeadLetter, Error};
+use totals::{Totals, unopenable};
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS events (
@@ -48,25 +52,11 @@ const SCHEMA: &str = "
         event BLOB NOT NULL
     );";
 const INSERT_EVENT: &str = "INSERT INTO events (stored_at_ms, event) VALUES (?1, ?2)";
-/// Rows after `?1`: those up to it were sent, and are only not deleted yet (a full disk).
-const READ_OLDEST: &str =
-    "SELECT id, stored_at_ms, event FROM events WHERE id > ?1 ORDER BY id LIMIT ?2";
-const DELETE_UP_TO: &str = "DELETE FROM events WHERE id <= ?1";
-const OLDEST_MS: &str = "SELECT stored_at_ms FROM events ORDER BY id LIMIT 1";
-const OLDEST_MS_AFTER: &str = "SELECT stored_at_ms FROM events WHERE id > ?1 ORDER BY id LIMIT 1";
 const INSERT_DEAD: &str = "INSERT INTO dead_letters (at_ms, reason, event) VALUES (?1, ?2, ?3)";
 const DEAD_SIZE: &str = "length(event) + length(CAST(reason AS BLOB))";
 /// SQLite's largest string, BLOB or row (`SQLITE_MAX_LENGTH`, whose default the bundled
 /// build keeps), less room for a row's other columns and header.
 const MAX_ROW: usize = 1_000_000_000 - 64;
-
-/// An event of the last read: its row, size and age.
-#[derive(Debug, Clone, Copy)]
-struct Read {
-    id: i64,
-    len: u64,
-    stored_at_ms: i64,
-}
 
 /// Events in an SQLite database in WAL mode: survives restarts and, with [`Fsync::Always`]
 /// or after [`Store::sync`], crashes. One process at a time: a second open fails.
@@ -96,7 +86,7 @@ pub struct SqliteStore {
     /// `None` once closed.
     conn: Option<Connection>,
     /// The events of the last read, oldest first, less those committed since.
-    read: VecDeque<Read>,
+    read: VecDeque<read::Read>,
     events: u64,
     bytes: u64,
     oldest_ms: Option<i64>,
@@ -105,11 +95,10 @@ pub struct SqliteStore {
     last_sync: Instant,
     /// Set by the first `append_durably`: from then on `synchronous` is at least `NORMAL`.
     durable_appends: bool,
-    /// Rows up to this id were delivered but could not be deleted (a full disk: SQLite
-    /// needs room in its WAL to delete). Skipped by reads and deleted by the next commit
-    /// that can; a restart before then sends them again (at least once).
-    sent_up_to: Option<i64>,
-    delete_warnings: crate::throttle::Throttle,
+    /// Rows delivered but not deleted yet (a full disk).
+    consumed: consumed::Consumed,
+    /// Damaged rows reads skipped since `take_lost` was last called.
+    lost: u64,
     /// The process that opened the database. A `fork()` child must neither write through
     /// the inherited connection nor close it (closing checkpoints and removes the WAL the
     /// parent still uses).
@@ -170,36 +159,28 @@ impl SqliteStore {
             }
         }
 
-        let (events, bytes): (i64, i64) = conn
-            .query_row(
-                "SELECT COUNT(*), COALESCE(SUM(length(event)), 0) FROM events",
-                [],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .map_err(sql)?;
-        let oldest_ms: Option<i64> = conn
-            .query_row(OLDEST_MS, [], |row| row.get(0))
-            .optional()
-            .map_err(sql)?;
-        let dead_bytes: i64 = conn
-            .query_row(
-                &format!("SELECT COALESCE(SUM({DEAD_SIZE}), 0) FROM dead_letters"),
-                [],
-                |row| row.get(0),
-            )
-            .map_err(sql)?;
+        let totals = Totals::read(&conn, true).map_err(|e| {
+            let why = unopenable(path, &e);
+            match e.sqlite_error_code() {
+                Some(ErrorCode::DatabaseCorrupt) => fail(
+                    path,
+                    format_args!("{why}; `auditbuf store verify` shows what is readable"),
+                ),
+                _ => fail(path, why),
+            }
+        })?;
         Ok(SqliteStore {
             conn: Some(conn),
             read: VecDeque::new(),
-            events: events.max(0) as u64,
-            bytes: bytes.max(0) as u64,
-            oldest_ms,
-            dead_bytes: dead_bytes.max(0) as u64,
+            events: totals.events,
+            bytes: totals.bytes,
+            oldest_ms: totals.oldest_ms,
+            dead_bytes: totals.dead_bytes,
             unsynced: false,
             last_sync: Instant::now(),
             durable_appends: false,
-            sent_up_to: None,
-            delete_warnings: Default::default(),
+            consumed: Default::default(),
+            lost: 0,
             pid: std::process::id(),
             watch: crate::store::watch::Watch::new(&config.path),
             config,
@@ -346,33 +327,7 @@ impl Store for SqliteStore {
         max_bytes: usize,
         out: &mut StoredBatch,
     ) -> Result<(), Error> {
-        out.clear();
-        self.read.clear();
-        let path = self.config.path.as_path();
-        let sql = |e| sql_error(path, e);
-        let conn = live(&mut self.conn, path)?;
-        let limit = i64::try_from(max_events.max(1)).unwrap_or(i64::MAX);
-        let mut select = conn.prepare_cached(READ_OLDEST).map_err(sql)?;
-        let after = self.sent_up_to.unwrap_or(i64::MIN);
-        let mut rows = select.query([after, limit]).map_err(sql)?;
-        let mut bytes = 0usize;
-        while let Some(row) = rows.next().map_err(sql)? {
-            let event = row
-                .get_ref(2)
-                .and_then(|v| v.as_bytes().map_err(Into::into))
-                .map_err(sql)?;
-            if !fits(out.len(), bytes, event.len(), max_events, max_bytes) {
-                break;
-            }
-            bytes += event.len() + 1;
-            out.push(event);
-            self.read.push_back(Read {
-                id: row.get(0).map_err(sql)?,
-                len: event.len() as u64,
-                stored_at_ms: row.get(1).map_err(sql)?,
-            });
-        }
-        Ok(())
+        self.read_rows(max_events, max_bytes, out)
     }
 
     fn commit(&mut self, n: usize) -> Result<(), Error> {
@@ -384,31 +339,8 @@ impl Store for SqliteStore {
         let path = self.config.path.as_path();
         let sql = |e| sql_error(path, e);
         let conn = live(&mut self.conn, path)?;
-        // Everything older than the last read's first event is already gone, or sent and
-        // noted in `sent_up_to`.
-        let last_id = last.id;
-        let deleted = conn
-            .prepare_cached(DELETE_UP_TO)
-            .and_then(|mut delete| delete.execute([last_id]));
-        // The receiver has these events: they are consumed here, whatever the disk does.
-        // Failing the commit would have them read and sent again, and on a full disk (where
-        // the delete fails for want of room in the WAL) nothing else would ever be sent.
-        match deleted {
-            Ok(_) => self.sent_up_to = None,
-            Err(e) => {
-                self.sent_up_to = Some(last_id);
-                if let Some(times) = self.delete_warnings.note(1) {
-                    log::warn!(
-                        "{}: could not delete sent events ({times} time{} since the last \
-                         such line; they are skipped, and a restart before a later delete \
-                         succeeds sends them again): {}",
-                        path.display(),
-                        if times == 1 { "" } else { "s" },
-                        sql(e)
-                    );
-                }
-            }
-        }
+        // Everything older than the last read's first event is already gone, or consumed.
+        self.consumed.delete_up_to(conn, path, last.id);
         for r in self.read.drain(..n) {
             self.events = self.events.saturating_sub(1);
             self.bytes = self.bytes.saturating_sub(r.len);
@@ -416,14 +348,7 @@ impl Store for SqliteStore {
         self.oldest_ms = match self.read.front() {
             Some(r) => Some(r.stored_at_ms),
             None if self.events == 0 => None,
-            None => conn
-                .prepare_cached(OLDEST_MS_AFTER)
-                .and_then(|mut oldest| {
-                    oldest
-                        .query_row([self.sent_up_to.unwrap_or(i64::MIN)], |row| row.get(0))
-                        .optional()
-                })
-                .map_err(sql)?,
+            None => self.consumed.oldest_ms(conn).map_err(sql)?,
         };
         self.written()
     }
@@ -535,17 +460,8 @@ impl Store for SqliteStore {
         if self.conn.is_none() {
             return Ok(());
         }
-        if let (Some(id), Some(conn)) = (self.sent_up_to, self.conn.as_ref()) {
-            // Sent, not yet deleted: one more try, or a restart sends them again.
-            match conn.execute(DELETE_UP_TO, [id]) {
-                Ok(_) => self.sent_up_to = None,
-                Err(e) => log::warn!(
-                    "{}: could not delete sent events at close; the next open sends them \
-                     again: {}",
-                    self.config.path.display(),
-                    sql_error(&self.config.path, e)
-                ),
-            }
+        if let Some(conn) = self.conn.as_ref() {
+            self.consumed.delete_at_close(conn, &self.config.path);
         }
         let checkpointed = self.checkpoint("TRUNCATE");
         let closed = match self.conn.take() {
@@ -555,6 +471,10 @@ impl Store for SqliteStore {
             None => Ok(()),
         };
         checkpointed.and(closed)
+    }
+
+    fn take_lost(&mut self) -> u64 {
+        std::mem::take(&mut self.lost)
     }
 
     fn max_record_bytes(&self) -> usize {

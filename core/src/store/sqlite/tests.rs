@@ -55,12 +55,7 @@ fn sent_events_it_cannot_delete_are_skipped_then_deleted_when_it_can() {
         .collect();
     let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
     store.append(&refs).unwrap();
-    // A delete that fails, as on a full disk (SQLite needs room in its WAL to delete).
-    let conn = store.conn.as_ref().unwrap();
-    conn.execute_batch(
-        "CREATE TRIGGER refuse BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
-    )
-    .unwrap();
+    refuse_deletes(&store, false);
     let mut batch = StoredBatch::default();
     store.read_oldest(4, usize::MAX, &mut batch).unwrap();
     assert_eq!(batch.iter().next(), Some(&events[0][..]));
@@ -78,12 +73,7 @@ fn sent_events_it_cannot_delete_are_skipped_then_deleted_when_it_can() {
     };
     assert_eq!(rows(&store), 10);
     // Room again: the next commit deletes everything sent, these 8 included.
-    store
-        .conn
-        .as_ref()
-        .unwrap()
-        .execute_batch("DROP TRIGGER refuse;")
-        .unwrap();
+    allow_deletes(&store);
     store.read_oldest(1, usize::MAX, &mut batch).unwrap();
     assert_eq!(batch.iter().next(), Some(&events[8][..]));
     store.commit(1).unwrap();
@@ -97,21 +87,12 @@ fn a_delete_left_pending_is_tried_again_at_close() {
     let (dir, path) = fresh("pending");
     let mut store = SqliteStore::open(SqliteStoreConfig::new(&path)).unwrap();
     store.append(&[b"{\"n\":0}", b"{\"n\":1}"]).unwrap();
-    let conn = store.conn.as_ref().unwrap();
-    conn.execute_batch(
-        "CREATE TEMP TRIGGER refuse BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'full'); END;",
-    )
-    .unwrap();
+    refuse_deletes(&store, true);
     let mut batch = StoredBatch::default();
     store.read_oldest(1, usize::MAX, &mut batch).unwrap();
     store.commit(1).unwrap();
-    // The temporary trigger goes with the connection: the close's retry succeeds.
-    store
-        .conn
-        .as_ref()
-        .unwrap()
-        .execute_batch("DROP TRIGGER temp.refuse;")
-        .unwrap();
+    // Room again by close: its retry succeeds.
+    allow_deletes(&store);
     store.close().unwrap();
     let mut again = SqliteStore::open(SqliteStoreConfig::new(&path)).unwrap();
     assert_eq!(again.size().events, 1);
@@ -119,6 +100,145 @@ fn a_delete_left_pending_is_tried_again_at_close() {
     assert_eq!(batch.iter().collect::<Vec<_>>(), vec![&b"{\"n\":1}"[..]]);
     again.close().unwrap();
     let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn damaged_rows_are_counted_once_wherever_reads_and_commits_fall() {
+    let (dir, path) = fresh("damaged");
+    let event = |n: usize| format!(r#"{{"n":{n}}}"#).into_bytes();
+    // Rows 1 to 8 hold events 0 to 7; then 2, 4, 5 and 6 are damaged.
+    let mut store = damaged(
+        &path,
+        8,
+        "UPDATE events SET event = X'7B22FF7D' WHERE id = 2;
+         UPDATE events SET event = 123456 WHERE id = 4;
+         UPDATE events SET event = '[5]' WHERE id = 5;
+         UPDATE events SET event = 'six' WHERE id = 6;",
+    );
+    assert_eq!(store.size().events, 8);
+    let mut batch = StoredBatch::default();
+    let mut read = |store: &mut SqliteStore| -> (Vec<Vec<u8>>, u64) {
+        store.read_oldest(2, usize::MAX, &mut batch).unwrap();
+        (
+            batch.iter().map(<[u8]>::to_vec).collect(),
+            store.take_lost(),
+        )
+    };
+
+    // Behind an event read, a damaged row ends the read and waits, however often it is
+    // read and however little is committed.
+    assert_eq!(read(&mut store), (vec![event(0)], 0));
+    store.commit(0).unwrap();
+    assert_eq!(read(&mut store), (vec![event(0)], 0));
+    store.commit(1).unwrap();
+    // At the front of one, it is consumed and counted.
+    assert_eq!(read(&mut store), (vec![event(2)], 1));
+    assert_eq!(store.size().events, 6);
+    store.commit(1).unwrap();
+    // A read of nothing but damage goes on to the rows after it (a read of 2 meeting two
+    // damaged rows, then a third and an event).
+    assert_eq!(read(&mut store), (vec![event(6)], 3));
+    assert_eq!(
+        store.size(),
+        StoreSize {
+            events: 2,
+            bytes: (event(6).len() + event(7).len()) as u64
+        }
+    );
+    store.commit(1).unwrap();
+    assert_eq!(read(&mut store), (vec![event(7)], 0));
+    store.commit(1).unwrap();
+    assert_eq!(store.size(), StoreSize::default());
+    assert_eq!(store.oldest_age(), None);
+    let rows: i64 = store
+        .conn
+        .as_ref()
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM events", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(
+        rows, 0,
+        "the damaged rows were deleted with the events after them"
+    );
+    store.close().unwrap();
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_damaged_row_that_is_last_is_deleted_at_close() {
+    let (dir, path) = fresh("damaged-last");
+    let mut store = damaged(&path, 2, "UPDATE events SET event = X'FF' WHERE id = 2");
+    let mut batch = StoredBatch::default();
+    store.read_oldest(10, usize::MAX, &mut batch).unwrap();
+    store.commit(batch.len()).unwrap();
+    store.read_oldest(10, usize::MAX, &mut batch).unwrap();
+    assert!(batch.is_empty());
+    assert_eq!((store.take_lost(), store.size()), (1, StoreSize::default()));
+    store.close().unwrap();
+    let store = SqliteStore::open(SqliteStoreConfig::new(&path)).unwrap();
+    assert_eq!(store.size(), StoreSize::default());
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_damage_line_names_the_database_and_each_row() {
+    let line = read::damaged_line(
+        Path::new("/data/audit.db"),
+        &[
+            (2, "not UTF-8"),
+            (4, "not bytes"),
+            (5, "not a JSON object"),
+            (6, "not bytes"),
+        ],
+    );
+    assert_eq!(
+        line,
+        "/data/audit.db: damaged rows in events, not sent (counted in dropped.damaged): \
+         row id 2: not UTF-8; rows 4, 6: not bytes; row id 5: not a JSON object"
+    );
+}
+
+/// A store of `{"n":0}` to `{"n":<events - 1>}` in rows 1 to `events`, damaged by `sql`
+/// while closed, and opened again.
+fn damaged(path: &Path, events: usize, sql: &str) -> SqliteStore {
+    let mut store = SqliteStore::open(SqliteStoreConfig::new(path)).unwrap();
+    for n in 0..events {
+        store
+            .append(&[format!(r#"{{"n":{n}}}"#).as_bytes()])
+            .unwrap();
+    }
+    store.close().unwrap();
+    drop(store);
+    let conn = Connection::open(path).unwrap();
+    conn.execute_batch(sql).unwrap();
+    conn.close().unwrap();
+    SqliteStore::open(SqliteStoreConfig::new(path)).unwrap()
+}
+
+/// Makes every delete from `events` fail, as on a full disk (SQLite needs room in its WAL
+/// to delete), until [`allow_deletes`]. A `temp` trigger is the connection's alone, gone
+/// when it closes; the other stays in the file.
+fn refuse_deletes(store: &SqliteStore, temp: bool) {
+    let temp = if temp { "TEMP " } else { "" };
+    store
+        .conn
+        .as_ref()
+        .unwrap()
+        .execute_batch(&format!(
+            "CREATE {temp}TRIGGER refuse BEFORE DELETE ON events \
+             BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;"
+        ))
+        .unwrap();
+}
+
+/// Undoes [`refuse_deletes`] (an unqualified name finds a temporary trigger first).
+fn allow_deletes(store: &SqliteStore) {
+    store
+        .conn
+        .as_ref()
+        .unwrap()
+        .execute_batch("DROP TRIGGER refuse;")
+        .unwrap();
 }
 
 /// An empty directory of its own for a test, and the database path in it.
