@@ -153,7 +153,8 @@ pub mod __rabbitmq_testing {
 }
 
 /// The JSON check behind `record_json` and a typed event's `event_data`, for the
-/// `hot_path` benchmark's validation figure; not part of the API.
+/// `hot_path` benchmark's validation figure and for the C ABI, which names the element of
+/// a list whose JSON the core refused; not part of the API.
 #[doc(hidden)]
 pub mod __bench {
     /// Whether `json` passes `record_json`'s JSON check (one object; UTF-8, escapes,
