@@ -38,7 +38,7 @@ pub(crate) const LATE_SLACK: Duration = Duration::from_micros(100);
 /// ns), one in 128 let four producers calling again at once on 2 vCPUs deliver 7 % less
 /// (10.8–11.1 M in 5 s against 11.8–12.0 M), and one in 32 as much as before (11.7–12.2 M),
 /// at a price: more than 1 % of refusals yield, so with four producers their p99 is the
-/// yield's ~15 µs (README, "Overload from one and from four producers").
+/// yield's ~15 µs (docs/performance.md, "Overload from one and from four producers").
 pub(crate) const CEDE_EVERY: u32 = 32;
 
 thread_local! {
@@ -161,7 +161,7 @@ impl FlushWake {
     /// again at once take the CPU it needs to catch up: the scheduler gives every runnable
     /// thread the same share, so on 2 vCPUs four such producers left the flush thread (and
     /// the receiver it waits for) about a fifth of the time. Yielding now and then hands
-    /// that time back (see README, "Overload from one and from four producers": four
+    /// that time back (see docs/performance.md, "Overload from one and from four producers": four
     /// producers delivered 2.6× more). A flush thread that is parked has no use for the
     /// CPU, so then nobody yields and a refusal stays cheap.
     ///
