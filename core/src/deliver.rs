@@ -241,8 +241,8 @@ impl Worker {
                         self.endpoint_refused();
                         failures += 1;
                         let delay = self.retry.delay(failures, None, &mut self.rng);
-                        if self.out_of_budget(started, failures, delay) {
-                            return Err((suspected.start, Stop::Exhausted));
+                        if let Some(stop) = self.giving_up(started, failures, delay) {
+                            return Err((suspected.start, stop));
                         }
                         if !self.pause(delay) {
                             return Err((suspected.start, self.pause_ended()));
@@ -294,13 +294,8 @@ impl Worker {
                         self.hold_until(deadline_after(after));
                     }
                     let delay = self.retry.delay(failures, after, &mut self.rng);
-                    if self.past_close_deadline() {
-                        // `close` ended while the sink held the batch (or before it was
-                        // sent): the rest is the shutdown's, whatever the budget says.
-                        return Err((first_unsettled, Stop::Shutdown));
-                    }
-                    if self.out_of_budget(started, failures, delay) {
-                        return Err((first_unsettled, Stop::Exhausted));
+                    if let Some(stop) = self.giving_up(started, failures, delay) {
+                        return Err((first_unsettled, stop));
                     }
                     if same_range_failures >= SPLIT_AFTER_FAILURES
                         && range.len() > 1
@@ -349,8 +344,8 @@ impl Worker {
         self.endpoint_refused();
         *failures += 1;
         let delay = self.retry.delay(*failures, None, &mut self.rng);
-        if self.out_of_budget(started, *failures, delay) {
-            return Err((suspected.start, Stop::Exhausted));
+        if let Some(stop) = self.giving_up(started, *failures, delay) {
+            return Err((suspected.start, stop));
         }
         if !self.pause(delay) {
             return Err((suspected.start, self.pause_ended()));
@@ -359,6 +354,19 @@ impl Worker {
     }
 
     /// Whether a retry after `delay` would exceed the policy's attempts or time.
+    /// Why to stop retrying now, if so: `close` ended while the sink held the batch (or
+    /// before it was sent again) — the rest is the shutdown's, whatever the budget says —
+    /// or the retry budget ran out.
+    fn giving_up(&mut self, started: Instant, failures: u32, delay: Duration) -> Option<Stop> {
+        if self.past_close_deadline() {
+            Some(Stop::Shutdown)
+        } else if self.out_of_budget(started, failures, delay) {
+            Some(Stop::Exhausted)
+        } else {
+            None
+        }
+    }
+
     fn out_of_budget(&self, started: Instant, failures: u32, delay: Duration) -> bool {
         failures >= self.retry.max_attempts
             || started.elapsed().saturating_add(delay) > self.retry.max_elapsed

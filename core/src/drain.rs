@@ -9,9 +9,13 @@
 //! the only order.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::backlog::move_into_store;
 use crate::worker::{GiveUp, Source, Stop, Worker};
+
+/// How long the queue is not moved into a store that refused it, during back-offs.
+const RELIEF_RETRY: Duration = Duration::from_secs(1);
 
 /// What became of a move of the queue into the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +47,28 @@ impl Worker {
         }
     }
 
+    /// Moves in-flight events into the store, if it takes them; false (nothing changed,
+    /// the refusal noted) if it does not.
+    pub(crate) fn try_store_in_flight(&mut self, events: &[&[u8]]) -> bool {
+        if events.is_empty() {
+            return true;
+        }
+        match self.shared.with_store(|s| s.append(events)) {
+            Some(Ok(())) => {
+                self.stored_in_flight(events.len());
+                true
+            }
+            Some(Err(e)) => {
+                self.note_error(format!(
+                    "could not keep {} events in the backing store: {e}",
+                    events.len()
+                ));
+                false
+            }
+            None => false,
+        }
+    }
+
     /// Moves in-flight events into the store (or gives them up if it refuses them).
     fn append_in_flight(&mut self, events: &[&[u8]]) {
         if events.is_empty() {
@@ -51,17 +77,7 @@ impl Worker {
         let result = self.shared.with_store(|s| s.append(events));
         let n = events.len();
         match result {
-            Some(Ok(())) => {
-                self.counts.in_flight -= n as u64;
-                self.counts.stored_in += n as u64;
-                self.publish();
-                if let Some(n) = self.logs.stored.note(n as u64) {
-                    log::warn!(
-                        "{n} events kept in the backing store: the sink is not taking them now \
-                         (they are sent, in order, once it does)"
-                    );
-                }
-            }
+            Some(Ok(())) => self.stored_in_flight(n),
             Some(Err(e)) => {
                 self.note_error(format!(
                     "could not keep {n} events in the backing store: {e}"
@@ -69,6 +85,19 @@ impl Worker {
                 self.give_up(n, Self::store_failure(&e));
             }
             None => self.give_up(n, GiveUp::Failed),
+        }
+    }
+
+    /// Counts `n` in-flight events as moved into the store.
+    fn stored_in_flight(&mut self, n: usize) {
+        self.counts.in_flight -= n as u64;
+        self.counts.stored_in += n as u64;
+        self.publish();
+        if let Some(n) = self.logs.stored.note(n as u64) {
+            log::warn!(
+                "{n} events kept in the backing store: the sink is not taking them now \
+                 (they are sent, in order, once it does)"
+            );
         }
     }
 
@@ -87,13 +116,20 @@ impl Worker {
         match self.delivering {
             Some(Source::Memory) => {
                 let queue = &self.shared.queue;
-                // Not while a `Spill` store refuses events: it would refuse these too.
-                let full = queue.len() >= queue.capacity() / 2 && !self.shared.direct();
+                // Not while the store refuses events (a `Spill` store that did, or one that
+                // just refused this batch): it would refuse these too.
+                let full = queue.len() >= queue.capacity() / 2
+                    && !self.shared.direct()
+                    && !self.relief_refused;
                 self.pressure |= full;
                 full
             }
-            _ if self.via_store() => {
-                let _ = self.move_queue_to_store();
+            _ if self.via_store() && self.relief_due.is_none_or(|at| Instant::now() >= at) => {
+                // A store that refuses (full, unreachable) is asked again a second later,
+                // not at every look: each refusal of a Postgres store out of reach is a
+                // connection attempt, under the store's lock.
+                self.relief_due = (self.move_queue_to_store() == Moved::Refused)
+                    .then(|| Instant::now() + RELIEF_RETRY);
                 false
             }
             _ => false,

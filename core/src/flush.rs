@@ -215,6 +215,11 @@ impl Worker {
             budget = budget.saturating_sub(taken);
             self.deliver_batch();
         }
+        if self.store_pending() && !self.past_close_deadline() {
+            // A batch went to the store meanwhile (out of retries, or the queue's pressure):
+            // the queue follows it there before the flush is answered.
+            return self.move_queue_to_store() == Moved::All;
+        }
         true
     }
 
@@ -234,16 +239,34 @@ impl Worker {
         let batch = std::mem::take(&mut self.batch);
         {
             let events: Vec<&[u8]> = batch.iter().map(|s| s.as_slice()).collect();
-            match self.deliver(&events, Source::Memory) {
-                Ok(()) => self.recovered(),
-                Err((settled, Stop::Exhausted)) => {
-                    self.counts.batches_failed += 1;
-                    self.keep_unsent(&events[settled..]);
+            let mut from = 0;
+            loop {
+                match self.deliver(&events[from..], Source::Memory) {
+                    Ok(()) => self.recovered(),
+                    Err((settled, Stop::Exhausted)) => {
+                        self.counts.batches_failed += 1;
+                        self.keep_unsent(&events[from + settled..]);
+                    }
+                    Err((settled, Stop::Shutdown)) => {
+                        self.keep_at_shutdown(&events[from + settled..]);
+                    }
+                    // Kept in the store before the queue follows it there: the order holds.
+                    Err((settled, Stop::Pressure)) => {
+                        if self.try_store_in_flight(&events[from + settled..]) {
+                            self.back_off();
+                        } else {
+                            // The store refuses them (full, failing): giving them up would
+                            // lose what retries in memory may still deliver. Retried here
+                            // afresh, without the queue's pressure for this batch.
+                            from += settled;
+                            self.relief_refused = true;
+                            continue;
+                        }
+                    }
                 }
-                Err((settled, Stop::Shutdown)) => self.keep_at_shutdown(&events[settled..]),
-                // Kept in the store before the queue follows it there: the order holds.
-                Err((settled, Stop::Pressure)) => self.keep_unsent(&events[settled..]),
+                break;
             }
+            self.relief_refused = false;
         }
         self.recycle(batch);
     }

@@ -192,6 +192,11 @@ pub(crate) struct Worker {
     pub(crate) delivering: Option<Source>,
     /// A pause ended because the queue filled up behind a batch retried from memory.
     pub(crate) pressure: bool,
+    /// The store refused the batch that pressure was to keep in it: it is retried in
+    /// memory without pressure.
+    pub(crate) relief_refused: bool,
+    /// Not before then is the queue moved into a store that refused it (`relieve_queue`).
+    pub(crate) relief_due: Option<Instant>,
 }
 
 /// Rate-limited log lines of the flush thread's own troubles.
@@ -256,6 +261,8 @@ impl Worker {
             spare: None,
             delivering: None,
             pressure: false,
+            relief_refused: false,
+            relief_due: None,
         }
     }
 

@@ -193,6 +193,10 @@ fn keep_leases(shared: &std::sync::Weak<Shared>) {
         let Some(shared) = shared.upgrade() else {
             return;
         };
+        if shared.stopped() {
+            // `close` returned with the sink still busy and handed its rows back.
+            return;
+        }
         let Some(mut store) = shared.lock_store_until(std::time::Instant::now()) else {
             continue;
         };

@@ -30,7 +30,7 @@ impl BodyFormat {
     }
 }
 
-/// Settings of an [`HttpSink`]. Plain data; the token is never printed by `Debug`.
+/// Settings of an [`HttpSink`](super::HttpSink). Plain data; the token is never printed by `Debug`.
 ///
 /// ```
 /// use auditbuf::{BodyFormat, HttpConfig};

@@ -266,7 +266,7 @@ impl Store for FileStore {
     }
 
     /// Writes the records under the caller's lock and leaves their `fdatasync` (and that of
-    /// the directory, after a rotation without one) to the returned [`PendingSync`].
+    /// the directory, after a rotation without one) to the returned [`PendingSync`](crate::store::PendingSync).
     fn append_durably(&mut self, events: &[&[u8]]) -> Result<Appended, Error> {
         self.write(events, false)?;
         Ok(Appended::Pending(self.pending_sync()))
