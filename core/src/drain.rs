@@ -110,10 +110,11 @@ impl Worker {
     /// Without this the queue filled during the batch's retry time (60 s by default) and
     /// refused callers under `DropNewest` while a store stood empty.
     pub(crate) fn relieve_queue(&mut self) -> bool {
-        if self.shared.store.is_none() || self.ready() == 0 || self.closing() {
+        if self.shared.store.is_none() || self.closing() {
             return false;
         }
         match self.delivering {
+            Some(Source::Memory) if self.ready() == 0 => false,
             Some(Source::Memory) => {
                 let queue = &self.shared.queue;
                 // Not while the store refuses events (a `Spill` store that did, or one that
@@ -128,8 +129,18 @@ impl Worker {
                 // A store that refuses (full, unreachable) is asked again a second later,
                 // not at every look: each refusal of a Postgres store out of reach is a
                 // connection attempt, under the store's lock.
-                self.relief_due = (self.move_queue_to_store() == Moved::Refused)
-                    .then(|| Instant::now() + RELIEF_RETRY);
+                let moved = if self.ready() > 0 {
+                    self.move_queue_to_store()
+                } else {
+                    Moved::All
+                };
+                self.relief_due = (moved == Moved::Refused).then(|| Instant::now() + RELIEF_RETRY);
+                if moved == Moved::All && self.close_by.is_none() {
+                    // What was recorded before a waiting flush is in the store now: settled
+                    // as far as the sink allows, as `send_queued` would answer. Left
+                    // waiting, a flush sat out the stored batch's whole retry time.
+                    self.flush_waiters.clear();
+                }
                 false
             }
             _ => false,
