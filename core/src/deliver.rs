@@ -353,7 +353,6 @@ impl Worker {
         Ok(Some(suspected))
     }
 
-    /// Whether a retry after `delay` would exceed the policy's attempts or time.
     /// Why to stop retrying now, if so: `close` ended while the sink held the batch (or
     /// before it was sent again) — the rest is the shutdown's, whatever the budget says —
     /// or the retry budget ran out.
@@ -367,6 +366,7 @@ impl Worker {
         }
     }
 
+    /// Whether a retry after `delay` would exceed the policy's attempts or time.
     fn out_of_budget(&self, started: Instant, failures: u32, delay: Duration) -> bool {
         failures >= self.retry.max_attempts
             || started.elapsed().saturating_add(delay) > self.retry.max_elapsed
