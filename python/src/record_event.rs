@@ -42,31 +42,6 @@ pub(crate) struct EventArgs<'py> {
 
 /// Records `event` through `p` (open: the caller checked).
 pub(crate) fn record<'py>(py: Python<'py>, p: &Pipeline, event: EventArgs<'py>) -> PyResult<()> {
-    let EventArgs {
-        event_type,
-        event_category,
-        event_action,
-        event_outcome,
-        correlation_id,
-        event_data,
-        actor_type,
-        actor_id,
-        actor_ip,
-        resource_type,
-        resource_id,
-        parent_event_id,
-        parent_event_date,
-        namespace,
-        cluster_id,
-        severity,
-        duration_ms,
-        error_code,
-        error_message,
-        retention_days,
-        is_sensitive,
-        event_timestamp,
-        version,
-    } = event;
     // A value of a type the field does not take is a SerializeError (also a TypeError)
     // whose message and `.field` name the argument, counted in rejected.serialize.
     let wrong = |name: &str, v: &Bound<'py, PyAny>, takes: &str| {
@@ -102,24 +77,24 @@ pub(crate) fn record<'py>(py: Python<'py>, p: &Pipeline, event: EventArgs<'py>) 
             raised(p, err)
         }
     };
-    let event_type = str_of("event_type", event_type)?;
-    let event_category = str_of("event_category", event_category)?;
-    let event_action = str_of("event_action", event_action)?;
-    let event_outcome = str_of("event_outcome", event_outcome)?;
-    let correlation_id = str_of("correlation_id", correlation_id)?;
-    let version = opt_str_of("version", version)?;
-    let actor_type = opt_str_of("actor_type", actor_type)?;
-    let actor_id = opt_str_of("actor_id", actor_id)?;
-    let actor_ip = opt_str_of("actor_ip", actor_ip)?;
-    let resource_type = opt_str_of("resource_type", resource_type)?;
-    let resource_id = opt_str_of("resource_id", resource_id)?;
-    let parent_event_id = opt_str_of("parent_event_id", parent_event_id)?;
-    let namespace = opt_str_of("namespace", namespace)?;
-    let cluster_id = opt_str_of("cluster_id", cluster_id)?;
-    let severity = opt_str_of("severity", severity)?;
-    let error_code = opt_str_of("error_code", error_code)?;
-    let error_message = opt_str_of("error_message", error_message)?;
-    let duration_ms = some(duration_ms)
+    let event_type = str_of("event_type", event.event_type)?;
+    let event_category = str_of("event_category", event.event_category)?;
+    let event_action = str_of("event_action", event.event_action)?;
+    let event_outcome = str_of("event_outcome", event.event_outcome)?;
+    let correlation_id = str_of("correlation_id", event.correlation_id)?;
+    let version = opt_str_of("version", event.version)?;
+    let actor_type = opt_str_of("actor_type", event.actor_type)?;
+    let actor_id = opt_str_of("actor_id", event.actor_id)?;
+    let actor_ip = opt_str_of("actor_ip", event.actor_ip)?;
+    let resource_type = opt_str_of("resource_type", event.resource_type)?;
+    let resource_id = opt_str_of("resource_id", event.resource_id)?;
+    let parent_event_id = opt_str_of("parent_event_id", event.parent_event_id)?;
+    let namespace = opt_str_of("namespace", event.namespace)?;
+    let cluster_id = opt_str_of("cluster_id", event.cluster_id)?;
+    let severity = opt_str_of("severity", event.severity)?;
+    let error_code = opt_str_of("error_code", event.error_code)?;
+    let error_message = opt_str_of("error_message", event.error_message)?;
+    let duration_ms = some(event.duration_ms)
         .map(|v| {
             // DataStorage reads a signed 64-bit integer.
             v.extract::<u64>()
@@ -138,7 +113,7 @@ pub(crate) fn record<'py>(py: Python<'py>, p: &Pipeline, event: EventArgs<'py>) 
                 })
         })
         .transpose()?;
-    let retention_days = some(retention_days)
+    let retention_days = some(event.retention_days)
         .map(|v| {
             v.extract::<u32>().map_err(|err| {
                 number(
@@ -150,7 +125,7 @@ pub(crate) fn record<'py>(py: Python<'py>, p: &Pipeline, event: EventArgs<'py>) 
             })
         })
         .transpose()?;
-    let is_sensitive = some(is_sensitive)
+    let is_sensitive = some(event.is_sensitive)
         .map(|v| {
             v.extract::<bool>()
                 .map_err(|_| wrong("is_sensitive", &v, "a bool"))
@@ -167,14 +142,15 @@ pub(crate) fn record<'py>(py: Python<'py>, p: &Pipeline, event: EventArgs<'py>) 
         Fail::Raised(err) => raised(p, err),
         f => wrong_type(py, p, Some(name), &f.message(name)),
     };
-    let (event_timestamp, parent_event_date) = (some(event_timestamp), some(parent_event_date));
+    let (event_timestamp, parent_event_date) =
+        (some(event.event_timestamp), some(event.parent_event_date));
     let (mut ts_buf, mut parent_buf) = ([0u8; 32], [0u8; 32]);
     let event_timestamp = time("event_timestamp", &event_timestamp, &mut ts_buf)
         .map_err(|f| timestamp_err("event_timestamp", f))?;
     let parent_event_date = time("parent_event_date", &parent_event_date, &mut parent_buf)
         .map_err(|f| timestamp_err("parent_event_date", f))?;
     encode::with_scratch(|scratch| {
-        let event_data: Option<&[u8]> = match &event_data {
+        let event_data: Option<&[u8]> = match &event.event_data {
             None => None,
             Some(v) if v.is_none() => None,
             Some(v) => {
