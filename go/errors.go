@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// Sentinel errors, one per status code of the C ABI (README "C": the status table).
+// Sentinel errors, one per status code of the C ABI (docs/c.md: the status table).
 // Every error the package returns for a status is an *Error that wraps one of these, so
 // test with errors.Is:
 //

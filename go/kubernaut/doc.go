@@ -34,7 +34,7 @@
 // a *slog.Logger (anything with Info(msg, keysAndValues...)).
 //
 // What changes underneath: StoreAudit copies the event into the library's queue and
-// returns (a few microseconds on a loaded 2-vCPU machine, see the README; no JSON
+// returns (a few microseconds on a loaded 2-vCPU machine, see docs/performance.md; no JSON
 // marshalling or OpenAPI validation per event: the library checks the JSON of EventData
 // and the required fields as it encodes); batches
 // hold at most 500 events (the server's limit); a 202 counts as delivered and is not sent

@@ -12,7 +12,7 @@ accounted for in ``Pipeline.stats()``.
     with auditbuf.Pipeline("http://datastorage:8080", service="gateway") as audit:
         audit.record({"event_type": "user.login", "user": "ada"})
 
-See the README's "Python" section for the exceptions, fork and exit behaviour.
+See docs/python.md for the exceptions, fork and exit behaviour.
 """
 
 from __future__ import annotations
