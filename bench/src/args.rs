@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::outputs::Outputs;
+
 const ABOUT: &str = "Offers auditbuf more audit events than a receiver on 127.0.0.1 takes, and \
 shows what became of every one: delivered, turned away, dropped, stored, dead-lettered.";
 
@@ -105,21 +107,16 @@ pub struct Args {
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
     pub drain_timeout: Duration,
 
-    /// Where to write the time series (one row per 100 ms).
-    #[arg(
-        long,
-        value_name = "PATH",
-        default_value = "target/auditbuf-bench/series.csv"
-    )]
-    pub csv: PathBuf,
+    /// Where to write the time series (one row per 100 ms) [default:
+    /// $CARGO_TARGET_DIR/auditbuf-bench/series.csv, or target/auditbuf-bench/series.csv when
+    /// CARGO_TARGET_DIR is not set].
+    #[arg(long, value_name = "PATH")]
+    pub csv: Option<PathBuf>,
 
-    /// Where to write the chart of the time series.
-    #[arg(
-        long,
-        value_name = "PATH",
-        default_value = "target/auditbuf-bench/chart.png"
-    )]
-    pub png: PathBuf,
+    /// Where to write the chart of the time series [default:
+    /// $CARGO_TARGET_DIR/auditbuf-bench/chart.png, or target/auditbuf-bench/chart.png].
+    #[arg(long, value_name = "PATH")]
+    pub png: Option<PathBuf>,
 
     /// Also run tracing-appender and a naive queue; see the help text.
     #[arg(
@@ -282,12 +279,7 @@ impl Args {
                 self.event_bytes, self.queue_capacity
             ));
         }
-        if self.csv == self.png {
-            return Err(format!(
-                "--csv and --png name the same file ({}): the chart would overwrite the series",
-                self.csv.display()
-            ));
-        }
+        self.outputs()?;
         if self.fsync.is_some() && !durable {
             return Err("--fsync applies to --store file or --store sqlite only".to_owned());
         }
@@ -300,6 +292,11 @@ impl Args {
             ));
         }
         Ok(())
+    }
+
+    /// Where the series and the chart go: as given, else under `CARGO_TARGET_DIR`.
+    pub fn outputs(&self) -> Result<Outputs, String> {
+        Outputs::from_env(self.csv.as_deref(), self.png.as_deref())
     }
 
     /// The largest event the pipeline is to allow, when its default (64 KiB) times the

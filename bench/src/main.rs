@@ -11,6 +11,7 @@ mod compare;
 mod event;
 mod idle;
 mod memory;
+mod outputs;
 mod pipeline;
 mod poster;
 mod producer;
@@ -54,9 +55,10 @@ fn bench(args: &Args) -> Result<bool, String> {
         out(&text);
         return Ok(holds);
     }
+    let outputs = args.outputs()?;
     // Fail before the run, not after it, if the outputs cannot be written (without
     // emptying what an earlier run wrote there: this run may yet be interrupted).
-    for path in [&args.csv, &args.png] {
+    for path in [&outputs.csv, &outputs.png] {
         series::check_writable(path)?;
     }
     let load_before = load_average();
@@ -83,7 +85,7 @@ fn bench(args: &Args) -> Result<bool, String> {
     ));
 
     let series: Vec<_> = results.iter().map(|r| r.series.clone()).collect();
-    series::write_file(&args.csv, series::csv(&series).as_bytes())?;
+    series::write_file(&outputs.csv, series::csv(&series).as_bytes())?;
     let title = if args.compare {
         format!(
             "auditbuf vs tracing-appender vs naive queue: {}",
@@ -93,7 +95,7 @@ fn bench(args: &Args) -> Result<bool, String> {
         format!("auditbuf: {}", short_scenario(args))
     };
     chart::draw(
-        &args.png,
+        &outputs.png,
         &series,
         &title,
         chart::Marks {
@@ -118,8 +120,8 @@ fn bench(args: &Args) -> Result<bool, String> {
     );
     tail += &format!(
         "time series: {}\nchart:       {}\n",
-        args.csv.display(),
-        args.png.display()
+        outputs.csv.display(),
+        outputs.png.display()
     );
     out(&tail);
     Ok(checks.iter().all(|c| c.holds != Some(false)))

@@ -59,6 +59,9 @@ pub(crate) fn summary(check: &StoreCheck) -> String {
             count(check.lost_events, "event", "events")
         ));
     }
+    if !check.missing.is_empty() {
+        parts.push("lose the events of missing segments".to_owned());
+    }
     if !check.quarantined.is_empty() || check.quarantined_events > 0 {
         parts.push(if check.quarantined_events > 0 {
             format!(
@@ -144,6 +147,16 @@ fn verify_text(check: &StoreCheck) -> String {
         )
     } else {
         "nothing".to_owned()
+    };
+    // Not a number: the store keeps no count of what a segment held outside it.
+    let missing = format!(
+        "the events of {}, missing (how many cannot be known)",
+        check.missing.join(", ")
+    );
+    let lose = match (check.missing.is_empty(), lose.as_str()) {
+        (true, _) => lose,
+        (false, "nothing") => missing,
+        (false, _) => format!("{lose}; {missing}"),
     };
     let _ = writeln!(out, "  lose        {lose}");
     if check.cursor_reset {
@@ -300,6 +313,7 @@ fn verify_json(check: &StoreCheck) -> Value {
         "cut_bytes": check.cut_bytes,
         "damaged_bytes": check.damaged_bytes,
         "lost_events": check.lost_events,
+        "missing": check.missing,
         "quarantine": {
             "events": check.quarantined_events,
             "items": check.quarantined,

@@ -560,3 +560,31 @@ fn replay_over_damaged_dead_letters_says_nothing_of_a_repair_it_did_not_make() {
     let r = run(&["dead-letters", "replay", "--json", dir.to_str().unwrap()]);
     assert_ne!(r.json()["repaired"], "", "{}", r.stdout);
 }
+
+#[test]
+fn a_segment_deleted_by_hand_is_damage_whose_loss_is_not_made_up() {
+    let _serial = common::serial();
+    let scope = Scope::new("missing");
+    let dir = scope.path("wal");
+    make_store(&dir, 120, &[]);
+    let victim = segments(&dir)[1].clone();
+    fs::remove_file(&victim).unwrap();
+    let name = victim.file_name().unwrap().to_str().unwrap();
+    let d = dir.to_str().unwrap();
+
+    let text = run(&["store", "verify", d]);
+    assert_eq!(text.code, 1, "{}{}", text.stdout, text.stderr);
+    assert!(
+        text.stdout
+            .contains("DAMAGED (opening it would lose the events of missing segments)")
+            && text.stdout.contains(&format!(
+                "lose        the events of {name}, missing (how many cannot be known)"
+            )),
+        "{}",
+        text.stdout
+    );
+    let v = run(&["store", "verify", "--json", d]).json();
+    assert_eq!(v["healthy"], false);
+    assert_eq!(v["missing"], serde_json::json!([name]));
+    assert_eq!(v["lost_events"], 0);
+}

@@ -1,9 +1,11 @@
 //! Pipeline configuration: plain data, set in code with chained setters or read from JSON.
 //!
 //! - [`doc`]: reading it from JSON, strictly, and the range check every setting shares;
+//! - [`json_path`]: where in the document an error sits, read back from its text;
 //! - [`limits`]: the range of every setting.
 
 pub(crate) mod doc;
+pub(crate) mod json_path;
 mod limits;
 
 use std::time::Duration;

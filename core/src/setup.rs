@@ -11,6 +11,7 @@ use serde::de::{MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::config::json_path::number_as_written;
 use crate::sink::http::shown_url;
 use crate::{
     BodyFormat, Config, DataStorageSink, Error, HttpConfig, HttpSink, NullSink, Pipeline,
@@ -142,7 +143,12 @@ impl PipelineConfig {
         if let Some(store) = store {
             config = config.store(StoreConfig::from_json(store.get()).map_err(within("store"))?);
         }
-        let sink = sink.map(|s| SinkConfig::from_json(s.get())).transpose()?;
+        // A sink's fields are read from a `Value`, where a number too large for its field is
+        // already a float: its text is found again in the document.
+        let sink = sink.map(|s| {
+            SinkConfig::from_json(s.get()).map_err(|e| number_as_written(e, s.get(), "sink"))
+        });
+        let sink = sink.transpose()?;
         Ok(PipelineConfig { config, sink })
     }
 
@@ -526,7 +532,7 @@ mod tests {
             (r#"{"sink":{"type":"null","type":"http"}}"#, "sink.type"),
             (
                 r#"{"sink":{"type":"http","url":"h","headers":{"X-A":"1","X-A":"2"}}}"#,
-                "sink.X-A",
+                "sink.headers.X-A",
             ),
             (
                 r#"{"sink":{"type":"http","url":"h","timeout_ms":"x"}}"#,

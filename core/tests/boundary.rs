@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use auditbuf::{
-    AuditEvent, AuditEventBytes, Config, Error, EventData, FileStoreConfig, NullSink, Pipeline,
-    StoreConfig,
+    AuditEvent, AuditEventBytes, Config, Error, EventData, FileStoreConfig, MemoryStore,
+    MemoryStoreConfig, NullSink, Pipeline, PipelineConfig, StoreConfig, StoreRegistry,
 };
 use serde_json::json;
 
@@ -425,4 +425,103 @@ fn keys_spelled_with_escapes_are_the_keys_they_mean() {
         again.record_json(event).unwrap();
     }
     assert!(again.close(Duration::from_secs(5)).stats.is_consistent());
+}
+
+#[test]
+fn a_duplicate_inside_params_is_named_by_its_whole_path() {
+    let registry = StoreRegistry::new().register("tiny", |_| {
+        Ok(Box::new(MemoryStore::new(MemoryStoreConfig::default())))
+    });
+    for (text, field) in [
+        (
+            r#"{"type":"file","params":{"path":"/a","path":"/b"}}"#,
+            "params.path",
+        ),
+        (
+            r#"{"type":"memory","params":{"max_events":1,"max_events":2}}"#,
+            "params.max_events",
+        ),
+        (
+            r#"{"type":"tiny","params":{"a":{"b":1,"b":2}}}"#,
+            "params.a.b",
+        ),
+        // Compared by meaning: the second `a` is spelled with an escape.
+        (r#"{"type":"tiny","params":{"a":1,"\u0061":2}}"#, "params.a"),
+    ] {
+        let (f, reason) = config_error(StoreConfig::from_json_with(text, &registry));
+        assert_eq!(f, field, "{text}: {reason}");
+        assert!(reason.starts_with("duplicate key in an object"), "{reason}");
+    }
+    for (text, field) in [
+        (
+            r#"{"store":{"type":"file","params":{"path":"/a","path":"/b"}}}"#,
+            "store.params.path",
+        ),
+        (
+            r#"{"sink":{"type":"http","url":"http://x","headers":{"a":"1","a":"2"}}}"#,
+            "sink.headers.a",
+        ),
+    ] {
+        let (f, reason) = config_error(PipelineConfig::from_json(text));
+        assert_eq!(f, field, "{text}: {reason}");
+    }
+}
+
+#[test]
+fn an_integer_beyond_its_type_is_shown_as_written() {
+    let too_big =
+        "out of range: more than 18446744073709551615, the largest value the field can hold";
+    let not_whole = "must be a whole number written in digits, without a fraction or exponent";
+    for (text, field, reason) in [
+        (
+            r#"{"queue_capacity":18446744073709551616}"#.to_owned(),
+            "queue_capacity",
+            format!("is 18446744073709551616, {too_big}"),
+        ),
+        (
+            r#"{"flush_interval_ms":1.8e19}"#.to_owned(),
+            "flush_interval_ms",
+            format!("is 1.8e19, {not_whole}"),
+        ),
+        (
+            r#"{"retry":{"max_attempts":18446744073709551616}}"#.to_owned(),
+            "retry.max_attempts",
+            "is 18446744073709551616, out of range: more than 4294967295, the largest value \
+             the field can hold"
+                .to_owned(),
+        ),
+        (
+            r#"{"queue_capacity":-99999999999999999999}"#.to_owned(),
+            "queue_capacity",
+            "is -99999999999999999999, out of range: must not be negative".to_owned(),
+        ),
+    ] {
+        let (f, r) = config_error(Config::from_json(&text));
+        assert_eq!((f.as_str(), r.as_str()), (field, reason.as_str()), "{text}");
+    }
+    let (f, r) = config_error(StoreConfig::from_json(
+        r#"{"type":"file","params":{"path":"/x","max_total_bytes":18446744073709551616}}"#,
+    ));
+    assert_eq!(
+        (f.as_str(), r.as_str()),
+        (
+            "params.max_total_bytes",
+            format!("is 18446744073709551616, {too_big}").as_str()
+        )
+    );
+    for (text, field, reason) in [
+        (
+            r#"{"store":{"type":"memory","params":{"max_events":1.8e19}}}"#,
+            "store.params.max_events",
+            format!("is 1.8e19, {not_whole}"),
+        ),
+        (
+            r#"{"sink":{"type":"http","url":"http://x","timeout_ms":18446744073709551616}}"#,
+            "sink.timeout_ms",
+            format!("is 18446744073709551616, {too_big}"),
+        ),
+    ] {
+        let (f, r) = config_error(PipelineConfig::from_json(text));
+        assert_eq!((f.as_str(), r.as_str()), (field, reason.as_str()), "{text}");
+    }
 }

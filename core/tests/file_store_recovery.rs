@@ -496,3 +496,85 @@ fn verify_refuses_a_store_in_use_and_names_the_process() {
     let err = FileStore::open(config(&dir)).unwrap_err().to_string();
     assert!(err.ends_with(&held), "{err}");
 }
+
+/// The store's log lines, for the one test here that looks at them (the logger is
+/// process-wide; each test filters by its own directory).
+static LINES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if record.target().starts_with("auditbuf") {
+            let line = format!("{} {}", record.level(), record.args());
+            LINES.lock().unwrap().push(line);
+        }
+    }
+    fn flush(&self) {}
+}
+
+static CAPTURE: Capture = Capture;
+
+#[test]
+fn a_segment_deleted_by_hand_is_reported_not_lost_silently() {
+    let _ = log::set_logger(&CAPTURE);
+    log::set_max_level(log::LevelFilter::Warn);
+    let scope = Scope::new("missing");
+    let dir = scope.0.join("wal");
+    store_with(&dir, 300);
+    let segs = segments(&dir);
+    assert!(segs.len() >= 4, "{segs:?}");
+    let before = {
+        let mut store = FileStore::open(config(&dir)).unwrap();
+        all(&mut store).len()
+    };
+    let victim = segs[1].clone();
+    let name = victim.file_name().unwrap().to_str().unwrap().to_owned();
+    let in_victim = {
+        let data = fs::read(&victim).unwrap();
+        (0..300).filter(|i| contains(&data, &event(*i))).count()
+    };
+    fs::remove_file(&victim).unwrap();
+
+    let check = FileStore::verify(&dir).unwrap();
+    assert!(!check.is_healthy(), "{check:?}");
+    assert_eq!(check.missing, vec![name.clone()]);
+    assert!(
+        check.problems.iter().any(|p| p.starts_with(&format!(
+            "{name}: missing (deleted by hand?); the events in it are lost, and how many cannot \
+             be known"
+        ))),
+        "{:?}",
+        check.problems
+    );
+    // No number is made up for what the segment held.
+    assert_eq!(check.lost_events, 0);
+
+    let mut store = FileStore::open(config(&dir)).unwrap();
+    let recovery = store.recovery().clone();
+    assert_eq!(recovery.missing_segments, 1, "{recovery:?}");
+    assert_eq!(recovery.lost_events, 0, "{recovery:?}");
+    assert_eq!(all(&mut store).len(), before - in_victim);
+    let dir_name = dir.display().to_string();
+    let warned: Vec<String> = LINES
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains(&dir_name) && l.contains(&name))
+        .cloned()
+        .collect();
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(
+        warned[0].starts_with(&format!(
+            "WARN {dir_name}: {name} missing (deleted by hand?)"
+        )) && warned[0].contains("how many cannot be known"),
+        "{warned:?}"
+    );
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}

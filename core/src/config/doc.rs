@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use serde_json::value::RawValue;
 
+use super::json_path::{key_path_at, number_as_written};
 use super::{Config, Durability, Overflow};
 use crate::Error;
 use crate::encode::json::{MAX_DEPTH, scan_object};
@@ -34,7 +35,7 @@ pub(crate) fn parse_json<'de, T: Deserialize<'de>>(text: &'de str) -> Result<T, 
             ("." | "?" | "", None) => "(document)".to_owned(),
             (_, None) => path,
         };
-        Error::config(field, reason)
+        number_as_written(Error::config(field, reason), text, "")
     })?;
     de.end().map_err(|e| {
         Error::config(
@@ -64,11 +65,15 @@ pub(crate) fn check_keys(text: &str, prefix: &str) -> Result<(), Error> {
                     .split('"')
                     .next()
                     .unwrap_or_default();
-                if !key.is_empty() && !key.contains('\\') {
+                // By its whole path, as serde names a duplicate it finds: `params.path`, not
+                // `path`, which could be a key at any depth.
+                let path = key_path_at(text, offset as usize)
+                    .or_else(|| (!key.is_empty() && !key.contains('\\')).then(|| key.to_owned()));
+                if let Some(path) = path {
                     field = if prefix.is_empty() {
-                        key.to_owned()
+                        path
                     } else {
-                        format!("{prefix}.{key}")
+                        format!("{prefix}.{path}")
                     };
                 }
                 format!("{reason}: \"{key}\" at byte {offset}")

@@ -48,6 +48,11 @@ pub struct StoreCheck {
     /// start on it, so opening keeps, cuts and loses nothing. `events` then counts what is
     /// still readable, and `lost_events` what is not, for a recovery.
     pub open_error: Option<String>,
+    /// Files of the store found missing: a file store's segments deleted between the read
+    /// position's and the newest (`0000000000000003.seg`, or a run,
+    /// `0000000000000003.seg to 0000000000000005.seg (3 segments)`). The events in them are
+    /// lost, and not in `lost_events`: how many there were cannot be known.
+    pub missing: Vec<String>,
     /// Bytes of damage a recovery would skip.
     pub damaged_bytes: u64,
     /// Bytes of a torn last record (a write a crash interrupted) a recovery would cut.

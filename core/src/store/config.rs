@@ -177,7 +177,14 @@ impl StoreConfig {
         if !params.is_object() {
             return Err(Error::config("params", "must be an object"));
         }
-        let config = match doc.kind.as_str() {
+        // `params` was read into a `Value`, where a number too large for its field is
+        // already a float: its text is found again in the document.
+        Self::from_params(doc.kind, params, registry)
+            .map_err(|e| crate::config::json_path::number_as_written(e, text, ""))
+    }
+
+    fn from_params(kind: String, params: Value, registry: &StoreRegistry) -> Result<Self, Error> {
+        let config = match kind.as_str() {
             "memory" => StoreConfig::Memory(parse_params::<MemoryParams>(&params)?.into()),
             "file" => StoreConfig::File(parse_params::<FileParams>(&params)?.try_into()?),
             #[cfg(feature = "sqlite")]
@@ -503,10 +510,15 @@ mod tests {
             ),
             (
                 r#""type":"file","params":{"path":"/a","path":"/b"}"#,
-                "path",
+                "params.path",
                 "duplicate key in an object: \"path\"",
             ),
             (r#""type":"file","params":null"#, "params", "is null"),
+            (
+                r#""type":"file","params":{"path":"/x","max_total_bytes":18446744073709551616}"#,
+                "params.max_total_bytes",
+                "is 18446744073709551616, out of range: more than 18446744073709551615",
+            ),
             (
                 r#""type":"memory","params":{"max_events":0}"#,
                 "params.max_events",

@@ -3,7 +3,10 @@
 //! Every record's CRC is checked. A torn tail (an incomplete last record) is cut at the last
 //! good record. A segment damaged in the middle is moved aside to `*.seg.corrupt` and its
 //! good records, found again by CRC and plausibility after the damage, are written back in
-//! its place. A cursor that names a missing segment is not trusted.
+//! its place. A cursor that names a missing segment is not trusted. A segment missing
+//! between the cursor's and the newest (deleted by hand: the store only ever deletes the
+//! oldest, and numbers new ones consecutively) is reported: its events are lost, and how
+//! many cannot be known, since no count of them is kept outside the segment itself.
 
 use std::collections::VecDeque;
 use std::fs;
@@ -36,6 +39,10 @@ pub struct Recovery {
     /// The cursor file was missing, damaged or pointed into damage: reading restarts at
     /// the oldest kept record (some events may be sent again).
     pub cursor_reset: bool,
+    /// Segment files missing between the cursor's segment and the newest (deleted by
+    /// hand): the events they held are lost, and are not in `lost_events`, since how many
+    /// there were cannot be known. The warning logged names them.
+    pub missing_segments: u64,
 }
 
 impl FileStore {
@@ -83,6 +90,25 @@ impl FileStore {
             }
             ids.retain(|id| *id >= c.segment);
         }
+        let gaps = gaps(&ids);
+        if !gaps.is_empty() {
+            recovery.missing_segments = gaps.iter().map(|(a, b)| b - a + 1).sum();
+            log::warn!(
+                "{}: {} missing (deleted by hand?): the events in {} are lost; how many cannot \
+                 be known (no count is kept outside a segment), so they are not counted in \
+                 dropped.damaged",
+                dir.display(),
+                describe_gaps(&gaps),
+                if recovery.missing_segments == 1 {
+                    "it"
+                } else {
+                    "them"
+                }
+            );
+        }
+        // An empty newest segment removed below leaves its number free: the new tail takes
+        // it, or the next open would find a hole where it was.
+        let mut free_id = None;
 
         let mut segments = VecDeque::new();
         let mut cursor = saved_cursor;
@@ -102,6 +128,7 @@ impl FileStore {
                     // nothing and goes.
                     Err(e) if no_space(&e) && cursor.is_none_or(|c| c.segment != id) => {
                         fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                        free_id = Some(id);
                         continue;
                     }
                     Err(e) => return Err(e),
@@ -179,7 +206,10 @@ impl FileStore {
             segments.push_back(Segment { id, path, len });
         }
 
-        let next_id = next_segment_id(&dir, highest_named)?;
+        let next_id = match free_id {
+            Some(id) if id == highest_named => id,
+            _ => next_segment_id(&dir, highest_named)?,
+        };
         // Matched before the fallback below takes the last segment out of `segments`: a
         // cursor inside it stays there (reset, it would re-read records sent already, which
         // `events` does not count).
@@ -284,6 +314,37 @@ pub(super) fn list_segments(dir: &Path) -> Result<Vec<u64>, Error> {
     }
     ids.sort_unstable();
     Ok(ids)
+}
+
+/// The runs of ids missing between the first and the last of `ids` (sorted), each as
+/// `(first, last)`: segments are numbered consecutively and only the oldest are deleted,
+/// so a run is segments deleted by someone else.
+pub(super) fn gaps(ids: &[u64]) -> Vec<(u64, u64)> {
+    ids.windows(2)
+        .filter(|w| w[1] > w[0] + 1)
+        .map(|w| (w[0] + 1, w[1] - 1))
+        .collect()
+}
+
+/// The missing segments of `gaps`, named: `0000000000000003.seg`, or a run as
+/// `0000000000000003.seg to 0000000000000005.seg (3 segments)`.
+pub(super) fn describe_gaps(gaps: &[(u64, u64)]) -> String {
+    let runs: Vec<String> = gaps
+        .iter()
+        .map(|&(a, b)| {
+            if a == b {
+                segment_name(a)
+            } else {
+                format!(
+                    "{} to {} ({} segments)",
+                    segment_name(a),
+                    segment_name(b),
+                    b - a + 1
+                )
+            }
+        })
+        .collect();
+    runs.join(", ")
 }
 
 /// The id after `id`, or an error naming the store when there is none (a segment named

@@ -7,14 +7,15 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::frame::{self, HEADER, MAGIC};
-use super::recovery::{list_segments, read_cursor, starts_after_salvage};
+use super::recovery::{describe_gaps, gaps, list_segments, read_cursor, starts_after_salvage};
 use super::{FileStore, Position, dir, replay, segment_name};
 use crate::Error;
 use crate::store::check::{PartCheck, StoreCheck};
 
 impl FileStore {
     /// Checks the store in `dir` as [`open`](FileStore::open) would — every record's CRC,
-    /// a torn last record, damaged stretches, the saved read position — and says what
+    /// a torn last record, damaged stretches, the saved read position, segments missing
+    /// after it — and says what
     /// opening it would keep, cut, move aside and lose, and what its dead letters hold,
     /// without writing, renaming or cutting anything. It holds a shared lock on the
     /// directory meanwhile (so the store cannot be opened halfway through).
@@ -61,6 +62,15 @@ impl FileStore {
                 check.parts.push(part);
             }
             ids.retain(|id| *id >= c.segment);
+        }
+        for gap in gaps(&ids) {
+            let missing = describe_gaps(&[gap]);
+            let them = if gap.0 == gap.1 { "it" } else { "them" };
+            check.problems.push(format!(
+                "{missing}: missing (deleted by hand?); the events in {them} are lost, and how \
+                 many cannot be known (no count is kept outside a segment)"
+            ));
+            check.missing.push(missing);
         }
 
         if ids.last() == Some(&u64::MAX) {
