@@ -232,7 +232,7 @@ impl Worker {
                 true
             }
             Ok(()) => {
-                // The store could not forget them (a Postgres whose delete failed): the next read
+                // The store could not forget them (its removal failed): the next read
                 // returns them again, so wait before sending them again, as after a failed
                 // send, instead of resending them at once, hundreds of times a second.
                 self.back_off();

@@ -78,10 +78,13 @@ pub trait Store: Send + 'static {
     ) -> Result<(), Error>;
 
     /// Removes the first `n` events of the last [`read_oldest`](Store::read_oldest). On
-    /// `Err` they stay, and the next read returns them again (the pipeline then sends them
-    /// again, counted as `redelivered`). A store may instead keep the removal in memory and
-    /// write it later (the file store does when its cursor cannot be written): `Ok`, and a
-    /// restart before then returns them again.
+    /// `Err` they stay, and the next read returns them again, first (the pipeline then sends
+    /// them again, counted as `redelivered`, and takes as many of the next read's first
+    /// events for them). So `Err` only when they stay: a store that cannot tell whether the
+    /// removal took effect (a connection lost during it) keeps it to make again instead.
+    /// A store may keep the removal in memory and write it later (the file store does when
+    /// its cursor cannot be written, SQLite and Postgres when their delete fails or, for
+    /// Postgres, its answer is lost): `Ok`, and a restart before then returns them again.
     ///
     /// # Errors
     ///

@@ -1,12 +1,14 @@
 //! The Postgres store against the contract every store meets, and what only it does:
 //! several replicas draining one table, leases, poison rows; hand-overs that are not claims
-//! (`claims.rs`) and the size counter (`size.rs`). The tests start their own
+//! (`claims.rs`), commits cut off by a broken connection (`commits.rs`) and the size
+//! counter (`size.rs`). The tests start their own
 //! server (testkit's `TestPostgres`): the Postgres binaries must be installed
 //! (`scripts/ensure-postgres`).
 
 #![cfg(feature = "postgres")]
 
 mod claims;
+mod commits;
 #[path = "../common/mod.rs"]
 mod common;
 mod size;

@@ -9,10 +9,12 @@
 //! Every statement runs on its own (autocommit): no transaction stays open while the
 //! pipeline sends what it read. A read claims the oldest unclaimed rows for this store with
 //! a lease, in one statement (`FOR UPDATE SKIP LOCKED`, so replicas never wait on each
-//! other nor read the same row); a commit deletes the rows this store still holds. A live
-//! store renews the lease of the rows it holds from `tick`, however long the sink is down;
-//! a store that dies holding rows loses nothing: its lease runs out and another replica
-//! claims them.
+//! other nor read the same row); a commit deletes the rows this store still holds — or,
+//! when the delete fails or its answer is lost, keeps them to delete before the next read
+//! (`remove.rs`): a commit always stands, so the pipeline never takes other rows for them
+//! sent again. A live store renews the lease of the rows it holds from `tick`, however
+//! long the sink is down; a store that dies holding rows loses nothing: its lease runs out
+//! and another replica claims them.
 //! A row whose claimers keep dying is a poison row: once claimed more than `max_claims`
 //! times by owners that died holding it it moves to `<table>_dead` and is never read
 //! again. A store that closes hands its rows back and takes its claim back with them: a
@@ -34,6 +36,7 @@ use postgres::{Client, NoTls, Statement};
 
 mod check;
 mod config;
+mod remove;
 mod sql;
 
 pub use config::PostgresStoreConfig;
@@ -74,6 +77,8 @@ pub struct PostgresStore {
     connection: Option<Connection>,
     /// Ids and sizes of the rows the last read returned and no commit covered yet.
     read: VecDeque<(i64, u64)>,
+    /// Ids of rows a commit covered that are not known to be deleted yet.
+    settled: Vec<i64>,
     events: u64,
     bytes: u64,
     /// Poison rows moved to the dead table since `take_dead_lettered` was last called.
@@ -106,6 +111,7 @@ impl fmt::Debug for PostgresStore {
             .field("owner", &self.owner)
             .field("connected", &self.connection.is_some())
             .field("held", &self.read.len())
+            .field("settled", &self.settled.len())
             .field("events", &self.events)
             .field("bytes", &self.bytes)
             .finish_non_exhaustive()
@@ -131,6 +137,7 @@ impl PostgresStore {
             owner,
             connection: None,
             read: VecDeque::new(),
+            settled: Vec::new(),
             events: 0,
             moved_to_dead: 0,
             bytes: 0,
@@ -389,6 +396,8 @@ impl Store for PostgresStore {
         out: &mut StoredBatch,
     ) -> Result<(), Error> {
         out.clear();
+        // Before the claim, which would return them again (they are still claimed).
+        self.remove_settled()?;
         self.refresh_if_stale()?;
         let limit = i64::try_from(max_events.max(1)).unwrap_or(i64::MAX);
         let byte_limit = i64::try_from(max_bytes).unwrap_or(i64::MAX);
@@ -464,36 +473,10 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    /// Never fails: rows whose delete fails, or may not have gone through, are deleted
+    /// before the next read instead (see `remove.rs`).
     fn commit(&mut self, n: usize) -> Result<(), Error> {
-        let n = n.min(self.read.len());
-        if n == 0 {
-            return Ok(());
-        }
-        let ids: Vec<i64> = self.read.iter().take(n).map(|(id, _)| *id).collect();
-        let row = self.run(|c, owner| c.client.query_one(&c.commit, &[&ids, &owner]))?;
-        let deleted: i64 = row.try_get(0).map_err(|e| self.error(describe(&e)))?;
-        let deleted_bytes: i64 = row.try_get(1).map_err(|e| self.error(describe(&e)))?;
-        let oldest_age: Option<f64> = row.try_get(2).map_err(|e| self.error(describe(&e)))?;
-        self.read.drain(..n);
-        if deleted < n as i64 {
-            log::warn!(
-                "postgres store, table {}: {} of {n} committed events had been claimed by another replica (lease {:?} expired)",
-                self.config.table,
-                n as i64 - deleted,
-                self.config.lease
-            );
-        }
-        self.events = self.events.saturating_sub(deleted.max(0) as u64);
-        self.bytes = self.bytes.saturating_sub(deleted_bytes.max(0) as u64);
-        match oldest_age {
-            Some(age) => self.oldest = stored_at(age),
-            None => {
-                // The table is empty.
-                self.events = 0;
-                self.bytes = 0;
-                self.oldest = None;
-            }
-        }
+        self.settle(n);
         Ok(())
     }
 
@@ -542,9 +525,12 @@ impl Store for PostgresStore {
         true
     }
 
-    /// Renews the lease of the rows this store holds (a third of the lease after the last
-    /// claim or renewal), and refreshes the counts from the table, at most once a second.
+    /// Deletes the settled rows not deleted yet, renews the lease of the rows this store
+    /// holds (a third of the lease after the last claim or renewal), and refreshes the
+    /// counts from the table, at most once a second.
     fn tick(&mut self) -> Result<(), Error> {
+        // Their lease is no longer renewed: deleted soon, or another replica sends them.
+        self.remove_settled()?;
         if !self.read.is_empty() && self.leased.elapsed() >= self.config.lease / 3 {
             let held: Vec<i64> = self.read.iter().map(|(id, _)| *id).collect();
             self.run(|c, owner| c.client.execute(&c.renew, &[&held, &owner]))?;
@@ -564,11 +550,12 @@ impl Store for PostgresStore {
         }
     }
 
-    /// Hands the rows it holds back (see [`hand_back`](Store::hand_back)), and closes the
-    /// connection.
+    /// Deletes the settled rows not deleted yet, hands the rows it holds back (see
+    /// [`hand_back`](Store::hand_back)), and closes the connection.
     fn close(&mut self) -> Result<(), Error> {
-        let result = self.hand_back();
+        let removed = self.remove_settled();
+        let handed_back = self.hand_back();
         self.connection = None;
-        result
+        removed.and(handed_back)
     }
 }

@@ -181,8 +181,9 @@ impl Sql {
                      FOR UPDATE SKIP LOCKED
                  )"
             ),
-            // Deletes what this store still holds of $1, and reports what it deleted and
-            // the age of the oldest row left.
+            // Deletes what this store still holds of $1, and reports what it deleted, the
+            // age of the oldest row left, and how many of $1 another owner holds now (the
+            // rest of $1 was gone already: an earlier delete whose answer was lost).
             commit: format!(
                 "WITH d AS (
                     DELETE FROM {t} WHERE id = ANY($1::bigint[]) AND claimed_by = $2::text
@@ -190,7 +191,9 @@ impl Sql {
                 )
                 SELECT (SELECT count(*) FROM d),
                        (SELECT coalesce(sum(len), 0)::bigint FROM d),
-                       (SELECT {age} FROM {t} WHERE id NOT IN (SELECT id FROM d) ORDER BY id LIMIT 1)"
+                       (SELECT {age} FROM {t} WHERE id NOT IN (SELECT id FROM d) ORDER BY id LIMIT 1),
+                       (SELECT count(*) FROM {t}
+                        WHERE id = ANY($1::bigint[]) AND claimed_by IS DISTINCT FROM $2::text)"
             ),
             append: format!(
                 "INSERT INTO {t} (payload)
