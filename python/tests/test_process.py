@@ -248,6 +248,9 @@ def test_ctrl_c_ends_a_blocking_wait_promptly(call: str) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell starts a background job (`scripts/test &`) with SIGINT ignored, which
+        # the child would inherit, and Python installs no KeyboardInterrupt handler then.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert child.stdout is not None
