@@ -60,7 +60,8 @@ pub(crate) fn summary(check: &StoreCheck) -> String {
         ));
     }
     if !check.missing.is_empty() {
-        parts.push("lose the events of missing segments".to_owned());
+        // Gone already, not lost by opening: named so that the store is not taken for healthy.
+        parts.push("find segments missing, whose unsent events are lost".to_owned());
     }
     if !check.quarantined.is_empty() || check.quarantined_events > 0 {
         parts.push(if check.quarantined_events > 0 {

@@ -575,11 +575,11 @@ fn a_segment_deleted_by_hand_is_damage_whose_loss_is_not_made_up() {
     let text = run(&["store", "verify", d]);
     assert_eq!(text.code, 1, "{}{}", text.stdout, text.stderr);
     assert!(
-        text.stdout
-            .contains("DAMAGED (opening it would lose the events of missing segments)")
-            && text.stdout.contains(&format!(
-                "lose        the events of {name}, missing (how many cannot be known)"
-            )),
+        text.stdout.contains(
+            "DAMAGED (opening it would find segments missing, whose unsent events are lost)"
+        ) && text.stdout.contains(&format!(
+            "lose        the events of {name}, missing (how many cannot be known)"
+        )),
         "{}",
         text.stdout
     );

@@ -544,8 +544,8 @@ fn a_segment_deleted_by_hand_is_reported_not_lost_silently() {
     assert_eq!(check.missing, vec![name.clone()]);
     assert!(
         check.problems.iter().any(|p| p.starts_with(&format!(
-            "{name}: missing (deleted by hand?); the events in it are lost, and how many cannot \
-             be known"
+            "{name}: missing (deleted by hand?); the events in it not sent yet are lost, and how \
+             many cannot be known"
         ))),
         "{:?}",
         check.problems

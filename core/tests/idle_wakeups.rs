@@ -10,12 +10,14 @@ use auditbuf::{AuditEvent, Config, NullSink, Pipeline};
 /// Context switches (voluntary + involuntary) of this process's threads named `name`.
 fn switches(name: &str) -> u64 {
     let mut total = 0;
+    let mut found = false;
     for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
         let path = task.expect("a task").path();
         let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
         if comm.trim() != name {
             continue;
         }
+        found = true;
         let status = std::fs::read_to_string(path.join("status")).unwrap_or_default();
         for line in status.lines() {
             if line.starts_with("voluntary_ctxt_switches:")
@@ -29,6 +31,7 @@ fn switches(name: &str) -> u64 {
             }
         }
     }
+    assert!(found, "no thread named {name}: nothing would be measured");
     total
 }
 
@@ -62,7 +65,7 @@ fn an_idle_flush_thread_wakes_rarely() {
     eprintln!("wake-ups a second: never used {never_used:.1}, after a burst {after_burst:.1}");
     let stats = pipeline.close(Duration::from_secs(5)).stats;
     assert!(stats.is_consistent(), "{stats:?}");
-    assert!(never_used <= 20.0, "never used: {never_used:.1} a second");
+    assert!(never_used <= 10.0, "never used: {never_used:.1} a second");
     assert!(
         after_burst <= 20.0,
         "after a burst: {after_burst:.1} a second"

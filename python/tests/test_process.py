@@ -217,8 +217,11 @@ def test_exit_with_events_queued_and_the_pipeline_collected_late() -> None:
     assert r.stderr == ""
 
 
+# A shell starts a background job (`scripts/test &`) with SIGINT ignored, which the child
+# inherits, and Python then installs no KeyboardInterrupt handler: the child installs it.
 INTERRUPT_SCRIPT = """
-import time, auditbuf
+import signal, time, auditbuf
+signal.signal(signal.SIGINT, signal.default_int_handler)
 p = auditbuf.Pipeline(sink=lambda b: time.sleep(60), queue_capacity=1, overflow="block",
                       flush_interval=0.001, exit_timeout=0.1)
 p.record({{"event_type": "a"}})
@@ -248,9 +251,6 @@ def test_ctrl_c_ends_a_blocking_wait_promptly(call: str) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        # A shell starts a background job (`scripts/test &`) with SIGINT ignored, which
-        # the child would inherit, and Python installs no KeyboardInterrupt handler then.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert child.stdout is not None

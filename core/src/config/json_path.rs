@@ -65,9 +65,19 @@ pub(crate) fn number_as_written(e: Error, text: &str, prefix: &str) -> Error {
         Some(written) if written.starts_with('-') => {
             format!("is {written}, out of range: must not be negative")
         }
-        Some(written) if written.bytes().all(|b| b.is_ascii_digit()) => format!(
-            "is {written}, out of range: more than {max}, the largest value the field can hold"
-        ),
+        Some(written) if written.bytes().all(|b| b.is_ascii_digit()) => {
+            // The limit named is the field's own (the pipeline document's settings); where
+            // it is not known here (a store's or a sink's), none is named: the type's would
+            // mislead, a field's range being narrower.
+            match prefix
+                .is_empty()
+                .then(|| super::limits::largest(&c.field))
+                .flatten()
+            {
+                Some(limit) => format!("is {written}, must be at most {limit}"),
+                None => format!("is {written}, too large for this field"),
+            }
+        }
         Some(written) => format!(
             "is {written}, must be a whole number written in digits, without a fraction or \
              exponent"

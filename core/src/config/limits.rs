@@ -30,6 +30,23 @@ pub(crate) const MAX_SERVICE_BYTES: usize = 255;
 /// and would fail as an aborting allocation inside `record` once the queue fills.
 pub(crate) const MAX_QUEUE_BYTES: u128 = 64 << 30;
 
+/// The largest value of a pipeline setting bounded below its type's range, by its field
+/// name (`validate` checks the same bounds): an error about a number too large for the
+/// type names the field's own limit with it.
+pub(crate) fn largest(field: &str) -> Option<u128> {
+    let n = |v: usize| Some(v as u128);
+    match field {
+        "queue_capacity" => n(MAX_QUEUE_CAPACITY),
+        "max_event_bytes" | "retained_slot_bytes" => n(MAX_EVENT_BYTES),
+        "batch_max_events" => n(MAX_BATCH_EVENTS),
+        "batch_max_bytes" => n(MAX_BATCH_BYTES),
+        "dead_letter_capacity" => n(MAX_DEAD_LETTER_CAPACITY),
+        "initial_slot_bytes" => n(MAX_INITIAL_SLOT_BYTES),
+        "retry.max_attempts" => Some(u128::from(MAX_RETRY_ATTEMPTS)),
+        _ => None,
+    }
+}
+
 impl Config {
     /// Checks every value against its documented range, and that they work together.
     pub(crate) fn validate(&self) -> Result<(), Error> {

@@ -517,7 +517,7 @@ mod tests {
             (
                 r#""type":"file","params":{"path":"/x","max_total_bytes":18446744073709551616}"#,
                 "params.max_total_bytes",
-                "is 18446744073709551616, out of range: more than 18446744073709551615",
+                "is 18446744073709551616, too large for this field",
             ),
             (
                 r#""type":"memory","params":{"max_events":0}"#,

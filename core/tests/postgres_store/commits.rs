@@ -266,3 +266,37 @@ fn a_delete_cut_before_it_took_effect_is_made_once_the_server_is_back() {
     let (stats, seen) = drain.finish(pg, table);
     assert_exact(&stats, &seen);
 }
+
+/// Sent rows whose delete keeps failing on a live connection (here the store's role lost
+/// the DELETE privilege) stay with the replica that sent them: its ticks renew their lease,
+/// so no other replica takes them and sends them again, and they go once the delete works.
+#[test]
+fn sent_rows_whose_delete_keeps_failing_keep_their_lease() {
+    let pg = TestPostgres::shared();
+    let (role, table) = ("undeleting_app", "undeleting");
+    pg.psql(&format!(
+        "CREATE ROLE {role} LOGIN; GRANT CREATE ON SCHEMA public TO {role}"
+    ));
+    let url = pg.url().replacen("postgres@", &format!("{role}@"), 1);
+    let mut live = open_table(table, json!({"url": url, "lease_ms": 400}));
+    live.append(&[b"{\"n\":1}", b"{\"n\":2}"]).unwrap();
+    assert_eq!(payloads(&mut *live, 10).len(), 2);
+    pg.psql(&format!("REVOKE DELETE ON {table} FROM {role}"));
+    // Settled: the delete fails, and is made again later.
+    live.commit(2).unwrap();
+    let mut other = open_table(table, json!({"lease_ms": 400}));
+    let until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < until {
+        // Fails for as long as the delete does; the renewals go on.
+        let _ = live.tick();
+        assert!(
+            payloads(&mut *other, 10).is_empty(),
+            "another replica took rows sent already"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    pg.psql(&format!("GRANT DELETE ON {table} TO {role}"));
+    live.tick().unwrap();
+    assert_eq!(pg.psql(&format!("SELECT count(*) FROM {table}")), "0");
+    assert!(payloads(&mut *other, 10).is_empty());
+}

@@ -94,9 +94,9 @@ impl FileStore {
         if !gaps.is_empty() {
             recovery.missing_segments = gaps.iter().map(|(a, b)| b - a + 1).sum();
             log::warn!(
-                "{}: {} missing (deleted by hand?): the events in {} are lost; how many cannot \
-                 be known (no count is kept outside a segment), so they are not counted in \
-                 dropped.damaged",
+                "{}: {} missing (deleted by hand?): the events in {} not sent yet are lost; \
+                 how many cannot be known (no count is kept outside a segment), so they are not \
+                 counted in dropped.damaged",
                 dir.display(),
                 describe_gaps(&gaps),
                 if recovery.missing_segments == 1 {

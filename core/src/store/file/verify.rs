@@ -67,8 +67,8 @@ impl FileStore {
             let missing = describe_gaps(&[gap]);
             let them = if gap.0 == gap.1 { "it" } else { "them" };
             check.problems.push(format!(
-                "{missing}: missing (deleted by hand?); the events in {them} are lost, and how \
-                 many cannot be known (no count is kept outside a segment)"
+                "{missing}: missing (deleted by hand?); the events in {them} not sent yet are \
+                 lost, and how many cannot be known (no count is kept outside a segment)"
             ));
             check.missing.push(missing);
         }

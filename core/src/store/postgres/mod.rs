@@ -529,13 +529,21 @@ impl Store for PostgresStore {
     /// holds (a third of the lease after the last claim or renewal), and refreshes the
     /// counts from the table, at most once a second.
     fn tick(&mut self) -> Result<(), Error> {
-        // Their lease is no longer renewed: deleted soon, or another replica sends them.
-        self.remove_settled()?;
-        if !self.read.is_empty() && self.leased.elapsed() >= self.config.lease / 3 {
-            let held: Vec<i64> = self.read.iter().map(|(id, _)| *id).collect();
+        // A delete that keeps failing (a statement timeout) must not stop the renewals:
+        // the batch the sink has would be claimed and sent by another replica meanwhile.
+        let removed = self.remove_settled();
+        // Settled rows not deleted yet are held too: renewed, no other replica sends them
+        // again while their delete waits.
+        if !(self.read.is_empty() && self.settled.is_empty())
+            && self.leased.elapsed() >= self.config.lease / 3
+        {
+            let held: Vec<i64> = (self.read.iter().map(|(id, _)| *id))
+                .chain(self.settled.iter().copied())
+                .collect();
             self.run(|c, owner| c.client.execute(&c.renew, &[&held, &owner]))?;
             self.leased = Instant::now();
         }
+        removed?;
         self.refresh_if_stale()
     }
 

@@ -48,12 +48,29 @@ impl PostgresStore {
                 return Err(e);
             }
         };
-        // Deleted: from here on an error is only about the counts, which `refresh` sets
-        // right within a second.
-        let deleted: i64 = row.try_get(0).map_err(|e| self.error(describe(&e)))?;
-        let deleted_bytes: i64 = row.try_get(1).map_err(|e| self.error(describe(&e)))?;
-        let oldest_age: Option<f64> = row.try_get(2).map_err(|e| self.error(describe(&e)))?;
-        let taken: i64 = row.try_get(3).map_err(|e| self.error(describe(&e)))?;
+        // Deleted: from here on an error is only about the counts, which the next recount
+        // (`refresh`) sets right; the delete is not to be made again for it.
+        let decoded = (|| -> Result<(i64, i64, Option<f64>, i64), postgres::Error> {
+            Ok((
+                row.try_get(0)?,
+                row.try_get(1)?,
+                row.try_get(2)?,
+                row.try_get(3)?,
+            ))
+        })();
+        let (deleted, deleted_bytes, oldest_age, taken) = match decoded {
+            Ok(values) => values,
+            Err(e) => {
+                log::warn!(
+                    "postgres store, table {}: {} sent events deleted, but the answer could \
+                     not be read ({}); the counts are set right at the next recount",
+                    self.config.table,
+                    ids.len(),
+                    describe(&e)
+                );
+                return Ok(());
+            }
+        };
         let asked = i64::try_from(ids.len()).unwrap_or(i64::MAX);
         if taken > 0 {
             log::warn!(
@@ -65,9 +82,11 @@ impl PostgresStore {
         }
         let gone = asked - deleted - taken;
         if gone > 0 {
-            log::info!(
-                "postgres store, table {}: {gone} of {asked} sent events were deleted already \
-                 (by a delete whose answer was lost)",
+            // Either is possible, and the table cannot tell which: say both.
+            log::warn!(
+                "postgres store, table {}: {gone} of {asked} sent events were deleted already: \
+                 by an earlier delete whose answer was lost, or by another replica that \
+                 claimed them after their lease ran out and sent them again",
                 self.config.table
             );
         }
