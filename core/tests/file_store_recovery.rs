@@ -497,31 +497,13 @@ fn verify_refuses_a_store_in_use_and_names_the_process() {
     assert!(err.ends_with(&held), "{err}");
 }
 
-/// The store's log lines, for the one test here that looks at them (the logger is
-/// process-wide; each test filters by its own directory).
-static LINES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-
-struct Capture;
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        if record.target().starts_with("auditbuf") {
-            let line = format!("{} {}", record.level(), record.args());
-            LINES.lock().unwrap().push(line);
-        }
-    }
-    fn flush(&self) {}
-}
-
-static CAPTURE: Capture = Capture;
+#[path = "common/log_lines.rs"]
+mod log_lines;
+use log_lines::LINES;
 
 #[test]
 fn a_segment_deleted_by_hand_is_reported_not_lost_silently() {
-    let _ = log::set_logger(&CAPTURE);
-    log::set_max_level(log::LevelFilter::Warn);
+    log_lines::install(log::LevelFilter::Warn);
     let scope = Scope::new("missing");
     let dir = scope.0.join("wal");
     store_with(&dir, 300);

@@ -3,30 +3,14 @@
 //! since the last line; no line ever carries the bearer token or an event's body. Alone in
 //! its binary: the logger is process-wide.
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use auditbuf::{Config, Error, HttpConfig, HttpSink, Pipeline, RetryPolicy};
 use auditbuf_testkit::{Receiver, Reply};
 
-static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-struct Capture;
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        if record.target().starts_with("auditbuf") {
-            let line = format!("{} {}", record.level(), record.args());
-            LINES.lock().unwrap().push(line);
-        }
-    }
-    fn flush(&self) {}
-}
-
-static CAPTURE: Capture = Capture;
+#[path = "common/log_lines.rs"]
+mod log_lines;
+use log_lines::LINES;
 
 const TOKEN: &str = "tok-3f9a7c-SECRET";
 const SECRET: &str = "body-7d1e-SECRET";
@@ -42,8 +26,7 @@ fn lines_with(needle: &str) -> Vec<String> {
 
 #[test]
 fn logs_are_rate_limited_and_carry_neither_tokens_nor_events() {
-    log::set_logger(&CAPTURE).unwrap();
-    log::set_max_level(log::LevelFilter::Trace);
+    log_lines::install(log::LevelFilter::Trace);
 
     // The receiver fails every request for 2 s (503), refuses the events marked poison for
     // good (400, with the event's text echoed in nothing we log), and takes the rest.
