@@ -67,9 +67,10 @@
 //! 401/403 re-read the token file and retry; 413 splits the batch in halves; other 4xx bisect
 //! it and dead-letter the events the receiver still refuses alone, with its reason.
 
-// `unsafe` is allowed, outside tests, in four files only, each for one thing: registering
-// the fork handler (`fork.rs`), returning free memory to the system (`heap.rs`), a prefetch
-// hint (`slots.rs`) and SSE2 loads and compares for the string scans (`encode/swar.rs`).
+// `unsafe` is allowed, outside tests, in five files only, each for one thing: registering
+// the fork handler (`fork.rs`), returning free memory to the system (`heap.rs`), cache
+// hints (`prefetch.rs`), SSE2 loads and compares for the string scans (`encode/swar.rs`)
+// and the copy of a typed event's fields into its slot (`encode/copy.rs`).
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, unreachable_pub)]
@@ -95,6 +96,7 @@ mod metrics;
 mod metrics_server;
 mod park;
 mod pipeline;
+mod prefetch;
 mod retry;
 mod setup;
 mod shared;

@@ -227,6 +227,10 @@ impl SlotPool {
         let cache = &self.caches[lane & (MAX_LANES - 1)];
         if let Some(mut bundle) = cache.take() {
             if let Some(slot) = bundle.pop() {
+                crate::prefetch::for_write(&slot);
+                if let Some(next) = bundle.last() {
+                    crate::prefetch::for_write(next);
+                }
                 self.put_cache(cache, bundle);
                 return Some(self.taken(slot));
             }
@@ -580,26 +584,6 @@ impl Drop for Encoding<'_> {
     fn drop(&mut self) {
         self.pool.created.fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-/// Asks the CPU to start loading a slot's first bytes (the part a flush thread reads
-/// first), without waiting for them.
-#[inline]
-pub(crate) fn prefetch(slot: &Slot) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        for line in slot.chunks(64).take(8) {
-            // Safety: `_mm_prefetch` needs SSE, which every x86_64 CPU has, and is a hint
-            // that never faults whatever the address; this one is inside the slot anyway.
-            #[allow(unsafe_code)]
-            unsafe {
-                _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast::<i8>());
-            }
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = slot;
 }
 
 #[cfg(test)]

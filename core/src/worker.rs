@@ -18,8 +18,9 @@ use crate::deliver::Refusals;
 use crate::encode::capture::{finish, json_size_at_least};
 use crate::flush::LaneWatch;
 use crate::losses::LossWatch;
+use crate::prefetch;
 use crate::shared::Shared;
-use crate::slots::{LANE_IDLE_AFTER, Slot, prefetch};
+use crate::slots::{LANE_IDLE_AFTER, Slot};
 use crate::stats::FlushCounts;
 use crate::store::StoredBatch;
 use crate::throttle::Throttle;
@@ -473,7 +474,7 @@ impl Worker {
                     let Some(slot) = next else {
                         break;
                     };
-                    prefetch(&slot);
+                    prefetch::for_read(&slot);
                     expected += json_size_at_least(slot.len()) + 1;
                     self.ahead.push_back(slot);
                 }

@@ -34,13 +34,14 @@
 //! `cluster_id`, `severity`, `error_code`, `error_message`, `event_data` — the order of the C
 //! ABI's flat event.
 
+use super::copy::append_flagging;
 use super::escape::{BadText, write_str_body};
 use super::event::{AuditEvent, encode_fields, render_fields};
 use super::event_data::{DATA_DEPTH, Data, Shape, check_event_type, event_data_error};
 use super::fields::{Fields, Present, TEXT, TEXT_BITS, at, data_of, fields_of};
 use super::json::{ObjectInfo, scan_object_into};
 use super::rules::{EventRules, check_fields, invalid};
-use super::swar::{NeedsEscape, Nul, NulOrWide, find};
+use super::swar::{NeedsEscape, find};
 use super::time;
 use crate::clock::{WallClock, ticks};
 use crate::{AuditEventBytes, Error};
@@ -147,13 +148,9 @@ pub(crate) fn capture<const CHECK_UTF8: bool>(
     head[22..26].copy_from_slice(&f.retention_days.unwrap_or(0).to_le_bytes());
     head[26] = u8::from(f.is_sensitive.unwrap_or(false));
     out.extend_from_slice(&head);
-    for i in Present(f.present) {
-        out.extend_from_slice(f.text[i]);
-    }
-    let text_end = out.len();
-    // The fields lie one after the other now: one look over all of them for U+0000 (and
-    // bad UTF-8) instead of one per field, and the field named only when one is found.
-    if !text_is_clean::<CHECK_UTF8>(&out[DATA_AT..text_end], &f.text) {
+    // Copied and looked at in one pass (see `copy`); the field is named only when
+    // something was found.
+    if append_flagging::<CHECK_UTF8>(out, Present(f.present).map(|i| f.text[i])) {
         for (name, value) in AuditEventBytes::FIELDS.iter().zip(&f.text) {
             check_text::<CHECK_UTF8>(name, value)?;
         }
@@ -163,39 +160,6 @@ pub(crate) fn capture<const CHECK_UTF8: bool>(
         check_event_data(text, f.event_type(), out)?;
     }
     Ok(true)
-}
-
-/// Whether `text`, the present ones of the 19 text `fields` one after the other (the
-/// absent ones are empty), holds no U+0000 and, when
-/// checked, is UTF-8 in every field. A concatenation of UTF-8 strings is UTF-8, and a
-/// valid concatenation is valid field by field when every field starts on a character
-/// (not on a continuation byte `10xxxxxx`): then no character crosses from one into the
-/// next.
-#[inline]
-fn text_is_clean<const CHECK_UTF8: bool>(text: &[u8], fields: &[&[u8]]) -> bool {
-    // For bytes: ASCII without U+0000, the usual text, in one pass where the two checks
-    // below take one each (16 against 22 ns for the 271 bytes of a typed event's text). A
-    // `&str` needs only the look for U+0000, inline here: `memchr` is a call that picks
-    // its routine at run time, which for `hot_path`'s 63 bytes cost more than the scan.
-    if CHECK_UTF8 && find(text, 0, NulOrWide) == text.len() {
-        return true;
-    }
-    if find(text, 0, Nul) != text.len() {
-        return false;
-    }
-    // ASCII (the usual case) is UTF-8 and starts no field inside a character; `is_ascii`
-    // reads a word at a time, where `simdutf8` falls back to the standard check below 64
-    // bytes, which these fields often are together.
-    if CHECK_UTF8 && !text.is_ascii() {
-        if simdutf8::basic::from_utf8(text).is_err() {
-            return false;
-        }
-        let starts_inside_a_character = |s: &&[u8]| s.first().is_some_and(|&b| b & 0xC0 == 0x80);
-        if fields.iter().any(starts_inside_a_character) {
-            return false;
-        }
-    }
-    true
 }
 
 /// Refuses what the encoder would refuse while escaping: U+0000, and, for bytes from C, Go

@@ -350,3 +350,49 @@ fn bytes_render_as_encoded_and_bad_utf8_names_its_field() {
     };
     assert_eq!(refused(&nul), "namespace");
 }
+
+/// U+0000 anywhere in a field of any length is refused and named, for `&str` fields and
+/// byte fields alike; so is a byte that is not UTF-8 in a byte field, and non-ASCII UTF-8
+/// in one is taken. The capture looks for them while copying, by blocks of 16 bytes, by
+/// words and by bytes according to the field's length.
+#[test]
+fn a_nul_or_bad_byte_anywhere_in_a_field_of_any_length_is_refused_and_named() {
+    let rules = EventRules::default();
+    for len in [1, 2, 3, 4, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 60] {
+        for at in 0..len {
+            let mut text = vec![b'r'; len];
+            text[at] = 0;
+            let nul = String::from_utf8(text.clone()).unwrap();
+            let ev = AuditEvent {
+                resource_id: Some(&nul),
+                ..AuditEvent::new("a.b", "c", "d", "success", "e")
+            };
+            let mut slot = Vec::new();
+            match capture_event(&ev, &rules, &mut slot, 1 << 20) {
+                Err(Error::InvalidField { field, .. }) => {
+                    assert_eq!(field, "resource_id", "len {len} at {at}")
+                }
+                other => panic!("len {len} at {at}: {other:?}"),
+            }
+            let refused = |value: &[u8]| {
+                let ev = AuditEventBytes {
+                    cluster_id: Some(value),
+                    ..AuditEventBytes::new(b"a.b", b"c", b"d", b"success", b"e")
+                };
+                let mut slot = Vec::new();
+                match capture_event_bytes(&ev, &rules, &mut slot, 1 << 20) {
+                    Err(Error::InvalidField { field, .. }) => Some(field),
+                    Ok(()) => None,
+                    Err(other) => panic!("len {len} at {at}: {other:?}"),
+                }
+            };
+            assert_eq!(refused(&text), Some("cluster_id"), "len {len} at {at}");
+            text[at] = 0xff;
+            assert_eq!(refused(&text), Some("cluster_id"), "len {len} at {at}");
+            if at + 1 < len {
+                text[at..at + 2].copy_from_slice("\u{e9}".as_bytes());
+                assert_eq!(refused(&text), None, "len {len} at {at}");
+            }
+        }
+    }
+}

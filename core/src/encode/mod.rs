@@ -7,6 +7,7 @@
 //! - [`event`]: the typed, borrowed [`AuditEvent`](crate::AuditEvent) and its direct encoder;
 //! - [`event_bytes`]: the same event with byte-slice fields, for the bindings;
 //! - [`event_data`]: its `event_data`, completed with the event's `event_type`;
+//! - [`copy`]: a typed event's fields copied into its slot and checked for U+0000 on the way;
 //! - [`fields`]: either event's fields as byte slices, as the encoder takes them;
 //! - [`raw`]: raw JSON bytes and `Serialize` values, checked and completed in place;
 //! - [`rules`]: what DataStorage requires of a typed event's fields;
@@ -22,6 +23,7 @@ pub(crate) mod cadf;
 pub(crate) mod cadf_defaults;
 pub(crate) mod cadf_rules;
 pub(crate) mod capture;
+pub(crate) mod copy;
 pub(crate) mod escape;
 pub(crate) mod event;
 pub(crate) mod event_bytes;

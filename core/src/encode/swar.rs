@@ -90,49 +90,6 @@ impl Stop for StringSpecial {
     }
 }
 
-/// U+0000 and every byte from 0x80: text without them is ASCII a receiver can store.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct NulOrWide;
-
-impl Stop for NulOrWide {
-    #[inline(always)]
-    fn word(self, w: u64) -> u64 {
-        zero_bytes(w) | (w & HI)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    fn block(self, v: __m128i) -> u32 {
-        // SAFETY: as in `block_mask`.
-        #[allow(unsafe_code)]
-        unsafe {
-            // Signed `c < 1`: 0, and every byte from 0x80 (negative).
-            _mm_movemask_epi8(_mm_cmplt_epi8(v, _mm_set1_epi8(1))) as u32
-        }
-    }
-}
-
-/// U+0000 alone: what a `&str`, UTF-8 already, may hold that a receiver cannot store.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Nul;
-
-impl Stop for Nul {
-    #[inline(always)]
-    fn word(self, w: u64) -> u64 {
-        zero_bytes(w)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    fn block(self, v: __m128i) -> u32 {
-        // SAFETY: as in `block_mask`.
-        #[allow(unsafe_code)]
-        unsafe {
-            _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(0))) as u32
-        }
-    }
-}
-
 /// The 16 bytes of `b` from `i`, if there are so many.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
@@ -357,12 +314,6 @@ mod tests {
             |b, i| find(b, i, NeedsEscape),
             |b, i| find_words(b, i, NeedsEscape),
         ];
-        let nul_or_wide = |c: u8| c == 0 || c >= 0x80;
-        let plain: [Scan; 2] = [
-            |b, i| find(b, i, NulOrWide),
-            |b, i| find_words(b, i, NulOrWide),
-        ];
-        let nuls: [Scan; 2] = [|b, i| find(b, i, Nul), |b, i| find_words(b, i, Nul)];
         let specials: [Scan; 2] = [
             |b, i| find(b, i, StringSpecial),
             |b, i| find_words(b, i, StringSpecial),
@@ -387,20 +338,6 @@ mod tests {
                                 scan(&b, start),
                                 reference(&b, start, &escape),
                                 "NeedsEscape: {c:#x} at {pos} of {len} from {start}"
-                            );
-                        }
-                        for scan in plain {
-                            assert_eq!(
-                                scan(&b, start),
-                                reference(&b, start, &nul_or_wide),
-                                "NulOrWide: {c:#x} at {pos} of {len} from {start}"
-                            );
-                        }
-                        for scan in nuls {
-                            assert_eq!(
-                                scan(&b, start),
-                                reference(&b, start, &|c| c == 0),
-                                "Nul: {c:#x} at {pos} of {len} from {start}"
                             );
                         }
                         for scan in specials {
