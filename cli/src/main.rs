@@ -1,17 +1,21 @@
 //! `auditbuf`: check, inspect and repair auditbuf's backing stores offline — the tools an
-//! operator needs when a receiver was down, a disk filled up or a host crashed.
+//! operator needs when a receiver was down, a disk filled up or a host crashed — and a
+//! DataStorage receiver to try a pipeline against on one machine.
 //!
 //! ```text
 //! auditbuf store verify   <store>   what opening the store would keep, cut, quarantine, lose
 //! auditbuf store inspect  <store>   counts, bytes, ages, dead letters by reason
 //! auditbuf dead-letters replay <store> [--reason TEXT] [--older-than 2h] [--dry-run]
 //! auditbuf dead-letters export <store> [--reason TEXT] [--older-than 2h] [--output FILE]
+//! auditbuf receive [--listen 127.0.0.1:8080] [--print] [--status CODE]
+//!                                   a DataStorage batch endpoint to try a pipeline against
 //! ```
 //!
 //! `<store>` is the store's JSON as `${PREFIX}_BACKING_STORE` holds it, or (`--from-env
 //! PREFIX`) that variable itself, or a bare path: a file store's directory (or an SQLite
-//! database file). Exit codes: 0 success (for `verify`: healthy), 1 `verify` found damage,
-//! 2 the command could not do its job (usage, no such store, the store is in use, …).
+//! database file). Exit codes: 0 success (for `verify`: healthy; for `receive`: stopped by
+//! Ctrl-C or SIGTERM), 1 `verify` found damage, 2 the command could not do its job (usage,
+//! no such store, the store is in use, an address `receive` cannot listen on, …).
 
 #![forbid(unsafe_code)]
 #![warn(unreachable_pub, missing_debug_implementations)]
@@ -19,6 +23,7 @@
 
 mod letters;
 mod output;
+mod receive;
 mod report;
 mod source;
 
@@ -27,7 +32,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-/// Check, inspect and repair auditbuf's backing stores offline.
+/// Check, inspect and repair auditbuf's backing stores offline; receive batches on this
+/// machine to try a pipeline against (auditbuf receive).
 ///
 /// STORE is the store's JSON, as the ${PREFIX}_BACKING_STORE variable of the program that
 /// uses it holds it ('{"type":"file","params":{"path":"/var/lib/audit"}}'), or a path: a
@@ -51,6 +57,15 @@ enum Command {
     /// Export the events a receiver refused, or move them back to be sent again.
     #[command(subcommand, name = "dead-letters")]
     DeadLetters(DeadLetterCommand),
+    /// Serve DataStorage's batch endpoint on this machine, to try a pipeline against.
+    ///
+    /// Answers POST /api/v1/audit/events/batch: 201 with {"event_ids":[…],"message":…} for
+    /// a JSON array of 1 to 500 objects; 400 with RFC 7807 problem JSON for any other body,
+    /// 413 for one over 5 MiB; 404 for other paths. Prints "listening on http://ADDR" first,
+    /// then a line per request (time, status, events, bytes), and the totals at Ctrl-C or
+    /// SIGTERM (exit code 0; a second Ctrl-C ends it at once). Checks the body's shape only,
+    /// not DataStorage's field rules.
+    Receive(ReceiveArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,6 +149,22 @@ struct ExportArgs {
     output: Option<std::path::PathBuf>,
 }
 
+#[derive(Debug, Args)]
+struct ReceiveArgs {
+    /// Address to listen on, taken as given: 0.0.0.0:8080 takes batches from other hosts
+    /// too; port 0 picks a free port, which the first line shows.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Also print each event's JSON, one a line, under its batch's line.
+    #[arg(long)]
+    print: bool,
+    /// Answer every well-formed batch with CODE instead of 201: 503 to watch a pipeline
+    /// retry and then keep its events in its backing store (or count them failed), 202 for
+    /// DataStorage's "queued in its own dead-letter queue" answer. Bad bodies still get 400.
+    #[arg(long, value_name = "CODE", value_parser = clap::value_parser!(u16).range(200..=599))]
+    status: Option<u16>,
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|e| format!("{e} (write it like 90s, 30m, 2h, 7d or \"1h 30m\")"))
@@ -169,6 +200,7 @@ fn main() -> ExitCode {
         Command::Store(StoreCommand::Inspect(args)) => report::inspect(&args),
         Command::DeadLetters(DeadLetterCommand::Replay(args)) => letters::replay(&args),
         Command::DeadLetters(DeadLetterCommand::Export(args)) => letters::export(&args),
+        Command::Receive(args) => receive::receive(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
