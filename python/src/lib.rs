@@ -3,6 +3,7 @@
 //! it; `_auditbuf.pyi` mirrors every signature with its documentation.
 //!
 //! - `pipeline`: `Pipeline`, its record calls, flush and close;
+//! - `record`: `record`'s dict, or JSON text, into the slot;
 //! - `record_event`: `record_event`'s keyword arguments as the core's `AuditEventBytes`;
 //! - `lifetime`: the close at interpreter exit, and before the collector breaks a cycle;
 //! - `cadf`: `record_cadf`'s dict as the core's `CadfEvent`;
@@ -26,6 +27,7 @@ mod encode;
 mod errors;
 mod lifetime;
 mod pipeline;
+mod record;
 mod record_event;
 mod sink;
 mod stats;
