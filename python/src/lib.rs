@@ -7,7 +7,8 @@
 //! - `record_event`: `record_event`'s keyword arguments as the core's `AuditEventBytes`;
 //! - `lifetime`: the close at interpreter exit, and before the collector breaks a cycle;
 //! - `cadf`: `record_cadf`'s dict as the core's `CadfEvent`;
-//! - `encode`: dicts and other Python values to JSON, straight into the slot;
+//! - `encode`: dicts and other Python values to JSON, straight into the slot (`escape`: JSON
+//!   strings, plain bytes found eight at a time);
 //! - `document`: the constructor's arguments as the core's pipeline document;
 //! - `sink`: a Python callable as the sink;
 //! - `errors`: the exception classes and the mapping from `auditbuf::Error`;
