@@ -3,10 +3,12 @@
 //! it; `_auditbuf.pyi` mirrors every signature with its documentation.
 //!
 //! - `pipeline`: `Pipeline`, its record calls, flush and close;
+//! - `record`: `record`'s dict, or JSON text, into the slot;
 //! - `record_event`: `record_event`'s keyword arguments as the core's `AuditEventBytes`;
 //! - `lifetime`: the close at interpreter exit, and before the collector breaks a cycle;
 //! - `cadf`: `record_cadf`'s dict as the core's `CadfEvent`;
-//! - `encode`: dicts and other Python values to JSON, straight into the slot;
+//! - `encode`: dicts and other Python values to JSON, straight into the slot (`escape`: JSON
+//!   strings, plain bytes found eight at a time);
 //! - `document`: the constructor's arguments as the core's pipeline document;
 //! - `sink`: a Python callable as the sink;
 //! - `errors`: the exception classes and the mapping from `auditbuf::Error`;
@@ -26,6 +28,7 @@ mod encode;
 mod errors;
 mod lifetime;
 mod pipeline;
+mod record;
 mod record_event;
 mod sink;
 mod stats;
