@@ -9,6 +9,7 @@ use crate::slots::Slot;
 
 /// Lines of a slot worth asking for: a typed DataStorage event captured takes 5 to 6 (its
 /// 107-byte header and ~250 bytes of fields), a JSON line of 300-odd bytes as many.
+#[cfg(target_arch = "x86_64")]
 const LINES: usize = 6;
 
 /// Asks the CPU to start loading a slot's first bytes (the part a flush thread reads
@@ -44,7 +45,7 @@ pub(crate) fn for_read(slot: &Slot) {
 /// before, 354–432 after; 11-round `hot_path` runs: 3.07–3.17× the floor's p50 before,
 /// 2.36–2.54× after).
 ///
-/// `PREFETCHW` (an x86 extension since 2013's Broadwell; earlier CPUs lack it) is used
+/// `PREFETCHW` (every AMD x86-64 CPU; Intel's report it from Broadwell, 2014, on) is used
 /// where `CPUID` says the CPU has it, a plain read prefetch elsewhere, which still moves
 /// the line closer.
 #[inline(always)]
@@ -83,16 +84,24 @@ pub(crate) fn for_write(slot: &Slot) {
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn has_prefetchw() -> bool {
+    use std::arch::x86_64::{__cpuid, __get_cpuid_max};
     use std::sync::atomic::{AtomicU8, Ordering};
     const UNKNOWN: u8 = 0;
     const YES: u8 = 1;
+    const NO: u8 = 2;
     static HAS: AtomicU8 = AtomicU8::new(UNKNOWN);
     match HAS.load(Ordering::Relaxed) {
         UNKNOWN => {
-            // Leaf 0x8000_0001 exists on every x86_64 CPU: long mode is reported there.
-            let ecx = std::arch::x86_64::__cpuid(0x8000_0001).ecx;
-            let has = ecx & (1 << 8) != 0;
-            HAS.store(if has { YES } else { 2 }, Ordering::Relaxed);
+            // `__cpuid` is safe to call from Rust 1.94 on; `unsafe` for the 1.89 this crate
+            // supports. Safety: `CPUID` exists on every x86_64 CPU, and leaf 0x8000_0001 is
+            // read only where the highest extended leaf reaches it (a hypervisor may cap
+            // the leaves, and an Intel CPU answers a leaf past the highest with another's).
+            #[allow(unused_unsafe, unsafe_code)]
+            let has = unsafe {
+                __get_cpuid_max(0x8000_0000).0 >= 0x8000_0001
+                    && __cpuid(0x8000_0001).ecx & (1 << 8) != 0
+            };
+            HAS.store(if has { YES } else { NO }, Ordering::Relaxed);
             has
         }
         state => state == YES,

@@ -32,25 +32,25 @@ pub(crate) fn append_flagging<'a, const WIDE: bool>(
         .map(<[u8]>::len)
         .fold(0usize, usize::saturating_add);
     out.reserve(total);
-    let start = out.len();
     let mut flagged = false;
-    let mut at = 0;
-    {
-        let spare = out.spare_capacity_mut();
-        for field in fields {
-            let Some(dst) = spare.get_mut(at..at + field.len()) else {
-                // Cannot happen: `total` bytes were reserved. Copied nothing more.
-                break;
-            };
-            flagged |= copy_one::<WIDE>(field, dst);
-            at += field.len();
+    for field in fields {
+        let len = out.len();
+        match out.spare_capacity_mut().get_mut(..field.len()) {
+            Some(dst) => {
+                flagged |= copy_one::<WIDE>(field, dst);
+                // SAFETY: `copy_one` wrote the `field.len()` bytes after `len`, within the
+                // spare capacity (`get_mut` checked the range).
+                #[allow(unsafe_code)]
+                unsafe {
+                    out.set_len(len + field.len());
+                }
+            }
+            // Not with `total` bytes reserved above; correct all the same.
+            None => {
+                flagged |= field.iter().any(|&c| c == 0 || (WIDE && c >= 0x80));
+                out.extend_from_slice(field);
+            }
         }
-    }
-    // SAFETY: the `at` bytes after `start` were written by `copy_one` above, all within
-    // the spare capacity (`get_mut` checked each field's range).
-    #[allow(unsafe_code)]
-    unsafe {
-        out.set_len(start + at);
     }
     flagged
 }
