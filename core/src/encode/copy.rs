@@ -21,17 +21,14 @@ const HI: u64 = 0x8080_8080_8080_8080;
 
 /// Appends `fields` to `out`, one after the other, and tells whether any byte of them is
 /// U+0000 or, with `WIDE`, 0x80 or above. A `true` is exact (a byte of that kind is
-/// there), and so is a `false`.
+/// there), and so is a `false`. The caller reserves room for them all (the capture does,
+/// for its header and every field); a field that finds none is appended and looked at
+/// the plain way.
 #[inline(always)]
 pub(crate) fn append_flagging<'a, const WIDE: bool>(
     out: &mut Vec<u8>,
-    fields: impl Iterator<Item = &'a [u8]> + Clone,
+    fields: impl Iterator<Item = &'a [u8]>,
 ) -> bool {
-    let total = fields
-        .clone()
-        .map(<[u8]>::len)
-        .fold(0usize, usize::saturating_add);
-    out.reserve(total);
     let mut flagged = false;
     for field in fields {
         let len = out.len();
@@ -45,7 +42,7 @@ pub(crate) fn append_flagging<'a, const WIDE: bool>(
                     out.set_len(len + field.len());
                 }
             }
-            // Not with `total` bytes reserved above; correct all the same.
+            // Not when the caller reserved room, as it should; correct all the same.
             None => {
                 flagged |= field.iter().any(|&c| c == 0 || (WIDE && c >= 0x80));
                 out.extend_from_slice(field);
@@ -144,9 +141,17 @@ fn flag_word<const WIDE: bool>(w: u64) -> u64 {
 mod tests {
     use super::*;
 
+    /// Appends `fields` after four bytes, with room reserved as the capture reserves it,
+    /// and checks that without room the answer and the bytes are the same.
     fn flagged<const WIDE: bool>(fields: &[&[u8]]) -> (Vec<u8>, bool) {
-        let mut out = b"head".to_vec();
+        let total: usize = fields.iter().map(|f| f.len()).sum();
+        let mut out = Vec::with_capacity(4 + total);
+        out.extend_from_slice(b"head");
         let flagged = append_flagging::<WIDE>(&mut out, fields.iter().copied());
+        let mut tight = b"head".to_vec();
+        tight.shrink_to_fit();
+        let without_room = append_flagging::<WIDE>(&mut tight, fields.iter().copied());
+        assert_eq!((&tight, without_room), (&out, flagged), "without room");
         (out, flagged)
     }
 

@@ -19,7 +19,6 @@ pub(crate) const TEXT: usize = 19;
 pub(crate) const TEXT_BITS: u32 = (1 << TEXT) - 1;
 
 /// The indices of the text fields whose bits `present` sets, in wire order.
-#[derive(Clone, Copy)]
 pub(crate) struct Present(pub(crate) u32);
 
 impl Iterator for Present {
