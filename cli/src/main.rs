@@ -61,10 +61,11 @@ enum Command {
     ///
     /// Answers POST /api/v1/audit/events/batch: 201 with {"event_ids":[…],"message":…} for
     /// a JSON array of 1 to 500 objects; 400 with RFC 7807 problem JSON for any other body,
-    /// 413 for one over 5 MiB; 404 for other paths. Prints "listening on http://ADDR" first,
-    /// then a line per request (time, status, events, bytes), and the totals at Ctrl-C or
-    /// SIGTERM (exit code 0; a second Ctrl-C ends it at once). Checks the body's shape only,
-    /// not DataStorage's field rules.
+    /// 413 for one over 5 MiB; 405 for another method on that path, 404 for other paths.
+    /// Prints "listening on http://ADDR" first, then a line per request (time, status,
+    /// events, bytes), and the totals at Ctrl-C or
+    /// SIGTERM (exit code 0; a second Ctrl-C ends it at once), counted by request: a batch
+    /// sent again counts again. Checks the body's shape only, not DataStorage's field rules.
     Receive(ReceiveArgs),
 }
 
@@ -159,7 +160,8 @@ struct ReceiveArgs {
     #[arg(long)]
     print: bool,
     /// Answer every well-formed batch with CODE instead of 201: 503 to watch a pipeline
-    /// retry and then keep its events in its backing store (or count them failed), 202 for
+    /// retry, then keep its events in its backing store if it has one, else count them
+    /// failed once its retries are spent, or dropped if it is closed before that; 202 for
     /// DataStorage's "queued in its own dead-letter queue" answer. Bad bodies still get 400.
     #[arg(long, value_name = "CODE", value_parser = clap::value_parser!(u16).range(200..=599))]
     status: Option<u16>,
