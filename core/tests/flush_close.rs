@@ -232,3 +232,91 @@ fn a_batch_the_sink_still_held_at_close_is_counted_as_shutdown_not_failed() {
     );
     assert!(stats.is_consistent(), "{stats:?}");
 }
+
+/// A sink that asks for a retry on its first `failing` calls and takes every batch after.
+fn failing_first(failing: u32) -> (impl auditbuf::Sink, Arc<std::sync::atomic::AtomicU32>) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let calls = Arc::new(AtomicU32::new(0));
+    let sink = CallbackSink::new({
+        let calls = calls.clone();
+        move |_: &[&[u8]]| {
+            if calls.fetch_add(1, Ordering::SeqCst) < failing {
+                Outcome::retry("receiver down")
+            } else {
+                Outcome::Delivered
+            }
+        }
+    });
+    (sink, calls)
+}
+
+/// A back-off of up to an hour: the retry after the first failure is due (all but surely)
+/// after any `close` deadline below.
+fn hour_long_back_off() -> Config {
+    let hour = Duration::from_secs(3600);
+    Config::default().retry(
+        RetryPolicy::default()
+            .max_elapsed(2 * hour)
+            .backoff(hour, hour),
+    )
+}
+
+fn record_one_and_wait_for_a_send(p: &Pipeline, calls: &std::sync::atomic::AtomicU32) {
+    p.record_json(br#"{"id":"1"}"#).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while calls.load(std::sync::atomic::Ordering::SeqCst) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn without_a_store_close_tries_once_more_before_its_deadline_rather_than_drop_at_once() {
+    // Nothing would keep the event past the deadline: a retry due after it is brought
+    // forward to just before it, and the receiver, back by then, takes the event.
+    let (sink, calls) = failing_first(1);
+    let p = Pipeline::new(hour_long_back_off(), sink).unwrap();
+    record_one_and_wait_for_a_send(&p, &calls);
+    let started = Instant::now();
+    let report = p.close(Duration::from_secs(2));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(report.completed, "{report:?}");
+    assert_eq!(report.stats.delivered, 1, "{:?}", report.stats);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert!(report.stats.is_consistent(), "{:?}", report.stats);
+
+    // Still down then: dropped at the deadline after that one last try, not more.
+    let (sink, calls) = failing_first(u32::MAX);
+    let p = Pipeline::new(hour_long_back_off(), sink).unwrap();
+    record_one_and_wait_for_a_send(&p, &calls);
+    let report = p.close(Duration::from_secs(1));
+    assert!(report.completed, "{report:?}");
+    assert_eq!(report.stats.dropped.shutdown, 1, "{:?}", report.stats);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert!(report.stats.is_consistent(), "{:?}", report.stats);
+}
+
+#[test]
+fn with_a_store_close_keeps_the_event_without_sending_it_again_and_again() {
+    // The retry is due after the deadline and a durable store keeps the event: `close`
+    // returns without waiting for its deadline, and without sending the stored event in a
+    // loop until then (it did, thousands of times, before 2026-12-03).
+    let dir = std::env::temp_dir().join(format!("auditbuf-close-store-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (sink, calls) = failing_first(u32::MAX);
+    let store = auditbuf::FileStore::open(auditbuf::FileStoreConfig::new(dir.join("wal"))).unwrap();
+    let p = Pipeline::with_store(hour_long_back_off(), sink, store).unwrap();
+    record_one_and_wait_for_a_send(&p, &calls);
+    let started = Instant::now();
+    let report = p.close(Duration::from_secs(5));
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "{took:?} {report:?}");
+    assert!(report.completed, "{report:?}");
+    assert_eq!(report.stats.stored, 1, "{:?}", report.stats);
+    assert!(
+        calls.load(std::sync::atomic::Ordering::SeqCst) <= 2,
+        "{calls:?}"
+    );
+    assert!(report.stats.is_consistent(), "{:?}", report.stats);
+    drop(p);
+    let _ = std::fs::remove_dir_all(&dir);
+}

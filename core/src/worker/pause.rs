@@ -10,6 +10,10 @@ use crossbeam_channel::RecvTimeoutError;
 use super::{Command, STORE_TICK, Worker, deadline_after};
 use crate::slots::LANE_IDLE_AFTER;
 
+/// How long before `close`'s deadline (less its reserve) a pause that would outlast it ends
+/// instead, when nothing would keep what is left: time enough to start one last send.
+pub(crate) const LAST_TRY_MARGIN: Duration = Duration::from_millis(10);
+
 impl Worker {
     /// Takes what `Flush`/`Close` commands wait, also while busy: `close` sets the shared
     /// flag before it sends its command, so the command is waiting to be read.
@@ -59,10 +63,13 @@ impl Worker {
         self.pause_until(deadline_after(delay))
     }
 
-    /// Like [`pause`](Self::pause), until `until`. Gives up at once when `close`'s deadline
-    /// comes first: whatever was to happen after the pause cannot happen in time; or, while
-    /// a batch from memory is retried, once the queue behind it fills up to half with a
-    /// store to take them (`pressure` is set then).
+    /// Like [`pause`](Self::pause), until `until`. When `close`'s deadline comes first, gives
+    /// up at once if a backing store will keep what is left (`close` then returns sooner);
+    /// without one, what is left is dropped at the deadline, so the pause ends just before
+    /// it instead ([`LAST_TRY_MARGIN`]), for one last try — once: a pause that cannot end
+    /// before the deadline gives up. It also gives up, while a batch from memory is
+    /// retried, once the queue behind it fills up to half with a store to take them
+    /// (`pressure` is set then).
     pub(crate) fn pause_until(&mut self, until: Instant) -> bool {
         // Parked as between rounds: callers turned away meanwhile do not yield their CPU to
         // this thread, which has no use for it (`FlushWake::turned_away`).
@@ -72,7 +79,7 @@ impl Worker {
         resumed
     }
 
-    fn sit_out(&mut self, until: Instant) -> bool {
+    fn sit_out(&mut self, mut until: Instant) -> bool {
         loop {
             self.maybe_tick_store();
             if self.relieve_queue() {
@@ -84,8 +91,18 @@ impl Worker {
             if self.close_by.is_some() {
                 self.sync_while_closing();
             }
-            if self.past_close_deadline() || self.close_by.is_some_and(|by| until >= by) {
+            if self.past_close_deadline() {
                 return false;
+            }
+            if let Some(by) = self.close_by
+                && until >= by
+            {
+                match by.checked_sub(LAST_TRY_MARGIN) {
+                    Some(last_try) if self.shared.store.is_none() && Instant::now() < last_try => {
+                        until = last_try;
+                    }
+                    _ => return false,
+                }
             }
             let now = Instant::now();
             if now >= until {
