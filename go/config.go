@@ -120,7 +120,7 @@ type Retry struct {
 	MaxAttempts int
 	// MaxElapsed is how long a batch is retried. Defaults to 60 s.
 	MaxElapsed time.Duration
-	// BackoffBase is the first backoff. Defaults to 200 ms.
+	// BackoffBase is the first backoff. Defaults to 200 ms; at least 1 ms, at most BackoffCap.
 	BackoffBase time.Duration
 	// BackoffCap is the largest backoff. Defaults to 10 s.
 	BackoffCap time.Duration

@@ -188,9 +188,11 @@ impl Worker {
     /// progress (nothing to send, or the sink failed and the next try must wait).
     pub(crate) fn drain_step(&mut self) -> bool {
         if self.move_queue_to_store() == Moved::Refused && !self.store_pending() {
-            // The store refuses while it holds nothing: nothing to drain; wait before
-            // trying it again (meanwhile `Spill` sends from memory).
-            self.back_off();
+            // The store refuses while it holds nothing: nothing to drain; it is asked again
+            // a second later (`probe_due`), and meanwhile `Spill` sends from memory. A
+            // hold on sending instead (as until 2026-12-03) stopped the memory's batches
+            // too, and with them the whole pipeline while the sink was healthy.
+            self.probe_due = Some(Instant::now() + RELIEF_RETRY);
             return false;
         }
         let (max_events, max_bytes) = (self.limits.max_events, self.limits.max_bytes);

@@ -152,9 +152,15 @@ impl Worker {
         }
     }
 
-    /// When to try a store that refused events again (`Spill` sending from memory).
+    /// Now, if a store that refused events is due to be tried again (`Spill` sending from
+    /// memory meanwhile).
     fn probe_at(&self) -> Option<Instant> {
-        (self.spill && self.shared.direct() && self.ready() > 0).then(Instant::now)
+        let now = Instant::now();
+        (self.spill
+            && self.shared.direct()
+            && self.ready() > 0
+            && self.probe_due.is_none_or(|due| now >= due))
+        .then_some(now)
     }
 
     /// Sends what is worth sending now: the store's backlog, else full batches.
@@ -171,13 +177,13 @@ impl Worker {
                     }
                 }
                 State::Running => {
-                    let probe = self.probe_at().is_some();
-                    if probe {
-                        // `Spill` with a refusing store: try the store again first.
-                        if !self.drain_step() {
-                            return;
-                        }
-                    } else if self.ready() < self.schedule.ready_at
+                    // `Spill` with a refusing store: try the store again first, when due;
+                    // refused again, the batch goes from memory.
+                    if self.probe_at().is_some() && self.drain_step() {
+                        continue;
+                    }
+                    if self.backing_off().is_some()
+                        || self.ready() < self.schedule.ready_at
                         || self.take_to_send(usize::MAX) == 0
                     {
                         return;
@@ -249,6 +255,9 @@ impl Worker {
                     }
                     Err((settled, Stop::Shutdown)) => {
                         self.keep_at_shutdown(&events[from + settled..]);
+                        // Kept in the store, they are not read back and sent again at once
+                        // by `shut_down`: the next try waits as after a failed round.
+                        self.back_off();
                     }
                     // Kept in the store before the queue follows it there: the order holds.
                     Err((settled, Stop::Pressure)) => {

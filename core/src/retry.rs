@@ -55,7 +55,9 @@ impl RetryPolicy {
         self
     }
 
-    /// First backoff ceiling and the largest one. Defaults to 200 ms and 10 s.
+    /// First backoff ceiling and the largest one. Defaults to 200 ms and 10 s; the pipeline
+    /// refuses a base under 1 ms (`Error::Config` naming `retry.backoff_base_ms`), or above
+    /// the cap.
     pub fn backoff(mut self, base: Duration, cap: Duration) -> Self {
         self.backoff_base = base;
         self.backoff_cap = cap;

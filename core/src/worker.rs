@@ -163,6 +163,10 @@ pub(crate) struct Worker {
     /// Overflow `Spill`: callers write to the store too, so every event goes through it
     /// (moved there from the queue, sent from there) and there is one order for all.
     pub(crate) spill: bool,
+    /// A durable store keeps what `close` leaves: no last try before its deadline is
+    /// needed (`worker/pause.rs`). Without one, or with one that dies with the process
+    /// (the memory store), what is left is lost.
+    pub(crate) keeps_at_close: bool,
     /// Whether the store's last refusal was for being full (else it failed).
     pub(crate) last_refusal_full: bool,
     pub(crate) last_store_tick: Instant,
@@ -200,6 +204,9 @@ pub(crate) struct Worker {
     pub(crate) relief_refused: bool,
     /// Not before then is the queue moved into a store that refused it (`relieve_queue`).
     pub(crate) relief_due: Option<Instant>,
+    /// Under `Spill`, not before then is a store that refused the queue while empty asked
+    /// again (`drain_step`); meanwhile batches go from memory.
+    pub(crate) probe_due: Option<Instant>,
 }
 
 /// Rate-limited log lines of the flush thread's own troubles.
@@ -223,6 +230,7 @@ impl Worker {
         // a small queue never waits for a batch that cannot form.
         let ready_at = limits.max_events.min(config.queue_capacity / 2).max(1);
         let now = Instant::now();
+        let keeps_at_close = shared.with_store(|s| s.is_durable()).unwrap_or(false);
         Worker {
             shared,
             lane: 0,
@@ -246,6 +254,7 @@ impl Worker {
             batch: Vec::with_capacity(limits.max_events.min(config.queue_capacity)),
             stored: StoredBatch::new(),
             spill: config.overflow == Overflow::Spill,
+            keeps_at_close,
             last_refusal_full: false,
             last_store_tick: now,
             drain_failures: 0,
@@ -266,6 +275,7 @@ impl Worker {
             pressure: false,
             relief_refused: false,
             relief_due: None,
+            probe_due: None,
         }
     }
 

@@ -2,6 +2,8 @@
 //! pipeline starts: no value may make `record` abort (a slot of a terabyte) or the flush
 //! thread misbehave (a batch of no events).
 
+use std::time::Duration;
+
 use super::{Config, in_range};
 use crate::Error;
 use crate::encode::rules::MAX_CATEGORY;
@@ -149,6 +151,15 @@ impl Config {
                 ),
             ));
         }
+        if self.retry.backoff_base < Duration::from_millis(1) {
+            // Each back-off is at most the base doubled per failure: from zero, no failure
+            // ever waits, and a receiver that is down, or a store that refuses, is asked
+            // again at full speed.
+            return Err(Error::config(
+                "retry.backoff_base_ms",
+                "must be at least 1 ms: a back-off from 0 never grows, and retries would not pause",
+            ));
+        }
         if self.retry.backoff_base > self.retry.backoff_cap {
             return Err(Error::config(
                 "retry.backoff_base_ms",
@@ -252,6 +263,17 @@ mod tests {
             (
                 d().retry(RetryPolicy::default().max_attempts(0)),
                 "retry.max_attempts: is 0, must be at least 1",
+            ),
+            (
+                d().retry(RetryPolicy::default().backoff(Duration::ZERO, Duration::from_secs(1))),
+                "retry.backoff_base_ms: must be at least 1 ms: a back-off from 0 never grows, \
+                 and retries would not pause",
+            ),
+            (
+                d().retry(
+                    RetryPolicy::default().backoff(Duration::from_secs(2), Duration::from_secs(1)),
+                ),
+                "retry.backoff_base_ms: must not exceed retry.backoff_cap_ms",
             ),
             (
                 d().service(""),

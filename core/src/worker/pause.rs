@@ -11,7 +11,8 @@ use super::{Command, STORE_TICK, Worker, deadline_after};
 use crate::slots::LANE_IDLE_AFTER;
 
 /// How long before `close`'s deadline (less its reserve) a pause that would outlast it ends
-/// instead, when nothing would keep what is left: time enough to start one last send.
+/// instead, when no durable store would keep what is left: time enough to start one last
+/// send.
 pub(crate) const LAST_TRY_MARGIN: Duration = Duration::from_millis(10);
 
 impl Worker {
@@ -64,10 +65,12 @@ impl Worker {
     }
 
     /// Like [`pause`](Self::pause), until `until`. When `close`'s deadline comes first, gives
-    /// up at once if a backing store will keep what is left (`close` then returns sooner);
-    /// without one, what is left is dropped at the deadline, so the pause ends just before
+    /// up at once if a durable backing store will keep what is left (`close` then returns
+    /// sooner); without one (or with the memory store, which dies with the process), what
+    /// is left is lost at the deadline, so the pause ends just before
     /// it instead ([`LAST_TRY_MARGIN`]), for one last try — once: a pause that cannot end
-    /// before the deadline gives up. It also gives up, while a batch from memory is
+    /// before the deadline gives up, and so does one under a hold past the deadline (the
+    /// receiver's `Retry-After` is honoured to the end). It also gives up, while a batch from memory is
     /// retried, once the queue behind it fills up to half with a store to take them
     /// (`pressure` is set then).
     pub(crate) fn pause_until(&mut self, until: Instant) -> bool {
@@ -98,7 +101,12 @@ impl Worker {
                 && until >= by
             {
                 match by.checked_sub(LAST_TRY_MARGIN) {
-                    Some(last_try) if self.shared.store.is_none() && Instant::now() < last_try => {
+                    // Not against the receiver's `Retry-After` (a hold past the deadline).
+                    Some(last_try)
+                        if !self.keeps_at_close
+                            && Instant::now() < last_try
+                            && self.backing_off().is_none_or(|hold| hold < by) =>
+                    {
                         until = last_try;
                     }
                     _ => return false,

@@ -186,3 +186,33 @@ fn spill_with_a_broken_store_still_delivers_to_a_healthy_sink() {
     assert_in_order(&seen.ids(), &accepted);
     assert_all_settled(&report.stats);
 }
+
+#[test]
+fn spill_with_a_broken_store_sends_from_memory_without_a_flush() {
+    // The store's refusals are retried after a back-off; meanwhile the queue still goes to
+    // the healthy sink on the flush interval, not only when a `flush` asks for it.
+    let (sink, seen) = collecting(Duration::from_millis(0));
+    let config = Config::default()
+        .queue_capacity(64)
+        .batch_max_events(8)
+        .flush_interval(Duration::from_millis(20))
+        .overflow(Overflow::Spill);
+    let p = Pipeline::with_store(config, sink, BrokenStore).unwrap();
+    let accepted = record_accepted(&p, 0..5);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.stats().delivered < 5 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // More after the store has been refused for a while: its back-off has grown.
+    let later = record_accepted(&p, 5..10);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.stats().delivered < 10 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(p.stats().delivered, 10, "{:?}", p.stats());
+    let report = p.close(Duration::from_millis(500));
+    assert!(report.completed);
+    let all: Vec<_> = accepted.into_iter().chain(later).collect();
+    assert_in_order(&seen.ids(), &all);
+    assert_all_settled(&report.stats);
+}
