@@ -294,6 +294,45 @@ fn a_broken_connection_is_made_again() {
 }
 
 #[test]
+fn a_server_refusing_connections_is_tried_again_after_a_wait_not_at_every_call() {
+    // A role of its own, whose logins the test can refuse.
+    let pg = TestPostgres::shared();
+    let role = "reconnect_wait";
+    pg.psql(&format!(
+        "CREATE ROLE {role} LOGIN; GRANT CREATE ON SCHEMA public TO {role}"
+    ));
+    let url = pg.url().replacen("postgres@", &format!("{role}@"), 1);
+    let url = format!("{url}?application_name=auditbuf_reconnect_wait");
+    let mut store = open_table("reconnect_wait", json!({"url": url}));
+    store.append(&[b"{\"n\":1}"]).unwrap();
+    pg.psql(&format!("ALTER ROLE {role} NOLOGIN"));
+    let sessions =
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'auditbuf_reconnect_wait'";
+    pg.psql(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'auditbuf_reconnect_wait'"
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pg.psql(sessions) != "0" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The broken session is made again at once, and the login refused.
+    let first = store.append(&[b"{\"n\":2}"]).unwrap_err().to_string();
+    assert!(!first.contains("the next attempt in"), "{first}");
+    // Until the next attempt is due, calls fail at once with that error: no new attempt
+    // holds the store (and its lock) for a connect timeout each time.
+    let again = store.append(&[b"{\"n\":2}"]).unwrap_err().to_string();
+    assert!(again.contains("the next attempt in"), "{again}");
+    // Logins allowed again, the attempt once due connects.
+    pg.psql(&format!("ALTER ROLE {role} LOGIN"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Err(e) = store.append(&[b"{\"n\":2}"]) {
+        assert!(Instant::now() < deadline, "{e}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(store.size().events, 2);
+}
+
+#[test]
 fn size_sees_rows_other_replicas_add() {
     let mut mine = open_table("shared_size", json!({}));
     let mut other = open_table("shared_size", json!({}));

@@ -36,11 +36,13 @@ use postgres::{Client, NoTls, Statement};
 
 mod check;
 mod config;
+mod reconnect;
 mod remove;
 mod sql;
 
 pub use config::PostgresStoreConfig;
 pub(crate) use config::config_from_params;
+use reconnect::Reconnect;
 use sql::Sql;
 
 use super::{Store, StoreSize, StoredBatch, fits};
@@ -75,6 +77,8 @@ pub struct PostgresStore {
     /// Who this store is in `claimed_by`: unique per open.
     owner: String,
     connection: Option<Connection>,
+    /// When a new connection may be tried after one failed.
+    reconnect: Reconnect,
     /// Ids and sizes of the rows the last read returned and no commit covered yet.
     read: VecDeque<(i64, u64)>,
     /// Ids of rows a commit covered that are not known to be deleted yet.
@@ -136,6 +140,7 @@ impl PostgresStore {
             config,
             owner,
             connection: None,
+            reconnect: Reconnect::default(),
             read: VecDeque::new(),
             settled: Vec::new(),
             events: 0,
@@ -166,7 +171,7 @@ impl PostgresStore {
         loop {
             let connection = match self.connection.take().filter(|c| !c.client.is_closed()) {
                 Some(c) => c,
-                None => Connection::open(&self.config).map_err(|e| self.error(e))?,
+                None => self.connect()?,
             };
             let connection = self.connection.insert(connection);
             let (e, broken) = match op(connection, &self.owner) {
@@ -191,6 +196,22 @@ impl PostgresStore {
                 describe(&e)
             );
             retried = true;
+        }
+    }
+
+    /// A new connection, unless the last attempt failed too recently (see [`reconnect`]).
+    fn connect(&mut self) -> Result<Connection, Error> {
+        let now = Instant::now();
+        self.reconnect.due(now).map_err(|e| self.error(e))?;
+        match Connection::open(&self.config) {
+            Ok(c) => {
+                self.reconnect.connected();
+                Ok(c)
+            }
+            Err(e) => {
+                self.reconnect.failed(now, &e);
+                Err(self.error(e))
+            }
         }
     }
 
