@@ -308,9 +308,9 @@ fn a_server_refusing_connections_is_tried_again_after_a_wait_not_at_every_call()
     pg.psql(&format!("ALTER ROLE {role} NOLOGIN"));
     let sessions =
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'auditbuf_reconnect_wait'";
-    pg.psql(&format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'auditbuf_reconnect_wait'"
-    ));
+    pg.psql(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'auditbuf_reconnect_wait'",
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while pg.psql(sessions) != "0" && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
