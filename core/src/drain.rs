@@ -332,7 +332,12 @@ impl Worker {
             self.note_error(format!("closing the backing store: {e}"));
         }
         if !store.is_durable() {
-            let left = store.size().events;
+            // Events at its head that were delivered but whose commit failed are counted
+            // delivered already: not lost with the store.
+            let left = store
+                .size()
+                .events
+                .saturating_sub(self.redelivery.uncommitted);
             self.counts.stored_out += left;
             self.counts.dropped_shutdown += left;
         }

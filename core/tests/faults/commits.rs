@@ -143,3 +143,41 @@ fn resends_after_a_failed_commit_are_counted_apart() {
     assert_eq!(calls.load(Ordering::SeqCst), 40);
     assert_all_settled(&s);
 }
+
+#[test]
+fn events_delivered_but_not_committed_are_not_lost_again_with_a_memory_store_at_close() {
+    // Every commit fails: the events sent from the store stay at its head, counted
+    // delivered. Closing the memory store loses what it holds — but those were delivered,
+    // and are not counted lost as well.
+    let up = Arc::new(AtomicBool::new(false));
+    let sink = CallbackSink::new({
+        let up = Arc::clone(&up);
+        move |_: &[&[u8]]| {
+            if up.load(Ordering::SeqCst) {
+                Outcome::Delivered
+            } else {
+                Outcome::retry("down")
+            }
+        }
+    });
+    let store = FlakyCommits {
+        inner: MemoryStore::new(MemoryStoreConfig::default()),
+        fail: Arc::new(AtomicBool::new(false)),
+        until: Some(Instant::now() + Duration::from_secs(600)),
+    };
+    let p = Pipeline::with_store(draining_config(), sink, store).unwrap();
+    record_all(&p, &ids(30));
+    std::thread::sleep(Duration::from_millis(300));
+    up.store(true, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.stats().delivered == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let report = p.close(Duration::from_millis(300));
+    let s = report.stats;
+    // The head batch, delivered again and again (its commit fails), and the rest, never
+    // reached: each event counted once.
+    assert!(s.delivered > 0, "{s:?}");
+    assert_eq!(s.delivered + s.dropped.shutdown, 30, "{s:?}");
+    assert!(s.is_consistent(), "{s:?}");
+}
