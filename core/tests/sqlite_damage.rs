@@ -166,3 +166,27 @@ fn verify_says_what_open_does_with_a_damaged_page() {
         "{refused} refused, {opened} opened"
     );
 }
+
+/// A commit that consumed its rows says so even when the next row's time cannot be read (a
+/// damaged `stored_at_ms`): an `Err` would mean the rows stay, and the drain would count
+/// the next events it sends as sent again.
+#[test]
+fn a_commit_whose_rows_are_consumed_succeeds_even_if_the_next_rows_time_is_damaged() {
+    let scope = Scope::new("damaged-time");
+    let db = scope.0.join("events.db");
+    let mut store = SqliteStore::open(SqliteStoreConfig::new(&db)).unwrap();
+    append_range(&mut store, 0..5);
+    store.close().unwrap();
+    drop(store);
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute("UPDATE events SET stored_at_ms = 'x' WHERE id = 5", [])
+            .unwrap();
+    }
+    let mut store = SqliteStore::open(SqliteStoreConfig::new(&db)).unwrap();
+    let mut batch = auditbuf::StoredBatch::default();
+    store.read_oldest(4, usize::MAX, &mut batch).unwrap();
+    assert_eq!(batch.len(), 4);
+    store.commit(4).unwrap();
+    assert_eq!(store.size().events, 1);
+}
