@@ -167,11 +167,12 @@ fn verify_says_what_open_does_with_a_damaged_page() {
     );
 }
 
-/// A commit that consumed its rows says so even when the next row's time cannot be read (a
-/// damaged `stored_at_ms`): an `Err` would mean the rows stay, and the drain would count
-/// the next events it sends as sent again.
+/// A damaged `stored_at_ms` (not an integer) only loses an age: a commit that consumed its
+/// rows still says so (an `Err` would mean the rows stay, and the drain would count the
+/// next events it sends as sent again), and the row is read and sent, also when it is the
+/// oldest at open.
 #[test]
-fn a_commit_whose_rows_are_consumed_succeeds_even_if_the_next_rows_time_is_damaged() {
+fn a_damaged_row_time_neither_fails_a_commit_nor_stops_the_drain_or_open() {
     let scope = Scope::new("damaged-time");
     let db = scope.0.join("events.db");
     let mut store = SqliteStore::open(SqliteStoreConfig::new(&db)).unwrap();
@@ -189,4 +190,26 @@ fn a_commit_whose_rows_are_consumed_succeeds_even_if_the_next_rows_time_is_damag
     assert_eq!(batch.len(), 4);
     store.commit(4).unwrap();
     assert_eq!(store.size().events, 1);
+    // Nor does the damaged time stop the drain, or the next open.
+    store.read_oldest(4, usize::MAX, &mut batch).unwrap();
+    assert_eq!(batch.len(), 1);
+    store.commit(1).unwrap();
+    assert_eq!(store.size().events, 0);
+    drop(store);
+    // The oldest row's time damaged: open still takes the store.
+    let db = scope.0.join("oldest.db");
+    let mut store = SqliteStore::open(SqliteStoreConfig::new(&db)).unwrap();
+    append_range(&mut store, 0..2);
+    store.close().unwrap();
+    drop(store);
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute("UPDATE events SET stored_at_ms = 'x' WHERE id = 1", [])
+            .unwrap();
+    }
+    let check = SqliteStore::verify(&db).unwrap();
+    assert_eq!((check.events, check.lost_events), (2, 0), "{check:?}");
+    let mut store = SqliteStore::open(SqliteStoreConfig::new(&db)).unwrap();
+    store.read_oldest(4, usize::MAX, &mut batch).unwrap();
+    assert_eq!(batch.len(), 2);
 }

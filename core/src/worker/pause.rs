@@ -67,11 +67,11 @@ impl Worker {
     /// Like [`pause`](Self::pause), until `until`. When `close`'s deadline comes first, gives
     /// up at once if a durable backing store will keep what is left (`close` then returns
     /// sooner); without one (or with the memory store, which dies with the process), what
-    /// is left is lost at the deadline, so the pause ends just before
-    /// it instead ([`LAST_TRY_MARGIN`]), for one last try — once: a pause that cannot end
-    /// before the deadline gives up, and so does one under a hold past the deadline (the
-    /// receiver's `Retry-After` is honoured to the end). It also gives up, while a batch from memory is
-    /// retried, once the queue behind it fills up to half with a store to take them
+    /// is left is lost at the deadline, so the pause ends just before it instead
+    /// ([`LAST_TRY_MARGIN`]), for one last try — once: a pause that cannot end before the
+    /// deadline gives up, and so does one under a hold past the deadline (the receiver's
+    /// `Retry-After` is honoured to the end). It also gives up, while a batch from memory
+    /// is retried, once the queue behind it fills up to half with a store to take them
     /// (`pressure` is set then).
     pub(crate) fn pause_until(&mut self, until: Instant) -> bool {
         // Parked as between rounds: callers turned away meanwhile do not yield their CPU to

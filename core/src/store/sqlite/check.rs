@@ -331,7 +331,8 @@ fn read_table(
             let id: i64 = row.get(0)?;
             last = Some(id);
             read.records += 1;
-            let at = time_of(row.get::<_, Option<i64>>(1)?.unwrap_or(0));
+            // A damaged time (not an integer) is no damage to the event: the store sends it.
+            let at = time_of(row.get::<_, Option<i64>>(1).ok().flatten().unwrap_or(0));
             let value = row.get_ref(2)?;
             read.bytes += bytes_of(value).map_or(0, |b| b.len() as u64);
             match event_of(value) {

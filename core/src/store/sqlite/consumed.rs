@@ -75,10 +75,13 @@ impl Consumed {
         }
     }
 
-    /// When the oldest row not consumed was stored.
+    /// When the oldest row not consumed was stored (`None` too if its time is damaged: it
+    /// only gives an age).
     pub(super) fn oldest_ms(&self, conn: &Connection) -> rusqlite::Result<Option<i64>> {
-        conn.prepare_cached(OLDEST_MS_AFTER)?
-            .query_row([self.after()], |row| row.get(0))
-            .optional()
+        Ok(conn
+            .prepare_cached(OLDEST_MS_AFTER)?
+            .query_row([self.after()], |row| Ok(row.get::<_, i64>(0).ok()))
+            .optional()?
+            .flatten())
     }
 }

@@ -100,7 +100,9 @@ impl SqliteStore {
                 self.read.push_back(Read {
                     id,
                     len: event.len() as u64,
-                    stored_at_ms: row.get(1).map_err(sql)?,
+                    // A damaged time (not an integer) must not stop the drain: it only
+                    // gives the event's age, taken as now.
+                    stored_at_ms: row.get(1).unwrap_or_else(|_| super::now_ms()),
                 });
             }
             // A whole read of damage: the rows after it may hold events.

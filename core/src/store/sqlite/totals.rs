@@ -26,7 +26,11 @@ impl Totals {
             [],
             |row| Ok((row.get(0)?, row.get(1)?)),
         )?;
-        let oldest_ms: Option<i64> = conn.query_row(OLDEST_MS, [], |row| row.get(0)).optional()?;
+        // A damaged time (not an integer) only leaves the age unknown.
+        let oldest_ms: Option<i64> = conn
+            .query_row(OLDEST_MS, [], |row| Ok(row.get::<_, i64>(0).ok()))
+            .optional()?
+            .flatten();
         let dead_bytes: i64 = if dead_letters {
             conn.query_row(
                 &format!("SELECT COALESCE(SUM({DEAD_SIZE}), 0) FROM dead_letters"),
