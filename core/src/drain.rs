@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use crate::backlog::move_into_store;
 use crate::worker::{GiveUp, Source, Stop, Worker};
 
-/// How long the queue is not moved into a store that refused it, during back-offs.
+/// How long a store that refused the queue is not asked again: by `relieve_queue` during
+/// back-offs, and by the `Spill` probe (`probe_due`) while batches go from memory.
 const RELIEF_RETRY: Duration = Duration::from_secs(1);
 
 /// What became of a move of the queue into the store.

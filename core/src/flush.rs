@@ -257,7 +257,10 @@ impl Worker {
                         self.keep_at_shutdown(&events[from + settled..]);
                         // Kept in the store, they are not read back and sent again at once
                         // by `shut_down`: the next try waits as after a failed round.
-                        self.back_off();
+                        // (Without one they are gone; the rest of the queue gets its try.)
+                        if self.shared.store.is_some() {
+                            self.back_off();
+                        }
                     }
                     // Kept in the store before the queue follows it there: the order holds.
                     Err((settled, Stop::Pressure)) => {

@@ -250,14 +250,14 @@ fn failing_first(failing: u32) -> (impl auditbuf::Sink, Arc<std::sync::atomic::A
     (sink, calls)
 }
 
-/// A back-off of up to an hour: the retry after the first failure is due (all but surely)
-/// after any `close` deadline below.
-fn hour_long_back_off() -> Config {
-    let hour = Duration::from_secs(3600);
+/// A back-off of up to 30 days (full jitter: uniform below that): the retry after the first
+/// failure is due after any `close` deadline below but for one run in hundreds of thousands.
+fn month_long_back_off() -> Config {
+    let month = Duration::from_secs(30 * 24 * 3600);
     Config::default().retry(
         RetryPolicy::default()
-            .max_elapsed(2 * hour)
-            .backoff(hour, hour),
+            .max_elapsed(2 * month)
+            .backoff(month, month),
     )
 }
 
@@ -274,7 +274,7 @@ fn without_a_store_close_tries_once_more_before_its_deadline_rather_than_drop_at
     // Nothing would keep the event past the deadline: a retry due after it is brought
     // forward to just before it, and the receiver, back by then, takes the event.
     let (sink, calls) = failing_first(1);
-    let p = Pipeline::new(hour_long_back_off(), sink).unwrap();
+    let p = Pipeline::new(month_long_back_off(), sink).unwrap();
     record_one_and_wait_for_a_send(&p, &calls);
     let started = Instant::now();
     let report = p.close(Duration::from_secs(2));
@@ -286,7 +286,7 @@ fn without_a_store_close_tries_once_more_before_its_deadline_rather_than_drop_at
 
     // Still down then: dropped at the deadline after that one last try, not more.
     let (sink, calls) = failing_first(u32::MAX);
-    let p = Pipeline::new(hour_long_back_off(), sink).unwrap();
+    let p = Pipeline::new(month_long_back_off(), sink).unwrap();
     record_one_and_wait_for_a_send(&p, &calls);
     let report = p.close(Duration::from_secs(1));
     assert!(report.completed, "{report:?}");
@@ -301,7 +301,7 @@ fn with_the_memory_store_close_still_makes_its_last_try() {
     // as without a store, so the last try is made.
     let (sink, calls) = failing_first(1);
     let store = auditbuf::MemoryStore::new(auditbuf::MemoryStoreConfig::default());
-    let p = Pipeline::with_store(hour_long_back_off(), sink, store).unwrap();
+    let p = Pipeline::with_store(month_long_back_off(), sink, store).unwrap();
     record_one_and_wait_for_a_send(&p, &calls);
     let report = p.close(Duration::from_secs(1));
     assert!(report.completed, "{report:?}");
@@ -324,7 +324,7 @@ fn close_makes_no_last_try_against_the_receivers_retry_after() {
             }
         }
     });
-    let p = Pipeline::new(hour_long_back_off(), sink).unwrap();
+    let p = Pipeline::new(month_long_back_off(), sink).unwrap();
     record_one_and_wait_for_a_send(&p, &calls);
     let report = p.close(Duration::from_secs(1));
     assert!(report.completed, "{report:?}");
@@ -342,7 +342,7 @@ fn with_a_store_close_keeps_the_event_without_sending_it_again_and_again() {
     let _ = std::fs::remove_dir_all(&dir);
     let (sink, calls) = failing_first(u32::MAX);
     let store = auditbuf::FileStore::open(auditbuf::FileStoreConfig::new(dir.join("wal"))).unwrap();
-    let p = Pipeline::with_store(hour_long_back_off(), sink, store).unwrap();
+    let p = Pipeline::with_store(month_long_back_off(), sink, store).unwrap();
     record_one_and_wait_for_a_send(&p, &calls);
     let started = Instant::now();
     let report = p.close(Duration::from_secs(5));

@@ -42,8 +42,9 @@ impl Pipeline {
     /// Stops taking events, sends what it can by `timeout`, keeps the rest in the backing
     /// store (or, without one, drops it as `dropped.shutdown`) and stops the flush thread.
     /// A retry that the back-off would make after the deadline is not waited for when a
-    /// store keeps the events; without a store it is made just before the deadline instead,
-    /// once, so a receiver back by then still gets them.
+    /// durable store keeps the events; without one (no store, or the memory store) it is
+    /// made just before the deadline instead, once, so a receiver back by then still gets
+    /// them — unless the receiver's `Retry-After` reaches past the deadline.
     /// Returns by the deadline even if the sink hangs — then, with a durable store, this call
     /// moves the queue into it itself, which takes as long as writing it does — and from
     /// then on the sink is never called again (a call still running then may finish;

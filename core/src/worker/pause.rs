@@ -12,8 +12,8 @@ use crate::slots::LANE_IDLE_AFTER;
 
 /// How long before `close`'s deadline (less its reserve) a pause that would outlast it ends
 /// instead, when no durable store would keep what is left: time enough to start one last
-/// send.
-pub(crate) const LAST_TRY_MARGIN: Duration = Duration::from_millis(10);
+/// send on a busy host, where a thread may wake tens of milliseconds late.
+pub(crate) const LAST_TRY_MARGIN: Duration = Duration::from_millis(50);
 
 impl Worker {
     /// Takes what `Flush`/`Close` commands wait, also while busy: `close` sets the shared
@@ -36,6 +36,12 @@ impl Worker {
         if let Some(Err(e)) = self.shared.with_store(|store| store.sync()) {
             self.note_error(format!("syncing the backing store while closing: {e}"));
         }
+    }
+
+    /// Whether a durable store would keep what `close` leaves: not one that `Spill` found
+    /// refusing (batches go from memory meanwhile).
+    fn store_keeps_at_close(&self) -> bool {
+        self.keeps_at_close && !(self.spill && self.shared.direct())
     }
 
     pub(crate) fn past_close_deadline(&mut self) -> bool {
@@ -103,7 +109,7 @@ impl Worker {
                 match by.checked_sub(LAST_TRY_MARGIN) {
                     // Not against the receiver's `Retry-After` (a hold past the deadline).
                     Some(last_try)
-                        if !self.keeps_at_close
+                        if !self.store_keeps_at_close()
                             && Instant::now() < last_try
                             && self.backing_off().is_none_or(|hold| hold < by) =>
                     {

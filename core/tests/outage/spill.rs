@@ -189,8 +189,8 @@ fn spill_with_a_broken_store_still_delivers_to_a_healthy_sink() {
 
 #[test]
 fn spill_with_a_broken_store_sends_from_memory_without_a_flush() {
-    // The store's refusals are retried after a back-off; meanwhile the queue still goes to
-    // the healthy sink on the flush interval, not only when a `flush` asks for it.
+    // The store is asked again a second after each refusal; meanwhile the queue still goes
+    // to the healthy sink on the flush interval, not only when a `flush` asks for it.
     let (sink, seen) = collecting(Duration::from_millis(0));
     let config = Config::default()
         .queue_capacity(64)
@@ -203,7 +203,7 @@ fn spill_with_a_broken_store_sends_from_memory_without_a_flush() {
     while p.stats().delivered < 5 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    // More after the store has been refused for a while: its back-off has grown.
+    // More after the store has been refused several times.
     let later = record_accepted(&p, 5..10);
     let deadline = Instant::now() + Duration::from_secs(10);
     while p.stats().delivered < 10 && Instant::now() < deadline {

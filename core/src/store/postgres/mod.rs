@@ -201,15 +201,16 @@ impl PostgresStore {
 
     /// A new connection, unless the last attempt failed too recently (see [`reconnect`]).
     fn connect(&mut self) -> Result<Connection, Error> {
-        let now = Instant::now();
-        self.reconnect.due(now).map_err(|e| self.error(e))?;
+        let started = Instant::now();
+        self.reconnect.due(started).map_err(|e| self.error(e))?;
         match Connection::open(&self.config) {
             Ok(c) => {
                 self.reconnect.connected();
                 Ok(c)
             }
             Err(e) => {
-                self.reconnect.failed(now, &e);
+                let now = Instant::now();
+                self.reconnect.failed(now, now - started, &e);
                 Err(self.error(e))
             }
         }
