@@ -167,6 +167,17 @@ fn verify_says_what_open_does_with_a_damaged_page() {
     );
 }
 
+/// A store at `db` holding `events` events, the time of row `id` made text.
+fn with_damaged_time(db: &std::path::Path, events: usize, id: i64) {
+    let mut store = SqliteStore::open(SqliteStoreConfig::new(db)).unwrap();
+    append_range(&mut store, 0..events);
+    store.close().unwrap();
+    drop(store);
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.execute("UPDATE events SET stored_at_ms = 'x' WHERE id = ?1", [id])
+        .unwrap();
+}
+
 /// A damaged `stored_at_ms` (not an integer) only loses an age: a commit that consumed its
 /// rows still says so (an `Err` would mean the rows stay, and the drain would count the
 /// next events it sends as sent again), and the row is read and sent, also when it is the
@@ -175,15 +186,7 @@ fn verify_says_what_open_does_with_a_damaged_page() {
 fn a_damaged_row_time_neither_fails_a_commit_nor_stops_the_drain_or_open() {
     let scope = Scope::new("damaged-time");
     let db = scope.0.join("events.db");
-    let mut store = SqliteStore::open(SqliteStoreConfig::new(&db)).unwrap();
-    append_range(&mut store, 0..5);
-    store.close().unwrap();
-    drop(store);
-    {
-        let conn = rusqlite::Connection::open(&db).unwrap();
-        conn.execute("UPDATE events SET stored_at_ms = 'x' WHERE id = 5", [])
-            .unwrap();
-    }
+    with_damaged_time(&db, 5, 5);
     let mut store = SqliteStore::open(SqliteStoreConfig::new(&db)).unwrap();
     let mut batch = auditbuf::StoredBatch::default();
     store.read_oldest(4, usize::MAX, &mut batch).unwrap();
@@ -198,15 +201,7 @@ fn a_damaged_row_time_neither_fails_a_commit_nor_stops_the_drain_or_open() {
     drop(store);
     // The oldest row's time damaged: open still takes the store.
     let db = scope.0.join("oldest.db");
-    let mut store = SqliteStore::open(SqliteStoreConfig::new(&db)).unwrap();
-    append_range(&mut store, 0..2);
-    store.close().unwrap();
-    drop(store);
-    {
-        let conn = rusqlite::Connection::open(&db).unwrap();
-        conn.execute("UPDATE events SET stored_at_ms = 'x' WHERE id = 1", [])
-            .unwrap();
-    }
+    with_damaged_time(&db, 2, 1);
     let check = SqliteStore::verify(&db).unwrap();
     assert_eq!((check.events, check.lost_events), (2, 0), "{check:?}");
     let mut store = SqliteStore::open(SqliteStoreConfig::new(&db)).unwrap();
