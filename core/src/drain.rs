@@ -95,8 +95,9 @@ impl Worker {
         self.counts.stored_in += n as u64;
         self.publish();
         if let Some(n) = self.logs.stored.note(n as u64) {
+            let events = if n == 1 { "event" } else { "events" };
             log::warn!(
-                "{n} events kept in the backing store: the sink is not taking them now \
+                "{n} {events} kept in the backing store: the sink is not taking them now \
                  (they are sent, in order, once it does)"
             );
         }

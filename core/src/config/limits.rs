@@ -163,7 +163,11 @@ impl Config {
         if self.retry.backoff_base > self.retry.backoff_cap {
             return Err(Error::config(
                 "retry.backoff_base_ms",
-                "must not exceed retry.backoff_cap_ms",
+                format!(
+                    "is {} ms, more than retry.backoff_cap_ms ({} ms)",
+                    self.retry.backoff_base.as_millis(),
+                    self.retry.backoff_cap.as_millis()
+                ),
             ));
         }
         self.validate_categories()?;
@@ -273,7 +277,7 @@ mod tests {
                 d().retry(
                     RetryPolicy::default().backoff(Duration::from_secs(2), Duration::from_secs(1)),
                 ),
-                "retry.backoff_base_ms: must not exceed retry.backoff_cap_ms",
+                "retry.backoff_base_ms: is 2000 ms, more than retry.backoff_cap_ms (1000 ms)",
             ),
             (
                 d().service(""),

@@ -87,8 +87,9 @@ impl Pipeline {
         let recovery = store.as_ref().and_then(|s| s.recovery());
         let lost = recovery.as_ref().map_or(0, |r| r.lost_events);
         if found > 0 {
+            let events = if found == 1 { "event" } else { "events" };
             log::info!(
-                "the backing store holds {found} events from an earlier run; sending them first"
+                "the backing store holds {found} {events} from an earlier run; sending them first"
             );
         }
         if lost > 0 {
