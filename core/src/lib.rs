@@ -67,10 +67,11 @@
 //! 401/403 re-read the token file and retry; 413 splits the batch in halves; other 4xx bisect
 //! it and dead-letter the events the receiver still refuses alone, with its reason.
 
-// `unsafe` is allowed, outside tests, in five files only, each for one thing: registering
+// `unsafe` is allowed, outside tests, in six files only, each for one thing: registering
 // the fork handler (`fork.rs`), returning free memory to the system (`heap.rs`), cache
-// hints (`prefetch.rs`), SSE2 loads and compares for the string scans (`encode/swar.rs`)
-// and the copy of a typed event's fields into its slot (`encode/copy.rs`).
+// hints (`prefetch.rs`), SSE2 loads and compares for the string scans (`encode/swar.rs`),
+// the copy of a typed event's fields into its slot (`encode/copy.rs`) and parking the
+// callers that wait for a slot by their turn (`turns.rs`, `parking_lot_core`).
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, unreachable_pub)]
@@ -105,6 +106,7 @@ mod slots;
 mod stats;
 mod store;
 mod throttle;
+mod turns;
 mod wake;
 mod worker;
 

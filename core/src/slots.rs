@@ -26,7 +26,8 @@
 //! a smaller queue's bundles are of one slot, and a lane holds one only when a refused
 //! event's slot came back to it): with several threads recording, the overflow policy can
 //! apply while up to that many free slots wait in other lanes; a caller waiting under
-//! `Block` takes from them too.
+//! `Block` takes from them too. Callers waiting under `Block` take their turns oldest first
+//! (`turns.rs`), and while any wait, the others leave the free list to them.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,9 +36,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use crossbeam_utils::CachePadded;
 use crossbeam_utils::atomic::AtomicCell;
-use parking_lot::Mutex;
 
 use crate::lanes::MAX_LANES;
+use crate::turns::{Turn, Turns};
 
 /// How long a lane records nothing before the flush thread empties its cache: longer
 /// than a caller waits for a CPU (with four producers on 2 vCPUs, a few milliseconds).
@@ -124,12 +125,9 @@ pub(crate) struct SlotPool {
     retained_bytes: usize,
     /// Capacity beyond `initial_bytes` that free slots hold, in total.
     extra: AtomicUsize,
-    /// Callers waiting for a slot (overflow `Block`), and where they wait. A condition
-    /// variable of `parking_lot` never allocates to wait; a blocking receive on the channel
-    /// now and then did.
-    waiters: AtomicUsize,
-    waiting: Mutex<()>,
-    came_back: parking_lot::Condvar,
+    /// Callers waiting for a slot (overflow `Block`), oldest first; parking never
+    /// allocates (a blocking receive on the channel now and then did).
+    turns: Turns,
     retained_total: usize,
 }
 
@@ -171,9 +169,7 @@ impl SlotPool {
             retained_bytes: retained_bytes.max(initial_bytes),
             extra: AtomicUsize::new(0),
             retained_total,
-            waiters: AtomicUsize::new(0),
-            waiting: Mutex::new(()),
-            came_back: parking_lot::Condvar::new(),
+            turns: Turns::default(),
         }
     }
 
@@ -200,30 +196,17 @@ impl SlotPool {
             .get_or_init(|| bounded(2 * self.capacity.div_ceil(self.per_bundle) + MAX_LANES + 1))
     }
 
-    /// An empty slot; when none is free and all exist, the overflow policy decides. (The
-    /// pipeline decides itself, waiting through its caller's `Park`.)
-    #[cfg(test)]
-    pub(crate) fn take(&self, overflow: crate::Overflow) -> Result<Slot, crate::Error> {
-        use crate::{Error, Overflow};
-        let lane = crate::lanes::this_thread();
-        if let Some(slot) = self.try_take(lane) {
-            return Ok(slot);
-        }
-        match overflow {
-            // Spill and DropOldest are the caller's business: it writes to the store without
-            // a slot, or takes the oldest queued event's.
-            Overflow::DropNewest | Overflow::DropOldest | Overflow::Spill => Err(Error::Full),
-            Overflow::Block { timeout } => self
-                .wait(timeout, || self.try_take_waiting(lane), || false)
-                .ok_or(Error::Timeout(timeout)),
-        }
-    }
-
     /// A free slot for a caller on `lane` (a thread's, see [`crate::lanes::this_thread`]):
     /// from its lane's bundle, else from the next full bundle, else a new one while fewer
-    /// than `capacity` exist. Never waits, never looks in other lanes' caches.
+    /// than `capacity` exist. Never waits, never looks in other lanes' caches, and leaves
+    /// the free list to the callers waiting in [`wait`](Self::wait) while any do.
     #[inline(always)]
     pub(crate) fn try_take(&self, lane: usize) -> Option<Slot> {
+        self.take_on(lane, false)
+    }
+
+    #[inline(always)]
+    fn take_on(&self, lane: usize, waiting: bool) -> Option<Slot> {
         let cache = &self.caches[lane & (MAX_LANES - 1)];
         if let Some(mut bundle) = cache.take() {
             if let Some(slot) = bundle.pop() {
@@ -236,7 +219,7 @@ impl SlotPool {
             }
             self.keep_empty(bundle);
         }
-        self.refill(cache)
+        self.refill(cache, waiting)
     }
 
     /// Puts `bundle` back as `cache`; one another thread of the lane put there meanwhile
@@ -260,9 +243,14 @@ impl SlotPool {
         }
     }
 
-    /// An empty cache: the next full bundle becomes the lane's, and its last slot the caller's.
+    /// An empty cache: the next full bundle becomes the lane's, and its last slot the
+    /// caller's; for a caller not `waiting`, only while nobody waits (it would take the
+    /// slots the waiters were woken for, and join them at the back when it waits itself).
     #[cold]
-    fn refill(&self, cache: &AtomicCell<Option<Bundle>>) -> Option<Slot> {
+    fn refill(&self, cache: &AtomicCell<Option<Bundle>>, waiting: bool) -> Option<Slot> {
+        if !waiting && self.turns.anyone_waiting() {
+            return None;
+        }
         let Ok(mut bundle) = self.full().1.try_recv() else {
             return self.create();
         };
@@ -278,9 +266,10 @@ impl SlotPool {
         let _ = self.empty().0.try_send(bundle);
     }
 
-    /// [`try_take`](Self::try_take), then any other lane's cache: for a caller that waits.
+    /// [`try_take`](Self::try_take), then any other lane's cache: for a caller that waits,
+    /// at the front ([`wait`](Self::wait) asks only then).
     pub(crate) fn try_take_waiting(&self, lane: usize) -> Option<Slot> {
-        self.try_take(lane).or_else(|| self.take_from_caches())
+        self.take_on(lane, true).or_else(|| self.take_from_caches())
     }
 
     /// A free slot from whichever lane's cache has one.
@@ -359,43 +348,45 @@ impl SlotPool {
         }
     }
 
-    /// Waits up to `timeout` for `take` (this pool's [`try_take_waiting`](Self::try_take_waiting),
-    /// or a caller's wider look) to find a slot: looks again whenever slots come back, and
-    /// at least every [`LOOK_AGAIN`]. Gives up (`None`) as soon as `stop` holds, which whoever
-    /// makes it hold announces with [`wake_waiters`](Self::wake_waiters) (a close).
+    /// A place among the callers waiting for a slot, for [`wait`](Self::wait), kept until
+    /// the call ends (a binding waiting in slices keeps it between them).
+    pub(crate) fn queue_up(&self) -> Turn<'_> {
+        self.turns.queue_up()
+    }
+
+    /// Waits up to `timeout` for `take` ([`try_take_waiting`](Self::try_take_waiting)) to
+    /// find a slot, asked only while `turn` is at the front: when woken (slots came back,
+    /// the turn reached the front) and at least every [`LOOK_AGAIN`]. Gives up (`None`) once
+    /// `stop` holds, announced by [`wake_all_waiters`](Self::wake_all_waiters) (a close);
+    /// `stop` must only read atomics (it is asked inside `parking_lot_core`).
     pub(crate) fn wait(
         &self,
+        turn: &Turn<'_>,
         timeout: Duration,
         take: impl Fn() -> Option<Slot>,
         stop: impl Fn() -> bool,
     ) -> Option<Slot> {
         let deadline = crate::worker::deadline_after(timeout);
         loop {
-            if let Some(slot) = take() {
+            if turn.at_front()
+                && let Some(slot) = take()
+            {
                 return Some(slot);
             }
-            let mut guard = self.waiting.lock();
-            // Registered before looking again, and a giver reads `waiters` after making a
-            // slot free: either this look finds it, or the giver sees a waiter and wakes it.
-            self.waiters.fetch_add(1, Ordering::SeqCst);
-            let slot = take();
-            if slot.is_none() && stop() {
-                self.waiters.fetch_sub(1, Ordering::SeqCst);
+            let now = Instant::now();
+            if stop() || now >= deadline {
                 return None;
             }
-            if slot.is_none() {
-                let wake_at = deadline.min(Instant::now() + LOOK_AGAIN);
-                self.came_back.wait_until(&mut guard, wake_at);
-            }
-            self.waiters.fetch_sub(1, Ordering::SeqCst);
-            drop(guard);
-            if slot.is_some() {
-                return slot;
-            }
-            if Instant::now() >= deadline {
-                return take();
-            }
+            // Asked under the lock the wakers take: slots made free after the look above
+            // either show here or wake this caller.
+            let ready = |at_front: bool| stop() || at_front && self.has_free_bundle();
+            turn.sleep(deadline.min(now + LOOK_AGAIN), ready);
         }
+    }
+
+    /// Whether the free list has a bundle (atomic loads only).
+    fn has_free_bundle(&self) -> bool {
+        self.full.get().is_some_and(|full| !full.1.is_empty())
     }
 
     #[inline]
@@ -465,12 +456,14 @@ impl SlotPool {
         self.wake_waiters();
     }
 
-    /// Wakes every caller in [`wait`](Self::wait), to look again (and at its `stop`).
+    /// Wakes the callers in [`wait`](Self::wait) at the front, to look again.
     pub(crate) fn wake_waiters(&self) {
-        if self.waiters.load(Ordering::SeqCst) > 0 {
-            let _guard = self.waiting.lock();
-            self.came_back.notify_all();
-        }
+        self.turns.wake_front();
+    }
+
+    /// Wakes every caller in [`wait`](Self::wait), to look at its `stop`.
+    pub(crate) fn wake_all_waiters(&self) {
+        self.turns.wake_all();
     }
 
     /// `slot` emptied and, if larger than the pool may keep, shrunk.
@@ -528,41 +521,6 @@ impl SlotPool {
             }
         }
         freed
-    }
-
-    /// Slots created so far (and not trimmed).
-    #[cfg(test)]
-    pub(crate) fn created(&self) -> usize {
-        self.created.load(Ordering::Relaxed)
-    }
-
-    /// Free slots in full bundles, and in each lane's cache.
-    #[cfg(test)]
-    pub(crate) fn free_slots(&self) -> (usize, Vec<usize>) {
-        let mut free = 0;
-        if let Some(full) = self.full.get() {
-            for _ in 0..full.1.len() {
-                let Ok(bundle) = full.1.try_recv() else { break };
-                free += bundle.len();
-                let _ = full.0.try_send(bundle);
-            }
-        }
-        let caches = self.caches.iter().map(|cache| {
-            let bundle = cache.take();
-            let n = bundle.as_ref().map_or(0, |b| b.len());
-            assert!(
-                cache.swap(bundle).is_none(),
-                "a lane's bundle changed meanwhile"
-            );
-            n
-        });
-        (free, caches.collect())
-    }
-
-    /// Bytes beyond their initial size that free slots keep.
-    #[cfg(test)]
-    pub(crate) fn extra(&self) -> usize {
-        self.extra.load(Ordering::Relaxed)
     }
 }
 

@@ -4,6 +4,60 @@ use super::*;
 use crate::lanes::this_thread;
 use crate::{Error, Overflow};
 
+// Test-only ways into the pool.
+impl SlotPool {
+    /// An empty slot; when none is free and all exist, the overflow policy decides. (The
+    /// pipeline decides itself, waiting through its caller's `Park`.)
+    pub(crate) fn take(&self, overflow: Overflow) -> Result<Slot, Error> {
+        let lane = this_thread();
+        if let Some(slot) = self.try_take(lane) {
+            return Ok(slot);
+        }
+        match overflow {
+            // Spill and DropOldest are the caller's business: it writes to the store without
+            // a slot, or takes the oldest queued event's.
+            Overflow::DropNewest | Overflow::DropOldest | Overflow::Spill => Err(Error::Full),
+            Overflow::Block { timeout } => {
+                let turn = self.queue_up();
+                self.wait(&turn, timeout, || self.try_take_waiting(lane), || false)
+                    .ok_or(Error::Timeout(timeout))
+            }
+        }
+    }
+
+    /// Slots created so far (and not trimmed).
+    pub(crate) fn created(&self) -> usize {
+        self.created.load(Ordering::Relaxed)
+    }
+
+    /// Free slots in full bundles, and in each lane's cache.
+    pub(crate) fn free_slots(&self) -> (usize, Vec<usize>) {
+        let mut free = 0;
+        if let Some(full) = self.full.get() {
+            for _ in 0..full.1.len() {
+                let Ok(bundle) = full.1.try_recv() else { break };
+                free += bundle.len();
+                let _ = full.0.try_send(bundle);
+            }
+        }
+        let caches = self.caches.iter().map(|cache| {
+            let bundle = cache.take();
+            let n = bundle.as_ref().map_or(0, |b| b.len());
+            assert!(
+                cache.swap(bundle).is_none(),
+                "a lane's bundle changed meanwhile"
+            );
+            n
+        });
+        (free, caches.collect())
+    }
+
+    /// Bytes beyond their initial size that free slots keep.
+    pub(crate) fn extra(&self) -> usize {
+        self.extra.load(Ordering::Relaxed)
+    }
+}
+
 #[test]
 fn creates_lazily_up_to_capacity_then_applies_the_policy() {
     for bundle in [1, 4] {
@@ -287,4 +341,41 @@ fn lane_holding(n: usize) -> Vec<usize> {
     let mut lanes = vec![0; MAX_LANES];
     lanes[this_thread() % MAX_LANES] = n;
     lanes
+}
+
+#[test]
+fn callers_not_waiting_leave_the_free_list_to_those_who_wait() {
+    let pool = warm_pool();
+    let turn = pool.queue_up();
+    assert!(turn.at_front());
+    assert!(
+        pool.try_take(this_thread()).is_none(),
+        "taken ahead of a waiter"
+    );
+    let slot = pool
+        .try_take_waiting(this_thread())
+        .expect("the waiter's slot");
+    drop(turn);
+    let next = pool.try_take(this_thread()).expect("nobody waits now");
+    pool.give_back_all([slot, next].into_iter());
+    assert_eq!(pool.created(), 100);
+}
+
+#[test]
+fn a_waiter_behind_the_front_gets_a_slot_once_those_ahead_leave() {
+    let pool = warm_pool();
+    let ahead: Vec<_> = (0..crate::turns::FRONT).map(|_| pool.queue_up()).collect();
+    let behind = pool.queue_up();
+    let wait = |turn| {
+        pool.wait(
+            turn,
+            Duration::from_millis(30),
+            || pool.try_take_waiting(this_thread()),
+            || false,
+        )
+    };
+    assert!(wait(&behind).is_none(), "taken ahead of the front");
+    drop(ahead);
+    let slot = wait(&behind).expect("at the front now");
+    pool.give_back_all([slot].into_iter());
 }

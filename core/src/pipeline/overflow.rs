@@ -120,6 +120,7 @@ impl Pipeline {
         ready_scratch();
         let deadline = deadline_after(timeout);
         let pool = &self.shared.pool;
+        let turn = pool.queue_up();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -128,7 +129,7 @@ impl Pipeline {
             let slice = left.min(P::SLICE);
             let closed = || self.shared.closed.load(Ordering::SeqCst);
             if let Some(slot) =
-                park.park(|| pool.wait(slice, || pool.try_take_waiting(lane), closed))
+                park.park(|| pool.wait(&turn, slice, || pool.try_take_waiting(lane), closed))
             {
                 return Ok(slot);
             }

@@ -66,7 +66,7 @@ impl Pipeline {
         if !self.shared.closed.swap(true, Ordering::SeqCst) {
             // Callers waiting for a slot under `Block` get `Error::Closed` now, not when
             // their timeout runs out.
-            self.shared.pool.wake_waiters();
+            self.shared.pool.wake_all_waiters();
             let _ = self.commands.send(Command::Close(deadline_after(
                 timeout.saturating_sub(reserve),
             )));
