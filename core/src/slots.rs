@@ -228,6 +228,8 @@ impl SlotPool {
     fn put_cache(&self, cache: &AtomicCell<Option<Bundle>>, bundle: Bundle) {
         if let Some(other) = cache.swap(Some(bundle)) {
             self.put_bundle(other);
+            // Its slots may be the ones a waiter at the front looked for in vain.
+            self.wake_waiters();
         }
     }
 
@@ -368,6 +370,10 @@ impl SlotPool {
     ) -> Option<Slot> {
         let deadline = crate::worker::deadline_after(timeout);
         loop {
+            // Every wake-up of the front counts here: one that comes between the look and
+            // the sleep (slots put into a lane's bundle, this turn reaching the front) is
+            // seen when it would sleep, not 10 ms later.
+            let wakes = self.turns.wakes();
             if turn.at_front()
                 && let Some(slot) = take()
             {
@@ -379,7 +385,9 @@ impl SlotPool {
             }
             // Asked under the lock the wakers take: slots made free after the look above
             // either show here or wake this caller.
-            let ready = |at_front: bool| stop() || at_front && self.has_free_bundle();
+            let ready = |at_front: bool| {
+                stop() || at_front && (self.turns.wakes() != wakes || self.has_free_bundle())
+            };
             turn.sleep(deadline.min(now + LOOK_AGAIN), ready);
         }
     }

@@ -35,6 +35,8 @@ pub(crate) struct Turns {
     front: AtomicU64,
     /// Callers waiting: read by every caller whose lane's bundle runs out.
     waiting: AtomicUsize,
+    /// Wake-ups of the front so far (see [`wakes`](Self::wakes)).
+    wakes: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -55,6 +57,7 @@ impl Default for Turns {
             }),
             front: AtomicU64::new(EVERYONE),
             waiting: AtomicUsize::new(0),
+            wakes: AtomicU64::new(0),
         }
     }
 }
@@ -93,8 +96,16 @@ impl Turns {
         }
     }
 
+    /// How many wake-ups of the front there have been: a waiter reads it before it looks
+    /// for a slot, and does not sleep if it changed since (a wake-up it was not yet
+    /// asleep for; slots made free where its look had already been).
+    pub(crate) fn wakes(&self) -> u64 {
+        self.wakes.load(Ordering::SeqCst)
+    }
+
     /// Wakes the parked waiters whose ticket `which` picks (`which` only reads atomics).
     fn wake_if(&self, which: impl Fn(u64) -> bool) {
+        self.wakes.fetch_add(1, Ordering::SeqCst);
         // Safety: the key is the address of this pool's `front`, which no other primitive
         // parks on; the filter neither panics nor calls into `parking_lot`.
         #[allow(unsafe_code)]
