@@ -472,7 +472,9 @@ impl Pipeline {
         self.shared.dead_letters.take()
     }
 
-    /// The last send, store or rejection error, if any.
+    /// The last send, store or rejection error, if any: kept until another error replaces
+    /// it (a later success does not clear it), so look at it when [`stats`](Self::stats)
+    /// say something was not delivered.
     pub fn last_error(&self) -> Option<String> {
         self.shared.last_error()
     }

@@ -139,14 +139,23 @@ impl PipelineConfig {
             }
         }
         rest.push('}');
-        let mut config = Config::from_json(&rest)?;
+        let mut config = Config::from_json(&rest).map_err(|e| match in_document(e) {
+            // The settings are read without `sink` and `store`, which are fields too.
+            Error::Config(mut c) if c.reason.starts_with("unknown field") => {
+                c.reason.push_str(", `sink`, `store`");
+                Error::Config(c)
+            }
+            other => other,
+        })?;
         if let Some(store) = store {
-            config = config.store(StoreConfig::from_json(store.get()).map_err(within("store"))?);
+            let store = StoreConfig::from_json(store.get()).map_err(in_document);
+            config = config.store(store.map_err(within("store"))?);
         }
         // A sink's fields are read from a `Value`, where a number too large for its field is
         // already a float: its text is found again in the document.
         let sink = sink.map(|s| {
-            SinkConfig::from_json(s.get()).map_err(|e| number_as_written(e, s.get(), "sink"))
+            SinkConfig::from_json(s.get())
+                .map_err(|e| in_document(number_as_written(e, s.get(), "sink")))
         });
         let sink = sink.transpose()?;
         Ok(PipelineConfig { config, sink })
@@ -324,6 +333,27 @@ impl SinkConfig {
 }
 
 /// Prefixes the field of a configuration error with `outer.`.
+/// An error from reading a part of the pipeline document on its own (the settings rebuilt
+/// without `sink` and `store`, or the text of one of those): without serde's " at line L
+/// column C", which counts from the start of that part, not of the user's document.
+fn in_document(e: Error) -> Error {
+    let Error::Config(mut c) = e else {
+        return e;
+    };
+    if let Some(at) = c.reason.rfind(" at line ") {
+        let position = &c.reason[at + " at line ".len()..];
+        let numbers = position.split(" column ").collect::<Vec<_>>();
+        if numbers.len() == 2
+            && numbers
+                .iter()
+                .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            c.reason.truncate(at);
+        }
+    }
+    Error::Config(c)
+}
+
 pub(crate) fn within(outer: &'static str) -> impl Fn(Error) -> Error {
     move |e| match e {
         Error::Config(c) => Error::config(format!("{outer}.{}", c.field), c.reason),

@@ -171,3 +171,28 @@ fn sinks_are_checked_when_built() {
         Err(Error::Config(c)) if c.field == "sink"
     ));
 }
+
+#[test]
+fn an_unknown_field_lists_sink_and_store_and_no_position_from_another_text() {
+    let reason = |text: &str| match PipelineConfig::from_json(text) {
+        Err(Error::Config(c)) => (c.field, c.reason),
+        other => panic!("{text}: {other:?}"),
+    };
+    let (field, why) = reason(r#"{"sink":{"type":"null"},"queu_capacity":5}"#);
+    assert_eq!(field, "queu_capacity");
+    assert!(why.starts_with("unknown field `queu_capacity`"), "{why}");
+    assert!(
+        why.contains("`queue_capacity`") && why.ends_with("`sink`, `store`"),
+        "{why}"
+    );
+    // serde counts lines and columns in the part it read (the settings rebuilt without
+    // `sink`, or the store's object alone): no position is better than a wrong one.
+    for doc in [
+        r#"{"sink":{"type":"null"},  "queue_capacity":"many"}"#,
+        r#"{"store":{"type":"memory","params":{"max_event":1}}}"#,
+        r#"{"sink":{"type":"http","url":"http://127.0.0.1/x","timeout_ms":"soon"}}"#,
+    ] {
+        let (field, why) = reason(doc);
+        assert!(!why.contains(" at line "), "{field}: {why}");
+    }
+}
