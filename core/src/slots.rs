@@ -49,6 +49,12 @@ pub(crate) const LANE_IDLE_AFTER: Duration = Duration::from_millis(100);
 /// sees no slot there, and nothing wakes it when the bundle is put back.
 const LOOK_AGAIN: Duration = Duration::from_millis(10);
 
+/// How often a caller waiting behind the front looks again without being woken: it takes
+/// no slot until it reaches the front, which wakes it; this is only a safety net, and with
+/// 64 callers waiting, every 10 ms would be thousands of futile wake-ups a second, taken
+/// from the CPUs the flush thread needs to make room.
+const LOOK_AGAIN_BEHIND: Duration = Duration::from_millis(100);
+
 /// The most slots a bundle holds.
 const MAX_BUNDLE: usize = 32;
 
@@ -388,7 +394,12 @@ impl SlotPool {
             let ready = |at_front: bool| {
                 stop() || at_front && (self.turns.wakes() != wakes || self.has_free_bundle())
             };
-            turn.sleep(deadline.min(now + LOOK_AGAIN), ready);
+            let again = if turn.at_front() {
+                LOOK_AGAIN
+            } else {
+                LOOK_AGAIN_BEHIND
+            };
+            turn.sleep(deadline.min(now + again), ready);
         }
     }
 
