@@ -110,6 +110,8 @@ mod turns;
 mod wake;
 mod worker;
 
+#[doc(hidden)]
+pub use config::doc::check_document;
 pub use config::{Config, Durability, Overflow};
 pub use dead_letter::DeadLetter;
 pub use encode::cadf::{

@@ -140,8 +140,12 @@ impl PipelineConfig {
         }
         rest.push('}');
         let mut config = Config::from_json(&rest).map_err(|e| match in_document(e) {
-            // The settings are read without `sink` and `store`, which are fields too.
-            Error::Config(mut c) if c.reason.starts_with("unknown field") => {
+            // The settings are read without `sink` and `store`, which are fields of the
+            // document too (not of a part of it: `retry.max_attemps` lists retry's own).
+            Error::Config(mut c)
+                if c.reason
+                    .starts_with(&format!("unknown field `{}`,", c.field)) =>
+            {
                 c.reason.push_str(", `sink`, `store`");
                 Error::Config(c)
             }
@@ -334,22 +338,27 @@ impl SinkConfig {
 
 /// Prefixes the field of a configuration error with `outer.`.
 /// An error from reading a part of the pipeline document on its own (the settings rebuilt
-/// without `sink` and `store`, or the text of one of those): without serde's " at line L
-/// column C", which counts from the start of that part, not of the user's document.
+/// without `sink` and `store`, or the text of one of those): without its position (serde's
+/// " at line L column C", the key check's " at byte N"), which counts from the start of
+/// that part, not of the user's document. The field's path says where it is.
 fn in_document(e: Error) -> Error {
     let Error::Config(mut c) = e else {
         return e;
     };
+    let digits = |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());
     if let Some(at) = c.reason.rfind(" at line ") {
         let position = &c.reason[at + " at line ".len()..];
-        let numbers = position.split(" column ").collect::<Vec<_>>();
-        if numbers.len() == 2
-            && numbers
-                .iter()
-                .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        if position
+            .split_once(" column ")
+            .is_some_and(|(l, c)| digits(l) && digits(c))
         {
             c.reason.truncate(at);
         }
+    }
+    if let Some(at) = c.reason.rfind(" at byte ")
+        && digits(&c.reason[at + " at byte ".len()..])
+    {
+        c.reason.truncate(at);
     }
     Error::Config(c)
 }

@@ -57,8 +57,24 @@ pub(crate) fn to_json(field: &str, v: &Bound<'_, PyAny>) -> PyResult<Value> {
     let py = v.py();
     if let Ok(s) = v.cast::<PyString>() {
         // A str is a JSON document of its own (as in AUDIT_BACKING_STORE).
-        return serde_json::from_slice(encode::utf8(s)?)
-            .map_err(|e| config_err(py, field, &format!("not valid JSON: {e}")));
+        let text = encode::utf8(s)?;
+        let value = serde_json::from_slice(text)
+            .map_err(|e| config_err(py, field, &format!("not valid JSON: {e}")))?;
+        // A `Value` keeps the last of two equal keys: refused here, as the core refuses
+        // them in the documents it reads itself.
+        // Named as the core names them in the document: `store.params.path`.
+        let prefix = match field {
+            "config" => "",
+            "backing_store" => "store",
+            other => other,
+        };
+        if let Err(e) = auditbuf::check_document(&String::from_utf8_lossy(text), prefix) {
+            return Err(match e {
+                Error::Config(c) if c.field == "(document)" => config_err(py, field, &c.reason),
+                other => to_py_err(py, &other),
+            });
+        }
+        return Ok(value);
     }
     let Ok(d) = v.cast::<PyDict>() else {
         return Err(PyTypeError::new_err(format!(

@@ -136,6 +136,10 @@ def test_store_error_when_the_directory_is_locked(tmp_path: Path, collect: Colle
         (dict(queue_capacity=5, config={"queue_capacity": 6}), "queue_capacity"),
         (dict(backing_store={"type": "tape"}), "store.type"),
         (dict(backing_store={"type": "file", "params": {"pth": "/x"}}), "store.params.pth"),
+        # A str is a JSON document: a key given twice is refused, not the last one kept.
+        (dict(config='{"queue_capacity": 5, "queue_capacity": 7}'), "queue_capacity"),
+        (dict(config='{"retry": {"max_attempts": 1, "max_attempts": 2}}'), "retry.max_attempts"),
+        (dict(backing_store='{"type": "file", "type": "memory"}'), "store.type"),
         (dict(flush_interval=-1), "flush_interval"),
         (dict(headers={"a": "b"}), "headers"),
         (dict(queue_capacity=-1), "queue_capacity"),

@@ -47,6 +47,19 @@ pub(crate) fn parse_json<'de, T: Deserialize<'de>>(text: &'de str) -> Result<T, 
     Ok(value)
 }
 
+/// For bindings that read a configuration document into their own values (Python's
+/// `config=` given as a str) before handing it on: refuses what a value would hide, a
+/// duplicate key at any level (the last one would win), with the core's message. Not part
+/// of the stable API.
+///
+/// # Errors
+///
+/// [`Error::Config`] naming the duplicate key's path after `prefix`.
+#[doc(hidden)]
+pub fn check_document(text: &str, prefix: &str) -> Result<(), Error> {
+    check_keys(text, prefix)
+}
+
 /// Refuses a duplicate key at any level of the object `text` (and what else the JSON
 /// check refuses), naming the key after `prefix` (`sink.url`), or the document.
 pub(crate) fn check_keys(text: &str, prefix: &str) -> Result<(), Error> {
