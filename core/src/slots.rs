@@ -389,11 +389,13 @@ impl SlotPool {
             if stop() || now >= deadline {
                 return None;
             }
-            // Asked under the lock the wakers take: slots made free after the look above
-            // either show here or wake this caller.
-            let ready = |at_front: bool| {
-                stop() || at_front && (self.turns.wakes() != wakes || self.has_free_bundle())
-            };
+            // Asked under the lock the wakers take: whoever makes slots free after the look
+            // above wakes the front after, so it either shows here or wakes this caller.
+            // (Not "the free list has a bundle": a bundle being sent shows in the channel
+            // before it can be received, and a waiter that took that for a reason not to
+            // sleep spun until the sender ran again — under valgrind, one CPU at a time, a
+            // caller waited out its 10 s block timeout.)
+            let ready = |at_front: bool| stop() || at_front && self.turns.wakes() != wakes;
             let again = if turn.at_front() {
                 LOOK_AGAIN
             } else {
@@ -401,11 +403,6 @@ impl SlotPool {
             };
             turn.sleep(deadline.min(now + again), ready);
         }
-    }
-
-    /// Whether the free list has a bundle (atomic loads only).
-    fn has_free_bundle(&self) -> bool {
-        self.full.get().is_some_and(|full| !full.1.is_empty())
     }
 
     #[inline]

@@ -110,9 +110,10 @@ static void *record_many(void *arg) {
 
 void test_threads(void) {
     enum { THREADS = 8 };
-    /* Lossless: block when the queue is full, for up to 10 s. */
+    /* Lossless: block when the queue is full, for up to 30 s (under valgrind, which runs one
+     * thread at a time, the whole test takes 20-40 s). */
     auditbuf_pipeline *p =
-        to_receiver("\"queue_capacity\":2000,\"overflow\":\"block\",\"block_timeout_ms\":10000,");
+        to_receiver("\"queue_capacity\":2000,\"overflow\":\"block\",\"block_timeout_ms\":30000,");
     worker w[THREADS];
     pthread_t t[THREADS];
     int n = (int)(2000 * test_scale());
